@@ -1,0 +1,1 @@
+//! Placeholder: this binding is built by a later issue.

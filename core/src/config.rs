@@ -1,0 +1,123 @@
+//! How a store is configured. Bindings fill a [`Config`] and never build shards or sweepers.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// What the store does when a write would take it over `max_sessions` or `max_bytes`.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Eviction {
+    /// Evict expired sessions, then sessions never read since they were created, then the
+    /// least recently used. Active users survive a flood of abandoned sessions.
+    #[default]
+    LeastValuable,
+    /// Evict only expired sessions; otherwise refuse the write with [`Error::StoreFull`].
+    Refuse,
+}
+
+/// Store configuration. Start from [`Config::default`] and change what you need.
+///
+/// ```
+/// use coatcheck::Config;
+/// use std::time::Duration;
+/// let mut config = Config::default();
+/// config.idle_timeout = Duration::from_secs(30 * 60);
+/// config.max_sessions = Some(100_000);
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Sliding lifetime: a session not read or touched for this long expires. Default: 1 day
+    /// (connect-redis's default TTL). A per-call TTL replaces it for that session.
+    pub idle_timeout: Duration,
+    /// Hard lifetime from creation, never extended by activity. Default: none.
+    pub absolute_timeout: Option<Duration>,
+    /// Most live sessions. Default: unlimited.
+    pub max_sessions: Option<usize>,
+    /// Most bytes: values and ids plus [`ENTRY_OVERHEAD_BYTES`](crate::ENTRY_OVERHEAD_BYTES) per
+    /// session. Default: unlimited.
+    pub max_bytes: Option<usize>,
+    /// Largest single value. Default: 1 MiB.
+    pub max_session_bytes: usize,
+    /// Number of lock stripes, a power of two. Default: 16 per available core, at least 16.
+    pub shards: Option<usize>,
+    /// How often the background sweeper reclaims expired sessions; also the granularity of its
+    /// time buckets. Default: 1 s.
+    pub sweep_interval: Duration,
+    /// Run the background sweeper thread. Default: true. Without it, expired sessions are
+    /// still never returned; they are reclaimed by [`Store::sweep`](crate::Store::sweep).
+    pub background_sweeper: bool,
+    /// After a sweep frees at least this many bytes, hand free memory back to the OS
+    /// (`malloc_trim` on glibc; a no-op elsewhere). `None` disables it. Default: 8 MiB.
+    pub trim_after_freeing: Option<usize>,
+    /// Policy when a budget is reached.
+    pub eviction: Eviction,
+    /// Secrets for signed tokens; the first signs, all verify. Empty: the store does not sign.
+    pub secrets: Vec<Vec<u8>>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(24 * 60 * 60),
+            absolute_timeout: None,
+            max_sessions: None,
+            max_bytes: None,
+            max_session_bytes: 1 << 20,
+            shards: None,
+            sweep_interval: Duration::from_secs(1),
+            background_sweeper: true,
+            trim_after_freeing: Some(8 << 20),
+            eviction: Eviction::LeastValuable,
+            secrets: Vec::new(),
+        }
+    }
+}
+
+/// Most stripes a store may have.
+const MAX_SHARDS: usize = 1 << 16;
+
+impl Config {
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the first field out of range.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |why: &str| Err(Error::InvalidConfig(why.to_string()));
+        if self.idle_timeout.is_zero() {
+            return bad("idle_timeout must be greater than zero");
+        }
+        if self.absolute_timeout.is_some_and(|d| d.is_zero()) {
+            return bad("absolute_timeout must be greater than zero");
+        }
+        if self.max_sessions == Some(0) {
+            return bad("max_sessions must be at least 1");
+        }
+        if self.max_bytes == Some(0) {
+            return bad("max_bytes must be at least 1");
+        }
+        if self.max_session_bytes == 0 {
+            return bad("max_session_bytes must be at least 1");
+        }
+        if let Some(n) = self.shards {
+            if n == 0 || !n.is_power_of_two() || n > MAX_SHARDS {
+                return bad("shards must be a power of two between 1 and 65536");
+            }
+        }
+        if self.sweep_interval < Duration::from_millis(1) {
+            return bad("sweep_interval must be at least 1 ms");
+        }
+        if self.secrets.iter().any(|s| s.is_empty()) {
+            return bad("a secret must not be empty");
+        }
+        Ok(())
+    }
+
+    pub(crate) fn shard_count(&self) -> usize {
+        self.shards.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (cores * 16).next_power_of_two().clamp(16, 1024)
+        })
+    }
+}

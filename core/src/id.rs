@@ -1,0 +1,84 @@
+//! Session ids: generation from a CSPRNG and validation of ids that come from outside.
+
+use std::cell::RefCell;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+
+use crate::error::{Error, Result};
+
+/// Random bytes in a generated id: 192 bits, as express-session's default `genid` (uid-safe(24)).
+pub const ID_RANDOM_BYTES: usize = 24;
+/// Length of a generated id: 24 bytes in unpadded base64url.
+pub const GENERATED_ID_LEN: usize = 32;
+/// Longest id the store accepts. Ids come from cookies; anything longer is not a session id.
+pub const MAX_ID_LEN: usize = 255;
+
+thread_local! {
+    // A per-thread ChaCha12 seeded from the OS. The pid is checked on every use because a forked
+    // child inherits this state: without the check, parent and child would issue the same ids.
+    static ID_RNG: RefCell<Option<(u32, StdRng)>> = const { RefCell::new(None) };
+}
+
+/// A new session id: 24 bytes from a CSPRNG, as 32 base64url characters.
+pub fn generate_id() -> String {
+    let mut raw = [0u8; ID_RANDOM_BYTES];
+    ID_RNG.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let pid = std::process::id();
+        let rng = match &mut *slot {
+            Some((seeded_pid, rng)) if *seeded_pid == pid => rng,
+            other => &mut other.insert((pid, StdRng::from_os_rng())).1,
+        };
+        rng.fill_bytes(&mut raw);
+    });
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// Checks an id that came from outside (a cookie, a binding): non-empty, at most
+/// [`MAX_ID_LEN`] bytes, printable ASCII without spaces (`!`..=`~`).
+pub fn validate_id(id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::InvalidId("empty"));
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(Error::InvalidId("longer than 255 bytes"));
+    }
+    if !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::InvalidId("contains bytes outside printable ASCII"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_32_url_safe_chars_and_distinct() {
+        let a = generate_id();
+        let b = generate_id();
+        assert_eq!(a.len(), GENERATED_ID_LEN);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
+        assert_ne!(a, b);
+        assert!(validate_id(&a).is_ok());
+    }
+
+    #[test]
+    fn ids_outside_printable_ascii_are_rejected() {
+        for bad in ["", "a b", "caf\u{e9}", "nul\0byte", "tab\t"] {
+            assert_eq!(
+                validate_id(bad).unwrap_err().code(),
+                "invalid_id",
+                "{bad:?}"
+            );
+        }
+        assert!(validate_id(&"x".repeat(MAX_ID_LEN)).is_ok());
+        assert!(validate_id(&"x".repeat(MAX_ID_LEN + 1)).is_err());
+    }
+}
