@@ -34,7 +34,7 @@ const SWEEP_BATCH: usize = 256;
 /// Queue references examined per lock hold when eviction looks for a victim.
 const EVICT_BATCH: usize = 64;
 /// Stale queue references dropped per lock hold by the sweeper.
-const COMPACT_BATCH: usize = 1024;
+const COMPACT_BATCH: usize = 256;
 
 /// A handle to a session store. Cloning is cheap and every clone shares the same table; the
 /// background sweeper stops when the last clone is dropped.
@@ -554,7 +554,7 @@ impl Inner {
         }
     }
 
-    fn rehasher(&self) -> impl Fn(&Entry) -> u64 + '_ {
+    fn rehasher(&self) -> impl Fn(&Box<Entry>) -> u64 + '_ {
         move |e| self.hasher.hash_one(e.id_bytes())
     }
 
@@ -902,7 +902,9 @@ impl Inner {
         if let Some(owner) = &entry.owner {
             self.owners.add(owner, entry.id());
         }
-        state.table.insert_unique(hash, entry, self.rehasher());
+        state
+            .table
+            .insert_unique(hash, Box::new(entry), self.rehasher());
         state.file(bucket, hash);
         shard
             .next_due
@@ -1003,7 +1005,17 @@ impl Inner {
     /// Reclaims up to `budget` due wheel references of one stripe under one lock hold, pushing
     /// the removed sessions to `freed` so they are dropped after the lock is released. Returns
     /// whether more are due.
-    fn sweep_step(&self, shard: &Shard, now: u64, budget: usize, freed: &mut Vec<Entry>) -> bool {
+    #[expect(
+        clippy::vec_box,
+        reason = "entries leave the table boxed; unboxing would copy them"
+    )]
+    fn sweep_step(
+        &self,
+        shard: &Shard,
+        now: u64,
+        budget: usize,
+        freed: &mut Vec<Box<Entry>>,
+    ) -> bool {
         let mut guard = shard.state.write();
         let state = &mut *guard;
         let mut work = 0;
@@ -1056,7 +1068,7 @@ impl Inner {
                 loop {
                     let more = self.sweep_step(shard, now, SWEEP_BATCH, &mut freed);
                     reclaimed_here += freed.len();
-                    freed_bytes += freed.iter().map(Entry::cost).sum::<usize>();
+                    freed_bytes += freed.iter().map(|e| e.cost()).sum::<usize>();
                     freed.clear(); // values are freed here, outside the lock
                     if !more {
                         break;
@@ -1081,6 +1093,6 @@ impl Inner {
 
 enum Moved {
     Retry,
-    Missing(Option<Entry>),
-    Done(Entry),
+    Missing(Option<Box<Entry>>),
+    Done(Box<Entry>),
 }

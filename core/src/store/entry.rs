@@ -120,9 +120,9 @@ impl Entry {
     }
 }
 
-/// Fixed bytes charged per session on top of its id, owner and value: the table slot, the
-/// queue and expiry-wheel references, and allocator headers.
-pub const ENTRY_OVERHEAD_BYTES: usize = std::mem::size_of::<Entry>() + 32;
+/// Fixed bytes charged per session on top of its id, owner and value: the boxed entry, its
+/// table slot, the queue and expiry-wheel references, and allocator headers.
+pub const ENTRY_OVERHEAD_BYTES: usize = std::mem::size_of::<Entry>() + 48;
 
 pub(crate) fn cost_of(id_and_value: usize, owner: usize) -> usize {
     id_and_value + owner + ENTRY_OVERHEAD_BYTES

@@ -52,7 +52,9 @@ impl Shard {
 
 #[derive(Default)]
 pub(crate) struct ShardState {
-    pub(crate) table: HashTable<Entry>,
+    /// Entries are boxed: an 8-byte slot keeps the half-empty table cheap right after it
+    /// doubles, and growing it moves pointers rather than whole entries under the lock.
+    pub(crate) table: HashTable<Box<Entry>>,
     /// Expiry wheel: bucket number -> hashes of sessions whose deadline falls in that bucket.
     /// Reads slide deadlines without touching it; a live session found in a due bucket is
     /// filed again under its current deadline.
@@ -66,7 +68,7 @@ pub(crate) struct ShardState {
 /// What a step over an eviction queue found.
 pub(crate) enum QueueStep {
     /// Removed this session.
-    Evicted(Entry),
+    Evicted(Box<Entry>),
     /// Did the allowed work without finding a victim; call again.
     Continue,
     /// Nothing left to look at.
@@ -75,7 +77,9 @@ pub(crate) enum QueueStep {
 
 impl ShardState {
     pub(crate) fn find(&self, hash: u64, id: &str) -> Option<&Entry> {
-        self.table.find(hash, |e| e.id_bytes() == id.as_bytes())
+        self.table
+            .find(hash, |e| e.id_bytes() == id.as_bytes())
+            .map(|e| &**e)
     }
 
     pub(crate) fn file(&mut self, entry_bucket: u64, hash: u64) {
@@ -182,7 +186,7 @@ impl ShardState {
     }
 
     /// Gives memory back once a stripe has emptied out: a hash table never shrinks by itself.
-    pub(crate) fn shrink_if_sparse(&mut self, hasher: impl Fn(&Entry) -> u64) {
+    pub(crate) fn shrink_if_sparse(&mut self, hasher: impl Fn(&Box<Entry>) -> u64) {
         let len = self.table.len();
         if self.table.capacity() > 64 && len * 4 < self.table.capacity() {
             self.table.shrink_to(len * 2, hasher);

@@ -1,0 +1,81 @@
+//! Memory per session at 1M sessions of 200 B, for coatcheck and the three baselines, each in
+//! its own child process so one cannot inherit another's heap. Prints a table; the overhead
+//! column is RSS per session minus the 200 value bytes.
+//!
+//! Run: `cargo bench -p coatcheck-benches --bench memory`
+
+mod common;
+
+use std::process::Command;
+
+use common::{Backend, Coatcheck, Dash, Moka, RwLockMap, prefill, rss_bytes, trim};
+
+const VALUE: usize = 200;
+
+fn sessions() -> usize {
+    std::env::var("COATCHECK_BENCH_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+fn measure<B: Backend>() {
+    trim();
+    let before = rss_bytes();
+    let backend = B::build();
+    let ids = prefill(&backend, sessions(), VALUE);
+    // The benchmark's own list of ids is not part of the store: measure it, then subtract.
+    let with_ids = {
+        trim();
+        rss_bytes()
+    };
+    let id_list_bytes: usize = ids.iter().map(|id| id.capacity() + 24).sum::<usize>();
+    drop(ids);
+    trim();
+    let after = rss_bytes();
+    let per_session = (after.saturating_sub(before)) as f64 / sessions() as f64;
+    println!(
+        "{:<16} {:>10.1} {:>12.1} {:>12.1}   (rss before {} MiB, after {} MiB, id list ~{} MiB)",
+        B::NAME,
+        per_session,
+        per_session - VALUE as f64,
+        per_session - VALUE as f64 - 32.0,
+        before >> 20,
+        after >> 20,
+        (with_ids.saturating_sub(after).max(id_list_bytes)) >> 20,
+    );
+    std::hint::black_box(backend.len());
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(pos) = args.iter().position(|a| a == "--child") {
+        match args.get(pos + 1).map(String::as_str) {
+            Some("coatcheck") => measure::<Coatcheck>(),
+            Some("rwlock-hashmap") => measure::<RwLockMap>(),
+            Some("dashmap") => measure::<Dash>(),
+            Some("moka") => measure::<Moka>(),
+            other => panic!("unknown backend {other:?}"),
+        }
+        return;
+    }
+    if args.iter().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` probes every bench binary
+    }
+    println!(
+        "memory per session, {} sessions x {VALUE} B values",
+        sessions()
+    );
+    println!(
+        "{:<16} {:>10} {:>12} {:>12}",
+        "store", "B/session", "over value", "over v+id"
+    );
+    let exe = std::env::current_exe().expect("current exe");
+    for name in [Coatcheck::NAME, RwLockMap::NAME, Dash::NAME, Moka::NAME] {
+        let status = Command::new(&exe)
+            .args(["--child", name])
+            .status()
+            .expect("spawn child");
+        assert!(status.success(), "{name} failed");
+    }
+}

@@ -1,0 +1,1 @@
+//! Benchmark-only crate: the shared backends live in `common/`, the benchmarks in `*.rs`.

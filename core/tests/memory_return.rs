@@ -1,0 +1,53 @@
+//! After a mass expiry the process gives its memory back to the OS on its own, with no call
+//! from the user (glibc keeps freed memory unless trimmed). Linux-only: reads /proc/self/statm.
+
+use std::time::{Duration, Instant};
+
+use coatcheck::{Config, ManualClock, Store};
+
+fn rss_bytes() -> Option<usize> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+#[test]
+fn rss_returns_near_baseline_after_everything_expires() {
+    let Some(baseline) = rss_bytes() else {
+        eprintln!("no /proc/self/statm: skipped");
+        return;
+    };
+    let clock = ManualClock::new();
+    let mut config = Config::default();
+    config.idle_timeout = Duration::from_secs(60);
+    config.sweep_interval = Duration::from_millis(20);
+    let store = Store::with_clock(config, clock.clone()).unwrap();
+    let value = vec![7u8; 2048];
+    for _ in 0..100_000 {
+        store.create(&value, None).unwrap();
+    }
+    let filled = rss_bytes().unwrap();
+    assert!(
+        filled > baseline + (150 << 20),
+        "fill should cost >150 MiB (baseline {baseline}, filled {filled})"
+    );
+
+    clock.advance(Duration::from_secs(61));
+    let start = Instant::now();
+    let mut now_rss = filled;
+    while start.elapsed() < Duration::from_secs(10) {
+        now_rss = rss_bytes().unwrap();
+        if store.is_empty() && now_rss < baseline + baseline / 10 + (8 << 20) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(store.is_empty());
+    assert!(
+        now_rss < baseline + baseline / 10 + (8 << 20),
+        "RSS stayed high: baseline {} MiB, filled {} MiB, after expiry {} MiB",
+        baseline >> 20,
+        filled >> 20,
+        now_rss >> 20
+    );
+}
