@@ -4,8 +4,14 @@ CARGO ?= cargo
 
 .PHONY: test fmt-check clippy test-core bench bench-core doc
 
+# Each part of the project adds its own checks to TEST_TARGETS and BENCH_TARGETS from mk/*.mk.
+TEST_TARGETS := fmt-check clippy test-core
+BENCH_TARGETS := bench-core
+-include mk/*.mk
+.DEFAULT_GOAL := test
+
 ## test: everything CI checks
-test: fmt-check clippy test-core
+test: $(TEST_TARGETS)
 
 fmt-check:
 	$(CARGO) fmt --all --check
@@ -22,8 +28,8 @@ test-core:
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p coatcheck --no-deps
 
-## bench: the Rust benchmarks (criterion + memory/expiry programs); see BENCHMARKS.md
-bench: bench-core
+## bench: every benchmark; see BENCHMARKS.md
+bench: $(BENCH_TARGETS)
 
 bench-core:
 	$(CARGO) bench -p coatcheck-benches
