@@ -334,6 +334,28 @@ impl Store {
             .is_some())
     }
 
+    /// [`touch`](Store::touch), skipped when the session was used less than `min_idle` ago
+    /// (connect-mongo's `touchAfter`: fewer writes for sessions read on every request).
+    /// Returns whether the session is live, touched or not.
+    ///
+    /// # Errors
+    /// [`Error::InvalidId`], [`Error::InvalidArgument`] for a zero `ttl`.
+    pub fn touch_if_idle(
+        &self,
+        id: &str,
+        ttl: Option<Duration>,
+        min_idle: Duration,
+    ) -> Result<bool> {
+        let ttl = ttl_ms(ttl)?;
+        let min_idle = duration_to_ms(min_idle);
+        let touched = self.inner.read(id, false, |e, now| {
+            if now.saturating_sub(e.last_access.load(Relaxed)) >= min_idle {
+                e.mark_used(now, ttl);
+            }
+        })?;
+        Ok(touched.is_some())
+    }
+
     /// Removes a session. Returns whether a live session was removed.
     ///
     /// # Errors

@@ -190,3 +190,30 @@ fn sweep_before_anything_is_due_reclaims_nothing() {
     assert_eq!(store.sweep(), 0);
     assert_eq!(store.len(), 1);
 }
+
+#[test]
+fn touch_if_idle_skips_sessions_used_recently() {
+    let (store, clock) = manual_store(|_| {});
+    let id = store.create(b"v", None).unwrap();
+    clock.advance(5 * SECOND);
+    assert!(
+        store.touch_if_idle(&id, None, 10 * SECOND).unwrap(),
+        "live, but not touched"
+    );
+    assert_eq!(store.peek(&id).unwrap().unwrap().expires_in, 55 * SECOND);
+    clock.advance(5 * SECOND);
+    assert!(
+        store
+            .touch_if_idle(&id, Some(120 * SECOND), 10 * SECOND)
+            .unwrap()
+    );
+    assert_eq!(store.peek(&id).unwrap().unwrap().expires_in, 120 * SECOND);
+    assert!(!store.touch_if_idle("absent", None, SECOND).unwrap());
+    assert_eq!(
+        store
+            .touch_if_idle("bad id", None, SECOND)
+            .unwrap_err()
+            .code(),
+        "invalid_id"
+    );
+}

@@ -1,1 +1,10 @@
-//! Placeholder: this binding is built by a later issue.
+//! The native half of the npm package `coatcheck`: a thin napi-rs translation of the core
+//! [`coatcheck::Store`]. Session values cross as strings (express-session stores JSON); all
+//! behaviour lives in the core. The express-session `Store` subclass is in `index.js`.
+
+#![deny(clippy::unwrap_used)]
+
+mod error;
+mod store;
+
+pub use store::NativeStore;

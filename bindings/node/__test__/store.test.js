@@ -1,0 +1,274 @@
+'use strict'
+
+// The express-session Store contract, one behaviour per test.
+
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const { setTimeout: sleep } = require('node:timers/promises')
+const session = require('express-session')
+const { CoatcheckStore, generateId } = require('..')
+
+const inMinutes = (m) => new Date(Date.now() + m * 60_000)
+const sess = (extra = {}, expires = inMinutes(10)) => ({
+  cookie: { originalMaxAge: 600_000, expires: expires.toISOString(), httpOnly: true, path: '/' },
+  ...extra,
+})
+const callback = (fn) => new Promise((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value))))
+
+test('is a real express-session Store', () => {
+  const store = new CoatcheckStore()
+  assert.ok(store instanceof session.Store)
+  for (const m of ['get', 'set', 'destroy', 'touch', 'all', 'length', 'clear', 'ids', 'regenerate', 'load', 'createSession']) {
+    assert.equal(typeof store[m], 'function', m)
+  }
+})
+
+test('set then get returns the session', async () => {
+  const store = new CoatcheckStore()
+  await store.set('sid-1', sess({ user: 'ada', n: 3 }))
+  const got = await store.get('sid-1')
+  assert.equal(got.user, 'ada')
+  assert.equal(got.n, 3)
+})
+
+test('a missing session is null, not an error', async () => {
+  const store = new CoatcheckStore()
+  assert.equal(await store.get('nobody'), null)
+  assert.deepEqual(await callback((cb) => store.get('nobody', cb)), null)
+})
+
+test('callbacks are never called synchronously, and keep call order', async () => {
+  const store = new CoatcheckStore()
+  const order = []
+  let returned = false
+  await new Promise((resolve) => {
+    store.set('a', sess(), () => {
+      assert.ok(returned, 'callback ran before set returned')
+      order.push('set')
+    })
+    store.get('a', () => order.push('get'))
+    store.destroy('a', () => order.push('destroy'))
+    store.length((err, n) => {
+      order.push(`length=${n}`)
+      resolve()
+    })
+    returned = true
+  })
+  assert.deepEqual(order, ['set', 'get', 'destroy', 'length=0'])
+})
+
+test('every method returns a Promise when no callback is given', async () => {
+  const store = new CoatcheckStore()
+  for (const p of [store.set('p', sess()), store.get('p'), store.touch('p', sess()), store.all(), store.length(), store.ids(), store.destroy('p'), store.clear()]) {
+    assert.ok(p instanceof Promise)
+    await p
+  }
+})
+
+test('a session expires at cookie.expires', async () => {
+  const store = new CoatcheckStore()
+  await store.set('short', sess({}, new Date(Date.now() + 150)))
+  assert.notEqual(await store.get('short'), null)
+  await sleep(250)
+  assert.equal(await store.get('short'), null)
+})
+
+test('cookie.expires as a Date works like an ISO string', async () => {
+  const store = new CoatcheckStore()
+  const s = sess()
+  s.cookie.expires = new Date(Date.now() + 150)
+  await store.set('date', s)
+  assert.notEqual(await store.get('date'), null)
+  await sleep(250)
+  assert.equal(await store.get('date'), null)
+})
+
+test('a cookie that already expired destroys the session', async () => {
+  const store = new CoatcheckStore()
+  await store.set('gone', sess({ v: 1 }))
+  await store.set('gone', sess({ v: 2 }, new Date(Date.now() - 1000)))
+  assert.equal(await store.get('gone'), null)
+})
+
+test('without cookie.expires the ttl option applies (seconds)', async () => {
+  const store = new CoatcheckStore({ ttl: 0.15 })
+  await store.set('browser-session', { cookie: { originalMaxAge: null, expires: null } })
+  assert.notEqual(await store.get('browser-session'), null)
+  await sleep(250)
+  assert.equal(await store.get('browser-session'), null)
+})
+
+test('ttl may be a function of the session', async () => {
+  const store = new CoatcheckStore({ ttl: (s) => (s.short ? 0.1 : 60) })
+  await store.set('s', { short: true, cookie: {} })
+  await store.set('l', { short: false, cookie: {} })
+  await sleep(200)
+  assert.equal(await store.get('s'), null)
+  assert.notEqual(await store.get('l'), null)
+})
+
+test('touch extends the expiry without rewriting data, and get shows the moved cookie.expires', async () => {
+  const store = new CoatcheckStore()
+  await store.set('t', sess({ keep: 'me' }, new Date(Date.now() + 200)))
+  const later = new Date(Date.now() + 60_000)
+  await store.touch('t', sess({ keep: 'NOT WRITTEN' }, later))
+  await sleep(300)
+  const got = await store.get('t')
+  assert.equal(got.keep, 'me')
+  assert.ok(Math.abs(new Date(got.cookie.expires).getTime() - later.getTime()) < 1000)
+})
+
+test('touchAfter skips touches that come too soon', async () => {
+  const store = new CoatcheckStore({ touchAfter: 60 })
+  await store.set('ta', sess({}, new Date(Date.now() + 300)))
+  await store.touch('ta', sess({}, inMinutes(10)))
+  await sleep(400)
+  assert.equal(await store.get('ta'), null, 'the early touch was skipped')
+  const eager = new CoatcheckStore()
+  await eager.set('tb', sess({}, new Date(Date.now() + 300)))
+  await eager.touch('tb', sess({}, inMinutes(10)))
+  await sleep(400)
+  assert.notEqual(await eager.get('tb'), null)
+})
+
+test('disableTouch makes touch a no-op', async () => {
+  const store = new CoatcheckStore({ disableTouch: true })
+  await store.set('d', sess({}, new Date(Date.now() + 150)))
+  await store.touch('d', sess({}, inMinutes(10)))
+  await sleep(250)
+  assert.equal(await store.get('d'), null)
+})
+
+test('all, length, ids and clear see live sessions', async () => {
+  const store = new CoatcheckStore()
+  await store.set('x1', sess({ n: 1 }))
+  await store.set('x2', sess({ n: 2 }))
+  assert.equal(await store.length(), 2)
+  assert.deepEqual((await store.ids()).sort(), ['x1', 'x2'])
+  const all = await store.all()
+  assert.deepEqual(all.map((s) => [s.id, s.n]).sort(), [['x1', 1], ['x2', 2]])
+  await store.clear()
+  assert.equal(await store.length(), 0)
+  assert.deepEqual(await store.all(), [])
+})
+
+test('destroy removes the session', async () => {
+  const store = new CoatcheckStore()
+  await store.set('del', sess())
+  await store.destroy('del')
+  assert.equal(await store.get('del'), null)
+  await store.destroy('del') // destroying twice is fine
+})
+
+test('a custom serializer is used both ways', async () => {
+  const calls = []
+  const serializer = {
+    stringify: (s) => (calls.push('stringify'), `v1:${JSON.stringify(s)}`),
+    parse: (text) => (calls.push('parse'), JSON.parse(text.slice(3))),
+  }
+  const store = new CoatcheckStore({ serializer })
+  await store.set('ser', sess({ a: 1 }))
+  assert.equal((await store.get('ser')).a, 1)
+  assert.deepEqual(calls, ['stringify', 'parse'])
+})
+
+test('bad input reaches the callback as an Error with a code and changes nothing', async () => {
+  const store = new CoatcheckStore({ maxSessionBytes: 512 })
+  await store.set('keep', sess({ v: 'original' }))
+  const circular = sess()
+  circular.self = circular
+  const cases = [
+    ['get', (cb) => store.get(42, cb), 'invalid_id'],
+    ['set non-string sid', (cb) => store.set({}, sess(), cb), 'invalid_id'],
+    ['set bad sid text', (cb) => store.set('has space', sess(), cb), 'invalid_id'],
+    ['set empty sid', (cb) => store.set('', sess(), cb), 'invalid_id'],
+    ['set circular', (cb) => store.set('keep', circular, cb), 'invalid_argument'],
+    ['set too large', (cb) => store.set('keep', sess({ big: 'x'.repeat(600) }), cb), 'too_large'],
+    ['touch', (cb) => store.touch(null, sess(), cb), 'invalid_id'],
+    ['destroy', (cb) => store.destroy(undefined, cb), 'invalid_id'],
+    ['setOwner', (cb) => store.setOwner('keep', 7, cb), 'invalid_argument'],
+    ['sessionsOf', (cb) => store.sessionsOf(null, cb), 'invalid_argument'],
+    ['destroyAllForOwner', (cb) => store.destroyAllForOwner('u', 'bad sid', cb), 'invalid_id'],
+  ]
+  for (const [what, call, code] of cases) {
+    const err = await new Promise((resolve) => call((e) => resolve(e)))
+    assert.ok(err instanceof Error, what)
+    assert.equal(err.code, code, `${what}: ${err.message}`)
+    await assert.rejects(new Promise((resolve, reject) => call((e) => (e ? reject(e) : resolve()))), { code })
+  }
+  assert.equal((await store.get('keep')).v, 'original')
+  assert.equal(await store.length(), 1)
+})
+
+test('a full store refuses nothing but evicts never-read sessions first', async () => {
+  const store = new CoatcheckStore({ maxSessions: 10 })
+  for (let i = 0; i < 10; i++) await store.set(`active-${i}`, sess())
+  for (let i = 0; i < 10; i++) assert.notEqual(await store.get(`active-${i}`), null)
+  for (let i = 0; i < 100; i++) await store.set(`bot-${i}`, sess())
+  let survivors = 0
+  for (let i = 0; i < 10; i++) if (await store.get(`active-${i}`)) survivors++
+  assert.ok(survivors >= 9, `active sessions pushed out: ${survivors}/10 left`)
+  assert.equal(await store.length(), 10)
+})
+
+test('invalid options throw an Error with code invalid_config', () => {
+  for (const options of [{ ttl: -1 }, { maxSessions: 0 }, { maxBytes: 1.5 }, { touchAfter: 'x' }, { serializer: {} }, { name: '' }, { shards: 3 }, { absoluteTimeout: 0 }]) {
+    assert.throws(() => new CoatcheckStore(options), { code: 'invalid_config' }, JSON.stringify(options))
+  }
+})
+
+test('absoluteTimeout caps the life of a session whatever the activity', async () => {
+  const store = new CoatcheckStore({ absoluteTimeout: 0.3 })
+  await store.set('abs', sess())
+  for (let i = 0; i < 3; i++) {
+    await sleep(80)
+    await store.touch('abs', sess())
+    assert.notEqual(await store.get('abs'), null)
+  }
+  await sleep(200)
+  assert.equal(await store.get('abs'), null)
+})
+
+test('owner index: sessionsOf and destroyAllForOwner keep the current session', async () => {
+  const store = new CoatcheckStore({ ownerOf: (s) => s.userId })
+  await store.set('phone', sess({ userId: 'u1' }))
+  await store.set('laptop', sess({ userId: 'u1' }))
+  await store.set('tablet', sess({ userId: 'u1' }))
+  await store.set('other', sess({ userId: 'u2' }))
+  await store.set('anon', sess())
+  assert.deepEqual((await store.sessionsOf('u1')).sort(), ['laptop', 'phone', 'tablet'])
+  assert.equal(await store.destroyAllForOwner('u1', 'laptop'), 2)
+  assert.deepEqual(await store.sessionsOf('u1'), ['laptop'])
+  assert.notEqual(await store.get('other'), null)
+  await store.setOwner('anon', 'u2')
+  assert.deepEqual((await store.sessionsOf('u2')).sort(), ['anon', 'other'])
+})
+
+test('stats count what happened', async () => {
+  const store = new CoatcheckStore()
+  await store.set('s1', sess())
+  await store.get('s1')
+  await store.get('missing')
+  const stats = store.stats()
+  assert.equal(stats.sessions, 1)
+  assert.equal(stats.hits, 1)
+  assert.equal(stats.misses, 1)
+  assert.equal(stats.inserts, 1)
+})
+
+test('generateId gives distinct 32-character url-safe ids', () => {
+  const ids = new Set(Array.from({ length: 1000 }, () => generateId()))
+  assert.equal(ids.size, 1000)
+  for (const id of ids) assert.match(id, /^[A-Za-z0-9_-]{32}$/)
+  assert.match(CoatcheckStore.generateId(), /^[A-Za-z0-9_-]{32}$/)
+})
+
+test('stores with the same name share a table; other options under that name are refused', async () => {
+  const a = new CoatcheckStore({ name: 'shared-in-process', ttl: 600 })
+  const b = new CoatcheckStore({ name: 'shared-in-process', ttl: 600 })
+  await a.set('one', sess({ from: 'a' }))
+  assert.equal((await b.get('one')).from, 'a')
+  assert.throws(() => new CoatcheckStore({ name: 'shared-in-process', ttl: 5 }), { code: 'invalid_config' })
+  const c = new CoatcheckStore()
+  assert.equal(await c.get('one'), null)
+})

@@ -1,0 +1,21 @@
+// Compiled with `tsc --noEmit` by `make test-node`: index.d.ts must accept real usage.
+import express from 'express'
+import session from 'express-session'
+import { CoatcheckStore, generateId, CoatcheckStoreOptions } from '..'
+
+const options: CoatcheckStoreOptions = { ttl: 3600, maxSessions: 100_000, touchAfter: 60, ownerOf: (s) => (s as any).userId }
+const store = new CoatcheckStore(options)
+const app = express()
+app.use(session({ secret: 'keyboard cat', store, genid: generateId, resave: false, saveUninitialized: false }))
+
+async function usage(): Promise<number> {
+  const s = await store.get('sid')
+  await store.set('sid', { cookie: s!.cookie })
+  await store.touch('sid', { cookie: s!.cookie })
+  const ids: string[] = await store.ids()
+  const n: number = await store.length()
+  store.get('sid', (err, sess) => void [err, sess])
+  const destroyed: number = await store.destroyAllForOwner('user-1', ids[0])
+  return n + destroyed + store.stats().sessions
+}
+void usage

@@ -1,0 +1,336 @@
+//! `NativeStore`: the core store as a napi class, plus the process-wide registry of named
+//! stores that lets `worker_threads` share one table.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use coatcheck::{Config, Store};
+use napi_derive::napi;
+
+use crate::error::{Result, invalid_argument, invalid_config, to_napi};
+
+/// Options of the native store. Times are milliseconds.
+#[napi(object)]
+#[derive(Default, Clone)]
+pub struct NativeOptions {
+    /// Stores built with the same name in one process (any worker thread) share one table.
+    pub name: Option<String>,
+    /// Default idle timeout in ms (a per-call TTL overrides it). Default: one day.
+    pub ttl_ms: Option<f64>,
+    /// Hard lifetime from creation, in ms. Default: none.
+    pub absolute_timeout_ms: Option<f64>,
+    pub max_sessions: Option<f64>,
+    pub max_bytes: Option<f64>,
+    /// Largest serialized session in bytes. Default: 1 MiB.
+    pub max_session_bytes: Option<f64>,
+    /// Lock stripes, a power of two. Default: from the number of cores.
+    pub shards: Option<u32>,
+    /// Sweeper period in ms. Default: 1000.
+    pub sweep_interval_ms: Option<f64>,
+}
+
+/// A session as read from the store.
+#[napi(object)]
+pub struct NativeSession {
+    pub value: String,
+    pub version: i64,
+    /// Milliseconds until the session expires.
+    pub expires_in_ms: f64,
+}
+
+#[napi(object)]
+pub struct NativeEntry {
+    pub id: String,
+    pub value: String,
+}
+
+#[napi(object)]
+pub struct NativeStats {
+    pub sessions: f64,
+    pub bytes: f64,
+    pub hits: f64,
+    pub misses: f64,
+    pub inserts: f64,
+    pub updates: f64,
+    pub destroys: f64,
+    pub expirations: f64,
+    pub evicted_unread: f64,
+    pub evicted_lru: f64,
+    pub signature_failures: f64,
+    pub conflicts: f64,
+}
+
+/// Named stores of this process. The addon is loaded once per process, so every worker
+/// thread sees the same registry. A named store lives until the process exits.
+static NAMED: LazyLock<Mutex<HashMap<String, (String, Store)>>> = LazyLock::new(Default::default);
+
+#[napi]
+pub struct NativeStore {
+    store: Store,
+}
+
+fn millis(ms: f64, what: &str) -> Result<Duration> {
+    if !ms.is_finite() || ms <= 0.0 {
+        return Err(invalid_argument(&format!(
+            "{what} must be a positive number of milliseconds"
+        )));
+    }
+    Duration::try_from_secs_f64(ms / 1000.0)
+        .map_err(|_| invalid_argument(&format!("{what} is out of range")))
+}
+
+fn count(n: f64, what: &str) -> Result<usize> {
+    if !n.is_finite() || n < 1.0 || n.fract() != 0.0 || n > 9.0e15 {
+        return Err(invalid_config(&format!(
+            "{what} must be a positive integer"
+        )));
+    }
+    Ok(n as usize)
+}
+
+fn ttl(ttl_ms: Option<f64>) -> Result<Option<Duration>> {
+    ttl_ms.map(|ms| millis(ms, "ttl")).transpose()
+}
+
+fn config_from(options: &NativeOptions) -> Result<Config> {
+    let mut config = Config::default();
+    let as_config_error = |e: napi::Error<crate::error::Code>| invalid_config(&e.reason);
+    if let Some(ms) = options.ttl_ms {
+        config.idle_timeout = millis(ms, "ttl").map_err(as_config_error)?;
+    }
+    if let Some(ms) = options.absolute_timeout_ms {
+        config.absolute_timeout = Some(millis(ms, "absoluteTimeout").map_err(as_config_error)?);
+    }
+    if let Some(ms) = options.sweep_interval_ms {
+        config.sweep_interval = millis(ms, "sweepInterval").map_err(as_config_error)?;
+    }
+    config.max_sessions = options
+        .max_sessions
+        .map(|n| count(n, "maxSessions"))
+        .transpose()?;
+    config.max_bytes = options
+        .max_bytes
+        .map(|n| count(n, "maxBytes"))
+        .transpose()?;
+    if let Some(n) = options.max_session_bytes {
+        config.max_session_bytes = count(n, "maxSessionBytes")?;
+    }
+    config.shards = options.shards.map(|n| n as usize);
+    Ok(config)
+}
+
+/// What must match for two stores of the same name to share a table.
+fn fingerprint(options: &NativeOptions) -> String {
+    format!(
+        "{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}",
+        options.ttl_ms,
+        options.absolute_timeout_ms,
+        options.max_sessions,
+        options.max_bytes,
+        options.max_session_bytes,
+        options.shards,
+        options.sweep_interval_ms
+    )
+}
+
+#[napi]
+impl NativeStore {
+    #[napi(constructor)]
+    pub fn new(options: Option<NativeOptions>) -> Result<Self> {
+        let options = options.unwrap_or_default();
+        let config = config_from(&options)?;
+        let Some(name) = options.name.clone() else {
+            return Ok(Self {
+                store: Store::new(config).map_err(to_napi)?,
+            });
+        };
+        let mut named = NAMED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let wanted = fingerprint(&options);
+        if let Some((existing, store)) = named.get(&name) {
+            if *existing != wanted {
+                return Err(invalid_config(&format!(
+                    "a store named {name:?} already exists in this process with other options"
+                )));
+            }
+            return Ok(Self {
+                store: store.clone(),
+            });
+        }
+        let store = Store::new(config).map_err(to_napi)?;
+        named.insert(name, (wanted, store.clone()));
+        Ok(Self { store })
+    }
+
+    #[napi]
+    pub fn create(&self, value: String, ttl_ms: Option<f64>) -> Result<String> {
+        self.store
+            .create(value.as_bytes(), ttl(ttl_ms)?)
+            .map_err(to_napi)
+    }
+
+    /// Reads a live session and slides its idle deadline.
+    #[napi]
+    pub fn get(&self, sid: String) -> Result<Option<NativeSession>> {
+        self.store
+            .get_with(&sid, session)
+            .map_err(to_napi)?
+            .transpose()
+    }
+
+    /// Reads a live session without sliding its deadline.
+    #[napi]
+    pub fn peek(&self, sid: String) -> Result<Option<NativeSession>> {
+        self.store
+            .peek_with(&sid, session)
+            .map_err(to_napi)?
+            .transpose()
+    }
+
+    /// Upsert; returns the new version.
+    #[napi]
+    pub fn set(&self, sid: String, value: String, ttl_ms: Option<f64>) -> Result<i64> {
+        let version = self
+            .store
+            .set(&sid, value.as_bytes(), ttl(ttl_ms)?)
+            .map_err(to_napi)?;
+        Ok(version as i64)
+    }
+
+    #[napi]
+    pub fn set_if_version(
+        &self,
+        sid: String,
+        value: String,
+        expected: i64,
+        ttl_ms: Option<f64>,
+    ) -> Result<i64> {
+        let expected = u64::try_from(expected)
+            .map_err(|_| invalid_argument("version must not be negative"))?;
+        let version = self
+            .store
+            .set_if_version(&sid, value.as_bytes(), expected, ttl(ttl_ms)?)
+            .map_err(to_napi)?;
+        Ok(version as i64)
+    }
+
+    /// Slides the deadline; with `minIdleMs`, only if the session was idle at least that long.
+    #[napi]
+    pub fn touch(
+        &self,
+        sid: String,
+        ttl_ms: Option<f64>,
+        min_idle_ms: Option<f64>,
+    ) -> Result<bool> {
+        let ttl = ttl(ttl_ms)?;
+        match min_idle_ms {
+            Some(ms) if ms > 0.0 => self
+                .store
+                .touch_if_idle(&sid, ttl, millis(ms, "touchAfter")?)
+                .map_err(to_napi),
+            _ => self.store.touch(&sid, ttl).map_err(to_napi),
+        }
+    }
+
+    #[napi]
+    pub fn destroy(&self, sid: String) -> Result<bool> {
+        self.store.destroy(&sid).map_err(to_napi)
+    }
+
+    #[napi]
+    pub fn regenerate(&self, sid: String) -> Result<Option<String>> {
+        self.store.regenerate(&sid).map_err(to_napi)
+    }
+
+    #[napi]
+    pub fn set_owner(&self, sid: String, owner: Option<String>) -> Result<()> {
+        self.store
+            .set_owner(&sid, owner.as_deref())
+            .map_err(to_napi)
+    }
+
+    #[napi]
+    pub fn sessions_of(&self, owner: String) -> Result<Vec<String>> {
+        self.store.sessions_of(&owner).map_err(to_napi)
+    }
+
+    #[napi]
+    pub fn destroy_owner(&self, owner: String, keep: Option<String>) -> Result<u32> {
+        let n = self
+            .store
+            .destroy_owner(&owner, keep.as_deref())
+            .map_err(to_napi)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// Sessions in the table (expired ones count until the next sweep).
+    #[napi]
+    pub fn len(&self) -> u32 {
+        u32::try_from(self.store.len()).unwrap_or(u32::MAX)
+    }
+
+    #[napi]
+    pub fn ids(&self) -> Vec<String> {
+        self.store.ids()
+    }
+
+    /// Every live session with its id, read without sliding deadlines.
+    #[napi]
+    pub fn all(&self) -> Vec<NativeEntry> {
+        self.store
+            .ids()
+            .into_iter()
+            .filter_map(|id| {
+                let value = self
+                    .store
+                    .peek_with(&id, |s| String::from_utf8(s.value.to_vec()).ok())
+                    .ok()
+                    .flatten()
+                    .flatten()?;
+                Some(NativeEntry { id, value })
+            })
+            .collect()
+    }
+
+    #[napi]
+    pub fn clear(&self) {
+        self.store.clear();
+    }
+
+    #[napi]
+    pub fn stats(&self) -> NativeStats {
+        let s = self.store.stats();
+        NativeStats {
+            sessions: s.sessions as f64,
+            bytes: s.bytes as f64,
+            hits: s.hits as f64,
+            misses: s.misses as f64,
+            inserts: s.inserts as f64,
+            updates: s.updates as f64,
+            destroys: s.destroys as f64,
+            expirations: s.expirations as f64,
+            evicted_unread: s.evicted_unread as f64,
+            evicted_lru: s.evicted_lru as f64,
+            signature_failures: s.signature_failures as f64,
+            conflicts: s.conflicts as f64,
+        }
+    }
+}
+
+fn session(view: coatcheck::SessionView<'_>) -> Result<NativeSession> {
+    let value = std::str::from_utf8(view.value)
+        .map_err(|_| invalid_argument("stored value is not UTF-8 text"))?;
+    Ok(NativeSession {
+        value: value.to_owned(),
+        version: view.version as i64,
+        expires_in_ms: view.expires_in.as_millis() as f64,
+    })
+}
+
+/// A new session id from the core's CSPRNG: 24 random bytes as 32 base64url characters.
+#[napi]
+pub fn generate_id() -> String {
+    coatcheck::generate_id()
+}

@@ -1,0 +1,98 @@
+'use strict'
+
+// The coatcheck demo: `make demo` from the repository root, then open http://127.0.0.1:3000.
+// Sessions live in coatcheck, in this process; no external service.
+
+const express = require('express')
+const session = require('express-session')
+const { CoatcheckStore, generateId } = require('coatcheck')
+
+const host = process.env.HOST || '127.0.0.1'
+const port = Number(process.env.PORT ?? 3000)
+
+const store = new CoatcheckStore({
+  ttl: 30 * 60, // seconds, for sessions whose cookie has no expiry
+  maxSessions: 100_000, // bounded: abandoned sessions are evicted first
+  ownerOf: (s) => s.user, // enables "log out everywhere"
+})
+
+const app = express()
+app.use(express.urlencoded({ extended: false }))
+app.use(
+  session({
+    secret: process.env.SESSION_SECRET || 'demo secret: set SESSION_SECRET in real life',
+    store,
+    genid: generateId,
+    resave: false,
+    saveUninitialized: false,
+    cookie: { httpOnly: true, sameSite: 'lax', maxAge: 30 * 60 * 1000 },
+  }),
+)
+
+const escape = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
+const page = (title, body) => `<!doctype html>
+<html><head><meta charset="utf-8"><title>${title} · coatcheck demo</title>
+<style>body{font:16px system-ui;max-width:40rem;margin:3rem auto;padding:0 1rem}code{background:#eee;padding:0 .2em}</style>
+</head><body><h1>${title}</h1>${body}
+<p><a href="/">home</a> · <a href="/profile">profile</a> · <a href="/stats">store stats</a></p></body></html>`
+
+app.get('/', (req, res) => {
+  req.session.views = (req.session.views ?? 0) + 1
+  const who = req.session.user
+    ? `<p>Signed in as <b>${escape(req.session.user)}</b>.</p><form method="post" action="/logout"><button>Log out</button></form>`
+    : `<form method="post" action="/login"><input name="user" placeholder="your name" required> <button>Log in</button></form>`
+  res.send(page('coatcheck demo', `<p>You have viewed this page <b id="views">${req.session.views}</b> time(s) in this session.</p>${who}`))
+})
+
+app.post('/login', (req, res, next) => {
+  const user = String(req.body.user ?? '').trim().slice(0, 64)
+  if (!user) return res.status(400).send(page('Login', '<p>A name is required.</p>'))
+  // A new session id at login (session fixation defence), keeping nothing from before.
+  req.session.regenerate((err) => {
+    if (err) return next(err)
+    req.session.user = user
+    req.session.since = new Date().toISOString()
+    res.redirect(303, '/profile')
+  })
+})
+
+app.get('/profile', async (req, res, next) => {
+  if (!req.session.user) return res.status(401).send(page('Profile', '<p>Not signed in.</p>'))
+  try {
+    const devices = await store.sessionsOf(req.session.user)
+    res.send(
+      page(
+        'Profile',
+        `<p>Name: <b>${escape(req.session.user)}</b>, signed in since ${escape(req.session.since)}.</p>
+<p>Session id: <code>${escape(req.sessionID)}</code>. Active sessions for this name: ${devices.length}.</p>
+<form method="post" action="/logout-others"><button>Log out my other sessions</button></form>
+<form method="post" action="/logout"><button>Log out</button></form>`,
+      ),
+    )
+  } catch (err) {
+    next(err)
+  }
+})
+
+app.post('/logout-others', async (req, res, next) => {
+  if (!req.session.user) return res.redirect(303, '/')
+  try {
+    await store.destroyAllForOwner(req.session.user, req.sessionID)
+    res.redirect(303, '/profile')
+  } catch (err) {
+    next(err)
+  }
+})
+
+app.post('/logout', (req, res, next) => {
+  req.session.destroy((err) => (err ? next(err) : res.redirect(303, '/')))
+})
+
+app.get('/stats', (req, res) => res.json(store.stats()))
+
+const server = app.listen(port, host, () => {
+  const { port: bound } = server.address()
+  console.log(`coatcheck demo listening on http://${host}:${bound} (Ctrl-C to stop)`)
+})
+
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => server.close(() => process.exit(0)))
