@@ -37,7 +37,11 @@ struct Histogram {
 
 impl Default for Histogram {
     fn default() -> Self {
-        Self { buckets: vec![0; 100_001], worst: 0, count: 0 }
+        Self {
+            buckets: vec![0; 100_001],
+            worst: 0,
+            count: 0,
+        }
     }
 }
 

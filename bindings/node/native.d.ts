@@ -28,6 +28,7 @@ export declare class NativeStore {
   destroyOwner(owner: string, keep?: string | undefined | null): number
   /** Sessions in the table (expired ones count until the next sweep). */
   len(): number
+  isEmpty(): boolean
   ids(): Array<string>
   /** Every live session with its id, read without sliding deadlines. */
   all(): Array<NativeEntry>

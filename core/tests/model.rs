@@ -145,7 +145,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         match op {
             Op::Create { value, ttl } => {
                 let id = store.create(&[value], ms(ttl)).unwrap();
-                prop_assert!(model.sessions.get(&id).is_none());
+                prop_assert!(!model.sessions.contains_key(&id));
                 model.sessions.insert(id.clone(), model.fresh(value, ttl));
                 known.push(id);
             }

@@ -214,7 +214,8 @@ fn zero_ttl_is_an_invalid_argument() {
 
 #[test]
 fn invalid_configurations_are_refused() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Config)>)> = vec![
+    type Tweak = Box<dyn Fn(&mut Config)>;
+    let cases: Vec<(&str, Tweak)> = vec![
         (
             "zero idle timeout",
             Box::new(|c| c.idle_timeout = std::time::Duration::ZERO),

@@ -7,4 +7,4 @@
 mod error;
 mod store;
 
-pub use store::NativeStore;
+pub use store::{NativeStore, generate_id};

@@ -272,6 +272,11 @@ impl NativeStore {
     }
 
     #[napi]
+    pub fn is_empty(&self) -> bool {
+        self.store.is_empty()
+    }
+
+    #[napi]
     pub fn ids(&self) -> Vec<String> {
         self.store.ids()
     }
