@@ -15,6 +15,7 @@ try {
 } catch {}
 
 const ONE_DAY_SECONDS = 86400
+const EXPIRY_DIGITS = 13
 
 // Callbacks must never run synchronously inside the Store method. process.nextTick is the
 // cheapest deferral that keeps call order (measured against queueMicrotask and setImmediate
@@ -33,6 +34,18 @@ function asStoreError(error) {
   if (error instanceof Error && typeof error.code === 'string' && /^[a-z_]+$/.test(error.code)) return error
   const message = error instanceof Error ? error.message : String(error)
   return codedError('invalid_argument', message, error)
+}
+
+// Reports an outcome through `cb` on a later tick, or as a Promise when there is no callback.
+// No extra arguments when there is nothing to report keeps nextTick at its cheapest.
+function settle(cb, error, result) {
+  if (typeof cb === 'function') {
+    if (error) defer(cb, error)
+    else if (result === undefined) defer(cb)
+    else defer(cb, null, result)
+    return undefined
+  }
+  return error ? Promise.reject(error) : Promise.resolve(result)
 }
 
 function checkSid(sid) {
@@ -90,28 +103,12 @@ class CoatcheckStore extends BaseStore {
     })
   }
 
-  // Runs `work` now; reports through `cb` on a later tick, or through a Promise.
-  _run(cb, work) {
-    let error = null
-    let result
-    try {
-      result = work()
-    } catch (thrown) {
-      error = asStoreError(thrown)
-    }
-    if (typeof cb === 'function') {
-      defer(cb, error, result)
-      return undefined
-    }
-    return error ? Promise.reject(error) : Promise.resolve(result)
-  }
-
   // Milliseconds the session should live: until `cookie.expires` if it has one (as
   // connect-redis does), else the `ttl` option.
   _ttlMs(sess) {
     const expires = sess?.cookie?.expires
     if (expires) {
-      const at = expires instanceof Date ? expires.getTime() : new Date(expires).getTime()
+      const at = expires instanceof Date ? expires.getTime() : Date.parse(expires)
       if (!Number.isNaN(at)) return at - Date.now()
     }
     const ttl = typeof this.ttl === 'function' ? this.ttl(sess) : this.ttl
@@ -119,25 +116,34 @@ class CoatcheckStore extends BaseStore {
     return ttl * 1000
   }
 
-  _parse(record) {
-    const sess = this.serializer.parse(record.value)
+  // `text` is the native getText() answer: 13 digits of milliseconds left, then the value.
+  _parse(text) {
+    const sess = this.serializer.parse(text.slice(EXPIRY_DIGITS))
     // The store's deadline is authoritative: after a touch, the cookie's expiry has moved.
-    if (sess?.cookie?.expires) sess.cookie.expires = new Date(Date.now() + record.expiresInMs).toISOString()
+    if (sess?.cookie?.expires) {
+      sess.cookie.expires = new Date(Date.now() + Number(text.slice(0, EXPIRY_DIGITS))).toISOString()
+    }
     return sess
   }
 
   /** Store contract: the session, or `null` when missing or expired. */
   get(sid, cb) {
-    return this._run(cb, () => {
+    let error = null
+    let result = null
+    try {
       checkSid(sid)
-      const record = this.native.get(sid)
-      return record ? this._parse(record) : null
-    })
+      const text = this.native.getText(sid)
+      if (text !== null) result = this._parse(text)
+    } catch (thrown) {
+      error = asStoreError(thrown)
+    }
+    return settle(cb, error, result)
   }
 
   /** Store contract: upsert. A session whose cookie already expired is destroyed instead. */
   set(sid, sess, cb) {
-    return this._run(cb, () => {
+    let error = null
+    try {
       checkSid(sid)
       const ttlMs = this._ttlMs(sess)
       const value = this.serializer.stringify(sess)
@@ -145,41 +151,47 @@ class CoatcheckStore extends BaseStore {
       const owner = this.ownerOf ? this.ownerOf(sess) : undefined
       if (ttlMs <= 0) {
         this.native.destroy(sid)
-        return undefined
+      } else {
+        this.native.set(sid, value, ttlMs)
+        if (this.ownerOf) this.native.setOwner(sid, owner === undefined || owner === null ? null : String(owner))
       }
-      this.native.set(sid, value, ttlMs)
-      if (this.ownerOf) this.native.setOwner(sid, owner === undefined || owner === null ? null : String(owner))
-      return undefined
-    })
+    } catch (thrown) {
+      error = asStoreError(thrown)
+    }
+    return settle(cb, error)
   }
 
   /** Store contract: extend the expiry without rewriting the data. */
   touch(sid, sess, cb) {
-    return this._run(cb, () => {
+    let error = null
+    try {
       checkSid(sid)
-      if (this.disableTouch) return undefined
-      const ttlMs = this._ttlMs(sess)
-      if (ttlMs <= 0) {
-        this.native.destroy(sid)
-        return undefined
+      if (!this.disableTouch) {
+        const ttlMs = this._ttlMs(sess)
+        if (ttlMs <= 0) this.native.destroy(sid)
+        else this.native.touch(sid, ttlMs, this.touchAfterMs)
       }
-      this.native.touch(sid, ttlMs, this.touchAfterMs)
-      return undefined
-    })
+    } catch (thrown) {
+      error = asStoreError(thrown)
+    }
+    return settle(cb, error)
   }
 
   /** Store contract. */
   destroy(sid, cb) {
-    return this._run(cb, () => {
+    let error = null
+    try {
       checkSid(sid)
       this.native.destroy(sid)
-      return undefined
-    })
+    } catch (thrown) {
+      error = asStoreError(thrown)
+    }
+    return settle(cb, error)
   }
 
   /** Every live session, as an array of session objects with their `id`. */
   all(cb) {
-    return this._run(cb, () =>
+    return this._report(cb, () =>
       this.native.all().map(({ id, value }) => {
         const sess = this.serializer.parse(value)
         return sess && typeof sess === 'object' ? Object.assign(sess, { id }) : sess
@@ -189,19 +201,28 @@ class CoatcheckStore extends BaseStore {
 
   /** Number of sessions (expired ones count until the next sweep, at most one second). */
   length(cb) {
-    return this._run(cb, () => this.native.len())
+    return this._report(cb, () => this.native.len())
   }
 
   /** Ids of all live sessions. */
   ids(cb) {
-    return this._run(cb, () => this.native.ids())
+    return this._report(cb, () => this.native.ids())
   }
 
   clear(cb) {
-    return this._run(cb, () => {
-      this.native.clear()
-      return undefined
-    })
+    return this._report(cb, () => this.native.clear())
+  }
+
+  // The less frequent methods share this: run `work`, report its result or error.
+  _report(cb, work) {
+    let error = null
+    let result
+    try {
+      result = work()
+    } catch (thrown) {
+      error = asStoreError(thrown)
+    }
+    return settle(cb, error, result)
   }
 
   /**
@@ -218,7 +239,7 @@ class CoatcheckStore extends BaseStore {
    * in the core: the old id is gone the moment the new one exists (session fixation defence).
    */
   regenerateKeepingData(req, cb) {
-    return this._run(cb, () => {
+    return this._report(cb, () => {
       const current = req.session
       const oldId = req.sessionID
       checkSid(oldId)
@@ -238,7 +259,7 @@ class CoatcheckStore extends BaseStore {
 
   /** File a session under an owner key (e.g. a user id), or remove it with `null`. */
   setOwner(sid, owner, cb) {
-    return this._run(cb, () => {
+    return this._report(cb, () => {
       checkSid(sid)
       if (owner !== null && owner !== undefined && typeof owner !== 'string') {
         throw codedError('invalid_argument', 'owner must be a string')
@@ -250,7 +271,7 @@ class CoatcheckStore extends BaseStore {
 
   /** Ids of the live sessions of `owner`. */
   sessionsOf(owner, cb) {
-    return this._run(cb, () => {
+    return this._report(cb, () => {
       if (typeof owner !== 'string') throw codedError('invalid_argument', 'owner must be a string')
       return this.native.sessionsOf(owner)
     })
@@ -262,7 +283,7 @@ class CoatcheckStore extends BaseStore {
       cb = exceptSid
       exceptSid = undefined
     }
-    return this._run(cb, () => {
+    return this._report(cb, () => {
       if (typeof owner !== 'string') throw codedError('invalid_argument', 'owner must be a string')
       if (exceptSid !== undefined && exceptSid !== null) checkSid(exceptSid)
       return this.native.destroyOwner(owner, exceptSid ?? null)

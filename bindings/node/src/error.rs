@@ -27,3 +27,8 @@ pub fn invalid_config(why: &str) -> napi::Error<Code> {
         format!("invalid configuration: {why}"),
     )
 }
+
+/// N-API itself failed (it does not, short of running out of memory).
+pub fn internal(error: napi::Error) -> napi::Error<Code> {
+    napi::Error::new(Code("internal"), error.reason.clone())
+}
