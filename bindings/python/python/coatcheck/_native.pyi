@@ -1,0 +1,75 @@
+# Stubs of the native module; checked against the built extension by `python -m mypy.stubtest`
+# (see mk/python.mk and stubtest-allowlist.txt).
+from collections.abc import Sequence
+from typing import ClassVar, final
+
+__version__: str
+
+_Seconds = int | float
+
+@final
+class Store:
+    """A server-side session store living in this process."""
+
+    def __new__(
+        cls,
+        secret: str | bytes | Sequence[str | bytes],
+        *,
+        idle_timeout: _Seconds,
+        absolute_timeout: _Seconds | None = None,
+        max_sessions: int | None = None,
+        max_bytes: int | None = None,
+        max_session_bytes: int = 1048576,
+        shards: int | None = None,
+        sweep_interval: _Seconds = 1.0,
+    ) -> Store: ...
+    def create(self, data: bytes, ttl: _Seconds | None = None) -> str: ...
+    def get(self, token: str) -> bytes | None: ...
+    def get_with_version(self, token: str) -> tuple[bytes, int] | None: ...
+    def set(self, token: str, data: bytes, ttl: _Seconds | None = None) -> int: ...
+    def set_if_version(
+        self, token: str, data: bytes, version: int, ttl: _Seconds | None = None
+    ) -> int: ...
+    def touch(self, token: str, ttl: _Seconds | None = None) -> bool: ...
+    def destroy(self, token: str) -> bool: ...
+    def regenerate(self, token: str) -> str | None: ...
+    def sign(self, id: str) -> str: ...
+    def unsign(self, token: str) -> str | None: ...
+    def set_owner(self, token: str, owner: str | None) -> None: ...
+    def sessions_of(self, owner: str) -> list[str]: ...
+    def destroy_owner(self, owner: str, except_token: str | None = None) -> int: ...
+    def stats(self) -> dict[str, int]: ...
+    def clear(self) -> None: ...
+    def sweep(self) -> int: ...
+    def __len__(self) -> int: ...
+
+class SessionError(Exception):
+    code: ClassVar[str | None]
+
+class BadSignatureError(SessionError):
+    code: ClassVar[str]
+
+class NotFoundError(SessionError):
+    code: ClassVar[str]
+
+class TooLargeError(SessionError):
+    code: ClassVar[str]
+
+class StoreFullError(SessionError):
+    code: ClassVar[str]
+
+class ConflictError(SessionError):
+    code: ClassVar[str]
+
+class InvalidIdError(SessionError):
+    code: ClassVar[str]
+
+class InvalidConfigError(SessionError):
+    code: ClassVar[str]
+
+class InvalidArgumentError(SessionError):
+    code: ClassVar[str]
+
+def _before_fork() -> None: ...
+def _after_fork_in_parent() -> None: ...
+def _after_fork_in_child() -> None: ...

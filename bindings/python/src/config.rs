@@ -1,0 +1,128 @@
+//! `Store(...)` arguments to a core [`coatcheck::Config`]. Types are checked here (a wrong type
+//! is a `TypeError`); ranges are the core's to judge, except where Python's numbers are wider
+//! than the core's (negative counts, NaN or infinite seconds).
+
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+use crate::error::{invalid_argument, invalid_config, type_error};
+
+/// Seconds given as an `int` or a `float` (not a `bool`), as a positive duration.
+fn seconds(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Result<Duration, String>> {
+    if value.is_instance_of::<PyBool>()
+        || !(value.is_instance_of::<PyInt>() || value.is_instance_of::<PyFloat>())
+    {
+        return Err(type_error(format!(
+            "{what} must be a number of seconds (int or float), not {}",
+            value.get_type().name()?
+        )));
+    }
+    let secs: f64 = value.extract()?;
+    if secs.is_nan() || secs <= 0.0 {
+        return Ok(Err(format!("{what} must be greater than zero")));
+    }
+    Ok(Duration::try_from_secs_f64(secs).map_err(|_| format!("{what} is out of range")))
+}
+
+/// A TTL argument: `None`, or seconds as `int`/`float`.
+pub fn ttl(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Duration>> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.is_none() => Ok(None),
+        Some(v) => match seconds(v, "ttl")? {
+            Ok(d) => Ok(Some(d)),
+            Err(_) => Err(invalid_argument(
+                "ttl must be a positive, finite number of seconds",
+            )),
+        },
+    }
+}
+
+fn config_seconds(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Duration> {
+    seconds(value, what)?.map_err(invalid_config)
+}
+
+/// A count (`max_sessions`, ...): an `int`; the core rejects zero.
+fn count(value: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<usize>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
+        return Err(type_error(format!(
+            "{what} must be an int, not {}",
+            value.get_type().name()?
+        )));
+    }
+    value
+        .extract::<usize>()
+        .map(Some)
+        .map_err(|_| invalid_config(format!("{what} must be a positive integer")))
+}
+
+/// One secret: `str` (its UTF-8 bytes) or `bytes`.
+fn secret(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if let Ok(s) = value.cast::<PyString>() {
+        return Ok(s.to_cow()?.as_bytes().to_vec());
+    }
+    if let Ok(b) = value.cast::<PyBytes>() {
+        return Ok(b.as_bytes().to_vec());
+    }
+    Err(type_error(format!(
+        "a secret must be str or bytes, not {}",
+        value.get_type().name()?
+    )))
+}
+
+/// `secret`: one `str`/`bytes`, or a list or tuple of them (the first signs, all verify).
+fn secrets(value: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u8>>> {
+    let items: Vec<Bound<'_, PyAny>> = if let Ok(list) = value.cast::<PyList>() {
+        list.iter().collect()
+    } else if let Ok(tuple) = value.cast::<PyTuple>() {
+        tuple.iter().collect()
+    } else {
+        return Ok(vec![secret(value)?]);
+    };
+    if items.is_empty() {
+        return Err(invalid_config("at least one secret is required"));
+    }
+    items.iter().map(secret).collect()
+}
+
+/// The keyword arguments of `Store(...)`, borrowed from Python.
+pub struct StoreArgs<'a, 'py> {
+    pub secret: &'a Bound<'py, PyAny>,
+    pub idle_timeout: &'a Bound<'py, PyAny>,
+    pub absolute_timeout: Option<&'a Bound<'py, PyAny>>,
+    pub max_sessions: Option<&'a Bound<'py, PyAny>>,
+    pub max_bytes: Option<&'a Bound<'py, PyAny>>,
+    pub max_session_bytes: Option<&'a Bound<'py, PyAny>>,
+    pub shards: Option<&'a Bound<'py, PyAny>>,
+    pub sweep_interval: Option<&'a Bound<'py, PyAny>>,
+}
+
+impl StoreArgs<'_, '_> {
+    /// The core configuration. The binding runs its own sweeper (see `fork.rs`), so the
+    /// core's background thread is off.
+    pub fn to_config(&self) -> PyResult<coatcheck::Config> {
+        let mut config = coatcheck::Config::default();
+        config.secrets = secrets(self.secret)?;
+        config.idle_timeout = config_seconds(self.idle_timeout, "idle_timeout")?;
+        if let Some(v) = self.absolute_timeout.filter(|v| !v.is_none()) {
+            config.absolute_timeout = Some(config_seconds(v, "absolute_timeout")?);
+        }
+        if let Some(v) = self.sweep_interval.filter(|v| !v.is_none()) {
+            config.sweep_interval = config_seconds(v, "sweep_interval")?;
+        }
+        config.max_sessions = count(self.max_sessions, "max_sessions")?;
+        config.max_bytes = count(self.max_bytes, "max_bytes")?;
+        if let Some(n) = count(self.max_session_bytes, "max_session_bytes")? {
+            config.max_session_bytes = n;
+        }
+        config.shards = count(self.shards, "shards")?;
+        config.background_sweeper = false;
+        config.validate().map_err(crate::error::Error)?;
+        Ok(config)
+    }
+}

@@ -1,0 +1,284 @@
+//! `coatcheck._native.Store`: the core [`coatcheck::Store`] at the level of signed tokens.
+//!
+//! Reads (`get`, `get_with_version`, `touch`, `destroy`, `regenerate`, `unsign`) answer
+//! `None`/`False` for a forged, tampered, unknown or expired token; writes (`set`,
+//! `set_if_version`, `set_owner`) raise a `SessionError`. Values cross as `bytes`.
+//!
+//! The GIL stays held for single-session calls: they take well under a microsecond, less than
+//! releasing and re-taking the GIL costs. It is released only around `clear` and `sweep`,
+//! which walk the whole table. No Python object is created or called while a core lock is
+//! held: values are copied out of the core first.
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+use crate::config::{StoreArgs, ttl};
+use crate::error::Error;
+use crate::fork::{self, Pass};
+
+type Core = coatcheck::Store;
+
+/// A server-side session store living in this process.
+#[pyclass(frozen, weakref, module = "coatcheck._native", name = "Store")]
+pub struct PyStore {
+    store: Arc<Core>,
+}
+
+impl PyStore {
+    /// The id inside a token, or `None` for a token that does not verify.
+    fn id_of<'t>(&self, token: &'t str) -> Option<&'t str> {
+        self.store.unsign(token).ok()
+    }
+
+    /// The id inside a token, or `BadSignatureError`.
+    fn require_id<'t>(&self, token: &'t str) -> Result<&'t str, Error> {
+        Ok(self.store.unsign(token)?)
+    }
+}
+
+#[pymethods]
+impl PyStore {
+    #[new]
+    #[pyo3(
+        signature = (secret, *, idle_timeout, absolute_timeout=None, max_sessions=None, max_bytes=None, max_session_bytes=None, shards=None, sweep_interval=None),
+        text_signature = "(secret, *, idle_timeout, absolute_timeout=None, max_sessions=None, max_bytes=None, max_session_bytes=1048576, shards=None, sweep_interval=1.0)"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        secret: &Bound<'_, PyAny>,
+        idle_timeout: &Bound<'_, PyAny>,
+        absolute_timeout: Option<&Bound<'_, PyAny>>,
+        max_sessions: Option<&Bound<'_, PyAny>>,
+        max_bytes: Option<&Bound<'_, PyAny>>,
+        max_session_bytes: Option<&Bound<'_, PyAny>>,
+        shards: Option<&Bound<'_, PyAny>>,
+        sweep_interval: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let config = StoreArgs {
+            secret,
+            idle_timeout,
+            absolute_timeout,
+            max_sessions,
+            max_bytes,
+            max_session_bytes,
+            shards,
+            sweep_interval,
+        }
+        .to_config()?;
+        let interval = config.sweep_interval;
+        let store = Arc::new(Core::new(config).map_err(Error)?);
+        let _pass = Pass::enter(py);
+        fork::register(&store, interval)?;
+        Ok(Self { store })
+    }
+
+    /// Stores `data` as a new session and returns its signed token.
+    #[pyo3(signature = (data, ttl=None))]
+    fn create(
+        &self,
+        py: Python<'_>,
+        data: &[u8],
+        ttl: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<String> {
+        let ttl = self::ttl(ttl)?;
+        let _pass = Pass::enter(py);
+        let id = self.store.create(data, ttl).map_err(Error)?;
+        Ok(self.store.sign(&id).map_err(Error)?)
+    }
+
+    /// The session's data, sliding its idle deadline; `None` if the token is bad or the
+    /// session is gone.
+    fn get<'py>(&self, py: Python<'py>, token: &str) -> Option<Bound<'py, PyBytes>> {
+        let value = {
+            let _pass = Pass::enter(py);
+            let id = self.id_of(token)?;
+            self.store.get(id).ok()??
+        };
+        Some(PyBytes::new(py, &value))
+    }
+
+    /// `(data, version)` of a live session, sliding its idle deadline; `None` otherwise.
+    fn get_with_version<'py>(
+        &self,
+        py: Python<'py>,
+        token: &str,
+    ) -> Option<(Bound<'py, PyBytes>, u64)> {
+        let (value, version) = {
+            let _pass = Pass::enter(py);
+            let id = self.id_of(token)?;
+            self.store
+                .get_with(id, |s| (s.value.to_vec(), s.version))
+                .ok()??
+        };
+        Some((PyBytes::new(py, &value), version))
+    }
+
+    /// Replaces a live session's data; returns its new version.
+    #[pyo3(signature = (token, data, ttl=None))]
+    fn set(
+        &self,
+        py: Python<'_>,
+        token: &str,
+        data: &[u8],
+        ttl: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<u64> {
+        let ttl = self::ttl(ttl)?;
+        let _pass = Pass::enter(py);
+        let id = self.require_id(token)?;
+        // The core's `set` is an upsert (express-session names its own ids). Through a token
+        // only a live session may be written: compare-and-set on the version read just now,
+        // again if another writer got in between.
+        loop {
+            let Some(version) = self.store.peek_with(id, |s| s.version).map_err(Error)? else {
+                return Err(Error(coatcheck::Error::NotFound).into());
+            };
+            match self.store.set_if_version(id, data, version, ttl) {
+                Err(coatcheck::Error::Conflict { .. }) => continue,
+                other => return Ok(other.map_err(Error)?),
+            }
+        }
+    }
+
+    /// Replaces a live session's data only if it still has `version`; returns the new version.
+    #[pyo3(signature = (token, data, version, ttl=None))]
+    fn set_if_version(
+        &self,
+        py: Python<'_>,
+        token: &str,
+        data: &[u8],
+        version: u64,
+        ttl: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<u64> {
+        let ttl = self::ttl(ttl)?;
+        let _pass = Pass::enter(py);
+        let id = self.require_id(token)?;
+        Ok(self
+            .store
+            .set_if_version(id, data, version, ttl)
+            .map_err(Error)?)
+    }
+
+    /// Slides a live session's idle deadline; whether it was live.
+    #[pyo3(signature = (token, ttl=None))]
+    fn touch(&self, py: Python<'_>, token: &str, ttl: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+        let ttl = self::ttl(ttl)?;
+        let _pass = Pass::enter(py);
+        let Some(id) = self.id_of(token) else {
+            return Ok(false);
+        };
+        Ok(self.store.touch(id, ttl).map_err(Error)?)
+    }
+
+    /// Removes a session; whether a live one was removed.
+    fn destroy(&self, py: Python<'_>, token: &str) -> PyResult<bool> {
+        let _pass = Pass::enter(py);
+        let Some(id) = self.id_of(token) else {
+            return Ok(false);
+        };
+        Ok(self.store.destroy(id).map_err(Error)?)
+    }
+
+    /// Moves a live session to a new id (use it at login); the new token, or `None`.
+    fn regenerate(&self, py: Python<'_>, token: &str) -> PyResult<Option<String>> {
+        let _pass = Pass::enter(py);
+        let Some(id) = self.id_of(token) else {
+            return Ok(None);
+        };
+        match self.store.regenerate(id).map_err(Error)? {
+            Some(new_id) => Ok(Some(self.store.sign(&new_id).map_err(Error)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A token for `id`, signed with the first secret.
+    fn sign(&self, id: &str) -> PyResult<String> {
+        Ok(self.store.sign(id).map_err(Error)?)
+    }
+
+    /// The id inside a token if it verifies under any secret, else `None`.
+    fn unsign(&self, token: &str) -> Option<String> {
+        self.id_of(token).map(str::to_owned)
+    }
+
+    /// Files a live session under `owner` (a user id, say), or removes it from its owner
+    /// with `None`.
+    #[pyo3(signature = (token, owner))]
+    fn set_owner(&self, py: Python<'_>, token: &str, owner: Option<&str>) -> PyResult<()> {
+        let _pass = Pass::enter(py);
+        let id = self.require_id(token)?;
+        Ok(self.store.set_owner(id, owner).map_err(Error)?)
+    }
+
+    /// Tokens of the live sessions of `owner`.
+    fn sessions_of(&self, py: Python<'_>, owner: &str) -> PyResult<Vec<String>> {
+        let ids = {
+            let _pass = Pass::enter(py);
+            self.store.sessions_of(owner).map_err(Error)?
+        };
+        ids.iter()
+            .map(|id| Ok(self.store.sign(id).map_err(Error)?))
+            .collect()
+    }
+
+    /// Destroys every session of `owner` except the one of `except_token`; how many.
+    #[pyo3(signature = (owner, except_token=None))]
+    fn destroy_owner(
+        &self,
+        py: Python<'_>,
+        owner: &str,
+        except_token: Option<&str>,
+    ) -> PyResult<usize> {
+        let _pass = Pass::enter(py);
+        let keep = except_token.map(|t| self.require_id(t)).transpose()?;
+        Ok(self.store.destroy_owner(owner, keep).map_err(Error)?)
+    }
+
+    /// Size and counters since the store was built.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.store.stats();
+        let dict = PyDict::new(py);
+        dict.set_item("sessions", s.sessions)?;
+        dict.set_item("bytes", s.bytes)?;
+        dict.set_item("hits", s.hits)?;
+        dict.set_item("misses", s.misses)?;
+        dict.set_item("inserts", s.inserts)?;
+        dict.set_item("updates", s.updates)?;
+        dict.set_item("destroys", s.destroys)?;
+        dict.set_item("expirations", s.expirations)?;
+        dict.set_item("evicted_unread", s.evicted_unread)?;
+        dict.set_item("evicted_lru", s.evicted_lru)?;
+        dict.set_item("signature_failures", s.signature_failures)?;
+        dict.set_item("conflicts", s.conflicts)?;
+        Ok(dict)
+    }
+
+    /// Removes every session.
+    fn clear(&self, py: Python<'_>) {
+        let store = &*self.store;
+        py.detach(|| {
+            let _pass = Pass::enter_detached();
+            store.clear();
+        });
+    }
+
+    /// Reclaims expired sessions now (the sweeper does it every `sweep_interval`); how many.
+    fn sweep(&self, py: Python<'_>) -> usize {
+        let store = &*self.store;
+        py.detach(|| {
+            let _pass = Pass::enter_detached();
+            store.sweep()
+        })
+    }
+
+    /// Sessions in the table; expired ones count until the sweeper reclaims them.
+    fn __len__(&self) -> usize {
+        self.store.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<coatcheck.Store sessions={}>", self.store.len())
+    }
+}

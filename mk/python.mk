@@ -1,0 +1,44 @@
+# Python: the package `coatcheck` (bindings/python, PyO3 + maturin) with its Flask, Django and
+# ASGI backends. Everything runs from a venv this file creates, so a fresh clone needs only
+# python3 (with venv) and cargo.
+PY_DIR := bindings/python
+PY_VENV := .venv
+PY := $(abspath $(PY_VENV))/bin/python
+PY_SYSTEM ?= python3
+PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check
+
+.PHONY: python-deps build-python test-python bench-python-deps bench-python
+
+$(PY_VENV)/.deps-test: $(PY_DIR)/requirements-test.txt
+	test -x $(PY) || $(PY_SYSTEM) -m venv $(PY_VENV)
+	$(PIP_INSTALL) -r $<
+	touch $@
+
+python-deps: $(PY_VENV)/.deps-test
+
+## build-python: the extension, installed (editable) into .venv
+build-python: python-deps
+	cd $(PY_DIR) && VIRTUAL_ENV=$(abspath $(PY_VENV)) $(abspath $(PY_VENV))/bin/maturin develop --release --quiet
+
+# The stubs (_native.pyi) are checked against the built module; the pure-Python backends are
+# type-checked against the stubs; pytest turns every warning into an error (pyproject.toml).
+test-python: build-python
+	cd $(PY_DIR) && $(PY) -m mypy.stubtest coatcheck._native --allowlist stubtest-allowlist.txt
+	cd $(PY_DIR) && $(PY) -m mypy
+	cd $(PY_DIR) && $(PY) -m pytest -W error -q
+
+$(PY_VENV)/.deps-bench: benches/python/requirements.txt $(PY_VENV)/.deps-test
+	$(PIP_INSTALL) -r $<
+	touch $@
+
+# redis-server comes from Debian; the benchmark starts its own on a free 127.0.0.1 port.
+bench-python-deps: $(PY_VENV)/.deps-bench
+	command -v redis-server >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; }
+
+## bench-python: Store against pickled dict, cachelib, redis-py, Flask-Session; see BENCHMARKS.md
+bench-python: build-python bench-python-deps
+	$(PY) benches/python/bench.py $(BENCH_PYTHON_ARGS)
+
+TEST_TARGETS += test-python
+BENCH_TARGETS += bench-python
