@@ -33,3 +33,22 @@ demo: demo-deps
 	cd $(DEMO_DIR) && node server.js
 
 TEST_TARGETS += test-node
+
+BENCH_NODE_DIR := benches/node
+
+$(BENCH_NODE_DIR)/node_modules/.package-lock.json: $(BENCH_NODE_DIR)/package.json $(BENCH_NODE_DIR)/package-lock.json
+	cd $(BENCH_NODE_DIR) && $(NPM_INSTALL)
+
+# connect-redis is measured against a real redis-server (Debian's), started by the scripts.
+redis-server-installed:
+	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+
+## bench-node: store ops, HTTP (autocannon), memory per session and churn (writes churn.svg)
+bench-node: build-node redis-server-installed $(BENCH_NODE_DIR)/node_modules/.package-lock.json
+	cd $(BENCH_NODE_DIR) && node bench-store.js
+	cd $(BENCH_NODE_DIR) && node bench-http.js
+	cd $(BENCH_NODE_DIR) && node bench-memory.js
+	cd $(BENCH_NODE_DIR) && node bench-churn.js churn.svg
+
+BENCH_TARGETS += bench-node
+.PHONY: redis-server-installed
