@@ -189,6 +189,8 @@ test('bad input reaches the callback as an Error with a code and changes nothing
     ['setOwner', (cb) => store.setOwner('keep', 7, cb), 'invalid_argument'],
     ['sessionsOf', (cb) => store.sessionsOf(null, cb), 'invalid_argument'],
     ['destroyAllForOwner', (cb) => store.destroyAllForOwner('u', 'bad sid', cb), 'invalid_id'],
+    ['regenerateKeepingData', (cb) => store.regenerateKeepingData({ sessionID: 5, session: {} }, cb), 'invalid_id'],
+    ['touch non-finite ttl', (cb) => new CoatcheckStore({ ttl: () => NaN }).touch('keep', {}, cb), 'invalid_argument'],
   ]
   for (const [what, call, code] of cases) {
     const err = await new Promise((resolve) => call((e) => resolve(e)))
