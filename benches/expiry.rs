@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -129,18 +128,8 @@ fn run<B: Backend>() {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(pos) = args.iter().position(|a| a == "--child") {
-        match args.get(pos + 1).map(String::as_str) {
-            Some("coatcheck") => run::<Coatcheck>(),
-            Some("rwlock-hashmap") => run::<RwLockMap>(),
-            Some("dashmap") => run::<Dash>(),
-            Some("moka") => run::<Moka>(),
-            other => panic!("unknown backend {other:?}"),
-        }
-        return;
-    }
-    if args.iter().any(|a| a == "--list") {
+    let all = common::measurements(run::<Coatcheck>, run::<RwLockMap>, run::<Dash>, run::<Moka>);
+    if common::run_as_child(&all) {
         return;
     }
     println!(
@@ -151,12 +140,5 @@ fn main() {
         "{:<16} {:>10} {:>10} {:>9} {:>9} {:>10} {:>10} {:>8}",
         "store", "worst ms", "p99.9 us", "rss0 MiB", "full MiB", "+1 int MiB", "+2 int MiB", "left"
     );
-    let exe = std::env::current_exe().expect("current exe");
-    for name in [Coatcheck::NAME, RwLockMap::NAME, Dash::NAME, Moka::NAME] {
-        let status = Command::new(&exe)
-            .args(["--child", name])
-            .status()
-            .expect("spawn child");
-        assert!(status.success(), "{name} failed");
-    }
+    common::run_children(&all);
 }

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{Backend, Coatcheck, Dash, Moka, RwLockMap, prefill, rss_bytes, trim};
 
 const VALUE: usize = 200;
@@ -48,19 +46,14 @@ fn measure<B: Backend>() {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(pos) = args.iter().position(|a| a == "--child") {
-        match args.get(pos + 1).map(String::as_str) {
-            Some("coatcheck") => measure::<Coatcheck>(),
-            Some("rwlock-hashmap") => measure::<RwLockMap>(),
-            Some("dashmap") => measure::<Dash>(),
-            Some("moka") => measure::<Moka>(),
-            other => panic!("unknown backend {other:?}"),
-        }
+    let all = common::measurements(
+        measure::<Coatcheck>,
+        measure::<RwLockMap>,
+        measure::<Dash>,
+        measure::<Moka>,
+    );
+    if common::run_as_child(&all) {
         return;
-    }
-    if args.iter().any(|a| a == "--list") {
-        return; // `cargo bench -- --list` probes every bench binary
     }
     println!(
         "memory per session, {} sessions x {VALUE} B values",
@@ -70,12 +63,5 @@ fn main() {
         "{:<16} {:>10} {:>12} {:>12}",
         "store", "B/session", "over value", "over v+id"
     );
-    let exe = std::env::current_exe().expect("current exe");
-    for name in [Coatcheck::NAME, RwLockMap::NAME, Dash::NAME, Moka::NAME] {
-        let status = Command::new(&exe)
-            .args(["--child", name])
-            .status()
-            .expect("spawn child");
-        assert!(status.success(), "{name} failed");
-    }
+    common::run_children(&all);
 }

@@ -292,3 +292,45 @@ pub fn trim() {
         libc::malloc_trim(0);
     }
 }
+
+/// Each backend's measurement, by name, for benchmarks that run one backend per child process
+/// (so no backend inherits another's heap).
+pub type Measurements = [(&'static str, fn()); 4];
+
+pub fn measurements(coatcheck: fn(), rwlock: fn(), dash: fn(), moka: fn()) -> Measurements {
+    [
+        (Coatcheck::NAME, coatcheck),
+        (RwLockMap::NAME, rwlock),
+        (Dash::NAME, dash),
+        (Moka::NAME, moka),
+    ]
+}
+
+/// In a child (`--child NAME`): runs that backend's measurement and returns true. In the
+/// parent: returns false, so the caller prints its header and calls [`run_children`].
+/// `--list` (cargo bench probing the binary) also returns true, doing nothing.
+pub fn run_as_child(all: &Measurements) -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(pos) = args.iter().position(|a| a == "--child") {
+        let name = args.get(pos + 1).map(String::as_str);
+        let (_, run) = all
+            .iter()
+            .find(|(n, _)| Some(*n) == name)
+            .expect("known backend name after --child");
+        run();
+        return true;
+    }
+    args.iter().any(|a| a == "--list")
+}
+
+/// Runs every measurement in its own child process, one after the other.
+pub fn run_children(all: &Measurements) {
+    let exe = std::env::current_exe().expect("current exe");
+    for (name, _) in all {
+        let status = std::process::Command::new(&exe)
+            .args(["--child", name])
+            .status()
+            .expect("spawn child");
+        assert!(status.success(), "{name} failed");
+    }
+}
