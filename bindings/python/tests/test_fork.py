@@ -1,0 +1,157 @@
+"""Stores across os.fork() (gunicorn --preload, multiprocessing's fork start method).
+
+Guards against: a child deadlocking on a lock the sweeper (or a thread releasing the GIL)
+held at the moment of fork; a child whose sessions never expire because its sweeper thread
+did not survive the fork; parent and child seeing each other's writes or issuing the same
+ids. Every child is waited for with a timeout, so a deadlock fails the test instead of
+hanging it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import warnings
+from typing import Callable
+
+import pytest
+
+from coatcheck import Store
+
+CHILD_TIMEOUT = 20.0
+
+
+def fork_and_run(child: Callable[[], int]) -> int:
+    """Runs ``child`` in a forked process; its exit code, or a failure after a timeout."""
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about fork() in a process with threads; the store's sweeper is
+        # one, and surviving exactly that is what these tests check.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        code = 99
+        try:
+            code = child()
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+            code = 98
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + CHILD_TIMEOUT
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail(f"forked child did not finish within {CHILD_TIMEOUT} s (deadlock?)")
+
+
+def test_a_child_keeps_a_working_copy_and_keeps_expiring(make_store: Callable[..., Store]) -> None:
+    store = make_store(idle_timeout=60, sweep_interval=0.02)
+    kept = store.create(b"from the parent")
+    store.create(b"short-lived", ttl=0.2)
+
+    def child() -> int:
+        if store.get(kept) != b"from the parent":
+            return 2
+        mine = store.create(b"from the child")
+        if store.get(mine) != b"from the child":
+            return 3
+        store.set(kept, b"changed in the child")
+        deadline = time.monotonic() + 5
+        while len(store) > 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # Only the child's restarted sweeper can have reclaimed the short-lived session.
+        if len(store) != 2 or store.stats()["expirations"] != 1:
+            return 4
+        return 0
+
+    assert fork_and_run(child) == 0
+    assert store.get(kept) == b"from the parent"  # the child's write stayed in the child
+    assert len(store) in (1, 2)
+
+
+def test_parent_and_child_issue_different_ids(make_store: Callable[..., Store]) -> None:
+    store = make_store()
+    store.create(b"warm up the id generator")
+    read, write = os.pipe()
+
+    def child() -> int:
+        os.write(write, store.create(b"c").encode() + b"\n")
+        return 0
+
+    assert fork_and_run(child) == 0
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child_token = pipe.read().strip()
+    parent_token = store.create(b"p")
+    assert store.unsign(child_token) != store.unsign(parent_token)
+
+
+def test_forking_while_the_store_is_busy_never_deadlocks(make_store: Callable[..., Store]) -> None:
+    # Lots of sessions expiring all the time keep the sweeper inside stripe locks, and threads
+    # keep calling clear() and sweep(), which run without the GIL, while the main thread forks.
+    store = make_store(idle_timeout=0.01, sweep_interval=0.001, shards=1)
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            for _ in range(2000):
+                store.create(b"x" * 64)
+            store.sweep()
+            store.clear()
+
+    workers = [threading.Thread(target=churn, daemon=True) for _ in range(2)]
+    for w in workers:
+        w.start()
+    try:
+        for _ in range(100):
+
+            def child() -> int:
+                token = store.create(b"child")
+                store.sweep()
+                store.clear()
+                return 0 if store.get(token) is None else 5
+
+            assert fork_and_run(child) == 0
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(10)
+    assert not any(w.is_alive() for w in workers)
+
+
+def test_multiprocessing_fork_workers_use_their_copy(make_store: Callable[..., Store]) -> None:
+    import multiprocessing
+
+    global _POOL_STORE
+    store = _POOL_STORE = make_store()
+    token = store.create(b"shared before fork")
+    ctx = multiprocessing.get_context("fork")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            with ctx.Pool(2, maxtasksperchild=1) as pool:  # each task: a fresh fork
+                result = pool.map_async(_read_then_write, [token] * 4, chunksize=1)
+                results = result.get(timeout=CHILD_TIMEOUT)
+    finally:
+        _POOL_STORE = None
+    assert results == [b"shared before fork"] * 4
+    assert store.get(token) == b"shared before fork"
+
+
+# The store reaches pool workers by fork, not by pickling (a store cannot be pickled).
+_POOL_STORE: Store | None = None
+
+
+def _read_then_write(token: str) -> bytes | None:
+    assert _POOL_STORE is not None
+    value = _POOL_STORE.get(token)
+    _POOL_STORE.set(token, b"written in a worker")
+    return value
