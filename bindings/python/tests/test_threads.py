@@ -102,3 +102,36 @@ def test_many_stores_from_many_threads() -> None:
             del store
 
     assert run_threads(work, n=8) == []
+
+
+def test_clear_releases_the_gil_while_it_walks_the_table(make_store: Callable[..., Store]) -> None:
+    # Watches the main thread's progress while another thread runs clear() on a big table
+    # (TOOLCHAIN.md: count progress, do not compare timings). Holding the GIL, clear() would
+    # stop the main thread for its whole duration; released, the longest stall is far shorter.
+    import time
+
+    store = make_store(shards=1)
+    value = b"x" * 64
+    for _ in range(600_000):
+        store.create(value)
+    took: list[float] = []
+
+    def clear() -> None:
+        start = time.perf_counter()
+        store.clear()
+        took.append(time.perf_counter() - start)
+
+    worker = threading.Thread(target=clear, daemon=True)
+    longest_stall = 0.0
+    last = time.perf_counter()
+    worker.start()
+    while worker.is_alive():
+        now = time.perf_counter()
+        longest_stall = max(longest_stall, now - last)
+        last = now
+    worker.join(TIMEOUT)
+    assert len(store) == 0 and took
+    assert took[0] > 0.02, f"clear() took {took[0]:.4f} s: too quick to tell"
+    assert longest_stall < took[0] / 2, (
+        f"the main thread stalled {longest_stall:.4f} s during a {took[0]:.4f} s clear()"
+    )
