@@ -1,7 +1,9 @@
 # Node: the npm package `coatcheck` (bindings/node) and the Express demo (examples/express).
 NODE_DIR := bindings/node
 DEMO_DIR := examples/express
-NPM_INSTALL := npm ci --no-audit --no-fund --loglevel=error
+# `npm ci` rejects lock files written without other platforms' optional packages; install
+# resolves the same versions from the committed lock.
+NPM_INSTALL := npm install --no-audit --no-fund --loglevel=error
 
 .PHONY: node-deps build-node node-types-check test-node demo demo-deps bench-node
 
