@@ -19,7 +19,9 @@ fn seconds(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Result<Duration, St
             value.get_type().name()?
         )));
     }
-    let secs: f64 = value.extract()?;
+    let Ok(secs) = value.extract::<f64>() else {
+        return Ok(Err(format!("{what} is out of range"))); // an int too large for a float
+    };
     if secs.is_nan() || secs <= 0.0 {
         return Ok(Err(format!("{what} must be greater than zero")));
     }

@@ -9,10 +9,11 @@
 //! which walk the whole table. No Python object is created or called while a core lock is
 //! held: values are copied out of the core first.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::config::{StoreArgs, ttl};
 use crate::error::Error;
@@ -24,6 +25,16 @@ type Core = coatcheck::Store;
 #[pyclass(frozen, weakref, module = "coatcheck._native", name = "Store")]
 pub struct PyStore {
     store: Arc<Core>,
+}
+
+/// A token argument as text, or `None` for a `str` that is not valid Unicode (lone
+/// surrogates): no signed token looks like that, so it is treated as a token that fails.
+fn text<'a>(token: &'a Bound<'_, PyString>) -> Option<Cow<'a, str>> {
+    token.to_cow().ok()
+}
+
+fn forged() -> Error {
+    Error(coatcheck::Error::BadSignature)
 }
 
 impl PyStore {
@@ -91,10 +102,15 @@ impl PyStore {
 
     /// The session's data, sliding its idle deadline; `None` if the token is bad or the
     /// session is gone.
-    fn get<'py>(&self, py: Python<'py>, token: &str) -> Option<Bound<'py, PyBytes>> {
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        token: &Bound<'_, PyString>,
+    ) -> Option<Bound<'py, PyBytes>> {
+        let token = text(token)?;
         let value = {
             let _pass = Pass::enter(py);
-            let id = self.id_of(token)?;
+            let id = self.id_of(&token)?;
             self.store.get(id).ok()??
         };
         Some(PyBytes::new(py, &value))
@@ -104,11 +120,12 @@ impl PyStore {
     fn get_with_version<'py>(
         &self,
         py: Python<'py>,
-        token: &str,
+        token: &Bound<'_, PyString>,
     ) -> Option<(Bound<'py, PyBytes>, u64)> {
+        let token = text(token)?;
         let (value, version) = {
             let _pass = Pass::enter(py);
-            let id = self.id_of(token)?;
+            let id = self.id_of(&token)?;
             self.store
                 .get_with(id, |s| (s.value.to_vec(), s.version))
                 .ok()??
@@ -121,13 +138,14 @@ impl PyStore {
     fn set(
         &self,
         py: Python<'_>,
-        token: &str,
+        token: &Bound<'_, PyString>,
         data: &[u8],
         ttl: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
         let ttl = self::ttl(ttl)?;
+        let token = text(token).ok_or_else(forged)?;
         let _pass = Pass::enter(py);
-        let id = self.require_id(token)?;
+        let id = self.require_id(&token)?;
         // The core's `set` is an upsert (express-session names its own ids). Through a token
         // only a live session may be written: compare-and-set on the version read just now,
         // again if another writer got in between.
@@ -147,14 +165,15 @@ impl PyStore {
     fn set_if_version(
         &self,
         py: Python<'_>,
-        token: &str,
+        token: &Bound<'_, PyString>,
         data: &[u8],
         version: u64,
         ttl: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
         let ttl = self::ttl(ttl)?;
+        let token = text(token).ok_or_else(forged)?;
         let _pass = Pass::enter(py);
-        let id = self.require_id(token)?;
+        let id = self.require_id(&token)?;
         Ok(self
             .store
             .set_if_version(id, data, version, ttl)
@@ -163,28 +182,42 @@ impl PyStore {
 
     /// Slides a live session's idle deadline; whether it was live.
     #[pyo3(signature = (token, ttl=None))]
-    fn touch(&self, py: Python<'_>, token: &str, ttl: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+    fn touch(
+        &self,
+        py: Python<'_>,
+        token: &Bound<'_, PyString>,
+        ttl: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
         let ttl = self::ttl(ttl)?;
+        let Some(token) = text(token) else {
+            return Ok(false);
+        };
         let _pass = Pass::enter(py);
-        let Some(id) = self.id_of(token) else {
+        let Some(id) = self.id_of(&token) else {
             return Ok(false);
         };
         Ok(self.store.touch(id, ttl).map_err(Error)?)
     }
 
     /// Removes a session; whether a live one was removed.
-    fn destroy(&self, py: Python<'_>, token: &str) -> PyResult<bool> {
+    fn destroy(&self, py: Python<'_>, token: &Bound<'_, PyString>) -> PyResult<bool> {
+        let Some(token) = text(token) else {
+            return Ok(false);
+        };
         let _pass = Pass::enter(py);
-        let Some(id) = self.id_of(token) else {
+        let Some(id) = self.id_of(&token) else {
             return Ok(false);
         };
         Ok(self.store.destroy(id).map_err(Error)?)
     }
 
     /// Moves a live session to a new id (use it at login); the new token, or `None`.
-    fn regenerate(&self, py: Python<'_>, token: &str) -> PyResult<Option<String>> {
+    fn regenerate(&self, py: Python<'_>, token: &Bound<'_, PyString>) -> PyResult<Option<String>> {
+        let Some(token) = text(token) else {
+            return Ok(None);
+        };
         let _pass = Pass::enter(py);
-        let Some(id) = self.id_of(token) else {
+        let Some(id) = self.id_of(&token) else {
             return Ok(None);
         };
         match self.store.regenerate(id).map_err(Error)? {
@@ -199,16 +232,22 @@ impl PyStore {
     }
 
     /// The id inside a token if it verifies under any secret, else `None`.
-    fn unsign(&self, token: &str) -> Option<String> {
-        self.id_of(token).map(str::to_owned)
+    fn unsign(&self, token: &Bound<'_, PyString>) -> Option<String> {
+        self.id_of(&text(token)?).map(str::to_owned)
     }
 
     /// Files a live session under `owner` (a user id, say), or removes it from its owner
     /// with `None`.
     #[pyo3(signature = (token, owner))]
-    fn set_owner(&self, py: Python<'_>, token: &str, owner: Option<&str>) -> PyResult<()> {
+    fn set_owner(
+        &self,
+        py: Python<'_>,
+        token: &Bound<'_, PyString>,
+        owner: Option<&str>,
+    ) -> PyResult<()> {
+        let token = text(token).ok_or_else(forged)?;
         let _pass = Pass::enter(py);
-        let id = self.require_id(token)?;
+        let id = self.require_id(&token)?;
         Ok(self.store.set_owner(id, owner).map_err(Error)?)
     }
 
@@ -229,10 +268,13 @@ impl PyStore {
         &self,
         py: Python<'_>,
         owner: &str,
-        except_token: Option<&str>,
+        except_token: Option<&Bound<'_, PyString>>,
     ) -> PyResult<usize> {
+        let keep = except_token
+            .map(|t| text(t).ok_or_else(forged))
+            .transpose()?;
         let _pass = Pass::enter(py);
-        let keep = except_token.map(|t| self.require_id(t)).transpose()?;
+        let keep = keep.as_deref().map(|t| self.require_id(t)).transpose()?;
         Ok(self.store.destroy_owner(owner, keep).map_err(Error)?)
     }
 

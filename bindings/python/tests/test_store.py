@@ -176,6 +176,7 @@ def bad_tokens(store: Store) -> dict[str, str]:
         "empty": "",
         "garbage": "not a token at all",
         "non-ascii": "é." + signature,
+        "lone surrogate": "\ud800." + signature,
         "huge": "x" * 10_000,
         "unknown": store.sign("unknown-session-id"),
         "expired": expired,
@@ -184,10 +185,10 @@ def bad_tokens(store: Store) -> dict[str, str]:
 
 BAD_TOKEN_KINDS = [
     "forged", "tampered signature", "tampered id", "no signature", "empty", "garbage",
-    "non-ascii", "huge", "unknown", "expired",
+    "non-ascii", "lone surrogate", "huge", "unknown", "expired",
 ]  # fmt: skip
 UNVERIFIED = {"forged", "tampered signature", "tampered id", "no signature", "empty", "garbage",
-              "non-ascii", "huge"}  # fmt: skip
+              "non-ascii", "lone surrogate", "huge"}  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", BAD_TOKEN_KINDS)
@@ -252,11 +253,14 @@ def test_owner_index(store: Store) -> None:
     assert store.sessions_of("user-8") == [other]
 
 
-def test_destroy_owner_with_a_forged_except_token_raises_and_destroys_nothing(store: Store) -> None:
+@pytest.mark.parametrize("suffix", ["x", "\ud800"])
+def test_destroy_owner_with_a_forged_except_token_raises_and_destroys_nothing(
+    store: Store, suffix: str
+) -> None:
     token = store.create(b"x")
     store.set_owner(token, "user")
     with pytest.raises(coatcheck.BadSignatureError):
-        store.destroy_owner("user", except_token=token + "x")
+        store.destroy_owner("user", except_token=token + suffix)
     assert store.sessions_of("user") == [token]
 
 
@@ -372,6 +376,7 @@ INVALID_CONFIGS: list[dict[str, Any]] = [
     {"idle_timeout": math.nan},
     {"idle_timeout": math.inf},
     {"idle_timeout": 1e30},
+    {"idle_timeout": 10**400},
     {"absolute_timeout": 0},
     {"max_sessions": 0},
     {"max_sessions": -5},
@@ -404,7 +409,7 @@ def test_valid_settings_are_accepted(make_store: Callable[..., Store]) -> None:
     assert store.get(store.create(b"x")) == b"x"
 
 
-@pytest.mark.parametrize("ttl", [0, -1, 0.0001, math.nan, math.inf])
+@pytest.mark.parametrize("ttl", [0, -1, 0.0001, 1e-300, math.nan, math.inf, 10**400])
 def test_out_of_range_ttls_are_invalid_arguments(store: Store, ttl: float) -> None:
     token = store.create(b"x")
     calls: list[Callable[[], Any]] = [
