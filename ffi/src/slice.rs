@@ -28,10 +28,15 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], c
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
-/// An input session id. Anything that is not UTF-8 is certainly not printable ASCII, so it is
-/// an invalid id; the core checks the rest (empty, too long, NUL, spaces, non-ASCII).
+/// An input session id. An id is printable ASCII, so any non-ASCII byte makes it invalid; the
+/// core checks the rest (empty, too long, NUL, spaces). `is_ascii` is a word-at-a-time check,
+/// several times cheaper than general UTF-8 validation on every call.
 pub(crate) fn id(bytes: &[u8]) -> Result<&str, coatcheck_status> {
-    std::str::from_utf8(bytes).map_err(|_| coatcheck_status::InvalidId)
+    if !bytes.is_ascii() {
+        return Err(coatcheck_status::InvalidId);
+    }
+    // SAFETY: every ASCII byte sequence is valid UTF-8.
+    Ok(unsafe { std::str::from_utf8_unchecked(bytes) })
 }
 
 /// An input text argument (an owner key), which must be UTF-8.
