@@ -22,7 +22,7 @@ C_FLAGS := -std=c99 $(C_WARN) -g -O1
 CXX_FLAGS := -std=c++17 $(C_WARN) -g -O1
 C_SHARED_LINK := -L$(C_LIBDIR) -lcoatcheck -Wl,-rpath,'$$ORIGIN/lib' -pthread
 C_STATIC_LINK := $(C_LIBDIR)/libcoatcheck.a $(C_STATIC_LIBS) -pthread
-VALGRIND := valgrind -q --error-exitcode=1 --fair-sched=yes --leak-check=full \
+C_VALGRIND := valgrind -q --error-exitcode=1 --fair-sched=yes --leak-check=full \
             --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect
 C_VERSION = $(shell sed -n 's/^\#define COATCHECK_VERSION "\(.*\)"/\1/p' include/coatcheck.h)
 PREFIX ?= /usr/local
@@ -86,7 +86,7 @@ test-c-api: c-test-deps $(C_TEST_BINS)
 	done
 	@for t in $(C_TEST_BINS); do \
 	  echo "== valgrind $$t"; \
-	  timeout 900 $(VALGRIND) ./$$t || { echo "FAILED: $$t"; exit 1; }; \
+	  timeout 900 $(C_VALGRIND) ./$$t || { echo "FAILED: $$t"; exit 1; }; \
 	done
 
 ## install: header, both libraries and coatcheck.pc under $(PREFIX) (honours DESTDIR)
