@@ -15,13 +15,35 @@
 //!
 //! A thread that finds the gate closed waits with the GIL released, so a `before` hook of
 //! another library that releases the GIL cannot turn the wait into a deadlock.
+//!
+//! `before_fork` waits at most 5 s. A thread still inside the gate by then is stuck
+//! in the core (a livelocked sweep, say), and the fork goes ahead without waiting forever. The
+//! child then cannot trust any lock it inherited. Every use of a store there raises a clear
+//! `RuntimeError` instead of risking a deadlock.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
+
+/// Longest `before_fork` waits for the threads inside the gate to leave it, in µs.
+static FORK_WAIT_US: AtomicU64 = AtomicU64::new(5_000_000);
+/// Set by `before_fork` when the gate did not empty in time; read in the child.
+static UNSAFE_FORK: AtomicBool = AtomicBool::new(false);
+/// In a child forked while a thread was inside the gate: no store may be used here.
+static POISONED: AtomicBool = AtomicBool::new(false);
+
+/// The error every store operation raises in a child forked while the gate was not empty.
+pub fn poisoned() -> PyErr {
+    PyRuntimeError::new_err(
+        "coatcheck: this process was forked while another thread was still inside a \
+         coatcheck store (it did not leave within 5 s), so the stores copied from the parent \
+         cannot be used safely here; create stores after the fork",
+    )
+}
 
 /// High bit of [`GATE`]: a fork is in progress. The other bits count threads inside the gate.
 const FORKING: usize = 1 << (usize::BITS - 1);
@@ -35,20 +57,32 @@ pub struct Pass(());
 
 impl Pass {
     /// Enters the gate from a thread that may hold the GIL.
-    pub fn enter(py: Python<'_>) -> Self {
+    ///
+    /// # Errors
+    /// [`poisoned`] in a child forked while the gate was not empty.
+    pub fn enter(py: Python<'_>) -> PyResult<Self> {
         loop {
+            if POISONED.load(Ordering::Acquire) {
+                return Err(poisoned());
+            }
             if let Some(pass) = Self::try_enter() {
-                return pass;
+                return Ok(pass);
             }
             py.detach(wait_while_forking);
         }
     }
 
-    /// Enters the gate from a thread that does not hold the GIL.
-    pub fn enter_detached() -> Self {
+    /// Enters the gate from a thread that does not hold the GIL; `None` where [`enter`]
+    /// would fail.
+    ///
+    /// [`enter`]: Pass::enter
+    pub fn enter_detached() -> Option<Self> {
         loop {
+            if POISONED.load(Ordering::Acquire) {
+                return None;
+            }
             if let Some(pass) = Self::try_enter() {
-                return pass;
+                return Some(pass);
             }
             wait_while_forking();
         }
@@ -77,28 +111,49 @@ fn wait_while_forking() {
     }
 }
 
-/// Closes the gate and waits until every thread has left it.
+/// Sets how long `before_fork` waits (seconds); for tests of the give-up path.
+#[pyfunction]
+pub fn _set_fork_wait(seconds: f64) {
+    FORK_WAIT_US.store((seconds.max(0.0) * 1e6) as u64, Ordering::Release);
+}
+
+/// Closes the gate and waits until every thread has left it, for at most 5 s by default.
 #[pyfunction]
 pub fn _before_fork(py: Python<'_>) {
     GATE.fetch_or(FORKING, Ordering::AcqRel);
-    py.detach(|| {
+    let drained = py.detach(|| {
+        let deadline = Instant::now() + Duration::from_micros(FORK_WAIT_US.load(Ordering::Acquire));
         while GATE.load(Ordering::Acquire) & !FORKING != 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
             std::thread::sleep(Duration::from_micros(50));
         }
+        true
     });
+    UNSAFE_FORK.store(!drained, Ordering::Release);
 }
 
 #[pyfunction]
 pub fn _after_fork_in_parent() {
+    UNSAFE_FORK.store(false, Ordering::Release);
     GATE.fetch_and(!FORKING, Ordering::AcqRel);
 }
 
 /// In the child: nobody is inside the gate (the parent waited for that), and the sweeper
-/// thread is gone, so start a new one if any store survived the fork.
+/// thread is gone, so start a new one if any store survived the fork. If the parent gave up
+/// waiting, any lock may be held by a thread that does not exist here: nothing is touched, and
+/// every store refuses to work.
 #[pyfunction]
 pub fn _after_fork_in_child() -> PyResult<()> {
+    if UNSAFE_FORK.load(Ordering::Acquire) {
+        POISONED.store(true, Ordering::Release);
+        return Ok(());
+    }
     GATE.store(0, Ordering::Release);
-    let _pass = Pass::enter_detached();
+    let Some(_pass) = Pass::enter_detached() else {
+        return Ok(());
+    };
     let mut registry = lock_registry();
     registry.sweeper = None;
     registry.stores.retain(|s| s.store.strong_count() > 0);
@@ -165,7 +220,9 @@ fn start_sweeper(registry: &mut Registry) -> PyResult<()> {
 fn sweep_forever() {
     loop {
         let nap = {
-            let _pass = Pass::enter_detached();
+            let Some(_pass) = Pass::enter_detached() else {
+                return;
+            };
             let mut registry = lock_registry();
             registry.stores.retain(|s| s.store.strong_count() > 0);
             if registry.stores.is_empty() {

@@ -81,7 +81,7 @@ impl PyStore {
         .to_config()?;
         let interval = config.sweep_interval;
         let store = Arc::new(Core::new(config).map_err(Error)?);
-        let _pass = Pass::enter(py);
+        let _pass = Pass::enter(py)?;
         fork::register(&store, interval)?;
         Ok(Self { store })
     }
@@ -95,7 +95,7 @@ impl PyStore {
         ttl: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<String> {
         let ttl = self::ttl(ttl)?;
-        let _pass = Pass::enter(py);
+        let _pass = Pass::enter(py)?;
         let id = self.store.create(data, ttl).map_err(Error)?;
         Ok(self.store.sign(&id).map_err(Error)?)
     }
@@ -106,14 +106,21 @@ impl PyStore {
         &self,
         py: Python<'py>,
         token: &Bound<'_, PyString>,
-    ) -> Option<Bound<'py, PyBytes>> {
-        let token = text(token)?;
-        let value = {
-            let _pass = Pass::enter(py);
-            let id = self.id_of(&token)?;
-            self.store.get(id).ok()??
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let Some(token) = text(token) else {
+            return Ok(None);
         };
-        Some(PyBytes::new(py, &value))
+        let value = {
+            let _pass = Pass::enter(py)?;
+            let Some(id) = self.id_of(&token) else {
+                return Ok(None);
+            };
+            match self.store.get(id) {
+                Ok(Some(value)) => value,
+                _ => return Ok(None),
+            }
+        };
+        Ok(Some(PyBytes::new(py, &value)))
     }
 
     /// `(data, version)` of a live session, sliding its idle deadline; `None` otherwise.
@@ -121,16 +128,21 @@ impl PyStore {
         &self,
         py: Python<'py>,
         token: &Bound<'_, PyString>,
-    ) -> Option<(Bound<'py, PyBytes>, u64)> {
-        let token = text(token)?;
-        let (value, version) = {
-            let _pass = Pass::enter(py);
-            let id = self.id_of(&token)?;
-            self.store
-                .get_with(id, |s| (s.value.to_vec(), s.version))
-                .ok()??
+    ) -> PyResult<Option<(Bound<'py, PyBytes>, u64)>> {
+        let Some(token) = text(token) else {
+            return Ok(None);
         };
-        Some((PyBytes::new(py, &value), version))
+        let (value, version) = {
+            let _pass = Pass::enter(py)?;
+            let Some(id) = self.id_of(&token) else {
+                return Ok(None);
+            };
+            match self.store.get_with(id, |s| (s.value.to_vec(), s.version)) {
+                Ok(Some(found)) => found,
+                _ => return Ok(None),
+            }
+        };
+        Ok(Some((PyBytes::new(py, &value), version)))
     }
 
     /// Replaces a live session's data; returns its new version.
@@ -144,7 +156,7 @@ impl PyStore {
     ) -> PyResult<u64> {
         let ttl = self::ttl(ttl)?;
         let token = text(token).ok_or_else(forged)?;
-        let _pass = Pass::enter(py);
+        let _pass = Pass::enter(py)?;
         let id = self.require_id(&token)?;
         // The core's `set` is an upsert (express-session names its own ids). Through a token
         // only a live session may be written: compare-and-set on the version read just now,
@@ -172,7 +184,7 @@ impl PyStore {
     ) -> PyResult<u64> {
         let ttl = self::ttl(ttl)?;
         let token = text(token).ok_or_else(forged)?;
-        let _pass = Pass::enter(py);
+        let _pass = Pass::enter(py)?;
         let id = self.require_id(&token)?;
         Ok(self
             .store
@@ -192,7 +204,7 @@ impl PyStore {
         let Some(token) = text(token) else {
             return Ok(false);
         };
-        let _pass = Pass::enter(py);
+        let _pass = Pass::enter(py)?;
         let Some(id) = self.id_of(&token) else {
             return Ok(false);
         };
@@ -204,7 +216,7 @@ impl PyStore {
         let Some(token) = text(token) else {
             return Ok(false);
         };
-        let _pass = Pass::enter(py);
+        let _pass = Pass::enter(py)?;
         let Some(id) = self.id_of(&token) else {
             return Ok(false);
         };
@@ -216,7 +228,7 @@ impl PyStore {
         let Some(token) = text(token) else {
             return Ok(None);
         };
-        let _pass = Pass::enter(py);
+        let _pass = Pass::enter(py)?;
         let Some(id) = self.id_of(&token) else {
             return Ok(None);
         };
@@ -246,7 +258,7 @@ impl PyStore {
         owner: Option<&str>,
     ) -> PyResult<()> {
         let token = text(token).ok_or_else(forged)?;
-        let _pass = Pass::enter(py);
+        let _pass = Pass::enter(py)?;
         let id = self.require_id(&token)?;
         Ok(self.store.set_owner(id, owner).map_err(Error)?)
     }
@@ -254,7 +266,7 @@ impl PyStore {
     /// Tokens of the live sessions of `owner`.
     fn sessions_of(&self, py: Python<'_>, owner: &str) -> PyResult<Vec<String>> {
         let ids = {
-            let _pass = Pass::enter(py);
+            let _pass = Pass::enter(py)?;
             self.store.sessions_of(owner).map_err(Error)?
         };
         ids.iter()
@@ -273,7 +285,7 @@ impl PyStore {
         let keep = except_token
             .map(|t| text(t).ok_or_else(forged))
             .transpose()?;
-        let _pass = Pass::enter(py);
+        let _pass = Pass::enter(py)?;
         let keep = keep.as_deref().map(|t| self.require_id(t)).transpose()?;
         Ok(self.store.destroy_owner(owner, keep).map_err(Error)?)
     }
@@ -298,21 +310,17 @@ impl PyStore {
     }
 
     /// Removes every session.
-    fn clear(&self, py: Python<'_>) {
+    fn clear(&self, py: Python<'_>) -> PyResult<()> {
         let store = &*self.store;
-        py.detach(|| {
-            let _pass = Pass::enter_detached();
-            store.clear();
-        });
+        py.detach(|| Pass::enter_detached().map(|_pass| store.clear()))
+            .ok_or_else(fork::poisoned)
     }
 
     /// Reclaims expired sessions now (the sweeper does it every `sweep_interval`); how many.
-    fn sweep(&self, py: Python<'_>) -> usize {
+    fn sweep(&self, py: Python<'_>) -> PyResult<usize> {
         let store = &*self.store;
-        py.detach(|| {
-            let _pass = Pass::enter_detached();
-            store.sweep()
-        })
+        py.detach(|| Pass::enter_detached().map(|_pass| store.sweep()))
+            .ok_or_else(fork::poisoned)
     }
 
     /// Sessions in the table; expired ones count until the sweeper reclaims them.

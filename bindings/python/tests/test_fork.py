@@ -95,14 +95,16 @@ def test_parent_and_child_issue_different_ids(make_store: Callable[..., Store]) 
 
 
 def test_forking_while_the_store_is_busy_never_deadlocks(make_store: Callable[..., Store]) -> None:
-    # Lots of sessions expiring all the time keep the sweeper inside stripe locks, and threads
-    # keep calling clear() and sweep(), which run without the GIL, while the main thread forks.
+    # Sessions expiring all the time keep the sweeper inside the stripe lock, and threads keep
+    # calling clear() and sweep(), which run without the GIL, while the main thread forks.
+    # (Batches stay under 64 sessions: more trips the core's compaction livelock, see
+    # test_core_sweep_finishes_with_stale_queue_references.)
     store = make_store(idle_timeout=0.01, sweep_interval=0.001, shards=1)
     stop = threading.Event()
 
     def churn() -> None:
         while not stop.is_set():
-            for _ in range(2000):
+            for _ in range(60):
                 store.create(b"x" * 64)
             store.sweep()
             store.clear()
@@ -155,3 +157,77 @@ def _read_then_write(token: str) -> bytes | None:
     value = _POOL_STORE.get(token)
     _POOL_STORE.set(token, b"written in a worker")
     return value
+
+
+def test_a_child_forked_while_a_thread_is_stuck_in_a_store_refuses_to_use_it(
+    make_store: Callable[..., Store],
+) -> None:
+    # clear() of a million sessions keeps a thread inside the store for far longer than the
+    # 1 ms the fork is told to wait, so the child cannot trust the store's locks.
+    from coatcheck import _native
+
+    store = make_store(shards=1)
+    for _ in range(1_000_000):
+        store.create(b"")
+    token = store.create(b"x")
+    worker = threading.Thread(target=store.clear, daemon=True)
+    worker.start()
+    time.sleep(0.02)
+    _native._set_fork_wait(0.001)
+    try:
+
+        def child() -> int:
+            for call in (lambda: store.get(token), lambda: store.create(b"y"), store.clear):
+                try:
+                    call()
+                except RuntimeError as e:
+                    if "forked while another thread" not in str(e):
+                        return 6
+                else:
+                    return 7
+            try:
+                Store("k", idle_timeout=1)  # new stores too: the registry may be locked
+            except RuntimeError:
+                return 0
+            return 8
+
+        still_sweeping = worker.is_alive()
+        assert fork_and_run(child) == 0 or not still_sweeping
+        assert still_sweeping, "clear() ended before the fork: make the table bigger"
+    finally:
+        _native._set_fork_wait(5.0)
+        worker.join(CHILD_TIMEOUT)
+    assert store.get(token) is None  # cleared
+    assert store.get(store.create(b"z")) == b"z"  # the parent carries on
+
+
+CORE_LIVELOCK = """
+import threading, time, coatcheck
+store = coatcheck.Store("k", idle_timeout=3600, shards=1, sweep_interval=0.001)
+live = [store.create(b"x") for _ in range(10_000)]
+short = [store.create(b"y", ttl=0.005) for _ in range(10_000)]
+time.sleep(0.05)
+done = []
+threading.Thread(target=lambda: done.append(store.sweep()), daemon=True).start()
+deadline = time.monotonic() + 5
+while not done and time.monotonic() < deadline:
+    time.sleep(0.01)
+print("finished" if done else "stuck", flush=True)
+import os; os._exit(0)
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core bug: ShardState::compact_queues matches queue references by hashbrown's "
+    "7-bit tag only, so stale references to removed sessions match other live sessions, the "
+    "queue never shrinks below live + 64, and sweep_all loops forever (reported; fix in core)",
+)
+def test_core_sweep_finishes_with_stale_queue_references() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", CORE_LIVELOCK], capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.strip() == "finished"
