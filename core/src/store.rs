@@ -233,6 +233,7 @@ impl Store {
                 }
                 let entry = Entry::new(
                     &id,
+                    hash,
                     value,
                     now,
                     ttl.unwrap_or(s.idle_ttl_ms),
@@ -576,10 +577,6 @@ impl Inner {
         }
     }
 
-    fn rehasher(&self) -> impl Fn(&Box<Entry>) -> u64 + '_ {
-        move |e| self.hasher.hash_one(e.id_bytes())
-    }
-
     fn bucket_of(&self, deadline: u64) -> u64 {
         deadline.div_ceil(self.bucket_ms)
     }
@@ -688,10 +685,7 @@ impl Inner {
                     });
                 }
                 (Found::Live { cost: old_cost, .. }, _) => {
-                    let Some(entry) = state
-                        .table
-                        .find_mut(hash, |e| e.id_bytes() == id.as_bytes())
-                    else {
+                    let Some(entry) = state.table.find_mut(hash, |e| e.is(hash, id)) else {
                         return Err(Error::NotFound);
                     };
                     freed_value = Some(entry.replace_value(value));
@@ -716,10 +710,7 @@ impl Inner {
                 (_, Some(_)) => return Err(Error::NotFound),
                 (found, None) => {
                     if matches!(found, Found::Expired) {
-                        if let Ok(slot) = state
-                            .table
-                            .find_entry(hash, |e| e.id_bytes() == id.as_bytes())
-                        {
+                        if let Ok(slot) = state.table.find_entry(hash, |e| e.is(hash, id)) {
                             let (old, _) = slot.remove();
                             self.retire(shard, &old, Removal::Expired);
                             freed_entry = Some(old);
@@ -727,6 +718,7 @@ impl Inner {
                     }
                     let entry = Entry::new(
                         id,
+                        hash,
                         value,
                         now,
                         ttl.unwrap_or(self.idle_ttl_ms),
@@ -749,10 +741,7 @@ impl Inner {
         let now = self.now();
         let removed = {
             let mut state = shard.state.write();
-            match state
-                .table
-                .find_entry(hash, |e| e.id_bytes() == id.as_bytes())
-            {
+            match state.table.find_entry(hash, |e| e.is(hash, id)) {
                 Ok(slot) => {
                     let (entry, _) = slot.remove();
                     let live = !entry.is_expired(now);
@@ -842,10 +831,7 @@ impl Inner {
         if collides {
             return Moved::Retry;
         }
-        let Ok(slot) = src
-            .table
-            .find_entry(old_hash, |e| e.id_bytes() == old_id.as_bytes())
-        else {
+        let Ok(slot) = src.table.find_entry(old_hash, |e| e.is(old_hash, old_id)) else {
             Counters::bump(&src_shard.counters.misses);
             return Moved::Missing(None);
         };
@@ -855,7 +841,7 @@ impl Inner {
             Counters::bump(&src_shard.counters.misses);
             return Moved::Missing(Some(old));
         }
-        let moved = old.moved_to(new_id, now);
+        let moved = old.moved_to(new_id, new_hash, now);
         self.retire(src_shard, &old, Removal::Uncounted);
         let (dst_shard, dst_state) = match dst {
             Some((index, state)) => (&self.shards[index], state),
@@ -875,7 +861,7 @@ impl Inner {
         let mut state = shard.state.write();
         let entry = state
             .table
-            .find_mut(hash, |e| e.id_bytes() == id.as_bytes())
+            .find_mut(hash, |e| e.is(hash, id))
             .filter(|e| !e.is_expired(now))
             .ok_or(Error::NotFound)?;
         let old_cost = entry.cost();
@@ -924,9 +910,7 @@ impl Inner {
         if let Some(owner) = &entry.owner {
             self.owners.add(owner, entry.id());
         }
-        state
-            .table
-            .insert_unique(hash, Box::new(entry), self.rehasher());
+        state.table.insert_unique(hash, Box::new(entry), |e| e.hash);
         state.file(bucket, hash);
         shard
             .next_due
@@ -1057,14 +1041,20 @@ impl Inner {
             }
             work += hashes.len();
             for hash in hashes {
-                while let Ok(slot) = state.table.find_entry(hash, |e| e.is_expired(now)) {
+                while let Ok(slot) = state
+                    .table
+                    .find_entry(hash, |e| e.hash == hash && e.is_expired(now))
+                {
                     let (entry, _) = slot.remove();
                     self.retire(shard, &entry, Removal::Expired);
                     freed.push(entry);
                 }
                 // Still live (a read slid its deadline): file it again where it now falls due.
                 // References left behind by a shortened deadline are simply dropped.
-                while let Some(entry) = state.table.find_mut(hash, |e| e.filed_bucket == bucket) {
+                while let Some(entry) = state
+                    .table
+                    .find_mut(hash, |e| e.hash == hash && e.filed_bucket == bucket)
+                {
                     let next = self.bucket_of(entry.deadline());
                     entry.filed_bucket = next;
                     state.wheel.entry(next).or_default().push(hash);
@@ -1099,7 +1089,7 @@ impl Inner {
             }
             while shard.state.write().compact_queues(COMPACT_BATCH) {}
             if reclaimed_here > 0 {
-                shard.state.write().shrink_if_sparse(self.rehasher());
+                shard.state.write().shrink_if_sparse();
             }
             reclaimed += reclaimed_here;
         }

@@ -13,26 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use coatcheck::{Clock, Config, Error, ManualClock, Store};
-use common::manual_store;
-
-/// Runs `body` on another thread and fails the test if it has not finished within `limit`.
-fn with_watchdog(limit: Duration, body: impl FnOnce() + Send + 'static) {
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let worker = thread::spawn(move || {
-        body();
-        let _ = done_tx.send(());
-    });
-    match done_rx.recv_timeout(limit) {
-        Ok(()) => worker.join().expect("worker panicked"),
-        Err(_) => {
-            if worker.is_finished() {
-                worker.join().expect("worker panicked");
-            } else {
-                panic!("deadlock suspected: stress test did not finish within {limit:?}");
-            }
-        }
-    }
-}
+use common::{manual_store, with_watchdog};
 
 #[test]
 fn no_update_is_lost_under_set_if_version() {

@@ -217,12 +217,6 @@ import os; os._exit(0)
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: ShardState::compact_queues matches queue references by hashbrown's "
-    "7-bit tag only, so stale references to removed sessions match other live sessions, the "
-    "queue never shrinks below live + 64, and sweep_all loops forever (reported; fix in core)",
-)
 def test_core_sweep_finishes_with_stale_queue_references() -> None:
     import subprocess
     import sys

@@ -10,6 +10,9 @@ pub(crate) const REFERENCED: u8 = 2;
 pub(crate) struct Entry {
     /// The id followed by the value: one allocation per session.
     data: Box<[u8]>,
+    /// The full hash of the id. hashbrown matches candidates on a 7-bit tag only, so every
+    /// lookup by hash alone (wheel and queue references) must compare this too.
+    pub(crate) hash: u64,
     pub(crate) owner: Option<Box<str>>,
     /// Milliseconds on the store clock. Atomic so a read can slide the idle deadline under a
     /// shared lock.
@@ -28,6 +31,7 @@ pub(crate) struct Entry {
 impl Entry {
     pub(crate) fn new(
         id: &str,
+        hash: u64,
         value: &[u8],
         now: u64,
         idle_ttl: u64,
@@ -35,6 +39,7 @@ impl Entry {
     ) -> Self {
         Self {
             data: join(id, value),
+            hash,
             owner: None,
             last_access: AtomicU64::new(now),
             idle_ttl: AtomicU64::new(idle_ttl),
@@ -50,9 +55,10 @@ impl Entry {
 
     /// The same session under a new id, as `regenerate` needs it. Version moves on so that a
     /// writer still holding the old version cannot overwrite the moved data.
-    pub(crate) fn moved_to(&self, new_id: &str, now: u64) -> Self {
+    pub(crate) fn moved_to(&self, new_id: &str, new_hash: u64, now: u64) -> Self {
         Self {
             data: join(new_id, self.value()),
+            hash: new_hash,
             owner: self.owner.clone(),
             last_access: AtomicU64::new(now),
             idle_ttl: AtomicU64::new(self.idle_ttl.load(Relaxed)),
@@ -63,6 +69,11 @@ impl Entry {
             flags: AtomicU8::new(READ | REFERENCED),
             protected: true,
         }
+    }
+
+    /// Whether this is the session `id` whose hash is `hash`.
+    pub(crate) fn is(&self, hash: u64, id: &str) -> bool {
+        self.hash == hash && self.id_bytes() == id.as_bytes()
     }
 
     pub(crate) fn id_bytes(&self) -> &[u8] {

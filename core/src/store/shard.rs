@@ -77,9 +77,7 @@ pub(crate) enum QueueStep {
 
 impl ShardState {
     pub(crate) fn find(&self, hash: u64, id: &str) -> Option<&Entry> {
-        self.table
-            .find(hash, |e| e.id_bytes() == id.as_bytes())
-            .map(|e| &**e)
+        self.table.find(hash, |e| e.is(hash, id)).map(|e| &**e)
     }
 
     pub(crate) fn file(&mut self, entry_bucket: u64, hash: u64) {
@@ -104,7 +102,10 @@ impl ShardState {
                 }
                 continue;
             }
-            let Ok(slot) = self.table.find_entry(hash, |e| !e.protected) else {
+            let Ok(slot) = self
+                .table
+                .find_entry(hash, |e| e.hash == hash && !e.protected)
+            else {
                 continue; // destroyed or expired since: drop the stale reference
             };
             if slot.get().was_read() {
@@ -132,7 +133,10 @@ impl ShardState {
                 }
                 continue;
             }
-            let Ok(slot) = self.table.find_entry(hash, |e| e.protected) else {
+            let Ok(slot) = self
+                .table
+                .find_entry(hash, |e| e.hash == hash && e.protected)
+            else {
                 continue;
             };
             let flags = &slot.get().flags;
@@ -171,7 +175,7 @@ impl ShardState {
                 let Some(hash) = queue.pop_front() else { break };
                 if self
                     .table
-                    .find(hash, |e| e.protected == protected)
+                    .find(hash, |e| e.hash == hash && e.protected == protected)
                     .is_some()
                 {
                     queue.push_back(hash);
@@ -186,10 +190,10 @@ impl ShardState {
     }
 
     /// Gives memory back once a stripe has emptied out: a hash table never shrinks by itself.
-    pub(crate) fn shrink_if_sparse(&mut self, hasher: impl Fn(&Box<Entry>) -> u64) {
+    pub(crate) fn shrink_if_sparse(&mut self) {
         let len = self.table.len();
         if self.table.capacity() > 64 && len * 4 < self.table.capacity() {
-            self.table.shrink_to(len * 2, hasher);
+            self.table.shrink_to(len * 2, |e| e.hash);
         }
         for queue in [&mut self.probation, &mut self.protected] {
             if queue.capacity() > 64 && queue.len() * 4 < queue.capacity() {
