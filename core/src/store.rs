@@ -303,7 +303,17 @@ impl Store {
     /// [`Error::InvalidId`], [`Error::TooLarge`], [`Error::StoreFull`],
     /// [`Error::InvalidArgument`] for a zero `ttl`. On error nothing changed.
     pub fn set(&self, id: &str, value: &[u8], ttl: Option<Duration>) -> Result<u64> {
-        self.inner.write(id, value, ttl, None)
+        self.inner.write(id, value, ttl, Precondition::None)
+    }
+
+    /// [`set`](Store::set) only if the session exists and is live: never creates one. For
+    /// writes through a token whose session may have expired or been destroyed meanwhile.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the session is gone, and the errors of [`set`](Store::set).
+    /// On error nothing changed.
+    pub fn update(&self, id: &str, value: &[u8], ttl: Option<Duration>) -> Result<u64> {
+        self.inner.write(id, value, ttl, Precondition::Live)
     }
 
     /// [`set`](Store::set) only if the session still has version `expected`, so that two
@@ -319,7 +329,8 @@ impl Store {
         expected: u64,
         ttl: Option<Duration>,
     ) -> Result<u64> {
-        self.inner.write(id, value, ttl, Some(expected))
+        self.inner
+            .write(id, value, ttl, Precondition::Version(expected))
     }
 
     /// Slides a live session's idle deadline without touching its data (`ttl` replaces its idle
@@ -550,6 +561,17 @@ fn validate_owner(owner: &str) -> Result<()> {
     Ok(())
 }
 
+/// What must hold for a write to go ahead.
+#[derive(Clone, Copy)]
+enum Precondition {
+    /// Nothing: insert or overwrite.
+    None,
+    /// The session exists and is live.
+    Live,
+    /// The session is live at this version.
+    Version(u64),
+}
+
 /// What a lookup found before a write.
 enum Found {
     Absent,
@@ -645,7 +667,7 @@ impl Inner {
         id: &str,
         value: &[u8],
         ttl: Option<Duration>,
-        expected: Option<u64>,
+        precondition: Precondition,
     ) -> Result<u64> {
         validate_id(id)?;
         self.check_value(value)?;
@@ -676,8 +698,10 @@ impl Inner {
                     cost: e.cost(),
                 },
             };
-            match (found, expected) {
-                (Found::Live { version, .. }, Some(expected)) if version != expected => {
+            match (found, precondition) {
+                (Found::Live { version, .. }, Precondition::Version(expected))
+                    if version != expected =>
+                {
                     Counters::bump(&shard.counters.conflicts);
                     return Err(Error::Conflict {
                         expected,
@@ -707,8 +731,10 @@ impl Inner {
                     Counters::bump(&shard.counters.updates);
                     version
                 }
-                (_, Some(_)) => return Err(Error::NotFound),
-                (found, None) => {
+                (_, Precondition::Live | Precondition::Version(_)) => {
+                    return Err(Error::NotFound);
+                }
+                (found, Precondition::None) => {
                     if matches!(found, Found::Expired) {
                         if let Ok(slot) = state.table.find_entry(hash, |e| e.is(hash, id)) {
                             let (old, _) = slot.remove();

@@ -76,6 +76,26 @@ fn set_if_version_rejects_a_stale_writer_and_keeps_the_winner() {
 }
 
 #[test]
+fn update_writes_only_live_sessions() {
+    let (store, clock) = manual_store(|_| {});
+    let id = store.create(b"v1", Some(10 * SECOND)).unwrap();
+    assert_eq!(store.update(&id, b"v2", None).unwrap(), 2);
+    assert_eq!(store.get(&id).unwrap().unwrap(), b"v2");
+    assert_eq!(
+        store.update("never-created", b"x", None).unwrap_err(),
+        Error::NotFound
+    );
+    assert!(store.peek("never-created").unwrap().is_none());
+    clock.advance(11 * SECOND);
+    assert_eq!(store.update(&id, b"v3", None).unwrap_err(), Error::NotFound);
+    assert_eq!(store.len(), 1, "the expired session is not revived");
+    assert_eq!(
+        store.update("bad id", b"x", None).unwrap_err().code(),
+        "invalid_id"
+    );
+}
+
+#[test]
 fn get_with_lends_the_value_without_copying() {
     let (store, _) = manual_store(|_| {});
     let id = store.create(b"hello", None).unwrap();
@@ -181,6 +201,7 @@ fn every_entry_point_rejects_malformed_ids_and_changes_nothing() {
         invalid(store.get_with(bad, |_| ()).map(drop));
         invalid(store.set(bad, b"x", None).map(drop));
         invalid(store.set_if_version(bad, b"x", 1, None).map(drop));
+        invalid(store.update(bad, b"x", None).map(drop));
         invalid(store.touch(bad, None).map(drop));
         invalid(store.destroy(bad).map(drop));
         invalid(store.regenerate(bad).map(drop));

@@ -158,18 +158,8 @@ impl PyStore {
         let token = text(token).ok_or_else(forged)?;
         let _pass = Pass::enter(py)?;
         let id = self.require_id(&token)?;
-        // The core's `set` is an upsert (express-session names its own ids). Through a token
-        // only a live session may be written: compare-and-set on the version read just now,
-        // again if another writer got in between.
-        loop {
-            let Some(version) = self.store.peek_with(id, |s| s.version).map_err(Error)? else {
-                return Err(Error(coatcheck::Error::NotFound).into());
-            };
-            match self.store.set_if_version(id, data, version, ttl) {
-                Err(coatcheck::Error::Conflict { .. }) => continue,
-                other => return Ok(other.map_err(Error)?),
-            }
-        }
+        // Through a token only a live session may be written: never create one.
+        Ok(self.store.update(id, data, ttl).map_err(Error)?)
     }
 
     /// Replaces a live session's data only if it still has `version`; returns the new version.
