@@ -48,8 +48,10 @@ pub struct Config {
     /// Run the background sweeper thread. Default: true. Without it, expired sessions are
     /// still never returned; they are reclaimed by [`Store::sweep`](crate::Store::sweep).
     pub background_sweeper: bool,
-    /// After a sweep frees at least this many bytes, hand free memory back to the OS
-    /// (`malloc_trim` on glibc; a no-op elsewhere). `None` disables it. Default: 8 MiB.
+    /// Hand free memory back to the OS (`malloc_trim` on glibc; a no-op elsewhere) once sweeps
+    /// have freed at least this many bytes since the last time and the store has shrunk to half
+    /// its peak: after a mass expiry or when churn stops, not during steady churn. `None`
+    /// disables it. Default: 8 MiB.
     pub trim_after_freeing: Option<usize>,
     /// Policy when a budget is reached.
     pub eviction: Eviction,

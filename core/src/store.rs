@@ -146,6 +146,7 @@ struct Inner {
     signature_failures: AtomicU64,
     evict_cursor: AtomicUsize,
     owners: OwnerIndex,
+    trim: parking_lot::Mutex<TrimState>,
     /// Dropping this wakes the sweeper thread, which then exits.
     _sweeper_stop: Option<mpsc::Sender<()>>,
 }
@@ -198,6 +199,7 @@ impl Store {
             signature_failures: AtomicU64::new(0),
             evict_cursor: AtomicUsize::new(0),
             owners: OwnerIndex::new(shard_count),
+            trim: parking_lot::Mutex::new(TrimState::default()),
             _sweeper_stop: stop_tx,
         });
         if let Some(rx) = stop_rx {
@@ -559,6 +561,15 @@ fn validate_owner(owner: &str) -> Result<()> {
         return Err(Error::InvalidArgument("owner is longer than 1024 bytes"));
     }
     Ok(())
+}
+
+/// When to hand freed memory back to the OS.
+#[derive(Default)]
+struct TrimState {
+    /// Bytes the sweeper freed since the last trim.
+    freed: usize,
+    /// Most bytes the store held since the last trim (sampled at each sweep).
+    peak: usize,
 }
 
 /// What must hold for a write to go ahead.
@@ -1119,13 +1130,27 @@ impl Inner {
             }
             reclaimed += reclaimed_here;
         }
-        if self
-            .trim_after_freeing
-            .is_some_and(|threshold| freed_bytes >= threshold)
-        {
+        self.maybe_trim(freed_bytes);
+        reclaimed
+    }
+
+    /// Trims once the store has shrunk to half of its peak and enough has been freed since the
+    /// last trim: after a mass expiry, or when churn stops. Steady churn, where freed memory is
+    /// reused at once, never trims (a trim holds the allocator's arena lock while it works).
+    fn maybe_trim(&self, freed_now: usize) {
+        let Some(threshold) = self.trim_after_freeing else {
+            return;
+        };
+        let live = self.bytes.load(Relaxed);
+        let mut trim = self.trim.lock();
+        trim.freed += freed_now;
+        trim.peak = trim.peak.max(live + freed_now);
+        if trim.freed >= threshold && live <= trim.peak / 2 {
+            trim.freed = 0;
+            trim.peak = live;
+            drop(trim);
             trim::release_free_memory();
         }
-        reclaimed
     }
 }
 

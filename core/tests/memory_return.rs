@@ -11,6 +11,22 @@ fn rss_bytes() -> Option<usize> {
     Some(pages * 4096)
 }
 
+/// Waits up to ten seconds for the store to empty and RSS to come within `slack` of `baseline`.
+fn settles(store: &Store, baseline: usize) -> usize {
+    let slack = baseline / 10 + (8 << 20);
+    let start = Instant::now();
+    let mut now_rss = rss_bytes().unwrap_or(0);
+    while start.elapsed() < Duration::from_secs(10) {
+        now_rss = rss_bytes().unwrap_or(0);
+        if store.is_empty() && now_rss < baseline + slack {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    now_rss
+}
+
+// One test, two phases: RSS is process-wide, so parallel tests would blur each other.
 #[test]
 fn rss_returns_near_baseline_after_everything_expires() {
     let Some(baseline) = rss_bytes() else {
@@ -49,5 +65,29 @@ fn rss_returns_near_baseline_after_everything_expires() {
         baseline >> 20,
         filled >> 20,
         now_rss >> 20
+    );
+
+    // Churn: sessions created steadily and never read, each sweep freeing only a little. When
+    // the churn stops, memory must still come back.
+    let mut peak = 0;
+    // 2,000 x 2 KB per 100 ms step with a 1 s TTL: ~45 MB live, and each sweep (one per step)
+    // frees one step's worth, below the 8 MiB trim threshold.
+    for _ in 0..60 {
+        for _ in 0..2_000 {
+            store.create(&value, Some(Duration::from_secs(1))).unwrap();
+        }
+        clock.advance(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(25));
+        peak = peak.max(rss_bytes().unwrap());
+    }
+    clock.advance(Duration::from_secs(2));
+    let after_churn = settles(&store, baseline);
+    assert!(store.is_empty());
+    assert!(
+        after_churn < baseline + baseline / 10 + (8 << 20),
+        "RSS stayed high after churn: baseline {} MiB, peak {} MiB, after {} MiB",
+        baseline >> 20,
+        peak >> 20,
+        after_churn >> 20
     );
 }
