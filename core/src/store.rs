@@ -11,7 +11,6 @@ mod sweeper;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use hashbrown::DefaultHashBuilder;
@@ -45,6 +44,9 @@ const COMPACT_BATCH: usize = 256;
 /// in a fixed order). No method returns while holding a lock.
 #[derive(Clone)]
 pub struct Store {
+    // Declared first so it is dropped first: the last handle joins the sweeper thread, then
+    // frees the table on the caller's thread.
+    _sweeper: Option<Arc<sweeper::Sweeper>>,
     inner: Arc<Inner>,
 }
 
@@ -147,8 +149,6 @@ struct Inner {
     evict_cursor: AtomicUsize,
     owners: OwnerIndex,
     trim: parking_lot::Mutex<TrimState>,
-    /// Dropping this wakes the sweeper thread, which then exits.
-    _sweeper_stop: Option<mpsc::Sender<()>>,
 }
 
 impl Store {
@@ -174,12 +174,6 @@ impl Store {
         } else {
             Some(Signer::new(&config.secrets)?)
         };
-        let (stop_tx, stop_rx) = if config.background_sweeper {
-            let (tx, rx) = mpsc::channel();
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
         let inner = Arc::new(Inner {
             shards: (0..shard_count).map(|_| Shard::new()).collect(),
             shard_bits: shard_count.trailing_zeros(),
@@ -200,14 +194,19 @@ impl Store {
             evict_cursor: AtomicUsize::new(0),
             owners: OwnerIndex::new(shard_count),
             trim: parking_lot::Mutex::new(TrimState::default()),
-            _sweeper_stop: stop_tx,
         });
-        if let Some(rx) = stop_rx {
-            sweeper::spawn(&inner, rx, config.sweep_interval).map_err(|e| {
+        let sweeper = if config.background_sweeper {
+            let sweeper = sweeper::Sweeper::spawn(&inner, config.sweep_interval).map_err(|e| {
                 Error::InvalidConfig(format!("could not start the sweeper thread: {e}"))
             })?;
-        }
-        Ok(Self { inner })
+            Some(Arc::new(sweeper))
+        } else {
+            None
+        };
+        Ok(Self {
+            _sweeper: sweeper,
+            inner,
+        })
     }
 
     /// Stores `value` under a new id and returns the id: 24 CSPRNG bytes as 32 base64url

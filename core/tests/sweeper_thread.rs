@@ -55,9 +55,10 @@ fn sweeper_reclaims_in_the_background_and_stops_with_the_last_handle() {
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(sweeper_threads(), 1, "a remaining clone keeps the sweeper");
     drop(clone);
-    assert!(
-        eventually(|| sweeper_threads() == 0),
-        "sweeper thread exits with the last handle"
+    assert_eq!(
+        sweeper_threads(),
+        0,
+        "the last handle joins the sweeper thread"
     );
 
     let mut quiet = Config::default();
