@@ -32,4 +32,4 @@ doc:
 bench: $(BENCH_TARGETS)
 
 bench-core:
-	$(CARGO) bench -p coatcheck-benches
+	$(CARGO) bench -p coatcheck-benches --bench core --bench memory --bench expiry
