@@ -88,12 +88,15 @@ class CoatcheckSessionInterface(SessionInterface):
         self, app: Flask, session: ServerSideSession, response: Response
     ) -> None:
         name = self.get_cookie_name(app)
-        domain = self.get_cookie_domain(app)
-        path = self.get_cookie_path(app)
-        secure = self.get_cookie_secure(app)
-        partitioned = self.get_cookie_partitioned(app)
-        samesite = self.get_cookie_samesite(app)
-        httponly = self.get_cookie_httponly(app)
+        # The SESSION_COOKIE_* attributes, the same for setting and for deleting the cookie.
+        cookie: dict[str, Any] = {
+            "domain": self.get_cookie_domain(app),
+            "path": self.get_cookie_path(app),
+            "secure": self.get_cookie_secure(app),
+            "partitioned": self.get_cookie_partitioned(app),
+            "samesite": self.get_cookie_samesite(app),
+            "httponly": self.get_cookie_httponly(app),
+        }
 
         if session.accessed:
             response.vary.add("Cookie")
@@ -106,15 +109,7 @@ class CoatcheckSessionInterface(SessionInterface):
             if session.token is not None:
                 self.store.destroy(session.token)
                 session.token = None
-                response.delete_cookie(
-                    name,
-                    domain=domain,
-                    path=path,
-                    secure=secure,
-                    partitioned=partitioned,
-                    samesite=samesite,
-                    httponly=httponly,
-                )
+                response.delete_cookie(name, **cookie)
                 response.vary.add("Cookie")
             return
 
@@ -131,15 +126,7 @@ class CoatcheckSessionInterface(SessionInterface):
             session.version = 1
         session.token = token
         response.set_cookie(
-            name,
-            token,
-            expires=self.get_expiration_time(app, session),
-            httponly=httponly,
-            domain=domain,
-            path=path,
-            secure=secure,
-            partitioned=partitioned,
-            samesite=samesite,
+            name, token, expires=self.get_expiration_time(app, session), **cookie
         )
         response.vary.add("Cookie")
 
