@@ -77,6 +77,9 @@ impl Default for Config {
     }
 }
 
+/// Largest `max_session_bytes` accepted.
+const MAX_SESSION_BYTES: usize = 1 << 30;
+
 /// Most stripes a store may have.
 const MAX_SHARDS: usize = 1 << 16;
 
@@ -87,11 +90,16 @@ impl Config {
     /// [`Error::InvalidConfig`] naming the first field out of range.
     pub fn validate(&self) -> Result<()> {
         let bad = |why: &str| Err(Error::InvalidConfig(why.to_string()));
-        if self.idle_timeout.is_zero() {
-            return bad("idle_timeout must be greater than zero");
+        // The store clock counts whole milliseconds: a shorter timeout would make every
+        // session expire the moment it is created.
+        if self.idle_timeout < Duration::from_millis(1) {
+            return bad("idle_timeout must be at least 1 ms");
         }
-        if self.absolute_timeout.is_some_and(|d| d.is_zero()) {
-            return bad("absolute_timeout must be greater than zero");
+        if self
+            .absolute_timeout
+            .is_some_and(|d| d < Duration::from_millis(1))
+        {
+            return bad("absolute_timeout must be at least 1 ms");
         }
         if self.max_sessions == Some(0) {
             return bad("max_sessions must be at least 1");
@@ -101,6 +109,9 @@ impl Config {
         }
         if self.max_session_bytes == 0 {
             return bad("max_session_bytes must be at least 1");
+        }
+        if self.max_session_bytes > MAX_SESSION_BYTES {
+            return bad("max_session_bytes must be at most 1 GiB");
         }
         if let Some(n) = self.shards {
             if n == 0 || !n.is_power_of_two() || n > MAX_SHARDS {

@@ -52,4 +52,7 @@ pub use config::{Config, Eviction};
 pub use error::{Error, Result};
 pub use id::{GENERATED_ID_LEN, MAX_ID_LEN, generate_id, validate_id};
 pub use signing::Signer;
-pub use store::{ENTRY_OVERHEAD_BYTES, MAX_OWNER_LEN, Session, SessionView, Stats, Store};
+pub use store::{
+    Cause, Change, ChangeKind, ENTRY_OVERHEAD_BYTES, MAX_OWNER_LEN, Session, SessionView, Stats,
+    Store, StoreBuilder,
+};

@@ -1,12 +1,27 @@
-//! The session table: lock stripes, expiry, budgets, and every operation on sessions.
+//! The public session store: [`Store`], its builder, and the types its methods return.
 //!
-//! Every mutation of the table goes through one method here, so a later tier (a shared Redis
-//! tier, a persistence log) can wrap each operation in one place.
+//! How it is built, one invariant per module:
+//! - `block`: a session's id and value in one allocation behind a thin pointer (the only
+//!   `unsafe` of the store);
+//! - `record`: a session's fixed-size bookkeeping, deadline and eviction bits in one atomic word;
+//! - `stripe`: one lock stripe's slab, index, owners and versions, kept in step;
+//! - `wheel`: the expiry structure linked through the records;
+//! - `stripe::eviction`: who makes room, from bits in the records and hands over the slab;
+//! - `ops`: every operation, and the one path each kind of change goes through;
+//! - `budget`: the store-wide session and byte totals and making room under them;
+//! - `changes`: the change stream and its delivery;
+//! - `sweeper`: the background thread; `invariants`: the checker the tests run.
 
-mod entry;
+mod block;
+mod budget;
+mod changes;
+mod invariants;
+mod ops;
 mod owners;
-mod shard;
+mod record;
+mod stripe;
 mod sweeper;
+mod wheel;
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -14,26 +29,20 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use hashbrown::DefaultHashBuilder;
+use parking_lot::{Mutex, RwLock};
 
 use crate::clock::{Clock, MonotonicClock, duration_to_ms};
 use crate::config::{Config, Eviction};
 use crate::error::{Error, Result};
-use crate::id::{generate_id, validate_id};
+use crate::id::validate_id;
 use crate::signing::Signer;
-use crate::trim;
 
-pub use entry::ENTRY_OVERHEAD_BYTES;
-use entry::{Entry, cost_of};
+use changes::Listener;
+pub use changes::{Cause, Change, ChangeKind};
 pub use owners::MAX_OWNER_LEN;
 use owners::OwnerIndex;
-use shard::{Counters, QueueStep, Shard, ShardState};
-
-/// Due wheel references processed per stripe lock hold by the background sweeper.
-const SWEEP_BATCH: usize = 256;
-/// Queue references examined per lock hold when eviction looks for a victim.
-const EVICT_BATCH: usize = 64;
-/// Stale queue references dropped per lock hold by the sweeper.
-const COMPACT_BATCH: usize = 256;
+pub use stripe::ENTRY_OVERHEAD_BYTES;
+use stripe::Stripe;
 
 /// A handle to a session store. Cloning is cheap and every clone shares the same table; the
 /// background sweeper stops when the last clone is dropped.
@@ -41,7 +50,8 @@ const COMPACT_BATCH: usize = 256;
 /// # Concurrency
 /// Every method may be called from any number of threads at once. Reads take a shared stripe
 /// lock; writes take one stripe's exclusive lock (two for [`regenerate`](Store::regenerate),
-/// in a fixed order). No method returns while holding a lock.
+/// in a fixed order). Each lock hold does a bounded amount of work; values are copied in and
+/// freed outside the locks. No method returns while holding a lock.
 #[derive(Clone)]
 pub struct Store {
     // Declared first so it is dropped first: the last handle joins the sweeper thread, then
@@ -55,7 +65,8 @@ pub struct Store {
 pub struct Session {
     /// The stored bytes.
     pub value: Vec<u8>,
-    /// Starts at 1 and grows by one on every write; see [`Store::set_if_version`].
+    /// Grows with every write and never repeats for an id within the store's lifetime, even
+    /// across a destroy and a new session under the same id; see [`Store::set_if_version`].
     pub version: u64,
     /// Time left before the session expires (the earlier of its idle and absolute deadlines).
     pub expires_in: Duration,
@@ -100,7 +111,7 @@ pub struct Stats {
     pub hits: u64,
     /// Reads that found nothing, or only an expired session.
     pub misses: u64,
-    /// Sessions added (create, or set of a new id).
+    /// Sessions added (create, insert, or set of a new id).
     pub inserts: u64,
     /// Writes to an existing session.
     pub updates: u64,
@@ -114,59 +125,98 @@ pub struct Stats {
     pub evicted_lru: u64,
     /// Tokens that failed signature verification in [`Store::unsign`].
     pub signature_failures: u64,
-    /// `set_if_version` calls that lost to another writer.
+    /// `set_if_version` and `insert` calls that lost to another writer.
     pub conflicts: u64,
 }
 
-/// Why a session left the table; decides which counter moves.
-#[derive(Clone, Copy)]
-enum Removal {
-    Destroyed,
-    Expired,
-    EvictedUnread,
-    EvictedLru,
-    /// Moved to a new id, or dropped by `clear`: no counter.
-    Uncounted,
+/// Per-stripe counters, kept beside each stripe so readers of different stripes never write
+/// one cache line.
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    inserts: AtomicU64,
+    updates: AtomicU64,
+    destroys: AtomicU64,
+    expirations: AtomicU64,
+    evicted_unread: AtomicU64,
+    evicted_lru: AtomicU64,
+    conflicts: AtomicU64,
 }
 
-struct Inner {
-    shards: Box<[Shard]>,
-    shard_bits: u32,
-    hasher: DefaultHashBuilder,
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Relaxed);
+}
+
+// Aligned to two cache lines so neighbouring stripes' locks and counters never share one.
+#[repr(align(128))]
+struct Shard {
+    state: RwLock<Stripe>,
+    /// When the stripe's earliest wheel slot falls due (ms); `u64::MAX` when empty. Never later
+    /// than the truth, so the sweeper and eviction may skip a stripe without locking it.
+    next_due: AtomicU64,
+    /// Held from just before the stripe lock is released until its changes are delivered, so
+    /// the listener sees one stripe's changes in the order they were made.
+    delivery: Mutex<()>,
+    counters: Counters,
+}
+
+/// Builds a [`Store`] with a clock or a change listener; [`Store::new`] is the short form.
+///
+/// ```
+/// use coatcheck::{ChangeKind, Config, Store};
+/// use std::sync::{Arc, Mutex};
+/// use std::time::Duration;
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let log = seen.clone();
+/// let store = Store::builder(Config::default())
+///     .listener(Duration::from_secs(60), move |change| {
+///         log.lock().unwrap().push((change.id.to_string(), change.version));
+///     })
+///     .build()?;
+/// let id = store.create(b"{}", None)?;
+/// assert_eq!(seen.lock().unwrap()[0].0, id);
+/// # Ok::<(), coatcheck::Error>(())
+/// ```
+pub struct StoreBuilder {
+    config: Config,
     clock: Box<dyn Clock>,
-    idle_ttl_ms: u64,
-    absolute_ttl_ms: Option<u64>,
-    bucket_ms: u64,
-    max_sessions: usize,
-    max_bytes: usize,
-    max_session_bytes: usize,
-    eviction: Eviction,
-    trim_after_freeing: Option<usize>,
-    signer: Option<Signer>,
-    sessions: AtomicUsize,
-    bytes: AtomicUsize,
-    signature_failures: AtomicU64,
-    evict_cursor: AtomicUsize,
-    owners: OwnerIndex,
-    trim: parking_lot::Mutex<TrimState>,
+    listener: Option<Listener>,
 }
 
-impl Store {
-    /// Builds a store on the real monotonic clock and starts its sweeper.
-    ///
-    /// # Errors
-    /// [`Error::InvalidConfig`] for an out-of-range setting.
-    pub fn new(config: Config) -> Result<Self> {
-        Self::with_clock(config, MonotonicClock::new())
+impl StoreBuilder {
+    /// Reads time from `clock` (e.g. a [`ManualClock`](crate::ManualClock) in tests).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Box::new(clock);
+        self
     }
 
-    /// Builds a store that reads time from `clock`, e.g. a [`ManualClock`](crate::ManualClock)
-    /// in tests.
+    /// Calls `listener` with every change to the table: see [`Change`]. Reads and touches that
+    /// move a deadline are reported when it crosses a multiple of `slide_slack` (at least 1 ms).
+    ///
+    /// # Concurrency
+    /// The listener runs on the thread that made the change, after the stripe lock is released
+    /// and while that stripe's delivery lock is held: changes to one session arrive in order.
+    /// It must be quick and must not call the store (that could deadlock).
+    pub fn listener(
+        mut self,
+        slide_slack: Duration,
+        listener: impl Fn(&Change<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener = Some(Listener {
+            callback: Arc::new(listener),
+            slide_slack_ms: duration_to_ms(slide_slack).max(1),
+        });
+        self
+    }
+
+    /// Builds the store and starts its sweeper.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for an out-of-range setting, or if the sweeper thread cannot be
     /// started.
-    pub fn with_clock(config: Config, clock: impl Clock) -> Result<Self> {
+    pub fn build(self) -> Result<Store> {
+        let config = self.config;
         config.validate()?;
         let shard_count = config.shard_count();
         let signer = if config.secrets.is_empty() {
@@ -175,13 +225,19 @@ impl Store {
             Some(Signer::new(&config.secrets)?)
         };
         let inner = Arc::new(Inner {
-            shards: (0..shard_count).map(|_| Shard::new()).collect(),
-            shard_bits: shard_count.trailing_zeros(),
+            shards: (0..shard_count)
+                .map(|_| Shard {
+                    state: RwLock::new(Stripe::new()),
+                    next_due: AtomicU64::new(u64::MAX),
+                    delivery: Mutex::new(()),
+                    counters: Counters::default(),
+                })
+                .collect(),
+            shard_mask: shard_count - 1,
             hasher: DefaultHashBuilder::default(),
-            clock: Box::new(clock),
+            clock: self.clock,
             idle_ttl_ms: duration_to_ms(config.idle_timeout),
             absolute_ttl_ms: config.absolute_timeout.map(duration_to_ms),
-            bucket_ms: duration_to_ms(config.sweep_interval).max(1),
             max_sessions: config.max_sessions.unwrap_or(usize::MAX),
             max_bytes: config.max_bytes.unwrap_or(usize::MAX),
             max_session_bytes: config.max_session_bytes,
@@ -193,20 +249,77 @@ impl Store {
             signature_failures: AtomicU64::new(0),
             evict_cursor: AtomicUsize::new(0),
             owners: OwnerIndex::new(shard_count),
-            trim: parking_lot::Mutex::new(TrimState::default()),
+            trim: Mutex::new(budget::TrimState::default()),
+            listener: self.listener,
         });
         let sweeper = if config.background_sweeper {
-            let sweeper = sweeper::Sweeper::spawn(&inner, config.sweep_interval).map_err(|e| {
-                Error::InvalidConfig(format!("could not start the sweeper thread: {e}"))
-            })?;
-            Some(Arc::new(sweeper))
+            Some(Arc::new(
+                sweeper::Sweeper::spawn(&inner, config.sweep_interval).map_err(|e| {
+                    Error::InvalidConfig(format!("could not start the sweeper thread: {e}"))
+                })?,
+            ))
         } else {
             None
         };
-        Ok(Self {
+        Ok(Store {
             _sweeper: sweeper,
             inner,
         })
+    }
+}
+
+struct Inner {
+    shards: Box<[Shard]>,
+    shard_mask: usize,
+    hasher: DefaultHashBuilder,
+    clock: Box<dyn Clock>,
+    idle_ttl_ms: u64,
+    absolute_ttl_ms: Option<u64>,
+    max_sessions: usize,
+    max_bytes: usize,
+    max_session_bytes: usize,
+    eviction: Eviction,
+    trim_after_freeing: Option<usize>,
+    signer: Option<Signer>,
+    sessions: AtomicUsize,
+    bytes: AtomicUsize,
+    signature_failures: AtomicU64,
+    evict_cursor: AtomicUsize,
+    owners: OwnerIndex,
+    trim: Mutex<budget::TrimState>,
+    listener: Option<Listener>,
+}
+
+impl Store {
+    /// Builds a store on the real monotonic clock and starts its sweeper.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for an out-of-range setting.
+    pub fn new(config: Config) -> Result<Self> {
+        Self::builder(config).build()
+    }
+
+    /// Builds a store that reads time from `clock`, e.g. a [`ManualClock`](crate::ManualClock)
+    /// in tests.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for an out-of-range setting, or if the sweeper thread cannot be
+    /// started.
+    pub fn with_clock(config: Config, clock: impl Clock) -> Result<Self> {
+        Self::builder(config).clock(clock).build()
+    }
+
+    /// A builder, for a clock or a change listener.
+    pub fn builder(config: Config) -> StoreBuilder {
+        StoreBuilder {
+            config,
+            clock: Box::new(MonotonicClock::new()),
+            listener: None,
+        }
+    }
+
+    fn inner(&self) -> &Inner {
+        &self.inner
     }
 
     /// Stores `value` under a new id and returns the id: 24 CSPRNG bytes as 32 base64url
@@ -215,37 +328,22 @@ impl Store {
     /// `ttl` replaces the idle timeout for this session.
     ///
     /// # Errors
-    /// [`Error::TooLarge`], [`Error::StoreFull`], [`Error::InvalidArgument`] for a zero `ttl`.
+    /// [`Error::TooLarge`], [`Error::StoreFull`], [`Error::InvalidArgument`] for a `ttl` below
+    /// 1 ms.
     pub fn create(&self, value: &[u8], ttl: Option<Duration>) -> Result<String> {
-        let s = &*self.inner;
-        s.check_value(value)?;
-        let ttl = ttl_ms(ttl)?;
-        loop {
-            let id = generate_id();
-            let (hash, shard) = s.locate(&id);
-            if s.has_budget() {
-                s.make_room(1, s.fit(cost_of(id.len() + value.len(), 0))?, hash)?;
-            }
-            let now = s.now();
-            {
-                let mut state = shard.state.write();
-                if state.find(hash, &id).is_some() {
-                    continue; // 2^-192 odds, but the contract is "never collides"
-                }
-                let entry = Entry::new(
-                    &id,
-                    hash,
-                    value,
-                    now,
-                    ttl.unwrap_or(s.idle_ttl_ms),
-                    s.absolute_deadline(now),
-                );
-                s.insert(shard, &mut state, hash, entry);
-                Counters::bump(&shard.counters.inserts);
-            }
-            s.settle_budget(hash);
-            return Ok(id);
-        }
+        self.inner().create(value, ttl)
+    }
+
+    /// Stores `value` under `id` only if no live session has that id (an expired one is
+    /// replaced). For callers that choose ids themselves and must never overwrite. Returns the
+    /// new session's version.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if a live session has the id, and the errors of [`set`](Store::set).
+    /// On error nothing changed.
+    pub fn insert(&self, id: &str, value: &[u8], ttl: Option<Duration>) -> Result<u64> {
+        self.inner()
+            .write(id, value, ttl, ops::Precondition::Absent)
     }
 
     /// The value of a live session, sliding its idle deadline. `None` if it does not exist or
@@ -254,7 +352,8 @@ impl Store {
     /// # Errors
     /// [`Error::InvalidId`] for a malformed id.
     pub fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
-        self.inner.read(id, true, |e, _| e.value().to_vec())
+        self.inner()
+            .read(id, true, |s, i, _| s.block(i).value().to_vec())
     }
 
     /// Like [`get`](Store::get), with the version, time left and owner.
@@ -272,10 +371,11 @@ impl Store {
     /// # Errors
     /// [`Error::InvalidId`] for a malformed id.
     pub fn get_with<R>(&self, id: &str, f: impl FnOnce(SessionView<'_>) -> R) -> Result<Option<R>> {
-        self.inner.read(id, true, |e, now| f(view(e, now)))
+        self.inner().read(id, true, |s, i, now| f(view(s, i, now)))
     }
 
-    /// A live session without sliding its deadline or marking it used.
+    /// A live session without sliding its deadline or marking it used: for adapters that
+    /// manage expiry themselves.
     ///
     /// # Errors
     /// [`Error::InvalidId`] for a malformed id.
@@ -293,7 +393,7 @@ impl Store {
         id: &str,
         f: impl FnOnce(SessionView<'_>) -> R,
     ) -> Result<Option<R>> {
-        self.inner.read(id, false, |e, now| f(view(e, now)))
+        self.inner().read(id, false, |s, i, now| f(view(s, i, now)))
     }
 
     /// Writes `value` under `id`, creating the session if it does not exist (express-session
@@ -302,9 +402,9 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::InvalidId`], [`Error::TooLarge`], [`Error::StoreFull`],
-    /// [`Error::InvalidArgument`] for a zero `ttl`. On error nothing changed.
+    /// [`Error::InvalidArgument`] for a `ttl` below 1 ms. On error nothing changed.
     pub fn set(&self, id: &str, value: &[u8], ttl: Option<Duration>) -> Result<u64> {
-        self.inner.write(id, value, ttl, Precondition::None)
+        self.inner().write(id, value, ttl, ops::Precondition::None)
     }
 
     /// [`set`](Store::set) only if the session exists and is live: never creates one. For
@@ -314,7 +414,7 @@ impl Store {
     /// [`Error::NotFound`] if the session is gone, and the errors of [`set`](Store::set).
     /// On error nothing changed.
     pub fn update(&self, id: &str, value: &[u8], ttl: Option<Duration>) -> Result<u64> {
-        self.inner.write(id, value, ttl, Precondition::Live)
+        self.inner().write(id, value, ttl, ops::Precondition::Live)
     }
 
     /// [`set`](Store::set) only if the session still has version `expected`, so that two
@@ -330,21 +430,17 @@ impl Store {
         expected: u64,
         ttl: Option<Duration>,
     ) -> Result<u64> {
-        self.inner
-            .write(id, value, ttl, Precondition::Version(expected))
+        self.inner()
+            .write(id, value, ttl, ops::Precondition::Version(expected))
     }
 
     /// Slides a live session's idle deadline without touching its data (`ttl` replaces its idle
-    /// timeout). Returns whether the session was live.
+    /// timeout, which may move the deadline earlier). Returns whether the session was live.
     ///
     /// # Errors
-    /// [`Error::InvalidId`], [`Error::InvalidArgument`] for a zero `ttl`.
+    /// [`Error::InvalidId`], [`Error::InvalidArgument`] for a `ttl` below 1 ms.
     pub fn touch(&self, id: &str, ttl: Option<Duration>) -> Result<bool> {
-        let ttl = ttl_ms(ttl)?;
-        Ok(self
-            .inner
-            .read(id, true, |e, now| e.mark_used(now, ttl))?
-            .is_some())
+        self.inner().touch(id, ttl, None)
     }
 
     /// [`touch`](Store::touch), skipped when the session was used less than `min_idle` ago
@@ -352,21 +448,14 @@ impl Store {
     /// Returns whether the session is live, touched or not.
     ///
     /// # Errors
-    /// [`Error::InvalidId`], [`Error::InvalidArgument`] for a zero `ttl`.
+    /// [`Error::InvalidId`], [`Error::InvalidArgument`] for a `ttl` below 1 ms.
     pub fn touch_if_idle(
         &self,
         id: &str,
         ttl: Option<Duration>,
         min_idle: Duration,
     ) -> Result<bool> {
-        let ttl = ttl_ms(ttl)?;
-        let min_idle = duration_to_ms(min_idle);
-        let touched = self.inner.read(id, false, |e, now| {
-            if now.saturating_sub(e.last_access.load(Relaxed)) >= min_idle {
-                e.mark_used(now, ttl);
-            }
-        })?;
-        Ok(touched.is_some())
+        self.inner().touch(id, ttl, Some(duration_to_ms(min_idle)))
     }
 
     /// Removes a session. Returns whether a live session was removed.
@@ -374,17 +463,17 @@ impl Store {
     /// # Errors
     /// [`Error::InvalidId`].
     pub fn destroy(&self, id: &str) -> Result<bool> {
-        self.inner.destroy(id)
+        self.inner().destroy(id)
     }
 
     /// Moves a live session to a new id in one step: when this returns, the old id no longer
-    /// exists and the new one holds the same data, owner and absolute deadline. Use it at login
-    /// against session fixation. `None` if the session does not exist.
+    /// exists and the new one holds the same data, owner and absolute deadline, at a higher
+    /// version. Use it at login against session fixation. `None` if the session does not exist.
     ///
     /// # Errors
     /// [`Error::InvalidId`].
     pub fn regenerate(&self, id: &str) -> Result<Option<String>> {
-        self.inner.regenerate(id)
+        self.inner().regenerate(id)
     }
 
     /// Files a live session under an owner key (e.g. a user id), or removes it from its owner
@@ -394,7 +483,7 @@ impl Store {
     /// [`Error::NotFound`], [`Error::InvalidId`], [`Error::InvalidArgument`] for an empty owner
     /// or one longer than [`MAX_OWNER_LEN`].
     pub fn set_owner(&self, id: &str, owner: Option<&str>) -> Result<()> {
-        self.inner.set_owner(id, owner)
+        self.inner().set_owner(id, owner)
     }
 
     /// Ids of the live sessions of `owner`, found through the owner index (no table scan).
@@ -403,8 +492,9 @@ impl Store {
     /// [`Error::InvalidArgument`] for a malformed owner.
     pub fn sessions_of(&self, owner: &str) -> Result<Vec<String>> {
         validate_owner(owner)?;
-        let mut ids = self.inner.owners.ids_of(owner);
-        ids.retain(|id| matches!(self.inner.read(id, false, |_, _| ()), Ok(Some(()))));
+        let inner = self.inner();
+        let mut ids = inner.owners.ids_of(owner);
+        ids.retain(|id| matches!(inner.read(id, false, |_, _, _| ()), Ok(Some(()))));
         ids.sort_unstable();
         Ok(ids)
     }
@@ -428,9 +518,10 @@ impl Store {
         if let Some(keep) = keep {
             validate_id(keep)?;
         }
+        let inner = self.inner();
         let mut destroyed = 0;
-        for id in self.inner.owners.ids_of(owner) {
-            if Some(id.as_str()) != keep && self.inner.destroy(&id)? {
+        for id in inner.owners.ids_of(owner) {
+            if Some(id.as_str()) != keep && inner.destroy(&id)? {
                 destroyed += 1;
             }
         }
@@ -450,16 +541,16 @@ impl Store {
 
     /// Ids of all live sessions, one stripe at a time (a snapshot, not atomic across stripes).
     pub fn ids(&self) -> Vec<String> {
-        let now = self.inner.now();
+        let inner = self.inner();
+        let now = inner.now();
         let mut ids = Vec::with_capacity(self.len());
-        for shard in self.inner.shards.iter() {
-            let state = shard.state.read();
+        for shard in inner.shards.iter() {
+            let stripe = shard.state.read();
             ids.extend(
-                state
-                    .table
-                    .iter()
-                    .filter(|e| !e.is_expired(now))
-                    .map(|e| e.id().to_string()),
+                stripe
+                    .live_indices()
+                    .filter(|&i| !stripe.record(i).is_expired(now))
+                    .map(|i| stripe.block(i).id_str().to_string()),
             );
         }
         ids
@@ -467,7 +558,7 @@ impl Store {
 
     /// Removes every session, one stripe at a time.
     pub fn clear(&self) {
-        self.inner.clear();
+        self.inner().clear();
     }
 
     /// Current size and counters.
@@ -497,7 +588,25 @@ impl Store {
     /// Runs one sweep pass now, as the background sweeper does every `sweep_interval`.
     /// Returns how many expired sessions were reclaimed.
     pub fn sweep(&self) -> usize {
-        self.inner.sweep_all()
+        self.inner().sweep_all()
+    }
+
+    /// The store clock in ms, the scale of [`Change::deadline_ms`].
+    pub fn clock_ms(&self) -> u64 {
+        self.inner.now()
+    }
+
+    /// Checks every internal structure against the others and returns the first disagreement:
+    /// each live session referenced exactly once by the index and the expiry wheel and by
+    /// nothing else, nothing referenced that is not live, owner bits, the owner index and the
+    /// counters equal to the sums over live sessions. Takes every stripe lock in turn; call it
+    /// when no other thread is changing the store. For tests.
+    ///
+    /// # Errors
+    /// A description of the first invariant that does not hold.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> std::result::Result<(), String> {
+        self.inner.check_invariants()
     }
 
     /// A token for `id`: `<id>.<signature>`, signed with the first secret.
@@ -535,12 +644,13 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn view(e: &Entry, now: u64) -> SessionView<'_> {
+fn view(stripe: &Stripe, index: u32, now: u64) -> SessionView<'_> {
+    let record = stripe.record(index);
     SessionView {
-        value: e.value(),
-        version: e.version,
-        expires_in: Duration::from_millis(e.deadline().saturating_sub(now)),
-        owner: e.owner.as_deref(),
+        value: stripe.block(index).value(),
+        version: record.version,
+        expires_in: Duration::from_millis(record.deadline().saturating_sub(now)),
+        owner: stripe.owner(index),
     }
 }
 
@@ -562,60 +672,20 @@ fn validate_owner(owner: &str) -> Result<()> {
     Ok(())
 }
 
-/// When to hand freed memory back to the OS.
-#[derive(Default)]
-struct TrimState {
-    /// Bytes the sweeper freed since the last trim.
-    freed: usize,
-    /// Most bytes the store held since the last trim (sampled at each sweep).
-    peak: usize,
-}
-
-/// What must hold for a write to go ahead.
-#[derive(Clone, Copy)]
-enum Precondition {
-    /// Nothing: insert or overwrite.
-    None,
-    /// The session exists and is live.
-    Live,
-    /// The session is live at this version.
-    Version(u64),
-}
-
-/// What a lookup found before a write.
-enum Found {
-    Absent,
-    Expired,
-    Live { version: u64, cost: usize },
-}
-
 impl Inner {
     fn now(&self) -> u64 {
         self.clock.now_ms()
     }
 
-    fn locate(&self, id: &str) -> (u64, &Shard) {
+    /// The 32-bit hash a record keeps, and the shard of `id`. The shard comes from the upper
+    /// half of the hash, independent of the bits the stripe's index uses.
+    fn locate(&self, id: &str) -> (u32, usize) {
         let hash = self.hasher.hash_one(id.as_bytes());
-        (hash, &self.shards[self.shard_index(hash)])
+        (hash as u32, ((hash >> 32) as usize) & self.shard_mask)
     }
 
-    fn shard_index(&self, hash: u64) -> usize {
-        // hashbrown keys its in-table tag on the top 7 bits; the stripe is chosen from the
-        // bits just below them so the two stay independent (as dashmap does).
-        if self.shard_bits == 0 {
-            0
-        } else {
-            ((hash << 7) >> (64 - self.shard_bits)) as usize
-        }
-    }
-
-    fn bucket_of(&self, deadline: u64) -> u64 {
-        deadline.div_ceil(self.bucket_ms)
-    }
-
-    fn absolute_deadline(&self, now: u64) -> u64 {
-        self.absolute_ttl_ms
-            .map_or(u64::MAX, |ttl| now.saturating_add(ttl))
+    fn absolute_deadline(&self, now: u64) -> Option<u64> {
+        self.absolute_ttl_ms.map(|ttl| now.saturating_add(ttl))
     }
 
     fn signer(&self) -> Result<&Signer> {
@@ -623,538 +693,4 @@ impl Inner {
             .as_ref()
             .ok_or_else(|| Error::InvalidConfig("the store has no secrets to sign with".into()))
     }
-
-    fn check_value(&self, value: &[u8]) -> Result<()> {
-        if value.len() > self.max_session_bytes {
-            return Err(Error::TooLarge {
-                size: value.len(),
-                limit: self.max_session_bytes,
-            });
-        }
-        Ok(())
-    }
-
-    fn has_budget(&self) -> bool {
-        self.max_sessions != usize::MAX || self.max_bytes != usize::MAX
-    }
-
-    /// `cost` if a session that size could ever fit in `max_bytes`.
-    fn fit(&self, cost: usize) -> Result<usize> {
-        if cost > self.max_bytes {
-            Err(Error::StoreFull)
-        } else {
-            Ok(cost)
-        }
-    }
-
-    fn read<R>(
-        &self,
-        id: &str,
-        refresh: bool,
-        f: impl FnOnce(&Entry, u64) -> R,
-    ) -> Result<Option<R>> {
-        validate_id(id)?;
-        let (hash, shard) = self.locate(id);
-        let now = self.now();
-        let state = shard.state.read();
-        match state.find(hash, id) {
-            Some(entry) if !entry.is_expired(now) => {
-                if refresh {
-                    entry.mark_used(now, None);
-                }
-                Counters::bump(&shard.counters.hits);
-                Ok(Some(f(entry, now)))
-            }
-            _ => {
-                Counters::bump(&shard.counters.misses);
-                Ok(None)
-            }
-        }
-    }
-
-    fn write(
-        &self,
-        id: &str,
-        value: &[u8],
-        ttl: Option<Duration>,
-        precondition: Precondition,
-    ) -> Result<u64> {
-        validate_id(id)?;
-        self.check_value(value)?;
-        let ttl = ttl_ms(ttl)?;
-        let (hash, shard) = self.locate(id);
-        if self.has_budget() {
-            let now = self.now();
-            let (extra_sessions, old_cost, owner_len) = match shard.state.read().find(hash, id) {
-                Some(e) if !e.is_expired(now) => {
-                    (0, e.cost(), e.owner.as_ref().map_or(0, |o| o.len()))
-                }
-                _ => (1, 0, 0),
-            };
-            let new_cost = self.fit(cost_of(id.len() + value.len(), owner_len))?;
-            self.make_room(extra_sessions, new_cost.saturating_sub(old_cost), hash)?;
-        }
-        let now = self.now();
-        let mut freed_value = None;
-        let mut freed_entry = None;
-        let version = {
-            let mut guard = shard.state.write();
-            let state = &mut *guard;
-            let found = match state.find(hash, id) {
-                None => Found::Absent,
-                Some(e) if e.is_expired(now) => Found::Expired,
-                Some(e) => Found::Live {
-                    version: e.version,
-                    cost: e.cost(),
-                },
-            };
-            match (found, precondition) {
-                (Found::Live { version, .. }, Precondition::Version(expected))
-                    if version != expected =>
-                {
-                    Counters::bump(&shard.counters.conflicts);
-                    return Err(Error::Conflict {
-                        expected,
-                        actual: version,
-                    });
-                }
-                (Found::Live { cost: old_cost, .. }, _) => {
-                    let Some(entry) = state.table.find_mut(hash, |e| e.is(hash, id)) else {
-                        return Err(Error::NotFound);
-                    };
-                    freed_value = Some(entry.replace_value(value));
-                    entry.version += 1;
-                    entry.mark_used(now, ttl);
-                    let new_cost = entry.cost();
-                    self.bytes.fetch_add(new_cost, Relaxed);
-                    self.bytes.fetch_sub(old_cost, Relaxed);
-                    let version = entry.version;
-                    // A shorter TTL moves the deadline earlier than where the wheel has it.
-                    let bucket = self.bucket_of(entry.deadline());
-                    if bucket < entry.filed_bucket {
-                        entry.filed_bucket = bucket;
-                        state.file(bucket, hash);
-                        shard
-                            .next_due
-                            .fetch_min(bucket.saturating_mul(self.bucket_ms), Relaxed);
-                    }
-                    Counters::bump(&shard.counters.updates);
-                    version
-                }
-                (_, Precondition::Live | Precondition::Version(_)) => {
-                    return Err(Error::NotFound);
-                }
-                (found, Precondition::None) => {
-                    if matches!(found, Found::Expired) {
-                        if let Ok(slot) = state.table.find_entry(hash, |e| e.is(hash, id)) {
-                            let (old, _) = slot.remove();
-                            self.retire(shard, &old, Removal::Expired);
-                            freed_entry = Some(old);
-                        }
-                    }
-                    let entry = Entry::new(
-                        id,
-                        hash,
-                        value,
-                        now,
-                        ttl.unwrap_or(self.idle_ttl_ms),
-                        self.absolute_deadline(now),
-                    );
-                    self.insert(shard, state, hash, entry);
-                    Counters::bump(&shard.counters.inserts);
-                    1
-                }
-            }
-        };
-        drop((freed_value, freed_entry));
-        self.settle_budget(hash);
-        Ok(version)
-    }
-
-    fn destroy(&self, id: &str) -> Result<bool> {
-        validate_id(id)?;
-        let (hash, shard) = self.locate(id);
-        let now = self.now();
-        let removed = {
-            let mut state = shard.state.write();
-            match state.table.find_entry(hash, |e| e.is(hash, id)) {
-                Ok(slot) => {
-                    let (entry, _) = slot.remove();
-                    let live = !entry.is_expired(now);
-                    self.retire(
-                        shard,
-                        &entry,
-                        if live {
-                            Removal::Destroyed
-                        } else {
-                            Removal::Expired
-                        },
-                    );
-                    Some((entry, live))
-                }
-                Err(_) => None,
-            }
-        };
-        Ok(removed.is_some_and(|(_, live)| live))
-    }
-
-    fn regenerate(&self, id: &str) -> Result<Option<String>> {
-        validate_id(id)?;
-        let (old_hash, _) = self.locate(id);
-        let old_index = self.shard_index(old_hash);
-        loop {
-            let new_id = generate_id();
-            let (new_hash, _) = self.locate(&new_id);
-            let new_index = self.shard_index(new_hash);
-            let now = self.now();
-            let outcome = if old_index == new_index {
-                let mut state = self.shards[old_index].state.write();
-                self.move_session(
-                    old_index,
-                    &mut state,
-                    None,
-                    (id, old_hash),
-                    (&new_id, new_hash),
-                    now,
-                )
-            } else {
-                // Two stripes: always lock the lower index first, so regenerates cannot deadlock.
-                let (low, high) = (old_index.min(new_index), old_index.max(new_index));
-                let mut low_state = self.shards[low].state.write();
-                let mut high_state = self.shards[high].state.write();
-                let (src, dst) = if old_index == low {
-                    (&mut *low_state, &mut *high_state)
-                } else {
-                    (&mut *high_state, &mut *low_state)
-                };
-                self.move_session(
-                    old_index,
-                    src,
-                    Some((new_index, dst)),
-                    (id, old_hash),
-                    (&new_id, new_hash),
-                    now,
-                )
-            };
-            match outcome {
-                Moved::Retry => continue,
-                Moved::Missing(freed) => {
-                    drop(freed);
-                    return Ok(None);
-                }
-                Moved::Done(freed) => {
-                    drop(freed);
-                    return Ok(Some(new_id));
-                }
-            }
-        }
-    }
-
-    fn move_session(
-        &self,
-        src_index: usize,
-        src: &mut ShardState,
-        dst: Option<(usize, &mut ShardState)>,
-        (old_id, old_hash): (&str, u64),
-        (new_id, new_hash): (&str, u64),
-        now: u64,
-    ) -> Moved {
-        let src_shard = &self.shards[src_index];
-        let collides = match &dst {
-            Some((_, d)) => d.find(new_hash, new_id).is_some(),
-            None => src.find(new_hash, new_id).is_some(),
-        };
-        if collides {
-            return Moved::Retry;
-        }
-        let Ok(slot) = src.table.find_entry(old_hash, |e| e.is(old_hash, old_id)) else {
-            Counters::bump(&src_shard.counters.misses);
-            return Moved::Missing(None);
-        };
-        let (old, _) = slot.remove();
-        if old.is_expired(now) {
-            self.retire(src_shard, &old, Removal::Expired);
-            Counters::bump(&src_shard.counters.misses);
-            return Moved::Missing(Some(old));
-        }
-        let moved = old.moved_to(new_id, new_hash, now);
-        self.retire(src_shard, &old, Removal::Uncounted);
-        let (dst_shard, dst_state) = match dst {
-            Some((index, state)) => (&self.shards[index], state),
-            None => (src_shard, src),
-        };
-        self.insert(dst_shard, dst_state, new_hash, moved);
-        Moved::Done(old)
-    }
-
-    fn set_owner(&self, id: &str, owner: Option<&str>) -> Result<()> {
-        validate_id(id)?;
-        if let Some(owner) = owner {
-            validate_owner(owner)?;
-        }
-        let (hash, shard) = self.locate(id);
-        let now = self.now();
-        let mut state = shard.state.write();
-        let entry = state
-            .table
-            .find_mut(hash, |e| e.is(hash, id))
-            .filter(|e| !e.is_expired(now))
-            .ok_or(Error::NotFound)?;
-        let old_cost = entry.cost();
-        if let Some(previous) = entry.owner.take() {
-            self.owners.remove(&previous, id);
-        }
-        if let Some(owner) = owner {
-            self.owners.add(owner, id);
-            entry.owner = Some(owner.into());
-        }
-        self.bytes.fetch_add(entry.cost(), Relaxed);
-        self.bytes.fetch_sub(old_cost, Relaxed);
-        Ok(())
-    }
-
-    fn clear(&self) {
-        for shard in self.shards.iter() {
-            let table = {
-                let mut state = shard.state.write();
-                let state = &mut *state;
-                state.wheel.clear();
-                state.probation = Default::default();
-                state.protected = Default::default();
-                shard.next_due.store(u64::MAX, Relaxed);
-                let table = std::mem::take(&mut state.table);
-                for entry in table.iter() {
-                    self.retire(shard, entry, Removal::Uncounted);
-                }
-                table
-            };
-            drop(table);
-        }
-    }
-
-    /// Adds a session to a stripe: table, eviction queue, expiry wheel, owner index, totals.
-    fn insert(&self, shard: &Shard, state: &mut ShardState, hash: u64, mut entry: Entry) {
-        let bucket = self.bucket_of(entry.deadline());
-        entry.filed_bucket = bucket;
-        if entry.protected {
-            state.protected.push_back(hash);
-        } else {
-            state.probation.push_back(hash);
-        }
-        self.sessions.fetch_add(1, Relaxed);
-        self.bytes.fetch_add(entry.cost(), Relaxed);
-        if let Some(owner) = &entry.owner {
-            self.owners.add(owner, entry.id());
-        }
-        state.table.insert_unique(hash, Box::new(entry), |e| e.hash);
-        state.file(bucket, hash);
-        shard
-            .next_due
-            .fetch_min(bucket.saturating_mul(self.bucket_ms), Relaxed);
-    }
-
-    /// Books a session's removal from a stripe. Called under that stripe's lock; the caller
-    /// drops the entry after unlocking.
-    fn retire(&self, shard: &Shard, entry: &Entry, why: Removal) {
-        self.sessions.fetch_sub(1, Relaxed);
-        self.bytes.fetch_sub(entry.cost(), Relaxed);
-        if let Some(owner) = &entry.owner {
-            self.owners.remove(owner, entry.id());
-        }
-        let counter = match why {
-            Removal::Destroyed => &shard.counters.destroys,
-            Removal::Expired => &shard.counters.expirations,
-            Removal::EvictedUnread => &shard.counters.evicted_unread,
-            Removal::EvictedLru => &shard.counters.evicted_lru,
-            Removal::Uncounted => return,
-        };
-        Counters::bump(counter);
-    }
-
-    /// Evicts until `extra_sessions` more sessions and `extra_bytes` more bytes fit.
-    fn make_room(&self, extra_sessions: usize, extra_bytes: usize, exclude: u64) -> Result<()> {
-        while self.sessions.load(Relaxed).saturating_add(extra_sessions) > self.max_sessions
-            || self.bytes.load(Relaxed).saturating_add(extra_bytes) > self.max_bytes
-        {
-            if !self.evict_one(exclude) {
-                return Err(Error::StoreFull);
-            }
-        }
-        Ok(())
-    }
-
-    /// After a write: concurrent writers may each have made room for one session and together
-    /// overshot; trim back to the budget without failing the write that already happened.
-    fn settle_budget(&self, exclude: u64) {
-        if self.has_budget() {
-            let _ = self.make_room(0, 0, exclude);
-        }
-    }
-
-    /// Removes one session to make room: an expired one if any stripe has one due, else one
-    /// never read since creation, else the least recently used. Never the session `exclude`.
-    fn evict_one(&self, exclude: u64) -> bool {
-        let now = self.now();
-        let n = self.shards.len();
-        let start = self.evict_cursor.fetch_add(1, Relaxed);
-        let mut freed = Vec::new();
-        for i in 0..n {
-            let shard = &self.shards[(start + i) & (n - 1)];
-            if shard.next_due.load(Relaxed) <= now {
-                self.sweep_step(shard, now, EVICT_BATCH, &mut freed);
-                if !freed.is_empty() {
-                    return true;
-                }
-            }
-        }
-        if self.eviction == Eviction::Refuse {
-            return false;
-        }
-        for unread_tier in [true, false] {
-            for i in 0..n {
-                let shard = &self.shards[(start + i) & (n - 1)];
-                loop {
-                    let step = {
-                        let mut state = shard.state.write();
-                        let step = if unread_tier {
-                            state.evict_unread(exclude, EVICT_BATCH)
-                        } else {
-                            state.evict_least_recent(exclude, EVICT_BATCH)
-                        };
-                        if let QueueStep::Evicted(entry) = &step {
-                            let why = if entry.is_expired(now) {
-                                Removal::Expired
-                            } else if unread_tier {
-                                Removal::EvictedUnread
-                            } else {
-                                Removal::EvictedLru
-                            };
-                            self.retire(shard, entry, why);
-                        }
-                        step
-                    };
-                    match step {
-                        QueueStep::Evicted(_) => return true,
-                        QueueStep::Continue => continue,
-                        QueueStep::Exhausted => break,
-                    }
-                }
-            }
-        }
-        false
-    }
-
-    /// Reclaims up to `budget` due wheel references of one stripe under one lock hold, pushing
-    /// the removed sessions to `freed` so they are dropped after the lock is released. Returns
-    /// whether more are due.
-    #[expect(
-        clippy::vec_box,
-        reason = "entries leave the table boxed; unboxing would copy them"
-    )]
-    fn sweep_step(
-        &self,
-        shard: &Shard,
-        now: u64,
-        budget: usize,
-        freed: &mut Vec<Box<Entry>>,
-    ) -> bool {
-        let mut guard = shard.state.write();
-        let state = &mut *guard;
-        let mut work = 0;
-        while work < budget {
-            let Some(bucket) = state.next_due_bucket() else {
-                break;
-            };
-            if bucket.saturating_mul(self.bucket_ms) > now {
-                break;
-            }
-            let Some((_, mut hashes)) = state.wheel.pop_first() else {
-                break;
-            };
-            if hashes.len() > budget - work {
-                let rest = hashes.split_off(budget - work);
-                state.wheel.insert(bucket, rest);
-            }
-            work += hashes.len();
-            for hash in hashes {
-                while let Ok(slot) = state
-                    .table
-                    .find_entry(hash, |e| e.hash == hash && e.is_expired(now))
-                {
-                    let (entry, _) = slot.remove();
-                    self.retire(shard, &entry, Removal::Expired);
-                    freed.push(entry);
-                }
-                // Still live (a read slid its deadline): file it again where it now falls due.
-                // References left behind by a shortened deadline are simply dropped.
-                while let Some(entry) = state
-                    .table
-                    .find_mut(hash, |e| e.hash == hash && e.filed_bucket == bucket)
-                {
-                    let next = self.bucket_of(entry.deadline());
-                    entry.filed_bucket = next;
-                    state.wheel.entry(next).or_default().push(hash);
-                }
-            }
-        }
-        let next_due = state
-            .next_due_bucket()
-            .map_or(u64::MAX, |b| b.saturating_mul(self.bucket_ms));
-        shard.next_due.store(next_due, Relaxed);
-        next_due <= now
-    }
-
-    /// One pass of the sweeper over every stripe, each lock hold bounded.
-    fn sweep_all(&self) -> usize {
-        let now = self.now();
-        let mut reclaimed = 0;
-        let mut freed_bytes = 0;
-        let mut freed = Vec::new();
-        for shard in self.shards.iter() {
-            let mut reclaimed_here = 0;
-            if shard.next_due.load(Relaxed) <= now {
-                loop {
-                    let more = self.sweep_step(shard, now, SWEEP_BATCH, &mut freed);
-                    reclaimed_here += freed.len();
-                    freed_bytes += freed.iter().map(|e| e.cost()).sum::<usize>();
-                    freed.clear(); // values are freed here, outside the lock
-                    if !more {
-                        break;
-                    }
-                }
-            }
-            while shard.state.write().compact_queues(COMPACT_BATCH) {}
-            if reclaimed_here > 0 {
-                shard.state.write().shrink_if_sparse();
-            }
-            reclaimed += reclaimed_here;
-        }
-        self.maybe_trim(freed_bytes);
-        reclaimed
-    }
-
-    /// Trims once the store has shrunk to half of its peak and enough has been freed since the
-    /// last trim: after a mass expiry, or when churn stops. Steady churn, where freed memory is
-    /// reused at once, never trims (a trim holds the allocator's arena lock while it works).
-    fn maybe_trim(&self, freed_now: usize) {
-        let Some(threshold) = self.trim_after_freeing else {
-            return;
-        };
-        let live = self.bytes.load(Relaxed);
-        let mut trim = self.trim.lock();
-        trim.freed += freed_now;
-        trim.peak = trim.peak.max(live + freed_now);
-        if trim.freed >= threshold && live <= trim.peak / 2 {
-            trim.freed = 0;
-            trim.peak = live;
-            drop(trim);
-            trim::release_free_memory();
-        }
-    }
-}
-
-enum Moved {
-    Retry,
-    Missing(Option<Box<Entry>>),
-    Done(Box<Entry>),
 }

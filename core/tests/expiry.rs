@@ -148,7 +148,18 @@ fn setting_an_expired_id_starts_a_fresh_session() {
     store.set("sid", b"old", None).unwrap();
     store.set("sid", b"old2", None).unwrap();
     clock.advance(61 * SECOND);
-    assert_eq!(store.set("sid", b"new", None).unwrap(), 1);
+    // The new session's version continues above the old one's: a writer still holding a
+    // version of the expired session must not overwrite the new one.
+    assert_eq!(store.set("sid", b"new", None).unwrap(), 3);
+    for stale in [1, 2] {
+        assert_eq!(
+            store
+                .set_if_version("sid", b"stale", stale, None)
+                .unwrap_err()
+                .code(),
+            "conflict"
+        );
+    }
     let stats = store.stats();
     assert_eq!((stats.sessions, stats.expirations), (1, 1));
     assert_eq!(store.get("sid").unwrap().unwrap(), b"new");

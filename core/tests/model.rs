@@ -1,14 +1,19 @@
 //! Model-based test: random operation sequences against a plain `HashMap` model under a
 //! simulated clock. Any divergence in what a read returns, in versions, in the owner index or
-//! in the set of live ids fails with the shrunk sequence.
+//! in the set of live ids fails with the shrunk sequence. After every step the store's own
+//! invariant checker runs, and a replica built only from the change stream must agree with the
+//! model. Ids are reused (fixed custom ids, destroyed and expired ids), owners change, touches
+//! change TTLs, sessions regenerate, and a second property runs under both eviction policies
+//! and both budgets.
 
 mod common;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use coatcheck::Error;
-use common::manual_store;
+use std::sync::{Arc, Mutex};
+
+use coatcheck::{Cause, ChangeKind, Config, Error, Eviction, ManualClock, Store};
 use proptest::prelude::*;
 
 const IDLE_MS: u64 = 10_000;
@@ -35,6 +40,10 @@ enum Op {
     Touch {
         target: usize,
         ttl: Option<u16>,
+    },
+    Insert {
+        target: usize,
+        value: u8,
     },
     Destroy(usize),
     Regenerate(usize),
@@ -69,6 +78,7 @@ fn op() -> impl Strategy<Value = Op> {
             }
         }),
         (any::<usize>(), ttl).prop_map(|(target, ttl)| Op::Touch { target, ttl }),
+        (any::<usize>(), any::<u8>()).prop_map(|(target, value)| Op::Insert { target, value }),
         any::<usize>().prop_map(Op::Destroy),
         any::<usize>().prop_map(Op::Regenerate),
         (any::<usize>(), proptest::option::of(0u8..3))
@@ -110,10 +120,10 @@ impl Model {
         let now = self.now;
         self.sessions.get_mut(id).filter(|s| now < s.deadline())
     }
-    fn fresh(&self, value: u8, ttl: Option<u16>) -> Modeled {
+    fn fresh(&self, value: u8, ttl: Option<u16>, version: u64) -> Modeled {
         Modeled {
             value: vec![value],
-            version: 1,
+            version,
             last_access: self.now,
             ttl: ttl.map_or(IDLE_MS, u64::from),
             absolute: self.now + ABSOLUTE_MS,
@@ -130,24 +140,96 @@ fn owner_name(o: u8) -> String {
     format!("owner-{o}")
 }
 
+/// What the change stream says each session holds: (value, version, owner).
+type Replica = Arc<Mutex<HashMap<String, (Vec<u8>, u64, Option<String>)>>>;
+
+fn store_with_replica(configure: impl FnOnce(&mut Config)) -> (Store, ManualClock, Replica) {
+    let clock = ManualClock::new();
+    let mut config = Config::default();
+    config.background_sweeper = false;
+    config.shards = Some(4);
+    configure(&mut config);
+    let replica: Replica = Arc::default();
+    let sink = replica.clone();
+    let store = Store::builder(config)
+        .clock(clock.clone())
+        .listener(Duration::from_millis(1), move |change| {
+            let mut replica = sink.lock().unwrap();
+            let owner = change.owner.map(str::to_string);
+            match change.kind {
+                ChangeKind::Created { value } => {
+                    let previous =
+                        replica.insert(change.id.into(), (value.to_vec(), change.version, owner));
+                    assert!(previous.is_none(), "created twice: {}", change.id);
+                }
+                ChangeKind::Written { value } => {
+                    let slot = replica.get_mut(change.id).expect("written before created");
+                    assert!(change.version > slot.1, "versions must grow");
+                    *slot = (value.to_vec(), change.version, owner);
+                }
+                ChangeKind::OwnerChanged | ChangeKind::Slid => {
+                    let slot = replica.get_mut(change.id).expect("changed before created");
+                    assert_eq!(slot.1, change.version);
+                    slot.2 = owner;
+                }
+                ChangeKind::Removed { cause, replaced_by } => {
+                    assert!(replica.remove(change.id).is_some(), "removed twice");
+                    assert_eq!(cause == Cause::Replaced, replaced_by.is_some());
+                }
+                _ => unreachable!("a kind this test does not know"),
+            }
+        })
+        .build()
+        .expect("valid config");
+    (store, clock, replica)
+}
+
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let (store, clock) = manual_store(|c| {
+    let (store, clock, replica) = store_with_replica(|c| {
         c.idle_timeout = Duration::from_millis(IDLE_MS);
         c.absolute_timeout = Some(Duration::from_millis(ABSOLUTE_MS));
         c.sweep_interval = Duration::from_millis(500);
     });
     let mut model = Model::default();
+    // The highest version each id has ever had: a new version must always be above it.
+    let mut highest: HashMap<String, u64> = HashMap::new();
     // Every id ever seen, so operations also hit destroyed and expired ones.
     let mut known: Vec<String> = vec!["never-created".into()];
     let pick = |known: &Vec<String>, i: usize| known[i % known.len()].clone();
 
     for op in ops {
+        let op_text = format!("{op:?}");
         match op {
             Op::Create { value, ttl } => {
                 let id = store.create(&[value], ms(ttl)).unwrap();
                 prop_assert!(!model.sessions.contains_key(&id));
-                model.sessions.insert(id.clone(), model.fresh(value, ttl));
+                let version = store.peek(&id).unwrap().unwrap().version;
+                highest.insert(id.clone(), version);
+                model
+                    .sessions
+                    .insert(id.clone(), model.fresh(value, ttl, version));
                 known.push(id);
+            }
+            Op::Insert { target, value } => {
+                let id = format!("custom-{}", target % 7);
+                let result = store.insert(&id, &[value], None);
+                match model.live(&id) {
+                    Some(s) => prop_assert_eq!(
+                        result,
+                        Err(Error::Conflict {
+                            expected: 0,
+                            actual: s.version
+                        })
+                    ),
+                    None => {
+                        let version = result.unwrap();
+                        prop_assert!(highest.get(&id).is_none_or(|&h| version > h));
+                        highest.insert(id.clone(), version);
+                        let fresh = model.fresh(value, None, version);
+                        model.sessions.insert(id.clone(), fresh);
+                        known.push(id);
+                    }
+                }
             }
             Op::Get(i) => {
                 let id = pick(&known, i);
@@ -177,24 +259,23 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     pick(&known, target)
                 };
                 let version = store.set(&id, &[value], ms(ttl)).unwrap();
+                prop_assert!(highest.get(&id).is_none_or(|&h| version > h));
+                highest.insert(id.clone(), version);
                 let now = model.now;
-                let expected = match model.live_mut(&id) {
+                match model.live_mut(&id) {
                     Some(s) => {
                         s.value = vec![value];
-                        s.version += 1;
+                        s.version = version;
                         s.last_access = now;
                         if let Some(t) = ttl {
                             s.ttl = u64::from(t);
                         }
-                        s.version
                     }
                     None => {
-                        let fresh = model.fresh(value, ttl);
+                        let fresh = model.fresh(value, ttl, version);
                         model.sessions.insert(id.clone(), fresh);
-                        1
                     }
-                };
-                prop_assert_eq!(version, expected);
+                }
                 known.push(id);
             }
             Op::SetIfVersion {
@@ -219,10 +300,12 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         )
                     }
                     Some(s) => {
+                        let version = result.unwrap();
+                        prop_assert!(version > highest[&id]);
+                        highest.insert(id.clone(), version);
                         s.value = vec![value];
-                        s.version += 1;
+                        s.version = version;
                         s.last_access = now;
-                        prop_assert_eq!(result, Ok(s.version));
                     }
                 }
             }
@@ -256,7 +339,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     Some(mut s) => {
                         let new_id = new_id.expect("live session regenerates");
                         model.sessions.remove(&id);
-                        s.version += 1;
+                        let version = store.peek(&new_id).unwrap().unwrap().version;
+                        prop_assert!(version > s.version);
+                        highest.insert(new_id.clone(), version);
+                        s.version = version;
                         s.last_access = now;
                         model.sessions.insert(new_id.clone(), s);
                         known.push(new_id);
@@ -306,7 +392,27 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 store.sweep();
             }
         }
-        // Invariants after every step: the live set and the owner index agree with the model.
+        // Invariants after every step: the store's own structures agree with each other, and
+        // the live set, the owner index and the change stream's replica agree with the model.
+        if let Err(broken) = store.check_invariants() {
+            return Err(TestCaseError::fail(format!("after {op_text}: {broken}")));
+        }
+        {
+            let replica = replica.lock().unwrap();
+            for (id, s) in model
+                .sessions
+                .iter()
+                .filter(|(id, _)| model.live(id).is_some())
+            {
+                prop_assert_eq!(
+                    replica.get(id),
+                    Some(&(s.value.clone(), s.version, s.owner.clone())),
+                    "replica of {}",
+                    id
+                );
+            }
+            prop_assert!(replica.len() <= store.len());
+        }
         let mut live: Vec<String> = model
             .sessions
             .keys()
@@ -334,6 +440,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     store.sweep();
     prop_assert_eq!(store.len(), 0);
     prop_assert_eq!(store.stats().bytes, 0);
+    prop_assert!(replica.lock().unwrap().is_empty());
+    store.check_invariants().map_err(TestCaseError::fail)?;
     Ok(())
 }
 
@@ -348,24 +456,42 @@ proptest! {
     #[test]
     fn budgets_hold_after_every_operation(
         creates in proptest::collection::vec((1usize..400, proptest::option::of(1u16..5000), any::<bool>()), 1..300),
+        refuse in any::<bool>(),
+        by_bytes in any::<bool>(),
     ) {
-        let (store, clock) = manual_store(|c| {
-            c.max_sessions = Some(20);
-            c.max_bytes = Some(20 * 500);
+        let (store, clock, replica) = store_with_replica(|c| {
+            c.shards = Some(2);
+            if by_bytes {
+                c.max_bytes = Some(20 * 500);
+            } else {
+                c.max_sessions = Some(20);
+            }
+            if refuse {
+                c.eviction = Eviction::Refuse;
+            }
         });
         let mut last = None;
         for (size, ttl, read) in creates {
-            let id = store.create(&vec![1u8; size], ms(ttl)).unwrap();
-            if read {
-                store.get(&id).unwrap();
-            }
-            if let Some(prev) = last.replace(id) {
-                store.set(&prev, &vec![2u8; size], None).unwrap();
+            match store.create(&vec![1u8; size], ms(ttl)) {
+                Ok(id) => {
+                    if read {
+                        store.get(&id).unwrap();
+                    }
+                    if let Some(prev) = last.replace(id) {
+                        match store.set(&prev, &vec![2u8; size], None) {
+                            Ok(_) => {}
+                            Err(e) => prop_assert!(refuse && e.code() == "store_full", "{e}"),
+                        }
+                    }
+                }
+                Err(e) => prop_assert!(refuse && e.code() == "store_full", "{e}"),
             }
             clock.advance(Duration::from_millis(37));
-            prop_assert!(store.len() <= 20);
-            prop_assert!(store.stats().bytes <= 20 * 500);
+            prop_assert!(store.len() <= 20 || by_bytes);
+            prop_assert!(store.stats().bytes <= 20 * 500 || !by_bytes);
             prop_assert_eq!(store.ids().len() <= store.len(), true);
+            store.check_invariants().map_err(TestCaseError::fail)?;
+            prop_assert_eq!(replica.lock().unwrap().len(), store.len());
         }
     }
 }

@@ -57,3 +57,16 @@ impl OwnerIndex {
         })
     }
 }
+
+impl OwnerIndex {
+    /// Every (owner, id) pair, for the invariant checker.
+    pub(crate) fn all(&self) -> Vec<(String, String)> {
+        let mut pairs = Vec::new();
+        for stripe in self.stripes.iter() {
+            for (owner, ids) in stripe.lock().iter() {
+                pairs.extend(ids.iter().map(|id| (owner.to_string(), id.to_string())));
+            }
+        }
+        pairs
+    }
+}

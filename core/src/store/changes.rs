@@ -1,0 +1,215 @@
+//! The change stream: one [`Change`] for every change to the table, handed to a listener.
+//!
+//! Changes are collected while a stripe is locked and delivered after it is released, on the
+//! thread that made them. Before releasing the stripe the thread takes that stripe's delivery
+//! lock, so the changes of one stripe (and so of one session) reach the listener in the order
+//! they were made. The listener must not call the store: it would wait on a stripe whose
+//! delivery it is holding up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::stripe::Removed;
+
+/// Why a session left the table.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cause {
+    /// Its idle or absolute deadline passed.
+    Expired,
+    /// Removed to make room under `max_sessions` / `max_bytes`.
+    Evicted,
+    /// Removed by `destroy` or `destroy_owner`.
+    Destroyed,
+    /// Moved to a new id by `regenerate`; the change names the new id.
+    Replaced,
+    /// Removed by `clear`.
+    Cleared,
+}
+
+/// What happened to a session.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind<'a> {
+    /// A new session: `create`, `insert`, a `set` of an absent id, or the new id of a
+    /// `regenerate` (which keeps the data, owner and absolute deadline).
+    Created {
+        /// The stored value.
+        value: &'a [u8],
+    },
+    /// A live session's value was replaced; its idle deadline restarted.
+    Written {
+        /// The stored value.
+        value: &'a [u8],
+    },
+    /// A read or touch moved the deadline across a multiple of the listener's slide slack.
+    /// Slides smaller than the slack are not reported one by one, so a consumer sees each
+    /// session's deadline at most one slack behind the truth.
+    Slid,
+    /// The owner was set or cleared; see [`Change::owner`].
+    OwnerChanged,
+    /// The session left the table.
+    Removed {
+        /// Why.
+        cause: Cause,
+        /// For [`Cause::Replaced`], the id the session now lives under.
+        replaced_by: Option<&'a str>,
+    },
+}
+
+/// One change to one session, as delivered to a listener.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change<'a> {
+    /// The session id.
+    pub id: &'a str,
+    /// What happened.
+    pub kind: ChangeKind<'a>,
+    /// The session's version after the change (for a removal, its last version).
+    pub version: u64,
+    /// When the session expires (the earlier of its idle and absolute deadlines), in ms on the
+    /// store's clock ([`Store::clock_ms`](crate::Store::clock_ms)).
+    pub deadline_ms: u64,
+    /// The session's idle timeout.
+    pub idle_timeout: Duration,
+    /// The absolute deadline in ms on the store's clock, if the store has an absolute timeout.
+    pub absolute_deadline_ms: Option<u64>,
+    /// The session's owner after the change.
+    pub owner: Option<&'a str>,
+}
+
+/// A listener registered with [`StoreBuilder::listener`](crate::StoreBuilder::listener).
+pub(crate) struct Listener {
+    pub(crate) callback: Arc<dyn Fn(&Change<'_>) + Send + Sync>,
+    /// Slides are reported when the deadline crosses a multiple of this (ms, at least 1).
+    pub(crate) slide_slack_ms: u64,
+}
+
+impl Listener {
+    /// Whether a slide from `before` to `after` crosses a multiple of the slack.
+    pub(crate) fn reports_slide(&self, before: u64, after: u64) -> bool {
+        after / self.slide_slack_ms > before / self.slide_slack_ms
+    }
+}
+
+/// The metadata of a session as a change reports it.
+#[derive(Clone, Copy)]
+pub(crate) struct Meta {
+    pub(crate) version: u64,
+    pub(crate) deadline: u64,
+    pub(crate) ttl_ms: u64,
+    pub(crate) absolute: Option<u64>,
+}
+
+/// A change recorded under a stripe lock, holding what it refers to until it is delivered.
+pub(crate) enum Pending<'a> {
+    Stored {
+        id: &'a str,
+        value: &'a [u8],
+        created: bool,
+        meta: Meta,
+        owner: Option<Box<str>>,
+    },
+    /// A session created under an id the store generated (create, regenerate).
+    StoredOwned {
+        id: String,
+        value: Vec<u8>,
+        meta: Meta,
+        owner: Option<Box<str>>,
+    },
+    Slid {
+        id: &'a str,
+        meta: Meta,
+        owner: Option<Box<str>>,
+    },
+    Owner {
+        id: &'a str,
+        meta: Meta,
+        owner: Option<Box<str>>,
+    },
+    Removed {
+        removed: Removed,
+        absolute: Option<u64>,
+        cause: Cause,
+        replaced_by: Option<String>,
+    },
+}
+
+impl Pending<'_> {
+    pub(crate) fn removed(removed: Removed, cause: Cause) -> Self {
+        let absolute = removed.block.absolute();
+        Pending::Removed {
+            removed,
+            absolute,
+            cause,
+            replaced_by: None,
+        }
+    }
+
+    fn change(&self) -> Change<'_> {
+        fn with<'c>(
+            id: &'c str,
+            kind: ChangeKind<'c>,
+            meta: &Meta,
+            owner: &'c Option<Box<str>>,
+        ) -> Change<'c> {
+            Change {
+                id,
+                kind,
+                version: meta.version,
+                deadline_ms: meta.deadline,
+                idle_timeout: Duration::from_millis(meta.ttl_ms),
+                absolute_deadline_ms: meta.absolute,
+                owner: owner.as_deref(),
+            }
+        }
+        match self {
+            Pending::Stored {
+                id,
+                value,
+                created,
+                meta,
+                owner,
+            } => {
+                let kind = if *created {
+                    ChangeKind::Created { value }
+                } else {
+                    ChangeKind::Written { value }
+                };
+                with(id, kind, meta, owner)
+            }
+            Pending::StoredOwned {
+                id,
+                value,
+                meta,
+                owner,
+            } => with(id, ChangeKind::Created { value }, meta, owner),
+            Pending::Slid { id, meta, owner } => with(id, ChangeKind::Slid, meta, owner),
+            Pending::Owner { id, meta, owner } => with(id, ChangeKind::OwnerChanged, meta, owner),
+            Pending::Removed {
+                removed,
+                absolute,
+                cause,
+                replaced_by,
+            } => Change {
+                id: removed.block.id_str(),
+                kind: ChangeKind::Removed {
+                    cause: *cause,
+                    replaced_by: replaced_by.as_deref(),
+                },
+                version: removed.version,
+                deadline_ms: removed.deadline,
+                idle_timeout: Duration::from_millis(removed.ttl_ms),
+                absolute_deadline_ms: *absolute,
+                owner: removed.owner.as_deref(),
+            },
+        }
+    }
+}
+
+/// Hands each pending change to the listener, in order.
+pub(crate) fn deliver(listener: &Listener, pending: &[Pending<'_>]) {
+    for p in pending {
+        (listener.callback)(&p.change());
+    }
+}

@@ -1,0 +1,548 @@
+//! Every operation on sessions. Each kind of change has one path: sessions enter the totals
+//! through [`Inner::admit`] and leave through [`Inner::retire`], and every locked section ends in
+//! [`Inner::release`], which delivers its changes after the lock is gone and frees what it
+//! removed outside the lock.
+
+use std::time::Duration;
+
+use parking_lot::{RwLockReadGuard, RwLockWriteGuard};
+
+use super::changes::{Cause, Meta, Pending, deliver};
+use super::record::{READ, REFERENCED};
+use super::stripe::{NewSession, Removed, Stripe};
+use super::{Inner, Shard, bump, ttl_ms, validate_owner};
+use crate::error::{Error, Result};
+use crate::id::{generate_id, validate_id};
+
+use std::sync::atomic::Ordering::Relaxed;
+
+/// What must hold for a write to go ahead.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Precondition {
+    /// Nothing: insert or overwrite.
+    None,
+    /// The session exists and is live.
+    Live,
+    /// The session is live at this version.
+    Version(u64),
+    /// No live session has the id.
+    Absent,
+}
+
+impl Inner {
+    fn meta(&self, stripe: &Stripe, index: u32) -> Meta {
+        let record = stripe.record(index);
+        Meta {
+            version: record.version,
+            deadline: record.deadline(),
+            ttl_ms: record.ttl_ms(),
+            absolute: stripe.block(index).absolute(),
+        }
+    }
+
+    fn owner_copy(&self, stripe: &Stripe, index: u32) -> Option<Box<str>> {
+        self.listener.as_ref()?;
+        stripe.owner(index).map(Box::from)
+    }
+
+    /// Books a session that entered a stripe.
+    pub(super) fn admit(&self, cost: usize, id: &str, owner: Option<&str>) {
+        self.sessions.fetch_add(1, Relaxed);
+        self.bytes.fetch_add(cost, Relaxed);
+        if let Some(owner) = owner {
+            self.owners.add(owner, id);
+        }
+    }
+
+    /// Books a session that left a stripe, and counts why.
+    pub(super) fn retire(&self, shard: &Shard, removed: &Removed, cause: Cause) {
+        self.sessions.fetch_sub(1, Relaxed);
+        self.bytes.fetch_sub(removed.cost, Relaxed);
+        if let Some(owner) = &removed.owner {
+            self.owners.remove(owner, removed.block.id_str());
+        }
+        let c = &shard.counters;
+        match cause {
+            Cause::Destroyed => bump(&c.destroys),
+            Cause::Expired => bump(&c.expirations),
+            Cause::Evicted if removed.was_read => bump(&c.evicted_lru),
+            Cause::Evicted => bump(&c.evicted_unread),
+            Cause::Replaced | Cause::Cleared => {}
+        }
+    }
+
+    /// Moves the totals when a live session's size changed.
+    pub(super) fn resize(&self, before: usize, after: usize) {
+        if after > before {
+            self.bytes.fetch_add(after - before, Relaxed);
+        } else if before > after {
+            self.bytes.fetch_sub(before - after, Relaxed);
+        }
+    }
+
+    /// Ends a locked section: takes the delivery lock, releases the stripe, hands the changes to
+    /// the listener, and then drops them (freeing removed sessions) with no lock held but the
+    /// delivery lock.
+    pub(super) fn release<G>(&self, shard: &Shard, guard: G, pending: Vec<Pending<'_>>) {
+        match &self.listener {
+            Some(listener) if !pending.is_empty() => {
+                let delivery = shard.delivery.lock();
+                drop(guard);
+                deliver(listener, &pending);
+                drop(delivery);
+            }
+            _ => drop(guard),
+        }
+        drop(pending);
+    }
+
+    pub(super) fn read<R>(
+        &self,
+        id: &str,
+        slide: bool,
+        f: impl FnOnce(&Stripe, u32, u64) -> R,
+    ) -> Result<Option<R>> {
+        validate_id(id)?;
+        let (hash, shard_index) = self.locate(id);
+        let shard = &self.shards[shard_index];
+        let now = self.now();
+        let stripe = shard.state.read();
+        let Some(index) = stripe.find_live(hash, id, now) else {
+            bump(&shard.counters.misses);
+            return Ok(None);
+        };
+        bump(&shard.counters.hits);
+        if slide {
+            self.slide(shard, &stripe, index, id, now);
+        }
+        Ok(Some(f(&stripe, index, now)))
+    }
+
+    /// Slides a deadline under the shared lock and reports it if it crossed the slack.
+    fn slide(
+        &self,
+        shard: &Shard,
+        stripe: &RwLockReadGuard<'_, Stripe>,
+        index: u32,
+        id: &str,
+        now: u64,
+    ) {
+        let slide = stripe.record(index).mark_used(now);
+        if slide.first_read {
+            stripe.note_first_read();
+        }
+        if let Some(listener) = &self.listener {
+            if listener.reports_slide(slide.before, slide.after) {
+                // Taken before the metadata is read: a concurrent slide that delivers first
+                // cannot report a later deadline than this one.
+                let delivery = shard.delivery.lock();
+                let pending = [Pending::Slid {
+                    id,
+                    meta: self.meta(stripe, index),
+                    owner: self.owner_copy(stripe, index),
+                }];
+                deliver(listener, &pending);
+                drop(delivery);
+            }
+        }
+    }
+
+    pub(super) fn touch(
+        &self,
+        id: &str,
+        ttl: Option<Duration>,
+        min_idle: Option<u64>,
+    ) -> Result<bool> {
+        let ttl = ttl_ms(ttl)?;
+        validate_id(id)?;
+        let (hash, shard_index) = self.locate(id);
+        let shard = &self.shards[shard_index];
+        let now = self.now();
+        {
+            let stripe = shard.state.read();
+            let Some(index) = stripe.find_live(hash, id, now) else {
+                return Ok(false);
+            };
+            let record = stripe.record(index);
+            if let Some(min_idle) = min_idle {
+                // The last use is where the idle deadline was set from.
+                let last_use = record.deadline().saturating_sub(record.ttl_ms());
+                if now.saturating_sub(last_use) < min_idle {
+                    return Ok(true);
+                }
+            }
+            if ttl.is_none_or(|t| {
+                super::record::decode_ttl(super::record::encode_ttl(t)) == record.ttl_ms()
+            }) {
+                self.slide(shard, &stripe, index, id, now);
+                return Ok(true);
+            }
+        }
+        // A new idle timeout may move the deadline earlier: refile under the exclusive lock.
+        let mut stripe = shard.state.write();
+        let Some(index) = stripe.find_live(hash, id, now) else {
+            return Ok(false);
+        };
+        let first_read = stripe.record(index).flags() & READ == 0;
+        stripe.retime(index, ttl, now);
+        if first_read {
+            mark_read(&mut stripe, index);
+        }
+        shard.next_due.fetch_min(stripe.next_due(), Relaxed);
+        let mut pending = Vec::new();
+        if self.listener.is_some() {
+            pending.push(Pending::Slid {
+                id,
+                meta: self.meta(&stripe, index),
+                owner: self.owner_copy(&stripe, index),
+            });
+        }
+        self.release(shard, stripe, pending);
+        Ok(true)
+    }
+
+    pub(super) fn create(&self, value: &[u8], ttl: Option<Duration>) -> Result<String> {
+        loop {
+            let id = generate_id();
+            match self.write_as(&id, value, ttl, Precondition::Absent, true) {
+                Ok(_) => return Ok(id),
+                // 2^-192 odds, but the contract is "never collides".
+                Err(Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub(super) fn write(
+        &self,
+        id: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        precondition: Precondition,
+    ) -> Result<u64> {
+        self.write_as(id, value, ttl, precondition, false)
+    }
+
+    /// `generated`: the id was just generated by the store (see `NewSession::fresh_id_above`).
+    fn write_as(
+        &self,
+        id: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        precondition: Precondition,
+        generated: bool,
+    ) -> Result<u64> {
+        validate_id(id)?;
+        if value.len() > self.max_session_bytes {
+            return Err(Error::TooLarge {
+                size: value.len(),
+                limit: self.max_session_bytes,
+            });
+        }
+        let ttl = ttl_ms(ttl)?;
+        let (hash, shard_index) = self.locate(id);
+        let shard = &self.shards[shard_index];
+        if self.has_budget() {
+            self.make_room_for(shard_index, hash, id, value.len())?;
+        }
+        let now = self.now();
+        let mut stripe = shard.state.write();
+        let found = stripe.find(hash, id);
+        let live = found.filter(|&i| !stripe.record(i).is_expired(now));
+        let mut pending = Vec::new();
+        let version = match (live, precondition) {
+            (Some(index), Precondition::Version(expected))
+                if stripe.record(index).version != expected =>
+            {
+                bump(&shard.counters.conflicts);
+                return Err(Error::Conflict {
+                    expected,
+                    actual: stripe.record(index).version,
+                });
+            }
+            (Some(index), Precondition::Absent) => {
+                bump(&shard.counters.conflicts);
+                return Err(Error::Conflict {
+                    expected: 0,
+                    actual: stripe.record(index).version,
+                });
+            }
+            (Some(index), _) => {
+                let (old, version, before, after) = stripe.rewrite(index, value, ttl, now);
+                self.resize(before, after);
+                bump(&shard.counters.updates);
+                if self.listener.is_some() {
+                    pending.push(Pending::Stored {
+                        id,
+                        value,
+                        created: false,
+                        meta: self.meta(&stripe, index),
+                        owner: self.owner_copy(&stripe, index),
+                    });
+                }
+                shard.next_due.fetch_min(stripe.next_due(), Relaxed);
+                self.release(shard, stripe, pending);
+                drop(old);
+                return Ok(version);
+            }
+            (None, Precondition::Live | Precondition::Version(_)) => {
+                return Err(Error::NotFound);
+            }
+            (None, Precondition::None | Precondition::Absent) => {
+                if let Some(expired) = found {
+                    let removed = stripe.remove(expired);
+                    self.retire(shard, &removed, Cause::Expired);
+                    pending.push(Pending::removed(removed, Cause::Expired));
+                }
+                let (index, version, cost) = stripe.insert(NewSession {
+                    id,
+                    hash,
+                    value,
+                    absolute: self.absolute_deadline(now),
+                    ttl_ms: ttl.unwrap_or(self.idle_ttl_ms),
+                    deadline: {
+                        let idle = now.saturating_add(ttl.unwrap_or(self.idle_ttl_ms));
+                        self.absolute_deadline(now).map_or(idle, |a| idle.min(a))
+                    },
+                    flags: 0,
+                    owner: None,
+                    fresh_id_above: generated.then_some(0),
+                });
+                self.admit(cost, id, None);
+                bump(&shard.counters.inserts);
+                if self.listener.is_some() {
+                    pending.push(Pending::Stored {
+                        id,
+                        value,
+                        created: true,
+                        meta: self.meta(&stripe, index),
+                        owner: None,
+                    });
+                }
+                version
+            }
+        };
+        shard.next_due.fetch_min(stripe.next_due(), Relaxed);
+        self.release(shard, stripe, pending);
+        self.settle_budget(shard_index, hash);
+        Ok(version)
+    }
+
+    pub(super) fn destroy(&self, id: &str) -> Result<bool> {
+        validate_id(id)?;
+        let (hash, shard_index) = self.locate(id);
+        let shard = &self.shards[shard_index];
+        let now = self.now();
+        let mut stripe = shard.state.write();
+        let Some(index) = stripe.find(hash, id) else {
+            return Ok(false);
+        };
+        let live = !stripe.record(index).is_expired(now);
+        let cause = if live {
+            Cause::Destroyed
+        } else {
+            Cause::Expired
+        };
+        let removed = stripe.remove(index);
+        self.retire(shard, &removed, cause);
+        self.release(shard, stripe, vec![Pending::removed(removed, cause)]);
+        Ok(live)
+    }
+
+    pub(super) fn regenerate(&self, id: &str) -> Result<Option<String>> {
+        validate_id(id)?;
+        let (old_hash, old_index) = self.locate(id);
+        loop {
+            let new_id = generate_id();
+            let (new_hash, new_index) = self.locate(&new_id);
+            let now = self.now();
+            if old_index == new_index {
+                let shard = &self.shards[old_index];
+                let mut stripe = shard.state.write();
+                let mut pending = Vec::new();
+                let moved = self.move_session(
+                    shard,
+                    &mut stripe,
+                    None,
+                    (id, old_hash),
+                    (&new_id, new_hash),
+                    now,
+                    &mut pending,
+                );
+                self.release(shard, stripe, pending);
+                match moved {
+                    Moved::Retry => continue,
+                    Moved::Missing => return Ok(None),
+                    Moved::Done => return Ok(Some(new_id)),
+                }
+            }
+            // Two stripes: always lock the lower index first, so regenerates cannot deadlock.
+            let (low, high) = (old_index.min(new_index), old_index.max(new_index));
+            let mut low_guard = self.shards[low].state.write();
+            let mut high_guard = self.shards[high].state.write();
+            let mut pending = Vec::new();
+            let moved = {
+                let (src, dst) = if old_index == low {
+                    (&mut *low_guard, &mut *high_guard)
+                } else {
+                    (&mut *high_guard, &mut *low_guard)
+                };
+                self.move_session(
+                    &self.shards[old_index],
+                    src,
+                    Some((&self.shards[new_index], dst)),
+                    (id, old_hash),
+                    (&new_id, new_hash),
+                    now,
+                    &mut pending,
+                )
+            };
+            // Both changes go out under the source stripe's delivery lock, in order.
+            let delivery = self.shards[old_index].delivery.lock();
+            drop(high_guard);
+            drop(low_guard);
+            if let Some(listener) = &self.listener {
+                deliver(listener, &pending);
+            }
+            drop(delivery);
+            drop(pending);
+            match moved {
+                Moved::Retry => continue,
+                Moved::Missing => return Ok(None),
+                Moved::Done => return Ok(Some(new_id)),
+            }
+        }
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "one call site per stripe layout")]
+    fn move_session<'p>(
+        &self,
+        src_shard: &Shard,
+        src: &mut Stripe,
+        dst: Option<(&Shard, &mut Stripe)>,
+        (old_id, old_hash): (&str, u32),
+        (new_id, new_hash): (&str, u32),
+        now: u64,
+        pending: &mut Vec<Pending<'p>>,
+    ) -> Moved {
+        let collides = match &dst {
+            Some((_, d)) => d.find(new_hash, new_id).is_some(),
+            None => src.find(new_hash, new_id).is_some(),
+        };
+        if collides {
+            return Moved::Retry;
+        }
+        let Some(old) = src.find(old_hash, old_id) else {
+            bump(&src_shard.counters.misses);
+            return Moved::Missing;
+        };
+        if src.record(old).is_expired(now) {
+            let removed = src.remove(old);
+            self.retire(src_shard, &removed, Cause::Expired);
+            pending.push(Pending::removed(removed, Cause::Expired));
+            bump(&src_shard.counters.misses);
+            return Moved::Missing;
+        }
+        let removed = src.remove(old);
+        self.retire(src_shard, &removed, Cause::Replaced);
+        let (dst_shard, dst) = match dst {
+            Some((shard, stripe)) => (shard, stripe),
+            None => (src_shard, src),
+        };
+        let absolute = removed.block.absolute();
+        let idle = now.saturating_add(removed.ttl_ms);
+        let (index, _, cost) = dst.insert(NewSession {
+            id: new_id,
+            hash: new_hash,
+            value: removed.block.value(),
+            absolute,
+            ttl_ms: removed.ttl_ms,
+            deadline: absolute.map_or(idle, |a| idle.min(a)),
+            flags: READ | REFERENCED,
+            owner: removed.owner.clone(),
+            fresh_id_above: Some(removed.version),
+        });
+        self.admit(cost, new_id, removed.owner.as_deref());
+        dst_shard.next_due.fetch_min(dst.next_due(), Relaxed);
+        if self.listener.is_some() {
+            let meta = self.meta(dst, index);
+            let owner = removed.owner.clone();
+            let value = removed.block.value().to_vec();
+            pending.push(Pending::Removed {
+                absolute,
+                removed,
+                cause: Cause::Replaced,
+                replaced_by: Some(new_id.to_string()),
+            });
+            pending.push(Pending::StoredOwned {
+                id: new_id.to_string(),
+                value,
+                meta,
+                owner,
+            });
+        } else {
+            pending.push(Pending::removed(removed, Cause::Replaced));
+        }
+        Moved::Done
+    }
+
+    pub(super) fn set_owner(&self, id: &str, owner: Option<&str>) -> Result<()> {
+        validate_id(id)?;
+        if let Some(owner) = owner {
+            validate_owner(owner)?;
+        }
+        let (hash, shard_index) = self.locate(id);
+        let shard = &self.shards[shard_index];
+        let now = self.now();
+        let mut stripe = shard.state.write();
+        let index = stripe.find_live(hash, id, now).ok_or(Error::NotFound)?;
+        let (previous, before, after) = stripe.set_owner(index, owner.map(Box::from));
+        if let Some(previous) = previous {
+            self.owners.remove(&previous, id);
+        }
+        if let Some(owner) = owner {
+            self.owners.add(owner, id);
+        }
+        self.resize(before, after);
+        let mut pending = Vec::new();
+        if self.listener.is_some() {
+            pending.push(Pending::Owner {
+                id,
+                meta: self.meta(&stripe, index),
+                owner: owner.map(Box::from),
+            });
+        }
+        self.release(shard, stripe, pending);
+        Ok(())
+    }
+
+    pub(super) fn clear(&self) {
+        for shard in self.shards.iter() {
+            let mut stripe = shard.state.write();
+            let removed = stripe.take_all();
+            let pending: Vec<Pending<'_>> = removed
+                .into_iter()
+                .map(|r| {
+                    self.retire(shard, &r, Cause::Cleared);
+                    Pending::removed(r, Cause::Cleared)
+                })
+                .collect();
+            shard.next_due.store(stripe.next_due(), Relaxed);
+            self.release(shard, stripe, pending);
+        }
+    }
+}
+
+/// Records the first read of a session under the exclusive lock.
+fn mark_read(stripe: &mut RwLockWriteGuard<'_, Stripe>, index: u32) {
+    let slide = stripe.record(index).mark_used(0);
+    if slide.first_read {
+        stripe.note_first_read();
+    }
+}
+
+enum Moved {
+    Retry,
+    Missing,
+    Done,
+}
