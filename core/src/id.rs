@@ -17,9 +17,10 @@ pub const GENERATED_ID_LEN: usize = 32;
 pub const MAX_ID_LEN: usize = 255;
 
 thread_local! {
-    // A per-thread ChaCha12 seeded from the OS. The pid is checked on every use because a forked
-    // child inherits this state: without the check, parent and child would issue the same ids.
-    static ID_RNG: RefCell<Option<(u32, StdRng)>> = const { RefCell::new(None) };
+    // A per-thread ChaCha12 seeded from the OS. A forked child inherits this state, so it is
+    // reseeded when the fork generation changes: without that, parent and child would issue the
+    // same ids. (The generation is one atomic load; `getpid` would be a system call per id.)
+    static ID_RNG: RefCell<Option<(u64, StdRng)>> = const { RefCell::new(None) };
 }
 
 /// A new session id: 24 bytes from a CSPRNG, as 32 base64url characters.
@@ -27,10 +28,10 @@ pub fn generate_id() -> String {
     let mut raw = [0u8; ID_RANDOM_BYTES];
     ID_RNG.with(|cell| {
         let mut slot = cell.borrow_mut();
-        let pid = std::process::id();
+        let generation = crate::fork::generation();
         let rng = match &mut *slot {
-            Some((seeded_pid, rng)) if *seeded_pid == pid => rng,
-            other => &mut other.insert((pid, StdRng::from_os_rng())).1,
+            Some((seeded_in, rng)) if *seeded_in == generation => rng,
+            other => &mut other.insert((generation, StdRng::from_os_rng())).1,
         };
         rng.fill_bytes(&mut raw);
     });

@@ -42,6 +42,7 @@
 mod clock;
 mod config;
 mod error;
+mod fork;
 mod id;
 mod signing;
 mod store;

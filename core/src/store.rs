@@ -52,11 +52,16 @@ use stripe::Stripe;
 /// lock; writes take one stripe's exclusive lock (two for [`regenerate`](Store::regenerate),
 /// in a fixed order). Each lock hold does a bounded amount of work; values are copied in and
 /// freed outside the locks. No method returns while holding a lock.
+///
+/// # Fork
+/// A store keeps working in a child made by `fork()`: the fork waits until no thread is inside
+/// any store, and the child starts its own sweeper thread on its first call. (A listener that
+/// never returns keeps a fork waiting.)
 #[derive(Clone)]
 pub struct Store {
     // Declared first so it is dropped first: the last handle joins the sweeper thread, then
     // frees the table on the caller's thread.
-    _sweeper: Option<Arc<sweeper::Sweeper>>,
+    sweeper: Option<Arc<sweeper::Sweeper>>,
     inner: Arc<Inner>,
 }
 
@@ -261,10 +266,7 @@ impl StoreBuilder {
         } else {
             None
         };
-        Ok(Store {
-            _sweeper: sweeper,
-            inner,
-        })
+        Ok(Store { sweeper, inner })
     }
 }
 
@@ -318,8 +320,17 @@ impl Store {
         }
     }
 
-    fn inner(&self) -> &Inner {
-        &self.inner
+    /// Enters the fork gate for the length of one public call (see `crate::fork`), after
+    /// making sure a forked child has its own sweeper.
+    fn inner(&self) -> Entered<'_> {
+        let pass = crate::fork::enter();
+        if let Some(sweeper) = &self.sweeper {
+            sweeper.restart_after_fork(&self.inner);
+        }
+        Entered {
+            inner: &self.inner,
+            _pass: pass,
+        }
     }
 
     /// Stores `value` under a new id and returns the id: 24 CSPRNG bytes as 32 base64url
@@ -606,7 +617,7 @@ impl Store {
     /// A description of the first invariant that does not hold.
     #[doc(hidden)]
     pub fn check_invariants(&self) -> std::result::Result<(), String> {
-        self.inner.check_invariants()
+        self.inner().check_invariants()
     }
 
     /// A token for `id`: `<id>.<signature>`, signed with the first secret.
@@ -641,6 +652,19 @@ impl std::fmt::Debug for Store {
             .field("shards", &self.inner.shards.len())
             .field("sessions", &self.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// The store, borrowed for one public call with the fork gate held.
+struct Entered<'a> {
+    inner: &'a Inner,
+    _pass: crate::fork::Pass,
+}
+
+impl std::ops::Deref for Entered<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        self.inner
     }
 }
 

@@ -1,7 +1,10 @@
 //! The background sweeper thread. It holds only a weak reference to the store, so it never
 //! keeps a dropped store alive. The last store handle stops it and waits for it to finish, so
 //! no thread of the library outlives the store (a C program may unload the library next).
+//! In a child made by `fork()` the thread does not exist: the first call into the store there
+//! starts a new one, and the parent's handle is forgotten, never joined.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
@@ -10,28 +13,64 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::Inner;
+use crate::fork;
 
 /// Name of the sweeper thread, as seen in `/proc/<pid>/task/*/comm` and debuggers.
 pub(crate) const THREAD_NAME: &str = "coatcheck-sweep";
 
 /// Owned by the store handles; dropping the last one stops the thread and joins it.
 pub(crate) struct Sweeper {
-    stop: Mutex<Option<Sender<()>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    running: Mutex<Running>,
+    interval: Duration,
+    /// The fork generation the running thread was started in.
+    generation: AtomicU64,
+}
+
+struct Running {
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Sweeper {
     pub(super) fn spawn(inner: &Arc<Inner>, interval: Duration) -> std::io::Result<Self> {
-        let (stop, stopped) = mpsc::channel();
-        let store = Arc::downgrade(inner);
-        let thread = std::thread::Builder::new()
-            .name(THREAD_NAME.into())
-            .spawn(move || run(&store, &stopped, interval))?;
         Ok(Self {
-            stop: Mutex::new(Some(stop)),
-            thread: Mutex::new(Some(thread)),
+            generation: AtomicU64::new(fork::generation()),
+            running: Mutex::new(start(inner, interval)?),
+            interval,
         })
     }
+
+    /// In a child made by `fork()`, starts this process's own sweeper thread (once).
+    pub(super) fn restart_after_fork(&self, inner: &Arc<Inner>) {
+        let now = fork::generation();
+        if self.generation.load(Ordering::Acquire) == now {
+            return;
+        }
+        let mut running = self.running.lock();
+        if self.generation.load(Ordering::Acquire) == now {
+            return;
+        }
+        // The parent's thread does not exist here: forget its handle rather than join it.
+        std::mem::forget(running.thread.take());
+        // If no thread can be started, expired sessions are still never returned, and
+        // `Store::sweep` and eviction reclaim them.
+        if let Ok(fresh) = start(inner, self.interval) {
+            *running = fresh;
+        }
+        self.generation.store(now, Ordering::Release);
+    }
+}
+
+fn start(inner: &Arc<Inner>, interval: Duration) -> std::io::Result<Running> {
+    let (stop, stopped) = mpsc::channel();
+    let store = Arc::downgrade(inner);
+    let thread = std::thread::Builder::new()
+        .name(THREAD_NAME.into())
+        .spawn(move || run(&store, &stopped, interval))?;
+    Ok(Running {
+        stop: Some(stop),
+        thread: Some(thread),
+    })
 }
 
 fn run(store: &Weak<Inner>, stopped: &Receiver<()>, interval: Duration) {
@@ -42,16 +81,22 @@ fn run(store: &Weak<Inner>, stopped: &Receiver<()>, interval: Duration) {
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
         let Some(inner) = store.upgrade() else { return };
+        let pass = fork::enter();
         inner.sweep_all();
+        drop(pass);
     }
 }
 
 impl Drop for Sweeper {
     fn drop(&mut self) {
-        drop(self.stop.lock().take());
-        if let Some(thread) = self.thread.lock().take() {
-            // A pass in progress finishes first: the wait is one bounded sweep at most.
-            if thread.thread().id() != std::thread::current().id() {
+        let mut running = self.running.lock();
+        drop(running.stop.take());
+        if let Some(thread) = running.thread.take() {
+            if self.generation.load(Ordering::Acquire) != fork::generation() {
+                // Started before a fork, in the parent: there is no such thread here.
+                std::mem::forget(thread);
+            } else if thread.thread().id() != std::thread::current().id() {
+                // A pass in progress finishes first: the wait is one bounded sweep at most.
                 let _ = thread.join();
             }
         }

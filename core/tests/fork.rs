@@ -1,0 +1,139 @@
+//! A store used in a child made by `fork()` keeps working, as it must for gunicorn `--preload`,
+//! Node's child processes and C servers that fork workers. Guards against: a stripe lock held
+//! by a parent thread at the moment of the fork (the child would hang on it forever), a child
+//! with no sweeper (expired sessions never reclaimed), and parent and child issuing the same
+//! ids. The child reports through its exit code; a hang fails the watchdog.
+
+#![cfg(unix)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use coatcheck::{Config, Store};
+use common::with_watchdog;
+
+/// Forks; the child runs `body` and exits with its code. Returns the child's exit code.
+fn in_child(body: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: the child only runs `body` (store calls and allocation, which the store's and
+    // glibc's fork handlers make safe) and leaves with `_exit`, never returning into the
+    // test harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(101);
+        // SAFETY: ends the child without running the parent's atexit handlers or destructors.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child just forked; `status` is a valid out-pointer.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status),
+        "child did not exit normally: {status}"
+    );
+    libc::WEXITSTATUS(status)
+}
+
+#[test]
+fn a_store_keeps_working_in_a_forked_child_while_the_parent_is_busy() {
+    with_watchdog(Duration::from_secs(60), || {
+        let mut config = Config::default();
+        config.sweep_interval = Duration::from_millis(5);
+        let store = Store::new(config).unwrap();
+        let parent_id = store.create(b"from the parent", None).unwrap();
+        // Other threads hammer the store so that a fork lands while locks are held.
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let (store, stop) = (store.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let id = store
+                            .create(b"busy", Some(Duration::from_millis(2)))
+                            .unwrap();
+                        store.get(&id).unwrap();
+                        store.regenerate(&id).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..20 {
+            let code = in_child(|| {
+                let Ok(Some(value)) = store.get(&parent_id) else {
+                    return 2;
+                };
+                if value != b"from the parent" {
+                    return 3;
+                }
+                let mine = store
+                    .create(b"child", Some(Duration::from_millis(10)))
+                    .unwrap();
+                if mine == parent_id || store.get(&mine).unwrap().is_none() {
+                    return 4;
+                }
+                // The child's own sweeper reclaims what expires here.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while store.peek(&mine).unwrap().is_some() || store.len() > 1000 {
+                    if Instant::now() > deadline {
+                        return 5;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                let before = store.stats().expirations;
+                store
+                    .create(b"short", Some(Duration::from_millis(1)))
+                    .unwrap();
+                while store.stats().expirations == before {
+                    if Instant::now() > deadline {
+                        return 6;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                0
+            });
+            assert_eq!(code, 0, "child failed with code {code}");
+        }
+        stop.store(true, Ordering::Relaxed);
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert_eq!(store.get(&parent_id).unwrap().unwrap(), b"from the parent");
+    });
+}
+
+#[test]
+fn parent_and_child_never_issue_the_same_id() {
+    with_watchdog(Duration::from_secs(60), || {
+        let mut config = Config::default();
+        config.background_sweeper = false;
+        let store = Store::new(config).unwrap();
+        store.create(b"seed this thread's generator", None).unwrap();
+        let mut fds = [0i32; 2];
+        // SAFETY: `fds` is a valid array of two ints for pipe(2) to fill.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let code = in_child(|| {
+            let id = store.create(b"child", None).unwrap();
+            // SAFETY: writes the id's bytes to the pipe's write end, which the child owns.
+            let n = unsafe { libc::write(fds[1], id.as_ptr().cast(), id.len()) };
+            if n == id.len() as isize { 0 } else { 7 }
+        });
+        assert_eq!(code, 0);
+        let mut buf = [0u8; 64];
+        // SAFETY: reads at most 64 bytes into `buf` from the pipe's read end.
+        let n = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
+        // SAFETY: closes the two descriptors pipe(2) opened, once each.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+        let child_id = std::str::from_utf8(&buf[..n as usize]).unwrap().to_string();
+        // Same thread, same inherited generator state: only a reseed in the child makes these
+        // differ.
+        let parent_id = store.create(b"parent", None).unwrap();
+        assert_eq!(child_id.len(), parent_id.len());
+        assert_ne!(child_id, parent_id);
+    });
+}
