@@ -105,8 +105,8 @@ pub struct StoreArgs<'a, 'py> {
 }
 
 impl StoreArgs<'_, '_> {
-    /// The core configuration. The binding runs its own sweeper (see `fork.rs`), so the
-    /// core's background thread is off.
+    /// The core configuration; the core runs the sweeper thread and keeps stores working
+    /// across `fork()`.
     pub fn to_config(&self) -> PyResult<coatcheck::Config> {
         let mut config = coatcheck::Config::default();
         config.secrets = secrets(self.secret)?;
@@ -123,7 +123,6 @@ impl StoreArgs<'_, '_> {
             config.max_session_bytes = n;
         }
         config.shards = count(self.shards, "shards")?;
-        config.background_sweeper = false;
         config.validate().map_err(crate::error::Error)?;
         Ok(config)
     }

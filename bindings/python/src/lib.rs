@@ -7,7 +7,6 @@
 
 mod config;
 mod error;
-mod fork;
 mod store;
 
 use pyo3::prelude::*;
@@ -16,10 +15,6 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<store::PyStore>()?;
     error::register(m)?;
-    m.add_function(wrap_pyfunction!(fork::_before_fork, m)?)?;
-    m.add_function(wrap_pyfunction!(fork::_after_fork_in_parent, m)?)?;
-    m.add_function(wrap_pyfunction!(fork::_after_fork_in_child, m)?)?;
-    m.add_function(wrap_pyfunction!(fork::_set_fork_wait, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -17,7 +17,6 @@ use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::config::{StoreArgs, ttl};
 use crate::error::Error;
-use crate::fork::{self, Pass};
 
 type Core = coatcheck::Store;
 
@@ -58,7 +57,6 @@ impl PyStore {
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        py: Python<'_>,
         secret: &Bound<'_, PyAny>,
         idle_timeout: &Bound<'_, PyAny>,
         absolute_timeout: Option<&Bound<'_, PyAny>>,
@@ -79,23 +77,14 @@ impl PyStore {
             sweep_interval,
         }
         .to_config()?;
-        let interval = config.sweep_interval;
         let store = Arc::new(Core::new(config).map_err(Error)?);
-        let _pass = Pass::enter(py)?;
-        fork::register(&store, interval)?;
         Ok(Self { store })
     }
 
     /// Stores `data` as a new session and returns its signed token.
     #[pyo3(signature = (data, ttl=None))]
-    fn create(
-        &self,
-        py: Python<'_>,
-        data: &[u8],
-        ttl: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<String> {
+    fn create(&self, data: &[u8], ttl: Option<&Bound<'_, PyAny>>) -> PyResult<String> {
         let ttl = self::ttl(ttl)?;
-        let _pass = Pass::enter(py)?;
         let id = self.store.create(data, ttl).map_err(Error)?;
         Ok(self.store.sign(&id).map_err(Error)?)
     }
@@ -111,7 +100,6 @@ impl PyStore {
             return Ok(None);
         };
         let value = {
-            let _pass = Pass::enter(py)?;
             let Some(id) = self.id_of(&token) else {
                 return Ok(None);
             };
@@ -133,7 +121,6 @@ impl PyStore {
             return Ok(None);
         };
         let (value, version) = {
-            let _pass = Pass::enter(py)?;
             let Some(id) = self.id_of(&token) else {
                 return Ok(None);
             };
@@ -149,14 +136,12 @@ impl PyStore {
     #[pyo3(signature = (token, data, ttl=None))]
     fn set(
         &self,
-        py: Python<'_>,
         token: &Bound<'_, PyString>,
         data: &[u8],
         ttl: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
         let ttl = self::ttl(ttl)?;
         let token = text(token).ok_or_else(forged)?;
-        let _pass = Pass::enter(py)?;
         let id = self.require_id(&token)?;
         // Through a token only a live session may be written: never create one.
         Ok(self.store.update(id, data, ttl).map_err(Error)?)
@@ -166,7 +151,6 @@ impl PyStore {
     #[pyo3(signature = (token, data, version, ttl=None))]
     fn set_if_version(
         &self,
-        py: Python<'_>,
         token: &Bound<'_, PyString>,
         data: &[u8],
         version: u64,
@@ -174,7 +158,6 @@ impl PyStore {
     ) -> PyResult<u64> {
         let ttl = self::ttl(ttl)?;
         let token = text(token).ok_or_else(forged)?;
-        let _pass = Pass::enter(py)?;
         let id = self.require_id(&token)?;
         Ok(self
             .store
@@ -184,17 +167,11 @@ impl PyStore {
 
     /// Slides a live session's idle deadline; whether it was live.
     #[pyo3(signature = (token, ttl=None))]
-    fn touch(
-        &self,
-        py: Python<'_>,
-        token: &Bound<'_, PyString>,
-        ttl: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
+    fn touch(&self, token: &Bound<'_, PyString>, ttl: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
         let ttl = self::ttl(ttl)?;
         let Some(token) = text(token) else {
             return Ok(false);
         };
-        let _pass = Pass::enter(py)?;
         let Some(id) = self.id_of(&token) else {
             return Ok(false);
         };
@@ -202,11 +179,10 @@ impl PyStore {
     }
 
     /// Removes a session; whether a live one was removed.
-    fn destroy(&self, py: Python<'_>, token: &Bound<'_, PyString>) -> PyResult<bool> {
+    fn destroy(&self, token: &Bound<'_, PyString>) -> PyResult<bool> {
         let Some(token) = text(token) else {
             return Ok(false);
         };
-        let _pass = Pass::enter(py)?;
         let Some(id) = self.id_of(&token) else {
             return Ok(false);
         };
@@ -214,11 +190,10 @@ impl PyStore {
     }
 
     /// Moves a live session to a new id (use it at login); the new token, or `None`.
-    fn regenerate(&self, py: Python<'_>, token: &Bound<'_, PyString>) -> PyResult<Option<String>> {
+    fn regenerate(&self, token: &Bound<'_, PyString>) -> PyResult<Option<String>> {
         let Some(token) = text(token) else {
             return Ok(None);
         };
-        let _pass = Pass::enter(py)?;
         let Some(id) = self.id_of(&token) else {
             return Ok(None);
         };
@@ -241,24 +216,15 @@ impl PyStore {
     /// Files a live session under `owner` (a user id, say), or removes it from its owner
     /// with `None`.
     #[pyo3(signature = (token, owner))]
-    fn set_owner(
-        &self,
-        py: Python<'_>,
-        token: &Bound<'_, PyString>,
-        owner: Option<&str>,
-    ) -> PyResult<()> {
+    fn set_owner(&self, token: &Bound<'_, PyString>, owner: Option<&str>) -> PyResult<()> {
         let token = text(token).ok_or_else(forged)?;
-        let _pass = Pass::enter(py)?;
         let id = self.require_id(&token)?;
         Ok(self.store.set_owner(id, owner).map_err(Error)?)
     }
 
     /// Tokens of the live sessions of `owner`.
-    fn sessions_of(&self, py: Python<'_>, owner: &str) -> PyResult<Vec<String>> {
-        let ids = {
-            let _pass = Pass::enter(py)?;
-            self.store.sessions_of(owner).map_err(Error)?
-        };
+    fn sessions_of(&self, owner: &str) -> PyResult<Vec<String>> {
+        let ids = { self.store.sessions_of(owner).map_err(Error)? };
         ids.iter()
             .map(|id| Ok(self.store.sign(id).map_err(Error)?))
             .collect()
@@ -268,14 +234,12 @@ impl PyStore {
     #[pyo3(signature = (owner, except_token=None))]
     fn destroy_owner(
         &self,
-        py: Python<'_>,
         owner: &str,
         except_token: Option<&Bound<'_, PyString>>,
     ) -> PyResult<usize> {
         let keep = except_token
             .map(|t| text(t).ok_or_else(forged))
             .transpose()?;
-        let _pass = Pass::enter(py)?;
         let keep = keep.as_deref().map(|t| self.require_id(t)).transpose()?;
         Ok(self.store.destroy_owner(owner, keep).map_err(Error)?)
     }
@@ -302,15 +266,14 @@ impl PyStore {
     /// Removes every session.
     fn clear(&self, py: Python<'_>) -> PyResult<()> {
         let store = &*self.store;
-        py.detach(|| Pass::enter_detached().map(|_pass| store.clear()))
-            .ok_or_else(fork::poisoned)
+        py.detach(|| store.clear());
+        Ok(())
     }
 
     /// Reclaims expired sessions now (the sweeper does it every `sweep_interval`); how many.
     fn sweep(&self, py: Python<'_>) -> PyResult<usize> {
         let store = &*self.store;
-        py.detach(|| Pass::enter_detached().map(|_pass| store.sweep()))
-            .ok_or_else(fork::poisoned)
+        Ok(py.detach(|| store.sweep()))
     }
 
     /// Sessions in the table; expired ones count until the sweeper reclaims them.

@@ -11,9 +11,6 @@ async server (uvicorn) and every request sees every session. A `Store` built bef
 
 from __future__ import annotations
 
-import os
-
-from coatcheck import _native
 from coatcheck._native import (
     BadSignatureError,
     ConflictError,
@@ -45,10 +42,3 @@ __all__ = [
     "__version__",
 ]
 
-# Fork safety (see bindings/python/src/fork.rs): no store lock is held across fork(), and the
-# child restarts the sweeper for its copy of every store.
-os.register_at_fork(
-    before=_native._before_fork,
-    after_in_parent=_native._after_fork_in_parent,
-    after_in_child=_native._after_fork_in_child,
-)
