@@ -32,4 +32,4 @@ doc:
 bench: $(BENCH_TARGETS)
 
 bench-core:
-	$(CARGO) bench -p coatcheck-benches --bench core --bench memory --bench expiry
+	$(CARGO) bench -p coatcheck-benches --bench versus_dashmap --bench memory --bench expiry --bench core

@@ -20,7 +20,7 @@ pub trait Backend: Send + Sync + 'static {
     fn build() -> Self;
     /// Read with idle refresh; returns an owned copy of the value.
     fn get(&self, id: &str) -> Option<Vec<u8>>;
-    /// Overwrite an existing session.
+    /// Write a session, creating it if it does not exist.
     fn set(&self, id: &str, value: &[u8]);
     /// Slide the deadline without touching data.
     fn touch(&self, id: &str) -> bool;

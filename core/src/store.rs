@@ -157,13 +157,24 @@ fn bump(counter: &AtomicU64) {
 #[repr(align(128))]
 struct Shard {
     state: RwLock<Stripe>,
-    /// When the stripe's earliest wheel slot falls due (ms); `u64::MAX` when empty. Never later
-    /// than the truth, so the sweeper and eviction may skip a stripe without locking it.
+    /// A time (ms) no later than the earliest deadline in the stripe; `u64::MAX` when empty.
+    /// Writes lower it to the deadline they file; a sweep sets it to when the wheel's next
+    /// slot falls due. Never later than the truth, so the sweeper and eviction may skip a
+    /// stripe with nothing expired without locking it.
     next_due: AtomicU64,
     /// Held from just before the stripe lock is released until its changes are delivered, so
     /// the listener sees one stripe's changes in the order they were made.
     delivery: Mutex<()>,
     counters: Counters,
+}
+
+impl Shard {
+    /// After filing a session with `deadline` (under the stripe's exclusive lock).
+    fn note_deadline(&self, deadline: u64) {
+        if deadline < self.next_due.load(Relaxed) {
+            self.next_due.fetch_min(deadline, Relaxed);
+        }
+    }
 }
 
 /// Builds a [`Store`] with a clock or a change listener; [`Store::new`] is the short form.
@@ -672,7 +683,7 @@ fn view(stripe: &Stripe, index: u32, now: u64) -> SessionView<'_> {
     let record = stripe.record(index);
     SessionView {
         value: stripe.block(index).value(),
-        version: record.version,
+        version: stripe.block(index).version(),
         expires_in: Duration::from_millis(record.deadline().saturating_sub(now)),
         owner: stripe.owner(index),
     }

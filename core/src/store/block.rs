@@ -1,20 +1,27 @@
-//! One heap block per session holding its id, its value and, when the store has an absolute
-//! timeout, its absolute deadline, behind a thin pointer.
+//! One heap block per session holding its id, its value, its version and, when the store has
+//! an absolute timeout, its absolute deadline, behind a thin pointer.
 //!
 //! A `Box<[u8]>` would cost a 16-byte fat pointer in every record; this block keeps its lengths
-//! in a 6-byte header, so the record holds 8 bytes and a session costs one allocation:
+//! in its header, so the record holds 8 bytes and a session costs one allocation:
 //!
 //! ```text
-//! [id_len: u8][has_absolute: u8][value_len: u32 LE][absolute: u64 LE, if has_absolute][id][value]
+//! [id_len: u8][has_absolute: u8][value_len: u32 LE][version: u64 LE]
+//! [absolute: u64 LE, if has_absolute][id][value]
 //! ```
 //!
-//! This is the only module of the store with `unsafe` code. The block is immutable once built,
-//! so sharing `&Block` between threads is sound; writes replace the whole block.
+//! The version lives here rather than in the record because it changes exactly when the block
+//! is replaced (every write builds a new block), and a lookup reads this header anyway to
+//! compare the id. That keeps the record at 32 bytes, two to a cache line.
+//!
+//! This is the only module of the store with `unsafe` code. A block is immutable once it is
+//! shared (only `set_version`, through `&mut`, writes before that), so sharing `&Block` between
+//! threads is sound; writes replace the whole block.
 
 use std::alloc::{Layout, alloc, dealloc, handle_alloc_error};
 use std::ptr::NonNull;
 
-const FIXED_HEADER: usize = 6;
+const FIXED_HEADER: usize = 14;
+const VERSION_AT: usize = 6;
 const ABSOLUTE_LEN: usize = 8;
 
 /// A session's id and value in one allocation. Owns it; frees it on drop.
@@ -25,14 +32,16 @@ pub(crate) struct Block {
 // SAFETY: a `Block` owns its allocation exclusively and never mutates it after `new`, so moving
 // it to another thread or reading it from several threads at once cannot race.
 unsafe impl Send for Block {}
-// SAFETY: as above: every access through `&Block` is a read of immutable bytes.
+// SAFETY: as above: every access through `&Block` is a read; the one write, `set_version`,
+// takes `&mut Block`.
 unsafe impl Sync for Block {}
 
 impl Block {
     /// Longest value a block can hold.
     pub(crate) const MAX_VALUE_LEN: usize = u32::MAX as usize;
 
-    /// Copies `id` and `value` into a new block. `id` must be at most 255 bytes and `value`
+    /// Copies `id` and `value` into a new block, at version 0 until
+    /// [`set_version`](Self::set_version). `id` must be at most 255 bytes and `value`
     /// at most [`MAX_VALUE_LEN`](Self::MAX_VALUE_LEN) (the store validates both first); longer
     /// inputs are truncated rather than overflowing the header.
     pub(crate) fn new(id: &[u8], value: &[u8], absolute: Option<u64>) -> Self {
@@ -45,27 +54,50 @@ impl Block {
         let Some(ptr) = NonNull::new(raw) else {
             handle_alloc_error(layout)
         };
-        let mut head = [0u8; FIXED_HEADER + ABSOLUTE_LEN];
+        let mut head = [0u8; FIXED_HEADER]; // version 0
         head[0] = id.len() as u8; // at most 255, truncated above
         head[1] = u8::from(absolute.is_some());
         head[2..6].copy_from_slice(&(value.len() as u32).to_le_bytes()); // at most u32::MAX
-        if let Some(abs) = absolute {
-            head[6..14].copy_from_slice(&abs.to_le_bytes());
-        }
         // SAFETY: the allocation is `header + id.len() + value.len()` bytes long, freshly
         // allocated so it overlaps none of the sources, and each copy writes inside it:
-        // [0, header), [header, header + id), [header + id, end).
+        // [0, 14), [14, 22) when there is an absolute deadline, [header, header + id),
+        // [header + id, end). The fixed-size copies compile to plain stores.
         unsafe {
-            std::ptr::copy_nonoverlapping(head.as_ptr(), raw, header);
+            std::ptr::copy_nonoverlapping(head.as_ptr(), raw, FIXED_HEADER);
+            if let Some(abs) = absolute {
+                let abs = abs.to_le_bytes();
+                std::ptr::copy_nonoverlapping(abs.as_ptr(), raw.add(FIXED_HEADER), ABSOLUTE_LEN);
+            }
             std::ptr::copy_nonoverlapping(id.as_ptr(), raw.add(header), id.len());
             std::ptr::copy_nonoverlapping(value.as_ptr(), raw.add(header + id.len()), value.len());
         }
         Self { ptr }
     }
 
+    /// The session's version.
+    pub(crate) fn version(&self) -> u64 {
+        let mut raw = [0u8; 8];
+        // SAFETY: every block starts with the fixed header written by `new`, which holds the
+        // version at bytes [6, 14).
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(VERSION_AT), raw.as_mut_ptr(), 8);
+        }
+        u64::from_le_bytes(raw)
+    }
+
+    /// Sets the version of a block not yet shared with any other thread.
+    pub(crate) fn set_version(&mut self, version: u64) {
+        let raw = version.to_le_bytes();
+        // SAFETY: bytes [6, 14) of the fixed header belong to this block, and `&mut self`
+        // means no other reference to it exists.
+        unsafe {
+            std::ptr::copy_nonoverlapping(raw.as_ptr(), self.ptr.as_ptr().add(VERSION_AT), 8);
+        }
+    }
+
     fn header(&self) -> (usize, usize, usize) {
-        // SAFETY: every block starts with the 6-byte fixed header written by `new`, and the
-        // block stays allocated for as long as `self` lives.
+        // SAFETY: every block starts with the fixed header written by `new`, and the block
+        // stays allocated for as long as `self` lives.
         let fixed = unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), FIXED_HEADER) };
         let id_len = usize::from(fixed[0]);
         let header = header_len(fixed[1] != 0);
@@ -102,7 +134,7 @@ impl Block {
         }
         let mut raw = [0u8; ABSOLUTE_LEN];
         // SAFETY: a header longer than the fixed part means `new` wrote the 8 deadline bytes
-        // at offset 6, inside the allocation.
+        // right after it, inside the allocation.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 self.ptr.as_ptr().add(FIXED_HEADER),
@@ -153,11 +185,14 @@ mod tests {
             (&b"x"[..], &[7u8; 3000][..], Some(42)),
             (&[b'i'; 255][..], &b"v"[..], Some(u64::MAX)),
         ] {
-            let block = Block::new(id, value, abs);
+            let mut block = Block::new(id, value, abs);
+            assert_eq!(block.version(), 0);
+            block.set_version(u64::MAX - 1);
             assert_eq!(block.id(), id);
             assert_eq!(block.value(), value);
             assert_eq!(block.absolute(), abs);
-            let header = if abs.is_some() { 14 } else { 6 };
+            assert_eq!(block.version(), u64::MAX - 1);
+            let header = if abs.is_some() { 22 } else { 14 };
             assert_eq!(block.len(), header + id.len() + value.len());
         }
     }

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::changes::{Cause, Pending};
+use super::changes::{Cause, Outbox, Pending};
 use super::stripe::{Scan, Victim, cost_of};
 use super::{Inner, Shard};
 use crate::config::Eviction;
@@ -32,6 +32,18 @@ pub(super) struct TrimState {
 impl Inner {
     pub(super) fn has_budget(&self) -> bool {
         self.max_sessions != usize::MAX || self.max_bytes != usize::MAX
+    }
+
+    /// Whether a write adding at most one session of `id_and_value` bytes could take the
+    /// store over a budget. Two atomic loads: the common case, far from the budget, skips the
+    /// lookup that [`make_room_for`](Self::make_room_for) does.
+    pub(super) fn may_need_room(&self, id_and_value: usize) -> bool {
+        self.sessions.load(Relaxed).saturating_add(1) > self.max_sessions
+            || self
+                .bytes
+                .load(Relaxed)
+                .saturating_add(cost_of(id_and_value, 0))
+                > self.max_bytes
     }
 
     /// Before a write of `value_len` bytes to `id`: evicts until the write fits.
@@ -129,7 +141,7 @@ impl Inner {
                             };
                             let removed = stripe.remove(at);
                             self.retire(shard, &removed, cause);
-                            self.release(shard, stripe, vec![Pending::removed(removed, cause)]);
+                            self.release(shard, stripe, &[Pending::removed(removed, cause)]);
                             return true;
                         }
                         Victim::Continue => drop(stripe),
@@ -146,7 +158,7 @@ impl Inner {
     /// are due.
     fn sweep_step(&self, shard: &Shard, now: u64, budget: usize) -> (usize, bool) {
         let mut stripe = shard.state.write();
-        let mut pending = Vec::new();
+        let mut pending = Outbox::new();
         let mut more = true;
         for _ in 0..budget {
             let Some(index) = stripe.pop_due(now) else {
@@ -166,7 +178,7 @@ impl Inner {
         }
         shard.next_due.store(stripe.next_due(), Relaxed);
         let reclaimed = pending.len();
-        self.release(shard, stripe, pending);
+        self.release(shard, stripe, &pending);
         (reclaimed, more)
     }
 

@@ -88,7 +88,7 @@ pub(crate) struct Listener {
 impl Listener {
     /// Whether a slide from `before` to `after` crosses a multiple of the slack.
     pub(crate) fn reports_slide(&self, before: u64, after: u64) -> bool {
-        after / self.slide_slack_ms > before / self.slide_slack_ms
+        after != before && after / self.slide_slack_ms > before / self.slide_slack_ms
     }
 }
 
@@ -206,6 +206,9 @@ impl Pending<'_> {
         }
     }
 }
+
+/// The changes of one locked section; most sections make one or two, kept on the stack.
+pub(crate) type Outbox<'a> = smallvec::SmallVec<[Pending<'a>; 2]>;
 
 /// Hands each pending change to the listener, in order.
 pub(crate) fn deliver(listener: &Listener, pending: &[Pending<'_>]) {

@@ -12,11 +12,15 @@ impl Inner {
         for (n, shard) in self.shards.iter().enumerate() {
             let stripe = shard.state.read();
             stripe.check().map_err(|e| format!("stripe {n}: {e}"))?;
-            if shard.next_due.load(Relaxed) > stripe.next_due() {
+            let earliest = stripe
+                .live_indices()
+                .map(|i| stripe.record(i).deadline())
+                .min()
+                .unwrap_or(u64::MAX);
+            if shard.next_due.load(Relaxed) > earliest {
                 return Err(format!(
-                    "stripe {n}: next_due {} is later than the wheel's {}",
-                    shard.next_due.load(Relaxed),
-                    stripe.next_due()
+                    "stripe {n}: next_due {} is later than the earliest deadline {earliest}",
+                    shard.next_due.load(Relaxed)
                 ));
             }
             sessions += stripe.live();

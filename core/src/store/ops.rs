@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use parking_lot::{RwLockReadGuard, RwLockWriteGuard};
 
-use super::changes::{Cause, Meta, Pending, deliver};
+use super::block::Block;
+use super::changes::{Cause, Meta, Outbox, Pending, deliver};
 use super::record::{READ, REFERENCED};
 use super::stripe::{NewSession, Removed, Stripe};
 use super::{Inner, Shard, bump, ttl_ms, validate_owner};
@@ -33,7 +34,7 @@ impl Inner {
     fn meta(&self, stripe: &Stripe, index: u32) -> Meta {
         let record = stripe.record(index);
         Meta {
-            version: record.version,
+            version: stripe.block(index).version(),
             deadline: record.deadline(),
             ttl_ms: record.ttl_ms(),
             absolute: stripe.block(index).absolute(),
@@ -80,20 +81,20 @@ impl Inner {
         }
     }
 
-    /// Ends a locked section: takes the delivery lock, releases the stripe, hands the changes to
-    /// the listener, and then drops them (freeing removed sessions) with no lock held but the
-    /// delivery lock.
-    pub(super) fn release<G>(&self, shard: &Shard, guard: G, pending: Vec<Pending<'_>>) {
+    /// Ends a locked section: takes the delivery lock, releases the stripe, and hands the
+    /// changes to the listener.
+    ///
+    /// The caller keeps `pending` and drops it after this returns, with no lock held.
+    pub(super) fn release<G>(&self, shard: &Shard, guard: G, pending: &[Pending<'_>]) {
         match &self.listener {
             Some(listener) if !pending.is_empty() => {
                 let delivery = shard.delivery.lock();
                 drop(guard);
-                deliver(listener, &pending);
+                deliver(listener, pending);
                 drop(delivery);
             }
             _ => drop(guard),
         }
-        drop(pending);
     }
 
     pub(super) fn read<R>(
@@ -188,8 +189,8 @@ impl Inner {
         if first_read {
             mark_read(&mut stripe, index);
         }
-        shard.next_due.fetch_min(stripe.next_due(), Relaxed);
-        let mut pending = Vec::new();
+        shard.note_deadline(stripe.record(index).deadline());
+        let mut pending = Outbox::new();
         if self.listener.is_some() {
             pending.push(Pending::Slid {
                 id,
@@ -197,7 +198,7 @@ impl Inner {
                 owner: self.owner_copy(&stripe, index),
             });
         }
-        self.release(shard, stripe, pending);
+        self.release(shard, stripe, &pending);
         Ok(true)
     }
 
@@ -242,33 +243,36 @@ impl Inner {
         let ttl = ttl_ms(ttl)?;
         let (hash, shard_index) = self.locate(id);
         let shard = &self.shards[shard_index];
-        if self.has_budget() {
+        if self.has_budget() && self.may_need_room(id.len() + value.len()) {
             self.make_room_for(shard_index, hash, id, value.len())?;
         }
         let now = self.now();
+        // Built before the lock: copying a 2 KB value is the longest step of a write.
+        let block = Block::new(id.as_bytes(), value, self.absolute_deadline(now));
         let mut stripe = shard.state.write();
         let found = stripe.find(hash, id);
         let live = found.filter(|&i| !stripe.record(i).is_expired(now));
-        let mut pending = Vec::new();
+        let mut pending = Outbox::new();
         let version = match (live, precondition) {
             (Some(index), Precondition::Version(expected))
-                if stripe.record(index).version != expected =>
+                if stripe.block(index).version() != expected =>
             {
                 bump(&shard.counters.conflicts);
                 return Err(Error::Conflict {
                     expected,
-                    actual: stripe.record(index).version,
+                    actual: stripe.block(index).version(),
                 });
             }
             (Some(index), Precondition::Absent) => {
                 bump(&shard.counters.conflicts);
                 return Err(Error::Conflict {
                     expected: 0,
-                    actual: stripe.record(index).version,
+                    actual: stripe.block(index).version(),
                 });
             }
             (Some(index), _) => {
-                let (old, version, before, after) = stripe.rewrite(index, value, ttl, now);
+                let (old, version, before, after) =
+                    stripe.rewrite(index, value, Some(block), ttl, now);
                 self.resize(before, after);
                 bump(&shard.counters.updates);
                 if self.listener.is_some() {
@@ -280,8 +284,8 @@ impl Inner {
                         owner: self.owner_copy(&stripe, index),
                     });
                 }
-                shard.next_due.fetch_min(stripe.next_due(), Relaxed);
-                self.release(shard, stripe, pending);
+                shard.note_deadline(stripe.record(index).deadline());
+                self.release(shard, stripe, &pending);
                 drop(old);
                 return Ok(version);
             }
@@ -295,10 +299,8 @@ impl Inner {
                     pending.push(Pending::removed(removed, Cause::Expired));
                 }
                 let (index, version, cost) = stripe.insert(NewSession {
-                    id,
+                    block,
                     hash,
-                    value,
-                    absolute: self.absolute_deadline(now),
                     ttl_ms: ttl.unwrap_or(self.idle_ttl_ms),
                     deadline: {
                         let idle = now.saturating_add(ttl.unwrap_or(self.idle_ttl_ms));
@@ -319,11 +321,11 @@ impl Inner {
                         owner: None,
                     });
                 }
+                shard.note_deadline(stripe.record(index).deadline());
                 version
             }
         };
-        shard.next_due.fetch_min(stripe.next_due(), Relaxed);
-        self.release(shard, stripe, pending);
+        self.release(shard, stripe, &pending);
         self.settle_budget(shard_index, hash);
         Ok(version)
     }
@@ -345,7 +347,7 @@ impl Inner {
         };
         let removed = stripe.remove(index);
         self.retire(shard, &removed, cause);
-        self.release(shard, stripe, vec![Pending::removed(removed, cause)]);
+        self.release(shard, stripe, &[Pending::removed(removed, cause)]);
         Ok(live)
     }
 
@@ -359,7 +361,7 @@ impl Inner {
             if old_index == new_index {
                 let shard = &self.shards[old_index];
                 let mut stripe = shard.state.write();
-                let mut pending = Vec::new();
+                let mut pending = Outbox::new();
                 let moved = self.move_session(
                     shard,
                     &mut stripe,
@@ -369,7 +371,7 @@ impl Inner {
                     now,
                     &mut pending,
                 );
-                self.release(shard, stripe, pending);
+                self.release(shard, stripe, &pending);
                 match moved {
                     Moved::Retry => continue,
                     Moved::Missing => return Ok(None),
@@ -380,7 +382,7 @@ impl Inner {
             let (low, high) = (old_index.min(new_index), old_index.max(new_index));
             let mut low_guard = self.shards[low].state.write();
             let mut high_guard = self.shards[high].state.write();
-            let mut pending = Vec::new();
+            let mut pending = Outbox::new();
             let moved = {
                 let (src, dst) = if old_index == low {
                     (&mut *low_guard, &mut *high_guard)
@@ -423,7 +425,7 @@ impl Inner {
         (old_id, old_hash): (&str, u32),
         (new_id, new_hash): (&str, u32),
         now: u64,
-        pending: &mut Vec<Pending<'p>>,
+        pending: &mut Outbox<'p>,
     ) -> Moved {
         let collides = match &dst {
             Some((_, d)) => d.find(new_hash, new_id).is_some(),
@@ -452,10 +454,8 @@ impl Inner {
         let absolute = removed.block.absolute();
         let idle = now.saturating_add(removed.ttl_ms);
         let (index, _, cost) = dst.insert(NewSession {
-            id: new_id,
+            block: Block::new(new_id.as_bytes(), removed.block.value(), absolute),
             hash: new_hash,
-            value: removed.block.value(),
-            absolute,
             ttl_ms: removed.ttl_ms,
             deadline: absolute.map_or(idle, |a| idle.min(a)),
             flags: READ | REFERENCED,
@@ -463,7 +463,7 @@ impl Inner {
             fresh_id_above: Some(removed.version),
         });
         self.admit(cost, new_id, removed.owner.as_deref());
-        dst_shard.next_due.fetch_min(dst.next_due(), Relaxed);
+        dst_shard.note_deadline(dst.record(index).deadline());
         if self.listener.is_some() {
             let meta = self.meta(dst, index);
             let owner = removed.owner.clone();
@@ -504,7 +504,7 @@ impl Inner {
             self.owners.add(owner, id);
         }
         self.resize(before, after);
-        let mut pending = Vec::new();
+        let mut pending = Outbox::new();
         if self.listener.is_some() {
             pending.push(Pending::Owner {
                 id,
@@ -512,7 +512,7 @@ impl Inner {
                 owner: owner.map(Box::from),
             });
         }
-        self.release(shard, stripe, pending);
+        self.release(shard, stripe, &pending);
         Ok(())
     }
 
@@ -528,7 +528,7 @@ impl Inner {
                 })
                 .collect();
             shard.next_due.store(stripe.next_due(), Relaxed);
-            self.release(shard, stripe, pending);
+            self.release(shard, stripe, &pending);
         }
     }
 }

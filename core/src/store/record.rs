@@ -1,4 +1,4 @@
-//! A slab record: one session's fixed-size bookkeeping, 40 bytes.
+//! A slab record: one session's fixed-size bookkeeping, 32 bytes (two to a cache line).
 //!
 //! The deadline and the eviction bits share one atomic word, so a read that slides the deadline
 //! under a shared lock publishes it in one store, and no reader can ever combine an old half with
@@ -26,8 +26,6 @@ pub(crate) struct Record {
     pub(crate) block: Option<Block>,
     /// Deadline and flags; see the constants above.
     pub(crate) word: AtomicU64,
-    /// Never repeats for an id within the store's lifetime; see `Stripe::next_version`.
-    pub(crate) version: u64,
     /// Low 32 bits of the id's hash, so the index can be rehashed without touching the blocks.
     pub(crate) hash: u32,
     /// The idle timeout, encoded by [`encode_ttl`].
@@ -42,7 +40,6 @@ impl Record {
         Self {
             block: None,
             word: AtomicU64::new(0),
-            version: 0,
             hash: 0,
             ttl: 0,
             next: next_free,
@@ -75,31 +72,34 @@ impl Record {
     }
 
     /// Slides the deadline to `slid_deadline(now)` if that is later, and marks the session used.
-    /// Safe under a shared lock: concurrent slides keep the latest deadline. Returns the
-    /// deadline before and after, and whether this call was the first read of the session.
+    /// Safe under a shared lock. Returns the deadline before and after, and whether this call
+    /// was the first read of the session.
+    ///
+    /// A plain load and store, not a compare-and-swap loop: two readers sliding at once may
+    /// leave the smaller of their two new deadlines (they differ by the time between the two
+    /// reads), never one below the deadline either of them loaded, so the record stays filed
+    /// no later than its deadline. Flags other than READ and REFERENCED change only under the
+    /// exclusive lock, so no store can lose one; the first read sets READ with an atomic OR so
+    /// that exactly one reader sees it happen.
     pub(crate) fn mark_used(&self, now: u64) -> Slide {
         let target = self.slid_deadline(now);
         let mut old = self.word.load(Relaxed);
-        loop {
-            let deadline = (old & DEADLINE_MASK).max(target);
-            let new = deadline | (old & !DEADLINE_MASK) | READ | REFERENCED;
-            if new == old {
-                return Slide {
-                    before: deadline,
-                    after: deadline,
-                    first_read: false,
-                };
-            }
-            match self.word.compare_exchange_weak(old, new, Relaxed, Relaxed) {
-                Ok(_) => {
-                    return Slide {
-                        before: old & DEADLINE_MASK,
-                        after: deadline,
-                        first_read: old & READ == 0,
-                    };
-                }
-                Err(current) => old = current,
-            }
+        let mut first_read = false;
+        if old & READ == 0 {
+            let before = self.word.fetch_or(READ | REFERENCED, Relaxed);
+            first_read = before & READ == 0;
+            old = before | READ | REFERENCED;
+        }
+        let before = old & DEADLINE_MASK;
+        let after = before.max(target);
+        let new = after | (old & !DEADLINE_MASK) | REFERENCED;
+        if new != old {
+            self.word.store(new, Relaxed);
+        }
+        Slide {
+            before,
+            after,
+            first_read,
         }
     }
 
@@ -160,8 +160,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_record_is_forty_bytes() {
-        assert_eq!(std::mem::size_of::<Record>(), 40);
+    fn a_record_is_thirty_two_bytes() {
+        assert_eq!(std::mem::size_of::<Record>(), 32);
     }
 
     #[test]

@@ -41,11 +41,16 @@ impl Sweeper {
     }
 
     /// In a child made by `fork()`, starts this process's own sweeper thread (once).
+    #[inline]
     pub(super) fn restart_after_fork(&self, inner: &Arc<Inner>) {
-        let now = fork::generation();
-        if self.generation.load(Ordering::Acquire) == now {
-            return;
+        if self.generation.load(Ordering::Relaxed) != fork::generation() {
+            self.restart(inner);
         }
+    }
+
+    #[cold]
+    fn restart(&self, inner: &Arc<Inner>) {
+        let now = fork::generation();
         let mut running = self.running.lock();
         if self.generation.load(Ordering::Acquire) == now {
             return;
