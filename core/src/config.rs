@@ -47,6 +47,8 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// Run the background sweeper thread. Default: true. Without it, expired sessions are
     /// still never returned; they are reclaimed by [`Store::sweep`](crate::Store::sweep).
+    /// On Linux the thread runs at `nice` 10, so its work after a mass expiry yields the CPU
+    /// to the threads answering requests.
     pub background_sweeper: bool,
     /// Hand free memory back to the OS (`malloc_trim` on glibc; a no-op elsewhere) once sweeps
     /// have freed at least this many bytes since the last time and the store has shrunk to half

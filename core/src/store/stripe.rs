@@ -20,6 +20,9 @@ pub(crate) use eviction::{Scan, Victim};
 /// index slot (about 8 bytes), the block's 14-byte header and the allocator's own header.
 pub const ENTRY_OVERHEAD_BYTES: usize = 64;
 
+/// Most live sessions a sparse stripe is rebuilt around in one lock hold.
+const COMPACT_MAX_LIVE: usize = 4096;
+
 /// Bytes a session counts against `max_bytes`.
 pub(crate) fn cost_of(id_and_value: usize, owner_len: usize) -> usize {
     id_and_value + owner_len + ENTRY_OVERHEAD_BYTES
@@ -370,13 +373,54 @@ impl Stripe {
         }
     }
 
-    /// Shrinks the index once it is mostly empty.
+    /// Gives memory back once the stripe is mostly empty (after a mass expiry, or when churn
+    /// stops): a slab only grows, and a hash table never shrinks by itself. When few sessions
+    /// are left, the stripe is rebuilt around them: live records move to a slab of their own
+    /// size, and the index, the wheel and the owner map are built anew. The work is bounded by
+    /// [`COMPACT_MAX_LIVE`] sessions plus one pass over the old slab; a sparse stripe with more
+    /// live sessions keeps its slab (new sessions reuse its free slots) and only shrinks its
+    /// index.
     pub(crate) fn shrink_if_sparse(&mut self) {
-        let len = self.table.len();
-        if self.table.capacity() > 64 && len * 4 < self.table.capacity() {
+        let len = self.records.len();
+        if len > 1024 && self.live * 8 < len && self.live <= COMPACT_MAX_LIVE {
+            self.rebuild();
+            return;
+        }
+        let in_index = self.table.len();
+        if self.table.capacity() > 64 && in_index * 4 < self.table.capacity() {
             let records = &self.records;
             self.table
-                .shrink_to(len * 2, |&i| table_hash(records[i as usize].hash));
+                .shrink_to(in_index * 2, |&i| table_hash(records[i as usize].hash));
+        }
+    }
+
+    fn rebuild(&mut self) {
+        let old = std::mem::take(&mut self.records);
+        let mut old_owners = std::mem::take(&mut self.owners);
+        self.records = Vec::with_capacity(self.live.max(16));
+        self.table = HashTable::with_capacity(self.live);
+        self.wheel = self.wheel.emptied();
+        self.free = NIL;
+        self.clock_hand = 0;
+        self.unread_hand = 0;
+        for (from, mut record) in old.into_iter().enumerate() {
+            if record.block.is_none() {
+                continue;
+            }
+            let to = self.records.len() as u32;
+            let deadline = record.deadline();
+            let hash = record.hash;
+            record.next = NIL;
+            record.prev = NIL;
+            self.records.push(record);
+            let records = &self.records;
+            self.table.insert_unique(table_hash(hash), to, |&i| {
+                table_hash(records[i as usize].hash)
+            });
+            self.wheel.file(&mut self.records, to, deadline);
+            if let Some(owner) = old_owners.remove(&(from as u32)) {
+                self.owners.insert(to, owner);
+            }
         }
     }
 

@@ -46,6 +46,14 @@ impl Wheel {
         }
     }
 
+    /// An empty wheel at the same point in time, for a stripe rebuilt around its live records.
+    pub(crate) fn emptied(&self) -> Self {
+        Self {
+            elapsed: self.elapsed,
+            ..Self::new()
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn filed(&self) -> usize {
         self.filed
