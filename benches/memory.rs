@@ -46,6 +46,38 @@ fn measure<B: Backend>() {
     std::hint::black_box((backend.len(), ids.len()));
 }
 
+/// 10M creates of never-read sessions against `max_sessions = 10_000`: RSS must stay flat
+/// once the budget is full (nothing left behind per create).
+fn flood() {
+    let mut config = coatcheck::Config::default();
+    config.max_sessions = Some(10_000);
+    let store = coatcheck::Store::new(config).expect("config");
+    let value = vec![b'x'; VALUE];
+    trim();
+    let start = rss_bytes();
+    print!(
+        "flood at max_sessions=10000: rss before {:.1} MiB",
+        start as f64 / 1048576.0
+    );
+    let mut done = 0u64;
+    for checkpoint in [100_000u64, 1_000_000, 5_000_000, 10_000_000] {
+        while done < checkpoint {
+            store.create(&value, None).expect("create");
+            done += 1;
+        }
+        print!(
+            ", after {}M creates {:.1} MiB",
+            done as f64 / 1e6,
+            rss_bytes() as f64 / 1048576.0
+        );
+    }
+    println!(
+        " (live {}, evicted {})",
+        store.len(),
+        store.stats().evicted_unread
+    );
+}
+
 fn main() {
     let all = common::measurements(
         measure::<Coatcheck>,
@@ -65,4 +97,5 @@ fn main() {
         "store", "B/session", "over value", "over v+id"
     );
     common::run_children(&all);
+    flood();
 }

@@ -90,4 +90,29 @@ fn rss_returns_near_baseline_after_everything_expires() {
         peak >> 20,
         after_churn >> 20
     );
+    drop(store);
+
+    // A bot flood against a budget: sessions created and never read, the store full, every
+    // create evicting one. Memory must be bounded by the live sessions, with nothing left
+    // behind per create (v1's expiry wheel kept a reference per create for a whole day).
+    let mut config = Config::default();
+    config.max_sessions = Some(10_000);
+    let store = Store::new(config).unwrap();
+    let value = [1u8; 200];
+    for _ in 0..200_000 {
+        store.create(&value, None).unwrap();
+    }
+    let warm = rss_bytes().unwrap();
+    for _ in 0..2_000_000 {
+        store.create(&value, None).unwrap();
+    }
+    let after_flood = rss_bytes().unwrap();
+    assert_eq!(store.len(), 10_000);
+    assert_eq!(store.stats().evicted_unread, 2_190_000);
+    assert!(
+        after_flood < warm + (4 << 20),
+        "RSS grew with creates at a full budget: {} MiB after 200k creates, {} MiB after 2.2M",
+        warm >> 20,
+        after_flood >> 20
+    );
 }
