@@ -11,19 +11,37 @@
 //! Every session has a sliding idle deadline (extended by [`Store::get`] and [`Store::touch`])
 //! and, optionally, an absolute deadline from creation that nothing extends. An expired session
 //! is never returned, whatever the background sweeper has done so far. The sweeper finds expired
-//! sessions through per-stripe time buckets, so it never scans the table, and it holds a stripe
-//! lock for a bounded number of sessions at a time, so requests are not stalled behind it.
+//! sessions through a timing wheel linked through the sessions' records, so it never scans the
+//! table, and it holds a stripe lock for a bounded number of sessions at a time, so requests are
+//! not stalled behind it. [`Store::peek`] reads without sliding, for callers that manage expiry
+//! themselves.
 //!
 //! ## Budgets
 //! `max_sessions` and `max_bytes` bound the store. When a write would exceed them the store
 //! evicts, in order: expired sessions, sessions never read since they were created (abandoned
 //! by bots and one-off visitors), then the least recently used. An active user is not pushed
-//! out by a flood of new sessions.
+//! out by a flood of new sessions, and a flood leaves nothing behind once it is evicted.
+//!
+//! ## Versions
+//! Every write gives the session a higher version, and a version never repeats for an id within
+//! the store's lifetime, even across a destroy and a new session under the same id. So
+//! [`Store::set_if_version`] can never overwrite a session its caller did not read, and
+//! [`Store::insert`] never overwrites a live session at all.
+//!
+//! ## Change stream
+//! Every change to the table goes through one path and can be observed with
+//! [`StoreBuilder::listener`]: each [`Change`] names the session, what happened
+//! ([`ChangeKind`]), why a session left ([`Cause`]: expired, evicted, destroyed, replaced by
+//! `regenerate`, cleared), its version and deadlines. Changes are delivered after the stripe lock
+//! is released, in order per session; reads that slide a deadline are reported only when it
+//! crosses a multiple of a slack of the listener's choosing.
 //!
 //! ## Concurrency
-//! The table is split into lock stripes (`parking_lot::RwLock` over a `hashbrown` table). Reads,
-//! including the idle-deadline refresh, take a shared lock; there is no global lock. No guard
-//! ever escapes: values are returned as copies or lent to a closure.
+//! The table is split into lock stripes (`parking_lot::RwLock` over a slab of records and a
+//! `hashbrown` index). Reads, including the idle-deadline refresh, take a shared lock; there is
+//! no global lock. No guard ever escapes: values are returned as copies or lent to a closure.
+//! A store keeps working in a child made by `fork()`: the fork waits until no thread is inside a
+//! store, and the child starts its own sweeper.
 //!
 //! ```
 //! use coatcheck::{Config, Store};

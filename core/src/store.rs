@@ -135,7 +135,8 @@ pub struct Stats {
 }
 
 /// Per-stripe counters, kept beside each stripe so readers of different stripes never write
-/// one cache line.
+/// one cache line. `hits` and `misses` move under the shared lock; the others only under the
+/// exclusive one (see [`bump_locked`]).
 #[derive(Default)]
 struct Counters {
     hits: AtomicU64,
@@ -149,8 +150,15 @@ struct Counters {
     conflicts: AtomicU64,
 }
 
+/// Counts one, for counters that readers move under a shared lock (hits, misses).
 fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Relaxed);
+}
+
+/// Counts one without a locked read-modify-write, for counters moved only under their
+/// stripe's exclusive lock: that lock makes this thread their only writer.
+fn bump_locked(counter: &AtomicU64) {
+    counter.store(counter.load(Relaxed) + 1, Relaxed);
 }
 
 // Aligned to two cache lines so neighbouring stripes' locks and counters never share one.

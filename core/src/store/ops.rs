@@ -11,7 +11,7 @@ use super::block::Block;
 use super::changes::{Cause, Meta, Outbox, Pending, deliver};
 use super::record::{READ, REFERENCED};
 use super::stripe::{NewSession, Removed, Stripe};
-use super::{Inner, Shard, bump, ttl_ms, validate_owner};
+use super::{Inner, Shard, bump, bump_locked, ttl_ms, validate_owner};
 use crate::error::{Error, Result};
 use crate::id::{generate_id, validate_id};
 
@@ -64,10 +64,10 @@ impl Inner {
         }
         let c = &shard.counters;
         match cause {
-            Cause::Destroyed => bump(&c.destroys),
-            Cause::Expired => bump(&c.expirations),
-            Cause::Evicted if removed.was_read => bump(&c.evicted_lru),
-            Cause::Evicted => bump(&c.evicted_unread),
+            Cause::Destroyed => bump_locked(&c.destroys),
+            Cause::Expired => bump_locked(&c.expirations),
+            Cause::Evicted if removed.was_read => bump_locked(&c.evicted_lru),
+            Cause::Evicted => bump_locked(&c.evicted_unread),
             Cause::Replaced | Cause::Cleared => {}
         }
     }
@@ -257,14 +257,14 @@ impl Inner {
             (Some(index), Precondition::Version(expected))
                 if stripe.block(index).version() != expected =>
             {
-                bump(&shard.counters.conflicts);
+                bump_locked(&shard.counters.conflicts);
                 return Err(Error::Conflict {
                     expected,
                     actual: stripe.block(index).version(),
                 });
             }
             (Some(index), Precondition::Absent) => {
-                bump(&shard.counters.conflicts);
+                bump_locked(&shard.counters.conflicts);
                 return Err(Error::Conflict {
                     expected: 0,
                     actual: stripe.block(index).version(),
@@ -274,7 +274,7 @@ impl Inner {
                 let (old, version, before, after) =
                     stripe.rewrite(index, value, Some(block), ttl, now);
                 self.resize(before, after);
-                bump(&shard.counters.updates);
+                bump_locked(&shard.counters.updates);
                 if self.listener.is_some() {
                     pending.push(Pending::Stored {
                         id,
@@ -311,7 +311,7 @@ impl Inner {
                     fresh_id_above: generated.then_some(0),
                 });
                 self.admit(cost, id, None);
-                bump(&shard.counters.inserts);
+                bump_locked(&shard.counters.inserts);
                 if self.listener.is_some() {
                     pending.push(Pending::Stored {
                         id,
