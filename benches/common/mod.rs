@@ -285,6 +285,15 @@ pub fn rss_bytes() -> usize {
         .map_or(0, |pages| pages * 4096)
 }
 
+/// Sets the calling thread's nice value (Linux: per thread); ignored where not permitted.
+pub fn set_this_threads_nice(nice: i32) {
+    // SAFETY: setpriority has no memory-safety preconditions; `who` = 0 is the calling thread
+    // on Linux. A refusal (not root) leaves the priority as it was.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, nice);
+    }
+}
+
 /// Gives glibc's free pages back so an RSS reading reflects live memory only.
 pub fn trim() {
     // SAFETY: malloc_trim has no preconditions; it only releases pages without live allocations.
@@ -324,9 +333,14 @@ pub fn run_as_child(all: &Measurements) -> bool {
 }
 
 /// Runs every measurement in its own child process, one after the other.
+/// `COATCHECK_BENCH_STORES=coatcheck,dashmap` runs only those.
 pub fn run_children(all: &Measurements) {
     let exe = std::env::current_exe().expect("current exe");
+    let only = std::env::var("COATCHECK_BENCH_STORES").unwrap_or_default();
     for (name, _) in all {
+        if !only.is_empty() && !only.split(',').any(|o| o == *name) {
+            continue;
+        }
         let status = std::process::Command::new(&exe)
             .args(["--child", name])
             .status()

@@ -42,13 +42,12 @@ pub struct Config {
     pub max_session_bytes: usize,
     /// Number of lock stripes, a power of two. Default: 16 per available core, at least 16.
     pub shards: Option<usize>,
-    /// How often the background sweeper reclaims expired sessions; also the granularity of its
-    /// time buckets. Default: 1 s.
+    /// How often the background sweeper reclaims expired sessions. Expiry itself is exact to
+    /// the millisecond: an expired session is never returned, and making room under a budget
+    /// takes expired sessions first whenever the sweeper last ran. Default: 1 s.
     pub sweep_interval: Duration,
     /// Run the background sweeper thread. Default: true. Without it, expired sessions are
     /// still never returned; they are reclaimed by [`Store::sweep`](crate::Store::sweep).
-    /// On Linux the thread runs at `nice` 10, so its work after a mass expiry yields the CPU
-    /// to the threads answering requests.
     pub background_sweeper: bool,
     /// Hand free memory back to the OS (`malloc_trim` on glibc; a no-op elsewhere) once sweeps
     /// have freed at least this many bytes since the last time and the store has shrunk to half

@@ -1,5 +1,4 @@
-//! The sweeper's dealings with the operating system: handing freed memory back, and running
-//! below the priority of request threads.
+//! Handing freed memory back to the operating system.
 //!
 //! glibc keeps freed chunks in its arenas, so after a mass expiry the process would stay at its
 //! peak size forever. `malloc_trim` returns whole free pages.
@@ -16,19 +15,3 @@ pub(crate) fn release_free_memory() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu", not(miri))))]
 pub(crate) fn release_free_memory() {}
-
-/// Makes the calling thread yield the CPU to request threads when both want it: on Linux,
-/// `nice` applies to the calling thread only. Housekeeping after a mass expiry is CPU-bound
-/// for a while; at normal priority, on a machine with few cores, it would take turns with the
-/// threads answering requests and stretch their worst latency to a scheduler time slice.
-#[cfg(target_os = "linux")]
-pub(crate) fn lower_this_threads_priority() {
-    // SAFETY: `nice` has no memory-safety preconditions; on Linux it changes only the calling
-    // thread's niceness. A failure (-1 with errno) leaves the priority as it was, which is fine.
-    unsafe {
-        libc::nice(10);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn lower_this_threads_priority() {}

@@ -61,7 +61,7 @@ fn least_recently_used_goes_first_among_read_sessions() {
     for id in &ids {
         store.get(id).unwrap();
     }
-    // One eviction promotes everyone to the protected ring and clears reference bits...
+    // One eviction sweeps the clock hand over everyone, clearing their second-chance bits...
     let fifth = store.create(b"x", None).unwrap();
     store.get(&fifth).unwrap();
     let survivors: Vec<_> = ids

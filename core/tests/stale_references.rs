@@ -1,8 +1,9 @@
-//! The expiry wheel and the eviction queues refer to sessions by hash alone, and hashbrown
-//! matches candidates on a 7-bit tag. Guards against a stale reference (to a session that was
-//! destroyed or expired) being taken for a different live session whose tag collides:
-//! sweeps that never finish, the wrong session evicted, sessions never reclaimed.
-//! One stripe and thousands of sessions make tag collisions certain.
+//! v1's expiry wheel and eviction queues referred to sessions by hash alone, and hashbrown
+//! matches candidates on a 7-bit tag, so a stale reference (to a session destroyed or expired)
+//! could be taken for a live session whose tag collided: sweeps that never finished, the wrong
+//! session evicted, sessions never reclaimed. v2 keeps no such references (the wheel and the
+//! eviction bits live in the records), and these scenarios guard that it stays so. One stripe
+//! and thousands of sessions make tag collisions certain.
 
 mod common;
 
@@ -30,7 +31,7 @@ fn sweep_finishes_and_reclaims_exactly_the_expired_among_many_unread() {
         assert_eq!(store.sweep(), 10_000);
         assert_eq!(store.len(), 10_000);
         assert!(live.iter().all(|id| store.peek(id).unwrap().is_some()));
-        // Destroyed sessions leave stale queue references behind; sweeping must still end.
+        // Destroyed sessions must leave nothing behind that a sweep would trip over.
         for id in &live[..9_000] {
             store.destroy(id).unwrap();
         }

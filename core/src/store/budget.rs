@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::trim;
 
 /// Due wheel records processed per stripe lock hold by the sweeper.
-const SWEEP_BATCH: usize = 256;
+const SWEEP_BATCH: usize = 64;
 /// Records a hand examines per lock hold when eviction looks for a victim.
 const EVICT_BATCH: usize = 64;
 
@@ -173,12 +173,15 @@ impl Inner {
                 stripe.file_again(index);
             }
         }
-        if !more && !pending.is_empty() {
-            stripe.shrink_if_sparse();
-        }
+        let old_slab = if !more && !pending.is_empty() {
+            stripe.shrink_if_sparse()
+        } else {
+            None
+        };
         shard.next_due.store(stripe.next_due(), Relaxed);
         let reclaimed = pending.len();
         self.release(shard, stripe, &pending);
+        drop(old_slab);
         (reclaimed, more)
     }
 

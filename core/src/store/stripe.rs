@@ -380,11 +380,13 @@ impl Stripe {
     /// [`COMPACT_MAX_LIVE`] sessions plus one pass over the old slab; a sparse stripe with more
     /// live sessions keeps its slab (new sessions reuse its free slots) and only shrinks its
     /// index.
-    pub(crate) fn shrink_if_sparse(&mut self) {
+    ///
+    /// Returns the old slab, for the caller to free after releasing the lock: dropping it
+    /// visits every slot.
+    pub(crate) fn shrink_if_sparse(&mut self) -> Option<Vec<Record>> {
         let len = self.records.len();
         if len > 1024 && self.live * 8 < len && self.live <= COMPACT_MAX_LIVE {
-            self.rebuild();
-            return;
+            return Some(self.rebuild());
         }
         let in_index = self.table.len();
         if self.table.capacity() > 64 && in_index * 4 < self.table.capacity() {
@@ -392,21 +394,24 @@ impl Stripe {
             self.table
                 .shrink_to(in_index * 2, |&i| table_hash(records[i as usize].hash));
         }
+        None
     }
 
-    fn rebuild(&mut self) {
-        let old = std::mem::take(&mut self.records);
+    fn rebuild(&mut self) -> Vec<Record> {
+        // The survivors are found through the index, whose control bytes are a sixteenth of
+        // the slab's size: the old slab is never walked, only freed.
+        let mut survivors: Vec<u32> = self.table.iter().copied().collect();
+        survivors.sort_unstable();
+        let mut old = std::mem::take(&mut self.records);
         let mut old_owners = std::mem::take(&mut self.owners);
-        self.records = Vec::with_capacity(self.live.max(16));
-        self.table = HashTable::with_capacity(self.live);
+        self.records = Vec::with_capacity(survivors.len().max(16));
+        self.table = HashTable::with_capacity(survivors.len());
         self.wheel = self.wheel.emptied();
         self.free = NIL;
         self.clock_hand = 0;
         self.unread_hand = 0;
-        for (from, mut record) in old.into_iter().enumerate() {
-            if record.block.is_none() {
-                continue;
-            }
+        for from in survivors {
+            let mut record = std::mem::replace(&mut old[from as usize], Record::vacant(NIL));
             let to = self.records.len() as u32;
             let deadline = record.deadline();
             let hash = record.hash;
@@ -418,10 +423,11 @@ impl Stripe {
                 table_hash(records[i as usize].hash)
             });
             self.wheel.file(&mut self.records, to, deadline);
-            if let Some(owner) = old_owners.remove(&(from as u32)) {
+            if let Some(owner) = old_owners.remove(&from) {
                 self.owners.insert(to, owner);
             }
         }
+        old
     }
 
     /// Checks every structure of the stripe against the slab; see `Store::check_invariants`.

@@ -79,7 +79,6 @@ fn start(inner: &Arc<Inner>, interval: Duration) -> std::io::Result<Running> {
 }
 
 fn run(store: &Weak<Inner>, stopped: &Receiver<()>, interval: Duration) {
-    crate::trim::lower_this_threads_priority();
     loop {
         match stopped.recv_timeout(interval) {
             Err(RecvTimeoutError::Timeout) => {}
