@@ -110,11 +110,18 @@ fn run<B: Backend>() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(-10);
         common::set_this_threads_nice(nice);
+        // COATCHECK_BENCH_READER=lend reads without allocating (coatcheck's get_with), to
+        // tell stalls in the store from stalls in the allocator.
+        let lend = std::env::var("COATCHECK_BENCH_READER").is_ok_and(|v| v == "lend");
         let mut pick = Pick::new(7);
         while !stop.load(Ordering::Relaxed) {
             let id = &live[pick.index(live.len())];
             let start = Instant::now();
-            std::hint::black_box(backend.get(id));
+            if lend {
+                std::hint::black_box(backend.get_len(id));
+            } else {
+                std::hint::black_box(backend.get(id));
+            }
             let ns = start.elapsed().as_nanos() as u64;
             if start >= expires_at {
                 histogram.record(ns);

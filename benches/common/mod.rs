@@ -20,6 +20,11 @@ pub trait Backend: Send + Sync + 'static {
     fn build() -> Self;
     /// Read with idle refresh; returns an owned copy of the value.
     fn get(&self, id: &str) -> Option<Vec<u8>>;
+    /// Read with idle refresh without copying the value out, where the store can lend it;
+    /// returns its length. Lets a benchmark read without allocating.
+    fn get_len(&self, id: &str) -> Option<usize> {
+        self.get(id).map(|v| v.len())
+    }
     /// Write a session, creating it if it does not exist.
     fn set(&self, id: &str, value: &[u8]);
     /// Slide the deadline without touching data.
@@ -62,6 +67,9 @@ impl Backend for Coatcheck {
     }
     fn get(&self, id: &str) -> Option<Vec<u8>> {
         self.0.get(id).ok().flatten()
+    }
+    fn get_len(&self, id: &str) -> Option<usize> {
+        self.0.get_with(id, |s| s.value.len()).ok().flatten()
     }
     fn set(&self, id: &str, value: &[u8]) {
         self.0.set(id, value, None).expect("set");
