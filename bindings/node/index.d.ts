@@ -44,7 +44,7 @@ export interface CoatcheckStoreOptions {
   /** Stores with the same name in one process, across worker_threads, share one table. */
   name?: string
   /** File each session under an owner key (e.g. `s => s.userId`) for `sessionsOf` / `destroyAllForOwner`. */
-  ownerOf?: (session: SessionData) => string | null | undefined
+  ownerOf?: (session: SessionData) => Owner | null | undefined
   /** Make `req.session.regenerate()` keep the session's data under the new id. Default false. */
   regenerateKeepsData?: boolean
   /** Lock stripes, a power of two. Default: from the number of cores. */
@@ -54,6 +54,9 @@ export interface CoatcheckStoreOptions {
 }
 
 type Callback<T> = (err: CoatcheckError | null, result?: T) => void
+
+/** An owner key: a user id as a string, a number or a bigint (`42`, `42n` and `'42'` are one owner). */
+export type Owner = string | number | bigint
 
 export declare class CoatcheckStore extends Store {
   constructor(options?: CoatcheckStoreOptions)
@@ -76,14 +79,14 @@ export declare class CoatcheckStore extends Store {
   /** A new id for `req.session`, keeping its data; returns the new id. */
   regenerateKeepingData(req: Express.Request, callback: Callback<string>): void
   regenerateKeepingData(req: Express.Request): Promise<string>
-  setOwner(sid: string, owner: string | null, callback: Callback<void>): void
-  setOwner(sid: string, owner: string | null): Promise<void>
-  sessionsOf(owner: string, callback: Callback<string[]>): void
-  sessionsOf(owner: string): Promise<string[]>
+  setOwner(sid: string, owner: Owner | null, callback: Callback<void>): void
+  setOwner(sid: string, owner: Owner | null): Promise<void>
+  sessionsOf(owner: Owner, callback: Callback<string[]>): void
+  sessionsOf(owner: Owner): Promise<string[]>
   /** Destroys every session of `owner` except `exceptSid`; resolves to how many were destroyed. */
-  destroyAllForOwner(owner: string, exceptSid: string | null | undefined, callback: Callback<number>): void
-  destroyAllForOwner(owner: string, callback: Callback<number>): void
-  destroyAllForOwner(owner: string, exceptSid?: string | null): Promise<number>
+  destroyAllForOwner(owner: Owner, exceptSid: string | null | undefined, callback: Callback<number>): void
+  destroyAllForOwner(owner: Owner, callback: Callback<number>): void
+  destroyAllForOwner(owner: Owner, exceptSid?: string | null): Promise<number>
   stats(): NativeStats
   static generateId(): string
 }

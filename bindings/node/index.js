@@ -153,7 +153,7 @@ class CoatcheckStore extends BaseStore {
         this.native.destroy(sid)
       } else {
         this.native.set(sid, value, ttlMs)
-        if (this.ownerOf) this.native.setOwner(sid, owner === undefined || owner === null ? null : String(owner))
+        if (this.ownerOf) this.native.setOwner(sid, owner === undefined || owner === null ? null : ownerKey(owner))
       }
     } catch (thrown) {
       error = asStoreError(thrown)
@@ -261,10 +261,7 @@ class CoatcheckStore extends BaseStore {
   setOwner(sid, owner, cb) {
     return this._report(cb, () => {
       checkSid(sid)
-      if (owner !== null && owner !== undefined && typeof owner !== 'string') {
-        throw codedError('invalid_argument', 'owner must be a string')
-      }
-      this.native.setOwner(sid, owner ?? null)
+      this.native.setOwner(sid, owner === null || owner === undefined ? null : ownerKey(owner))
       return undefined
     })
   }
@@ -272,8 +269,7 @@ class CoatcheckStore extends BaseStore {
   /** Ids of the live sessions of `owner`. */
   sessionsOf(owner, cb) {
     return this._report(cb, () => {
-      if (typeof owner !== 'string') throw codedError('invalid_argument', 'owner must be a string')
-      return this.native.sessionsOf(owner)
+      return this.native.sessionsOf(ownerKey(owner))
     })
   }
 
@@ -284,9 +280,9 @@ class CoatcheckStore extends BaseStore {
       exceptSid = undefined
     }
     return this._report(cb, () => {
-      if (typeof owner !== 'string') throw codedError('invalid_argument', 'owner must be a string')
+      const key = ownerKey(owner)
       if (exceptSid !== undefined && exceptSid !== null) checkSid(exceptSid)
-      return this.native.destroyOwner(owner, exceptSid ?? null)
+      return this.native.destroyOwner(key, exceptSid ?? null)
     })
   }
 
@@ -299,6 +295,25 @@ class CoatcheckStore extends BaseStore {
   static generateId() {
     return native.generateId()
   }
+}
+
+/**
+ * The key an owner is filed under. User ids come as strings, numbers or bigints (a database's
+ * integer key, `req.session.userId`); each maps to its decimal text, so `42`, `42n` and `'42'`
+ * are one owner. Anything else is refused here, because it has no text that names it; the core
+ * checks the text itself (not empty, at most 1024 bytes).
+ */
+function ownerKey(owner) {
+  switch (typeof owner) {
+    case 'string':
+      return owner
+    case 'bigint':
+      return owner.toString()
+    case 'number':
+      if (Number.isFinite(owner)) return String(owner)
+      break
+  }
+  throw codedError('invalid_argument', 'owner must be a string, a finite number or a bigint')
 }
 
 const generateId = () => native.generateId()

@@ -109,6 +109,48 @@ test('with regenerateKeepsData the data moves to the new id', async () => {
   })
 })
 
+test('"log out my other devices" works with a numeric user id, as the README writes it', async () => {
+  const store = new CoatcheckStore({ ownerOf: (s) => s.userId })
+  const a = express()
+  a.use(express.json())
+  a.use(session({ secret: 'keyboard cat', store, genid: generateId, resave: false, saveUninitialized: false }))
+  a.post('/login', (req, res, next) =>
+    req.session.regenerate((err) => {
+      if (err) return next(err)
+      req.session.userId = req.body.userId // a database's integer key
+      res.json({ id: req.sessionID })
+    }),
+  )
+  a.get('/me', (req, res) => res.json({ userId: req.session.userId ?? null }))
+  a.post('/logout-others', async (req, res, next) => {
+    try {
+      const destroyed = await store.destroyAllForOwner(req.session.userId, req.sessionID)
+      res.json({ destroyed, devices: await store.sessionsOf(req.session.userId) })
+    } catch (err) {
+      next(err)
+    }
+  })
+  const server = http.createServer(a)
+  const base = await listen(server)
+  try {
+    const phone = new Client(base)
+    const laptop = new Client(base)
+    const stranger = new Client(base)
+    const { id: phoneId } = (await phone.post('/login', { userId: 42 })).json
+    await laptop.post('/login', { userId: 42 })
+    await stranger.post('/login', { userId: 7 })
+    const result = await phone.post('/logout-others')
+    assert.equal(result.status, 200, result.text)
+    assert.deepEqual(result.json, { destroyed: 1, devices: [phoneId] })
+    assert.equal((await laptop.get('/me')).json.userId, null)
+    assert.equal((await phone.get('/me')).json.userId, 42)
+    assert.equal((await stranger.get('/me')).json.userId, 7)
+  } finally {
+    server.closeAllConnections()
+    await new Promise((resolve) => server.close(resolve))
+  }
+})
+
 test('logout destroys the session', async () => {
   const store = new CoatcheckStore()
   await withServer(store, {}, async (base) => {

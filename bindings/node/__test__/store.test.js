@@ -186,8 +186,12 @@ test('bad input reaches the callback as an Error with a code and changes nothing
     ['set too large', (cb) => store.set('keep', sess({ big: 'x'.repeat(600) }), cb), 'too_large'],
     ['touch', (cb) => store.touch(null, sess(), cb), 'invalid_id'],
     ['destroy', (cb) => store.destroy(undefined, cb), 'invalid_id'],
-    ['setOwner', (cb) => store.setOwner('keep', 7, cb), 'invalid_argument'],
+    ['setOwner object', (cb) => store.setOwner('keep', { id: 7 }, cb), 'invalid_argument'],
+    ['setOwner NaN', (cb) => store.setOwner('keep', NaN, cb), 'invalid_argument'],
+    ['setOwner empty', (cb) => store.setOwner('keep', '', cb), 'invalid_argument'],
     ['sessionsOf', (cb) => store.sessionsOf(null, cb), 'invalid_argument'],
+    ['sessionsOf boolean', (cb) => store.sessionsOf(true, cb), 'invalid_argument'],
+    ['destroyAllForOwner symbol', (cb) => store.destroyAllForOwner(Symbol('u'), cb), 'invalid_argument'],
     ['destroyAllForOwner', (cb) => store.destroyAllForOwner('u', 'bad sid', cb), 'invalid_id'],
     ['regenerateKeepingData', (cb) => store.regenerateKeepingData({ sessionID: 5, session: {} }, cb), 'invalid_id'],
     ['touch non-finite ttl', (cb) => new CoatcheckStore({ ttl: () => NaN }).touch('keep', {}, cb), 'invalid_argument'],
@@ -244,6 +248,21 @@ test('owner index: sessionsOf and destroyAllForOwner keep the current session', 
   assert.notEqual(await store.get('other'), null)
   await store.setOwner('anon', 'u2')
   assert.deepEqual((await store.sessionsOf('u2')).sort(), ['anon', 'other'])
+})
+
+test('numeric and bigint owners are the same owner as their decimal text', async () => {
+  const store = new CoatcheckStore({ ownerOf: (s) => s.userId })
+  await store.set('phone', sess({ userId: 42 }))
+  await store.set('laptop', sess({ userId: 42n.toString() }))
+  await store.set('tablet', sess())
+  await store.setOwner('tablet', 42n)
+  await store.set('other', sess({ userId: 7 }))
+  for (const owner of [42, 42n, '42']) {
+    assert.deepEqual((await store.sessionsOf(owner)).sort(), ['laptop', 'phone', 'tablet'])
+  }
+  assert.equal(await store.destroyAllForOwner(42, 'phone'), 2)
+  assert.deepEqual(await store.sessionsOf(42n), ['phone'])
+  assert.deepEqual(await store.sessionsOf(7), ['other'])
 })
 
 test('stats count what happened', async () => {

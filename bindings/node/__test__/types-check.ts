@@ -1,7 +1,7 @@
 // Compiled with `tsc --noEmit` by `make test-node`: index.d.ts must accept real usage.
 import express from 'express'
 import session from 'express-session'
-import { CoatcheckStore, generateId, CoatcheckStoreOptions } from '..'
+import { CoatcheckStore, generateId, CoatcheckStoreOptions, Owner } from '..'
 
 const options: CoatcheckStoreOptions = { ttl: 3600, maxSessions: 100_000, touchAfter: 60, ownerOf: (s) => (s as any).userId }
 const store = new CoatcheckStore(options)
@@ -16,6 +16,11 @@ async function usage(): Promise<number> {
   const n: number = await store.length()
   store.get('sid', (err, sess) => void [err, sess])
   const destroyed: number = await store.destroyAllForOwner('user-1', ids[0])
-  return n + destroyed + store.stats().sessions
+  // A database's integer key is an owner as it is.
+  const owner: Owner = 42
+  await store.setOwner(ids[0], owner)
+  const devices: string[] = await store.sessionsOf(42n)
+  const others: number = await store.destroyAllForOwner(42, ids[0])
+  return n + destroyed + others + devices.length + store.stats().sessions
 }
 void usage
