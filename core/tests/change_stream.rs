@@ -165,3 +165,87 @@ fn one_sessions_changes_arrive_in_order_from_many_threads() {
         }
     });
 }
+
+/// Under concurrent writers, readers, regenerates across stripes, evictions at a full budget,
+/// expiry and a sweeper, a replica built only from the change stream ends up holding exactly
+/// the sessions the store holds, each at its version and value.
+#[test]
+fn a_replica_fed_by_the_stream_matches_the_store_after_concurrent_churn() {
+    type Replica = HashMap<String, (Vec<u8>, u64)>;
+    with_watchdog(Duration::from_secs(60), || {
+        let replica: Arc<Mutex<Replica>> = Arc::default();
+        let sink = replica.clone();
+        let clock = ManualClock::new();
+        let mut config = Config::default();
+        config.background_sweeper = false;
+        config.max_sessions = Some(500);
+        config.shards = Some(8);
+        let store = Store::builder(config)
+            .clock(clock.clone())
+            .listener(Duration::from_millis(1), move |c| {
+                let mut replica = sink.lock().unwrap();
+                match c.kind {
+                    ChangeKind::Created { value } | ChangeKind::Written { value } => {
+                        replica.insert(c.id.into(), (value.to_vec(), c.version));
+                    }
+                    ChangeKind::Removed { .. } => {
+                        assert!(replica.remove(c.id).is_some(), "removed unknown {}", c.id);
+                    }
+                    _ => {}
+                }
+            })
+            .build()
+            .unwrap();
+        let workers: Vec<_> = (0..4)
+            .map(|t| {
+                let (store, clock) = (store.clone(), clock.clone());
+                std::thread::spawn(move || {
+                    let mut mine = Vec::new();
+                    for i in 0..3_000u32 {
+                        let ttl = (i % 5 == 0).then_some(Duration::from_millis(50));
+                        let id = store.create(format!("{t}:{i}").as_bytes(), ttl).unwrap();
+                        mine.push(id);
+                        let pick = mine[(i as usize * 7) % mine.len()].clone();
+                        match i % 6 {
+                            0 => {
+                                store.get(&pick).unwrap();
+                            }
+                            1 => {
+                                let _ = store.update(&pick, format!("w{i}").as_bytes(), None);
+                            }
+                            2 => {
+                                if let Ok(Some(new)) = store.regenerate(&pick) {
+                                    mine.push(new);
+                                }
+                            }
+                            3 => {
+                                store.destroy(&pick).unwrap();
+                            }
+                            4 if t == 0 => {
+                                clock.advance(Duration::from_millis(7));
+                                store.sweep();
+                            }
+                            _ => {
+                                let _ = store.set(&format!("chosen-{}", i % 50), b"c", None);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        clock.advance(Duration::from_secs(1));
+        store.sweep();
+        store.check_invariants().unwrap();
+        let replica = replica.lock().unwrap();
+        let ids = store.ids();
+        assert_eq!(ids.len(), store.len(), "everything expired was swept");
+        assert_eq!(replica.len(), ids.len());
+        for id in &ids {
+            let s = store.peek(id).unwrap().unwrap();
+            assert_eq!(replica.get(id), Some(&(s.value, s.version)), "{id}");
+        }
+    });
+}
