@@ -215,6 +215,24 @@ def test_save_of_a_vanished_session_is_an_update_error(api: Api) -> None:
         api(s, "save")
 
 
+def test_save_of_a_never_loaded_session_with_a_stale_key_is_an_update_error(api: Api) -> None:
+    # Another request logged the user out (or the session timed out) before this one saved
+    # without ever reading the session: the save must neither crash nor revive the session.
+    from django.contrib.sessions.backends.base import UpdateError
+
+    s = SessionStore()
+    s["x"] = 1
+    api(s, "create")
+    key = s.session_key
+    STORE.destroy(key)
+    before = len(STORE)
+    stale = SessionStore(key)
+    with pytest.raises(UpdateError):
+        api(stale, "save")
+    assert len(STORE) == before
+    assert stale.session_key is None
+
+
 def test_cycle_key_keeps_the_data_under_a_new_key(api: Api) -> None:
     s = SessionStore()
     s["cart"] = ["apple"]

@@ -82,7 +82,12 @@ class SessionStore(SessionBase):
     def save(self, must_create: bool = False) -> None:
         if self.session_key is None or must_create:
             return self.create()
-        data = self._dump(self._get_session())
+        session = self._get_session()
+        if self.session_key is None:
+            # Loading just found the key stale: the session was destroyed or expired before
+            # this save. Never revive it; as Django's database backend, an UpdateError.
+            raise UpdateError
+        data = self._dump(session)
         try:
             self._store.set(self.session_key, data, self._ttl())
         except SessionError as e:
@@ -111,7 +116,10 @@ class SessionStore(SessionBase):
         self.create()
 
     async def asave(self, must_create: bool = False) -> None:
-        await self._aget_session(no_load=must_create or self.session_key is None)
+        had_key = self.session_key is not None
+        await self._aget_session(no_load=must_create or not had_key)
+        if had_key and not must_create and self.session_key is None:
+            raise UpdateError  # a stale key, as in `save`
         self.save(must_create)
 
     async def adelete(self, session_key: Optional[str] = None) -> None:
