@@ -200,6 +200,7 @@ fn every_entry_point_rejects_malformed_ids_and_changes_nothing() {
         invalid(store.peek(bad).map(drop));
         invalid(store.get_with(bad, |_| ()).map(drop));
         invalid(store.set(bad, b"x", None).map(drop));
+        invalid(store.insert(bad, b"x", None).map(drop));
         invalid(store.set_if_version(bad, b"x", 1, None).map(drop));
         invalid(store.update(bad, b"x", None).map(drop));
         invalid(store.touch(bad, None).map(drop));

@@ -253,7 +253,7 @@ impl Inner {
         let found = stripe.find(hash, id);
         let live = found.filter(|&i| !stripe.record(i).is_expired(now));
         let mut pending = Outbox::new();
-        let version = match (live, precondition) {
+        let (index, version, replaced) = match (live, precondition) {
             (Some(index), Precondition::Version(expected))
                 if stripe.block(index).version() != expected =>
             {
@@ -275,19 +275,7 @@ impl Inner {
                     stripe.rewrite(index, value, Some(block), ttl, now);
                 self.resize(before, after);
                 bump_locked(&shard.counters.updates);
-                if self.listener.is_some() {
-                    pending.push(Pending::Stored {
-                        id,
-                        value,
-                        created: false,
-                        meta: self.meta(&stripe, index),
-                        owner: self.owner_copy(&stripe, index),
-                    });
-                }
-                shard.note_deadline(stripe.record(index).deadline());
-                self.release(shard, stripe, &pending);
-                drop(old);
-                return Ok(version);
+                (index, version, Some(old))
             }
             (None, Precondition::Live | Precondition::Version(_)) => {
                 return Err(Error::NotFound);
@@ -312,21 +300,26 @@ impl Inner {
                 });
                 self.admit(cost, id, None);
                 bump_locked(&shard.counters.inserts);
-                if self.listener.is_some() {
-                    pending.push(Pending::Stored {
-                        id,
-                        value,
-                        created: true,
-                        meta: self.meta(&stripe, index),
-                        owner: None,
-                    });
-                }
-                shard.note_deadline(stripe.record(index).deadline());
-                version
+                (index, version, None)
             }
         };
+        let created = replaced.is_none();
+        if self.listener.is_some() {
+            pending.push(Pending::Stored {
+                id,
+                value,
+                created,
+                meta: self.meta(&stripe, index),
+                owner: self.owner_copy(&stripe, index),
+            });
+        }
+        shard.note_deadline(stripe.record(index).deadline());
         self.release(shard, stripe, &pending);
-        self.settle_budget(shard_index, hash);
+        drop(replaced);
+        if created {
+            // Concurrent creators may each have made room for one and together overshot.
+            self.settle_budget(shard_index, hash);
+        }
         Ok(version)
     }
 

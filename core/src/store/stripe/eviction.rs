@@ -41,11 +41,9 @@ impl Stripe {
         self.sweep_hand(
             scan,
             budget,
+            spare,
             |stripe, i| {
                 let r = &stripe.records[i as usize];
-                if r.block.is_none() || Some(r.hash) == spare {
-                    return false;
-                }
                 r.is_expired(now) || r.flags() & READ == 0
             },
             true,
@@ -63,11 +61,9 @@ impl Stripe {
         self.sweep_hand(
             scan,
             budget,
+            spare,
             |stripe, i| {
                 let r = &mut stripe.records[i as usize];
-                if r.block.is_none() || Some(r.hash) == spare {
-                    return false;
-                }
                 if r.is_expired(now) {
                     return true;
                 }
@@ -81,10 +77,13 @@ impl Stripe {
         )
     }
 
+    /// Moves one hand over up to `budget` slots, offering `take` each live record but the
+    /// `spare` one.
     fn sweep_hand(
         &mut self,
         scan: &mut Scan,
         budget: usize,
+        spare: Option<u32>,
         mut take: impl FnMut(&mut Stripe, u32) -> bool,
         unread_hand: bool,
     ) -> Victim {
@@ -102,7 +101,9 @@ impl Stripe {
             let at = if (*hand as usize) < len { *hand } else { 0 };
             *hand = if at as usize + 1 < len { at + 1 } else { 0 };
             scan.visited += 1;
-            if take(self, at) {
+            let record = &self.records[at as usize];
+            let offered = record.block.is_some() && Some(record.hash) != spare;
+            if offered && take(self, at) {
                 return Victim::Found(at);
             }
             if scan.visited > 2 * len {
