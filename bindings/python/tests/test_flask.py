@@ -99,7 +99,7 @@ def test_the_id_changes_at_login_and_the_old_one_stops_working(store: Store) -> 
     "tamper",
     [
         lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"),
-        lambda t: "x" + t[1:],
+        lambda t: ("y" if t.startswith("x") else "x") + t[1:],  # always a different id
         lambda t: t.split(".")[0],
         lambda t: "garbage",
         lambda t: Store("other secret", idle_timeout=1).sign(t.split(".")[0]),
