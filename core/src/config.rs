@@ -33,6 +33,11 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Hard lifetime from creation, never extended by activity. Default: none.
     pub absolute_timeout: Option<Duration>,
+    /// Whether a read slides the idle deadline. Default: true. With false a session expires
+    /// its idle timeout after the last write or touch, whatever the reads (connect-redis's
+    /// `disableTouch`, connect-mongo's `touchAfter`); reads still count as use when a budget
+    /// makes the store evict.
+    pub slide_on_read: bool,
     /// Most live sessions. Default: unlimited.
     pub max_sessions: Option<usize>,
     /// Most bytes: values and ids plus [`ENTRY_OVERHEAD_BYTES`](crate::ENTRY_OVERHEAD_BYTES) per
@@ -65,6 +70,7 @@ impl Default for Config {
         Self {
             idle_timeout: Duration::from_secs(24 * 60 * 60),
             absolute_timeout: None,
+            slide_on_read: true,
             max_sessions: None,
             max_bytes: None,
             max_session_bytes: 1 << 20,

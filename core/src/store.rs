@@ -262,6 +262,7 @@ impl StoreBuilder {
             clock: self.clock,
             idle_ttl_ms: duration_to_ms(config.idle_timeout),
             absolute_ttl_ms: config.absolute_timeout.map(duration_to_ms),
+            slide_on_read: config.slide_on_read,
             max_sessions: config.max_sessions.unwrap_or(usize::MAX),
             max_bytes: config.max_bytes.unwrap_or(usize::MAX),
             max_session_bytes: config.max_session_bytes,
@@ -296,6 +297,7 @@ struct Inner {
     clock: Box<dyn Clock>,
     idle_ttl_ms: u64,
     absolute_ttl_ms: Option<u64>,
+    slide_on_read: bool,
     max_sessions: usize,
     max_bytes: usize,
     max_session_bytes: usize,
@@ -352,6 +354,16 @@ impl Store {
         }
     }
 
+    /// The idle timeout of sessions stored without a TTL of their own.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.inner.idle_ttl_ms)
+    }
+
+    /// The absolute timeout, if the store has one.
+    pub fn absolute_timeout(&self) -> Option<Duration> {
+        self.inner.absolute_ttl_ms.map(Duration::from_millis)
+    }
+
     /// Stores `value` under a new id and returns the id: 24 CSPRNG bytes as 32 base64url
     /// characters. The id is always generated here and never collides with a live session.
     ///
@@ -376,7 +388,8 @@ impl Store {
             .write(id, value, ttl, ops::Precondition::Absent)
     }
 
-    /// The value of a live session, sliding its idle deadline. `None` if it does not exist or
+    /// The value of a live session, sliding its idle deadline (unless
+    /// [`Config::slide_on_read`] is off). `None` if it does not exist or
     /// has expired.
     ///
     /// # Errors

@@ -228,3 +228,49 @@ fn touch_if_idle_skips_sessions_used_recently() {
         "invalid_id"
     );
 }
+
+#[test]
+fn without_slide_on_read_a_session_expires_its_idle_timeout_after_the_last_write_or_touch() {
+    let (store, clock) = manual_store(|c| c.slide_on_read = false);
+    let id = store.create(b"v", None).unwrap();
+    clock.advance(40 * SECOND);
+    assert!(store.get(&id).unwrap().is_some(), "reads still return it");
+    clock.advance(19 * SECOND);
+    assert!(store.get(&id).unwrap().is_some());
+    // 59 s of reads left the deadline where the create put it.
+    assert_eq!(store.peek(&id).unwrap().unwrap().expires_in, SECOND);
+    assert!(store.touch(&id, None).unwrap());
+    clock.advance(59 * SECOND);
+    assert!(store.get(&id).unwrap().is_some(), "the touch slid it");
+    clock.advance(SECOND);
+    assert_eq!(store.get(&id).unwrap(), None);
+}
+
+#[test]
+fn touch_if_idle_counts_from_the_last_write_or_touch_when_reads_do_not_slide() {
+    // connect-mongo's touchAfter: reads on every request must not keep postponing the touch.
+    let (store, clock) = manual_store(|c| c.slide_on_read = false);
+    let id = store.create(b"v", None).unwrap();
+    for _ in 0..4 {
+        clock.advance(3 * SECOND);
+        store.get(&id).unwrap();
+        store.touch_if_idle(&id, None, 10 * SECOND).unwrap();
+    }
+    // 12 s after the create, the fourth request touched it.
+    assert_eq!(store.peek(&id).unwrap().unwrap().expires_in, 60 * SECOND);
+    clock.advance(3 * SECOND);
+    store.get(&id).unwrap();
+    store.touch_if_idle(&id, None, 10 * SECOND).unwrap();
+    assert_eq!(
+        store.peek(&id).unwrap().unwrap().expires_in,
+        57 * SECOND,
+        "touched 3 s ago: skipped"
+    );
+}
+
+#[test]
+fn the_store_reports_its_timeouts() {
+    let (store, _) = manual_store(|c| c.absolute_timeout = Some(Duration::from_secs(3600)));
+    assert_eq!(store.idle_timeout(), Duration::from_secs(60));
+    assert_eq!(store.absolute_timeout(), Some(Duration::from_secs(3600)));
+}

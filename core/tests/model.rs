@@ -184,8 +184,9 @@ fn store_with_replica(configure: impl FnOnce(&mut Config)) -> (Store, ManualCloc
     (store, clock, replica)
 }
 
-fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+fn run(ops: Vec<Op>, slide_on_read: bool) -> Result<(), TestCaseError> {
     let (store, clock, replica) = store_with_replica(|c| {
+        c.slide_on_read = slide_on_read;
         c.idle_timeout = Duration::from_millis(IDLE_MS);
         c.absolute_timeout = Some(Duration::from_millis(ABSOLUTE_MS));
         c.sweep_interval = Duration::from_millis(500);
@@ -236,7 +237,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let got = store.get_session(&id).unwrap();
                 let now = model.now;
                 let expected = model.live_mut(&id).map(|s| {
-                    s.last_access = now;
+                    if slide_on_read {
+                        s.last_access = now;
+                    }
                     (s.value.clone(), s.version, s.owner.clone())
                 });
                 prop_assert_eq!(got.map(|s| (s.value, s.version, s.owner)), expected);
@@ -449,8 +452,11 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn store_behaves_like_a_hash_map_with_deadlines(ops in proptest::collection::vec(op(), 1..120)) {
-        run(ops)?;
+    fn store_behaves_like_a_hash_map_with_deadlines(
+        ops in proptest::collection::vec(op(), 1..120),
+        slide_on_read in any::<bool>(),
+    ) {
+        run(ops, slide_on_read)?;
     }
 
     #[test]

@@ -114,7 +114,9 @@ impl Inner {
         };
         bump(&shard.counters.hits);
         if slide {
-            self.slide(shard, &stripe, index, id, now);
+            // From time 0 no deadline moves: the read only marks the session used.
+            let from = if self.slide_on_read { now } else { 0 };
+            self.slide(shard, &stripe, index, id, from);
         }
         Ok(Some(f(&stripe, index, now)))
     }
