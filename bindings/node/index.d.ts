@@ -1,12 +1,23 @@
 // Public types of the npm package `coatcheck`. The native layer's types are generated into
 // native.d.ts by `napi build`; this file describes the JavaScript Store on top of it.
 
-import { Store, SessionData } from 'express-session'
+// No import of express-session or Fastify types: the store's types stand alone, so a Fastify-only
+// or plain-Node TypeScript project compiles without @types/express-session, and the class is
+// still structurally an express-session `Store` where those types are present.
+import { EventEmitter } from 'node:events'
 import type { NativeStats } from './native'
 
 export type { NativeStats as CoatcheckStats } from './native'
 
-/** An Error whose `code` is one of coatcheck's stable error codes. */
+/**
+ * An Error whose `code` is one of coatcheck's stable error codes, the same in C, Python and
+ * Node: `bad_signature` (forged or tampered token), `not_found` (no such live session),
+ * `too_large` (over `maxSessionBytes`), `store_full` (budget reached, nothing evictable),
+ * `conflict` (a versioned write lost a race too many times), `invalid_id`, `invalid_config`
+ * (bad options, or express-session missing), `invalid_argument` (another bad argument, or a
+ * serializer or `ownerOf` that threw) and `internal` (a native failure that is a bug: please
+ * report it).
+ */
 export interface CoatcheckError extends Error {
   code:
     | 'bad_signature'
@@ -17,6 +28,13 @@ export interface CoatcheckError extends Error {
     | 'invalid_id'
     | 'invalid_config'
     | 'invalid_argument'
+    | 'internal'
+}
+
+/** A session as the frameworks hand it to a store: any object, usually with a `cookie`. */
+export interface SessionData {
+  cookie?: { expires?: Date | string | null; maxAge?: number | null; originalMaxAge?: number | null; [key: string]: any }
+  [key: string]: any
 }
 
 export interface Serializer {
@@ -35,9 +53,12 @@ export interface CoatcheckStoreOptions {
   maxBytes?: number
   /** Largest serialized session in bytes; larger ones fail with code `too_large`. Default 1 MiB. */
   maxSessionBytes?: number
-  /** Skip a touch when the session was used less than this many seconds ago. */
+  /**
+   * connect-mongo's `touchAfter`: seconds. Reads do not extend a session; a touch extends it at
+   * most once per this interval since the last save or touch.
+   */
   touchAfter?: number
-  /** Make `touch` a no-op. */
+  /** connect-redis's `disableTouch`: a session expires its TTL after the last save; reads and touches do not extend it. */
   disableTouch?: boolean
   /** How sessions become strings and back. Default: JSON. */
   serializer?: Serializer
@@ -58,38 +79,56 @@ type Callback<T> = (err: CoatcheckError | null, result?: T) => void
 /** An owner key: a user id as a string, a number or a bigint (`42`, `42n` and `'42'` are one owner). */
 export type Owner = string | number | bigint
 
-export declare class CoatcheckStore extends Store {
+/**
+ * The store. Pass it as `store` to express-session or @fastify/session. Saves of a session
+ * this store loaded merge with concurrent saves of the same session, and never bring back a
+ * session destroyed meanwhile (see the README's "Concurrent requests" and "Revocation").
+ * Each method takes a callback, or returns a Promise without one.
+ */
+export declare class CoatcheckStore extends EventEmitter {
   constructor(options?: CoatcheckStoreOptions)
-  get(sid: string, callback: (err: any, session?: SessionData | null) => void): void
   get(sid: string): Promise<SessionData | null>
-  set(sid: string, session: SessionData, callback?: (err?: any) => void): void
+  get(sid: string, callback: (err: any, session?: SessionData | null) => void): void
   set(sid: string, session: SessionData): Promise<void>
-  touch(sid: string, session: SessionData, callback?: () => void): void
+  set(sid: string, session: SessionData, callback: (err?: any) => void): void
   touch(sid: string, session: SessionData): Promise<void>
-  destroy(sid: string, callback?: (err?: any) => void): void
+  touch(sid: string, session: SessionData, callback: (err?: any) => void): void
   destroy(sid: string): Promise<void>
-  all(callback: (err: any, sessions?: Array<SessionData & { id: string }> | null) => void): void
+  destroy(sid: string, callback: (err?: any) => void): void
   all(): Promise<Array<SessionData & { id: string }>>
-  length(callback: (err: any, length?: number) => void): void
+  all(callback: (err: any, sessions?: Array<SessionData & { id: string }> | null) => void): void
   length(): Promise<number>
-  ids(callback: Callback<string[]>): void
+  length(callback: (err: any, length?: number) => void): void
   ids(): Promise<string[]>
-  clear(callback?: (err?: any) => void): void
+  ids(callback: Callback<string[]>): void
   clear(): Promise<void>
-  /** A new id for `req.session`, keeping its data; returns the new id. */
-  regenerateKeepingData(req: Express.Request, callback: Callback<string>): void
-  regenerateKeepingData(req: Express.Request): Promise<string>
-  setOwner(sid: string, owner: Owner | null, callback: Callback<void>): void
+  clear(callback: (err?: any) => void): void
+  /** express-session's Store methods (from express-session, or failing clearly without it). */
+  createSession(req: any, session: SessionData): any
+  load(sid: string, callback: (err: any, session?: any) => any): void
+  regenerate(req: any, callback: (err?: any) => any): void
+  /** A new id for express-session's `req.session`, keeping its data; returns the new id. */
+  regenerateKeepingData(req: any): Promise<string>
+  regenerateKeepingData(req: any, callback: Callback<string>): void
   setOwner(sid: string, owner: Owner | null): Promise<void>
-  sessionsOf(owner: Owner, callback: Callback<string[]>): void
+  setOwner(sid: string, owner: Owner | null, callback: Callback<void>): void
+  /** Ids of the live sessions of `owner` (session ids, as `req.sessionID`). */
   sessionsOf(owner: Owner): Promise<string[]>
+  sessionsOf(owner: Owner, callback: Callback<string[]>): void
   /** Destroys every session of `owner` except `exceptSid`; resolves to how many were destroyed. */
+  destroyAllForOwner(owner: Owner, exceptSid?: string | null): Promise<number>
   destroyAllForOwner(owner: Owner, exceptSid: string | null | undefined, callback: Callback<number>): void
   destroyAllForOwner(owner: Owner, callback: Callback<number>): void
-  destroyAllForOwner(owner: Owner, exceptSid?: string | null): Promise<number>
   stats(): NativeStats
   static generateId(): string
 }
+
+/**
+ * `require('coatcheck')(session)`: the store class built on the express-session module the
+ * application passes in, for installs where coatcheck cannot resolve express-session itself.
+ */
+export declare function coatcheck(session: { Store: abstract new (...args: any[]) => any }): typeof CoatcheckStore
+export default coatcheck
 
 /** A CSPRNG session id (24 random bytes, 32 base64url characters), usable as express-session's `genid`. */
 export declare function generateId(): string

@@ -2,20 +2,23 @@
 
 // The npm package `coatcheck`: an express-session Store (also usable by @fastify/session)
 // over the native session table. Behaviour lives in the Rust core; this file only adapts the
-// Store contract: callbacks or Promises, TTLs from the cookie, (de)serialization.
+// Store contract: callbacks or Promises, TTLs from the cookie, (de)serialization, and the merge
+// of JavaScript objects when two requests of one session save at once.
 
 const { EventEmitter } = require('node:events')
+const { createRequire } = require('node:module')
+const path = require('node:path')
 const native = require('./native.js')
 
-let BaseStore = EventEmitter
-try {
-  // express-session is an optional peer: with it, this is a real `session.Store` (with
-  // `createSession`, `load`, `regenerate`); without it (e.g. @fastify/session), an EventEmitter.
-  BaseStore = require('express-session').Store
-} catch {}
-
 const ONE_DAY_SECONDS = 86400
+// The native getText() answer: 13 digits of milliseconds left, 16 of version, then the value.
 const EXPIRY_DIGITS = 13
+const VALUE_START = EXPIRY_DIGITS + 16
+// Saves that keep losing the race to other requests of the same session give up after this
+// many merges with a `conflict` error.
+const MAX_MERGES = 16
+// The key under which a loaded session remembers what it was loaded as (see `Loaded`).
+const LOADED = '__coatcheckLoaded'
 
 // Callbacks must never run synchronously inside the Store method. process.nextTick is the
 // cheapest deferral that keeps call order (measured against queueMicrotask and setImmediate
@@ -60,240 +63,357 @@ function positiveSeconds(value, name) {
   return value * 1000
 }
 
+/**
+ * What a request loaded: the session's id, version and stored text. It rides along as an
+ * enumerable property because both frameworks rebuild the session object by copying the
+ * enumerable properties of what `get` returned (symbols and hidden properties would be lost);
+ * `toJSON` keeps it out of every JSON form (the stored value, express-session's and
+ * @fastify/session's change hashes).
+ */
+class Loaded {
+  constructor(sid, version, text) {
+    this.sid = sid
+    this.version = version
+    this.text = text
+  }
+
+  toJSON() {
+    return undefined
+  }
+}
+
+function loadedAs(sess, sid) {
+  const loaded = sess !== null && typeof sess === 'object' ? sess[LOADED] : undefined
+  return loaded instanceof Loaded && loaded.sid === sid ? loaded : undefined
+}
+
+/**
+ * The merge rule: `current` (what another request stored meanwhile) with this request's own
+ * changes on top. A top-level key this request added or changed (compared by its serialized
+ * form) takes this request's value; a key it removed is removed; every other key keeps the
+ * other request's value.
+ */
+function mergeChanges(base, mine, current, stringify) {
+  const merged = current !== null && typeof current === 'object' ? current : {}
+  const before = base !== null && typeof base === 'object' ? base : {}
+  for (const key of Object.keys(mine)) {
+    if (key === LOADED) continue
+    const value = mine[key]
+    if (!Object.hasOwn(before, key) || stringify(before[key]) !== stringify(value)) merged[key] = value
+  }
+  for (const key of Object.keys(before)) {
+    if (!Object.hasOwn(mine, key)) delete merged[key]
+  }
+  return merged
+}
+
 function positiveInteger(value, name) {
   if (value === undefined || value === null) return undefined
   if (!Number.isSafeInteger(value) || value < 1) throw codedError('invalid_config', `${name} must be a positive integer`)
   return value
 }
 
-class CoatcheckStore extends BaseStore {
-  /**
-   * @param {object} [options] see index.d.ts
-   */
-  constructor(options = {}) {
-    super()
-    if (options === null || typeof options !== 'object') throw codedError('invalid_config', 'options must be an object')
-    const ttl = options.ttl ?? ONE_DAY_SECONDS
-    if (typeof ttl !== 'function') positiveSeconds(ttl, 'ttl')
-    const serializer = options.serializer ?? JSON
-    if (typeof serializer.stringify !== 'function' || typeof serializer.parse !== 'function') {
-      throw codedError('invalid_config', 'serializer must have stringify and parse functions')
+function defineStore(BaseStore) {
+  // The class over `BaseStore`: express-session's `Store`, or `StandaloneStore` without it.
+  return class CoatcheckStore extends BaseStore {
+    /**
+     * @param {object} [options] see index.d.ts
+     */
+    constructor(options = {}) {
+      super()
+      if (options === null || typeof options !== 'object') throw codedError('invalid_config', 'options must be an object')
+      const ttl = options.ttl ?? ONE_DAY_SECONDS
+      if (typeof ttl !== 'function') positiveSeconds(ttl, 'ttl')
+      const serializer = options.serializer ?? JSON
+      if (typeof serializer.stringify !== 'function' || typeof serializer.parse !== 'function') {
+        throw codedError('invalid_config', 'serializer must have stringify and parse functions')
+      }
+      if (options.ownerOf !== undefined && typeof options.ownerOf !== 'function') {
+        throw codedError('invalid_config', 'ownerOf must be a function of the session')
+      }
+      if (options.name !== undefined && (typeof options.name !== 'string' || options.name === '')) {
+        throw codedError('invalid_config', 'name must be a non-empty string')
+      }
+      this.ttl = ttl
+      this.serializer = serializer
+      this.disableTouch = Boolean(options.disableTouch)
+      this.touchAfterMs = options.touchAfter === 0 ? undefined : positiveSeconds(options.touchAfter, 'touchAfter')
+      if (this.disableTouch && this.touchAfterMs !== undefined) {
+        throw codedError('invalid_config', 'disableTouch and touchAfter contradict each other: choose one')
+      }
+      this.ownerOf = options.ownerOf
+      this.regenerateKeepsData = Boolean(options.regenerateKeepsData)
+      this.native = new native.NativeStore({
+        name: options.name,
+        ttlMs: typeof ttl === 'number' ? ttl * 1000 : undefined,
+        absoluteTimeoutMs: positiveSeconds(options.absoluteTimeout, 'absoluteTimeout'),
+        maxSessions: positiveInteger(options.maxSessions, 'maxSessions'),
+        maxBytes: positiveInteger(options.maxBytes, 'maxBytes'),
+        maxSessionBytes: positiveInteger(options.maxSessionBytes, 'maxSessionBytes'),
+        shards: positiveInteger(options.shards, 'shards'),
+        sweepIntervalMs: positiveSeconds(options.sweepInterval, 'sweepInterval'),
+        // disableTouch (connect-redis): a session expires its TTL after the last save.
+        // touchAfter (connect-mongo): after the last save or touch, and touches come at most
+        // once per interval. Either way reads must not slide the deadline.
+        slideOnRead: !this.disableTouch && this.touchAfterMs === undefined,
+      })
     }
-    if (options.ownerOf !== undefined && typeof options.ownerOf !== 'function') {
-      throw codedError('invalid_config', 'ownerOf must be a function of the session')
-    }
-    if (options.name !== undefined && (typeof options.name !== 'string' || options.name === '')) {
-      throw codedError('invalid_config', 'name must be a non-empty string')
-    }
-    this.ttl = ttl
-    this.serializer = serializer
-    this.disableTouch = Boolean(options.disableTouch)
-    this.touchAfterMs = options.touchAfter === 0 ? undefined : positiveSeconds(options.touchAfter, 'touchAfter')
-    this.ownerOf = options.ownerOf
-    this.regenerateKeepsData = Boolean(options.regenerateKeepsData)
-    this.native = new native.NativeStore({
-      name: options.name,
-      ttlMs: typeof ttl === 'number' ? ttl * 1000 : undefined,
-      absoluteTimeoutMs: positiveSeconds(options.absoluteTimeout, 'absoluteTimeout'),
-      maxSessions: positiveInteger(options.maxSessions, 'maxSessions'),
-      maxBytes: positiveInteger(options.maxBytes, 'maxBytes'),
-      maxSessionBytes: positiveInteger(options.maxSessionBytes, 'maxSessionBytes'),
-      shards: positiveInteger(options.shards, 'shards'),
-      sweepIntervalMs: positiveSeconds(options.sweepInterval, 'sweepInterval'),
-    })
-  }
 
-  // Milliseconds the session should live: until `cookie.expires` if it has one (as
-  // connect-redis does), else the `ttl` option.
-  _ttlMs(sess) {
-    const expires = sess?.cookie?.expires
-    if (expires) {
-      const at = expires instanceof Date ? expires.getTime() : Date.parse(expires)
-      if (!Number.isNaN(at)) return at - Date.now()
+    // Milliseconds the session should live: until `cookie.expires` if it has one (as
+    // connect-redis does), else the `ttl` option.
+    _ttlMs(sess) {
+      const expires = sess?.cookie?.expires
+      if (expires) {
+        const at = expires instanceof Date ? expires.getTime() : Date.parse(expires)
+        if (!Number.isNaN(at)) return at - Date.now()
+      }
+      const ttl = typeof this.ttl === 'function' ? this.ttl(sess) : this.ttl
+      if (typeof ttl !== 'number' || !Number.isFinite(ttl)) throw codedError('invalid_argument', 'ttl(session) must return seconds')
+      return ttl * 1000
     }
-    const ttl = typeof this.ttl === 'function' ? this.ttl(sess) : this.ttl
-    if (typeof ttl !== 'number' || !Number.isFinite(ttl)) throw codedError('invalid_argument', 'ttl(session) must return seconds')
-    return ttl * 1000
-  }
 
-  // `text` is the native getText() answer: 13 digits of milliseconds left, then the value.
-  _parse(text) {
-    const sess = this.serializer.parse(text.slice(EXPIRY_DIGITS))
-    // The store's deadline is authoritative: after a touch, the cookie's expiry has moved.
-    if (sess?.cookie?.expires) {
-      sess.cookie.expires = new Date(Date.now() + Number(text.slice(0, EXPIRY_DIGITS))).toISOString()
+    // The session in a native getText() answer, remembering what it was loaded as.
+    _parse(sid, text) {
+      const sess = this.serializer.parse(text.slice(VALUE_START))
+      if (sess === null || typeof sess !== 'object') return sess
+      // The store's deadline is authoritative: after a touch, the cookie's expiry has moved.
+      if (sess.cookie?.expires) {
+        sess.cookie.expires = new Date(Date.now() + Number(text.slice(0, EXPIRY_DIGITS))).toISOString()
+      }
+      sess[LOADED] = new Loaded(sid, Number(text.slice(EXPIRY_DIGITS, VALUE_START)), text.slice(VALUE_START))
+      return sess
     }
-    return sess
-  }
 
-  /** Store contract: the session, or `null` when missing or expired. */
-  get(sid, cb) {
-    let error = null
-    let result = null
-    try {
-      checkSid(sid)
-      const text = this.native.getText(sid)
-      if (text !== null) result = this._parse(text)
-    } catch (thrown) {
-      error = asStoreError(thrown)
-    }
-    return settle(cb, error, result)
-  }
-
-  /** Store contract: upsert. A session whose cookie already expired is destroyed instead. */
-  set(sid, sess, cb) {
-    let error = null
-    try {
-      checkSid(sid)
-      const ttlMs = this._ttlMs(sess)
-      const value = this.serializer.stringify(sess)
+    _stringify(sess) {
+      let value
+      if (this.serializer === JSON) {
+        value = JSON.stringify(sess)
+      } else {
+        // Another serializer may not honour toJSON: hand it the session without the marker.
+        const plain = {}
+        for (const key of Object.keys(sess)) if (key !== LOADED) plain[key] = sess[key]
+        value = this.serializer.stringify(plain)
+      }
       if (typeof value !== 'string') throw codedError('invalid_argument', 'serializer.stringify must return a string')
-      const owner = this.ownerOf ? this.ownerOf(sess) : undefined
-      if (ttlMs <= 0) {
-        this.native.destroy(sid)
-      } else {
-        this.native.set(sid, value, ttlMs)
-        if (this.ownerOf) this.native.setOwner(sid, owner === undefined || owner === null ? null : ownerKey(owner))
-      }
-    } catch (thrown) {
-      error = asStoreError(thrown)
+      return value
     }
-    return settle(cb, error)
-  }
 
-  /** Store contract: extend the expiry without rewriting the data. */
-  touch(sid, sess, cb) {
-    let error = null
-    try {
-      checkSid(sid)
-      if (!this.disableTouch) {
+    /**
+     * Store contract: the session, or `null` when missing or expired. With `disableTouch` or
+     * `touchAfter` the read leaves the expiry where the last save or touch put it.
+     */
+    get(sid, cb) {
+      let error = null
+      let result = null
+      try {
+        checkSid(sid)
+        const text = this.native.getText(sid)
+        if (text !== null) result = this._parse(sid, text)
+      } catch (thrown) {
+        error = asStoreError(thrown)
+      }
+      return settle(cb, error, result)
+    }
+
+    /**
+     * Store contract. A session this store loaded is written only over the version it was loaded
+     * at: if another request saved meanwhile, this request's changes are merged into that
+     * request's (see `mergeChanges`); if the session was destroyed meanwhile (logout, regenerate,
+     * `destroyAllForOwner`, absolute timeout) nothing is stored and no error is reported, so a
+     * revoked session never comes back. Any other session is stored as given (upsert). A
+     * session whose cookie already expired is destroyed instead.
+     */
+    set(sid, sess, cb) {
+      let error = null
+      try {
+        checkSid(sid)
         const ttlMs = this._ttlMs(sess)
-        if (ttlMs <= 0) this.native.destroy(sid)
-        else this.native.touch(sid, ttlMs, this.touchAfterMs)
+        const loaded = loadedAs(sess, sid)
+        if (ttlMs <= 0) {
+          this.native.destroy(sid)
+        } else if (loaded !== undefined) {
+          this._saveOverLoaded(sid, sess, loaded, ttlMs)
+        } else {
+          this.native.set(sid, this._stringify(sess), ttlMs)
+          this._fileOwner(sid, sess)
+        }
+      } catch (thrown) {
+        error = asStoreError(thrown)
       }
-    } catch (thrown) {
-      error = asStoreError(thrown)
+      return settle(cb, error)
     }
-    return settle(cb, error)
-  }
 
-  /** Store contract. */
-  destroy(sid, cb) {
-    let error = null
-    try {
-      checkSid(sid)
-      this.native.destroy(sid)
-    } catch (thrown) {
-      error = asStoreError(thrown)
-    }
-    return settle(cb, error)
-  }
-
-  /** Every live session, as an array of session objects with their `id`. */
-  all(cb) {
-    return this._report(cb, () =>
-      this.native.all().map(({ id, value }) => {
-        const sess = this.serializer.parse(value)
-        return sess && typeof sess === 'object' ? Object.assign(sess, { id }) : sess
-      }),
-    )
-  }
-
-  /** Number of sessions (expired ones count until the next sweep, at most one second). */
-  length(cb) {
-    return this._report(cb, () => this.native.len())
-  }
-
-  /** Ids of all live sessions. */
-  ids(cb) {
-    return this._report(cb, () => this.native.ids())
-  }
-
-  clear(cb) {
-    return this._report(cb, () => this.native.clear())
-  }
-
-  // The less frequent methods share this: run `work`, report its result or error.
-  _report(cb, work) {
-    let error = null
-    let result
-    try {
-      result = work()
-    } catch (thrown) {
-      error = asStoreError(thrown)
-    }
-    return settle(cb, error, result)
-  }
-
-  /**
-   * express-session calls this from `req.session.regenerate()`. By default it behaves like
-   * express-session's own (the data is dropped); with `regenerateKeepsData` it moves the data.
-   */
-  regenerate(req, fn) {
-    if (this.regenerateKeepsData) return this.regenerateKeepingData(req, fn)
-    return super.regenerate(req, fn)
-  }
-
-  /**
-   * A new id for the request's session, keeping its data. The stored copy moves in one step
-   * in the core: the old id is gone the moment the new one exists (session fixation defence).
-   */
-  regenerateKeepingData(req, cb) {
-    return this._report(cb, () => {
-      const current = req.session
-      const oldId = req.sessionID
-      checkSid(oldId)
-      const newId = this.native.regenerate(oldId) ?? native.generateId()
-      const data = {}
-      for (const key of Object.keys(current)) data[key] = current[key]
-      data.cookie = current.cookie
-      req.sessionID = newId
-      if (typeof this.createSession === 'function') {
-        this.createSession(req, data)
-      } else {
-        req.session = data
+    _saveOverLoaded(sid, sess, loaded, ttlMs) {
+      let value = this._stringify(sess)
+      if (value === loaded.text) {
+        // Unchanged (express-session's `resave`): a touch, never a write.
+        this.native.touch(sid, ttlMs)
+        return
       }
-      return newId
-    })
-  }
-
-  /** File a session under an owner key (e.g. a user id), or remove it with `null`. */
-  setOwner(sid, owner, cb) {
-    return this._report(cb, () => {
-      checkSid(sid)
-      this.native.setOwner(sid, owner === null || owner === undefined ? null : ownerKey(owner))
-      return undefined
-    })
-  }
-
-  /** Ids of the live sessions of `owner`. */
-  sessionsOf(owner, cb) {
-    return this._report(cb, () => {
-      return this.native.sessionsOf(ownerKey(owner))
-    })
-  }
-
-  /** "Log out everywhere else": destroys every session of `owner` but `exceptSid`. */
-  destroyAllForOwner(owner, exceptSid, cb) {
-    if (typeof exceptSid === 'function') {
-      cb = exceptSid
-      exceptSid = undefined
+      let version = loaded.version
+      let base
+      for (let merges = 0; ; merges++) {
+        try {
+          loaded.version = this.native.setIfVersion(sid, value, version, ttlMs)
+          loaded.text = value
+          this._fileOwner(sid, sess)
+          return
+        } catch (thrown) {
+          if (thrown?.code === 'not_found') return // revoked meanwhile: dropped
+          if (thrown?.code !== 'conflict' || merges === MAX_MERGES) throw thrown
+        }
+        const text = this.native.getText(sid)
+        if (text === null) return // revoked meanwhile: dropped
+        version = Number(text.slice(EXPIRY_DIGITS, VALUE_START))
+        base ??= this.serializer.parse(loaded.text)
+        const current = this.serializer.parse(text.slice(VALUE_START))
+        value = this._stringify(mergeChanges(base, sess, current, (v) => this.serializer.stringify(v)))
+      }
     }
-    return this._report(cb, () => {
-      const key = ownerKey(owner)
-      if (exceptSid !== undefined && exceptSid !== null) checkSid(exceptSid)
-      return this.native.destroyOwner(key, exceptSid ?? null)
-    })
-  }
 
-  /** Counters and size, synchronously. */
-  stats() {
-    return this.native.stats()
-  }
+    _fileOwner(sid, sess) {
+      if (!this.ownerOf) return
+      const owner = this.ownerOf(sess)
+      this.native.setOwner(sid, owner === undefined || owner === null ? null : ownerKey(owner))
+    }
 
-  /** A CSPRNG session id (24 bytes, base64url), usable as express-session's `genid`. */
-  static generateId() {
-    return native.generateId()
+    /**
+     * Store contract: extend the expiry without rewriting the data. With `touchAfter`, at most
+     * once per interval since the last save or touch; with `disableTouch`, never.
+     */
+    touch(sid, sess, cb) {
+      let error = null
+      try {
+        checkSid(sid)
+        if (!this.disableTouch) {
+          const ttlMs = this._ttlMs(sess)
+          if (ttlMs <= 0) this.native.destroy(sid)
+          else this.native.touch(sid, ttlMs, this.touchAfterMs)
+        }
+      } catch (thrown) {
+        error = asStoreError(thrown)
+      }
+      return settle(cb, error)
+    }
+
+    /** Store contract. */
+    destroy(sid, cb) {
+      let error = null
+      try {
+        checkSid(sid)
+        this.native.destroy(sid)
+      } catch (thrown) {
+        error = asStoreError(thrown)
+      }
+      return settle(cb, error)
+    }
+
+    /** Every live session, as an array of session objects with their `id`. */
+    all(cb) {
+      return this._report(cb, () =>
+        this.native.all().map(({ id, value }) => {
+          const sess = this.serializer.parse(value)
+          return sess && typeof sess === 'object' ? Object.assign(sess, { id }) : sess
+        }),
+      )
+    }
+
+    /** Number of sessions (expired ones count until the next sweep, at most one second). */
+    length(cb) {
+      return this._report(cb, () => this.native.len())
+    }
+
+    /** Ids of all live sessions. */
+    ids(cb) {
+      return this._report(cb, () => this.native.ids())
+    }
+
+    clear(cb) {
+      return this._report(cb, () => this.native.clear())
+    }
+
+    // The less frequent methods share this: run `work`, report its result or error.
+    _report(cb, work) {
+      let error = null
+      let result
+      try {
+        result = work()
+      } catch (thrown) {
+        error = asStoreError(thrown)
+      }
+      return settle(cb, error, result)
+    }
+
+    /**
+     * express-session calls this from `req.session.regenerate()`. By default it behaves like
+     * express-session's own (the data is dropped); with `regenerateKeepsData` it moves the data.
+     */
+    regenerate(req, fn) {
+      if (this.regenerateKeepsData) return this.regenerateKeepingData(req, fn)
+      return super.regenerate(req, fn)
+    }
+
+    /**
+     * A new id for the request's session, keeping its data. The stored copy moves in one step
+     * in the core: the old id is gone the moment the new one exists (session fixation defence).
+     */
+    regenerateKeepingData(req, cb) {
+      return this._report(cb, () => {
+        const current = req.session
+        const oldId = req.sessionID
+        checkSid(oldId)
+        const newId = this.native.regenerate(oldId) ?? native.generateId()
+        const data = {}
+        for (const key of Object.keys(current)) if (key !== LOADED) data[key] = current[key]
+        data.cookie = current.cookie
+        req.sessionID = newId
+        if (typeof this.createSession === 'function') {
+          this.createSession(req, data)
+        } else {
+          req.session = data
+        }
+        return newId
+      })
+    }
+
+    /** File a session under an owner key (e.g. a user id), or remove it with `null`. */
+    setOwner(sid, owner, cb) {
+      return this._report(cb, () => {
+        checkSid(sid)
+        this.native.setOwner(sid, owner === null || owner === undefined ? null : ownerKey(owner))
+        return undefined
+      })
+    }
+
+    /** Ids of the live sessions of `owner`. */
+    sessionsOf(owner, cb) {
+      return this._report(cb, () => {
+        return this.native.sessionsOf(ownerKey(owner))
+      })
+    }
+
+    /** "Log out everywhere else": destroys every session of `owner` but `exceptSid`. */
+    destroyAllForOwner(owner, exceptSid, cb) {
+      if (typeof exceptSid === 'function') {
+        cb = exceptSid
+        exceptSid = undefined
+      }
+      return this._report(cb, () => {
+        const key = ownerKey(owner)
+        if (exceptSid !== undefined && exceptSid !== null) checkSid(exceptSid)
+        return this.native.destroyOwner(key, exceptSid ?? null)
+      })
+    }
+
+    /** Counters and size, synchronously. */
+    stats() {
+      return this.native.stats()
+    }
+
+    /** A CSPRNG session id (24 bytes, base64url), usable as express-session's `genid`. */
+    static generateId() {
+      return native.generateId()
+    }
   }
 }
 
@@ -316,6 +436,60 @@ function ownerKey(owner) {
   throw codedError('invalid_argument', 'owner must be a string, a finite number or a bigint')
 }
 
+const MISSING_EXPRESS_SESSION =
+  "express-session could not be found from coatcheck or from the application; pass it in: require('coatcheck')(session)"
+
+/**
+ * The base class when express-session is not found: enough for @fastify/session, which needs
+ * only the Store methods; express-session's own calls fail with a message that says what to do
+ * instead of "createSession is not a function".
+ */
+class StandaloneStore extends EventEmitter {
+  createSession() {
+    throw codedError('invalid_config', MISSING_EXPRESS_SESSION)
+  }
+
+  load(sid, fn) {
+    fn(codedError('invalid_config', MISSING_EXPRESS_SESSION))
+  }
+
+  regenerate(req, fn) {
+    fn(codedError('invalid_config', MISSING_EXPRESS_SESSION))
+  }
+}
+
+// express-session as the application sees it: from coatcheck's own path (a hoisted install),
+// else from the main module's or the working directory's (a linked or nested install).
+function resolveExpressSession() {
+  const origins = [__filename, require.main?.filename, path.join(process.cwd(), 'package.json')]
+  for (const origin of origins) {
+    if (!origin) continue
+    try {
+      return createRequire(origin)('express-session')
+    } catch {}
+  }
+  return undefined
+}
+
+const CoatcheckStore = defineStore(resolveExpressSession()?.Store ?? StandaloneStore)
+const classes = new WeakMap()
+
+/**
+ * `require('coatcheck')(session)`, as memorystore and connect-redis once did: the store class
+ * built on the express-session module the application passes in.
+ */
+function coatcheck(session) {
+  if (!session || typeof session.Store !== 'function') {
+    throw codedError('invalid_argument', 'pass the express-session module: require(\'coatcheck\')(require(\'express-session\'))')
+  }
+  let Store = classes.get(session.Store)
+  if (Store === undefined) {
+    Store = defineStore(session.Store)
+    classes.set(session.Store, Store)
+  }
+  return Store
+}
+
 const generateId = () => native.generateId()
 
-module.exports = { CoatcheckStore, generateId }
+module.exports = Object.assign(coatcheck, { coatcheck, CoatcheckStore, generateId, default: coatcheck })

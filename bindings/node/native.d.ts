@@ -14,8 +14,8 @@ export declare class NativeStore {
   create(value: string, ttlMs?: number | undefined | null): string
   /**
    * Reads a live session and slides its idle deadline. Returns one string: the milliseconds
-   * left before expiry in 13 decimal digits, then the value (one string crosses the boundary
-   * in less than half the time of an object with two fields). The JS string is built while
+   * left before expiry in 13 decimal digits, the version in 16, then the value (one string
+   * crosses the boundary in less than half the time of an object with three fields). The JS string is built while
    * the value is lent by the store, so the value is copied once.
    */
   getText(sid: string): string | null
@@ -63,6 +63,8 @@ export interface NativeOptions {
   shards?: number
   /** Sweeper period in ms. Default: 1000. */
   sweepIntervalMs?: number
+  /** Whether reads slide the idle deadline. Default: true. */
+  slideOnRead?: boolean
 }
 
 export interface NativeStats {

@@ -1,5 +1,7 @@
 'use strict'
 
+const http = require('node:http')
+
 // A tiny cookie-jar HTTP client over fetch, for driving real servers on 127.0.0.1.
 
 class Client {
@@ -54,4 +56,25 @@ function listen(server) {
   })
 }
 
-module.exports = { Client, listen }
+// Serves `handler` (an Express app, say) on 127.0.0.1 for the length of `body(base)`.
+async function withHttp(handler, body) {
+  const server = http.createServer(handler)
+  const base = await listen(server)
+  try {
+    return await body(base)
+  } finally {
+    server.closeAllConnections()
+    await new Promise((resolve) => server.close(resolve))
+  }
+}
+
+// A request held in flight: `loaded` resolves once the handler has called `arrived()`, and the
+// handler's `await held` waits until the test calls `release()`.
+function holdInFlight() {
+  let arrived, release
+  const loaded = new Promise((resolve) => (arrived = resolve))
+  const held = new Promise((resolve) => (release = resolve))
+  return { arrived, loaded, held, release }
+}
+
+module.exports = { Client, listen, withHttp, holdInFlight }

@@ -29,6 +29,8 @@ pub struct NativeOptions {
     pub shards: Option<u32>,
     /// Sweeper period in ms. Default: 1000.
     pub sweep_interval_ms: Option<f64>,
+    /// Whether reads slide the idle deadline. Default: true.
+    pub slide_on_read: Option<bool>,
 }
 
 #[napi(object)]
@@ -109,20 +111,22 @@ fn config_from(options: &NativeOptions) -> Result<Config> {
         config.max_session_bytes = count(n, "maxSessionBytes")?;
     }
     config.shards = options.shards.map(|n| n as usize);
+    config.slide_on_read = options.slide_on_read.unwrap_or(true);
     Ok(config)
 }
 
 /// What must match for two stores of the same name to share a table.
 fn fingerprint(options: &NativeOptions) -> String {
     format!(
-        "{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}",
+        "{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}",
         options.ttl_ms,
         options.absolute_timeout_ms,
         options.max_sessions,
         options.max_bytes,
         options.max_session_bytes,
         options.shards,
-        options.sweep_interval_ms
+        options.sweep_interval_ms,
+        options.slide_on_read
     )
 }
 
@@ -164,8 +168,8 @@ impl NativeStore {
     }
 
     /// Reads a live session and slides its idle deadline. Returns one string: the milliseconds
-    /// left before expiry in 13 decimal digits, then the value (one string crosses the boundary
-    /// in less than half the time of an object with two fields). The JS string is built while
+    /// left before expiry in 13 decimal digits, the version in 16, then the value (one string
+    /// crosses the boundary in less than half the time of an object with three fields). The JS string is built while
     /// the value is lent by the store, so the value is copied once.
     #[napi(ts_return_type = "string | null")]
     pub fn get_text<'env>(&self, env: &'env Env, sid: String) -> Result<Option<JsString<'env>>> {
@@ -312,14 +316,17 @@ impl NativeStore {
 
 /// Width of the expiry prefix of `get_text`: enough digits for 300 years of milliseconds.
 const EXPIRY_DIGITS: usize = 13;
+/// Width of the version after it: every version a JS number holds exactly (below 2^53).
+const VERSION_DIGITS: usize = 16;
 
 fn prefixed_text<'env>(env: &'env Env, view: coatcheck::SessionView<'_>) -> Result<JsString<'env>> {
     let ms = view
         .expires_in
         .as_millis()
         .min(10u128.pow(EXPIRY_DIGITS as u32) - 1);
-    let mut text = Vec::with_capacity(EXPIRY_DIGITS + view.value.len());
-    text.extend_from_slice(format!("{ms:0EXPIRY_DIGITS$}").as_bytes());
+    let version = view.version.min(10u64.pow(VERSION_DIGITS as u32) - 1);
+    let mut text = Vec::with_capacity(EXPIRY_DIGITS + VERSION_DIGITS + view.value.len());
+    text.extend_from_slice(format!("{ms:0EXPIRY_DIGITS$}{version:0VERSION_DIGITS$}").as_bytes());
     text.extend_from_slice(view.value);
     // JSON is usually ASCII, and V8 takes ASCII as Latin-1 with a plain copy, no UTF-8 decoding.
     let created = if text.is_ascii() {
