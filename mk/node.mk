@@ -51,6 +51,7 @@ redis-server-installed:
 ## bench-node: store ops, HTTP (autocannon), memory per session and churn (writes churn.svg)
 bench-node: build-node redis-server-installed $(BENCH_NODE_DIR)/node_modules/.package-lock.json
 	cd $(BENCH_NODE_DIR) && node bench-store.js
+	cd $(BENCH_NODE_DIR) && node bench-save-path.js
 	cd $(BENCH_NODE_DIR) && node bench-http.js
 	cd $(BENCH_NODE_DIR) && node bench-memory.js
 	cd $(BENCH_NODE_DIR) && node bench-churn.js churn.svg
