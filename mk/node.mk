@@ -5,7 +5,7 @@ DEMO_DIR := examples/express
 # resolves the same versions from the committed lock.
 NPM_INSTALL := npm install --no-audit --no-fund --loglevel=error
 
-.PHONY: node-deps build-node node-types-check test-node demo demo-deps bench-node
+.PHONY: node-deps build-node node-types-check test-node test-node-package demo demo-deps bench-node
 
 $(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	cd $(NODE_DIR) && $(NPM_INSTALL)
@@ -37,7 +37,11 @@ test-node: build-node node-types-check demo-deps
 demo: demo-deps
 	cd $(DEMO_DIR) && node server.js
 
-TEST_TARGETS += test-node
+# The package as users install it: npm pack, installed into a fresh app outside the repository.
+test-node-package: build-node
+	bash tests/packaging/npm-pack.sh
+
+TEST_TARGETS += test-node test-node-package
 
 BENCH_NODE_DIR := benches/node
 

@@ -8,7 +8,16 @@
 const { EventEmitter } = require('node:events')
 const { createRequire } = require('node:module')
 const path = require('node:path')
-const native = require('./native.js')
+const native = loadNative()
+
+function loadNative() {
+  try {
+    return require('./native.js')
+  } catch (error) {
+    const { noAddonMessage } = require('./no-addon.js')
+    throw codedError('invalid_config', noAddonMessage(error), error)
+  }
+}
 
 const ONE_DAY_SECONDS = 86400
 // The native getText() answer: 13 digits of milliseconds left, 16 of version, then the value.
