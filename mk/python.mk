@@ -7,7 +7,7 @@ PY := $(abspath $(PY_VENV))/bin/python
 PY_SYSTEM ?= python3
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: python-deps build-python test-python bench-python-deps bench-python
+.PHONY: python-deps build-python test-python test-python-package bench-python-deps bench-python
 
 $(PY_VENV)/.deps-test: $(PY_DIR)/requirements-test.txt
 	test -x $(PY) || $(PY_SYSTEM) -m venv $(PY_VENV)
@@ -26,6 +26,12 @@ test-python: build-python
 	cd $(PY_DIR) && $(PY) -m mypy.stubtest coatcheck._native --allowlist stubtest-allowlist.txt
 	cd $(PY_DIR) && $(PY) -m mypy
 	cd $(PY_DIR) && $(PY) -m pytest -W error -q
+
+# The package as users install it: pip wheel, installed with its flask extra into a fresh venv.
+test-python-package:
+	PY_SYSTEM=$(PY_SYSTEM) bash tests/packaging/pip-wheel.sh
+
+TEST_TARGETS += test-python-package
 
 $(PY_VENV)/.deps-bench: benches/python/requirements.txt $(PY_VENV)/.deps-test
 	$(PIP_INSTALL) -r $<

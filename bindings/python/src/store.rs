@@ -81,6 +81,19 @@ impl PyStore {
         Ok(Self { store })
     }
 
+    /// Seconds a session lives without being read or written, unless a TTL of its own says
+    /// otherwise.
+    #[getter]
+    fn idle_timeout(&self) -> f64 {
+        self.store.idle_timeout().as_secs_f64()
+    }
+
+    /// Seconds a session lives at most from its creation, or `None`.
+    #[getter]
+    fn absolute_timeout(&self) -> Option<f64> {
+        self.store.absolute_timeout().map(|d| d.as_secs_f64())
+    }
+
     /// Stores `data` as a new session and returns its signed token.
     #[pyo3(signature = (data, ttl=None))]
     fn create(&self, data: &[u8], ttl: Option<&Bound<'_, PyAny>>) -> PyResult<String> {
@@ -222,12 +235,10 @@ impl PyStore {
         Ok(self.store.set_owner(id, owner).map_err(Error)?)
     }
 
-    /// Tokens of the live sessions of `owner`.
+    /// Ids of the live sessions of `owner`: names to list and compare (the current one is
+    /// `unsign(token)`), never tokens that would open those sessions.
     fn sessions_of(&self, owner: &str) -> PyResult<Vec<String>> {
-        let ids = { self.store.sessions_of(owner).map_err(Error)? };
-        ids.iter()
-            .map(|id| Ok(self.store.sign(id).map_err(Error)?))
-            .collect()
+        Ok(self.store.sessions_of(owner).map_err(Error)?)
     }
 
     /// Destroys every session of `owner` except the one of `except_token`; how many.

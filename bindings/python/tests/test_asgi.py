@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Callable
 
@@ -13,15 +14,14 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from coatcheck import Store
-from coatcheck.asgi import ServerSession, SessionMiddleware
+from coatcheck import JSONSerializer, Store
+from coatcheck.asgi import ServerSession, SessionMiddleware, current_session, regenerate
 
 
 async def login(request: Request) -> JSONResponse:
-    session = request.session
-    assert isinstance(session, ServerSession)
-    session.regenerate()
-    session["user"] = request.path_params["user"]
+    assert isinstance(request.session, ServerSession)
+    regenerate(request)
+    request.session["user"] = request.path_params["user"]
     return JSONResponse({"ok": True})
 
 
@@ -73,7 +73,10 @@ def test_login_creates_a_server_side_session_that_the_next_request_sees(store: S
     assert token is not None and store.unsign(token) is not None
     assert store.get(token) == b'{"user":"ann"}'
     header = response.headers["set-cookie"]
-    assert "httponly" in header and "samesite=lax" in header and "Max-Age=1209600" in header
+    assert "httponly" in header and "samesite=lax" in header
+    # The store's idle timeout.
+    assert "Max-Age=3600" in header
+    assert response.headers["vary"] == "Cookie"
     assert client.get("/me").json() == {"user": "ann", "cart": []}
 
 
@@ -120,14 +123,26 @@ def test_a_tampered_cookie_gets_a_fresh_empty_session(
     assert store.get(token) is not None and len(store) == 2
 
 
-def test_an_expired_session_is_gone() -> None:
-    store = Store("asgi secret", idle_timeout=0.2)
-    client = make_client(store, max_age=None)  # the store's idle timeout applies
+@pytest.mark.parametrize("options", [{}, {"max_age": None}], ids=["default", "browser-cookie"])
+def test_the_stores_idle_timeout_is_the_sessions_idle_timeout(options: dict[str, Any]) -> None:
+    # Margins of 0.15 s or more either way, so a loaded machine's late wake-ups do not matter.
+    store = Store("asgi secret", idle_timeout=0.3)
+    client = make_client(store, **options)
     client.post("/login/ann")
     token = cookie(client)
     assert token is not None
-    time.sleep(0.3)
-    assert client.get("/me").json() == {"user": None, "cart": []}
+
+    def me() -> Any:
+        # Max-Age is in whole seconds, which the test client's cookie jar counts from the
+        # last whole second: at this scale the cookie is sent by hand, and the server decides.
+        client.cookies.set("session", token, domain="testserver.local")
+        return client.get("/me").json()
+
+    for _ in range(4):  # 4 x 0.15 s: longer than the timeout, but each request slides it
+        time.sleep(0.15)
+        assert me() == {"user": "ann", "cart": []}
+    time.sleep(0.45)
+    assert me() == {"user": None, "cart": []}
     assert store.get(token) is None
 
 
@@ -139,22 +154,23 @@ def test_only_a_change_writes_and_sets_the_cookie(store: Store) -> None:
     for path in ("/me", "/nothing"):
         assert "set-cookie" not in client.get(path).headers
     assert store.stats()["updates"] == updates
-    response = client.post("/cart/pear")  # a change inside a nested list counts
-    assert "set-cookie" in response.headers
-    assert cookie(client) == token
+    response = client.post("/cart/pear")  # a change inside a nested list counts...
     assert store.stats()["updates"] == updates + 1
+    # ...and needs no Set-Cookie: the cookie the browser has is still current.
+    assert "set-cookie" not in response.headers
+    assert cookie(client) == token
     assert client.get("/me").json()["cart"] == ["apple", "pear"]
 
 
 def test_options_shape_the_cookie(store: Store) -> None:
     client = make_client(
-        store, cookie_name="sid", max_age=60, same_site="strict", https_only=True,
-        path="/", domain="testserver.local",
+        store, cookie_name="sid", max_age=3600, same_site="strict", https_only=True,
+        path="/", domain="testserver.local", partitioned=True,
     )  # fmt: skip
     header = client.post("/login/ann").headers["set-cookie"]
     assert header.startswith("sid=")
-    assert "Max-Age=60" in header and "samesite=strict" in header and "secure" in header
-    assert "domain=testserver.local" in header
+    assert "Max-Age=3600" in header and "samesite=strict" in header and "secure" in header
+    assert "domain=testserver.local" in header and "partitioned" in header
 
 
 def test_fastapi_style_add_middleware(store: Store) -> None:
@@ -163,3 +179,200 @@ def test_fastapi_style_add_middleware(store: Store) -> None:
     client = TestClient(app)
     client.post("/cart/apple")
     assert client.get("/me").json() == {"user": None, "cart": ["apple"]}
+
+
+# -- lifetimes ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_age", [60, 3599, 7200])
+def test_a_max_age_that_contradicts_the_store_is_an_error_at_setup(
+    store: Store, max_age: int
+) -> None:
+    with pytest.raises(ValueError, match="idle_timeout"):
+        SessionMiddleware(nothing, store=store, max_age=max_age)
+
+
+@pytest.mark.parametrize("max_age", [0, -1])
+def test_a_max_age_of_zero_or_less_sends_an_expired_cookie_and_stores_nothing(
+    store: Store, max_age: int
+) -> None:
+    # Starlette's meaning of max_age <= 0: the session does not outlive its request.
+    client = make_client(store, max_age=max_age)
+    response = client.post("/login/ann")
+    assert f"Max-Age={max_age};" in response.headers["set-cookie"]
+    assert len(store) == 0
+    assert client.get("/me").json()["user"] is None
+
+
+def test_without_max_age_the_cookie_lasts_until_the_browser_closes_and_is_sent_once(
+    store: Store,
+) -> None:
+    client = make_client(store, max_age=None)
+    header = client.post("/cart/apple").headers["set-cookie"]
+    assert "Max-Age" not in header and "expires" not in header.lower()
+    assert "set-cookie" not in client.post("/cart/pear").headers
+    assert "set-cookie" not in client.get("/me").headers
+    header = client.post("/login/ann").headers["set-cookie"]  # a new id: sent again
+    assert "Max-Age" not in header
+
+
+def test_the_cookie_is_refreshed_after_a_quarter_of_max_age_but_not_before() -> None:
+    store = Store("asgi secret", idle_timeout=2.0)  # a refresh at most every 0.5 s
+    client = make_client(store)
+    client.post("/cart/apple")
+    token = cookie(client)
+    updates = store.stats()["updates"]
+    time.sleep(0.1)
+    assert "set-cookie" not in client.get("/me").headers  # 0.1 s: not yet
+    time.sleep(0.55)
+    response = client.get("/me")  # past 0.5 s: refreshed, with the same token
+    header = response.headers["set-cookie"]
+    assert header.startswith(f"session={token};") and "Max-Age=2" in header
+    assert response.headers["vary"] == "Cookie"
+    assert store.stats()["updates"] == updates  # the refresh wrote no data
+    assert "set-cookie" not in client.get("/me").headers  # and the next one is not due yet
+    time.sleep(0.55)
+    assert "set-cookie" in client.get("/nothing").headers  # due: even without a session use
+
+
+def test_vary_cookie_only_when_the_session_was_used(store: Store) -> None:
+    client = make_client(store, max_age=None)
+    client.post("/cart/apple")
+    assert client.get("/me").headers["vary"] == "Cookie"
+    assert "vary" not in client.get("/nothing").headers
+
+
+# -- revocation is final ----------------------------------------------------------------------
+
+
+async def destroyed_meanwhile(request: Request) -> JSONResponse:
+    session = current_session(request)
+    assert session.token is not None
+    session.store.destroy(session.token)  # another tab's logout, while this request runs
+    session["cart"] = ["apple"]
+    return JSONResponse({"ok": True})
+
+
+async def destroyed_by_owner(request: Request) -> JSONResponse:
+    session = current_session(request)
+    session.store.destroy_owner(session["user"])  # "log out everywhere" from another device
+    session["cart"] = ["apple"]
+    return JSONResponse({"ok": True})
+
+
+@pytest.mark.parametrize("view", [destroyed_meanwhile, destroyed_by_owner])
+def test_a_session_revoked_during_a_request_is_not_recreated(store: Store, view: Any) -> None:
+    app = Starlette(
+        routes=[
+            Route("/login/{user}", login, methods=["POST"]),
+            Route("/write", view, methods=["POST"]),
+            Route("/me", me),
+        ],
+        middleware=[
+            Middleware(SessionMiddleware, store=store, owner=lambda data: data.get("user"))
+        ],
+    )
+    client = TestClient(app)
+    client.post("/login/ann")
+    assert cookie(client) is not None and store.sessions_of("ann") != []
+    response = client.post("/write")
+    assert response.status_code == 200
+    assert "expires=Thu, 01 Jan 1970" in response.headers["set-cookie"]
+    assert cookie(client) is None
+    assert len(store) == 0  # nothing was re-created from the request's data
+    assert client.get("/me").json() == {"user": None, "cart": []}
+
+
+# -- concurrent requests of one session merge ---------------------------------------------------
+
+
+async def race(request: Request) -> JSONResponse:
+    session = current_session(request)
+    assert session.token is not None
+    session.get("user")
+    # Another request of the same session writes first, while this one runs.
+    session.store.set(session.token, b'{"user":"ann","cart":["pear"],"theme":"dark","note":"x"}')
+    session["note"] = "mine"  # the same key changed by both: the last writer wins
+    del session["user"]  # removed here: stays removed
+    session["lang"] = "fr"  # added here
+    return JSONResponse({"ok": True})
+
+
+def test_a_concurrent_write_keeps_the_keys_this_request_did_not_touch(store: Store) -> None:
+    app = Starlette(
+        routes=[
+            Route("/login/{user}", login, methods=["POST"]),
+            Route("/cart/{item}", add, methods=["POST"]),
+            Route("/race", race, methods=["POST"]),
+        ],
+        middleware=[Middleware(SessionMiddleware, store=store)],
+    )
+    client = TestClient(app)
+    client.post("/login/ann")
+    client.post("/cart/apple")
+    client.post("/race")
+    token = cookie(client)
+    assert token is not None
+    assert JSONSerializer().loads(store.get(token) or b"") == {
+        "cart": ["pear"],  # not touched here: the other request's value
+        "theme": "dark",
+        "note": "mine",
+        "lang": "fr",
+    }
+
+
+def test_twenty_concurrent_requests_of_one_session_each_keep_their_key(store: Store) -> None:
+    from live import asgi_server, at_once, request
+
+    n = 20
+    arrived = 0
+    everyone_loaded = asyncio.Event()
+
+    async def add_key(request: Request) -> JSONResponse:
+        nonlocal arrived
+        request.session.get("user")  # loaded the same version as the 19 others...
+        arrived += 1
+        if arrived == n:
+            everyone_loaded.set()
+        await asyncio.wait_for(everyone_loaded.wait(), 20)
+        request.session[f"key-{request.path_params['i']}"] = request.path_params["i"]
+        return JSONResponse({"ok": True})  # ...and each writes its own key
+
+    app = Starlette(
+        routes=[
+            Route("/login/{user}", login, methods=["POST"]),
+            Route("/add/{i:int}", add_key, methods=["POST"]),
+        ],
+        middleware=[Middleware(SessionMiddleware, store=store)],
+    )
+    client = TestClient(app)
+    client.post("/login/ann")
+    token = cookie(client)
+    assert token is not None
+    conflicts = store.stats()["conflicts"]
+    with asgi_server(app) as port:
+        statuses = at_once(
+            n, lambda i: request(port, "POST", f"/add/{i}", f"session={token}")[0]
+        )
+    assert statuses == [200] * n
+    data = JSONSerializer().loads(store.get(token) or b"")
+    assert data == {"user": "ann", **{f"key-{i}": i for i in range(n)}}
+    assert store.stats()["conflicts"] >= n - 1  # they did collide, and were merged
+
+
+# -- owners -------------------------------------------------------------------------------------
+
+
+def test_an_int_owner_is_filed_as_text_and_a_bool_owner_is_a_type_error(store: Store) -> None:
+    async def set_owner(request: Request) -> JSONResponse:
+        request.session["uid"] = [True, 7][request.path_params["n"]]
+        return JSONResponse({"ok": True})
+
+    app = Starlette(
+        routes=[Route("/set/{n:int}", set_owner, methods=["POST"])],
+        middleware=[Middleware(SessionMiddleware, store=store, owner=lambda d: d.get("uid"))],
+    )
+    TestClient(app).post("/set/1")
+    assert len(store.sessions_of("7")) == 1
+    with pytest.raises(TypeError, match="bool"):
+        TestClient(app).post("/set/0")

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
 import time
 from typing import Any, Callable
 
@@ -25,7 +27,12 @@ if not settings.configured:
             "django.contrib.auth",
             "django.contrib.sessions",
         ],
-        MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"],
+        MIDDLEWARE=[
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+        ],
+        # Users live in memory (MemoryBackend below): these tests run without a database.
+        AUTHENTICATION_BACKENDS=[f"{__name__}.MemoryBackend"],
         SESSION_ENGINE="coatcheck.django",
         COATCHECK_STORE=STORE,
         DATABASES={},
@@ -34,22 +41,28 @@ if not settings.configured:
     django.setup()
 
 from django.contrib.auth import login, logout  # noqa: E402
+from django.contrib.auth.decorators import login_required  # noqa: E402
 from django.contrib.auth.models import User  # noqa: E402
 from django.contrib.auth.signals import user_logged_in  # noqa: E402
 from django.http import HttpRequest, JsonResponse  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from coatcheck.django import SessionStore  # noqa: E402
+from coatcheck.django import SessionStore, get_store  # noqa: E402
 
 # These tests run without a database: login must not write `last_login`.
 user_logged_in.disconnect(dispatch_uid="update_last_login")
 
 
+class MemoryBackend:
+    """Users without a database: user ``n`` is named by ``n`` letters."""
+
+    def get_user(self, user_id: Any) -> User:
+        return User(pk=int(user_id), username="x" * int(user_id))
+
+
 def login_view(request: HttpRequest, name: str) -> JsonResponse:
-    user = User(pk=len(name), username=name)
-    user.backend = "django.contrib.auth.backends.ModelBackend"
-    login(request, user)
+    login(request, User(pk=len(name), username=name), backend=f"{__name__}.MemoryBackend")
     return JsonResponse({"ok": True})
 
 
@@ -78,12 +91,69 @@ def short_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"ok": True})
 
 
+# -- the README's "your devices" example, as written there -------------------------------------
+
+
+@login_required
+def devices(request: HttpRequest) -> JsonResponse:
+    store = get_store()
+    return JsonResponse({"sessions": store.sessions_of(str(request.user.pk)),
+                         "this": store.unsign(request.session.session_key)})  # fmt: skip
+
+
+@login_required
+def logout_others(request: HttpRequest) -> JsonResponse:
+    n = get_store().destroy_owner(str(request.user.pk), except_token=request.session.session_key)
+    return JsonResponse({"logged_out": n})
+
+
+# -- views for revocation and concurrency -------------------------------------------------------
+
+
+def destroyed_meanwhile_view(request: HttpRequest) -> JsonResponse:
+    request.session.get("cart")
+    STORE.destroy(request.session.session_key)  # another tab's logout, while this runs
+    request.session["cart"] = ["apple"]
+    return JsonResponse({"ok": True})
+
+
+def destroyed_by_owner_view(request: HttpRequest) -> JsonResponse:
+    STORE.destroy_owner(request.session["_auth_user_id"])  # "log out everywhere"
+    request.session["cart"] = ["apple"]
+    return JsonResponse({"ok": True})
+
+
+def race_view(request: HttpRequest) -> JsonResponse:
+    request.session.get("cart")
+    # Another request of the same session writes first, while this one runs.
+    STORE.set(request.session.session_key, b'{"cart":["pear"],"theme":"dark","note":"x"}')
+    request.session["note"] = "mine"  # the same key changed by both: the last writer wins
+    request.session["lang"] = "fr"  # added here
+    return JsonResponse({"ok": True})
+
+
+BARRIER: list[threading.Barrier] = []
+
+
+def add_key_view(request: HttpRequest, i: int) -> JsonResponse:
+    request.session.get("cart")  # loaded the same version as the others...
+    BARRIER[0].wait()
+    request.session[f"key-{i}"] = i  # ...and each writes its own key
+    return JsonResponse({"ok": True})
+
+
 urlpatterns = [
     path("login/<str:name>", login_view),
     path("me", me_view),
     path("cart/<str:item>", cart_view),
     path("logout", logout_view),
     path("short", short_view),
+    path("devices", devices),
+    path("devices/logout-others", logout_others),
+    path("destroyed-meanwhile", destroyed_meanwhile_view),
+    path("destroyed-by-owner", destroyed_by_owner_view),
+    path("race", race_view),
+    path("add/<int:i>", add_key_view),
 ]
 
 
@@ -267,3 +337,171 @@ def test_clear_expired_reclaims_expired_sessions(api: Api) -> None:
     while len(STORE) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert len(STORE) == 0
+
+
+def test_an_expiry_in_the_past_destroys_the_session_at_once(api: Api) -> None:
+    # Django's own test_actual_expiry, for a new session and for a stored one.
+    import datetime
+
+    s = SessionStore()
+    s["foo"] = "bar"
+    s.set_expiry(-datetime.timedelta(seconds=10))
+    api(s, "save")
+    assert s.session_key is not None
+    assert "foo" not in SessionStore(s.session_key)
+    stored = SessionStore()
+    stored["foo"] = "bar"
+    api(stored, "save")
+    again = SessionStore(stored.session_key)
+    assert api(again, "load") == {"foo": "bar"}
+    again.set_expiry(-1)
+    api(again, "save")
+    assert "foo" not in SessionStore(stored.session_key)
+    assert len(STORE) == 0
+
+
+def test_removing_a_custom_expiry_gives_back_the_stores_idle_timeout(api: Api) -> None:
+    s = SessionStore()
+    s["x"] = 1
+    s.set_expiry(0.2)
+    api(s, "save")
+    again = SessionStore(s.session_key)
+    assert api(again, "load") == {"x": 1, "_session_expiry": 0.2}
+    again.set_expiry(None)
+    api(again, "save")
+    time.sleep(0.35)
+    assert api(SessionStore(s.session_key), "load") == {"x": 1}
+
+
+# -- lifetimes through the middleware ------------------------------------------------------------
+
+
+def test_a_session_cookie_age_that_contradicts_the_store_is_improperly_configured() -> None:
+    from django.core.exceptions import ImproperlyConfigured
+    from django.test import override_settings
+
+    with override_settings(SESSION_COOKIE_AGE=60):
+        with pytest.raises(ImproperlyConfigured, match="SESSION_COOKIE_AGE"):
+            SessionStore()
+    with override_settings(SESSION_COOKIE_AGE=3600):  # equal to the store's: fine
+        SessionStore()
+
+
+def test_the_cookie_max_age_is_the_stores_idle_timeout() -> None:
+    # SESSION_COOKIE_AGE is left at Django's default (two weeks): the store decides.
+    client = Client()
+    response = client.get("/cart/apple")
+    assert response.cookies[settings.SESSION_COOKIE_NAME]["max-age"] == 3600
+
+
+def test_save_every_request_refreshes_the_cookie_with_a_touch_not_a_write() -> None:
+    from django.test import override_settings
+
+    client = Client()
+    client.get("/cart/apple")
+    token = session_cookie(client)
+    updates = STORE.stats()["updates"]
+    with override_settings(SESSION_SAVE_EVERY_REQUEST=True):
+        response = client.get("/me")
+    assert response.json() == {"user_id": None, "cart": ["apple"]}
+    assert response.cookies[settings.SESSION_COOKIE_NAME].value == token
+    assert response.cookies[settings.SESSION_COOKIE_NAME]["max-age"] == 3600
+    assert STORE.stats()["updates"] == updates  # no data write
+    assert "sessionid" not in client.get("/me").cookies  # without the setting: not re-sent
+
+
+# -- revocation is final -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/destroyed-meanwhile", "/destroyed-by-owner"])
+def test_a_session_revoked_during_a_request_is_not_recreated(
+    path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = Client()
+    client.get("/login/ann")
+    assert STORE.sessions_of("3") != []
+    response = client.get(path)  # SessionInterrupted: Django answers 400
+    assert response.status_code == 400
+    assert "session was deleted before the request completed" in caplog.text
+    assert len(STORE) == 0  # nothing was re-created from the request's data
+    assert client.get("/me").json() == {"user_id": None, "cart": []}
+
+
+# -- concurrent requests of one session merge ---------------------------------------------------
+
+
+def test_a_concurrent_write_keeps_the_keys_this_request_did_not_touch() -> None:
+    client = Client()
+    client.get("/cart/apple")
+    client.get("/race")
+    token = session_cookie(client)
+    assert token is not None
+    assert json.loads(STORE.get(token) or b"") == {
+        "cart": ["pear"],  # not touched here: the other request's value
+        "theme": "dark",
+        "note": "mine",
+        "lang": "fr",
+    }
+
+
+def test_twenty_concurrent_requests_of_one_session_each_keep_their_key() -> None:
+    from django.core.handlers.wsgi import WSGIHandler
+
+    from live import at_once, request, wsgi_server
+
+    n = 20
+    BARRIER[:] = [threading.Barrier(n, timeout=20)]
+    client = Client()
+    client.get("/cart/apple")
+    token = session_cookie(client)
+    assert token is not None
+    conflicts = STORE.stats()["conflicts"]
+    cookie = f"{settings.SESSION_COOKIE_NAME}={token}"
+    with wsgi_server(WSGIHandler()) as port:
+        statuses = at_once(n, lambda i: request(port, "GET", f"/add/{i}", cookie, "testserver")[0])
+    assert statuses == [200] * n
+    data = json.loads(STORE.get(token) or b"")
+    assert data == {"cart": ["apple"], **{f"key-{i}": i for i in range(n)}}
+    assert STORE.stats()["conflicts"] > conflicts  # they did collide, and were merged
+
+
+# -- owners ---------------------------------------------------------------------------------
+
+
+def test_login_files_the_session_under_the_user_so_other_devices_can_be_logged_out() -> None:
+    laptop, phone, other = Client(), Client(), Client()
+    laptop.get("/login/ann")
+    phone.get("/login/ann")
+    other.get("/login/jo")
+    listed = laptop.get("/devices").json()
+    assert listed["this"] in listed["sessions"] and len(listed["sessions"]) == 2
+    assert all(STORE.get(i) is None for i in listed["sessions"])  # ids, not tokens
+    assert laptop.get("/devices/logout-others").json() == {"logged_out": 1}
+    assert phone.get("/me").json() == {"user_id": None, "cart": []}
+    assert laptop.get("/me").json()["user_id"] == "3"
+    assert other.get("/me").json()["user_id"] == "2"  # another user's session: untouched
+    assert len(STORE.sessions_of("3")) == 1
+
+
+def test_logout_takes_the_session_off_its_owner() -> None:
+    client = Client()
+    client.get("/login/ann")
+    assert len(STORE.sessions_of("3")) == 1
+    client.get("/logout")
+    assert STORE.sessions_of("3") == []
+
+
+def owner_by_cart(data: dict[str, Any]) -> Any:
+    return "has-a-cart" if data.get("cart") else None
+
+
+@pytest.mark.parametrize("owner", [None, f"{__name__}.owner_by_cart", owner_by_cart])
+def test_the_owner_hook_is_a_setting(owner: Any) -> None:
+    from django.test import override_settings
+
+    with override_settings(COATCHECK_OWNER=owner):
+        client = Client()
+        client.get("/login/ann")
+        client.get("/cart/apple")
+    assert STORE.sessions_of("3") == []  # not the default hook
+    assert len(STORE.sessions_of("has-a-cart")) == (0 if owner is None else 1)

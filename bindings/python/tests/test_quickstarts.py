@@ -1,7 +1,8 @@
 """The README's quick starts, as written there, run end to end.
 
 Each function body below is the README text (kept in step by hand: if you change one,
-change the other).
+change the other). The Django quick start is settings; its "your devices" views are in
+test_django.py, which runs them.
 """
 
 from __future__ import annotations
@@ -17,17 +18,16 @@ def flask_quickstart() -> Any:
     from flask import Flask, session
 
     from coatcheck import Store
-    from coatcheck.flask import CoatcheckSession
+    from coatcheck.flask import CoatcheckSession, current_session, regenerate
 
     app = Flask(__name__)
-    app.config["PERMANENT_SESSION_LIFETIME"] = 30 * 60  # idle timeout, seconds
     store = Store(["current secret", "previous secret"], idle_timeout=30 * 60)
-    CoatcheckSession(app, store)
+    CoatcheckSession(app, store, owner=lambda data: data.get("user_id"))
 
     @app.post("/login")
     def login() -> dict[str, Any]:
-        session.regenerate()  # new session id at login (session fixation)
-        session["user_id"] = 42
+        regenerate()  # new session id at login (session fixation)
+        session["user_id"] = 42  # files the session under its owner, "42"
         return {"ok": True}
 
     @app.get("/me")
@@ -39,21 +39,36 @@ def flask_quickstart() -> Any:
         session.clear()  # destroys the stored session and deletes the cookie
         return {"ok": True}
 
+    # Your devices: the ids of the user's sessions, and "log out the others".
+    @app.get("/devices")
+    def devices() -> dict[str, Any]:
+        return {
+            "sessions": store.sessions_of(str(session["user_id"])),
+            "this": current_session().session_id,
+        }
+
+    @app.post("/devices/logout-others")
+    def logout_others() -> dict[str, Any]:
+        n = store.destroy_owner(str(session["user_id"]), except_token=current_session().token)
+        return {"logged_out": n}
+
     return app, store
 
 
 def fastapi_quickstart() -> Any:
     from coatcheck import Store
-    from coatcheck.asgi import SessionMiddleware
+    from coatcheck.asgi import SessionMiddleware, current_session, regenerate
 
     store = Store("a long random secret", idle_timeout=30 * 60)
     app = FastAPI()
-    app.add_middleware(SessionMiddleware, store=store, max_age=30 * 60, https_only=False)
+    app.add_middleware(
+        SessionMiddleware, store=store, https_only=False, owner=lambda data: data.get("user_id")
+    )
 
     @app.post("/login")
     async def login(request: Request) -> dict[str, Any]:
-        request.session.regenerate()  # type: ignore[attr-defined]
-        request.session["user_id"] = 42
+        regenerate(request)  # new session id at login (session fixation)
+        request.session["user_id"] = 42  # files the session under its owner, "42"
         return {"ok": True}
 
     @app.get("/me")
@@ -62,8 +77,22 @@ def fastapi_quickstart() -> Any:
 
     @app.post("/logout")
     async def logout(request: Request) -> dict[str, Any]:
-        request.session.clear()
+        request.session.clear()  # destroys the stored session and deletes the cookie
         return {"ok": True}
+
+    # Your devices: the ids of the user's sessions, and "log out the others".
+    @app.get("/devices")
+    async def devices(request: Request) -> dict[str, Any]:
+        return {
+            "sessions": store.sessions_of(str(request.session["user_id"])),
+            "this": current_session(request).session_id,
+        }
+
+    @app.post("/devices/logout-others")
+    async def logout_others(request: Request) -> dict[str, Any]:
+        token = current_session(request).token
+        n = store.destroy_owner(str(request.session["user_id"]), except_token=token)
+        return {"logged_out": n}
 
     return app, store
 
@@ -79,6 +108,19 @@ def test_flask_quickstart() -> None:
     assert len(store) == 0
 
 
+def test_flask_quickstart_devices() -> None:
+    app, store = flask_quickstart()
+    laptop, phone = app.test_client(), app.test_client()
+    laptop.post("/login")
+    phone.post("/login")
+    listed = laptop.get("/devices").json
+    assert len(listed["sessions"]) == 2 and listed["this"] in listed["sessions"]
+    assert laptop.post("/devices/logout-others").json == {"logged_out": 1}
+    assert phone.get("/me").json == {"user_id": None}
+    assert laptop.get("/me").json == {"user_id": 42}
+    assert laptop.get("/devices").json["sessions"] == [listed["this"]]
+
+
 def test_fastapi_quickstart() -> None:
     from starlette.testclient import TestClient
 
@@ -90,3 +132,18 @@ def test_fastapi_quickstart() -> None:
     client.post("/logout")
     assert client.get("/me").json() == {"user_id": None}
     assert len(store) == 0
+
+
+def test_fastapi_quickstart_devices() -> None:
+    from starlette.testclient import TestClient
+
+    app, store = fastapi_quickstart()
+    laptop, phone = TestClient(app), TestClient(app)
+    laptop.post("/login")
+    phone.post("/login")
+    listed = laptop.get("/devices").json()
+    assert len(listed["sessions"]) == 2 and listed["this"] in listed["sessions"]
+    assert laptop.post("/devices/logout-others").json() == {"logged_out": 1}
+    assert phone.get("/me").json() == {"user_id": None}
+    assert laptop.get("/me").json() == {"user_id": 42}
+    assert laptop.get("/devices").json()["sessions"] == [listed["this"]]

@@ -87,7 +87,7 @@ def test_regenerate_moves_the_session_to_a_new_token(store: Store) -> None:
     assert store.unsign(new) != store.unsign(old)
     assert store.get(old) is None
     assert store.get(new) == b"cart"
-    assert store.sessions_of("user-1") == [new]
+    assert store.sessions_of("user-1") == [store.unsign(new)]
     assert store.regenerate(old) is None
 
 
@@ -235,22 +235,32 @@ def test_writes_to_a_bad_token_raise_and_change_nothing(
 # -- owners -------------------------------------------------------------------------------
 
 
-def test_owner_index(store: Store) -> None:
+def test_owner_index_lists_ids_never_tokens(store: Store) -> None:
     a, b, c = (store.create(b"x") for _ in range(3))
     other = store.create(b"y")
     for token in (a, b, c):
         store.set_owner(token, "user-7")
     store.set_owner(other, "user-8")
-    assert sorted(store.sessions_of("user-7")) == sorted([a, b, c])
+    ids = store.sessions_of("user-7")
+    assert sorted(ids) == sorted(store.unsign(t) for t in (a, b, c))
+    # An id is a name for the session, not a way in: it does not open it.
+    assert all(store.get(i) is None for i in ids)
     assert store.sessions_of("nobody") == []
     store.set_owner(c, None)
-    assert sorted(store.sessions_of("user-7")) == sorted([a, b])
+    assert sorted(store.sessions_of("user-7")) == sorted([store.unsign(a), store.unsign(b)])
     assert store.destroy_owner("user-7", except_token=a) == 1
-    assert store.sessions_of("user-7") == [a]
+    assert store.sessions_of("user-7") == [store.unsign(a)]
     assert store.get(b) is None and store.get(c) == b"x"
     assert store.destroy_owner("user-7") == 1
     assert store.sessions_of("user-7") == []
-    assert store.sessions_of("user-8") == [other]
+    assert store.sessions_of("user-8") == [store.unsign(other)]
+
+
+def test_the_store_reports_its_timeouts() -> None:
+    store = Store("s" * 32, idle_timeout=1800, absolute_timeout=86400)
+    assert store.idle_timeout == 1800.0
+    assert store.absolute_timeout == 86400.0
+    assert Store("s" * 32, idle_timeout=0.5).absolute_timeout is None
 
 
 @pytest.mark.parametrize("suffix", ["x", "\ud800"])
@@ -261,7 +271,7 @@ def test_destroy_owner_with_a_forged_except_token_raises_and_destroys_nothing(
     store.set_owner(token, "user")
     with pytest.raises(coatcheck.BadSignatureError):
         store.destroy_owner("user", except_token=token + suffix)
-    assert store.sessions_of("user") == [token]
+    assert store.sessions_of("user") == [store.unsign(token)]
 
 
 @pytest.mark.parametrize("owner", ["", "o" * 1025])

@@ -7,49 +7,215 @@
     from coatcheck.asgi import SessionMiddleware
 
     app = FastAPI()
-    app.add_middleware(SessionMiddleware, store=Store("a long random secret", idle_timeout=1800))
+    store = Store("a long random secret", idle_timeout=30 * 60)
+    app.add_middleware(SessionMiddleware, store=store, owner=lambda data: data.get("user_id"))
 
 It is used like Starlette's own ``SessionMiddleware``, but the cookie holds only a signed token
-and the data stays in the store. A response sends ``Set-Cookie`` only when the session changed
-(compared by its serialized form, so changes inside nested values count too); emptying the
-session destroys it and deletes the cookie. Call ``request.session.regenerate()`` at login.
+and the data stays in the store. A request that changes nothing (compared by the serialized
+session, so changes inside nested values count too) writes nothing. A request that changes
+the session writes it with a compare-and-set; if another request of the same session wrote
+first, this request's changes are merged into the newer data (keys it did not touch keep the
+other request's values). Emptying the session destroys it and deletes the cookie. A session
+that was destroyed meanwhile (logout in another tab, ``destroy_owner``, a timeout) is never
+re-created: the response deletes the cookie. Call `regenerate` (or
+``request.session.regenerate()``) at login to move the session to a new id.
+
+Lifetimes, one rule: the store's ``idle_timeout`` is the idle timeout of the sessions, its
+``absolute_timeout`` their absolute timeout, and the cookie is sent so that it does not
+expire while a user is active. By default (``max_age`` left out) the cookie's ``Max-Age`` is the
+store's idle timeout, and the cookie is re-sent, with no data written, at most once per
+quarter of it: a user whose requests come less than three quarters of the idle timeout apart
+never loses the cookie (a user who stops may see the cookie go up to a quarter of it before
+the store drops the session). ``max_age=None`` gives a cookie that lasts until the browser
+closes, sent once per session id. A positive ``max_age`` other than the store's idle timeout
+is an error. ``max_age`` of 0 or less keeps Starlette's meaning, a cookie that is already
+expired: no session outlives its request, and nothing is stored.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+import enum
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any, Final, Literal, Optional, Union
 
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from coatcheck._native import NotFoundError, Store
-from coatcheck.serializers import JSONSerializer, Serializer, dump_bytes, load_dict
+from coatcheck._native import Store
+from coatcheck._session_state import (
+    Outcome,
+    OwnerHook,
+    SessionBackend,
+    SessionState,
+    StoredSession,
+)
+from coatcheck.serializers import JSONSerializer, Serializer
 
-__all__ = ["ServerSession", "SessionMiddleware"]
+__all__ = [
+    "STORE_IDLE_TIMEOUT",
+    "ServerSession",
+    "SessionMiddleware",
+    "current_session",
+    "regenerate",
+]
 
 
-class ServerSession(dict):  # type: ignore[type-arg]
-    """The session dict of one request, with the token it was stored under."""
+class _Default(enum.Enum):
+    STORE_IDLE_TIMEOUT = "the store's idle timeout"
 
-    def __init__(
-        self,
-        initial: Optional[dict[str, Any]] = None,
-        *,
-        store: Store,
-        token: Optional[str] = None,
-    ) -> None:
+
+#: ``SessionMiddleware(max_age=...)``'s default: the store's idle timeout.
+STORE_IDLE_TIMEOUT: Final = _Default.STORE_IDLE_TIMEOUT
+
+
+class ServerSession(StoredSession, dict[str, Any]):
+    """The session dict of one request, with the token it is stored under.
+
+    ``accessed`` is set by any use of the dict (the response then varies on ``Cookie``).
+    """
+
+    def __init__(self, initial: Optional[Mapping[str, Any]] = None, *, state: SessionState):
         super().__init__(initial or {})
-        self.store = store
-        #: The signed token of the stored session; ``None`` until it is first saved.
-        self.token = token
-        self.regenerated = False
+        #: This request's token, loaded version and loaded bytes.
+        self.state = state
+        self.accessed = False
 
-    def regenerate(self) -> None:
-        """Moves the session to a new id, keeping its data (call it at login)."""
-        if self.token is not None:
-            self.token = self.store.regenerate(self.token)
-        self.regenerated = True
+    # Every use of the dict marks the session accessed. `*args: Any` keeps each override
+    # compatible with all of dict's overloads.
+
+    def __getitem__(self, key: str) -> Any:
+        self.accessed = True
+        return super().__getitem__(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.accessed = True
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.accessed = True
+        super().__delitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.accessed = True
+        return super().__contains__(key)
+
+    def __iter__(self) -> Any:
+        self.accessed = True
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self.accessed = True
+        return super().__len__()
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        self.accessed = True
+        return super().get(*args, **kwargs)
+
+    def keys(self, *args: Any, **kwargs: Any) -> Any:
+        self.accessed = True
+        return super().keys(*args, **kwargs)
+
+    def values(self, *args: Any, **kwargs: Any) -> Any:
+        self.accessed = True
+        return super().values(*args, **kwargs)
+
+    def items(self, *args: Any, **kwargs: Any) -> Any:
+        self.accessed = True
+        return super().items(*args, **kwargs)
+
+    def setdefault(self, *args: Any, **kwargs: Any) -> Any:
+        self.accessed = True
+        return super().setdefault(*args, **kwargs)
+
+    def pop(self, *args: Any, **kwargs: Any) -> Any:
+        self.accessed = True
+        return super().pop(*args, **kwargs)
+
+    def popitem(self, *args: Any, **kwargs: Any) -> Any:
+        self.accessed = True
+        return super().popitem(*args, **kwargs)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self.accessed = True
+        super().update(*args, **kwargs)
+
+    def clear(self, *args: Any, **kwargs: Any) -> None:
+        self.accessed = True
+        super().clear(*args, **kwargs)
+
+    def copy(self, *args: Any, **kwargs: Any) -> Any:
+        self.accessed = True
+        return super().copy(*args, **kwargs)
+
+    def __or__(self, *args: Any, **kwargs: Any) -> Any:
+        self.accessed = True
+        return super().__or__(*args, **kwargs)
+
+    def __ior__(self, *args: Any, **kwargs: Any) -> Any:
+        self.accessed = True
+        return super().__ior__(*args, **kwargs)
+
+
+def current_session(request: HTTPConnection) -> ServerSession:
+    """``request.session``, typed as what coatcheck keeps (for ``.token``, ``.regenerate()``).
+
+    Raises:
+        RuntimeError: The session is not coatcheck's (no `SessionMiddleware`, or the app
+            replaced it).
+    """
+    session = request.session
+    if not isinstance(session, ServerSession):
+        raise RuntimeError("this request's session is not kept by coatcheck.asgi")
+    return session
+
+
+def regenerate(request: HTTPConnection) -> None:
+    """Moves the request's session to a new id, keeping its data: call it at login."""
+    current_session(request).regenerate()
+
+
+class _SentCookies:
+    """When the cookie of each session was last sent, for sessions sent one recently.
+
+    Why here and not elsewhere: the cookie's age is not in the store (its deadline is slid by
+    every read, so it says when the session was last used, not when its cookie was last sent),
+    and keeping a send time in the session data would make a refresh a data write. The store
+    lives in this process, so a small in-process table does it: it holds only the tokens sent
+    less than one refresh interval ago (older entries would be due anyway and are dropped), at
+    most `limit` of them. A missing entry (another process start, an entry dropped to stay
+    under the limit) only means one refresh earlier than needed.
+    """
+
+    def __init__(self, interval: float, limit: int = 100_000) -> None:
+        self.interval = interval
+        self.limit = limit
+        self._sent: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def due(self, token: str, now: float) -> bool:
+        with self._lock:
+            sent = self._sent.get(token)
+        return sent is None or now - sent >= self.interval
+
+    def sent(self, token: str, now: float) -> None:
+        with self._lock:
+            self._sent[token] = now
+            self._sent.move_to_end(token)
+            while self._sent:
+                oldest = next(iter(self._sent.values()))
+                if len(self._sent) <= self.limit and now - oldest < self.interval:
+                    break
+                self._sent.popitem(last=False)
+
+    def forget(self, token: Optional[str]) -> None:
+        if token is not None:
+            with self._lock:
+                self._sent.pop(token, None)
 
 
 class SessionMiddleware:
@@ -57,15 +223,27 @@ class SessionMiddleware:
 
     Args:
         app: The wrapped ASGI app.
-        store: Where sessions live.
+        store: Where sessions live; its ``idle_timeout`` and ``absolute_timeout`` are the
+            sessions' lifetimes.
         cookie_name: The cookie that carries the token.
-        max_age: Seconds; the cookie's ``Max-Age`` and the session's idle timeout in the
-            store. ``None`` gives a browser-session cookie and the store's own idle timeout.
+        max_age: Left out, the cookie follows the store's idle timeout (see the module
+            docstring). ``None``: a cookie that lasts until the browser closes. A positive
+            number must equal ``store.idle_timeout``: the store, not the cookie, decides how
+            long a session lives. 0 or less: sessions end with their request (Starlette's
+            already-expired cookie), nothing is stored.
         path: The cookie's path.
         same_site: The cookie's ``SameSite``.
         https_only: Adds ``Secure`` to the cookie.
         domain: The cookie's domain.
+        partitioned: Adds ``Partitioned`` to the cookie (CHIPS).
         serializer: How session dicts become bytes; JSON by default.
+        owner: Computes a session's owner (a user id: ``str``, ``int`` or ``None``) from its
+            data, e.g. ``lambda data: data.get("user_id")``. Every session written is filed
+            under it, so ``store.sessions_of(user)`` lists a user's sessions and
+            ``store.destroy_owner(user)`` logs them all out.
+
+    Raises:
+        ValueError: A positive ``max_age`` differs from the store's idle timeout.
     """
 
     def __init__(
@@ -73,23 +251,53 @@ class SessionMiddleware:
         app: ASGIApp,
         store: Store,
         cookie_name: str = "session",
-        max_age: Optional[int] = 14 * 24 * 60 * 60,
+        max_age: Union[float, None, Literal[_Default.STORE_IDLE_TIMEOUT]] = STORE_IDLE_TIMEOUT,
         path: str = "/",
         same_site: Literal["lax", "strict", "none"] = "lax",
         https_only: bool = False,
         domain: Optional[str] = None,
+        partitioned: bool = False,
         serializer: Optional[Serializer] = None,
+        owner: Optional[OwnerHook] = None,
     ) -> None:
+        #: Sessions end with their request (``max_age`` <= 0): nothing is stored.
+        self.expired_at_once = False
+        if max_age is STORE_IDLE_TIMEOUT:
+            lifetime: Optional[float] = store.idle_timeout
+        elif max_age is None:
+            lifetime = None
+        elif max_age <= 0:
+            self.expired_at_once = True
+            lifetime = None
+        else:
+            if abs(max_age - store.idle_timeout) >= 0.001:
+                raise ValueError(
+                    f"max_age is {max_age:g} s but the store's idle_timeout is"
+                    f" {store.idle_timeout:g} s: the store's idle timeout is the sessions'"
+                    " lifetime; leave max_age out (the cookie then follows the store) or make"
+                    " them equal"
+                )
+            lifetime = float(max_age)
         self.app = app
         self.store = store
         self.cookie_name = cookie_name
-        self.max_age = max_age
         self.serializer: Serializer = serializer or JSONSerializer()
+        self.backend = SessionBackend(store, self.serializer, owner)
+        #: Seconds between two refreshes of a session's cookie, if the cookie has a lifetime.
+        self.refresh_interval = lifetime / 4 if lifetime is not None else None
+        self._sent = _SentCookies(self.refresh_interval or 0.0)
+        #: The cookie's Max-Age.
+        self.max_age: Optional[int] = math.ceil(lifetime) if lifetime is not None else None
+        if self.expired_at_once:
+            assert max_age is not None and max_age is not STORE_IDLE_TIMEOUT
+            self.max_age = math.floor(max_age)
         flags = f"; path={path}; httponly; samesite={same_site}"
         if https_only:
             flags += "; secure"
         if domain:
             flags += f"; domain={domain}"
+        if partitioned:
+            flags += "; partitioned"
         self.cookie_flags = flags
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -97,50 +305,72 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
 
-        token = HTTPConnection(scope).cookies.get(self.cookie_name)
-        session: Optional[ServerSession] = None
-        loaded: Optional[bytes] = None
-        if token:
-            found = self.store.get(token)
-            data = load_dict(self.serializer, found) if found is not None else None
-            if data is not None:
-                session = ServerSession(data, store=self.store, token=token)
-                loaded = found
-        if session is None:
-            session = ServerSession(store=self.store)
-        scope["session"] = session
+        data, state = self.backend.open(HTTPConnection(scope).cookies.get(self.cookie_name))
+        scope["session"] = ServerSession(data, state=state)
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
-                cookie = self._save(scope["session"], loaded)
-                if cookie is not None:
-                    headers = MutableHeaders(scope=message)
-                    headers.append("Set-Cookie", cookie)
+                message.setdefault("headers", [])
+                self._save(scope["session"], state, MutableHeaders(scope=message))
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
 
-    def _save(self, session: Any, loaded: Optional[bytes]) -> Optional[str]:
-        """Writes the session if it changed; the ``Set-Cookie`` value to send, if any."""
-        if not isinstance(session, ServerSession):
-            # The app replaced scope["session"] with a plain dict: adopt it.
-            session = ServerSession(session, store=self.store, token=None)
-        if not session:
-            if session.token is not None and loaded is not None:
-                self.store.destroy(session.token)
-                return f"{self.cookie_name}=null{self.cookie_flags}; expires=Thu, 01 Jan 1970 00:00:00 GMT"
-            return None
-        data = dump_bytes(self.serializer, dict(session))
-        if data == loaded and not session.regenerated:
-            return None  # nothing changed: no write, no Set-Cookie
-        token = session.token
-        if token is not None:
-            try:
-                self.store.set(token, data, self.max_age)
-            except NotFoundError:
-                token = None
-        if token is None:
-            token = self.store.create(data, self.max_age)
-        session.token = token
-        max_age = f"; Max-Age={self.max_age}" if self.max_age else ""
-        return f"{self.cookie_name}={token}{max_age}{self.cookie_flags}"
+    def _save(self, session: Any, state: SessionState, headers: MutableHeaders) -> None:
+        """Writes the session if it changed, and sets or deletes the cookie as needed."""
+        if isinstance(session, ServerSession):
+            accessed = session.accessed
+        else:
+            accessed = True  # the app replaced scope["session"] with a dict of its own
+        if self.expired_at_once:
+            # Starlette's max_age <= 0: the session is sent in an expired cookie and kept
+            # nowhere, so the next request starts afresh.
+            state.destroy()
+            if accessed:
+                _vary_on_cookie(headers)
+                if session:
+                    self._set_cookie(headers, f"null; Max-Age={self.max_age}")
+            return
+        if accessed:
+            _vary_on_cookie(headers)
+            outcome, _ = state.save(dict(session))
+        elif state.revoked:
+            outcome = Outcome.REVOKED
+        else:
+            outcome = Outcome.NONE if state.token is None else Outcome.UNCHANGED
+
+        if outcome is Outcome.NONE:
+            return
+        if outcome in (Outcome.DESTROYED, Outcome.REVOKED):
+            self._sent.forget(state.cookie_token)
+            if state.cookie_token is not None:
+                self._set_cookie(headers, "null; expires=Thu, 01 Jan 1970 00:00:00 GMT")
+            return
+        token = state.token
+        assert token is not None
+        now = time.monotonic()
+        if not state.token_changed:
+            if self.refresh_interval is None or not self._sent.due(token, now):
+                return
+            # The cookie is due for a refresh: the session must still be there (no data
+            # is written for it).
+            if outcome is Outcome.UNCHANGED and not state.touch():
+                self._sent.forget(token)
+                self._set_cookie(headers, "null; expires=Thu, 01 Jan 1970 00:00:00 GMT")
+                return
+        else:
+            self._sent.forget(state.cookie_token)
+        max_age = f"; Max-Age={self.max_age}" if self.max_age is not None else ""
+        self._set_cookie(headers, f"{token}{max_age}")
+        if self.refresh_interval is not None:
+            self._sent.sent(token, now)
+
+    def _set_cookie(self, headers: MutableHeaders, value: str) -> None:
+        headers.append("Set-Cookie", f"{self.cookie_name}={value}{self.cookie_flags}")
+        _vary_on_cookie(headers)
+
+
+def _vary_on_cookie(headers: MutableHeaders) -> None:
+    """Adds ``Cookie`` to ``Vary`` unless it is there already."""
+    if "cookie" not in (v.strip().lower() for v in headers.get("vary", "").split(",")):
+        headers.add_vary_header("Cookie")

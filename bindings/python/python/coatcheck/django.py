@@ -3,38 +3,82 @@
 The session cookie holds the signed token of a session kept in a `coatcheck.Store`. The store
 is ``settings.COATCHECK_STORE`` (a `Store`, or the dotted path of one) if set; otherwise one is
 built on first use from ``SECRET_KEY`` (and ``SECRET_KEY_FALLBACKS``, which still verify) with
-``SESSION_COOKIE_AGE`` as its idle timeout. Each save passes the session's own expiry age
-(``request.session.set_expiry(...)``) as its TTL. Values go through ``SESSION_SERIALIZER``
-(JSON by default). ``django.contrib.auth.login`` moves the session to a new key through
-``cycle_key``.
+``SESSION_COOKIE_AGE`` as its idle timeout. Values go through ``SESSION_SERIALIZER`` (JSON by
+default). ``django.contrib.auth.login`` moves the session to a new key through ``cycle_key``.
+
+Lifetimes, one rule: the store's ``idle_timeout`` is the idle timeout of the sessions, its
+``absolute_timeout`` their absolute timeout, and the cookie's max-age is the store's idle
+timeout. Setting
+``SESSION_COOKIE_AGE`` to something else than the idle timeout of ``COATCHECK_STORE`` is an
+error (``ImproperlyConfigured``). ``request.session.set_expiry(...)`` still gives one session
+an idle timeout of its own; an expiry already past at save destroys the session. Django sends
+the cookie only when the session changes, unless ``SESSION_SAVE_EVERY_REQUEST`` is on: turn it
+on to keep the cookie alive as long as the session; a save that changes nothing costs a touch,
+never a data write.
+
+A save that changes the session writes it with a compare-and-set; if another request of the
+same session wrote first, this request's changes are merged into the newer data (keys it did
+not touch keep the other request's values). A session destroyed meanwhile (logout in another
+tab, ``destroy_owner``, a timeout) is never re-created: the save raises ``UpdateError``, which
+Django's middleware turns into ``SessionInterrupted``.
+
+Every session written is filed under its owner, ``settings.COATCHECK_OWNER`` (a callable, or
+the dotted path of one, computing a user id from the session dict; ``None`` turns it off). By
+default it is the logged-in user's id (``_auth_user_id``), so ``store.sessions_of(str(user.pk))``
+lists a user's sessions and ``store.destroy_owner(str(user.pk))`` logs them all out.
 """
 
 from __future__ import annotations
 
+import math
 import threading
+from functools import lru_cache
 from typing import Any, Optional
 
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from coatcheck._native import SessionError, Store
-from coatcheck.serializers import dump_bytes, load_dict
+from coatcheck._native import Store
+from coatcheck._session_state import (
+    Outcome,
+    OwnerHook,
+    SessionBackend,
+    SessionState,
+    owner_key,
+)
 
-__all__ = ["SessionStore", "get_store"]
+__all__ = ["SessionStore", "get_owner_hook", "get_store"]
 
 _lock = threading.Lock()
 _default_store: Optional[Store] = None
+_auth_user_id = owner_key("_auth_user_id")  # django.contrib.auth's SESSION_KEY
 
 
 def get_store() -> Store:
-    """The store sessions live in (see the module docstring)."""
+    """The store sessions live in (see the module docstring).
+
+    Raises:
+        ImproperlyConfigured: ``SESSION_COOKIE_AGE`` is set and differs from the idle timeout
+            of ``COATCHECK_STORE``.
+    """
     configured = getattr(settings, "COATCHECK_STORE", None)
     if isinstance(configured, str):
         configured = import_string(configured)
     if configured is not None:
         if not isinstance(configured, Store):
             raise TypeError("settings.COATCHECK_STORE must be a coatcheck.Store")
+        age = settings.SESSION_COOKIE_AGE
+        if (
+            settings.is_overridden("SESSION_COOKIE_AGE")
+            and abs(age - configured.idle_timeout) >= 0.001
+        ):
+            raise ImproperlyConfigured(
+                f"SESSION_COOKIE_AGE is {age} s but the idle_timeout of COATCHECK_STORE is"
+                f" {configured.idle_timeout:g} s: the store's idle timeout is the sessions'"
+                " lifetime; remove SESSION_COOKIE_AGE or make them equal"
+            )
         return configured
     global _default_store
     with _lock:
@@ -42,6 +86,24 @@ def get_store() -> Store:
             secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
             _default_store = Store(secrets, idle_timeout=settings.SESSION_COOKIE_AGE)
         return _default_store
+
+
+@lru_cache(maxsize=None)
+def _import_hook(path: str) -> Any:
+    return import_string(path)
+
+
+def get_owner_hook() -> Optional[OwnerHook]:
+    """The owner hook: ``settings.COATCHECK_OWNER``, by default the logged-in user's id."""
+    if not hasattr(settings, "COATCHECK_OWNER"):
+        return _auth_user_id
+    configured = settings.COATCHECK_OWNER
+    if isinstance(configured, str):
+        configured = _import_hook(configured)
+    if configured is not None and not callable(configured):
+        raise ImproperlyConfigured("settings.COATCHECK_OWNER must be a callable or its path")
+    hook: Optional[OwnerHook] = configured
+    return hook
 
 
 class SessionStore(SessionBase):
@@ -52,20 +114,25 @@ class SessionStore(SessionBase):
     def __init__(self, session_key: Optional[str] = None) -> None:
         self._store = get_store()
         super().__init__(session_key)
+        self._backend = SessionBackend(self._store, self.serializer(), get_owner_hook())
+        self._state = SessionState(self._backend)
 
-    def _ttl(self) -> float:
+    def get_session_cookie_age(self) -> int:
+        """The cookie's max-age: the store's idle timeout (whole seconds, rounded up)."""
+        return math.ceil(self._store.idle_timeout)
+
+    def _ttl(self) -> Optional[float]:
+        """This session's idle timeout; ``None`` if its expiry has already passed."""
+        if not self.get("_session_expiry"):
+            # The store's own, passed explicitly: a custom expiry removed must not linger.
+            return self._store.idle_timeout
         age = self.get_expiry_age()
-        return age if age > 0 else 0.001  # already expired: gone almost at once
-
-    def _dump(self, session: dict[str, Any]) -> bytes:
-        return dump_bytes(self.serializer(), session)
+        return age if age > 0 else None
 
     def load(self) -> dict[str, Any]:
-        found = self._store.get(self.session_key) if self.session_key else None
-        data = load_dict(self.serializer(), found) if found is not None else None
-        if data is None:
+        data, self._state = self._backend.open(self.session_key)
+        if self._state.token is None:
             self._session_key = None  # tampered, unknown or expired: a fresh session
-            return {}
         return data
 
     def exists(self, session_key: Optional[str]) -> bool:
@@ -76,7 +143,11 @@ class SessionStore(SessionBase):
     def create(self) -> None:
         # The store names sessions itself (ids never collide), so there is no retry loop.
         data = self._get_session(no_load=True)
-        self._session_key = self._store.create(self._dump(data), self._ttl())
+        ttl = self._ttl()
+        self._session_key = self._state.create(data, ttl)
+        if ttl is None:
+            # Expired already (an expiry in the past): a key, but no session behind it.
+            self._state.destroy()
         self.modified = True
 
     def save(self, must_create: bool = False) -> None:
@@ -87,18 +158,40 @@ class SessionStore(SessionBase):
             # Loading just found the key stale: the session was destroyed or expired before
             # this save. Never revive it; as Django's database backend, an UpdateError.
             raise UpdateError
-        data = self._dump(session)
-        try:
-            self._store.set(self.session_key, data, self._ttl())
-        except SessionError as e:
-            if e.code in ("not_found", "bad_signature"):
-                raise UpdateError from e
-            raise
+        ttl = self._ttl()
+        if ttl is None:
+            self._state.destroy()  # its expiry has passed: gone at once
+            return
+        if self._state.token != self.session_key:
+            raise UpdateError  # destroyed by this very object (an expiry that had passed)
+        outcome, stored = self._state.save(session, ttl=ttl, destroy_empty=False)
+        if outcome is Outcome.UNCHANGED and not self._state.touch(ttl):
+            outcome = Outcome.REVOKED
+        if outcome is Outcome.REVOKED:
+            raise UpdateError
+        if stored is not session:
+            self._session_cache = stored  # merged with another request's write
+
+    def cycle_key(self) -> None:
+        data = self._session
+        if self.session_key is not None and self._state.token == self.session_key:
+            # One step in the store: the old key stops working, data and owner move along.
+            self._state.regenerate()
+            if not self._state.revoked:  # revoked: the next save raises UpdateError
+                self._session_key = self._state.token
+            return
+        key = self.session_key
+        self.create()
+        self._session_cache = data
+        if key:
+            self.delete(key)
 
     def delete(self, session_key: Optional[str] = None) -> None:
         key = session_key if session_key is not None else self.session_key
         if key:
             self._store.destroy(key)
+            if key == self._state.token:
+                self._state.revoked = True  # saving this key again is an UpdateError
 
     @classmethod
     def clear_expired(cls) -> None:
@@ -121,6 +214,10 @@ class SessionStore(SessionBase):
         if had_key and not must_create and self.session_key is None:
             raise UpdateError  # a stale key, as in `save`
         self.save(must_create)
+
+    async def acycle_key(self) -> None:
+        await self._aget_session()
+        self.cycle_key()
 
     async def adelete(self, session_key: Optional[str] = None) -> None:
         self.delete(session_key)

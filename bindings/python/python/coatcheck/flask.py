@@ -8,59 +8,123 @@
 
     app = Flask(__name__)
     store = Store("a long random secret", idle_timeout=30 * 60)
-    CoatcheckSession(app, store)
+    CoatcheckSession(app, store, owner=lambda data: data.get("user_id"))
 
 The cookie (``SESSION_COOKIE_NAME``, ``session`` by default) holds only a signed token; the
-data stays in the store. Every ``SESSION_COOKIE_*`` setting applies to that cookie.
-``PERMANENT_SESSION_LIFETIME`` is the session's idle timeout in the store, slid by every
-request that reads the session. A request that changes nothing writes nothing and sends no
-``Set-Cookie``. Call ``session.regenerate()`` at login to move the session to a new id.
+data stays in the store. Every ``SESSION_COOKIE_*`` setting applies to that cookie. Values go
+through Flask's tagged JSON, so the session stores what Flask's own session stores (tuples,
+bytes, ``Markup``, ``UUID``, ``datetime``...).
+
+Lifetimes, one rule: the store's ``idle_timeout`` is the idle timeout of the sessions, its
+``absolute_timeout`` their absolute timeout, and an active user's cookie never expires while
+the store still holds the session. A permanent session's cookie expires
+``idle_timeout`` after the last request and is re-sent on every request while
+``SESSION_REFRESH_EACH_REQUEST`` is on (the default; the refresh writes no data); any other
+session's cookie lasts until the browser closes. ``PERMANENT_SESSION_LIFETIME`` becomes the
+idle timeout when `CoatcheckSession` builds the store; set to something else than the store's
+``idle_timeout`` when you pass a store, it is an error.
+
+A request that changes nothing writes nothing. A request that changes the session writes it
+with a compare-and-set; if another request of the same session wrote first, this request's
+changes are merged into the newer data (keys it did not touch keep the other request's
+values). A session that was destroyed meanwhile (logout in another tab, ``destroy_owner``, a
+timeout) is never re-created: the response deletes the cookie.
+
+Call `regenerate` at login to move the session to a new id; with Flask-Login installed,
+``login_user`` does it for you.
 """
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Optional
 
-from flask.sessions import SecureCookieSession, SessionInterface
+from flask import session as _flask_session
+from flask.json.tag import TaggedJSONSerializer
+from flask.sessions import SecureCookieSession, SessionInterface, SessionMixin
 
-from coatcheck._native import NotFoundError, Store
-from coatcheck.serializers import JSONSerializer, Serializer, dump_bytes, load_dict
+from coatcheck._native import Store
+from coatcheck._session_state import (
+    Outcome,
+    OwnerHook,
+    SessionBackend,
+    SessionState,
+    StoredSession,
+)
+from coatcheck.serializers import Serializer
 
 if TYPE_CHECKING:
     from flask import Flask
     from flask.wrappers import Request, Response
 
-__all__ = ["CoatcheckSession", "CoatcheckSessionInterface", "ServerSideSession"]
+__all__ = [
+    "CoatcheckSession",
+    "CoatcheckSessionInterface",
+    "FlaskSessionSerializer",
+    "ServerSideSession",
+    "current_session",
+    "regenerate",
+]
+
+# Flask's default PERMANENT_SESSION_LIFETIME: left alone, it says nothing about the store.
+_FLASK_DEFAULT_LIFETIME = datetime.timedelta(days=31)
 
 
-class ServerSideSession(SecureCookieSession):
+class FlaskSessionSerializer:
+    """Flask's tagged JSON (what Flask's own session stores), as bytes. The Flask default.
+
+    Args:
+        tagged: A ``flask.json.tag.TaggedJSONSerializer`` with tags of your own registered;
+            a new one by default.
+    """
+
+    def __init__(self, tagged: Optional[TaggedJSONSerializer] = None) -> None:
+        self.tagged = tagged if tagged is not None else TaggedJSONSerializer()
+
+    def dumps(self, obj: Any) -> bytes:
+        """Tags and encodes ``obj`` as UTF-8 JSON."""
+        return self.tagged.dumps(obj).encode("utf-8")
+
+    def loads(self, data: bytes) -> Any:
+        """Decodes and untags UTF-8 JSON."""
+        return self.tagged.loads(data.decode("utf-8"))
+
+
+class ServerSideSession(StoredSession, SecureCookieSession):
     """The session dict of one request. Tracks changes like Flask's own session."""
 
     def __init__(
-        self,
-        initial: Optional[dict[str, Any]] = None,
-        *,
-        store: Optional[Store] = None,
-        token: Optional[str] = None,
-        version: Optional[int] = None,
+        self, initial: Optional[Mapping[str, Any]] = None, *, state: SessionState
     ) -> None:
         super().__init__(initial)
-        self.store = store
-        #: The signed token of the stored session; ``None`` until the session is first saved.
-        self.token = token
-        #: The stored version this request read, if any.
-        self.version = version
-        self.new = token is None
+        #: This request's token, loaded version and loaded bytes.
+        self.state = state
+        #: Whether the session was not stored when the request began.
+        self.new = state.token is None
 
-    def regenerate(self) -> None:
-        """Moves the session to a new id, keeping its data (call it at login).
+    @property
+    def version(self) -> Optional[int]:
+        """The stored version this request last read or wrote, if known."""
+        return self.state.version
 
-        The old token stops working at once; the response carries the new one.
-        """
-        if self.store is not None and self.token is not None:
-            self.token = self.store.regenerate(self.token)
-        self.modified = True
-        self.accessed = True
+
+def current_session() -> ServerSideSession:
+    """``flask.session``, typed as what coatcheck keeps (for ``.token``, ``.regenerate()``).
+
+    Raises:
+        RuntimeError: The app's session interface is not coatcheck's.
+    """
+    # The object behind the ``flask.session`` proxy (typed as a plain SessionMixin).
+    session = getattr(_flask_session, "_get_current_object")()
+    if not isinstance(session, ServerSideSession):
+        raise RuntimeError("this app's sessions are not kept by coatcheck (CoatcheckSession)")
+    return session
+
+
+def regenerate() -> None:
+    """Moves the current session to a new id, keeping its data: call it at login."""
+    current_session().regenerate()
 
 
 class CoatcheckSessionInterface(SessionInterface):
@@ -68,25 +132,32 @@ class CoatcheckSessionInterface(SessionInterface):
 
     session_class = ServerSideSession
 
-    def __init__(self, store: Store, serializer: Optional[Serializer] = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        serializer: Optional[Serializer] = None,
+        owner: Optional[OwnerHook] = None,
+    ) -> None:
         self.store = store
-        self.serializer: Serializer = serializer or JSONSerializer()
+        self.serializer: Serializer = serializer or FlaskSessionSerializer()
+        self.backend = SessionBackend(store, self.serializer, owner)
 
     def open_session(self, app: Flask, request: Request) -> ServerSideSession:
-        token = request.cookies.get(self.get_cookie_name(app))
-        if token:
-            found = self.store.get_with_version(token)
-            if found is not None:
-                data = load_dict(self.serializer, found[0])
-                if data is not None:
-                    return self.session_class(
-                        data, store=self.store, token=token, version=found[1]
-                    )
-        return self.session_class(store=self.store)
+        data, state = self.backend.open(request.cookies.get(self.get_cookie_name(app)))
+        return self.session_class(data, state=state)
 
-    def save_session(  # type: ignore[override]
-        self, app: Flask, session: ServerSideSession, response: Response
-    ) -> None:
+    def get_expiration_time(
+        self, app: Flask, session: SessionMixin
+    ) -> Optional[datetime.datetime]:
+        """A permanent session's cookie expires an idle timeout of the store from now."""
+        if session.permanent:
+            now = datetime.datetime.now(datetime.timezone.utc)
+            return now + datetime.timedelta(seconds=self.store.idle_timeout)
+        return None
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if not isinstance(session, ServerSideSession):
+            return  # not opened by this interface: nothing of ours to save
         name = self.get_cookie_name(app)
         # The SESSION_COOKIE_* attributes, the same for setting and for deleting the cookie.
         cookie: dict[str, Any] = {
@@ -97,38 +168,50 @@ class CoatcheckSessionInterface(SessionInterface):
             "samesite": self.get_cookie_samesite(app),
             "httponly": self.get_cookie_httponly(app),
         }
-
-        if session.accessed:
+        # Read before anything below reads the session (SecureCookieSession.get sets it).
+        accessed, modified = session.accessed, session.modified
+        if accessed:
             response.vary.add("Cookie")
 
-        if not session.modified:
-            return  # nothing changed: no write, and no Set-Cookie
+        state = session.state
+        if accessed or modified:
+            outcome, _ = state.save(dict(session))
+        elif state.revoked:
+            outcome = Outcome.REVOKED
+        else:
+            # flask.session was never used: the session cannot have changed.
+            outcome = Outcome.NONE if state.token is None else Outcome.UNCHANGED
 
-        if not session:
-            # Emptied (logout): the stored session goes, and so does the cookie.
-            if session.token is not None:
-                self.store.destroy(session.token)
-                session.token = None
+        if outcome is Outcome.UNCHANGED and not state.token_changed:
+            permanent = bool(dict.get(session, "_permanent", False))
+            if not (modified or (permanent and app.config["SESSION_REFRESH_EACH_REQUEST"])):
+                return  # no write, and no Set-Cookie
+            # Flask's rule for sending the cookie (a permanent one is refreshed on every
+            # request, so it never expires before the session). No data is written: the touch
+            # finds out whether the session is still there.
+            if not state.touch():
+                outcome = Outcome.REVOKED
+
+        if outcome is Outcome.NONE:
+            return
+        if outcome in (Outcome.DESTROYED, Outcome.REVOKED):
+            if state.cookie_token is not None:
                 response.delete_cookie(name, **cookie)
                 response.vary.add("Cookie")
             return
-
-        ttl = app.permanent_session_lifetime.total_seconds()
-        data = dump_bytes(self.serializer, dict(session))
-        token = session.token
-        if token is not None:
-            try:
-                session.version = self.store.set(token, data, ttl)
-            except NotFoundError:
-                token = None  # expired or destroyed meanwhile: store it afresh
-        if token is None:
-            token = self.store.create(data, ttl)
-            session.version = 1
-        session.token = token
+        assert state.token is not None
         response.set_cookie(
-            name, token, expires=self.get_expiration_time(app, session), **cookie
+            name, state.token, expires=self.get_expiration_time(app, session), **cookie
         )
         response.vary.add("Cookie")
+
+
+def _regenerate_at_login(sender: Any, **extra: Any) -> None:
+    """Flask-Login's ``user_logged_in``: a new session id at login, against fixation."""
+    from flask import session
+
+    if isinstance(session, ServerSideSession):
+        session.regenerate()
 
 
 class CoatcheckSession:
@@ -136,9 +219,14 @@ class CoatcheckSession:
 
     Args:
         app: The app, or ``None`` to call `init_app` later.
-        store: The store; by default one is built from ``app.secret_key`` with
-            ``PERMANENT_SESSION_LIFETIME`` as its idle timeout.
-        serializer: How session dicts become bytes; JSON by default.
+        store: The store; by default one is built from ``app.secret_key`` (and
+            ``SECRET_KEY_FALLBACKS``, which still verify) with ``PERMANENT_SESSION_LIFETIME``
+            as its idle timeout.
+        serializer: How session dicts become bytes; Flask's tagged JSON by default.
+        owner: Computes a session's owner (a user id: ``str``, ``int`` or ``None``) from its
+            data, e.g. ``lambda data: data.get("user_id")``. Every session written is filed
+            under it, so ``store.sessions_of(user)`` lists a user's sessions and
+            ``store.destroy_owner(user)`` logs them all out.
     """
 
     def __init__(
@@ -147,23 +235,44 @@ class CoatcheckSession:
         store: Optional[Store] = None,
         *,
         serializer: Optional[Serializer] = None,
+        owner: Optional[OwnerHook] = None,
     ) -> None:
         self.store = store
         self.serializer = serializer
+        self.owner = owner
         self.interface: Optional[CoatcheckSessionInterface] = None
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Makes ``app`` keep its sessions in the store."""
+        """Makes ``app`` keep its sessions in the store.
+
+        Raises:
+            ValueError: ``PERMANENT_SESSION_LIFETIME`` was set, to something else than the
+                idle timeout of the store passed in.
+        """
+        lifetime = app.permanent_session_lifetime
         store = self.store
         if store is None:
             if not app.secret_key:
                 raise RuntimeError("CoatcheckSession needs a store or app.secret_key")
-            store = Store(
-                app.secret_key,
-                idle_timeout=app.permanent_session_lifetime.total_seconds(),
-            )
+            # The first secret signs; the fallbacks (Flask >= 3.1) still verify.
+            secrets = [app.secret_key, *(app.config.get("SECRET_KEY_FALLBACKS") or [])]
+            store = Store(secrets, idle_timeout=lifetime.total_seconds())
             self.store = store
-        self.interface = CoatcheckSessionInterface(store, self.serializer)
+        elif (
+            lifetime != _FLASK_DEFAULT_LIFETIME
+            and abs(lifetime.total_seconds() - store.idle_timeout) >= 0.001
+        ):
+            raise ValueError(
+                f"PERMANENT_SESSION_LIFETIME is {lifetime.total_seconds():g} s but the store's"
+                f" idle_timeout is {store.idle_timeout:g} s: the store's idle timeout is the"
+                " sessions' lifetime; remove the setting or make them equal"
+            )
+        self.interface = CoatcheckSessionInterface(store, self.serializer, self.owner)
         app.session_interface = self.interface
+        try:
+            from flask_login import user_logged_in
+        except ImportError:
+            return
+        user_logged_in.connect(_regenerate_at_login, app)

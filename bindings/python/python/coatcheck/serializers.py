@@ -1,9 +1,12 @@
 """How session dicts become the bytes a `Store` keeps.
 
 A serializer is any object with ``dumps(obj) -> bytes | str`` and ``loads(bytes) -> obj``.
-JSON is the default because it is safe: a stored value can never run code when it is read
-back. Pass another serializer (``pickle``, ``msgpack``, Flask's ``TaggedJSONSerializer``...)
-to the backends if your sessions hold values JSON cannot express.
+JSON is the ASGI default because it is safe: a stored value can never run code when it is
+read back. The Flask backend defaults to Flask's tagged JSON
+(`coatcheck.flask.FlaskSessionSerializer`), as safe, which also keeps tuples, bytes,
+``datetime``...; Django uses its ``SESSION_SERIALIZER``. Pass another serializer
+(``msgpack``...) to the Flask and ASGI backends if your sessions hold values these cannot
+express.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ class Serializer(Protocol):
 
 
 class JSONSerializer:
-    """Compact JSON in UTF-8. The default of every backend."""
+    """Compact JSON in UTF-8. The default of the ASGI backend."""
 
     def dumps(self, obj: Any) -> bytes:
         """Encodes ``obj`` as compact UTF-8 JSON."""

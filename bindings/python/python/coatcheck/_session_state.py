@@ -1,0 +1,322 @@
+"""The one load-and-save path of the Flask, ASGI and Django backends (private).
+
+A backend keeps one `SessionState` per request. `SessionBackend.open` reads the session of a
+cookie's token with its version and remembers the raw bytes it read; `SessionState.save` then
+decides, from the session dict the request ends with:
+
+- a new session with data is created; an empty new one is not stored at all;
+- a loaded session that was emptied is destroyed (unless the backend keeps empty sessions,
+  as Django does);
+- a session whose serialized form equals the bytes loaded is not written;
+- a changed session is written with ``set_if_version``. If another request of the same
+  session wrote first, this request's own changes, relative to what it loaded, are applied
+  to the newer data (top-level keys set or deleted; keys it did not touch keep the other
+  request's value; the same key changed by both: the last writer wins) and the write is
+  retried;
+- a session that is gone when it is written or reloaded was revoked (logout in another tab,
+  ``destroy_owner``, a timeout): revocation is final, and nothing is ever re-created from
+  this request's data.
+
+An owner hook, when the backend has one, files every session it writes or creates under the
+owner it computes from the data (``store.set_owner``), so that ``store.sessions_of`` and
+``store.destroy_owner`` find a user's sessions without the app knowing their tokens.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any, Callable, Optional, Union
+
+from coatcheck._native import ConflictError, NotFoundError, Store
+from coatcheck.serializers import Serializer, dump_bytes, load_dict
+
+__all__ = ["Outcome", "OwnerHook", "SessionBackend", "SessionState", "StoredSession", "owner_key"]
+
+#: Computes the owner (a user id) of a session from its data: a ``str``, an ``int`` or ``None``.
+OwnerHook = Callable[[Mapping[str, Any]], Union[str, int, None]]
+
+#: How many times a write that lost to another request of the same session is merged and
+#: retried before `ConflictError` is raised.
+MAX_RETRIES = 10
+
+_Seconds = Union[int, float]
+
+
+def owner_key(key: str) -> OwnerHook:
+    """An owner hook that reads ``key`` from the session."""
+
+    def owner(data: Mapping[str, Any]) -> Union[str, int, None]:
+        value = data.get(key)
+        return value if value is None or isinstance(value, (str, int)) else str(value)
+
+    return owner
+
+
+class Outcome(enum.Enum):
+    """What `SessionState.save` did, which decides the cookie."""
+
+    #: No session: nothing stored, no cookie.
+    NONE = "none"
+    #: A live session, not written (its data did not change).
+    UNCHANGED = "unchanged"
+    #: The changed data was written under the same token.
+    WRITTEN = "written"
+    #: A new session was stored under a new token.
+    CREATED = "created"
+    #: The session was emptied and destroyed: delete the cookie.
+    DESTROYED = "destroyed"
+    #: The session was gone when this request saved it: delete the cookie; nothing was
+    #: re-created.
+    REVOKED = "revoked"
+
+
+class SessionBackend:
+    """What a framework backend was set up with: the store, the serializer, the owner hook."""
+
+    def __init__(
+        self, store: Store, serializer: Serializer, owner: Optional[OwnerHook] = None
+    ) -> None:
+        self.store = store
+        self.serializer = serializer
+        self.owner = owner
+
+    def open(self, token: Optional[str]) -> tuple[dict[str, Any], SessionState]:
+        """The session of ``token`` and its state; an empty new session if there is none.
+
+        Reading slides the session's idle deadline.
+        """
+        state = SessionState(self, cookie_token=token or None)
+        if token:
+            found = self.store.get_with_version(token)
+            if found is not None:
+                data = load_dict(self.serializer, found[0])
+                if data is not None:
+                    state.token, state.raw, state.version = token, found[0], found[1]
+                    return data, state
+        return {}, state
+
+    def owner_of(self, data: Mapping[str, Any]) -> Optional[str]:
+        """The owner the hook computes for ``data``, as the store takes it."""
+        if self.owner is None:
+            return None
+        owner = self.owner(data)
+        if owner is None or isinstance(owner, str):
+            return owner
+        # bool is a subclass of int, but True is nobody's user id.
+        if isinstance(owner, int) and not isinstance(owner, bool):
+            return str(owner)
+        raise TypeError(
+            f"the owner hook must return a str, an int or None, not {type(owner).__name__}"
+            f" ({owner!r})"
+        )
+
+    def dump(self, data: Mapping[str, Any]) -> bytes:
+        return dump_bytes(self.serializer, dict(data))
+
+
+class SessionState:
+    """One request's view of its session: the token, and the version and bytes it loaded."""
+
+    def __init__(self, backend: SessionBackend, cookie_token: Optional[str] = None) -> None:
+        self.backend = backend
+        #: The token the client sent, if any.
+        self.cookie_token = cookie_token
+        #: The token of the stored session; ``None`` while the session is new.
+        self.token: Optional[str] = None
+        #: The version of the stored data this request last read or wrote; ``None`` if unknown.
+        self.version: Optional[int] = None
+        #: The stored bytes this request last read or wrote.
+        self.raw: Optional[bytes] = None
+        #: Set when the session turned out to be gone (revoked) before this request saved.
+        self.revoked = False
+
+    @property
+    def store(self) -> Store:
+        return self.backend.store
+
+    @property
+    def token_changed(self) -> bool:
+        """Whether the client must be sent `token` (new or regenerated)."""
+        return self.token is not None and self.token != self.cookie_token
+
+    def regenerate(self) -> None:
+        """Moves the stored session to a new id at once (at login, against fixation).
+
+        A session not stored yet gets a new id when it is first saved anyway. A session that
+        is gone meanwhile is revoked.
+        """
+        if self.token is None:
+            return
+        new = self.store.regenerate(self.token)
+        if new is None:
+            self._revoke()
+            return
+        self.token = new
+        # The move raised the version: read it back so that the next save does not conflict.
+        found = self.store.get_with_version(new)
+        if found is None:
+            self._revoke()
+            return
+        self.raw, self.version = found
+
+    def touch(self, ttl: Optional[_Seconds] = None) -> bool:
+        """Slides the idle deadline without writing data; ``False`` (revoked) if gone."""
+        if self.token is None or self.revoked:
+            return False
+        if not self.store.touch(self.token, ttl):
+            self._revoke()
+            return False
+        return True
+
+    def destroy(self) -> None:
+        """Destroys the stored session, if any; the state becomes a new session's."""
+        if self.token is not None:
+            self.store.destroy(self.token)
+        self.token = self.raw = self.version = None
+
+    def create(self, data: Mapping[str, Any], ttl: Optional[_Seconds] = None) -> str:
+        """Stores ``data`` as a new session (even an empty one) and returns its token."""
+        owner = self.backend.owner_of(data)  # a bad owner fails before anything is stored
+        raw = self.backend.dump(data)
+        token = self.store.create(raw, ttl)
+        if owner is not None:
+            self.store.set_owner(token, owner)
+        self.token, self.raw, self.version = token, raw, None
+        self.revoked = False
+        return token
+
+    def save(
+        self,
+        data: dict[str, Any],
+        *,
+        ttl: Optional[_Seconds] = None,
+        destroy_empty: bool = True,
+    ) -> tuple[Outcome, dict[str, Any]]:
+        """Saves the session dict the request ends with; what was done, and the data stored.
+
+        The data stored differs from ``data`` only when another request of the same session
+        wrote first and this request's changes were merged into its data.
+        """
+        if self.revoked:
+            return Outcome.REVOKED, data
+        if self.token is None:
+            if not data:
+                return Outcome.NONE, data
+            self.create(data, ttl)
+            return Outcome.CREATED, data
+        if not data and destroy_empty:
+            self.destroy()
+            return Outcome.DESTROYED, data
+        raw = self.backend.dump(data)
+        if raw == self.raw:
+            return Outcome.UNCHANGED, data
+        return self._write(data, raw, ttl, destroy_empty)
+
+    def _write(
+        self, mine: dict[str, Any], raw: bytes, ttl: Optional[_Seconds], destroy_empty: bool
+    ) -> tuple[Outcome, dict[str, Any]]:
+        token = self.token
+        assert token is not None
+        owner_hook = self.backend.owner
+        # What the write replaces (for the owner check), decoded only when needed: first the
+        # data this request loaded, after a merge the other request's.
+        base: Optional[dict[str, Any]] = None
+        # This request's changes relative to what it loaded, worked out at the first conflict.
+        changed: Optional[dict[str, Any]] = None
+        removed: list[str] = []
+        version, payload, data = self.version, raw, mine
+        for _ in range(MAX_RETRIES):
+            if version is not None:
+                owner, owner_changed = None, False
+                if owner_hook is not None:
+                    # Computed before the write: a hook that fails leaves the session as it was.
+                    if base is None:
+                        base = self._loaded_dict()
+                    owner = self.backend.owner_of(data)
+                    owner_changed = owner != self.backend.owner_of(base)
+                try:
+                    new_version = self.store.set_if_version(token, payload, version, ttl)
+                except NotFoundError:
+                    self._revoke()
+                    return Outcome.REVOKED, data
+                except ConflictError:
+                    pass
+                else:
+                    self.raw, self.version = payload, new_version
+                    if owner_changed:
+                        try:
+                            self.store.set_owner(token, owner)
+                        except NotFoundError:  # destroyed right after the write
+                            self._revoke()
+                            return Outcome.REVOKED, data
+                    return Outcome.WRITTEN, data
+            # Another request wrote first (or the version is unknown): merge into its data.
+            if changed is None:
+                loaded = self._loaded_dict()
+                changed = {k: v for k, v in mine.items() if k not in loaded or loaded[k] != v}
+                removed = [k for k in loaded if k not in mine]
+            found = self.store.get_with_version(token)
+            if found is None:
+                self._revoke()
+                return Outcome.REVOKED, data
+            theirs_raw, version = found
+            theirs = load_dict(self.backend.serializer, theirs_raw) or {}
+            data = dict(theirs)
+            data.update(changed)
+            for key in removed:
+                data.pop(key, None)
+            if not data and destroy_empty:  # it removed all that was left
+                self.destroy()
+                return Outcome.DESTROYED, data
+            payload = self.backend.dump(data)
+            base = theirs
+            if payload == theirs_raw:  # this request's changes are there already
+                self.raw, self.version = theirs_raw, version
+                return Outcome.UNCHANGED, data
+        raise ConflictError(
+            f"the session was written by other requests {MAX_RETRIES} times while this one"
+            " merged its changes"
+        )
+
+    def _loaded_dict(self) -> dict[str, Any]:
+        if self.raw is None:
+            return {}
+        return load_dict(self.backend.serializer, self.raw) or {}
+
+    def _revoke(self) -> None:
+        self.revoked = True
+        self.raw = self.version = None
+
+
+class StoredSession:
+    """What the Flask and ASGI session dicts add to a dict: the state of this request's
+    session, and `regenerate`."""
+
+    state: SessionState
+    accessed: bool
+
+    @property
+    def store(self) -> Store:
+        """The store the session lives in."""
+        return self.state.store
+
+    @property
+    def token(self) -> Optional[str]:
+        """The signed token of the stored session; ``None`` until the session is first saved."""
+        return self.state.token
+
+    @property
+    def session_id(self) -> Optional[str]:
+        """The id inside `token`: what ``store.sessions_of(owner)`` lists for this session."""
+        token = self.state.token
+        return self.state.store.unsign(token) if token is not None else None
+
+    def regenerate(self) -> None:
+        """Moves the session to a new id, keeping its data (call it at login).
+
+        The old token stops working at once; the response carries the new one. A session not
+        stored yet gets a new id when it is first saved anyway.
+        """
+        self.state.regenerate()
+        self.accessed = True
