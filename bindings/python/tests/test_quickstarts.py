@@ -1,13 +1,19 @@
 """The README's quick starts, as written there, run end to end.
 
-Each function body below is the README text (kept in step by hand: if you change one,
-change the other). The Django quick start is settings; its "your devices" views are in
+Each function body below is the README text, type-checked by mypy (kept in step by hand: if
+you change one, change the other); the last test runs the README's blocks themselves, exactly
+as written. The Django quick start is settings; its "your devices" views are in
 test_django.py, which runs them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from starlette.testclient import TestClient
 
 # FastAPI resolves the string annotations of `from __future__ import annotations` in the
 # module's namespace, so `Request` is imported here rather than in the quick start below.
@@ -147,3 +153,51 @@ def test_fastapi_quickstart_devices() -> None:
     assert phone.get("/me").json() == {"user_id": None}
     assert laptop.get("/me").json() == {"user_id": 42}
     assert laptop.get("/devices").json()["sessions"] == [listed["this"]]
+
+
+# -- the README's own text --------------------------------------------------------------------
+# The copies above are type-checked; these run the README's code blocks exactly as written, so
+# that the two cannot drift apart unnoticed.
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_app(first_line: str, devices_marker: str) -> dict[str, Any]:
+    """Executes the README's quick start that begins with ``first_line`` and then its "your
+    devices" block marked ``devices_marker``; the names they define."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    (quick,) = [b for b in blocks if b.startswith(first_line)]
+    (devices,) = [b for b in blocks if devices_marker in b.splitlines()[0]]
+    namespace: dict[str, Any] = {"__name__": "readme"}
+    exec(compile(quick + devices, str(README), "exec"), namespace)
+    return namespace
+
+
+def json_of(response: Any) -> Any:
+    """The JSON body of a Flask (``.json``) or Starlette (``.json()``) test response."""
+    return response.json() if callable(response.json) else response.json
+
+
+@pytest.mark.parametrize(
+    "first_line, marker, client_of",
+    [
+        ("from flask import", "# Flask", lambda app: app.test_client()),
+        # https: the quick start's cookie is https_only.
+        ("from fastapi import", "# FastAPI", lambda app: TestClient(app, "https://testserver")),
+    ],
+    ids=["flask", "fastapi"],
+)
+def test_the_readme_quick_start_as_written_logs_in_lists_devices_and_logs_out_the_others(
+    first_line: str, marker: str, client_of: Callable[[Any], Any]
+) -> None:
+    names = readme_app(first_line, marker)
+    app, store = names["app"], names["store"]
+    laptop, phone = client_of(app), client_of(app)
+    laptop.post("/login")
+    phone.post("/login")
+    listed = json_of(laptop.get("/devices"))
+    assert len(listed["sessions"]) == 2 and listed["this"] in listed["sessions"]
+    assert json_of(laptop.post("/devices/logout-others")) == {"logged_out": 1}
+    assert len(store) == 1
+    laptop.post("/logout")
+    assert len(store) == 0
