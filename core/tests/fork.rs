@@ -137,3 +137,22 @@ fn parent_and_child_never_issue_the_same_id() {
         assert_ne!(child_id, parent_id);
     });
 }
+
+#[test]
+fn a_child_never_waits_on_the_parents_sweeper() {
+    // The parent's sweeper wakes every millisecond, so forks often land while it holds its
+    // channel's lock; a child that dropped the parent's channel would wait on that lock forever.
+    with_watchdog(Duration::from_secs(60), || {
+        let mut config = Config::default();
+        config.sweep_interval = Duration::from_millis(1);
+        let store = Store::new(config).unwrap();
+        let id = store.create(b"v", None).unwrap();
+        for _ in 0..1000 {
+            let code = in_child(|| match store.get(&id) {
+                Ok(Some(_)) => 0,
+                _ => 8,
+            });
+            assert_eq!(code, 0, "child failed with code {code}");
+        }
+    });
+}

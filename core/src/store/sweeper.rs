@@ -2,7 +2,9 @@
 //! keeps a dropped store alive. The last store handle stops it and waits for it to finish, so
 //! no thread of the library outlives the store (a C program may unload the library next).
 //! In a child made by `fork()` the thread does not exist: the first call into the store there
-//! starts a new one, and the parent's handle is forgotten, never joined.
+//! starts a new one. The parent's thread handle and its stop channel are forgotten, never
+//! dropped: the channel's lock may have been held by that thread at the moment of the fork
+//! (it takes it to wait), and in the child nothing would ever release it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -55,8 +57,7 @@ impl Sweeper {
         if self.generation.load(Ordering::Acquire) == now {
             return;
         }
-        // The parent's thread does not exist here: forget its handle rather than join it.
-        std::mem::forget(running.thread.take());
+        forget_parents(&mut running);
         // If no thread can be started, expired sessions are still never returned, and
         // `Store::sweep` and eviction reclaim them.
         if let Ok(fresh) = start(inner, self.interval) {
@@ -92,15 +93,30 @@ fn run(store: &Weak<Inner>, stopped: &Receiver<()>, interval: Duration) {
     }
 }
 
+/// In a forked child, leaves the parent's sweeper alone: its thread does not exist here, and
+/// dropping its stop channel would take a lock that thread may have held at the fork. The
+/// channel leaks once per fork of a process that had a store.
+fn forget_parents(running: &mut Running) {
+    std::mem::forget(std::mem::replace(
+        running,
+        Running {
+            stop: None,
+            thread: None,
+        },
+    ));
+}
+
 impl Drop for Sweeper {
     fn drop(&mut self) {
         let mut running = self.running.lock();
+        if self.generation.load(Ordering::Acquire) != fork::generation() {
+            // Started before a fork, in the parent, and never restarted here.
+            forget_parents(&mut running);
+            return;
+        }
         drop(running.stop.take());
         if let Some(thread) = running.thread.take() {
-            if self.generation.load(Ordering::Acquire) != fork::generation() {
-                // Started before a fork, in the parent: there is no such thread here.
-                std::mem::forget(thread);
-            } else if thread.thread().id() != std::thread::current().id() {
+            if thread.thread().id() != std::thread::current().id() {
                 // A pass in progress finishes first: the wait is one bounded sweep at most.
                 let _ = thread.join();
             }
