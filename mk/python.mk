@@ -45,6 +45,7 @@ bench-python-deps: $(PY_VENV)/.deps-bench
 ## bench-python: Store against pickled dict, cachelib, redis-py, Flask-Session; see BENCHMARKS.md
 bench-python: build-python bench-python-deps
 	$(PY) benches/python/bench.py $(BENCH_PYTHON_ARGS)
+	$(PY) benches/python/bench_save_path.py
 
 TEST_TARGETS += test-python
 BENCH_TARGETS += bench-python

@@ -118,6 +118,8 @@ class SessionBackend:
 class SessionState:
     """One request's view of its session: the token, and the version and bytes it loaded."""
 
+    __slots__ = ("backend", "cookie_token", "token", "version", "raw", "revoked")
+
     def __init__(self, backend: SessionBackend, cookie_token: Optional[str] = None) -> None:
         self.backend = backend
         #: The token the client sent, if any.
@@ -208,14 +210,34 @@ class SessionState:
         if not data and destroy_empty:
             self.destroy()
             return Outcome.DESTROYED, data
-        raw = self.backend.dump(data)
+        raw = dump_bytes(self.backend.serializer, data)
         if raw == self.raw:
             return Outcome.UNCHANGED, data
-        return self._write(data, raw, ttl, destroy_empty)
+        if self.version is not None and self.backend.owner is None:
+            # The common case, nobody else wrote since this request read: one compare-and-set
+            # (`_write` does the same first, with the owner hook, and then merges).
+            try:
+                self.version = self.store.set_if_version(self.token, raw, self.version, ttl)
+            except NotFoundError:
+                self._revoke()
+                return Outcome.REVOKED, data
+            except ConflictError:
+                return self._write(data, raw, ttl, destroy_empty, version=None)
+            else:
+                self.raw = raw
+                return Outcome.WRITTEN, data
+        return self._write(data, raw, ttl, destroy_empty, version=self.version)
 
     def _write(
-        self, mine: dict[str, Any], raw: bytes, ttl: Optional[_Seconds], destroy_empty: bool
+        self,
+        mine: dict[str, Any],
+        raw: bytes,
+        ttl: Optional[_Seconds],
+        destroy_empty: bool,
+        version: Optional[int],
     ) -> tuple[Outcome, dict[str, Any]]:
+        """Writes over ``version`` (``None``: unknown, or known to have moved: merge first),
+        merging and retrying while other requests of the session write first."""
         token = self.token
         assert token is not None
         owner_hook = self.backend.owner
@@ -225,7 +247,7 @@ class SessionState:
         # This request's changes relative to what it loaded, worked out at the first conflict.
         changed: Optional[dict[str, Any]] = None
         removed: list[str] = []
-        version, payload, data = self.version, raw, mine
+        payload, data = raw, mine
         for _ in range(MAX_RETRIES):
             if version is not None:
                 owner, owner_changed = None, False
