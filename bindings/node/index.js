@@ -116,6 +116,42 @@ function mergeChanges(base, mine, current, stringify) {
   return merged
 }
 
+// Makes `sess` hold exactly the keys of `merged` (its cookie stays the request's own).
+function adopt(sess, merged) {
+  for (const key of Object.keys(sess)) {
+    if (key !== 'cookie' && key !== LOADED && !Object.hasOwn(merged, key)) delete sess[key]
+  }
+  for (const key of Object.keys(merged)) if (key !== 'cookie') sess[key] = merged[key]
+}
+
+// Where a session text's cookie ends, when the cookie is its first key, as both frameworks
+// write it; a cookie's JSON is flat (no nested object).
+const COOKIE_START = '{"cookie":'
+function cookieEnd(text) {
+  if (!text.startsWith(COOKIE_START) || text[COOKIE_START.length] !== '{') return -1
+  const end = text.indexOf('}', COOKIE_START.length)
+  return end < 0 ? -1 : end + 1
+}
+
+/**
+ * Whether two JSON session texts differ only in the cookie's expiry, which the frameworks
+ * move on every request that refreshes the cookie: then saving is a touch, not a write. Any
+ * other change to the cookie (a new `maxAge`, say) is a change.
+ */
+function onlyExpiryDiffers(a, b) {
+  const endA = cookieEnd(a)
+  const endB = cookieEnd(b)
+  if (endA < 0 || endB < 0 || a.slice(endA) !== b.slice(endB)) return false
+  const cookieA = JSON.parse(a.slice(COOKIE_START.length, endA))
+  const cookieB = JSON.parse(b.slice(COOKIE_START.length, endB))
+  // @fastify/session also writes the expiry a restored cookie had as `originalExpires`.
+  for (const cookie of [cookieA, cookieB]) {
+    delete cookie.expires
+    delete cookie.originalExpires
+  }
+  return JSON.stringify(cookieA) === JSON.stringify(cookieB)
+}
+
 function positiveInteger(value, name) {
   if (value === undefined || value === null) return undefined
   if (!Number.isSafeInteger(value) || value < 1) throw codedError('invalid_config', `${name} must be a positive integer`)
@@ -254,18 +290,23 @@ function defineStore(BaseStore) {
 
     _saveOverLoaded(sid, sess, loaded, ttlMs) {
       let value = this._stringify(sess)
-      if (value === loaded.text) {
-        // Unchanged (express-session's `resave`): a touch, never a write.
+      if (value === loaded.text || (this.serializer === JSON && onlyExpiryDiffers(value, loaded.text))) {
+        // Unchanged but for the cookie's expiry (express-session's `resave`, @fastify/session's
+        // `rolling`): a touch, never a write.
         this.native.touch(sid, ttlMs)
         return
       }
       let version = loaded.version
       let base
+      let merged
       for (let merges = 0; ; merges++) {
         try {
           loaded.version = this.native.setIfVersion(sid, value, version, ttlMs)
           loaded.text = value
-          this._fileOwner(sid, sess)
+          // This request's session now holds what was stored, so that a later save of it in
+          // the same request does not take the other request's keys for removals.
+          if (merged !== undefined) adopt(sess, merged)
+          this._fileOwner(sid, merged ?? sess)
           return
         } catch (thrown) {
           if (thrown?.code === 'not_found') return // revoked meanwhile: dropped
@@ -276,7 +317,8 @@ function defineStore(BaseStore) {
         version = Number(text.slice(EXPIRY_DIGITS, VALUE_START))
         base ??= this.serializer.parse(loaded.text)
         const current = this.serializer.parse(text.slice(VALUE_START))
-        value = this._stringify(mergeChanges(base, sess, current, (v) => this.serializer.stringify(v)))
+        merged = mergeChanges(base, sess, current, (v) => this.serializer.stringify(v))
+        value = this._stringify(merged)
       }
     }
 
@@ -371,10 +413,25 @@ function defineStore(BaseStore) {
         const current = req.session
         const oldId = req.sessionID
         checkSid(oldId)
-        const newId = this.native.regenerate(oldId) ?? native.generateId()
+        const moved = this.native.regenerate(oldId)
+        const newId = moved ?? native.generateId()
         const data = {}
         for (const key of Object.keys(current)) if (key !== LOADED) data[key] = current[key]
         data.cookie = current.cookie
+        // The save at the end of the request writes over the moved session as over a loaded
+        // one. Gone before the move (revoked): version 0 never matches, so nothing is stored.
+        // Written by another request since this one loaded it: version 0 again, so the save
+        // merges this request's changes into what is stored instead of overwriting it.
+        const loaded = current[LOADED]
+        const text = moved === null ? null : this.native.getText(newId)
+        if (text === null) {
+          data[LOADED] = new Loaded(newId, 0, loaded instanceof Loaded ? loaded.text : '{}')
+        } else {
+          const stored = text.slice(VALUE_START)
+          const base = loaded instanceof Loaded ? loaded.text : stored
+          const version = base === stored ? Number(text.slice(EXPIRY_DIGITS, VALUE_START)) : 0
+          data[LOADED] = new Loaded(newId, version, base)
+        }
         req.sessionID = newId
         if (typeof this.createSession === 'function') {
           this.createSession(req, data)

@@ -288,3 +288,68 @@ test('the stored value never holds the load marker, with JSON or another seriali
     assert.equal(store.stats().conflicts, 0)
   }
 })
+
+test('fastify: rolling refreshes of an unchanged session are touches, not writes', async () => {
+  const store = new CoatcheckStore()
+  const routes = (app) => app.get('/read', async (req) => ({ user: req.session.get('user') }))
+  await withFastify(store, routes, async (base) => {
+    const user = new Client(base)
+    await user.post('/login', { user: 'gi' })
+    const before = store.stats().updates
+    for (let i = 0; i < 3; i++) assert.equal((await user.get('/read')).json.user, 'gi')
+    assert.equal(store.stats().updates, before, 'no data write for a cookie refresh')
+  })
+})
+
+test('express: a second save in the same request keeps what another request saved before the first', async () => {
+  const arrive = barrier(2)
+  const routes = (app) => {
+    app.post('/a', async (req, res, next) => {
+      await arrive()
+      await sleep(30) // saves after /b
+      req.session.a = 1
+      req.session.save((err) => {
+        if (err) return next(err)
+        req.session.a2 = 2 // saved again at the end of the request
+        res.json({ ok: true })
+      })
+    })
+    app.post('/b', async (req, res) => {
+      await arrive()
+      req.session.b = 1
+      res.json({ ok: true })
+    })
+  }
+  await withExpress(new CoatcheckStore(), routes, async (base) => {
+    const user = new Client(base)
+    await user.post('/login', { user: 'ha' })
+    await Promise.all([tabOf(user).post('/a'), tabOf(user).post('/b')])
+    const stored = (await user.get('/session')).json
+    assert.deepEqual([stored.a, stored.a2, stored.b, stored.user], [1, 2, 1, 'ha'])
+  })
+})
+
+test('express: regenerating a session that was destroyed meanwhile does not bring it back under the new id', async () => {
+  const slowRequest = holdInFlight()
+  const store = new CoatcheckStore({ regenerateKeepsData: true, ownerOf: (s) => s.user })
+  const routes = (app) => {
+    app.post('/rotate', async (req, res, next) => {
+      slowRequest.arrived()
+      await slowRequest.held
+      req.session.regenerate((err) => (err ? next(err) : res.json({ id: req.sessionID })))
+    })
+    app.post('/logout-everywhere', async (req, res) => res.json({ n: await store.destroyAllForOwner(req.session.user) }))
+  }
+  await withExpress(store, routes, async (base) => {
+    const user = new Client(base)
+    await user.post('/login', { user: 'io' })
+    const rotating = tabOf(user).post('/rotate')
+    await slowRequest.loaded
+    assert.equal((await tabOf(user).post('/logout-everywhere')).json.n, 1)
+    slowRequest.release()
+    const { id } = (await rotating).json
+    assert.equal(await store.get(id), null)
+    assert.equal(await store.length(), 0)
+    assert.deepEqual(await store.sessionsOf('io'), [])
+  })
+})

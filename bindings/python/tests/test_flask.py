@@ -434,6 +434,51 @@ def test_a_concurrent_write_keeps_the_keys_this_request_did_not_touch(store: Sto
     assert store.stats()["conflicts"] == conflicts + 1
 
 
+def test_emptying_a_session_removes_only_what_this_request_loaded(store: Store) -> None:
+    app = make_app(store)
+
+    @app.post("/clear-race")
+    def clear_race() -> str:
+        token = current_session().token
+        assert token is not None
+        session.get("user")
+        # Another request of the same session adds a key while this one empties it.
+        store.set(token, b'{"user":"ann","cart":["apple"],"theme":"dark"}')
+        session.clear()
+        return "ok"
+
+    client = app.test_client()
+    client.post("/login/ann")
+    client.post("/cart/apple")
+    token = cookie(client)
+    assert token is not None
+    client.post("/clear-race")
+    assert FlaskSessionSerializer().loads(store.get(token) or b"") == {"theme": "dark"}
+
+
+def test_regenerate_after_a_concurrent_write_keeps_that_write(store: Store) -> None:
+    app = make_app(store)
+
+    @app.post("/rotate-race")
+    def rotate_race() -> str:
+        token = current_session().token
+        assert token is not None
+        session.get("user")
+        store.set(token, b'{"user":"ann","cart":["apple"],"theme":"dark"}')
+        regenerate()
+        session["rotated"] = True
+        return "ok"
+
+    client = app.test_client()
+    client.post("/login/ann")
+    client.post("/cart/apple")
+    client.post("/rotate-race")
+    token = cookie(client)
+    assert token is not None
+    stored = FlaskSessionSerializer().loads(store.get(token) or b"")
+    assert stored == {"user": "ann", "cart": ["apple"], "theme": "dark", "rotated": True}
+
+
 def test_twenty_concurrent_requests_of_one_session_each_keep_their_key(store: Store) -> None:
     from live import at_once, request, wsgi_server
 

@@ -155,12 +155,16 @@ class SessionState:
             self._revoke()
             return
         self.token = new
-        # The move raised the version: read it back so that the next save does not conflict.
+        # The move raised the version: read it back so that the next save does not conflict,
+        # unless another request wrote since this one loaded: then the next save merges.
         found = self.store.get_with_version(new)
         if found is None:
             self._revoke()
             return
-        self.raw, self.version = found
+        if self.raw is None or found[0] == self.raw:
+            self.raw, self.version = found
+        else:
+            self.version = None
 
     def touch(self, ttl: Optional[_Seconds] = None) -> bool:
         """Slides the idle deadline without writing data; ``False`` (revoked) if gone."""
@@ -208,8 +212,9 @@ class SessionState:
             self.create(data, ttl)
             return Outcome.CREATED, data
         if not data and destroy_empty:
-            self.destroy()
-            return Outcome.DESTROYED, data
+            # Emptied: only what this request loaded goes; keys another request added since
+            # stay, and the session is destroyed only if nothing is left (see `_write`).
+            return self._write(data, b"", ttl, destroy_empty, version=None)
         raw = dump_bytes(self.backend.serializer, data)
         if raw == self.raw:
             return Outcome.UNCHANGED, data
