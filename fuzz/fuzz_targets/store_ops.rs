@@ -12,20 +12,59 @@ use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Create { size: u16, ttl_ms: Option<u16> },
-    Insert { id: u8, size: u16 },
-    Set { at: u8, size: u16, ttl_ms: Option<u16> },
-    Update { at: u8, size: u16 },
-    SetIfVersion { at: u8, version: u8, size: u16 },
-    Get { at: u8 },
-    Peek { at: u8 },
-    Touch { at: u8, ttl_ms: Option<u16> },
-    TouchIfIdle { at: u8, min_idle_ms: u16 },
-    Destroy { at: u8 },
-    Regenerate { at: u8 },
-    SetOwner { at: u8, owner: Option<u8> },
-    DestroyOwner { owner: u8, keep: Option<u8> },
-    Advance { ms: u16 },
+    Create {
+        size: u16,
+        ttl_ms: Option<u16>,
+    },
+    Insert {
+        id: u8,
+        size: u16,
+    },
+    Set {
+        at: u8,
+        size: u16,
+        ttl_ms: Option<u16>,
+    },
+    Update {
+        at: u8,
+        size: u16,
+    },
+    SetIfVersion {
+        at: u8,
+        version: u8,
+        size: u16,
+    },
+    Get {
+        at: u8,
+    },
+    Peek {
+        at: u8,
+    },
+    Touch {
+        at: u8,
+        ttl_ms: Option<u16>,
+    },
+    TouchIfIdle {
+        at: u8,
+        min_idle_ms: u16,
+    },
+    Destroy {
+        at: u8,
+    },
+    Regenerate {
+        at: u8,
+    },
+    SetOwner {
+        at: u8,
+        owner: Option<u8>,
+    },
+    DestroyOwner {
+        owner: u8,
+        keep: Option<u8>,
+    },
+    Advance {
+        ms: u16,
+    },
     Sweep,
     Clear,
 }
@@ -64,7 +103,9 @@ fuzz_target!(|input: Input| {
     config.slide_on_read = input.slide_on_read;
     config.max_sessions = input.max_sessions.map(|n| usize::from(n).max(1));
     config.max_bytes = input.max_bytes.map(|n| usize::from(n).max(1));
-    config.absolute_timeout = input.absolute_ms.map(|ms| Duration::from_millis(u64::from(ms).max(1)));
+    config.absolute_timeout = input
+        .absolute_ms
+        .map(|ms| Duration::from_millis(u64::from(ms).max(1)));
     if input.refuse {
         config.eviction = Eviction::Refuse;
     }
@@ -75,39 +116,66 @@ fuzz_target!(|input: Input| {
     let pick = |ids: &Vec<String>, at: u8| ids[usize::from(at) % ids.len()].clone();
     let check = |what: &str, result: Result<(), coatcheck::Error>| {
         if let Err(e) = result {
-            assert!(DOCUMENTED.contains(&e.code()), "{what}: undocumented error {e:?}");
+            assert!(
+                DOCUMENTED.contains(&e.code()),
+                "{what}: undocumented error {e:?}"
+            );
         }
     };
     for op in input.ops.into_iter().take(256) {
         match op {
-            Op::Create { size, ttl_ms } => match store.create(&vec![1; usize::from(size)], ttl(ttl_ms)) {
-                Ok(id) => ids.push(id),
-                Err(e) => check("create", Err(e)),
-            },
+            Op::Create { size, ttl_ms } => {
+                match store.create(&vec![1; usize::from(size)], ttl(ttl_ms)) {
+                    Ok(id) => ids.push(id),
+                    Err(e) => check("create", Err(e)),
+                }
+            }
             Op::Insert { id, size } => {
                 let id = format!("caller-chosen-{id}");
-                check("insert", store.insert(&id, &vec![2; usize::from(size)], None).map(drop));
+                check(
+                    "insert",
+                    store
+                        .insert(&id, &vec![2; usize::from(size)], None)
+                        .map(drop),
+                );
                 ids.push(id);
             }
-            Op::Set { at, size, ttl_ms } => {
-                check("set", store.set(&pick(&ids, at), &vec![3; usize::from(size)], ttl(ttl_ms)).map(drop))
-            }
-            Op::Update { at, size } => {
-                check("update", store.update(&pick(&ids, at), &vec![4; usize::from(size)], None).map(drop))
-            }
+            Op::Set { at, size, ttl_ms } => check(
+                "set",
+                store
+                    .set(&pick(&ids, at), &vec![3; usize::from(size)], ttl(ttl_ms))
+                    .map(drop),
+            ),
+            Op::Update { at, size } => check(
+                "update",
+                store
+                    .update(&pick(&ids, at), &vec![4; usize::from(size)], None)
+                    .map(drop),
+            ),
             Op::SetIfVersion { at, version, size } => check(
                 "set_if_version",
                 store
-                    .set_if_version(&pick(&ids, at), &vec![5; usize::from(size)], u64::from(version), None)
+                    .set_if_version(
+                        &pick(&ids, at),
+                        &vec![5; usize::from(size)],
+                        u64::from(version),
+                        None,
+                    )
                     .map(drop),
             ),
             Op::Get { at } => check("get", store.get(&pick(&ids, at)).map(drop)),
             Op::Peek { at } => check("peek", store.peek(&pick(&ids, at)).map(drop)),
-            Op::Touch { at, ttl_ms } => check("touch", store.touch(&pick(&ids, at), ttl(ttl_ms)).map(drop)),
+            Op::Touch { at, ttl_ms } => {
+                check("touch", store.touch(&pick(&ids, at), ttl(ttl_ms)).map(drop))
+            }
             Op::TouchIfIdle { at, min_idle_ms } => check(
                 "touch_if_idle",
                 store
-                    .touch_if_idle(&pick(&ids, at), None, Duration::from_millis(u64::from(min_idle_ms)))
+                    .touch_if_idle(
+                        &pick(&ids, at),
+                        None,
+                        Duration::from_millis(u64::from(min_idle_ms)),
+                    )
                     .map(drop),
             ),
             Op::Destroy { at } => check("destroy", store.destroy(&pick(&ids, at)).map(drop)),
@@ -117,13 +185,18 @@ fuzz_target!(|input: Input| {
             },
             Op::SetOwner { at, owner } => {
                 let owner = owner.map(|o| format!("user-{o}"));
-                check("set_owner", store.set_owner(&pick(&ids, at), owner.as_deref()))
+                check(
+                    "set_owner",
+                    store.set_owner(&pick(&ids, at), owner.as_deref()),
+                )
             }
             Op::DestroyOwner { owner, keep } => {
                 let keep = keep.map(|k| pick(&ids, k));
                 check(
                     "destroy_owner",
-                    store.destroy_owner(&format!("user-{owner}"), keep.as_deref()).map(drop),
+                    store
+                        .destroy_owner(&format!("user-{owner}"), keep.as_deref())
+                        .map(drop),
                 )
             }
             Op::Advance { ms } => clock.advance(Duration::from_millis(u64::from(ms))),

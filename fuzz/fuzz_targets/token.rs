@@ -36,7 +36,11 @@ fuzz_target!(|input: Input| {
     }
 
     let token = signer.sign(&input.id);
-    assert_eq!(signer.unsign(&token), Ok(input.id.as_str()), "sign then unsign");
+    assert_eq!(
+        signer.unsign(&token),
+        Ok(input.id.as_str()),
+        "sign then unsign"
+    );
     assert_eq!(token, each[0].sign(&input.id), "the first secret signs");
     // Any secret of the rotation verifies what it signed.
     for one in &each {
