@@ -643,7 +643,7 @@ impl Store {
     /// each live session referenced exactly once by the index and the expiry wheel and by
     /// nothing else, nothing referenced that is not live, owner bits, the owner index and the
     /// counters equal to the sums over live sessions. Takes every stripe lock in turn; call it
-    /// when no other thread is changing the store. For tests.
+    /// when no other thread is changing the store, the background sweeper included. For tests.
     ///
     /// # Errors
     /// A description of the first invariant that does not hold.
