@@ -6,6 +6,7 @@
 
 #![no_main]
 
+use std::ffi::c_char;
 use std::ptr;
 
 use arbitrary::Arbitrary;
@@ -89,12 +90,35 @@ fn ttl(seconds: u16) -> u64 {
     u64::from(seconds) * 1000
 }
 
-fn bytes_of(id: &Id, known: &[Vec<u8>]) -> (Vec<u8>, bool) {
-    match id {
-        Id::Known(i) if !known.is_empty() => (known[usize::from(*i) % known.len()].clone(), false),
-        Id::Known(_) => (b"never-created".to_vec(), false),
-        Id::Raw(bytes) => (bytes.clone(), false),
-        Id::Null(len) => (vec![0; usize::from(*len)], true),
+/// An id argument as the C caller passes it: bytes, or NULL with a length.
+struct IdArg {
+    bytes: Vec<u8>,
+    null: bool,
+}
+
+impl IdArg {
+    fn of(id: &Id, known: &[Vec<u8>]) -> Self {
+        let (bytes, null) = match id {
+            Id::Known(i) if !known.is_empty() => {
+                (known[usize::from(*i) % known.len()].clone(), false)
+            }
+            Id::Known(_) => (b"never-created".to_vec(), false),
+            Id::Raw(bytes) => (bytes.clone(), false),
+            Id::Null(len) => (vec![0; usize::from(*len)], true),
+        };
+        Self { bytes, null }
+    }
+
+    fn ptr(&self) -> *const c_char {
+        if self.null {
+            ptr::null()
+        } else {
+            self.bytes.as_ptr().cast()
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.bytes.len()
     }
 }
 
@@ -157,7 +181,7 @@ fuzz_target!(|calls: Vec<Call>| {
                 buf_len,
                 null_buf,
             } => {
-                let (id, null) = bytes_of(id, &known);
+                let id = IdArg::of(id, &known);
                 let mut buf = vec![0u8; usize::from(*buf_len)];
                 let buf_ptr = if *null_buf {
                     ptr::null_mut()
@@ -165,14 +189,9 @@ fuzz_target!(|calls: Vec<Call>| {
                     buf.as_mut_ptr()
                 };
                 let (mut out, mut version) = (0usize, 0u64);
-                let id_ptr = if null {
-                    ptr::null()
-                } else {
-                    id.as_ptr().cast()
-                };
                 coatcheck_store_get(
                     store.0,
-                    id_ptr,
+                    id.ptr(),
                     id.len(),
                     buf_ptr,
                     buf.len(),
@@ -181,15 +200,10 @@ fuzz_target!(|calls: Vec<Call>| {
                 )
             }
             Call::Set { id, value, ttl_ms } => {
-                let (id, null) = bytes_of(id, &known);
-                let id_ptr = if null {
-                    ptr::null()
-                } else {
-                    id.as_ptr().cast()
-                };
+                let id = IdArg::of(id, &known);
                 coatcheck_store_set(
                     store.0,
-                    id_ptr,
+                    id.ptr(),
                     id.len(),
                     value.as_ptr(),
                     value.len(),
@@ -198,15 +212,10 @@ fuzz_target!(|calls: Vec<Call>| {
                 )
             }
             Call::SetIfVersion { id, value, version } => {
-                let (id, null) = bytes_of(id, &known);
-                let id_ptr = if null {
-                    ptr::null()
-                } else {
-                    id.as_ptr().cast()
-                };
+                let id = IdArg::of(id, &known);
                 coatcheck_store_set_if_version(
                     store.0,
-                    id_ptr,
+                    id.ptr(),
                     id.len(),
                     value.as_ptr(),
                     value.len(),
@@ -216,35 +225,20 @@ fuzz_target!(|calls: Vec<Call>| {
                 )
             }
             Call::Touch { id, ttl_ms } => {
-                let (id, null) = bytes_of(id, &known);
-                let id_ptr = if null {
-                    ptr::null()
-                } else {
-                    id.as_ptr().cast()
-                };
-                coatcheck_store_touch(store.0, id_ptr, id.len(), ttl(*ttl_ms))
+                let id = IdArg::of(id, &known);
+                coatcheck_store_touch(store.0, id.ptr(), id.len(), ttl(*ttl_ms))
             }
             Call::Destroy { id } => {
-                let (id, null) = bytes_of(id, &known);
-                let id_ptr = if null {
-                    ptr::null()
-                } else {
-                    id.as_ptr().cast()
-                };
-                coatcheck_store_destroy(store.0, id_ptr, id.len())
+                let id = IdArg::of(id, &known);
+                coatcheck_store_destroy(store.0, id.ptr(), id.len())
             }
             Call::Regenerate { id, buf_len } => {
-                let (id, null) = bytes_of(id, &known);
-                let id_ptr = if null {
-                    ptr::null()
-                } else {
-                    id.as_ptr().cast()
-                };
+                let id = IdArg::of(id, &known);
                 let mut buf = vec![0u8; usize::from(*buf_len)];
                 let mut out = 0usize;
                 let status = coatcheck_store_regenerate(
                     store.0,
-                    id_ptr,
+                    id.ptr(),
                     id.len(),
                     buf.as_mut_ptr().cast(),
                     buf.len(),
@@ -256,17 +250,12 @@ fuzz_target!(|calls: Vec<Call>| {
                 status
             }
             Call::Sign { id, buf_len } => {
-                let (id, null) = bytes_of(id, &known);
-                let id_ptr = if null {
-                    ptr::null()
-                } else {
-                    id.as_ptr().cast()
-                };
+                let id = IdArg::of(id, &known);
                 let mut buf = vec![0u8; usize::from(*buf_len)];
                 let mut out = 0usize;
                 coatcheck_store_sign(
                     store.0,
-                    id_ptr,
+                    id.ptr(),
                     id.len(),
                     buf.as_mut_ptr().cast(),
                     buf.len(),
@@ -302,15 +291,10 @@ fuzz_target!(|calls: Vec<Call>| {
                 status
             }
             Call::SetOwner { id, owner } => {
-                let (id, null) = bytes_of(id, &known);
-                let id_ptr = if null {
-                    ptr::null()
-                } else {
-                    id.as_ptr().cast()
-                };
+                let id = IdArg::of(id, &known);
                 coatcheck_store_set_owner(
                     store.0,
-                    id_ptr,
+                    id.ptr(),
                     id.len(),
                     owner.as_ptr().cast(),
                     owner.len(),
