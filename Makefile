@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test fmt-check clippy test-core bench bench-core doc
+.PHONY: test fmt-check clippy test-core redis-deps bench bench-core doc
 
 # Each part of the project adds its own checks to TEST_TARGETS and BENCH_TARGETS from mk/*.mk.
 TEST_TARGETS := fmt-check clippy test-core
@@ -20,10 +20,15 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Core unit, integration, model (proptest) and stress tests. Release mode keeps the stress
-# and memory tests quick; debug assertions stay on through the test profile below.
-test-core:
+# and memory tests quick; debug assertions stay on through the test profile below. The shared
+# tier's tests (core/tests/tier.rs) start their own redis-server on a free 127.0.0.1 port.
+test-core: redis-deps
 	$(CARGO) test -p coatcheck
 	$(CARGO) test -p coatcheck --release --test concurrency --test memory_return
+
+## redis-deps: Debian's redis-server and redis-cli, which the shared-tier tests start and drive
+redis-deps:
+	$(call c_apt_install,redis-server)
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p coatcheck --no-deps

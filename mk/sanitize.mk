@@ -20,7 +20,7 @@ sanitize: sanitize-core sanitize-c
 
 # The RSS test is skipped: AddressSanitizer's allocator quarantines freed memory, so RSS says
 # nothing about the store there (it runs in test-core).
-sanitize-core:
+sanitize-core: redis-deps
 	$(SAN_RUST) $(SAN_ENV) $(CARGO) test -p coatcheck --target $(SAN_TARGET) --lib --tests \
 	    -- --skip rss_returns_near_baseline
 

@@ -16,6 +16,20 @@ pub enum Eviction {
     Refuse,
 }
 
+/// What a store on the shared tier does while Redis cannot be reached.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenRedisDown {
+    /// Keep serving from the local table: reads get the local copies (unverified: another
+    /// process may have changed them), writes are applied locally and written back when Redis
+    /// returns, unless a newer write got there first. Sessions created meanwhile live in this
+    /// process only until then.
+    #[default]
+    ServeLocal,
+    /// Fail every call that needs Redis with [`Error::Unavailable`](crate::Error::Unavailable).
+    Fail,
+}
+
 /// Store configuration. Start from [`Config::default`] and change what you need.
 ///
 /// ```
@@ -63,6 +77,23 @@ pub struct Config {
     pub eviction: Eviction,
     /// Secrets for signed tokens; the first signs, all verify. Empty: the store does not sign.
     pub secrets: Vec<Vec<u8>>,
+    /// Share sessions with every process and host on one Redis (or Valkey) server:
+    /// `redis://[user:password@]host:port[/db]`. Writes go to Redis before they return; the
+    /// local table becomes a near cache that Redis client tracking invalidates, so reads stay
+    /// in-process. Default: none, sessions live in this process only.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key the store uses. Stores that share sessions use the same one;
+    /// it must not be a prefix of another client's tracked prefix. Default: `"coatcheck:"`.
+    pub redis_key_prefix: String,
+    /// Longest a call waits for Redis. Default: 50 ms.
+    pub redis_timeout: Duration,
+    /// What calls do while Redis cannot be reached. Default: serve from the local table.
+    pub redis_when_down: WhenRedisDown,
+    /// Check every read against Redis (one round trip per read) instead of trusting a local
+    /// copy until an invalidation arrives: closes the window of about a tenth of a millisecond
+    /// on loopback in which another process may still serve a session just destroyed.
+    /// Default: false.
+    pub redis_strict: bool,
 }
 
 impl Default for Config {
@@ -80,6 +111,11 @@ impl Default for Config {
             trim_after_freeing: Some(8 << 20),
             eviction: Eviction::LeastValuable,
             secrets: Vec::new(),
+            redis_url: None,
+            redis_key_prefix: "coatcheck:".to_string(),
+            redis_timeout: Duration::from_millis(50),
+            redis_when_down: WhenRedisDown::ServeLocal,
+            redis_strict: false,
         }
     }
 }
@@ -131,6 +167,18 @@ impl Config {
         if self.secrets.iter().any(|s| s.is_empty()) {
             return bad("a secret must not be empty");
         }
+        if self.redis_key_prefix.is_empty() || self.redis_key_prefix.len() > 128 {
+            return bad("redis_key_prefix must be 1 to 128 bytes");
+        }
+        if self.redis_key_prefix.bytes().any(|b| !b.is_ascii_graphic()) {
+            return bad("redis_key_prefix must be printable ASCII without spaces");
+        }
+        if self.redis_timeout < Duration::from_millis(1)
+            || self.redis_timeout > Duration::from_secs(60)
+        {
+            return bad("redis_timeout must be between 1 ms and 60 s");
+        }
+        crate::tier::Settings::from_config(self)?;
         Ok(())
     }
 

@@ -35,6 +35,9 @@ pub enum Error {
     InvalidConfig(String),
     /// Some other argument is out of range (an owner key, a TTL).
     InvalidArgument(&'static str),
+    /// The shared tier's Redis could not be reached or did not answer within `redis_timeout`,
+    /// and the store is configured to fail rather than serve from its local table.
+    Unavailable(String),
 }
 
 impl Error {
@@ -49,6 +52,7 @@ impl Error {
             Error::InvalidId(_) => "invalid_id",
             Error::InvalidConfig(_) => "invalid_config",
             Error::InvalidArgument(_) => "invalid_argument",
+            Error::Unavailable(_) => "unavailable",
         }
     }
 }
@@ -72,6 +76,7 @@ impl fmt::Display for Error {
             Error::InvalidId(why) => write!(f, "invalid session id: {why}"),
             Error::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
             Error::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
+            Error::Unavailable(why) => write!(f, "session store unavailable: {why}"),
         }
     }
 }

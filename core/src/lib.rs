@@ -64,10 +64,11 @@ mod fork;
 mod id;
 mod signing;
 mod store;
+mod tier;
 mod trim;
 
 pub use clock::{Clock, ManualClock, MonotonicClock};
-pub use config::{Config, Eviction};
+pub use config::{Config, Eviction, WhenRedisDown};
 pub use error::{Error, Result};
 pub use id::{GENERATED_ID_LEN, MAX_ID_LEN, generate_id, validate_id};
 pub use signing::Signer;
@@ -75,3 +76,4 @@ pub use store::{
     Cause, Change, ChangeKind, ENTRY_OVERHEAD_BYTES, MAX_OWNER_LEN, Session, SessionView, Stats,
     Store, StoreBuilder,
 };
+pub use tier::TierStats;

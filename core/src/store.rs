@@ -16,6 +16,7 @@ mod block;
 mod budget;
 mod changes;
 mod invariants;
+mod near;
 mod ops;
 mod owners;
 mod record;
@@ -132,6 +133,8 @@ pub struct Stats {
     pub signature_failures: u64,
     /// `set_if_version` and `insert` calls that lost to another writer.
     pub conflicts: u64,
+    /// The shared tier's state and counters, if the store has one.
+    pub tier: Option<crate::tier::TierStats>,
 }
 
 /// Per-stripe counters, kept beside each stripe so readers of different stripes never write
@@ -174,6 +177,12 @@ struct Shard {
     /// the listener sees one stripe's changes in the order they were made.
     delivery: Mutex<()>,
     counters: Counters,
+    /// On the shared tier: the link generation under which this stripe's copies were last
+    /// checked against Redis; they are trusted only while it is the current one.
+    verified: AtomicU64,
+    /// On the shared tier: bumped (under the exclusive lock) whenever a copy is invalidated, so
+    /// a reply that an invalidation overtook is not cached (the fill ticket).
+    invalidations: AtomicU64,
 }
 
 impl Shard {
@@ -248,6 +257,8 @@ impl StoreBuilder {
         } else {
             Some(Signer::new(&config.secrets)?)
         };
+        let tier = crate::tier::Settings::from_config(&config)?
+            .map(|(settings, keys)| crate::tier::Tier::new(settings, keys));
         let inner = Arc::new(Inner {
             shards: (0..shard_count)
                 .map(|_| Shard {
@@ -255,6 +266,8 @@ impl StoreBuilder {
                     next_due: AtomicU64::new(u64::MAX),
                     delivery: Mutex::new(()),
                     counters: Counters::default(),
+                    verified: AtomicU64::new(0),
+                    invalidations: AtomicU64::new(0),
                 })
                 .collect(),
             shard_mask: shard_count - 1,
@@ -276,7 +289,12 @@ impl StoreBuilder {
             owners: OwnerIndex::new(shard_count),
             trim: Mutex::new(budget::TrimState::default()),
             listener: self.listener,
+            tier,
         });
+        if let Some(tier) = &inner.tier {
+            let sink: std::sync::Weak<dyn crate::tier::Sink> = Arc::downgrade(&inner) as _;
+            tier.start(sink)?;
+        }
         let sweeper = if config.background_sweeper {
             Some(Arc::new(
                 sweeper::Sweeper::spawn(&inner, config.sweep_interval).map_err(|e| {
@@ -311,6 +329,8 @@ struct Inner {
     owners: OwnerIndex,
     trim: Mutex<budget::TrimState>,
     listener: Option<Listener>,
+    /// The shared tier, if `redis_url` is set: the table is then its near cache.
+    tier: Option<crate::tier::Tier>,
 }
 
 impl Store {
@@ -384,8 +404,7 @@ impl Store {
     /// [`Error::Conflict`] if a live session has the id, and the errors of [`set`](Store::set).
     /// On error nothing changed.
     pub fn insert(&self, id: &str, value: &[u8], ttl: Option<Duration>) -> Result<u64> {
-        self.inner()
-            .write(id, value, ttl, ops::Precondition::Absent)
+        self.inner().put(id, value, ttl, ops::Precondition::Absent)
     }
 
     /// The value of a live session, sliding its idle deadline (unless
@@ -395,8 +414,7 @@ impl Store {
     /// # Errors
     /// [`Error::InvalidId`] for a malformed id.
     pub fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
-        self.inner()
-            .read(id, true, |s, i, _| s.block(i).value().to_vec())
+        self.inner().lookup(id, true, |view| view.value.to_vec())
     }
 
     /// Like [`get`](Store::get), with the version, time left and owner.
@@ -414,7 +432,7 @@ impl Store {
     /// # Errors
     /// [`Error::InvalidId`] for a malformed id.
     pub fn get_with<R>(&self, id: &str, f: impl FnOnce(SessionView<'_>) -> R) -> Result<Option<R>> {
-        self.inner().read(id, true, |s, i, now| f(view(s, i, now)))
+        self.inner().lookup(id, true, f)
     }
 
     /// A live session without sliding its deadline or marking it used: for adapters that
@@ -436,7 +454,7 @@ impl Store {
         id: &str,
         f: impl FnOnce(SessionView<'_>) -> R,
     ) -> Result<Option<R>> {
-        self.inner().read(id, false, |s, i, now| f(view(s, i, now)))
+        self.inner().lookup(id, false, f)
     }
 
     /// Writes `value` under `id`, creating the session if it does not exist (express-session
@@ -447,7 +465,7 @@ impl Store {
     /// [`Error::InvalidId`], [`Error::TooLarge`], [`Error::StoreFull`],
     /// [`Error::InvalidArgument`] for a `ttl` below 1 ms. On error nothing changed.
     pub fn set(&self, id: &str, value: &[u8], ttl: Option<Duration>) -> Result<u64> {
-        self.inner().write(id, value, ttl, ops::Precondition::None)
+        self.inner().put(id, value, ttl, ops::Precondition::None)
     }
 
     /// [`set`](Store::set) only if the session exists and is live: never creates one. For
@@ -457,7 +475,7 @@ impl Store {
     /// [`Error::NotFound`] if the session is gone, and the errors of [`set`](Store::set).
     /// On error nothing changed.
     pub fn update(&self, id: &str, value: &[u8], ttl: Option<Duration>) -> Result<u64> {
-        self.inner().write(id, value, ttl, ops::Precondition::Live)
+        self.inner().put(id, value, ttl, ops::Precondition::Live)
     }
 
     /// [`set`](Store::set) only if the session still has version `expected`, so that two
@@ -474,7 +492,7 @@ impl Store {
         ttl: Option<Duration>,
     ) -> Result<u64> {
         self.inner()
-            .write(id, value, ttl, ops::Precondition::Version(expected))
+            .put(id, value, ttl, ops::Precondition::Version(expected))
     }
 
     /// Slides a live session's idle deadline without touching its data (`ttl` replaces its idle
@@ -483,7 +501,11 @@ impl Store {
     /// # Errors
     /// [`Error::InvalidId`], [`Error::InvalidArgument`] for a `ttl` below 1 ms.
     pub fn touch(&self, id: &str, ttl: Option<Duration>) -> Result<bool> {
-        self.inner().touch(id, ttl, None)
+        let inner = self.inner();
+        if inner.tier.is_some() {
+            return inner.near_touch(id, ttl, None);
+        }
+        inner.touch(id, ttl, None)
     }
 
     /// [`touch`](Store::touch), skipped when the session was used less than `min_idle` ago
@@ -498,7 +520,12 @@ impl Store {
         ttl: Option<Duration>,
         min_idle: Duration,
     ) -> Result<bool> {
-        self.inner().touch(id, ttl, Some(duration_to_ms(min_idle)))
+        let inner = self.inner();
+        let min_idle = Some(duration_to_ms(min_idle));
+        if inner.tier.is_some() {
+            return inner.near_touch(id, ttl, min_idle);
+        }
+        inner.touch(id, ttl, min_idle)
     }
 
     /// Removes a session. Returns whether a live session was removed.
@@ -506,7 +533,11 @@ impl Store {
     /// # Errors
     /// [`Error::InvalidId`].
     pub fn destroy(&self, id: &str) -> Result<bool> {
-        self.inner().destroy(id)
+        let inner = self.inner();
+        if inner.tier.is_some() {
+            return inner.near_destroy(id);
+        }
+        inner.destroy(id)
     }
 
     /// Moves a live session to a new id in one step: when this returns, the old id no longer
@@ -516,7 +547,11 @@ impl Store {
     /// # Errors
     /// [`Error::InvalidId`].
     pub fn regenerate(&self, id: &str) -> Result<Option<String>> {
-        self.inner().regenerate(id)
+        let inner = self.inner();
+        if inner.tier.is_some() {
+            return inner.near_regenerate(id);
+        }
+        inner.regenerate(id)
     }
 
     /// Files a live session under an owner key (e.g. a user id), or removes it from its owner
@@ -526,7 +561,11 @@ impl Store {
     /// [`Error::NotFound`], [`Error::InvalidId`], [`Error::InvalidArgument`] for an empty owner
     /// or one longer than [`MAX_OWNER_LEN`].
     pub fn set_owner(&self, id: &str, owner: Option<&str>) -> Result<()> {
-        self.inner().set_owner(id, owner)
+        let inner = self.inner();
+        if inner.tier.is_some() {
+            return inner.near_set_owner(id, owner);
+        }
+        inner.set_owner(id, owner)
     }
 
     /// Ids of the live sessions of `owner`, found through the owner index (no table scan).
@@ -536,8 +575,13 @@ impl Store {
     pub fn sessions_of(&self, owner: &str) -> Result<Vec<String>> {
         validate_owner(owner)?;
         let inner = self.inner();
+        if inner.tier.is_some() {
+            if let Some(ids) = inner.near_sessions_of(owner)? {
+                return Ok(ids);
+            }
+        }
         let mut ids = inner.owners.ids_of(owner);
-        ids.retain(|id| matches!(inner.read(id, false, |_, _, _| ()), Ok(Some(()))));
+        ids.retain(|id| matches!(inner.read(id, false, |_| ()), Ok(Some(()))));
         ids.sort_unstable();
         Ok(ids)
     }
@@ -562,9 +606,22 @@ impl Store {
             validate_id(keep)?;
         }
         let inner = self.inner();
+        if inner.tier.is_some() {
+            if let Some(destroyed) = inner.near_destroy_owner(owner, keep)? {
+                return Ok(destroyed);
+            }
+        }
         let mut destroyed = 0;
         for id in inner.owners.ids_of(owner) {
-            if Some(id.as_str()) != keep && inner.destroy(&id)? {
+            if Some(id.as_str()) == keep {
+                continue;
+            }
+            let gone = if inner.tier.is_some() {
+                inner.near_destroy(&id)?
+            } else {
+                inner.destroy(&id)?
+            };
+            if gone {
                 destroyed += 1;
             }
         }
@@ -608,6 +665,7 @@ impl Store {
     pub fn stats(&self) -> Stats {
         let s = &*self.inner;
         let mut stats = Stats {
+            tier: s.tier.as_ref().map(crate::tier::Tier::stats),
             sessions: s.sessions.load(Relaxed),
             bytes: s.bytes.load(Relaxed),
             signature_failures: s.signature_failures.load(Relaxed),
@@ -736,8 +794,40 @@ impl Inner {
     /// The 32-bit hash a record keeps, and the shard of `id`. The shard comes from the upper
     /// half of the hash, independent of the bits the stripe's index uses.
     fn locate(&self, id: &str) -> (u32, usize) {
+        if self.tier.is_some() {
+            return Inner::tier_locate(id, self.shard_mask);
+        }
         let hash = self.hasher.hash_one(id.as_bytes());
         (hash as u32, ((hash >> 32) as usize) & self.shard_mask)
+    }
+
+    /// A read, from the near cache or Redis on the shared tier.
+    fn lookup<R>(
+        &self,
+        id: &str,
+        slide: bool,
+        f: impl FnOnce(SessionView<'_>) -> R,
+    ) -> Result<Option<R>> {
+        if self.tier.is_some() {
+            self.near_read(id, slide, f)
+        } else {
+            self.read(id, slide, f)
+        }
+    }
+
+    /// A write, through to Redis on the shared tier.
+    fn put(
+        &self,
+        id: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        precondition: ops::Precondition,
+    ) -> Result<u64> {
+        if self.tier.is_some() {
+            self.near_write(id, value, ttl, precondition, false)
+        } else {
+            self.write(id, value, ttl, precondition)
+        }
     }
 
     fn absolute_deadline(&self, now: u64) -> Option<u64> {

@@ -25,6 +25,10 @@ pub enum Cause {
     Replaced,
     /// Removed by `clear`.
     Cleared,
+    /// On the shared tier: the local copy was dropped because Redis holds another version or
+    /// none (another process wrote or removed the session, or it expired there first). The
+    /// session itself may live on in Redis.
+    Invalidated,
 }
 
 /// What happened to a session.

@@ -17,6 +17,10 @@ pub(crate) const READ: u64 = 1 << 63;
 pub(crate) const REFERENCED: u64 = 1 << 62;
 /// The stripe's owner map has an entry for this record.
 pub(crate) const OWNED: u64 = 1 << 61;
+/// On the shared tier: an invalidation named this copy (another process's write, or this
+/// process's own: Redis 7.0 does not honour NOLOOP for writes made by scripts), or it was filled
+/// from a reply an invalidation overtook. It is served only after Redis confirms its version.
+pub(crate) const SUSPECT: u64 = 1 << 60;
 
 /// Slab index meaning "none".
 pub(crate) const NIL: u32 = u32::MAX;

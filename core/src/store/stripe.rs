@@ -117,6 +117,20 @@ impl Stripe {
             .copied()
     }
 
+    /// Sets or clears flag bits of a live record (exclusive lock).
+    pub(crate) fn set_flags(&mut self, index: u32, flags: u64, on: bool) {
+        self.records[index as usize].set_flags(flags, on);
+    }
+
+    /// Every record filed under `hash` (on the shared tier, the copies an invalidation names).
+    pub(crate) fn find_by_hash(&self, hash: u32) -> smallvec::SmallVec<[u32; 2]> {
+        self.table
+            .iter_hash(table_hash(hash))
+            .copied()
+            .filter(|&i| self.records[i as usize].hash == hash)
+            .collect()
+    }
+
     /// The session `id` if it is live at `now`.
     pub(crate) fn find_live(&self, hash: u32, id: &str, now: u64) -> Option<u32> {
         self.find(hash, id)

@@ -1,0 +1,740 @@
+//! The store on the shared tier: what each operation does when the table is a near cache of
+//! sessions that live in Redis (see `crate::tier`).
+//!
+//! - A write goes to Redis first (the version check runs there), then the reply is filled into
+//!   the local table under the version Redis issued.
+//! - A read is answered from a local copy only if its stripe is verified under the current link
+//!   generation (and the store is not strict); otherwise it goes to Redis and fills the copy.
+//! - A fill is dropped if the link generation or the stripe's invalidation count moved since the
+//!   request was sent (a fill ticket): an invalidation that overtook the reply wins.
+//! - An invalidation drops the copy; expiry and eviction drop copies and never touch Redis.
+//! - With the link down, `WhenRedisDown` decides: serve and write locally (remembering what to
+//!   replay), or fail with `Error::Unavailable`.
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::Duration;
+
+use super::block::Block;
+use super::changes::{Cause, Outbox, Pending};
+use super::ops::Precondition as LocalPrecondition;
+use super::record::{READ, REFERENCED, SUSPECT};
+use super::stripe::NewSession;
+use super::{Inner, SessionView, bump, ttl_ms, validate_owner};
+use crate::config::WhenRedisDown;
+use crate::error::{Error, Result};
+use crate::id::{generate_id, validate_id};
+use crate::tier::{CopyState, Dirty, Found, KeyHash, Loaded, Precondition, Resynced, Sink, Tier};
+
+/// Where a session is: its Redis hash, its 32-bit record hash and its stripe.
+struct Place {
+    key: KeyHash,
+    hash: u32,
+    shard: usize,
+}
+
+impl Inner {
+    fn place(&self, id: &str) -> Place {
+        let key = KeyHash::of(id);
+        let (hash, stripe_bits) = key.placement();
+        Place {
+            key,
+            hash,
+            shard: (stripe_bits as usize) & self.shard_mask,
+        }
+    }
+
+    /// The 32-bit hash and stripe of `id` on the tier: from its Redis hash, so an invalidation
+    /// (which names only the Redis key) finds the copy.
+    pub(super) fn tier_locate(id: &str, shard_mask: usize) -> (u32, usize) {
+        let (hash, stripe_bits) = KeyHash::of(id).placement();
+        (hash, (stripe_bits as usize) & shard_mask)
+    }
+
+    fn tier(&self) -> &Tier {
+        self.tier
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("near-cache path without a tier"))
+    }
+
+    fn fail_or_serve_local(&self) -> Result<()> {
+        match self.tier().settings().when_down {
+            WhenRedisDown::ServeLocal => Ok(()),
+            WhenRedisDown::Fail => Err(self.tier().unavailable()),
+        }
+    }
+
+    pub(super) fn near_read<R>(
+        &self,
+        id: &str,
+        slide: bool,
+        f: impl FnOnce(SessionView<'_>) -> R,
+    ) -> Result<Option<R>> {
+        validate_id(id)?;
+        let tier = self.tier();
+        let place = self.place(id);
+        let shard = &self.shards[place.shard];
+        let generation = tier.up_generation();
+        let verified = generation.is_some_and(|g| shard.verified.load(SeqCst) == g);
+        let strict = tier.settings().strict;
+        let mut known = 0;
+        if verified {
+            let now = self.now();
+            let stripe = shard.state.read();
+            if let Some(index) = stripe.find_live(place.hash, id, now) {
+                if !strict && stripe.record(index).flags() & SUSPECT == 0 {
+                    bump(&shard.counters.hits);
+                    tier.count_near_hit();
+                    if slide {
+                        self.slide(shard, &stripe, index, id, self.slide_from(now));
+                    }
+                    return Ok(Some(f(super::view(&stripe, index, now))));
+                }
+                known = stripe.block(index).version();
+            }
+        }
+        // A suspect copy outside a verified stripe is asked about like any other miss.
+        let Some(generation) = generation else {
+            return self.read_locally(id, slide, f);
+        };
+        let ticket = shard.invalidations.load(SeqCst);
+        let found = match tier.load(&place.key, known) {
+            Err(Error::Unavailable(_))
+                if tier.settings().when_down == WhenRedisDown::ServeLocal =>
+            {
+                return self.read_locally(id, slide, f);
+            }
+            other => other?,
+        };
+        match found {
+            Found::Gone => {
+                bump(&shard.counters.misses);
+                self.drop_copy(&place, id, Cause::Invalidated, None);
+                Ok(None)
+            }
+            Found::Same => {
+                // The copy is current (strict mode, or a suspect copy): serve it like a hit.
+                self.confirm_copy(&place, id, known, generation, ticket);
+                let now = self.now();
+                let stripe = shard.state.read();
+                match stripe.find_live(place.hash, id, now) {
+                    Some(index) if stripe.block(index).version() == known => {
+                        bump(&shard.counters.hits);
+                        if slide {
+                            self.slide(shard, &stripe, index, id, self.slide_from(now));
+                        }
+                        Ok(Some(f(super::view(&stripe, index, now))))
+                    }
+                    _ => {
+                        drop(stripe);
+                        // Dropped meanwhile by an invalidation: ask again, for the whole session.
+                        match tier.load(&place.key, 0)? {
+                            Found::Session(loaded) => {
+                                Ok(Some(self.serve_loaded(
+                                    &place, id, &loaded, slide, generation, ticket, f,
+                                )))
+                            }
+                            _ => Ok(None),
+                        }
+                    }
+                }
+            }
+            Found::Session(loaded) => {
+                bump(&shard.counters.hits);
+                Ok(Some(self.serve_loaded(
+                    &place, id, &loaded, slide, generation, ticket, f,
+                )))
+            }
+        }
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the fill ticket travels with the reply"
+    )]
+    fn serve_loaded<R>(
+        &self,
+        place: &Place,
+        id: &str,
+        loaded: &Loaded,
+        slide: bool,
+        generation: u64,
+        ticket: u64,
+        f: impl FnOnce(SessionView<'_>) -> R,
+    ) -> R {
+        let slides = slide && self.slide_on_read;
+        let ttl = if slides {
+            loaded
+                .absolute_in_ms
+                .map_or(loaded.idle_ms, |a| a.min(loaded.idle_ms))
+        } else {
+            loaded.ttl_ms
+        };
+        if slides && ttl.saturating_sub(loaded.ttl_ms) > self.tier().settings().touch_slack_ms {
+            self.tier().queue_touch(place.key, ttl);
+        }
+        let flags = if slide { READ | REFERENCED } else { 0 };
+        self.fill(
+            place,
+            id,
+            loaded,
+            &loaded.value,
+            ttl,
+            flags,
+            generation,
+            ticket,
+        );
+        f(SessionView {
+            value: &loaded.value,
+            version: loaded.version,
+            expires_in: Duration::from_millis(ttl),
+            owner: loaded.owner.as_deref(),
+        })
+    }
+
+    /// A read with the link down: the local copy, unverified, if the policy allows.
+    fn read_locally<R>(
+        &self,
+        id: &str,
+        slide: bool,
+        f: impl FnOnce(SessionView<'_>) -> R,
+    ) -> Result<Option<R>> {
+        self.fail_or_serve_local()?;
+        let result = self.read(id, slide, f)?;
+        if result.is_some() {
+            self.tier().count_served_unverified();
+        }
+        Ok(result)
+    }
+
+    fn slide_from(&self, now: u64) -> u64 {
+        if self.slide_on_read { now } else { 0 }
+    }
+
+    /// Puts what Redis holds into the local table, unless the ticket went stale (an
+    /// invalidation or a lost link since the request was sent) or a newer copy is there.
+    #[expect(clippy::too_many_arguments, reason = "one call per kind of reply")]
+    fn fill(
+        &self,
+        place: &Place,
+        id: &str,
+        loaded: &Loaded,
+        value: &[u8],
+        ttl: u64,
+        flags: u64,
+        generation: u64,
+        ticket: u64,
+    ) {
+        let tier = self.tier();
+        let shard = &self.shards[place.shard];
+        if self.has_budget() && self.may_need_room(id.len() + value.len()) {
+            // A copy that does not fit is simply not cached: Redis holds the session.
+            if self
+                .make_room_for(place.shard, place.hash, id, value.len())
+                .is_err()
+            {
+                self.drop_copy(place, id, Cause::Evicted, None);
+                return;
+            }
+        }
+        let now = self.now();
+        let absolute = loaded.absolute_in_ms.map(|ms| now.saturating_add(ms));
+        let block = Block::new(id.as_bytes(), value, absolute);
+        let mut stripe = shard.state.write();
+        let stale_ticket = tier.generation() != generation
+            || !tier.is_up()
+            || shard.invalidations.load(SeqCst) != ticket;
+        if stale_ticket {
+            // Cached all the same, but not trusted until Redis confirms the version.
+            tier.count_invalidation_race();
+        }
+        let suspect = if stale_ticket { SUSPECT } else { 0 };
+        let mut pending = Outbox::new();
+        let existing = stripe.find(place.hash, id);
+        if let Some(index) = existing {
+            let have = stripe.block(index).version();
+            if have > loaded.version || (have == loaded.version && !stale_ticket) {
+                return;
+            }
+            if have == loaded.version {
+                stripe.set_flags(index, SUSPECT, true);
+                return;
+            }
+            let removed = stripe.remove(index);
+            self.retire(shard, &removed, Cause::Invalidated);
+            pending.push(Pending::removed(removed, Cause::Invalidated));
+        }
+        let deadline = {
+            let idle = now.saturating_add(ttl);
+            absolute.map_or(idle, |a| idle.min(a))
+        };
+        let (index, _, cost) = stripe.insert(NewSession {
+            block,
+            hash: place.hash,
+            ttl_ms: loaded.idle_ms,
+            deadline,
+            flags: flags | suspect,
+            owner: loaded.owner.as_deref().map(Box::from),
+            fresh_id_above: Some(loaded.version.saturating_sub(1)),
+        });
+        self.admit(cost, id, loaded.owner.as_deref());
+        shard.note_deadline(deadline);
+        if self.listener.is_some() {
+            pending.push(Pending::Stored {
+                id,
+                value,
+                created: existing.is_none(),
+                meta: self.meta(&stripe, index),
+                owner: loaded.owner.as_deref().map(Box::from),
+            });
+        }
+        self.release(shard, stripe, &pending);
+        self.settle_budget(place.shard, place.hash);
+    }
+
+    /// Removes the local copy of `id`, if any (and only at `version`, if given).
+    fn drop_copy(
+        &self,
+        place: &Place,
+        id: &str,
+        cause: Cause,
+        version: Option<u64>,
+    ) -> Option<u64> {
+        let shard = &self.shards[place.shard];
+        let mut stripe = shard.state.write();
+        shard.invalidations.fetch_add(1, SeqCst);
+        let index = stripe.find(place.hash, id)?;
+        let had = stripe.block(index).version();
+        if version.is_some_and(|v| v != had) {
+            return None;
+        }
+        let removed = stripe.remove(index);
+        self.retire(shard, &removed, cause);
+        self.release(shard, stripe, &[Pending::removed(removed, cause)]);
+        Some(had)
+    }
+
+    pub(super) fn near_write(
+        &self,
+        id: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        precondition: LocalPrecondition,
+        generated: bool,
+    ) -> Result<u64> {
+        let ttl_ms = self.check_write(id, value, ttl)?;
+        let tier = self.tier();
+        let place = self.place(id);
+        let shard = &self.shards[place.shard];
+        let Some(generation) = tier.up_generation() else {
+            return self.write_locally(&place, id, value, ttl, precondition, generated);
+        };
+        let ticket = shard.invalidations.load(SeqCst);
+        let remote = match precondition {
+            LocalPrecondition::None => Precondition::None,
+            LocalPrecondition::Live => Precondition::Live,
+            LocalPrecondition::Version(v) => Precondition::Version(v),
+            LocalPrecondition::Absent => Precondition::Absent,
+        };
+        let written = tier.write(
+            &place.key,
+            value,
+            remote,
+            ttl_ms,
+            self.idle_ttl_ms,
+            self.absolute_ttl_ms,
+        );
+        match written {
+            Ok(stored) => {
+                let flags = if generated { 0 } else { READ | REFERENCED };
+                self.fill(
+                    &place,
+                    id,
+                    &stored,
+                    value,
+                    stored.ttl_ms,
+                    flags,
+                    generation,
+                    ticket,
+                );
+                bump(&shard.counters.updates);
+                Ok(stored.version)
+            }
+            Err(e @ (Error::Conflict { .. } | Error::NotFound)) => {
+                // The local copy, if any, is not what Redis holds.
+                self.drop_copy(&place, id, Cause::Invalidated, None);
+                bump(&shard.counters.conflicts);
+                Err(e)
+            }
+            Err(Error::Unavailable(_))
+                if tier.settings().when_down == WhenRedisDown::ServeLocal =>
+            {
+                self.write_locally(&place, id, value, ttl, precondition, generated)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A write with the link down: applied locally and remembered for the resync, if the
+    /// policy allows.
+    fn write_locally(
+        &self,
+        place: &Place,
+        id: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        precondition: LocalPrecondition,
+        generated: bool,
+    ) -> Result<u64> {
+        self.fail_or_serve_local()?;
+        let base = self.local_version(place, id);
+        let version = self.write_as(id, value, ttl, precondition, generated)?;
+        self.tier().note_dirty(id, Dirty::Written { base });
+        Ok(version)
+    }
+
+    fn local_version(&self, place: &Place, id: &str) -> u64 {
+        let stripe = self.shards[place.shard].state.read();
+        stripe
+            .find(place.hash, id)
+            .map_or(0, |i| stripe.block(i).version())
+    }
+
+    pub(super) fn near_touch(
+        &self,
+        id: &str,
+        ttl: Option<Duration>,
+        min_idle: Option<u64>,
+    ) -> Result<bool> {
+        let ttl_ms = ttl_ms(ttl)?;
+        // Make sure a verified copy is here (or learn the session is gone), then touch it
+        // locally: the slide reaches Redis through the batched touches.
+        if self.near_read(id, false, |_| ())?.is_none() {
+            return Ok(false);
+        }
+        let live = self.touch(id, ttl, min_idle)?;
+        if let (true, Some(ttl)) = (live, ttl_ms) {
+            let place = self.place(id);
+            let capped = self
+                .remaining_absolute(&place, id)
+                .map_or(ttl, |a| a.min(ttl));
+            self.tier().queue_touch(place.key, capped);
+        }
+        Ok(live)
+    }
+
+    fn remaining_absolute(&self, place: &Place, id: &str) -> Option<u64> {
+        let now = self.now();
+        let stripe = self.shards[place.shard].state.read();
+        let index = stripe.find(place.hash, id)?;
+        stripe
+            .block(index)
+            .absolute()
+            .map(|a| a.saturating_sub(now))
+    }
+
+    pub(super) fn near_destroy(&self, id: &str) -> Result<bool> {
+        validate_id(id)?;
+        let tier = self.tier();
+        let place = self.place(id);
+        if tier.is_up() {
+            match tier.destroy(&place.key) {
+                Ok(existed) => {
+                    self.drop_copy(&place, id, Cause::Destroyed, None);
+                    return Ok(existed);
+                }
+                Err(Error::Unavailable(_))
+                    if tier.settings().when_down == WhenRedisDown::ServeLocal => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.fail_or_serve_local()?;
+        // Revocation stays final: the destroy is replayed on reconnect whatever the version.
+        tier.note_dirty(id, Dirty::Destroyed);
+        Ok(self.drop_copy(&place, id, Cause::Destroyed, None).is_some())
+    }
+
+    pub(super) fn near_regenerate(&self, id: &str) -> Result<Option<String>> {
+        validate_id(id)?;
+        let tier = self.tier();
+        let old = self.place(id);
+        if let Some(generation) = tier.up_generation() {
+            loop {
+                let new_id = generate_id();
+                let new = self.place(&new_id);
+                let ticket = self.shards[new.shard].invalidations.load(SeqCst);
+                match tier.regenerate(&old.key, &new_id, &new.key) {
+                    Ok(None) => {
+                        self.drop_copy(&old, id, Cause::Invalidated, None);
+                        return Ok(None);
+                    }
+                    Ok(Some(loaded)) => {
+                        self.drop_copy(&old, id, Cause::Replaced, None);
+                        let flags = READ | REFERENCED;
+                        self.fill(
+                            &new,
+                            &new_id,
+                            &loaded,
+                            &loaded.value,
+                            loaded.ttl_ms,
+                            flags,
+                            generation,
+                            ticket,
+                        );
+                        return Ok(Some(new_id));
+                    }
+                    Err(Error::Conflict { .. }) => continue,
+                    Err(Error::Unavailable(_))
+                        if tier.settings().when_down == WhenRedisDown::ServeLocal =>
+                    {
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        self.fail_or_serve_local()?;
+        let new_id = self.regenerate(id)?;
+        if let Some(new_id) = &new_id {
+            tier.note_dirty(id, Dirty::Destroyed);
+            tier.note_dirty(new_id, Dirty::Written { base: 0 });
+        }
+        Ok(new_id)
+    }
+
+    pub(super) fn near_set_owner(&self, id: &str, owner: Option<&str>) -> Result<()> {
+        validate_id(id)?;
+        if let Some(owner) = owner {
+            validate_owner(owner)?;
+        }
+        let tier = self.tier();
+        let place = self.place(id);
+        if tier.is_up() {
+            match tier.set_owner(&place.key, id, owner) {
+                Ok(true) => {
+                    // The local copy follows; if there is none, the next read loads it.
+                    return match self.set_owner(id, owner) {
+                        Ok(()) | Err(Error::NotFound) => Ok(()),
+                        Err(e) => Err(e),
+                    };
+                }
+                Ok(false) => {
+                    self.drop_copy(&place, id, Cause::Invalidated, None);
+                    return Err(Error::NotFound);
+                }
+                Err(Error::Unavailable(_))
+                    if tier.settings().when_down == WhenRedisDown::ServeLocal => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.fail_or_serve_local()?;
+        let base = self.local_version(&place, id);
+        self.set_owner(id, owner)?;
+        tier.note_dirty(id, Dirty::Written { base });
+        Ok(())
+    }
+
+    pub(super) fn near_sessions_of(&self, owner: &str) -> Result<Option<Vec<String>>> {
+        validate_owner(owner)?;
+        let tier = self.tier();
+        if tier.is_up() {
+            match tier.owner_sessions(owner) {
+                Ok(mut ids) => {
+                    ids.sort_unstable();
+                    return Ok(Some(ids));
+                }
+                Err(Error::Unavailable(_))
+                    if tier.settings().when_down == WhenRedisDown::ServeLocal => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.fail_or_serve_local()?;
+        Ok(None)
+    }
+
+    pub(super) fn near_destroy_owner(
+        &self,
+        owner: &str,
+        keep: Option<&str>,
+    ) -> Result<Option<usize>> {
+        validate_owner(owner)?;
+        if let Some(keep) = keep {
+            validate_id(keep)?;
+        }
+        let tier = self.tier();
+        if tier.is_up() {
+            let keep = keep.map(KeyHash::of);
+            match tier.destroy_owner(owner, keep.as_ref()) {
+                Ok(gone) => {
+                    // Our own deletions are not announced to us (NOLOOP): drop the copies here.
+                    for key in &gone {
+                        self.invalidate_copies(key, Some(Cause::Destroyed));
+                    }
+                    return Ok(Some(gone.len()));
+                }
+                Err(Error::Unavailable(_))
+                    if tier.settings().when_down == WhenRedisDown::ServeLocal => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.fail_or_serve_local()?;
+        Ok(None)
+    }
+
+    /// Marks every local copy whose Redis hash is `key` suspect (`None`) or removes it, and
+    /// bumps the stripe's invalidation count so a fill in flight for it is not trusted.
+    fn invalidate_copies(&self, key: &KeyHash, remove: Option<Cause>) {
+        let (hash, stripe_bits) = key.placement();
+        let shard = &self.shards[(stripe_bits as usize) & self.shard_mask];
+        let mut stripe = shard.state.write();
+        shard.invalidations.fetch_add(1, SeqCst);
+        let mut pending = Outbox::new();
+        for index in stripe.find_by_hash(hash) {
+            if KeyHash::of(stripe.block(index).id_str()) != *key {
+                continue;
+            }
+            match remove {
+                None => stripe.set_flags(index, SUSPECT, true),
+                Some(cause) => {
+                    let removed = stripe.remove(index);
+                    self.retire(shard, &removed, cause);
+                    pending.push(Pending::removed(removed, cause));
+                }
+            }
+        }
+        self.release(shard, stripe, &pending);
+    }
+
+    /// Redis confirmed that `version` is current: trust the copy again, unless an
+    /// invalidation or a lost link came after the confirmation was asked for.
+    fn confirm_copy(&self, place: &Place, id: &str, version: u64, generation: u64, ticket: u64) {
+        let tier = self.tier();
+        let shard = &self.shards[place.shard];
+        let mut stripe = shard.state.write();
+        if tier.generation() != generation || shard.invalidations.load(SeqCst) != ticket {
+            return;
+        }
+        if let Some(index) = stripe.find(place.hash, id) {
+            if stripe.block(index).version() == version {
+                stripe.set_flags(index, SUSPECT, false);
+            }
+        }
+    }
+
+    /// Checks one stripe's copies against Redis; false if the link went down meanwhile.
+    fn resync_stripe(&self, tier: &Tier, shard_index: usize, generation: u64) -> bool {
+        let shard = &self.shards[shard_index];
+        let copies: Vec<CopyState> = {
+            let _pass = crate::fork::enter();
+            let now = self.now();
+            let stripe = shard.state.read();
+            stripe
+                .live_indices()
+                .filter(|&i| !stripe.record(i).is_expired(now))
+                .map(|i| {
+                    let block = stripe.block(i);
+                    let record = stripe.record(i);
+                    let id = block.id_str().to_string();
+                    CopyState {
+                        hash: KeyHash::of(&id),
+                        dirty: tier.take_dirty(&id),
+                        id,
+                        session: Loaded {
+                            value: block.value().to_vec(),
+                            version: block.version(),
+                            ttl_ms: record.deadline().saturating_sub(now).max(1),
+                            idle_ms: record.ttl_ms(),
+                            absolute_in_ms: block.absolute().map(|a| a.saturating_sub(now).max(1)),
+                            owner: stripe.owner(i).map(str::to_string),
+                        },
+                    }
+                })
+                .collect()
+        };
+        for batch in copies.chunks(crate::tier::RESYNC_BATCH) {
+            let results = tier.resync(batch);
+            for (copy, result) in batch.iter().zip(results) {
+                let place = Place {
+                    key: copy.hash,
+                    hash: copy.hash.placement().0,
+                    shard: shard_index,
+                };
+                let _pass = crate::fork::enter();
+                match result {
+                    Resynced::Same => {}
+                    Resynced::Stale => {
+                        if matches!(copy.dirty, Some(Dirty::Written { .. })) {
+                            tier.count_replay_conflict();
+                        }
+                        self.drop_copy(
+                            &place,
+                            &copy.id,
+                            Cause::Invalidated,
+                            Some(copy.session.version),
+                        );
+                    }
+                    Resynced::Restored(version) => {
+                        tier.count_restored();
+                        if version != copy.session.version {
+                            // Replayed under a new version: the copy takes it.
+                            self.drop_copy(
+                                &place,
+                                &copy.id,
+                                Cause::Invalidated,
+                                Some(copy.session.version),
+                            );
+                        }
+                    }
+                    Resynced::Unknown => {
+                        if let Some(dirty) = copy.dirty {
+                            tier.note_dirty(&copy.id, dirty);
+                        }
+                    }
+                }
+            }
+            if tier.generation() != generation {
+                return false;
+            }
+        }
+        let _pass = crate::fork::enter();
+        let _stripe = shard.state.write();
+        if tier.generation() != generation || !tier.is_up() {
+            return false;
+        }
+        shard.verified.store(generation, SeqCst);
+        true
+    }
+}
+
+impl Sink for Inner {
+    fn invalidate(&self, key: &KeyHash) {
+        self.invalidate_copies(key, None);
+    }
+
+    fn resync(&self, generation: u64) {
+        let tier = self.tier();
+        // Destroys made while down whose copies are gone already.
+        let destroyed: Vec<CopyState> = tier
+            .take_destroyed()
+            .into_iter()
+            .map(|id| CopyState {
+                hash: KeyHash::of(&id),
+                id,
+                session: Loaded::default(),
+                dirty: Some(Dirty::Destroyed),
+            })
+            .collect();
+        for batch in destroyed.chunks(crate::tier::RESYNC_BATCH) {
+            if tier.resync(batch).contains(&Resynced::Unknown) {
+                for copy in batch {
+                    tier.note_dirty(&copy.id, Dirty::Destroyed);
+                }
+                return;
+            }
+        }
+        for shard_index in 0..self.shards.len() {
+            if !self.resync_stripe(tier, shard_index, generation) {
+                return;
+            }
+        }
+    }
+}

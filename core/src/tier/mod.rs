@@ -1,0 +1,1070 @@
+//! The shared tier: every write goes through to Redis before the call returns, and the local
+//! table is a near cache that Redis client tracking keeps honest.
+//!
+//! One background thread per process runs a single-threaded tokio runtime that owns the one
+//! RESP3 connection (data and invalidation pushes, `CLIENT TRACKING ON BCAST PREFIX <p>s:
+//! NOLOOP`), a heartbeat, and the flusher of batched touches. Callers stay synchronous: a call
+//! hands its request to that thread and waits for the reply at most `redis_timeout`; with the
+//! link down it does not wait at all. This module owns the link and its state; what a reply
+//! means for the local table is `store::near`'s business.
+//!
+//! The link's state is one generation number, bumped on every loss (a disconnect, a heartbeat
+//! that went unanswered, three timeouts in a row, a flush-all). Local copies are verified per
+//! stripe: a stripe's copies are trusted only while its verified generation is the current one,
+//! so marking the whole near cache unverified is one increment. After a reconnect, a resync walk
+//! checks each stripe's copies against Redis (writing back those a restarted Redis lost) and
+//! then marks the stripe verified again.
+
+mod keys;
+mod scripts;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::mpsc::{RecvTimeoutError, sync_channel};
+use std::sync::{Arc, Weak};
+use std::thread::{JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use redis::aio::MultiplexedConnection;
+use redis::{
+    AsyncConnectionConfig, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value,
+};
+
+pub(crate) use keys::{KeyHash, Keys};
+
+use crate::config::{Config, WhenRedisDown};
+use crate::error::{Error, Result};
+use crate::fork;
+
+/// How long `Store::build` and a forked child's first call wait for the first connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A PING this often on an idle link...
+const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
+/// ...and the link counts as lost when one goes unanswered this long: a dead link is noticed
+/// within about 2.5 s even when no request comes.
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Consecutive request timeouts that count as a lost link.
+const TIMEOUTS_FOR_LOSS: u32 = 3;
+/// Batched touches are sent this often.
+const TOUCH_FLUSH_INTERVAL: Duration = Duration::from_millis(250);
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Copies checked per round trip by the resync walk.
+pub(crate) const RESYNC_BATCH: usize = 256;
+
+/// What the tier was configured with.
+pub(crate) struct Settings {
+    connection: redis::ConnectionInfo,
+    timeout: Duration,
+    pub(crate) when_down: WhenRedisDown,
+    pub(crate) strict: bool,
+    /// A read reports a slide to Redis when the local deadline has moved this far past the
+    /// last one sent (ms): each session's Redis TTL moves at most once per slack.
+    pub(crate) touch_slack_ms: u64,
+}
+
+impl Settings {
+    pub(crate) fn from_config(config: &Config) -> Result<Option<(Self, Keys)>> {
+        let Some(url) = &config.redis_url else {
+            return Ok(None);
+        };
+        let bad = |why: String| Error::InvalidConfig(why);
+        let info = url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| bad(format!("redis_url is not a Redis URL ({e})")))?;
+        if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+            return Err(bad(
+                "redis_url: rediss:// (TLS) is not supported by this build yet".into(),
+            ));
+        }
+        let redis_settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let connection = info.set_redis_settings(redis_settings);
+        let idle_ms = crate::clock::duration_to_ms(config.idle_timeout);
+        Ok(Some((
+            Self {
+                connection,
+                timeout: config.redis_timeout,
+                when_down: config.redis_when_down,
+                strict: config.redis_strict,
+                touch_slack_ms: (idle_ms / 4).clamp(1, 60_000),
+            },
+            Keys::new(&config.redis_key_prefix, &config.secrets),
+        )))
+    }
+}
+
+/// What the near cache does with the link: implemented by the store.
+pub(crate) trait Sink: Send + Sync {
+    /// Another process changed or removed this session: drop the local copy.
+    fn invalidate(&self, hash: &KeyHash);
+    /// The link is up at `generation`: check the local copies against Redis, then trust them.
+    /// Runs on a thread of its own and may call the tier.
+    fn resync(&self, generation: u64);
+}
+
+/// A session as Redis holds it, with times relative to now.
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    pub(crate) value: Vec<u8>,
+    pub(crate) version: u64,
+    /// Until Redis expires it.
+    pub(crate) ttl_ms: u64,
+    /// Its idle timeout.
+    pub(crate) idle_ms: u64,
+    /// Until its absolute deadline, if it has one.
+    pub(crate) absolute_in_ms: Option<u64>,
+    pub(crate) owner: Option<String>,
+}
+
+/// What a read found in Redis.
+pub(crate) enum Found {
+    Session(Loaded),
+    /// The caller's version is current.
+    Same,
+    Gone,
+}
+
+/// The precondition of a write, as the WRITE script spells it.
+#[derive(Clone, Copy)]
+pub(crate) enum Precondition {
+    None,
+    Live,
+    Version(u64),
+    Absent,
+}
+
+/// A local change made while Redis could not be reached, to be replayed on reconnect.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Dirty {
+    /// Written here over Redis version `base` (0: created here).
+    Written { base: u64 },
+    /// Destroyed here: replayed whatever Redis holds, so a revocation stays final.
+    Destroyed,
+}
+
+/// One local copy for the resync walk.
+pub(crate) struct CopyState {
+    pub(crate) hash: KeyHash,
+    pub(crate) id: String,
+    /// The copy, with its times relative to now.
+    pub(crate) session: Loaded,
+    pub(crate) dirty: Option<Dirty>,
+}
+
+/// What the resync walk learned about one copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resynced {
+    /// Redis holds this version: keep it.
+    Same,
+    /// Redis holds another version: drop the copy.
+    Stale,
+    /// Redis had lost it and holds it again, at this version.
+    Restored(u64),
+    /// Could not be checked (the link went down again): leave it unverified.
+    Unknown,
+}
+
+/// The tier's counters and state, as [`crate::Stats::tier`] reports them.
+#[non_exhaustive]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TierStats {
+    /// Whether the link to Redis is up.
+    pub connected: bool,
+    /// Reads answered from a verified local copy.
+    pub near_hits: u64,
+    /// Reads that went to Redis (no local copy, or an unverified one, or strict mode).
+    pub near_misses: u64,
+    /// Reads answered from an unverified local copy while Redis was down.
+    pub served_unverified: u64,
+    /// Invalidations received from Redis.
+    pub invalidations: u64,
+    /// Requests sent to Redis.
+    pub round_trips: u64,
+    /// Requests that failed or timed out.
+    pub failures: u64,
+    /// Times the link was lost.
+    pub disconnects: u64,
+    /// Total time the link has been down, in ms.
+    pub down_ms: u64,
+    /// Local copies written back after a reconnect because Redis had lost them.
+    pub restored: u64,
+    /// Writes made while Redis was down that lost to a newer write on reconnect.
+    pub replay_conflicts: u64,
+    /// Session TTL extensions sent in batches.
+    pub touches_sent: u64,
+    /// Replies not cached because an invalidation or a lost link overtook them.
+    pub fills_refused: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    near_hits: AtomicU64,
+    near_misses: AtomicU64,
+    served_unverified: AtomicU64,
+    invalidations: AtomicU64,
+    round_trips: AtomicU64,
+    failures: AtomicU64,
+    disconnects: AtomicU64,
+    down_ms: AtomicU64,
+    restored: AtomicU64,
+    replay_conflicts: AtomicU64,
+    touches_sent: AtomicU64,
+    fills_refused: AtomicU64,
+}
+
+/// The tier of one store. Dropped with the store: its thread stops and is joined.
+pub(crate) struct Tier {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    settings: Settings,
+    keys: Keys,
+    /// Bumped on every loss of the link.
+    generation: AtomicU64,
+    up: AtomicBool,
+    timeouts_in_a_row: AtomicU32,
+    /// When the link went down (ms since `epoch`), or `u64::MAX` while up.
+    down_since: AtomicU64,
+    epoch: Instant,
+    counters: Counters,
+    /// The runtime of this process; replaced (the parent's forgotten) in a forked child.
+    runtime: Mutex<Option<Arc<Runtime>>>,
+    fork_generation: AtomicU64,
+    /// Sessions whose Redis TTL should move, and to how many ms from when it is sent.
+    touches: Mutex<HashMap<KeyHash, u64>>,
+    /// Changes made locally while Redis was down, by id.
+    dirty: Mutex<HashMap<String, Dirty>>,
+    sink: Mutex<Option<Weak<dyn Sink>>>,
+}
+
+struct Runtime {
+    handle: tokio::runtime::Handle,
+    /// The connection while the link is up.
+    connection: Mutex<Option<MultiplexedConnection>>,
+    wake: tokio::sync::Notify,
+    closing: AtomicBool,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    thread_id: Mutex<Option<ThreadId>>,
+}
+
+type Job<T> = Pin<Box<dyn Future<Output = redis::RedisResult<T>> + Send>>;
+
+impl Tier {
+    pub(crate) fn new(settings: Settings, keys: Keys) -> Self {
+        Tier {
+            shared: Arc::new(Shared {
+                settings,
+                keys,
+                generation: AtomicU64::new(1),
+                up: AtomicBool::new(false),
+                timeouts_in_a_row: AtomicU32::new(0),
+                down_since: AtomicU64::new(0),
+                epoch: Instant::now(),
+                counters: Counters::default(),
+                runtime: Mutex::new(None),
+                fork_generation: AtomicU64::new(fork::generation()),
+                touches: Mutex::new(HashMap::new()),
+                dirty: Mutex::new(HashMap::new()),
+                sink: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Starts the link thread and waits (at most a second) for the first connection. A store
+    /// whose Redis is down still starts: it follows `redis_when_down` until Redis is back.
+    pub(crate) fn start(&self, sink: Weak<dyn Sink>) -> Result<()> {
+        *self.shared.sink.lock() = Some(sink);
+        let runtime = spawn_runtime(&self.shared)?;
+        *self.shared.runtime.lock() = Some(runtime);
+        self.shared.wait_up(CONNECT_TIMEOUT);
+        Ok(())
+    }
+
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.shared.settings
+    }
+
+    /// The current link generation: copies verified under it are trusted.
+    pub(crate) fn generation(&self) -> u64 {
+        self.shared.generation.load(SeqCst)
+    }
+
+    pub(crate) fn is_up(&self) -> bool {
+        self.shared.up.load(SeqCst)
+    }
+
+    /// The generation to stamp a copy with, if the link is up (a fill ticket).
+    pub(crate) fn up_generation(&self) -> Option<u64> {
+        let generation = self.generation();
+        self.is_up().then_some(generation)
+    }
+
+    pub(crate) fn count_near_hit(&self) {
+        self.shared.counters.near_hits.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn count_served_unverified(&self) {
+        self.shared.counters.served_unverified.fetch_add(1, Relaxed);
+    }
+
+    /// A fill refused because an invalidation or a lost link overtook its reply.
+    pub(crate) fn count_invalidation_race(&self) {
+        self.shared.counters.fills_refused.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn count_restored(&self) {
+        self.shared.counters.restored.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn count_replay_conflict(&self) {
+        self.shared.counters.replay_conflicts.fetch_add(1, Relaxed);
+    }
+
+    /// The error a call gets when Redis cannot answer.
+    pub(crate) fn unavailable(&self) -> Error {
+        Error::Unavailable("Redis is not reachable".into())
+    }
+
+    pub(crate) fn stats(&self) -> TierStats {
+        let c = &self.shared.counters;
+        let down_now = match self.shared.down_since.load(SeqCst) {
+            u64::MAX => 0,
+            since => self.shared.now_ms().saturating_sub(since),
+        };
+        TierStats {
+            connected: self.is_up(),
+            near_hits: c.near_hits.load(Relaxed),
+            near_misses: c.near_misses.load(Relaxed),
+            served_unverified: c.served_unverified.load(Relaxed),
+            invalidations: c.invalidations.load(Relaxed),
+            round_trips: c.round_trips.load(Relaxed),
+            failures: c.failures.load(Relaxed),
+            disconnects: c.disconnects.load(Relaxed),
+            down_ms: c.down_ms.load(Relaxed) + down_now,
+            restored: c.restored.load(Relaxed),
+            replay_conflicts: c.replay_conflicts.load(Relaxed),
+            touches_sent: c.touches_sent.load(Relaxed),
+            fills_refused: c.fills_refused.load(Relaxed),
+        }
+    }
+
+    /// Queues a move of the session's Redis TTL to `ttl_ms` from when it is sent. Sent in a
+    /// batch, off the request path.
+    pub(crate) fn queue_touch(&self, hash: KeyHash, ttl_ms: u64) {
+        self.shared.touches.lock().insert(hash, ttl_ms);
+    }
+
+    /// Remembers a change made locally while Redis was down, keeping the first base version.
+    pub(crate) fn note_dirty(&self, id: &str, dirty: Dirty) {
+        let mut map = self.shared.dirty.lock();
+        match (map.get(id).copied(), dirty) {
+            // A second write keeps the base the first one started from.
+            (Some(Dirty::Written { .. }), Dirty::Written { .. }) => {}
+            // A write after a destroy here (a caller-chosen id used again) starts from
+            // nothing: Redis's copy is to be removed either way.
+            (Some(Dirty::Destroyed), Dirty::Written { .. }) => {
+                map.insert(id.to_string(), Dirty::Written { base: u64::MAX });
+            }
+            (_, dirty) => {
+                map.insert(id.to_string(), dirty);
+            }
+        }
+    }
+
+    pub(crate) fn take_dirty(&self, id: &str) -> Option<Dirty> {
+        self.shared.dirty.lock().remove(id)
+    }
+
+    /// Destroys made while Redis was down whose sessions are no longer in the local table.
+    pub(crate) fn take_destroyed(&self) -> Vec<String> {
+        let mut map = self.shared.dirty.lock();
+        let ids: Vec<String> = map
+            .iter()
+            .filter(|(_, d)| matches!(d, Dirty::Destroyed))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ids {
+            map.remove(id);
+        }
+        ids
+    }
+
+    /// The session in Redis; with `known` (the version of a local copy) only its TTL if that
+    /// is still the current version.
+    pub(crate) fn load(&self, hash: &KeyHash, known: u64) -> Result<Found> {
+        self.shared.counters.near_misses.fetch_add(1, Relaxed);
+        let key = self.shared.keys.session(hash);
+        let reply = self.run(move |mut c| {
+            Box::pin(async move {
+                let mut call = scripts::LOAD.prepare_invoke();
+                call.key(key).arg(known);
+                call.invoke_async::<Value>(&mut c).await
+            })
+        })?;
+        parse_found(reply)
+    }
+
+    /// Writes a session through; `Ok(Err(..))` is the precondition failing in Redis.
+    pub(crate) fn write(
+        &self,
+        hash: &KeyHash,
+        value: &[u8],
+        precondition: Precondition,
+        ttl_ms: Option<u64>,
+        default_idle_ms: u64,
+        absolute_ttl_ms: Option<u64>,
+    ) -> Result<Loaded> {
+        let keys = &self.shared.keys;
+        let (key, counter, prefix) = (
+            keys.session(hash),
+            keys.version_counter(),
+            keys.prefix().to_string(),
+        );
+        let value = value.to_vec();
+        let (mode, expected) = match precondition {
+            Precondition::None => ("none", 0),
+            Precondition::Live => ("live", 0),
+            Precondition::Version(v) => ("version", v),
+            Precondition::Absent => ("absent", 0),
+        };
+        let reply = self.run(move |mut c| {
+            Box::pin(async move {
+                let mut call = scripts::WRITE.prepare_invoke();
+                call.key(key)
+                    .key(counter)
+                    .arg(mode)
+                    .arg(expected)
+                    .arg(value);
+                call.arg(ttl_ms.unwrap_or(0)).arg(default_idle_ms);
+                call.arg(absolute_ttl_ms.unwrap_or(0)).arg(prefix);
+                call.invoke_async::<Value>(&mut c).await
+            })
+        })?;
+        let (tag, items) = tagged(&reply)?;
+        match tag {
+            b"conflict" => Err(Error::Conflict {
+                expected,
+                actual: items.get(1).map_or(0, unsigned),
+            }),
+            b"missing" => Err(Error::NotFound),
+            _ => parse_session(&reply),
+        }
+    }
+
+    /// Removes a session from Redis and its owner's index. Whether it existed.
+    pub(crate) fn destroy(&self, hash: &KeyHash) -> Result<bool> {
+        let keys = &self.shared.keys;
+        let (key, prefix, field) = (
+            keys.session(hash),
+            keys.prefix().to_string(),
+            hash.encoded(),
+        );
+        let reply = self.run(move |mut c| {
+            Box::pin(async move {
+                let mut call = scripts::DESTROY.prepare_invoke();
+                call.key(key).arg(prefix).arg(field);
+                call.invoke_async::<Value>(&mut c).await
+            })
+        })?;
+        Ok(number(&reply) > 0)
+    }
+
+    /// Moves a session to `new_id` in Redis. `Ok(None)`: the old session is gone.
+    /// `Err(Conflict)`: the new key exists (the caller draws another id).
+    pub(crate) fn regenerate(
+        &self,
+        old: &KeyHash,
+        new_id: &str,
+        new: &KeyHash,
+    ) -> Result<Option<Loaded>> {
+        let keys = &self.shared.keys;
+        let args = (
+            keys.session(old),
+            keys.session(new),
+            keys.version_counter(),
+            keys.prefix().to_string(),
+            old.encoded(),
+            new.encoded(),
+            keys.seal(new, new_id),
+        );
+        let reply = self.run(move |mut c| {
+            Box::pin(async move {
+                let (old_key, new_key, counter, prefix, old_field, new_field, sealed) = args;
+                let mut call = scripts::REGENERATE.prepare_invoke();
+                call.key(old_key).key(new_key).key(counter);
+                call.arg(prefix).arg(old_field).arg(new_field).arg(sealed);
+                call.invoke_async::<Value>(&mut c).await
+            })
+        })?;
+        if matches!(reply, Value::Nil) {
+            return Ok(None);
+        }
+        let (tag, _) = tagged(&reply)?;
+        if tag == b"collision" {
+            return Err(Error::Conflict {
+                expected: 0,
+                actual: 0,
+            });
+        }
+        parse_session(&reply).map(Some)
+    }
+
+    /// Files a session under `owner` (or none) in Redis. Whether the session exists.
+    pub(crate) fn set_owner(&self, hash: &KeyHash, id: &str, owner: Option<&str>) -> Result<bool> {
+        let keys = &self.shared.keys;
+        let args = (
+            keys.session(hash),
+            keys.prefix().to_string(),
+            hash.encoded(),
+            owner.unwrap_or("").to_string(),
+            keys.seal(hash, id),
+        );
+        let reply = self.run(move |mut c| {
+            Box::pin(async move {
+                let (key, prefix, field, owner, sealed) = args;
+                let mut call = scripts::SET_OWNER.prepare_invoke();
+                call.key(key).arg(prefix).arg(field).arg(owner).arg(sealed);
+                call.invoke_async::<Value>(&mut c).await
+            })
+        })?;
+        Ok(number(&reply) == 1)
+    }
+
+    /// The ids of `owner`'s live sessions, from the owner index in Redis.
+    pub(crate) fn owner_sessions(&self, owner: &str) -> Result<Vec<String>> {
+        let keys = &self.shared.keys;
+        let (index, prefix) = (keys.owner(owner), keys.prefix().to_string());
+        let reply = self.run(move |mut c| {
+            Box::pin(async move {
+                let mut call = scripts::OWNER_SESSIONS.prepare_invoke();
+                call.key(index).arg(prefix);
+                call.invoke_async::<Value>(&mut c).await
+            })
+        })?;
+        let Value::Array(items) = reply else {
+            return Ok(Vec::new());
+        };
+        Ok(items
+            .chunks_exact(2)
+            .filter_map(|pair| {
+                let hash = KeyHash::decode(bytes(&pair[0])?)?;
+                keys.unseal(&hash, bytes(&pair[1])?)
+            })
+            .collect())
+    }
+
+    /// Destroys `owner`'s sessions in Redis except `keep`; the hashes of those removed.
+    pub(crate) fn destroy_owner(
+        &self,
+        owner: &str,
+        keep: Option<&KeyHash>,
+    ) -> Result<Vec<KeyHash>> {
+        let keys = &self.shared.keys;
+        let args = (
+            keys.owner(owner),
+            keys.prefix().to_string(),
+            keep.map(KeyHash::encoded).unwrap_or_default(),
+        );
+        let reply = self.run(move |mut c| {
+            Box::pin(async move {
+                let (index, prefix, keep) = args;
+                let mut call = scripts::DESTROY_OWNER.prepare_invoke();
+                call.key(index).arg(prefix).arg(keep);
+                call.invoke_async::<Value>(&mut c).await
+            })
+        })?;
+        let Value::Array(items) = reply else {
+            return Ok(Vec::new());
+        };
+        Ok(items
+            .iter()
+            .filter_map(|v| KeyHash::decode(bytes(v)?))
+            .collect())
+    }
+
+    /// Checks a batch of local copies against Redis after a reconnect (see `scripts::RESYNC`).
+    pub(crate) fn resync(&self, copies: &[CopyState]) -> Vec<Resynced> {
+        let keys = &self.shared.keys;
+        let calls: Vec<_> = copies
+            .iter()
+            .map(|copy| {
+                let (mode, base) = match copy.dirty {
+                    None => ("keep", 0),
+                    Some(Dirty::Written { base: u64::MAX }) => ("force", 0),
+                    Some(Dirty::Written { base }) => ("replay", base),
+                    Some(Dirty::Destroyed) => ("destroy", 0),
+                };
+                let mut call = scripts::RESYNC.prepare_invoke();
+                call.key(keys.session(&copy.hash))
+                    .key(keys.version_counter());
+                let session = &copy.session;
+                call.arg(mode).arg(session.version).arg(base);
+                call.arg(session.value.as_slice());
+                call.arg(session.ttl_ms).arg(session.idle_ms);
+                call.arg(session.absolute_in_ms.map_or(-1, |ms| ms as i64));
+                call.arg(session.owner.as_deref().unwrap_or(""));
+                call.arg(keys.prefix())
+                    .arg(copy.hash.encoded())
+                    .arg(keys.seal(&copy.hash, &copy.id));
+                call
+            })
+            .collect();
+        let count = calls.len();
+        // A batch is allowed the timeout per copy, within reason: it runs off the request path.
+        let replies = self.run_for(
+            self.shared.settings.timeout * 4 + Duration::from_millis(count as u64),
+            move |c| {
+                Box::pin(async move {
+                    let mut set = tokio::task::JoinSet::new();
+                    for (n, call) in calls.into_iter().enumerate() {
+                        let mut c = c.clone();
+                        set.spawn(async move { (n, call.invoke_async::<Value>(&mut c).await) });
+                    }
+                    let mut out = vec![Value::Nil; count];
+                    while let Some(done) = set.join_next().await {
+                        if let Ok((n, reply)) = done {
+                            out[n] = reply?;
+                        }
+                    }
+                    Ok(out)
+                })
+            },
+        );
+        let Ok(replies) = replies else {
+            return vec![Resynced::Unknown; count];
+        };
+        replies
+            .iter()
+            .map(|reply| match tagged(reply) {
+                Ok((b"same", _)) => Resynced::Same,
+                Ok((b"stale", _)) => Resynced::Stale,
+                Ok((b"restored", items)) => Resynced::Restored(items.get(1).map_or(0, unsigned)),
+                Ok((b"done", _)) => Resynced::Stale,
+                _ => Resynced::Unknown,
+            })
+            .collect()
+    }
+
+    /// Runs `job` on the link thread and waits for it at most `redis_timeout`.
+    fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(MultiplexedConnection) -> Job<T> + Send + 'static,
+    ) -> Result<T> {
+        self.run_for(self.shared.settings.timeout, job)
+    }
+
+    fn run_for<T: Send + 'static>(
+        &self,
+        timeout: Duration,
+        job: impl FnOnce(MultiplexedConnection) -> Job<T> + Send + 'static,
+    ) -> Result<T> {
+        let shared = &self.shared;
+        let runtime = shared.runtime()?;
+        let Some(connection) = runtime.connection.lock().clone() else {
+            return Err(self.unavailable());
+        };
+        let (reply_to, reply) = sync_channel(1);
+        shared.counters.round_trips.fetch_add(1, Relaxed);
+        runtime.handle.spawn(async move {
+            let result = tokio::time::timeout(timeout, job(connection)).await;
+            let _ = reply_to.send(result);
+        });
+        // A little longer than the job's own timeout, so the job's answer wins a tie.
+        let outcome = match reply.recv_timeout(timeout + Duration::from_millis(5)) {
+            Ok(Ok(Ok(value))) => {
+                shared.timeouts_in_a_row.store(0, Relaxed);
+                return Ok(value);
+            }
+            Ok(Ok(Err(e))) if !(e.is_io_error() || e.is_connection_dropped() || e.is_timeout()) => {
+                shared.counters.failures.fetch_add(1, Relaxed);
+                return Err(Error::Unavailable(format!(
+                    "Redis refused the request: {e}"
+                )));
+            }
+            Ok(Ok(Err(e))) => format!("the connection to Redis failed: {e}"),
+            Ok(Err(_)) | Err(RecvTimeoutError::Timeout) => {
+                format!("Redis did not answer within {} ms", timeout.as_millis())
+            }
+            Err(RecvTimeoutError::Disconnected) => "the Redis link thread stopped".to_string(),
+        };
+        shared.counters.failures.fetch_add(1, Relaxed);
+        if shared.timeouts_in_a_row.fetch_add(1, Relaxed) + 1 >= TIMEOUTS_FOR_LOSS {
+            shared.link_lost(&runtime);
+        }
+        Err(Error::Unavailable(outcome))
+    }
+}
+
+impl Drop for Tier {
+    fn drop(&mut self) {
+        let Some(runtime) = self.shared.runtime.lock().take() else {
+            return;
+        };
+        if self.shared.fork_generation.load(SeqCst) != fork::generation() {
+            // The parent's thread does not exist here; its state may hold locks forever.
+            std::mem::forget(runtime);
+            return;
+        }
+        runtime.closing.store(true, SeqCst);
+        runtime.wake.notify_one();
+        let on_link_thread = *runtime.thread_id.lock() == Some(std::thread::current().id());
+        if let Some(thread) = runtime.thread.lock().take() {
+            if !on_link_thread {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn wait_up(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.up.load(SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn sink(&self) -> Option<Arc<dyn Sink>> {
+        self.sink.lock().as_ref()?.upgrade()
+    }
+
+    /// This process's runtime; in a forked child, a new one (the parent's is forgotten).
+    fn runtime(self: &Arc<Self>) -> Result<Arc<Runtime>> {
+        let now = fork::generation();
+        if self.fork_generation.load(SeqCst) != now {
+            self.restart_after_fork(now)?;
+        }
+        self.runtime
+            .lock()
+            .clone()
+            .ok_or_else(|| Error::Unavailable("the store is closing".into()))
+    }
+
+    #[cold]
+    fn restart_after_fork(self: &Arc<Self>, now: u64) -> Result<()> {
+        let mut slot = self.runtime.lock();
+        if self.fork_generation.load(SeqCst) == now {
+            return Ok(());
+        }
+        if let Some(parents) = slot.take() {
+            std::mem::forget(parents);
+        }
+        // The parent's tracking connection is not ours: every copy is unverified until the
+        // child's own link has checked it.
+        self.up.store(false, SeqCst);
+        self.generation.fetch_add(1, SeqCst);
+        self.down_since.store(self.now_ms(), SeqCst);
+        *self.touches.lock() = HashMap::new();
+        *slot = Some(spawn_runtime(self)?);
+        self.fork_generation.store(now, SeqCst);
+        drop(slot);
+        self.wait_up(CONNECT_TIMEOUT);
+        Ok(())
+    }
+
+    /// Marks the link lost: every copy unverified, no request waits on it until reconnected.
+    fn link_lost(&self, runtime: &Runtime) {
+        if self.up.swap(false, SeqCst) {
+            self.generation.fetch_add(1, SeqCst);
+            self.down_since.store(self.now_ms(), SeqCst);
+            self.counters.disconnects.fetch_add(1, Relaxed);
+        }
+        *runtime.connection.lock() = None;
+        runtime.wake.notify_one();
+    }
+
+    fn link_up(&self, runtime: &Runtime, connection: MultiplexedConnection) -> u64 {
+        *runtime.connection.lock() = Some(connection);
+        self.timeouts_in_a_row.store(0, SeqCst);
+        let since = self.down_since.swap(u64::MAX, SeqCst);
+        if since != u64::MAX {
+            self.counters
+                .down_ms
+                .fetch_add(self.now_ms().saturating_sub(since), Relaxed);
+        }
+        let generation = self.generation.load(SeqCst);
+        self.up.store(true, SeqCst);
+        generation
+    }
+}
+
+fn spawn_runtime(shared: &Arc<Shared>) -> Result<Arc<Runtime>> {
+    let cannot = |e: std::io::Error| {
+        Error::InvalidConfig(format!("could not start the Redis link thread: {e}"))
+    };
+    let tokio_runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(cannot)?;
+    let runtime = Arc::new(Runtime {
+        handle: tokio_runtime.handle().clone(),
+        connection: Mutex::new(None),
+        wake: tokio::sync::Notify::new(),
+        closing: AtomicBool::new(false),
+        thread: Mutex::new(None),
+        thread_id: Mutex::new(None),
+    });
+    let weak = Arc::downgrade(shared);
+    let for_thread = runtime.clone();
+    let thread = std::thread::Builder::new()
+        .name("coatcheck-redis".into())
+        .spawn(move || {
+            *for_thread.thread_id.lock() = Some(std::thread::current().id());
+            tokio_runtime.block_on(supervise(weak, for_thread));
+        })
+        .map_err(cannot)?;
+    *runtime.thread.lock() = Some(thread);
+    Ok(runtime)
+}
+
+/// The link thread's loop: connect, serve until the link is lost, reconnect with backoff.
+async fn supervise(shared: Weak<Shared>, runtime: Arc<Runtime>) {
+    let mut backoff = Duration::from_millis(25);
+    while !runtime.closing.load(SeqCst) {
+        let Some(tier) = shared.upgrade() else { return };
+        match connect(&tier, &shared).await {
+            Ok(connection) => {
+                backoff = Duration::from_millis(25);
+                let generation = {
+                    let _pass = fork::enter();
+                    tier.link_up(&runtime, connection.clone())
+                };
+                if let Some(sink) = tier.sink() {
+                    let spawned = std::thread::Builder::new()
+                        .name("coatcheck-resync".into())
+                        .spawn(move || sink.resync(generation));
+                    drop(spawned);
+                }
+                drop(tier);
+                serve(&shared, &runtime, connection).await;
+            }
+            Err(_) => {
+                drop(tier);
+                let _ = tokio::time::timeout(backoff, runtime.wake.notified()).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+    let _pass = fork::enter();
+    *runtime.connection.lock() = None;
+}
+
+async fn connect(tier: &Shared, weak: &Weak<Shared>) -> redis::RedisResult<MultiplexedConnection> {
+    let client = redis::Client::open(tier.settings.connection.clone())?;
+    let pushes = weak.clone();
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(None)
+        .set_push_sender(move |push: PushInfo| {
+            if let Some(tier) = pushes.upgrade() {
+                tier.on_push(push);
+            }
+            Ok::<(), ()>(())
+        });
+    let mut connection = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    redis::cmd("CLIENT")
+        .arg("TRACKING")
+        .arg("ON")
+        .arg("BCAST")
+        .arg("PREFIX")
+        .arg(tier.keys.tracked_prefix())
+        .arg("NOLOOP")
+        .exec_async(&mut connection)
+        .await?;
+    Ok(connection)
+}
+
+impl Shared {
+    /// Runs on the link thread, inside the connection's reader: must not wait on Redis.
+    fn on_push(&self, push: PushInfo) {
+        match push.kind {
+            PushKind::Invalidate => {
+                let Some(sink) = self.sink() else { return };
+                let _pass = fork::enter();
+                let mut any = false;
+                for item in &push.data {
+                    match item {
+                        Value::Array(keys) => {
+                            for key in keys {
+                                if let Some(hash) = bytes(key).and_then(|k| self.keys.hash_in(k)) {
+                                    self.counters.invalidations.fetch_add(1, Relaxed);
+                                    sink.invalidate(&hash);
+                                }
+                            }
+                            any = true;
+                        }
+                        // A flush of the whole database: nothing local can be trusted.
+                        Value::Nil => {}
+                        _ => any = true,
+                    }
+                }
+                if !any {
+                    if let Some(runtime) = self.runtime.lock().clone() {
+                        self.link_lost(&runtime);
+                    }
+                }
+            }
+            PushKind::Disconnection => {
+                let _pass = fork::enter();
+                if let Some(runtime) = self.runtime.lock().clone() {
+                    self.link_lost(&runtime);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// While the link is up: a heartbeat, and the touch flusher. Returns when the link is lost or
+/// the store is closing.
+async fn serve(shared: &Weak<Shared>, runtime: &Runtime, mut connection: MultiplexedConnection) {
+    let mut last_ping = Instant::now();
+    loop {
+        let _ = tokio::time::timeout(TOUCH_FLUSH_INTERVAL, runtime.wake.notified()).await;
+        if runtime.closing.load(SeqCst) {
+            return;
+        }
+        let Some(tier) = shared.upgrade() else { return };
+        if !tier.up.load(SeqCst) {
+            return;
+        }
+        flush_touches(&tier, &mut connection).await;
+        if last_ping.elapsed() >= HEARTBEAT_INTERVAL {
+            last_ping = Instant::now();
+            let ping = redis::cmd("PING");
+            let answered = tokio::time::timeout(
+                HEARTBEAT_TIMEOUT,
+                ping.query_async::<Value>(&mut connection),
+            )
+            .await;
+            if !matches!(answered, Ok(Ok(_))) {
+                let _pass = fork::enter();
+                tier.link_lost(runtime);
+                return;
+            }
+        }
+    }
+}
+
+async fn flush_touches(tier: &Shared, connection: &mut MultiplexedConnection) {
+    let batch: Vec<(KeyHash, u64)> = {
+        let _pass = fork::enter();
+        let mut touches = tier.touches.lock();
+        if touches.is_empty() {
+            return;
+        }
+        std::mem::take(&mut *touches).into_iter().collect()
+    };
+    for chunk in batch.chunks(RESYNC_BATCH) {
+        let mut call = scripts::TOUCH.prepare_invoke();
+        call.arg(tier.keys.prefix());
+        for (hash, ttl) in chunk {
+            call.key(tier.keys.session(hash)).arg(*ttl);
+        }
+        tier.counters.round_trips.fetch_add(1, Relaxed);
+        let sent =
+            tokio::time::timeout(HEARTBEAT_TIMEOUT, call.invoke_async::<Value>(connection)).await;
+        let Ok(Ok(Value::Array(gone))) = sent else {
+            tier.counters.failures.fetch_add(1, Relaxed);
+            continue;
+        };
+        tier.counters
+            .touches_sent
+            .fetch_add(chunk.len() as u64, Relaxed);
+        if gone.is_empty() {
+            continue;
+        }
+        // Sessions Redis no longer holds (expired there first): drop the local copies.
+        if let Some(sink) = tier.sink() {
+            let _pass = fork::enter();
+            for n in &gone {
+                if let Some((hash, _)) = usize::try_from(number(n))
+                    .ok()
+                    .and_then(|n| chunk.get(n.wrapping_sub(1)))
+                {
+                    sink.invalidate(hash);
+                }
+            }
+        }
+    }
+}
+
+fn tagged(reply: &Value) -> Result<(&[u8], &[Value])> {
+    if let Value::Array(items) = reply {
+        if let Some(tag) = items.first().and_then(bytes) {
+            return Ok((tag, items));
+        }
+    }
+    Err(Error::Unavailable(format!(
+        "unexpected reply from Redis: {reply:?}"
+    )))
+}
+
+fn parse_found(reply: Value) -> Result<Found> {
+    if matches!(reply, Value::Nil) {
+        return Ok(Found::Gone);
+    }
+    let (tag, _) = tagged(&reply)?;
+    if tag == b"same" {
+        return Ok(Found::Same);
+    }
+    parse_session(&reply).map(Found::Session)
+}
+
+/// `{'s', value, version, pttl, idle, absolute remaining (-1: none), owner ('' : none)}`.
+fn parse_session(reply: &Value) -> Result<Loaded> {
+    let (tag, items) = tagged(reply)?;
+    if tag != b"s" || items.len() < 7 {
+        return Err(Error::Unavailable(format!(
+            "unexpected reply from Redis: {reply:?}"
+        )));
+    }
+    let absolute = number(&items[5]);
+    let owner = bytes(&items[6]).unwrap_or_default();
+    Ok(Loaded {
+        value: bytes(&items[1]).unwrap_or_default().to_vec(),
+        version: number(&items[2]).max(0) as u64,
+        ttl_ms: number(&items[3]).max(1) as u64,
+        idle_ms: number(&items[4]).max(1) as u64,
+        absolute_in_ms: (absolute >= 0).then_some(absolute.max(1) as u64),
+        owner: (!owner.is_empty()).then(|| String::from_utf8_lossy(owner).into_owned()),
+    })
+}
+
+fn bytes(value: &Value) -> Option<&[u8]> {
+    match value {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        Value::VerbatimString { text, .. } => Some(text.as_bytes()),
+        _ => None,
+    }
+}
+
+fn unsigned(value: &Value) -> u64 {
+    number(value).max(0) as u64
+}
+
+/// An integer reply, or a number sent as a string (`HGET` of a version); 0 otherwise.
+fn number(value: &Value) -> i64 {
+    match value {
+        Value::Int(n) => *n,
+        other => bytes(other)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+    }
+}

@@ -1,0 +1,262 @@
+//! The Lua scripts that keep a session's record in Redis consistent, and their replies.
+//!
+//! A session is a Redis hash: `d` its value, `v` its version, `i` its idle timeout (ms), `a` its
+//! absolute deadline on the Redis server's clock (ms, absent without one), `o` its owner. Its key
+//! expires at the earlier of its idle and absolute deadlines. Versions come from one counter
+//! (`<prefix>version`), so a version is never issued twice, even to a new session under an old id.
+//! Each script runs atomically, which is what makes `set_if_version`, revocation and the owner
+//! index hold across processes.
+//!
+//! Keys are passed in `KEYS` where the script knows them in advance; the owner-index key of a
+//! session is derived inside the script from the prefix (a standalone server, not a cluster).
+
+use redis::Script;
+use std::sync::LazyLock;
+
+/// Server time in ms; `now()` is called once per script.
+const PRELUDE: &str = r"
+local function now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function reply(key, t)
+  local f = redis.call('HMGET', key, 'd', 'v', 'i', 'a', 'o')
+  if not f[1] then return false end
+  local arem = -1
+  if f[4] then arem = tonumber(f[4]) - t end
+  return {'s', f[1], f[2], redis.call('PTTL', key), f[3], arem, f[5] or ''}
+end
+local function owner_key(prefix, owner) return prefix .. 'o:' .. owner end
+local function extend(key, ms)
+  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
+end
+";
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}{body}"))
+}
+
+/// KEYS: session. ARGV: the version the caller holds (0: none).
+/// Reply: nil if gone; `{'same', pttl}` if the caller's version is current; else a session.
+pub(crate) static LOAD: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local t = now()
+local v = redis.call('HGET', KEYS[1], 'v')
+if not v then return false end
+if ARGV[1] ~= '0' and v == ARGV[1] then return {'same', redis.call('PTTL', KEYS[1])} end
+return reply(KEYS[1], t)
+",
+    )
+});
+
+/// KEYS: session, version counter. ARGV: precondition (`none`, `live`, `version`, `absent`),
+/// expected version, value, idle timeout for this session (0: keep the session's, or
+/// the default for a new one), default idle timeout, absolute timeout (0: none), prefix.
+/// Reply: `{'conflict', actual}`, `{'missing'}`, or the session as stored.
+pub(crate) static WRITE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local t = now()
+local key = KEYS[1]
+local cur = redis.call('HMGET', key, 'v', 'i', 'a', 'o')
+local exists = cur[1] ~= false
+local pre = ARGV[1]
+if pre == 'live' and not exists then return {'missing'} end
+if pre == 'version' then
+  if not exists then return {'missing'} end
+  if cur[1] ~= ARGV[2] then return {'conflict', cur[1]} end
+end
+if pre == 'absent' and exists then return {'conflict', cur[1]} end
+local idle = tonumber(ARGV[4])
+if idle == 0 then
+  if exists then idle = tonumber(cur[2]) else idle = tonumber(ARGV[5]) end
+end
+local v = redis.call('INCR', KEYS[2])
+local ttl = idle
+local abs = exists and cur[3] or false
+if not exists and tonumber(ARGV[6]) > 0 then abs = tostring(t + tonumber(ARGV[6])) end
+if abs then
+  ttl = math.min(ttl, tonumber(abs) - t)
+  redis.call('HSET', key, 'd', ARGV[3], 'v', v, 'i', idle, 'a', abs)
+else
+  redis.call('HSET', key, 'd', ARGV[3], 'v', v, 'i', idle)
+end
+if ttl < 1 then ttl = 1 end
+redis.call('PEXPIRE', key, ttl)
+if exists and cur[4] then extend(owner_key(ARGV[7], cur[4]), ttl) end
+return reply(key, t)
+",
+    )
+});
+
+/// KEYS: session. ARGV: prefix, session hash. Reply: 1 if a session was removed.
+pub(crate) static DESTROY: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local o = redis.call('HGET', KEYS[1], 'o')
+if o then redis.call('HDEL', owner_key(ARGV[1], o), ARGV[2]) end
+return redis.call('DEL', KEYS[1])
+",
+    )
+});
+
+/// KEYS: old session, new session, version counter. ARGV: prefix, old hash, new hash, the new
+/// id sealed. Reply: nil if the old session is gone, `{'collision'}` if the new key exists, else
+/// the new session. Keeps value, idle timeout, absolute deadline and owner; restarts the idle
+/// deadline; a new version.
+pub(crate) static REGENERATE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local t = now()
+local f = redis.call('HMGET', KEYS[1], 'd', 'i', 'a', 'o')
+if not f[1] then return false end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {'collision'} end
+local v = redis.call('INCR', KEYS[3])
+local ttl = tonumber(f[2])
+redis.call('HSET', KEYS[2], 'd', f[1], 'v', v, 'i', f[2])
+if f[3] then
+  redis.call('HSET', KEYS[2], 'a', f[3])
+  ttl = math.min(ttl, tonumber(f[3]) - t)
+end
+if ttl < 1 then ttl = 1 end
+redis.call('PEXPIRE', KEYS[2], ttl)
+if f[4] then
+  local ok = owner_key(ARGV[1], f[4])
+  redis.call('HSET', KEYS[2], 'o', f[4])
+  redis.call('HDEL', ok, ARGV[2])
+  redis.call('HSET', ok, ARGV[3], ARGV[4])
+  extend(ok, ttl)
+end
+redis.call('DEL', KEYS[1])
+return reply(KEYS[2], t)
+",
+    )
+});
+
+/// KEYS: session. ARGV: prefix, session hash, owner (empty: none), the id sealed.
+/// Reply: 0 if the session is gone, else 1.
+pub(crate) static SET_OWNER: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local old = redis.call('HGET', KEYS[1], 'o')
+if old then redis.call('HDEL', owner_key(ARGV[1], old), ARGV[2]) end
+if ARGV[3] == '' then
+  redis.call('HDEL', KEYS[1], 'o')
+else
+  local ok = owner_key(ARGV[1], ARGV[3])
+  redis.call('HSET', KEYS[1], 'o', ARGV[3])
+  redis.call('HSET', ok, ARGV[2], ARGV[4])
+  extend(ok, redis.call('PTTL', KEYS[1]))
+end
+return 1
+",
+    )
+});
+
+/// KEYS: owner index. ARGV: prefix. Drops entries whose session is gone (expired, or
+/// removed by a process that crashed before cleaning up); replies with `{hash, sealed id}` pairs.
+pub(crate) static OWNER_SESSIONS: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local all = redis.call('HGETALL', KEYS[1])
+local out = {}
+for n = 1, #all, 2 do
+  if redis.call('EXISTS', ARGV[1] .. 's:' .. all[n]) == 1 then
+    out[#out + 1] = all[n]
+    out[#out + 1] = all[n + 1]
+  else
+    redis.call('HDEL', KEYS[1], all[n])
+  end
+end
+return out
+",
+    )
+});
+
+/// KEYS: owner index. ARGV: prefix, hash to keep (empty: none). Reply: the hashes of the
+/// sessions removed.
+pub(crate) static DESTROY_OWNER: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local all = redis.call('HKEYS', KEYS[1])
+local gone = {}
+for _, h in ipairs(all) do
+  if h ~= ARGV[2] then
+    if redis.call('DEL', ARGV[1] .. 's:' .. h) == 1 then gone[#gone + 1] = h end
+    redis.call('HDEL', KEYS[1], h)
+  end
+end
+return gone
+",
+    )
+});
+
+/// KEYS: the sessions to touch. ARGV: prefix, then one TTL (ms) per key. Moves each expiry
+/// later only (`GT`: a late touch never shortens what a newer write set) and never creates a
+/// key, so a touch cannot bring back a destroyed session. Reply: the indexes (1-based) of keys
+/// that no longer exist.
+pub(crate) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local gone = {}
+for n, key in ipairs(KEYS) do
+  local ms = tonumber(ARGV[n + 1])
+  if redis.call('PEXPIRE', key, ms, 'GT') == 0 and redis.call('EXISTS', key) == 0 then
+    gone[#gone + 1] = n
+  else
+    local o = redis.call('HGET', key, 'o')
+    if o then extend(owner_key(ARGV[1], o), ms) end
+  end
+end
+return gone
+",
+    )
+});
+
+/// After a reconnect, one local copy checked against Redis.
+/// KEYS: session, version counter. ARGV: mode (`keep`: copy from before the outage; `replay`:
+/// written here during the outage over version `base`; `destroy`: destroyed here during the
+/// outage, removed whatever Redis holds; `force`: destroyed then written here during the
+/// outage, written whatever Redis holds), local version, base, value, ttl ms, idle ms, absolute remaining
+/// ms (-1: none), owner, prefix, session hash, sealed id.
+/// Reply: `{'same'}` Redis holds this copy; `{'stale'}` Redis holds another version or the
+/// replay lost to a newer write; `{'restored', version}` Redis had lost it and now holds it
+/// again (at the local version for `keep`, a new one for `replay`); `{'done'}` for `destroy`.
+pub(crate) static RESYNC: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local t = now()
+local key = KEYS[1]
+local mode = ARGV[1]
+local cur = redis.call('HGET', key, 'v')
+if mode == 'destroy' then
+  local o = redis.call('HGET', key, 'o')
+  if o then redis.call('HDEL', owner_key(ARGV[9], o), ARGV[10]) end
+  redis.call('DEL', key)
+  return {'done'}
+end
+if mode == 'keep' and cur then
+  if cur == ARGV[2] then return {'same'} else return {'stale'} end
+end
+if mode == 'replay' and cur and cur ~= ARGV[3] then return {'stale'} end
+local v = ARGV[2]
+if mode ~= 'keep' then
+  v = redis.call('INCR', KEYS[2])
+elseif tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(v) then
+  redis.call('SET', KEYS[2], v)
+end
+redis.call('HSET', key, 'd', ARGV[4], 'v', v, 'i', ARGV[6])
+if tonumber(ARGV[7]) >= 0 then redis.call('HSET', key, 'a', tostring(t + tonumber(ARGV[7]))) end
+redis.call('PEXPIRE', key, math.max(1, tonumber(ARGV[5])))
+if ARGV[8] ~= '' then
+  local ok = owner_key(ARGV[9], ARGV[8])
+  redis.call('HSET', key, 'o', ARGV[8])
+  redis.call('HSET', ok, ARGV[10], ARGV[11])
+  extend(ok, tonumber(ARGV[5]))
+end
+return {'restored', v}
+",
+    )
+});

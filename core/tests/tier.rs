@@ -1,0 +1,529 @@
+//! The shared tier against a real `redis-server`: two stores on one Redis behave as one store,
+//! revocation is final across them, and faults (a killed server, a killed connection) neither
+//! block a call past the timeout nor lose what a live store holds.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use coatcheck::{Config, Error, Store, WhenRedisDown};
+use support::proxy::Proxy;
+use support::redis::RedisServer;
+
+fn config(redis: &RedisServer) -> Config {
+    let mut config = Config::default();
+    config.secrets = vec![b"tier test secret".to_vec()];
+    config.redis_url = Some(redis.url());
+    config.idle_timeout = Duration::from_secs(600);
+    config
+}
+
+fn store(redis: &RedisServer) -> Store {
+    let store = Store::new(config(redis)).expect("store on redis");
+    assert!(store.stats().tier.expect("tier stats").connected);
+    store
+}
+
+/// Polls `f` until it holds, for at most a second; how long it took.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < Duration::from_secs(1), "never: {what}");
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    start.elapsed()
+}
+
+#[test]
+fn a_session_created_in_one_store_is_read_updated_and_destroyed_from_another() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis), store(&redis));
+    let id = a.create(b"{\"user\":1}", None).unwrap();
+    assert_eq!(b.get(&id).unwrap().as_deref(), Some(&b"{\"user\":1}"[..]));
+
+    let version = b.set(&id, b"{\"user\":1,\"cart\":[7]}", None).unwrap();
+    eventually("A sees B's write", || {
+        a.get(&id).unwrap().as_deref() == Some(&b"{\"user\":1,\"cart\":[7]}"[..])
+    });
+    assert_eq!(a.get_session(&id).unwrap().unwrap().version, version);
+
+    assert!(a.destroy(&id).unwrap());
+    eventually("B no longer serves a destroyed session", || {
+        b.get(&id).unwrap().is_none()
+    });
+    assert!(!b.destroy(&id).unwrap());
+}
+
+#[test]
+fn versions_are_checked_in_redis_so_concurrent_writers_in_two_stores_conflict() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis), store(&redis));
+    let id = a.create(b"v0", None).unwrap();
+    let seen_by_a = a.get_session(&id).unwrap().unwrap().version;
+    let seen_by_b = b.get_session(&id).unwrap().unwrap().version;
+    assert_eq!(seen_by_a, seen_by_b);
+
+    let won = b.set_if_version(&id, b"from b", seen_by_b, None).unwrap();
+    match a.set_if_version(&id, b"from a", seen_by_a, None) {
+        Err(Error::Conflict { actual, .. }) => assert_eq!(actual, won),
+        other => panic!("A overwrote B's write: {other:?}"),
+    }
+    // A merges over what it now reads, as the adapters do.
+    let current = a.get_session(&id).unwrap().unwrap();
+    assert_eq!(current.value, b"from b");
+    a.set_if_version(&id, b"from b and a", current.version, None)
+        .unwrap();
+    eventually("B sees the merged write", || {
+        b.get(&id).unwrap().as_deref() == Some(&b"from b and a"[..])
+    });
+    // An insert over a live session in another store is a conflict, never an overwrite.
+    assert!(matches!(
+        b.insert(&id, b"x", None),
+        Err(Error::Conflict { .. })
+    ));
+    // A write through a token whose session another store destroyed creates nothing.
+    a.destroy(&id).unwrap();
+    assert_eq!(b.update(&id, b"revived?", None), Err(Error::NotFound));
+    assert!(matches!(
+        b.set_if_version(&id, b"revived?", won, None),
+        Err(Error::NotFound)
+    ));
+    assert_eq!(a.get(&id).unwrap(), None);
+}
+
+#[test]
+fn regenerate_in_one_store_revokes_the_old_id_in_every_store() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis), store(&redis));
+    let old = a.create(b"cart", None).unwrap();
+    a.set_owner(&old, Some("user-7")).unwrap();
+    assert_eq!(b.get(&old).unwrap().as_deref(), Some(&b"cart"[..]));
+
+    let new = a.regenerate(&old).unwrap().expect("regenerated");
+    eventually("B stops serving the old id", || {
+        b.get(&old).unwrap().is_none()
+    });
+    let moved = b.get_session(&new).unwrap().expect("B reads the new id");
+    assert_eq!(moved.value, b"cart");
+    assert_eq!(moved.owner.as_deref(), Some("user-7"));
+    assert_eq!(b.sessions_of("user-7").unwrap(), vec![new.clone()]);
+    assert_eq!(a.regenerate(&old).unwrap(), None);
+}
+
+#[test]
+fn log_out_everywhere_reaches_the_copies_another_store_holds() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis), store(&redis));
+    let mut ids: Vec<String> = (0..3)
+        .map(|n| {
+            let id = b.create(format!("device {n}").as_bytes(), None).unwrap();
+            b.set_owner(&id, Some("alice")).unwrap();
+            id
+        })
+        .collect();
+    ids.sort();
+    let other = b.create(b"bob", None).unwrap();
+    b.set_owner(&other, Some("bob")).unwrap();
+    for id in &ids {
+        assert!(b.get(id).unwrap().is_some());
+    }
+    assert_eq!(a.sessions_of("alice").unwrap(), ids);
+
+    let keep = ids[0].clone();
+    assert_eq!(a.destroy_owner("alice", Some(&keep)).unwrap(), 2);
+    for id in &ids[1..] {
+        eventually("B drops a logged-out copy", || b.get(id).unwrap().is_none());
+    }
+    assert!(b.get(&keep).unwrap().is_some());
+    assert!(b.get(&other).unwrap().is_some());
+    assert_eq!(b.sessions_of("alice").unwrap(), vec![keep]);
+    assert_eq!(b.count_of("bob").unwrap(), 1);
+}
+
+#[test]
+fn redis_holds_no_usable_id_and_no_signed_token() {
+    let redis = RedisServer::start();
+    let a = store(&redis);
+    let id = a.create(b"secret stuff", None).unwrap();
+    a.set_owner(&id, Some("carol")).unwrap();
+    let token = a.sign(&id).unwrap();
+    let keys = redis.cli(&["--scan"]);
+    assert!(keys.contains("coatcheck:s:"), "{keys}");
+    let mut dump = keys.clone();
+    for key in keys.lines() {
+        dump.push_str(&redis.cli(&["--no-raw", "DUMP", key]));
+        if key.starts_with("coatcheck:o:") {
+            dump.push_str(&redis.cli(&["HGETALL", key]));
+        }
+    }
+    assert!(!dump.contains(&id), "the id is readable in Redis: {dump}");
+    assert!(!dump.contains(&token));
+}
+
+#[test]
+fn an_expired_session_is_not_served_even_before_redis_announces_it() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis), store(&redis));
+    let id = a
+        .create(b"short", Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(b.peek(&id).unwrap().is_some());
+    std::thread::sleep(Duration::from_millis(320));
+    assert_eq!(a.peek(&id).unwrap(), None);
+    assert_eq!(b.peek(&id).unwrap(), None);
+}
+
+#[test]
+fn reads_slide_the_redis_ttl_in_batches_not_one_command_per_read() {
+    let redis = RedisServer::start();
+    let mut config = config(&redis);
+    config.idle_timeout = Duration::from_secs(4);
+    let a = Store::new(config.clone()).unwrap();
+    let b = Store::new(config).unwrap();
+    let id = a.create(b"busy", None).unwrap();
+    // Reads in A for 6 s, longer than the idle timeout: Redis must not expire the session.
+    let start = Instant::now();
+    let mut reads = 0u64;
+    while start.elapsed() < Duration::from_secs(6) {
+        assert!(a.get(&id).unwrap().is_some(), "expired while in use");
+        reads += 1;
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let tier = a.stats().tier.unwrap();
+    assert!(
+        tier.touches_sent <= 8,
+        "{} touches for {reads} reads: {tier:?}",
+        tier.touches_sent
+    );
+    assert!(tier.near_hits + 10 >= reads, "{tier:?}");
+    assert_eq!(b.get(&id).unwrap().as_deref(), Some(&b"busy"[..]));
+}
+
+#[test]
+fn a_write_is_seen_by_the_other_store_within_a_millisecond_on_loopback() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis), store(&redis));
+    let id = a.create(b"0", None).unwrap();
+    let mut delays = Vec::new();
+    for n in 1..=300u32 {
+        assert!(b.get(&id).unwrap().is_some());
+        let value = n.to_string();
+        a.set(&id, value.as_bytes(), None).unwrap();
+        let written = Instant::now();
+        while b.get(&id).unwrap().as_deref() != Some(value.as_bytes()) {
+            assert!(written.elapsed() < Duration::from_secs(1));
+        }
+        delays.push(written.elapsed());
+    }
+    delays.sort();
+    let p50 = delays[delays.len() / 2];
+    let p99 = delays[delays.len() * 99 / 100];
+    println!("invalidation delay after the write returned: p50 {p50:?}, p99 {p99:?}");
+    // Loose: a shared 2-core machine. The figure that matters is printed.
+    assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
+}
+
+#[test]
+fn with_redis_killed_calls_never_wait_past_the_timeout_and_a_restarted_redis_gets_its_sessions_back()
+ {
+    let mut redis = RedisServer::start();
+    let (a, b) = (store(&redis), store(&redis));
+    let ids: Vec<String> = (0..50)
+        .map(|n| a.create(format!("s{n}").as_bytes(), None).unwrap())
+        .collect();
+    let read_by_b = b.create(b"b's own", None).unwrap();
+
+    redis.kill();
+    let mut slowest = Duration::ZERO;
+    for id in &ids {
+        let start = Instant::now();
+        // Serve-local: A still answers from its copies.
+        assert!(a.get(id).unwrap().is_some());
+        slowest = slowest.max(start.elapsed());
+    }
+    let start = Instant::now();
+    let during = a.create(b"made while down", None).unwrap();
+    slowest = slowest.max(start.elapsed());
+    assert!(
+        slowest < Duration::from_millis(50 * 3 + 100),
+        "a call waited {slowest:?}"
+    );
+    assert!(!a.stats().tier.unwrap().connected);
+
+    redis.restart();
+    eventually_for(Duration::from_secs(5), "both stores reconnect", || {
+        a.stats().tier.unwrap().connected && b.stats().tier.unwrap().connected
+    });
+    // The restarted Redis was empty: every session a live store held is written back.
+    for id in ids.iter().chain([&during]) {
+        eventually_for(Duration::from_secs(5), "B reads A's session again", || {
+            b.get(id).unwrap().is_some()
+        });
+    }
+    eventually_for(Duration::from_secs(5), "A reads B's session again", || {
+        a.get(&read_by_b).unwrap().is_some()
+    });
+    assert!(a.stats().tier.unwrap().restored >= 51);
+}
+
+#[test]
+fn with_the_fail_policy_a_dead_redis_is_a_typed_error_within_the_timeout() {
+    let mut redis = RedisServer::start();
+    let mut config = config(&redis);
+    config.redis_when_down = WhenRedisDown::Fail;
+    let a = Store::new(config).unwrap();
+    let id = a.create(b"x", None).unwrap();
+    redis.kill();
+    for _ in 0..5 {
+        let start = Instant::now();
+        match a.get(&id) {
+            Err(Error::Unavailable(why)) => assert!(!why.is_empty()),
+            Ok(_) => {} // served before the loss was noticed: the connection may still look up
+            Err(e) => panic!("{e:?}"),
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(150),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+    eventually_for(Duration::from_secs(5), "the loss is noticed", || {
+        !a.stats().tier.unwrap().connected
+    });
+    let start = Instant::now();
+    assert!(matches!(a.create(b"y", None), Err(Error::Unavailable(_))));
+    assert!(matches!(a.destroy(&id), Err(Error::Unavailable(_))));
+    assert!(matches!(a.get(&id), Err(Error::Unavailable(_))));
+    assert!(
+        start.elapsed() < Duration::from_millis(50),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(Error::Unavailable(String::new()).code(), "unavailable");
+}
+
+#[test]
+fn a_killed_tracking_connection_drops_trust_in_the_copies_and_tracking_comes_back() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis), store(&redis));
+    let id = a.create(b"before", None).unwrap();
+    assert!(b.get(&id).unwrap().is_some());
+    let killed = redis.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+    assert!(killed.trim().parse::<u32>().unwrap_or(0) >= 2, "{killed}");
+    eventually_for(Duration::from_secs(5), "both stores reconnect", || {
+        let (sa, sb) = (a.stats().tier.unwrap(), b.stats().tier.unwrap());
+        sa.connected && sb.connected && sa.disconnects >= 1 && sb.disconnects >= 1
+    });
+    let tracking = redis.cli(&["CLIENT", "LIST"]);
+    assert!(tracking.matches("flags=t").count() >= 2, "{tracking}");
+    // Invalidation works on the new connections.
+    assert!(b.get(&id).unwrap().is_some());
+    a.set(&id, b"after", None).unwrap();
+    eventually("B sees the write after the reconnect", || {
+        b.get(&id).unwrap().as_deref() == Some(&b"after"[..])
+    });
+}
+
+/// A store whose link to Redis goes through a proxy the test can cut, and one with its own link.
+fn cut_off_and_connected(redis: &RedisServer, proxy: &Proxy) -> (Store, Store) {
+    let mut through_proxy = config(redis);
+    through_proxy.redis_url = Some(proxy.url());
+    let a = Store::new(through_proxy).unwrap();
+    assert!(a.stats().tier.unwrap().connected);
+    (a, store(redis))
+}
+
+fn cut(proxy: &Proxy, a: &Store) {
+    proxy.cut();
+    eventually_for(Duration::from_secs(5), "A notices the cut", || {
+        !a.stats().tier.unwrap().connected
+    });
+}
+
+fn reconnect(proxy: &Proxy, a: &Store) {
+    proxy.restore();
+    eventually_for(Duration::from_secs(5), "A reconnects and resyncs", || {
+        let tier = a.stats().tier.unwrap();
+        tier.connected && tier.round_trips > 0
+    });
+}
+
+#[test]
+fn a_write_made_while_cut_off_from_redis_is_written_back_on_reconnect() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    let id = a.create(b"v1", None).unwrap();
+    let revoked = a.create(b"to be logged out", None).unwrap();
+    assert!(b.get(&id).unwrap().is_some() && b.get(&revoked).unwrap().is_some());
+    cut(&proxy, &a);
+    a.set(&id, b"written while cut off", None).unwrap();
+    assert!(a.destroy(&revoked).unwrap());
+    assert_eq!(b.get(&id).unwrap().as_deref(), Some(&b"v1"[..]));
+    reconnect(&proxy, &a);
+    eventually_for(
+        Duration::from_secs(5),
+        "B reads the write made while A was cut off",
+        || b.get(&id).unwrap().as_deref() == Some(&b"written while cut off"[..]),
+    );
+    // A logout made while cut off stays a logout.
+    eventually_for(
+        Duration::from_secs(5),
+        "B stops serving the session A destroyed",
+        || b.get(&revoked).unwrap().is_none(),
+    );
+}
+
+#[test]
+fn a_write_made_while_cut_off_loses_to_a_newer_write_elsewhere() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    let id = a.create(b"v1", None).unwrap();
+    assert!(b.get(&id).unwrap().is_some());
+    cut(&proxy, &a);
+    a.set(&id, b"stale write from A", None).unwrap();
+    b.set(&id, b"newer write from B", None).unwrap();
+    reconnect(&proxy, &a);
+    eventually_for(Duration::from_secs(5), "A drops its stale write", || {
+        a.get(&id).unwrap().as_deref() == Some(&b"newer write from B"[..])
+    });
+    assert_eq!(
+        b.get(&id).unwrap().as_deref(),
+        Some(&b"newer write from B"[..])
+    );
+    assert_eq!(a.stats().tier.unwrap().replay_conflicts, 1);
+}
+
+fn eventually_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "never: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Process B of `two_processes_share_sessions_through_redis`: run by that test as a child
+/// process (this same test binary), a no-op otherwise.
+#[test]
+fn process_b_of_the_two_process_test() {
+    let Ok(plan) = std::env::var("COATCHECK_TIER_PROCESS_B") else {
+        return;
+    };
+    let mut parts = plan.split(' ');
+    let (url, from_a, revoked_by_a) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let mut config = Config::default();
+    config.redis_url = Some(url.to_string());
+    config.secrets = vec![b"tier test secret".to_vec()];
+    let b = Store::new(config).unwrap();
+    assert_eq!(b.get(from_a).unwrap().as_deref(), Some(&b"made by A"[..]));
+    assert_eq!(
+        b.get(revoked_by_a).unwrap(),
+        None,
+        "B serves a session A destroyed"
+    );
+    b.set(from_a, b"changed by B", None).unwrap();
+    let made_by_b = b.create(b"made by B", None).unwrap();
+    b.set_owner(&made_by_b, Some("dana")).unwrap();
+    println!("MADE_BY_B={made_by_b}");
+}
+
+#[test]
+fn two_processes_share_sessions_through_redis() {
+    let redis = RedisServer::start();
+    let a = store(&redis);
+    let from_a = a.create(b"made by A", None).unwrap();
+    let revoked = a.create(b"logged out", None).unwrap();
+    a.destroy(&revoked).unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "process_b_of_the_two_process_test",
+            "--nocapture",
+        ])
+        .env(
+            "COATCHECK_TIER_PROCESS_B",
+            format!("{} {from_a} {revoked}", redis.url()),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "process B failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let made_by_b = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("MADE_BY_B="))
+        .expect("B reports its session")
+        .to_string();
+    eventually("A sees B's write", || {
+        a.get(&from_a).unwrap().as_deref() == Some(&b"changed by B"[..])
+    });
+    assert_eq!(
+        a.get(&made_by_b).unwrap().as_deref(),
+        Some(&b"made by B"[..])
+    );
+    assert_eq!(a.sessions_of("dana").unwrap(), vec![made_by_b.clone()]);
+    assert_eq!(a.destroy_owner("dana", None).unwrap(), 1);
+    assert_eq!(a.get(&made_by_b).unwrap(), None);
+}
+
+/// gunicorn `--preload`: the store is built before the workers are forked. Each child makes
+/// its own link (the parent's connection and thread are not its own) and sees the parent's
+/// sessions; the parent keeps working.
+#[cfg(unix)]
+#[test]
+fn a_store_built_before_fork_works_in_the_child_and_the_parent() {
+    let redis = RedisServer::start();
+    let parent = store(&redis);
+    let before = parent.create(b"from before the fork", None).unwrap();
+    // SAFETY: the child only uses the store and then leaves with `_exit`, never returning into
+    // the test harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            assert_eq!(
+                parent.get(&before).unwrap().as_deref(),
+                Some(&b"from before the fork"[..])
+            );
+            parent.set(&before, b"written by the child", None).unwrap();
+            let mine = parent.create(b"child's own", None).unwrap();
+            parent.sign(&mine).unwrap()
+        }));
+        let code = match ok {
+            Ok(token) => {
+                // Hand the token to the parent through Redis itself: a plain key.
+                let _ = std::process::Command::new("redis-cli")
+                    .args(["-p", &redis.port.to_string(), "SET", "child-token", &token])
+                    .output();
+                0
+            }
+            Err(_) => 1,
+        };
+        // SAFETY: `_exit` ends the child at once, without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: `pid` is the child just forked; `status` is a valid out-pointer.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child failed: {status}"
+    );
+    eventually("the parent sees the child's write", || {
+        parent.get(&before).unwrap().as_deref() == Some(&b"written by the child"[..])
+    });
+    let token = redis.cli(&["GET", "child-token"]);
+    let mine = parent.unsign(token.trim()).unwrap().to_string();
+    assert_eq!(
+        parent.get(&mine).unwrap().as_deref(),
+        Some(&b"child's own"[..])
+    );
+}
