@@ -102,6 +102,25 @@ pub struct StoreArgs<'a, 'py> {
     pub max_session_bytes: Option<&'a Bound<'py, PyAny>>,
     pub shards: Option<&'a Bound<'py, PyAny>>,
     pub sweep_interval: Option<&'a Bound<'py, PyAny>>,
+    pub redis_url: Option<&'a Bound<'py, PyAny>>,
+    pub redis_key_prefix: Option<&'a Bound<'py, PyAny>>,
+    pub redis_timeout: Option<&'a Bound<'py, PyAny>>,
+    pub redis_when_down: Option<&'a Bound<'py, PyAny>>,
+    pub redis_strict: Option<&'a Bound<'py, PyAny>>,
+}
+
+/// An optional `str` argument.
+fn text(value: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<String>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    let Ok(s) = value.cast::<PyString>() else {
+        return Err(type_error(format!(
+            "{what} must be a str, not {}",
+            value.get_type().name()?
+        )));
+    };
+    Ok(Some(s.to_cow()?.into_owned()))
 }
 
 impl StoreArgs<'_, '_> {
@@ -123,6 +142,33 @@ impl StoreArgs<'_, '_> {
             config.max_session_bytes = n;
         }
         config.shards = count(self.shards, "shards")?;
+        config.redis_url = text(self.redis_url, "redis_url")?;
+        if let Some(prefix) = text(self.redis_key_prefix, "redis_key_prefix")? {
+            config.redis_key_prefix = prefix;
+        }
+        if let Some(v) = self.redis_timeout.filter(|v| !v.is_none()) {
+            config.redis_timeout = config_seconds(v, "redis_timeout")?;
+        }
+        if let Some(policy) = text(self.redis_when_down, "redis_when_down")? {
+            config.redis_when_down = match policy.as_str() {
+                "serve_local" => coatcheck::WhenRedisDown::ServeLocal,
+                "fail" => coatcheck::WhenRedisDown::Fail,
+                _ => {
+                    return Err(invalid_config(
+                        "redis_when_down must be \"serve_local\" or \"fail\"",
+                    ));
+                }
+            };
+        }
+        if let Some(v) = self.redis_strict.filter(|v| !v.is_none()) {
+            let Ok(strict) = v.cast::<PyBool>() else {
+                return Err(type_error(format!(
+                    "redis_strict must be a bool, not {}",
+                    v.get_type().name()?
+                )));
+            };
+            config.redis_strict = strict.is_true();
+        }
         config.validate().map_err(crate::error::Error)?;
         Ok(config)
     }

@@ -62,6 +62,14 @@ pyo3::create_exception!(
     "Another argument is out of range (a TTL, an owner key)."
 );
 
+pyo3::create_exception!(
+    coatcheck,
+    UnavailableError,
+    SessionError,
+    "The store's Redis could not be reached within `redis_timeout`, and the store is set to fail \
+     rather than serve from its local table (`redis_when_down=\"fail\"`)."
+);
+
 /// The exception classes with their codes, registered on the module in this order.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -76,6 +84,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         (py.get_type::<InvalidIdError>(), "invalid_id"),
         (py.get_type::<InvalidConfigError>(), "invalid_config"),
         (py.get_type::<InvalidArgumentError>(), "invalid_argument"),
+        (py.get_type::<UnavailableError>(), "unavailable"),
     ];
     for (ty, code) in kinds {
         ty.setattr("code", code)?;
@@ -105,6 +114,7 @@ impl From<Error> for PyErr {
             coatcheck::Error::InvalidId(_) => InvalidIdError::new_err(message),
             coatcheck::Error::InvalidConfig(_) => InvalidConfigError::new_err(message),
             coatcheck::Error::InvalidArgument(_) => InvalidArgumentError::new_err(message),
+            coatcheck::Error::Unavailable(_) => UnavailableError::new_err(message),
             // The core's enum is non-exhaustive: a kind added later still reaches Python with
             // its code, as the base class.
             other => SessionError::new_err(format!("{other} [{}]", other.code())),

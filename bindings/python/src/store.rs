@@ -4,10 +4,12 @@
 //! `None`/`False` for a forged, tampered, unknown or expired token; writes (`set`,
 //! `set_if_version`, `set_owner`) raise a `SessionError`. Values cross as `bytes`.
 //!
-//! The GIL stays held for single-session calls: they take well under a microsecond, less than
-//! releasing and re-taking the GIL costs. It is released only around `clear` and `sweep`,
-//! which walk the whole table. No Python object is created or called while a core lock is
-//! held: values are copied out of the core first.
+//! In a store of this process only, the GIL stays held for single-session calls: they take
+//! well under a microsecond, less than releasing and re-taking the GIL costs. With
+//! `redis_url` every call may wait on Redis (at most `redis_timeout`), so every call releases
+//! the GIL. It is always released around `clear` and `sweep`, which walk the whole table. No
+//! Python object is created or called while a core lock is held: values are copied out of the
+//! core first.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -24,6 +26,8 @@ type Core = coatcheck::Store;
 #[pyclass(frozen, weakref, module = "coatcheck._native", name = "Store")]
 pub struct PyStore {
     store: Arc<Core>,
+    /// Whether calls may wait on Redis (and so must release the GIL).
+    shared: bool,
 }
 
 /// A token argument as text, or `None` for a `str` that is not valid Unicode (lone
@@ -42,6 +46,16 @@ impl PyStore {
         self.store.unsign(token).ok()
     }
 
+    /// Runs `f` on the core, without the GIL if it may wait on the network.
+    fn core<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&Core) -> T + Send) -> T {
+        let store = &*self.store;
+        if self.shared {
+            py.detach(|| f(store))
+        } else {
+            f(store)
+        }
+    }
+
     /// The id inside a token, or `BadSignatureError`.
     fn require_id<'t>(&self, token: &'t str) -> Result<&'t str, Error> {
         Ok(self.store.unsign(token)?)
@@ -52,11 +66,12 @@ impl PyStore {
 impl PyStore {
     #[new]
     #[pyo3(
-        signature = (secret, *, idle_timeout, absolute_timeout=None, max_sessions=None, max_bytes=None, max_session_bytes=None, shards=None, sweep_interval=None),
-        text_signature = "(secret, *, idle_timeout, absolute_timeout=None, max_sessions=None, max_bytes=None, max_session_bytes=1048576, shards=None, sweep_interval=1.0)"
+        signature = (secret, *, idle_timeout, absolute_timeout=None, max_sessions=None, max_bytes=None, max_session_bytes=None, shards=None, sweep_interval=None, redis_url=None, redis_key_prefix=None, redis_timeout=None, redis_when_down=None, redis_strict=None),
+        text_signature = "(secret, *, idle_timeout, absolute_timeout=None, max_sessions=None, max_bytes=None, max_session_bytes=1048576, shards=None, sweep_interval=1.0, redis_url=None, redis_key_prefix='coatcheck:', redis_timeout=0.05, redis_when_down='serve_local', redis_strict=False)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         secret: &Bound<'_, PyAny>,
         idle_timeout: &Bound<'_, PyAny>,
         absolute_timeout: Option<&Bound<'_, PyAny>>,
@@ -65,6 +80,11 @@ impl PyStore {
         max_session_bytes: Option<&Bound<'_, PyAny>>,
         shards: Option<&Bound<'_, PyAny>>,
         sweep_interval: Option<&Bound<'_, PyAny>>,
+        redis_url: Option<&Bound<'_, PyAny>>,
+        redis_key_prefix: Option<&Bound<'_, PyAny>>,
+        redis_timeout: Option<&Bound<'_, PyAny>>,
+        redis_when_down: Option<&Bound<'_, PyAny>>,
+        redis_strict: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let config = StoreArgs {
             secret,
@@ -75,10 +95,17 @@ impl PyStore {
             max_session_bytes,
             shards,
             sweep_interval,
+            redis_url,
+            redis_key_prefix,
+            redis_timeout,
+            redis_when_down,
+            redis_strict,
         }
         .to_config()?;
-        let store = Arc::new(Core::new(config).map_err(Error)?);
-        Ok(Self { store })
+        let shared = config.redis_url.is_some();
+        // Building a store on Redis waits (at most a second) for the first connection.
+        let store = Arc::new(py.detach(|| Core::new(config)).map_err(Error)?);
+        Ok(Self { store, shared })
     }
 
     /// Seconds a session lives without being read or written, unless a TTL of its own says
@@ -94,11 +121,23 @@ impl PyStore {
         self.store.absolute_timeout().map(|d| d.as_secs_f64())
     }
 
+    /// Whether sessions are shared through Redis (`redis_url`): calls may then wait on the
+    /// network, at most `redis_timeout`, with the GIL released.
+    #[getter]
+    fn shared(&self) -> bool {
+        self.shared
+    }
+
     /// Stores `data` as a new session and returns its signed token.
     #[pyo3(signature = (data, ttl=None))]
-    fn create(&self, data: &[u8], ttl: Option<&Bound<'_, PyAny>>) -> PyResult<String> {
+    fn create(
+        &self,
+        py: Python<'_>,
+        data: &[u8],
+        ttl: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<String> {
         let ttl = self::ttl(ttl)?;
-        let id = self.store.create(data, ttl).map_err(Error)?;
+        let id = self.core(py, |s| s.create(data, ttl)).map_err(Error)?;
         Ok(self.store.sign(&id).map_err(Error)?)
     }
 
@@ -116,8 +155,10 @@ impl PyStore {
             let Some(id) = self.id_of(&token) else {
                 return Ok(None);
             };
-            match self.store.get(id) {
+            match self.core(py, |s| s.get(id)) {
                 Ok(Some(value)) => value,
+                // Redis down with `redis_when_down="fail"` is an error, not a logged-out user.
+                Err(e @ coatcheck::Error::Unavailable(_)) => return Err(Error(e).into()),
                 _ => return Ok(None),
             }
         };
@@ -137,8 +178,9 @@ impl PyStore {
             let Some(id) = self.id_of(&token) else {
                 return Ok(None);
             };
-            match self.store.get_with(id, |s| (s.value.to_vec(), s.version)) {
+            match self.core(py, |s| s.get_with(id, |s| (s.value.to_vec(), s.version))) {
                 Ok(Some(found)) => found,
+                Err(e @ coatcheck::Error::Unavailable(_)) => return Err(Error(e).into()),
                 _ => return Ok(None),
             }
         };
@@ -149,6 +191,7 @@ impl PyStore {
     #[pyo3(signature = (token, data, ttl=None))]
     fn set(
         &self,
+        py: Python<'_>,
         token: &Bound<'_, PyString>,
         data: &[u8],
         ttl: Option<&Bound<'_, PyAny>>,
@@ -157,13 +200,14 @@ impl PyStore {
         let token = text(token).ok_or_else(forged)?;
         let id = self.require_id(&token)?;
         // Through a token only a live session may be written: never create one.
-        Ok(self.store.update(id, data, ttl).map_err(Error)?)
+        Ok(self.core(py, |s| s.update(id, data, ttl)).map_err(Error)?)
     }
 
     /// Replaces a live session's data only if it still has `version`; returns the new version.
     #[pyo3(signature = (token, data, version, ttl=None))]
     fn set_if_version(
         &self,
+        py: Python<'_>,
         token: &Bound<'_, PyString>,
         data: &[u8],
         version: u64,
@@ -173,14 +217,18 @@ impl PyStore {
         let token = text(token).ok_or_else(forged)?;
         let id = self.require_id(&token)?;
         Ok(self
-            .store
-            .set_if_version(id, data, version, ttl)
+            .core(py, |s| s.set_if_version(id, data, version, ttl))
             .map_err(Error)?)
     }
 
     /// Slides a live session's idle deadline; whether it was live.
     #[pyo3(signature = (token, ttl=None))]
-    fn touch(&self, token: &Bound<'_, PyString>, ttl: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+    fn touch(
+        &self,
+        py: Python<'_>,
+        token: &Bound<'_, PyString>,
+        ttl: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
         let ttl = self::ttl(ttl)?;
         let Some(token) = text(token) else {
             return Ok(false);
@@ -188,29 +236,29 @@ impl PyStore {
         let Some(id) = self.id_of(&token) else {
             return Ok(false);
         };
-        Ok(self.store.touch(id, ttl).map_err(Error)?)
+        Ok(self.core(py, |s| s.touch(id, ttl)).map_err(Error)?)
     }
 
     /// Removes a session; whether a live one was removed.
-    fn destroy(&self, token: &Bound<'_, PyString>) -> PyResult<bool> {
+    fn destroy(&self, py: Python<'_>, token: &Bound<'_, PyString>) -> PyResult<bool> {
         let Some(token) = text(token) else {
             return Ok(false);
         };
         let Some(id) = self.id_of(&token) else {
             return Ok(false);
         };
-        Ok(self.store.destroy(id).map_err(Error)?)
+        Ok(self.core(py, |s| s.destroy(id)).map_err(Error)?)
     }
 
     /// Moves a live session to a new id (use it at login); the new token, or `None`.
-    fn regenerate(&self, token: &Bound<'_, PyString>) -> PyResult<Option<String>> {
+    fn regenerate(&self, py: Python<'_>, token: &Bound<'_, PyString>) -> PyResult<Option<String>> {
         let Some(token) = text(token) else {
             return Ok(None);
         };
         let Some(id) = self.id_of(&token) else {
             return Ok(None);
         };
-        match self.store.regenerate(id).map_err(Error)? {
+        match self.core(py, |s| s.regenerate(id)).map_err(Error)? {
             Some(new_id) => Ok(Some(self.store.sign(&new_id).map_err(Error)?)),
             None => Ok(None),
         }
@@ -229,22 +277,28 @@ impl PyStore {
     /// Files a live session under `owner` (a user id, say), or removes it from its owner
     /// with `None`.
     #[pyo3(signature = (token, owner))]
-    fn set_owner(&self, token: &Bound<'_, PyString>, owner: Option<&str>) -> PyResult<()> {
+    fn set_owner(
+        &self,
+        py: Python<'_>,
+        token: &Bound<'_, PyString>,
+        owner: Option<&str>,
+    ) -> PyResult<()> {
         let token = text(token).ok_or_else(forged)?;
         let id = self.require_id(&token)?;
-        Ok(self.store.set_owner(id, owner).map_err(Error)?)
+        Ok(self.core(py, |s| s.set_owner(id, owner)).map_err(Error)?)
     }
 
     /// Ids of the live sessions of `owner`: names to list and compare (the current one is
     /// `unsign(token)`), never tokens that would open those sessions.
-    fn sessions_of(&self, owner: &str) -> PyResult<Vec<String>> {
-        Ok(self.store.sessions_of(owner).map_err(Error)?)
+    fn sessions_of(&self, py: Python<'_>, owner: &str) -> PyResult<Vec<String>> {
+        Ok(self.core(py, |s| s.sessions_of(owner)).map_err(Error)?)
     }
 
     /// Destroys every session of `owner` except the one of `except_token`; how many.
     #[pyo3(signature = (owner, except_token=None))]
     fn destroy_owner(
         &self,
+        py: Python<'_>,
         owner: &str,
         except_token: Option<&Bound<'_, PyString>>,
     ) -> PyResult<usize> {
@@ -252,7 +306,9 @@ impl PyStore {
             .map(|t| text(t).ok_or_else(forged))
             .transpose()?;
         let keep = keep.as_deref().map(|t| self.require_id(t)).transpose()?;
-        Ok(self.store.destroy_owner(owner, keep).map_err(Error)?)
+        Ok(self
+            .core(py, |s| s.destroy_owner(owner, keep))
+            .map_err(Error)?)
     }
 
     /// Size and counters since the store was built.
@@ -271,6 +327,21 @@ impl PyStore {
         dict.set_item("evicted_lru", s.evicted_lru)?;
         dict.set_item("signature_failures", s.signature_failures)?;
         dict.set_item("conflicts", s.conflicts)?;
+        if let Some(t) = s.tier {
+            dict.set_item("tier_connected", u64::from(t.connected))?;
+            dict.set_item("tier_near_hits", t.near_hits)?;
+            dict.set_item("tier_near_misses", t.near_misses)?;
+            dict.set_item("tier_served_unverified", t.served_unverified)?;
+            dict.set_item("tier_invalidations", t.invalidations)?;
+            dict.set_item("tier_round_trips", t.round_trips)?;
+            dict.set_item("tier_failures", t.failures)?;
+            dict.set_item("tier_disconnects", t.disconnects)?;
+            dict.set_item("tier_down_ms", t.down_ms)?;
+            dict.set_item("tier_restored", t.restored)?;
+            dict.set_item("tier_replay_conflicts", t.replay_conflicts)?;
+            dict.set_item("tier_touches_sent", t.touches_sent)?;
+            dict.set_item("tier_fills_refused", t.fills_refused)?;
+        }
         Ok(dict)
     }
 

@@ -77,6 +77,8 @@ impl Inner {
         let verified = generation.is_some_and(|g| shard.verified.load(SeqCst) == g);
         let strict = tier.settings().strict;
         let mut known = 0;
+        // An invalidation already received but not yet applied must win over the copy.
+        let verified = verified && (strict || tier.settle());
         if verified {
             let now = self.now();
             let stripe = shard.state.read();

@@ -17,6 +17,7 @@
 
 mod keys;
 mod scripts;
+mod watched;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -52,6 +53,8 @@ const TIMEOUTS_FOR_LOSS: u32 = 3;
 const TOUCH_FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How many times a read yields to the link thread before it asks Redis instead.
+const SETTLE_SPINS: u32 = 64;
 /// Copies checked per round trip by the resync walk.
 pub(crate) const RESYNC_BATCH: usize = 256;
 
@@ -243,6 +246,8 @@ struct Shared {
     /// Changes made locally while Redis was down, by id.
     dirty: Mutex<HashMap<String, Dirty>>,
     sink: Mutex<Option<Weak<dyn Sink>>>,
+    /// Whether the link has received input not yet handled.
+    input: Arc<watched::Input>,
 }
 
 struct Runtime {
@@ -274,6 +279,7 @@ impl Tier {
                 touches: Mutex::new(HashMap::new()),
                 dirty: Mutex::new(HashMap::new()),
                 sink: Mutex::new(None),
+                input: Arc::new(watched::Input::new()),
             }),
         }
     }
@@ -305,6 +311,20 @@ impl Tier {
     pub(crate) fn up_generation(&self) -> Option<u64> {
         let generation = self.generation();
         self.is_up().then_some(generation)
+    }
+
+    /// Waits, briefly, until the link has handled everything it received: an invalidation
+    /// already on its way in then applies before a local copy is served. False if it did not
+    /// settle in time (the caller asks Redis instead).
+    pub(crate) fn settle(&self) -> bool {
+        let input = &self.shared.input;
+        for _ in 0..SETTLE_SPINS {
+            if input.handled() {
+                return true;
+            }
+            std::thread::yield_now();
+        }
+        input.handled()
     }
 
     pub(crate) fn count_near_hit(&self) {
@@ -763,6 +783,7 @@ impl Shared {
         }
         // The parent's tracking connection is not ours: every copy is unverified until the
         // child's own link has checked it.
+        self.input.detach();
         self.up.store(false, SeqCst);
         self.generation.fetch_add(1, SeqCst);
         self.down_since.store(self.now_ms(), SeqCst);
@@ -776,6 +797,7 @@ impl Shared {
 
     /// Marks the link lost: every copy unverified, no request waits on it until reconnected.
     fn link_lost(&self, runtime: &Runtime) {
+        self.input.detach();
         if self.up.swap(false, SeqCst) {
             self.generation.fetch_add(1, SeqCst);
             self.down_since.store(self.now_ms(), SeqCst);
@@ -862,7 +884,6 @@ async fn supervise(shared: Weak<Shared>, runtime: Arc<Runtime>) {
 }
 
 async fn connect(tier: &Shared, weak: &Weak<Shared>) -> redis::RedisResult<MultiplexedConnection> {
-    let client = redis::Client::open(tier.settings.connection.clone())?;
     let pushes = weak.clone();
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
@@ -873,9 +894,36 @@ async fn connect(tier: &Shared, weak: &Weak<Shared>) -> redis::RedisResult<Multi
             }
             Ok::<(), ()>(())
         });
-    let mut connection = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await?;
+    let mut connection = match tier.settings.connection.addr() {
+        // Our own socket, so request threads can see its unread input (see `watched`).
+        redis::ConnectionAddr::Tcp(host, port) => {
+            let stream = tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                tokio::net::TcpStream::connect((host.as_str(), *port)),
+            )
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+            })??;
+            stream.set_nodelay(true)?;
+            let fd = socket_fd(&stream);
+            let (connection, driver) = MultiplexedConnection::new_with_config(
+                tier.settings.connection.redis_settings(),
+                watched::Watched::new(stream, tier.input.clone()),
+                config,
+            )
+            .await?;
+            tokio::spawn(driver);
+            tier.input.attach(fd);
+            connection
+        }
+        _ => {
+            let client = redis::Client::open(tier.settings.connection.clone())?;
+            client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?
+        }
+    };
     redis::cmd("CLIENT")
         .arg("TRACKING")
         .arg("ON")
@@ -886,6 +934,16 @@ async fn connect(tier: &Shared, weak: &Weak<Shared>) -> redis::RedisResult<Multi
         .exec_async(&mut connection)
         .await?;
     Ok(connection)
+}
+
+#[cfg(unix)]
+fn socket_fd(stream: &tokio::net::TcpStream) -> i32 {
+    std::os::fd::AsRawFd::as_raw_fd(stream)
+}
+
+#[cfg(not(unix))]
+fn socket_fd(_stream: &tokio::net::TcpStream) -> i32 {
+    -1
 }
 
 impl Shared {

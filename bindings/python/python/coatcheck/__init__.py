@@ -4,9 +4,11 @@
 signed tokens for cookies. `coatcheck.flask`, `coatcheck.django` and `coatcheck.asgi` plug it
 into those frameworks.
 
-One store serves one process: run one process with threads (gunicorn ``--threads``) or an
-async server (uvicorn) and every request sees every session. A `Store` built before
-``os.fork()`` keeps working in the child as the child's own copy.
+A store keeps sessions in one process unless it is given ``redis_url``: then every process
+and host on that Redis shares them (gunicorn ``-w 4``, uvicorn ``--workers``, several
+containers), with reads still answered in-process from a near cache. A `Store` built before
+``os.fork()`` (gunicorn ``--preload``) keeps working in the child: on its own as the child's
+copy, or on Redis with a connection of the child's own.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from coatcheck._native import (
     Store,
     StoreFullError,
     TooLargeError,
+    UnavailableError,
     __version__,
 )
 from coatcheck.serializers import JSONSerializer, Serializer
@@ -39,6 +42,7 @@ __all__ = [
     "Store",
     "StoreFullError",
     "TooLargeError",
+    "UnavailableError",
     "__version__",
 ]
 

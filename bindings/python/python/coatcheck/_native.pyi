@@ -1,7 +1,7 @@
 # Stubs of the native module; checked against the built extension by `python -m mypy.stubtest`
 # (see mk/python.mk and stubtest-allowlist.txt).
 from collections.abc import Sequence
-from typing import ClassVar, final
+from typing import ClassVar, Literal, final
 
 __version__: str
 
@@ -22,7 +22,14 @@ class Store:
         max_session_bytes: int = 1048576,
         shards: int | None = None,
         sweep_interval: _Seconds = 1.0,
+        redis_url: str | None = None,
+        redis_key_prefix: str = "coatcheck:",
+        redis_timeout: _Seconds = 0.05,
+        redis_when_down: Literal["serve_local", "fail"] = "serve_local",
+        redis_strict: bool = False,
     ) -> Store: ...
+    @property
+    def shared(self) -> bool: ...
     @property
     def idle_timeout(self) -> float: ...
     @property
@@ -72,5 +79,8 @@ class InvalidConfigError(SessionError):
     code: ClassVar[str]
 
 class InvalidArgumentError(SessionError):
+    code: ClassVar[str]
+
+class UnavailableError(SessionError):
     code: ClassVar[str]
 

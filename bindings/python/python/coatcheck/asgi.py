@@ -42,6 +42,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Final, Literal, Optional, Union
 
+import anyio.to_thread
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -62,6 +63,7 @@ __all__ = [
     "SessionMiddleware",
     "current_session",
     "regenerate",
+    "regenerate_async",
 ]
 
 
@@ -175,8 +177,21 @@ def current_session(request: HTTPConnection) -> ServerSession:
 
 
 def regenerate(request: HTTPConnection) -> None:
-    """Moves the request's session to a new id, keeping its data: call it at login."""
+    """Moves the request's session to a new id, keeping its data: call it at login.
+
+    With a store on Redis this waits on the network (at most ``redis_timeout``): in an
+    ``async`` view, ``await regenerate_async(request)`` keeps the event loop free.
+    """
     current_session(request).regenerate()
+
+
+async def regenerate_async(request: HTTPConnection) -> None:
+    """`regenerate` for ``async`` views: with a store on Redis it runs in a worker thread."""
+    session = current_session(request)
+    if session.state.backend.store.shared:
+        await anyio.to_thread.run_sync(session.regenerate)
+    else:
+        session.regenerate()
 
 
 class _SentCookies:
@@ -305,13 +320,23 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
 
-        data, state = self.backend.open(HTTPConnection(scope).cookies.get(self.cookie_name))
+        cookie = HTTPConnection(scope).cookies.get(self.cookie_name)
+        # A store on Redis may wait on the network: off the event loop, in a worker thread.
+        shared = self.backend.store.shared
+        if shared:
+            data, state = await anyio.to_thread.run_sync(self.backend.open, cookie)
+        else:
+            data, state = self.backend.open(cookie)
         scope["session"] = ServerSession(data, state=state)
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", [])
-                self._save(scope["session"], state, MutableHeaders(scope=message))
+                headers = MutableHeaders(scope=message)
+                if shared:
+                    await anyio.to_thread.run_sync(self._save, scope["session"], state, headers)
+                else:
+                    self._save(scope["session"], state, headers)
             await send(message)
 
         await self.app(scope, receive, send_wrapper)

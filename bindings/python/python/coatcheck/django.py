@@ -42,6 +42,7 @@ from django.utils.module_loading import import_string
 
 from coatcheck._native import Store
 from coatcheck._session_state import (
+    redis_options,
     Outcome,
     OwnerHook,
     SessionBackend,
@@ -84,7 +85,11 @@ def get_store() -> Store:
     with _lock:
         if _default_store is None:
             secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
-            _default_store = Store(secrets, idle_timeout=settings.SESSION_COOKIE_AGE)
+            _default_store = Store(
+                secrets,
+                idle_timeout=settings.SESSION_COOKIE_AGE,
+                **redis_options(lambda name: getattr(settings, name, None)),
+            )
         return _default_store
 
 

@@ -46,6 +46,7 @@ from flask.sessions import SecureCookieSession, SessionInterface, SessionMixin
 
 from coatcheck._native import Store
 from coatcheck._session_state import (
+    redis_options,
     Outcome,
     OwnerHook,
     SessionBackend,
@@ -258,7 +259,11 @@ class CoatcheckSession:
                 raise RuntimeError("CoatcheckSession needs a store or app.secret_key")
             # The first secret signs; the fallbacks (Flask >= 3.1) still verify.
             secrets = [app.secret_key, *(app.config.get("SECRET_KEY_FALLBACKS") or [])]
-            store = Store(secrets, idle_timeout=lifetime.total_seconds())
+            store = Store(
+                secrets,
+                idle_timeout=lifetime.total_seconds(),
+                **redis_options(app.config.get),
+            )
             self.store = store
         elif (
             lifetime != _FLASK_DEFAULT_LIFETIME

@@ -1,0 +1,59 @@
+"""The Django app of the multi-worker test: one module is the settings, the URLs and the WSGI
+application (gunicorn tests.apps.shared_django:application)."""
+
+import os
+
+import django
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import path
+
+settings.configure(
+    DEBUG=False,
+    SECRET_KEY="multi-worker test secret",
+    ROOT_URLCONF=__name__,
+    ALLOWED_HOSTS=["127.0.0.1"],
+    INSTALLED_APPS=["django.contrib.sessions"],
+    MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"],
+    SESSION_ENGINE="coatcheck.django",
+    COATCHECK_REDIS_URL=os.environ.get("COATCHECK_REDIS_URL") or None,
+    COATCHECK_OWNER=lambda data: data.get("user"),
+)
+django.setup()
+
+
+def login(request: HttpRequest) -> HttpResponse:
+    request.session.cycle_key()
+    request.session["user"] = request.GET["user"]
+    return HttpResponse("ok")
+
+
+def write(request: HttpRequest) -> HttpResponse:
+    if "user" not in request.session:
+        return HttpResponse("not logged in")
+    request.session["items"] = [*request.session.get("items", []), request.GET["item"]]
+    return HttpResponse("ok")
+
+
+def read(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(
+        {"user": request.session.get("user"), "items": request.session.get("items", []),
+         "pid": os.getpid()}
+    )
+
+
+def logout(request: HttpRequest) -> HttpResponse:
+    request.session.flush()
+    return HttpResponse("ok")
+
+
+urlpatterns = [
+    path("login", login),
+    path("write", write),
+    path("read", read),
+    path("logout", logout),
+]
+
+from django.core.wsgi import get_wsgi_application  # noqa: E402
+
+application = get_wsgi_application()

@@ -1,0 +1,39 @@
+"""The Flask app of the multi-worker test: login, write, read, logout. Sessions on Redis when
+COATCHECK_REDIS_URL is set, else in each worker's own memory."""
+
+import os
+
+from flask import Flask, jsonify, request, session
+
+import coatcheck.flask
+
+app = Flask(__name__)
+app.secret_key = "multi-worker test secret"
+app.config["COATCHECK_REDIS_URL"] = os.environ.get("COATCHECK_REDIS_URL") or None
+coatcheck.flask.CoatcheckSession(app)
+
+
+@app.post("/login")
+def login() -> str:
+    coatcheck.flask.regenerate()
+    session["user"] = request.args["user"]
+    return "ok"
+
+
+@app.post("/write")
+def write() -> str:
+    if "user" not in session:
+        return "not logged in"
+    session["items"] = [*session.get("items", []), request.args["item"]]
+    return "ok"
+
+
+@app.get("/read")
+def read():  # type: ignore[no-untyped-def]
+    return jsonify(user=session.get("user"), items=session.get("items", []), pid=os.getpid())
+
+
+@app.post("/logout")
+def logout() -> str:
+    session.clear()
+    return "ok"

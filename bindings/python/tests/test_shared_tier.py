@@ -1,0 +1,227 @@
+"""Sessions shared through Redis (`redis_url`): between stores, between worker processes of
+gunicorn and uvicorn, and when Redis fails. Each test starts its own redis-server."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import coatcheck
+from live import request
+from redis_server import RedisServer, free_port, redis_server
+
+APPS = Path(__file__).parent / "apps"
+CYCLES = int(os.environ.get("COATCHECK_MULTIWORKER_CYCLES", "2000"))
+
+
+def shared_store(redis: RedisServer, **kwargs: object) -> coatcheck.Store:
+    return coatcheck.Store("s3cret", idle_timeout=3600, redis_url=redis.url, **kwargs)  # type: ignore[arg-type]
+
+
+def test_two_stores_on_one_redis_share_sessions_and_revocation() -> None:
+    with redis_server() as redis:
+        a, b = shared_store(redis), shared_store(redis)
+        assert a.shared and b.shared and a.stats()["tier_connected"] == 1
+        token = a.create(b'{"user": 1}')
+        assert b.get(token) == b'{"user": 1}'
+        found = b.get_with_version(token)
+        assert found is not None
+        b.set_if_version(token, b'{"user": 1, "cart": [3]}', found[1])
+        with pytest.raises(coatcheck.ConflictError):
+            a.set_if_version(token, b"lost update", found[1])
+        a.set_owner(token, "u1")
+        assert b.sessions_of("u1") == [a.unsign(token)]
+        assert a.destroy(token)
+        deadline = time.monotonic() + 1
+        while b.get(token) is not None:
+            assert time.monotonic() < deadline, "B still serves a destroyed session"
+        with pytest.raises(coatcheck.NotFoundError):
+            b.set(token, b"revived?")
+
+
+def test_a_dead_redis_is_unavailable_error_with_the_fail_policy_and_local_service_without() -> None:
+    with redis_server() as redis:
+        failing = shared_store(redis, redis_when_down="fail", redis_timeout=0.05)
+        serving = shared_store(redis)
+        token_f = failing.create(b"f")
+        token_s = serving.create(b"s")
+        redis.kill()
+        deadline = time.monotonic() + 5
+        while failing.stats()["tier_connected"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        start = time.monotonic()
+        with pytest.raises(coatcheck.UnavailableError) as raised:
+            failing.get(token_f)
+        assert raised.value.code == "unavailable"
+        with pytest.raises(coatcheck.UnavailableError):
+            failing.create(b"new")
+        assert time.monotonic() - start < 0.2
+        assert serving.get(token_s) == b"s"  # serve-local: the local copy, unverified
+
+
+def test_redis_settings_are_checked() -> None:
+    with pytest.raises(coatcheck.InvalidConfigError, match="redis_url"):
+        coatcheck.Store("s", idle_timeout=60, redis_url="http://example.invalid/")
+    with pytest.raises(coatcheck.InvalidConfigError, match="redis_when_down"):
+        coatcheck.Store("s", idle_timeout=60, redis_url="redis://127.0.0.1:1", redis_when_down="later")
+    with pytest.raises(TypeError):
+        coatcheck.Store("s", idle_timeout=60, redis_url=b"redis://127.0.0.1:1")  # type: ignore[arg-type]
+    # Redis down at startup is not a setup error: the store starts and serves locally.
+    started = time.monotonic()
+    store = coatcheck.Store("s", idle_timeout=60, redis_url=f"redis://127.0.0.1:{free_port()}")
+    assert time.monotonic() - started < 2.5
+    assert store.stats()["tier_connected"] == 0
+    assert store.get(store.create(b"x")) == b"x"
+
+
+def test_calls_waiting_on_redis_release_the_gil() -> None:
+    with redis_server() as redis:
+        store = shared_store(redis, redis_strict=True)  # every read is a round trip
+        token = store.create(b"x")
+        stop = time.monotonic() + 0.5
+        spins = 0
+
+        def reader() -> None:
+            while time.monotonic() < stop:
+                store.get(token)
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        while time.monotonic() < stop:
+            spins += 1
+        thread.join()
+        # With the GIL held through each round trip this thread would get a slice per switch
+        # interval (5 ms) at best; released, it runs nearly freely.
+        assert spins > 200_000, spins
+
+
+# --- Multi-worker servers -----------------------------------------------------------------
+
+
+def cookie_from(headers: object, name: str) -> str | None:
+    for value in headers.get_all("Set-Cookie") or []:  # type: ignore[attr-defined]
+        pair = value.split(";", 1)[0]
+        key, _, token = pair.partition("=")
+        if key.strip() == name:
+            return None if token in ("", "null", '""') else f"{name}={token}"
+    return None
+
+
+@contextlib.contextmanager
+def serving(command: list[str], env: dict[str, str], port: int) -> Iterator[None]:
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(
+        command, cwd=APPS, env={**os.environ, **env},
+        stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
+    )
+
+    def output() -> str:
+        log.seek(0)
+        return log.read().decode(errors="replace")[-4000:]
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError):
+                status, _, _ = request(port, "GET", "/read")
+                if status == 200:
+                    break
+            assert process.poll() is None, output()
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        yield
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+        log.close()
+
+
+def cycles(port: int, n: int, cookie_name: str) -> dict[str, int]:
+    """n login -> write -> read -> logout -> read-with-the-old-cookie cycles, each request
+    on a new connection (so the server spreads them over its workers)."""
+    counts = {"lost": 0, "read_after_logout": 0, "5xx": 0, "workers": 0}
+    pids: set[int] = set()
+    for i in range(n):
+        user = f"user-{i}"
+        status, headers, _ = request(port, "POST", f"/login?user={user}")
+        counts["5xx"] += status >= 500
+        cookie = cookie_from(headers, cookie_name)
+        status, headers, _ = request(port, "POST", f"/write?item=i{i}", cookie)
+        counts["5xx"] += status >= 500
+        cookie = cookie_from(headers, cookie_name) or cookie
+        status, _, body = request(port, "GET", "/read", cookie)
+        counts["5xx"] += status >= 500
+        seen = json.loads(body) if status == 200 else {}
+        pids.add(seen.get("pid", 0))
+        if seen.get("user") != user or seen.get("items") != [f"i{i}"]:
+            counts["lost"] += 1
+        status, _, _ = request(port, "POST", "/logout", cookie)
+        counts["5xx"] += status >= 500
+        status, _, body = request(port, "GET", "/read", cookie)
+        counts["5xx"] += status >= 500
+        if status == 200 and json.loads(body).get("user") == user:
+            counts["read_after_logout"] += 1
+    counts["workers"] = len(pids)
+    return counts
+
+
+def gunicorn(app: str, port: int, preload: bool) -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "-w", "4", "-b", f"127.0.0.1:{port}",
+            "--graceful-timeout", "2", *(["--preload"] if preload else []), app]
+
+
+SERVERS = {
+    "flask": (lambda port, preload: gunicorn("shared_flask:app", port, preload), "session"),
+    "django": (lambda port, preload: gunicorn("shared_django:application", port, preload), "sessionid"),
+    "starlette": (
+        lambda port, preload: [sys.executable, "-m", "uvicorn", "--workers", "4", "--host",
+                               "127.0.0.1", "--port", str(port), "--log-level", "warning",
+                               "shared_starlette:app"],
+        "session",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("server", "preload"),
+    [("flask", False), ("flask", True), ("django", False), ("django", True), ("starlette", False)],
+)
+def test_four_workers_on_redis_lose_no_session_and_serve_no_logged_out_one(
+    server: str, preload: bool
+) -> None:
+    command, cookie_name = SERVERS[server]
+    with redis_server() as redis:
+        port = free_port()
+        with serving(command(port, preload), {"COATCHECK_REDIS_URL": redis.url}, port):
+            counts = cycles(port, CYCLES, cookie_name)
+    print(f"{server} (4 workers{', --preload' if preload else ''}) on Redis: {CYCLES} cycles, {counts}")
+    assert counts["workers"] >= 2, counts
+    assert counts == {**counts, "lost": 0, "read_after_logout": 0, "5xx": 0}
+
+
+def test_without_redis_four_workers_lose_sessions() -> None:
+    """The loss the shared tier fixes: each worker holds only its own sessions."""
+    command, cookie_name = SERVERS["flask"]
+    port = free_port()
+    n = 200
+    with serving(command(port, False), {"COATCHECK_REDIS_URL": ""}, port):
+        counts = cycles(port, n, cookie_name)
+    print(f"flask (4 workers) without Redis: {n} cycles, {counts}")
+    assert counts["workers"] >= 2
+    assert counts["lost"] > n // 4, counts
