@@ -22,7 +22,7 @@ build-python: python-deps
 
 # The stubs (_native.pyi) are checked against the built module; the pure-Python backends are
 # type-checked against the stubs; pytest turns every warning into an error (pyproject.toml).
-test-python: build-python
+test-python: build-python redis-deps
 	cd $(PY_DIR) && $(PY) -m mypy.stubtest coatcheck._native --allowlist stubtest-allowlist.txt
 	cd $(PY_DIR) && $(PY) -m mypy
 	cd $(PY_DIR) && $(PY) -m pytest -W error -q

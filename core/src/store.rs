@@ -368,6 +368,9 @@ impl Store {
         if let Some(sweeper) = &self.sweeper {
             sweeper.restart_after_fork(&self.inner);
         }
+        if let Some(tier) = &self.inner.tier {
+            tier.adopt_after_fork();
+        }
         Entered {
             inner: &self.inner,
             _pass: pass,

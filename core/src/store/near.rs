@@ -23,7 +23,9 @@ use super::{Inner, SessionView, bump, ttl_ms, validate_owner};
 use crate::config::WhenRedisDown;
 use crate::error::{Error, Result};
 use crate::id::{generate_id, validate_id};
-use crate::tier::{CopyState, Dirty, Found, KeyHash, Loaded, Precondition, Resynced, Sink, Tier};
+use crate::tier::{
+    CopyState, Dirty, Found, KeyHash, Loaded, Precondition, Resynced, Sink, Suspect, Tier,
+};
 
 /// Where a session is: its Redis hash, its 32-bit record hash and its stripe.
 struct Place {
@@ -54,6 +56,16 @@ impl Inner {
         self.tier
             .as_ref()
             .unwrap_or_else(|| unreachable!("near-cache path without a tier"))
+    }
+
+    /// Whether a failed Redis call goes the local way: only under `ServeLocal`, and only once
+    /// the link is declared lost (a single slow reply or an error reply from a live server,
+    /// such as OOM or READONLY, is the caller's error: writing locally past a live Redis would
+    /// fork the session's history).
+    fn falls_back(&self, error: &Error) -> bool {
+        matches!(error, Error::Unavailable(_))
+            && self.tier().settings().when_down == WhenRedisDown::ServeLocal
+            && !self.tier().is_up()
     }
 
     fn fail_or_serve_local(&self) -> Result<()> {
@@ -100,9 +112,7 @@ impl Inner {
         };
         let ticket = shard.invalidations.load(SeqCst);
         let found = match tier.load(&place.key, known) {
-            Err(Error::Unavailable(_))
-                if tier.settings().when_down == WhenRedisDown::ServeLocal =>
-            {
+            Err(ref e) if self.falls_back(e) => {
                 return self.read_locally(id, slide, f);
             }
             other => other?,
@@ -201,6 +211,17 @@ impl Inner {
         f: impl FnOnce(SessionView<'_>) -> R,
     ) -> Result<Option<R>> {
         self.fail_or_serve_local()?;
+        // A copy an invalidation named is not served unverified: it may be a revoked session.
+        let place = self.place(id);
+        {
+            let stripe = self.shards[place.shard].state.read();
+            let suspect = stripe
+                .find(place.hash, id)
+                .is_some_and(|i| stripe.record(i).flags() & SUSPECT != 0);
+            if suspect {
+                return Ok(None);
+            }
+        }
         let result = self.read(id, slide, f)?;
         if result.is_some() {
             self.tier().count_served_unverified();
@@ -259,6 +280,14 @@ impl Inner {
             }
             if have == loaded.version {
                 stripe.set_flags(index, SUSPECT, true);
+                let marks = stripe.bump_marks(index);
+                drop(stripe);
+                tier.revalidate(Suspect {
+                    hash: place.key,
+                    id: id.to_string(),
+                    version: have,
+                    marks,
+                });
                 return;
             }
             let removed = stripe.remove(index);
@@ -280,6 +309,12 @@ impl Inner {
         });
         self.admit(cost, id, loaded.owner.as_deref());
         shard.note_deadline(deadline);
+        let to_revalidate = stale_ticket.then(|| Suspect {
+            hash: place.key,
+            id: id.to_string(),
+            version: loaded.version,
+            marks: stripe.bump_marks(index),
+        });
         if self.listener.is_some() {
             pending.push(Pending::Stored {
                 id,
@@ -290,6 +325,11 @@ impl Inner {
             });
         }
         self.release(shard, stripe, &pending);
+        if let Some(suspect) = to_revalidate {
+            // Usually this process's own write, reported back by Redis: confirmed within a
+            // round trip, off the request path.
+            tier.revalidate(suspect);
+        }
         self.settle_budget(place.shard, place.hash);
     }
 
@@ -367,9 +407,7 @@ impl Inner {
                 bump(&shard.counters.conflicts);
                 Err(e)
             }
-            Err(Error::Unavailable(_))
-                if tier.settings().when_down == WhenRedisDown::ServeLocal =>
-            {
+            Err(ref e) if self.falls_back(e) => {
                 self.write_locally(&place, id, value, ttl, precondition, generated)
             }
             Err(e) => Err(e),
@@ -444,8 +482,7 @@ impl Inner {
                     self.drop_copy(&place, id, Cause::Destroyed, None);
                     return Ok(existed);
                 }
-                Err(Error::Unavailable(_))
-                    if tier.settings().when_down == WhenRedisDown::ServeLocal => {}
+                Err(ref e) if self.falls_back(e) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -485,9 +522,7 @@ impl Inner {
                         return Ok(Some(new_id));
                     }
                     Err(Error::Conflict { .. }) => continue,
-                    Err(Error::Unavailable(_))
-                        if tier.settings().when_down == WhenRedisDown::ServeLocal =>
-                    {
+                    Err(ref e) if self.falls_back(e) => {
                         break;
                     }
                     Err(e) => return Err(e),
@@ -523,8 +558,7 @@ impl Inner {
                     self.drop_copy(&place, id, Cause::Invalidated, None);
                     return Err(Error::NotFound);
                 }
-                Err(Error::Unavailable(_))
-                    if tier.settings().when_down == WhenRedisDown::ServeLocal => {}
+                Err(ref e) if self.falls_back(e) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -544,8 +578,7 @@ impl Inner {
                     ids.sort_unstable();
                     return Ok(Some(ids));
                 }
-                Err(Error::Unavailable(_))
-                    if tier.settings().when_down == WhenRedisDown::ServeLocal => {}
+                Err(ref e) if self.falls_back(e) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -569,12 +602,11 @@ impl Inner {
                 Ok(gone) => {
                     // Our own deletions are not announced to us (NOLOOP): drop the copies here.
                     for key in &gone {
-                        self.invalidate_copies(key, Some(Cause::Destroyed));
+                        let _ = self.invalidate_copies(key, Some(Cause::Destroyed));
                     }
                     return Ok(Some(gone.len()));
                 }
-                Err(Error::Unavailable(_))
-                    if tier.settings().when_down == WhenRedisDown::ServeLocal => {}
+                Err(ref e) if self.falls_back(e) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -584,18 +616,27 @@ impl Inner {
 
     /// Marks every local copy whose Redis hash is `key` suspect (`None`) or removes it, and
     /// bumps the stripe's invalidation count so a fill in flight for it is not trusted.
-    fn invalidate_copies(&self, key: &KeyHash, remove: Option<Cause>) {
+    fn invalidate_copies(&self, key: &KeyHash, remove: Option<Cause>) -> Option<Suspect> {
         let (hash, stripe_bits) = key.placement();
         let shard = &self.shards[(stripe_bits as usize) & self.shard_mask];
         let mut stripe = shard.state.write();
         shard.invalidations.fetch_add(1, SeqCst);
         let mut pending = Outbox::new();
+        let mut suspect = None;
         for index in stripe.find_by_hash(hash) {
             if KeyHash::of(stripe.block(index).id_str()) != *key {
                 continue;
             }
             match remove {
-                None => stripe.set_flags(index, SUSPECT, true),
+                None => {
+                    stripe.set_flags(index, SUSPECT, true);
+                    suspect = Some(Suspect {
+                        hash: *key,
+                        id: stripe.block(index).id_str().to_string(),
+                        version: stripe.block(index).version(),
+                        marks: stripe.bump_marks(index),
+                    });
+                }
                 Some(cause) => {
                     let removed = stripe.remove(index);
                     self.retire(shard, &removed, cause);
@@ -604,6 +645,7 @@ impl Inner {
             }
         }
         self.release(shard, stripe, &pending);
+        suspect
     }
 
     /// Redis confirmed that `version` is current: trust the copy again, unless an
@@ -623,7 +665,13 @@ impl Inner {
     }
 
     /// Checks one stripe's copies against Redis; false if the link went down meanwhile.
-    fn resync_stripe(&self, tier: &Tier, shard_index: usize, generation: u64) -> bool {
+    fn resync_stripe(
+        &self,
+        tier: &Tier,
+        shard_index: usize,
+        generation: u64,
+        redis_lost_data: bool,
+    ) -> bool {
         let shard = &self.shards[shard_index];
         let copies: Vec<CopyState> = {
             let _pass = crate::fork::enter();
@@ -639,6 +687,7 @@ impl Inner {
                     CopyState {
                         hash: KeyHash::of(&id),
                         dirty: tier.take_dirty(&id),
+                        suspect: record.flags() & SUSPECT != 0,
                         id,
                         session: Loaded {
                             value: block.value().to_vec(),
@@ -653,7 +702,12 @@ impl Inner {
                 .collect()
         };
         for batch in copies.chunks(crate::tier::RESYNC_BATCH) {
-            let results = tier.resync(batch);
+            // The pass keeps a fork from catching this thread inside the tier's locks.
+            let results = {
+                let _pass = crate::fork::enter();
+                tier.resync(batch, redis_lost_data)
+            };
+            let mut checked = true;
             for (copy, result) in batch.iter().zip(results) {
                 let place = Place {
                     key: copy.hash,
@@ -687,13 +741,15 @@ impl Inner {
                         }
                     }
                     Resynced::Unknown => {
+                        checked = false;
                         if let Some(dirty) = copy.dirty {
                             tier.note_dirty(&copy.id, dirty);
                         }
                     }
                 }
             }
-            if tier.generation() != generation {
+            // A copy that could not be checked keeps its stripe unverified.
+            if !checked || tier.generation() != generation {
                 return false;
             }
         }
@@ -708,25 +764,52 @@ impl Inner {
 }
 
 impl Sink for Inner {
-    fn invalidate(&self, key: &KeyHash) {
-        self.invalidate_copies(key, None);
+    fn invalidate(&self, key: &KeyHash) -> Option<Suspect> {
+        self.invalidate_copies(key, None)
     }
 
-    fn resync(&self, generation: u64) {
+    fn confirm(&self, suspect: &Suspect) {
+        let (hash, stripe_bits) = suspect.hash.placement();
+        let place = Place {
+            key: suspect.hash,
+            hash,
+            shard: (stripe_bits as usize) & self.shard_mask,
+        };
+        let shard = &self.shards[place.shard];
+        let mut stripe = shard.state.write();
+        if let Some(index) = stripe.find(place.hash, &suspect.id) {
+            // Still the version Redis confirmed, and no invalidation named it since the mark.
+            if stripe.block(index).version() == suspect.version
+                && stripe.record(index).marks() == suspect.marks
+            {
+                stripe.set_flags(index, SUSPECT, false);
+            }
+        }
+    }
+
+    fn resync(&self, generation: u64, redis_lost_data: bool) {
         let tier = self.tier();
         // Destroys made while down whose copies are gone already.
-        let destroyed: Vec<CopyState> = tier
-            .take_destroyed()
+        let taken = {
+            let _pass = crate::fork::enter();
+            tier.take_destroyed()
+        };
+        let destroyed: Vec<CopyState> = taken
             .into_iter()
             .map(|id| CopyState {
                 hash: KeyHash::of(&id),
                 id,
                 session: Loaded::default(),
                 dirty: Some(Dirty::Destroyed),
+                suspect: false,
             })
             .collect();
         for batch in destroyed.chunks(crate::tier::RESYNC_BATCH) {
-            if tier.resync(batch).contains(&Resynced::Unknown) {
+            let _pass = crate::fork::enter();
+            if tier
+                .resync(batch, redis_lost_data)
+                .contains(&Resynced::Unknown)
+            {
                 for copy in batch {
                     tier.note_dirty(&copy.id, Dirty::Destroyed);
                 }
@@ -734,7 +817,7 @@ impl Sink for Inner {
             }
         }
         for shard_index in 0..self.shards.len() {
-            if !self.resync_stripe(tier, shard_index, generation) {
+            if !self.resync_stripe(tier, shard_index, generation, redis_lost_data) {
                 return;
             }
         }

@@ -22,6 +22,11 @@ pub(crate) const OWNED: u64 = 1 << 61;
 /// from a reply an invalidation overtook. It is served only after Redis confirms its version.
 pub(crate) const SUSPECT: u64 = 1 << 60;
 
+/// On the shared tier: bits 48..60 count the invalidations that named this copy (mod 4096), so
+/// a background confirmation of a suspect copy can tell that another invalidation came since.
+pub(crate) const MARKS: u64 = 0xFFF << 48;
+const MARK_ONE: u64 = 1 << 48;
+
 /// Slab index meaning "none".
 pub(crate) const NIL: u32 = u32::MAX;
 
@@ -120,6 +125,18 @@ impl Record {
         } else {
             *word &= !flags;
         }
+    }
+
+    /// Counts one more invalidation of this copy and returns the new count (exclusive lock).
+    pub(crate) fn bump_marks(&mut self) -> u64 {
+        let word = self.word.get_mut();
+        let marks = (*word & MARKS).wrapping_add(MARK_ONE) & MARKS;
+        *word = (*word & !MARKS) | marks;
+        marks >> 48
+    }
+
+    pub(crate) fn marks(&self) -> u64 {
+        (self.word.load(Relaxed) & MARKS) >> 48
     }
 
     /// Clears the second-chance bit; the eviction hand does this under the exclusive lock.

@@ -122,6 +122,11 @@ impl Stripe {
         self.records[index as usize].set_flags(flags, on);
     }
 
+    /// Counts one more invalidation of a live record; the new count.
+    pub(crate) fn bump_marks(&mut self, index: u32) -> u64 {
+        self.records[index as usize].bump_marks()
+    }
+
     /// Every record filed under `hash` (on the shared tier, the copies an invalidation names).
     pub(crate) fn find_by_hash(&self, hash: u32) -> smallvec::SmallVec<[u32; 2]> {
         self.table

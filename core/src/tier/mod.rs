@@ -105,11 +105,28 @@ impl Settings {
 
 /// What the near cache does with the link: implemented by the store.
 pub(crate) trait Sink: Send + Sync {
-    /// Another process changed or removed this session: drop the local copy.
-    fn invalidate(&self, hash: &KeyHash);
+    /// A write changed or removed this session (another process's, or this one's: Redis 7.0
+    /// reports script writes even under NOLOOP): mark the local copy suspect. Returns the
+    /// copy to revalidate, if there is one.
+    fn invalidate(&self, hash: &KeyHash) -> Option<Suspect>;
+    /// Redis still holds the suspect copy's version: trust it again, unless another
+    /// invalidation came since.
+    fn confirm(&self, suspect: &Suspect);
     /// The link is up at `generation`: check the local copies against Redis, then trust them.
-    /// Runs on a thread of its own and may call the tier.
-    fn resync(&self, generation: u64);
+    /// `redis_lost_data`: Redis no longer holds what it held before (restarted empty, or
+    /// flushed), so copies missing there are written back rather than taken as revoked. Runs on
+    /// a thread of its own and may call the tier.
+    fn resync(&self, generation: u64, redis_lost_data: bool);
+}
+
+/// A copy marked suspect by an invalidation, to be revalidated in the background.
+#[derive(Clone, Debug)]
+pub(crate) struct Suspect {
+    pub(crate) hash: KeyHash,
+    pub(crate) id: String,
+    pub(crate) version: u64,
+    /// The copy's invalidation count right after the mark.
+    pub(crate) marks: u64,
 }
 
 /// A session as Redis holds it, with times relative to now.
@@ -159,6 +176,8 @@ pub(crate) struct CopyState {
     /// The copy, with its times relative to now.
     pub(crate) session: Loaded,
     pub(crate) dirty: Option<Dirty>,
+    /// An invalidation named it: never written back, only compared.
+    pub(crate) suspect: bool,
 }
 
 /// What the resync walk learned about one copy.
@@ -248,6 +267,11 @@ struct Shared {
     sink: Mutex<Option<Weak<dyn Sink>>>,
     /// Whether the link has received input not yet handled.
     input: Arc<watched::Input>,
+    /// The value of `<prefix>epoch` when the link last came up (0: never). Set once by the
+    /// first store to reach an empty Redis, so a changed value means Redis lost its data.
+    data_epoch: AtomicU64,
+    /// Copies marked suspect by invalidations, to revalidate off the request path.
+    suspects: Mutex<Vec<Suspect>>,
 }
 
 struct Runtime {
@@ -280,6 +304,8 @@ impl Tier {
                 dirty: Mutex::new(HashMap::new()),
                 sink: Mutex::new(None),
                 input: Arc::new(watched::Input::new()),
+                data_epoch: AtomicU64::new(0),
+                suspects: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -294,6 +320,16 @@ impl Tier {
         Ok(())
     }
 
+    /// In a forked child, starts this process's own link (once; waits up to a second for it).
+    /// Called at the start of every store call, before any lock is taken.
+    #[inline]
+    pub(crate) fn adopt_after_fork(&self) {
+        let now = fork::generation();
+        if self.shared.fork_generation.load(SeqCst) != now {
+            let _ = self.shared.restart_after_fork(now);
+        }
+    }
+
     pub(crate) fn settings(&self) -> &Settings {
         &self.shared.settings
     }
@@ -303,8 +339,11 @@ impl Tier {
         self.shared.generation.load(SeqCst)
     }
 
+    /// Whether the link is up, in this process: a forked child has none until its first
+    /// call to Redis starts its own.
     pub(crate) fn is_up(&self) -> bool {
         self.shared.up.load(SeqCst)
+            && self.shared.fork_generation.load(SeqCst) == fork::generation()
     }
 
     /// The generation to stamp a copy with, if the link is up (a fill ticket).
@@ -380,6 +419,14 @@ impl Tier {
     /// batch, off the request path.
     pub(crate) fn queue_touch(&self, hash: KeyHash, ttl_ms: u64) {
         self.shared.touches.lock().insert(hash, ttl_ms);
+    }
+
+    /// Asks Redis, in the background, whether a suspect copy is current (see `revalidate`).
+    pub(crate) fn revalidate(&self, suspect: Suspect) {
+        self.shared.suspects.lock().push(suspect);
+        if let Some(runtime) = self.shared.runtime.lock().as_ref() {
+            runtime.wake.notify_one();
+        }
     }
 
     /// Remembers a change made locally while Redis was down, keeping the first base version.
@@ -611,12 +658,13 @@ impl Tier {
     }
 
     /// Checks a batch of local copies against Redis after a reconnect (see `scripts::RESYNC`).
-    pub(crate) fn resync(&self, copies: &[CopyState]) -> Vec<Resynced> {
+    pub(crate) fn resync(&self, copies: &[CopyState], redis_lost_data: bool) -> Vec<Resynced> {
         let keys = &self.shared.keys;
         let calls: Vec<_> = copies
             .iter()
             .map(|copy| {
                 let (mode, base) = match copy.dirty {
+                    None if copy.suspect => ("check", 0),
                     None => ("keep", 0),
                     Some(Dirty::Written { base: u64::MAX }) => ("force", 0),
                     Some(Dirty::Written { base }) => ("replay", base),
@@ -631,6 +679,7 @@ impl Tier {
                 call.arg(session.ttl_ms).arg(session.idle_ms);
                 call.arg(session.absolute_in_ms.map_or(-1, |ms| ms as i64));
                 call.arg(session.owner.as_deref().unwrap_or(""));
+                call.arg(u8::from(redis_lost_data));
                 call.arg(keys.prefix())
                     .arg(copy.hash.encoded())
                     .arg(keys.seal(&copy.hash, &copy.id));
@@ -709,7 +758,13 @@ impl Tier {
                     "Redis refused the request: {e}"
                 )));
             }
-            Ok(Ok(Err(e))) => format!("the connection to Redis failed: {e}"),
+            Ok(Ok(Err(e))) => {
+                // A broken connection is a lost link now, not after three timeouts.
+                if e.is_io_error() || e.is_connection_dropped() {
+                    shared.link_lost(&runtime);
+                }
+                format!("the connection to Redis failed: {e}")
+            }
             Ok(Err(_)) | Err(RecvTimeoutError::Timeout) => {
                 format!("Redis did not answer within {} ms", timeout.as_millis())
             }
@@ -859,14 +914,19 @@ async fn supervise(shared: Weak<Shared>, runtime: Arc<Runtime>) {
         match connect(&tier, &shared).await {
             Ok(connection) => {
                 backoff = Duration::from_millis(25);
-                let generation = {
-                    let _pass = fork::enter();
-                    tier.link_up(&runtime, connection.clone())
+                let (connection, epoch) = connection;
+                let lost_data = {
+                    let before = tier.data_epoch.swap(epoch, SeqCst);
+                    before != 0 && before != epoch
                 };
-                if let Some(sink) = tier.sink() {
+                let (generation, sink) = {
+                    let _pass = fork::enter();
+                    (tier.link_up(&runtime, connection.clone()), tier.sink())
+                };
+                if let Some(sink) = sink {
                     let spawned = std::thread::Builder::new()
                         .name("coatcheck-resync".into())
-                        .spawn(move || sink.resync(generation));
+                        .spawn(move || sink.resync(generation, lost_data));
                     drop(spawned);
                 }
                 drop(tier);
@@ -883,7 +943,26 @@ async fn supervise(shared: Weak<Shared>, runtime: Arc<Runtime>) {
     *runtime.connection.lock() = None;
 }
 
-async fn connect(tier: &Shared, weak: &Weak<Shared>) -> redis::RedisResult<MultiplexedConnection> {
+/// Connects, sets up the connection and enables tracking, all within `CONNECT_TIMEOUT`: a
+/// server that accepts and then says nothing must not stall the link thread.
+async fn connect(
+    tier: &Shared,
+    weak: &Weak<Shared>,
+) -> redis::RedisResult<(MultiplexedConnection, u64)> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, connect_untimed(tier, weak)).await {
+        Ok(connected) => connected,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "Redis did not complete the connection setup in time",
+        )
+        .into()),
+    }
+}
+
+async fn connect_untimed(
+    tier: &Shared,
+    weak: &Weak<Shared>,
+) -> redis::RedisResult<(MultiplexedConnection, u64)> {
     let pushes = weak.clone();
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
@@ -933,7 +1012,21 @@ async fn connect(tier: &Shared, weak: &Weak<Shared>) -> redis::RedisResult<Multi
         .arg("NOLOOP")
         .exec_async(&mut connection)
         .await?;
-    Ok(connection)
+    // Which incarnation of Redis's data this is: the first store to find none sets it.
+    let key = format!("{}epoch", tier.keys.prefix());
+    let fresh: u64 = {
+        use rand::{RngCore, SeedableRng};
+        rand::rngs::StdRng::from_os_rng().next_u64() | 1
+    };
+    let epoch: u64 = redis::cmd("SET")
+        .arg(&key)
+        .arg(fresh)
+        .arg("NX")
+        .arg("GET")
+        .query_async::<Option<u64>>(&mut connection)
+        .await?
+        .unwrap_or(fresh);
+    Ok((connection, epoch))
 }
 
 #[cfg(unix)]
@@ -951,8 +1044,8 @@ impl Shared {
     fn on_push(&self, push: PushInfo) {
         match push.kind {
             PushKind::Invalidate => {
-                let Some(sink) = self.sink() else { return };
                 let _pass = fork::enter();
+                let Some(sink) = self.sink() else { return };
                 let mut any = false;
                 for item in &push.data {
                     match item {
@@ -960,7 +1053,9 @@ impl Shared {
                             for key in keys {
                                 if let Some(hash) = bytes(key).and_then(|k| self.keys.hash_in(k)) {
                                     self.counters.invalidations.fetch_add(1, Relaxed);
-                                    sink.invalidate(&hash);
+                                    if let Some(suspect) = sink.invalidate(&hash) {
+                                        self.suspects.lock().push(suspect);
+                                    }
                                 }
                             }
                             any = true;
@@ -970,8 +1065,12 @@ impl Shared {
                         _ => any = true,
                     }
                 }
-                if !any {
-                    if let Some(runtime) = self.runtime.lock().clone() {
+                let runtime = self.runtime.lock().clone();
+                if let Some(runtime) = runtime {
+                    if any {
+                        // The serve loop revalidates the suspects now, not at its next tick.
+                        runtime.wake.notify_one();
+                    } else {
                         self.link_lost(&runtime);
                     }
                 }
@@ -1000,7 +1099,12 @@ async fn serve(shared: &Weak<Shared>, runtime: &Runtime, mut connection: Multipl
         if !tier.up.load(SeqCst) {
             return;
         }
-        flush_touches(&tier, &mut connection).await;
+        revalidate(&tier, &connection).await;
+        if !flush_touches(&tier, &mut connection).await {
+            let _pass = fork::enter();
+            tier.link_lost(runtime);
+            return;
+        }
         if last_ping.elapsed() >= HEARTBEAT_INTERVAL {
             last_ping = Instant::now();
             let ping = redis::cmd("PING");
@@ -1018,12 +1122,53 @@ async fn serve(shared: &Weak<Shared>, runtime: &Runtime, mut connection: Multipl
     }
 }
 
-async fn flush_touches(tier: &Shared, connection: &mut MultiplexedConnection) {
+/// Asks Redis whether each suspect copy is still current (one LOAD with the copy's version,
+/// all at once on the multiplexed connection) and trusts again those that are. This is what
+/// keeps a process's own writes cached: Redis 7.0 invalidates them too.
+async fn revalidate(tier: &Shared, connection: &MultiplexedConnection) {
+    let suspects = {
+        let _pass = fork::enter();
+        std::mem::take(&mut *tier.suspects.lock())
+    };
+    if suspects.is_empty() {
+        return;
+    }
+    let mut checks = tokio::task::JoinSet::new();
+    for suspect in suspects {
+        let mut connection = connection.clone();
+        let key = tier.keys.session(&suspect.hash);
+        checks.spawn(async move {
+            let mut call = scripts::LOAD.prepare_invoke();
+            call.key(key).arg(suspect.version);
+            let reply = tokio::time::timeout(
+                HEARTBEAT_TIMEOUT,
+                call.invoke_async::<Value>(&mut connection),
+            )
+            .await;
+            (suspect, reply)
+        });
+    }
+    while let Some(done) = checks.join_next().await {
+        tier.counters.round_trips.fetch_add(1, Relaxed);
+        let Ok((suspect, Ok(Ok(reply)))) = done else {
+            continue;
+        };
+        if matches!(tagged(&reply), Ok((b"same", _))) {
+            let _pass = fork::enter();
+            if let Some(sink) = tier.sink() {
+                sink.confirm(&suspect);
+            }
+        }
+    }
+}
+
+/// Sends the queued touches; false if the link failed.
+async fn flush_touches(tier: &Shared, connection: &mut MultiplexedConnection) -> bool {
     let batch: Vec<(KeyHash, u64)> = {
         let _pass = fork::enter();
         let mut touches = tier.touches.lock();
         if touches.is_empty() {
-            return;
+            return true;
         }
         std::mem::take(&mut *touches).into_iter().collect()
     };
@@ -1037,8 +1182,9 @@ async fn flush_touches(tier: &Shared, connection: &mut MultiplexedConnection) {
         let sent =
             tokio::time::timeout(HEARTBEAT_TIMEOUT, call.invoke_async::<Value>(connection)).await;
         let Ok(Ok(Value::Array(gone))) = sent else {
+            // Unanswered touches mean the link cannot be trusted with invalidations either.
             tier.counters.failures.fetch_add(1, Relaxed);
-            continue;
+            return false;
         };
         tier.counters
             .touches_sent
@@ -1046,19 +1192,21 @@ async fn flush_touches(tier: &Shared, connection: &mut MultiplexedConnection) {
         if gone.is_empty() {
             continue;
         }
-        // Sessions Redis no longer holds (expired there first): drop the local copies.
+        // Sessions Redis no longer holds (expired there first): the copies become suspect, and
+        // the revalidation drops... nothing: a suspect copy is never served while up.
+        let _pass = fork::enter();
         if let Some(sink) = tier.sink() {
-            let _pass = fork::enter();
             for n in &gone {
                 if let Some((hash, _)) = usize::try_from(number(n))
                     .ok()
                     .and_then(|n| chunk.get(n.wrapping_sub(1)))
                 {
-                    sink.invalidate(hash);
+                    let _ = sink.invalidate(hash);
                 }
             }
         }
     }
+    true
 }
 
 fn tagged(reply: &Value) -> Result<(&[u8], &[Value])> {

@@ -216,14 +216,19 @@ return gone
 });
 
 /// After a reconnect, one local copy checked against Redis.
-/// KEYS: session, version counter. ARGV: mode (`keep`: copy from before the outage; `replay`:
-/// written here during the outage over version `base`; `destroy`: destroyed here during the
-/// outage, removed whatever Redis holds; `force`: destroyed then written here during the
-/// outage, written whatever Redis holds), local version, base, value, ttl ms, idle ms, absolute remaining
-/// ms (-1: none), owner, prefix, session hash, sealed id.
-/// Reply: `{'same'}` Redis holds this copy; `{'stale'}` Redis holds another version or the
-/// replay lost to a newer write; `{'restored', version}` Redis had lost it and now holds it
-/// again (at the local version for `keep`, a new one for `replay`); `{'done'}` for `destroy`.
+/// KEYS: session, version counter. ARGV: 1 mode, 2 local version, 3 base, 4 value, 5 ttl ms,
+/// 6 idle ms, 7 absolute remaining ms (-1: none), 8 owner, 9 whether Redis lost its data
+/// (1/0), 10 prefix, 11 session hash, 12 sealed id. Modes:
+/// - `check`: a suspect copy; only compared, never written;
+/// - `keep`: a copy from before the outage; written back only if Redis lost its data (a key
+///   missing from a Redis that did not is a session revoked or expired meanwhile);
+/// - `replay`: written here during the outage over version `base` (0: created here); stored
+///   under a new version if Redis still holds `base` (or, for a creation, nothing);
+/// - `force`: destroyed then written here during the outage; stored whatever Redis holds;
+/// - `destroy`: destroyed here during the outage; removed whatever Redis holds.
+///
+/// Reply: `{'same'}` Redis holds this copy; `{'stale'}` it does not and the copy must go;
+/// `{'restored', version}` Redis now holds the copy at that version; `{'done'}`.
 pub(crate) static RESYNC: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
@@ -231,29 +236,42 @@ local t = now()
 local key = KEYS[1]
 local mode = ARGV[1]
 local cur = redis.call('HGET', key, 'v')
+local old_owner = redis.call('HGET', key, 'o')
 if mode == 'destroy' then
-  local o = redis.call('HGET', key, 'o')
-  if o then redis.call('HDEL', owner_key(ARGV[9], o), ARGV[10]) end
+  if old_owner then redis.call('HDEL', owner_key(ARGV[10], old_owner), ARGV[11]) end
   redis.call('DEL', key)
   return {'done'}
 end
-if mode == 'keep' and cur then
-  if cur == ARGV[2] then return {'same'} else return {'stale'} end
+if mode == 'check' or mode == 'keep' then
+  if cur then
+    if cur == ARGV[2] then return {'same'} else return {'stale'} end
+  end
+  if mode == 'check' or ARGV[9] ~= '1' then return {'stale'} end
 end
-if mode == 'replay' and cur and cur ~= ARGV[3] then return {'stale'} end
+if mode == 'replay' then
+  if ARGV[3] == '0' then
+    if cur then return {'stale'} end
+  elseif cur ~= ARGV[3] and not (cur == false and ARGV[9] == '1') then
+    return {'stale'}
+  end
+end
 local v = ARGV[2]
 if mode ~= 'keep' then
   v = redis.call('INCR', KEYS[2])
 elseif tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(v) then
   redis.call('SET', KEYS[2], v)
 end
+if old_owner and old_owner ~= ARGV[8] then
+  redis.call('HDEL', owner_key(ARGV[10], old_owner), ARGV[11])
+end
+redis.call('DEL', key)
 redis.call('HSET', key, 'd', ARGV[4], 'v', v, 'i', ARGV[6])
 if tonumber(ARGV[7]) >= 0 then redis.call('HSET', key, 'a', tostring(t + tonumber(ARGV[7]))) end
 redis.call('PEXPIRE', key, math.max(1, tonumber(ARGV[5])))
 if ARGV[8] ~= '' then
-  local ok = owner_key(ARGV[9], ARGV[8])
+  local ok = owner_key(ARGV[10], ARGV[8])
   redis.call('HSET', key, 'o', ARGV[8])
-  redis.call('HSET', ok, ARGV[10], ARGV[11])
+  redis.call('HSET', ok, ARGV[11], ARGV[12])
   extend(ok, tonumber(ARGV[5]))
 end
 return {'restored', v}
