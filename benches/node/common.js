@@ -3,53 +3,14 @@
 // Shared pieces of the Node benchmarks: the four stores, a real redis-server on a free
 // 127.0.0.1 port (started here, stopped by PID), and small measuring helpers.
 
-const net = require('node:net')
-const { spawn, execFileSync } = require('node:child_process')
 const session = require('express-session')
 const { CoatcheckStore } = require('coatcheck')
 const MemoryStoreFactory = require('memorystore')
 
 const STORES = ['coatcheck', 'MemoryStore', 'memorystore', 'connect-redis']
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address()
-      server.close(() => resolve(port))
-    })
-  })
-}
-
-async function startRedis() {
-  execFileSync('redis-server', ['--version'])
-  const port = await freePort()
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], {
-    stdio: 'ignore',
-  })
-  const stop = () => {
-    if (child.exitCode === null) child.kill('SIGTERM')
-  }
-  process.once('exit', stop)
-  const deadline = Date.now() + 10_000
-  for (;;) {
-    try {
-      await new Promise((resolve, reject) => {
-        const socket = net.connect(port, '127.0.0.1', () => {
-          socket.end()
-          resolve()
-        })
-        socket.once('error', reject)
-      })
-      break
-    } catch (err) {
-      if (Date.now() > deadline) throw new Error(`redis-server did not start: ${err.message}`)
-      await new Promise((r) => setTimeout(r, 50))
-    }
-  }
-  return { port, pid: child.pid, stop }
-}
+// The same redis-server harness as the Node tests.
+const { freePort, startRedis } = require('../../bindings/node/__test__/redis-server.js')
 
 // Builds a store by name. connect-redis needs a redis port; returns { store, close }.
 async function makeStore(name, { redisPort, options = {} } = {}) {

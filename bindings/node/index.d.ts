@@ -15,8 +15,9 @@ export type { NativeStats as CoatcheckStats } from './native'
  * `too_large` (over `maxSessionBytes`), `store_full` (budget reached, nothing evictable),
  * `conflict` (a versioned write lost a race too many times), `invalid_id`, `invalid_config`
  * (bad options, or express-session missing), `invalid_argument` (another bad argument, or a
- * serializer or `ownerOf` that threw) and `internal` (a native failure that is a bug: please
- * report it).
+ * serializer or `ownerOf` that threw), `unavailable` (Redis did not answer within
+ * `redisTimeout`, or is down with `redisWhenDown: 'fail'`) and `internal` (a native failure that
+ * is a bug: please report it).
  */
 export interface CoatcheckError extends Error {
   code:
@@ -28,6 +29,7 @@ export interface CoatcheckError extends Error {
     | 'invalid_id'
     | 'invalid_config'
     | 'invalid_argument'
+    | 'unavailable'
     | 'internal'
 }
 
@@ -72,6 +74,20 @@ export interface CoatcheckStoreOptions {
   shards?: number
   /** Seconds between sweeps of expired sessions. Default 1. */
   sweepInterval?: number
+  /**
+   * Share sessions with every process and host on one Redis: `redis://[user:password@]host:port[/db]`.
+   * Writes reach Redis before they complete; reads are answered in-process from a near cache that
+   * Redis invalidates. Calls that need the network run off the main thread. Default: none.
+   */
+  redisUrl?: string
+  /** Prefix of every Redis key the store uses; stores that share sessions use the same. Default `coatcheck:`. */
+  redisKeyPrefix?: string
+  /** Seconds a call waits for Redis at most. Default 0.05. */
+  redisTimeout?: number
+  /** While Redis cannot be reached: serve from this process's copies (`'serveLocal'`, default) or fail with `unavailable`. */
+  redisWhenDown?: 'serveLocal' | 'fail'
+  /** Check every read against Redis (one round trip per read). Default false. */
+  redisStrict?: boolean
 }
 
 type Callback<T> = (err: CoatcheckError | null, result?: T) => void
@@ -87,6 +103,8 @@ export type Owner = string | number | bigint
  */
 export declare class CoatcheckStore extends EventEmitter {
   constructor(options?: CoatcheckStoreOptions)
+  /** Whether sessions are shared through Redis (`redisUrl`). */
+  readonly shared: boolean
   get(sid: string): Promise<SessionData | null>
   get(sid: string, callback: (err: any, session?: SessionData | null) => void): void
   set(sid: string, session: SessionData): Promise<void>

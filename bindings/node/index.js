@@ -60,6 +60,15 @@ function settle(cb, error, result) {
   return error ? Promise.reject(error) : Promise.resolve(result)
 }
 
+const nothing = () => undefined
+
+// A Redis option: a string, or left out.
+function redisOption(value, name) {
+  if (value === undefined || value === null) return undefined
+  if (typeof value !== 'string') throw codedError('invalid_config', `${name} must be a string`)
+  return value
+}
+
 function checkSid(sid) {
   if (typeof sid !== 'string') throw codedError('invalid_id', `session id must be a string, got ${typeof sid}`)
 }
@@ -152,6 +161,65 @@ function onlyExpiryDiffers(a, b) {
   return JSON.stringify(cookieA) === JSON.stringify(cookieB)
 }
 
+// What a native call gives back: a value from a store of this process, or, from a store on
+// Redis, a Promise that settles off the main thread. The Store methods are written once over
+// both with `after` and `attempt`: a plain value continues at once, a Promise continues later.
+function after(value, next) {
+  return value instanceof Promise ? value.then(next) : next(value)
+}
+
+function attempt(work, next, recover) {
+  let value
+  try {
+    value = work()
+  } catch (error) {
+    return recover(error)
+  }
+  return value instanceof Promise ? value.then(next, recover) : next(value)
+}
+
+// A native async call's result: the value, or the core's error as { code, message } (a
+// rejected napi task could carry only napi's own status), thrown here as a coded Error.
+function unwrap(pending) {
+  return pending.then((value) => {
+    if (value !== null && typeof value === 'object' && !Array.isArray(value) && typeof value.code === 'string') {
+      throw codedError(value.code, value.message)
+    }
+    return value
+  })
+}
+
+// The native calls the Store methods make. In a store of this process they are synchronous
+// (in-process, well under a microsecond). On Redis every call that may need the network runs
+// in the libuv thread pool; a read that a trusted local copy answers stays synchronous.
+function localCalls(n) {
+  return {
+    getText: (sid) => n.getText(sid),
+    set: (sid, value, ttlMs) => n.set(sid, value, ttlMs),
+    setIfVersion: (sid, value, version, ttlMs) => n.setIfVersion(sid, value, version, ttlMs),
+    touch: (sid, ttlMs, minIdleMs) => n.touch(sid, ttlMs, minIdleMs),
+    destroy: (sid) => n.destroy(sid),
+    regenerate: (sid) => n.regenerate(sid),
+    setOwner: (sid, owner) => n.setOwner(sid, owner),
+    sessionsOf: (owner) => n.sessionsOf(owner),
+    destroyOwner: (owner, keep) => n.destroyOwner(owner, keep),
+  }
+}
+
+function sharedCalls(n) {
+  return {
+    getText: (sid) => n.getTextLocal(sid) ?? unwrap(n.getTextAsync(sid)),
+    set: (sid, value, ttlMs) => unwrap(n.setAsync(sid, value, ttlMs)),
+    setIfVersion: (sid, value, version, ttlMs) => unwrap(n.setIfVersionAsync(sid, value, version, ttlMs)),
+    touch: (sid, ttlMs, minIdleMs) => unwrap(n.touchAsync(sid, ttlMs, minIdleMs)),
+    destroy: (sid) => unwrap(n.destroyAsync(sid)),
+    regenerate: (sid) => unwrap(n.regenerateAsync(sid)),
+    setOwner: (sid, owner) => unwrap(n.setOwnerAsync(sid, owner)),
+    sessionsOf: (owner) => unwrap(n.sessionsOfAsync(owner)),
+    destroyOwner: (owner, keep) => unwrap(n.destroyOwnerAsync(owner, keep)),
+  }
+}
+
 function positiveInteger(value, name) {
   if (value === undefined || value === null) return undefined
   if (!Number.isSafeInteger(value) || value < 1) throw codedError('invalid_config', `${name} must be a positive integer`)
@@ -201,7 +269,15 @@ function defineStore(BaseStore) {
         // touchAfter (connect-mongo): after the last save or touch, and touches come at most
         // once per interval. Either way reads must not slide the deadline.
         slideOnRead: !this.disableTouch && this.touchAfterMs === undefined,
+        redisUrl: redisOption(options.redisUrl, 'redisUrl'),
+        redisKeyPrefix: redisOption(options.redisKeyPrefix, 'redisKeyPrefix'),
+        redisTimeoutMs: positiveSeconds(options.redisTimeout, 'redisTimeout'),
+        redisWhenDown: redisOption(options.redisWhenDown, 'redisWhenDown'),
+        redisStrict: options.redisStrict === undefined ? undefined : Boolean(options.redisStrict),
       })
+      /** Whether sessions are shared through Redis (`redisUrl`). */
+      this.shared = this.native.shared
+      this.calls = this.shared ? sharedCalls(this.native) : localCalls(this.native)
     }
 
     // Milliseconds the session should live: until `cookie.expires` if it has one (as
@@ -248,6 +324,12 @@ function defineStore(BaseStore) {
      * `touchAfter` the read leaves the expiry where the last save or touch put it.
      */
     get(sid, cb) {
+      if (this.shared) {
+        return this._report(cb, () => {
+          checkSid(sid)
+          return after(this.calls.getText(sid), (text) => (text === null ? null : this._parse(sid, text)))
+        })
+      }
       let error = null
       let result = null
       try {
@@ -269,63 +351,58 @@ function defineStore(BaseStore) {
      * session whose cookie already expired is destroyed instead.
      */
     set(sid, sess, cb) {
-      let error = null
-      try {
+      return this._report(cb, () => {
         checkSid(sid)
         const ttlMs = this._ttlMs(sess)
         const loaded = loadedAs(sess, sid)
-        if (ttlMs <= 0) {
-          this.native.destroy(sid)
-        } else if (loaded !== undefined) {
-          this._saveOverLoaded(sid, sess, loaded, ttlMs)
-        } else {
-          this.native.set(sid, this._stringify(sess), ttlMs)
-          this._fileOwner(sid, sess)
-        }
-      } catch (thrown) {
-        error = asStoreError(thrown)
-      }
-      return settle(cb, error)
+        if (ttlMs <= 0) return after(this.calls.destroy(sid), nothing)
+        if (loaded !== undefined) return this._saveOverLoaded(sid, sess, loaded, ttlMs)
+        return after(this.calls.set(sid, this._stringify(sess), ttlMs), () => this._fileOwner(sid, sess))
+      })
     }
 
     _saveOverLoaded(sid, sess, loaded, ttlMs) {
-      let value = this._stringify(sess)
+      const value = this._stringify(sess)
       if (value === loaded.text || (this.serializer === JSON && onlyExpiryDiffers(value, loaded.text))) {
         // Unchanged but for the cookie's expiry (express-session's `resave`, @fastify/session's
         // `rolling`): a touch, never a write.
-        this.native.touch(sid, ttlMs)
-        return
+        return after(this.calls.touch(sid, ttlMs), nothing)
       }
-      let version = loaded.version
-      let base
-      let merged
-      for (let merges = 0; ; merges++) {
-        try {
-          loaded.version = this.native.setIfVersion(sid, value, version, ttlMs)
+      return this._writeOver(sid, sess, loaded, ttlMs, value, loaded.version, undefined, undefined, 0)
+    }
+
+    // One attempt to write `value` over `version`; on a conflict, merges this request's
+    // changes into what is stored now and tries again, at most MAX_MERGES times.
+    _writeOver(sid, sess, loaded, ttlMs, value, version, base, merged, merges) {
+      return attempt(
+        () => this.calls.setIfVersion(sid, value, version, ttlMs),
+        (stored) => {
+          loaded.version = stored
           loaded.text = value
           // This request's session now holds what was stored, so that a later save of it in
           // the same request does not take the other request's keys for removals.
           if (merged !== undefined) adopt(sess, merged)
-          this._fileOwner(sid, merged ?? sess)
-          return
-        } catch (thrown) {
-          if (thrown?.code === 'not_found') return // revoked meanwhile: dropped
+          return this._fileOwner(sid, merged ?? sess)
+        },
+        (thrown) => {
+          if (thrown?.code === 'not_found') return undefined // revoked meanwhile: dropped
           if (thrown?.code !== 'conflict' || merges === MAX_MERGES) throw thrown
-        }
-        const text = this.native.getText(sid)
-        if (text === null) return // revoked meanwhile: dropped
-        version = Number(text.slice(EXPIRY_DIGITS, VALUE_START))
-        base ??= this.serializer.parse(loaded.text)
-        const current = this.serializer.parse(text.slice(VALUE_START))
-        merged = mergeChanges(base, sess, current, (v) => this.serializer.stringify(v))
-        value = this._stringify(merged)
-      }
+          return after(this.calls.getText(sid), (text) => {
+            if (text === null) return undefined // revoked meanwhile: dropped
+            base ??= this.serializer.parse(loaded.text)
+            const current = this.serializer.parse(text.slice(VALUE_START))
+            const next = mergeChanges(base, sess, current, (v) => this.serializer.stringify(v))
+            const now = Number(text.slice(EXPIRY_DIGITS, VALUE_START))
+            return this._writeOver(sid, sess, loaded, ttlMs, this._stringify(next), now, base, next, merges + 1)
+          })
+        },
+      )
     }
 
     _fileOwner(sid, sess) {
-      if (!this.ownerOf) return
+      if (!this.ownerOf) return undefined
       const owner = this.ownerOf(sess)
-      this.native.setOwner(sid, owner === undefined || owner === null ? null : ownerKey(owner))
+      return after(this.calls.setOwner(sid, owner === undefined || owner === null ? null : ownerKey(owner)), nothing)
     }
 
     /**
@@ -333,30 +410,21 @@ function defineStore(BaseStore) {
      * once per interval since the last save or touch; with `disableTouch`, never.
      */
     touch(sid, sess, cb) {
-      let error = null
-      try {
+      return this._report(cb, () => {
         checkSid(sid)
-        if (!this.disableTouch) {
-          const ttlMs = this._ttlMs(sess)
-          if (ttlMs <= 0) this.native.destroy(sid)
-          else this.native.touch(sid, ttlMs, this.touchAfterMs)
-        }
-      } catch (thrown) {
-        error = asStoreError(thrown)
-      }
-      return settle(cb, error)
+        if (this.disableTouch) return undefined
+        const ttlMs = this._ttlMs(sess)
+        if (ttlMs <= 0) return after(this.calls.destroy(sid), nothing)
+        return after(this.calls.touch(sid, ttlMs, this.touchAfterMs), nothing)
+      })
     }
 
     /** Store contract. */
     destroy(sid, cb) {
-      let error = null
-      try {
+      return this._report(cb, () => {
         checkSid(sid)
-        this.native.destroy(sid)
-      } catch (thrown) {
-        error = asStoreError(thrown)
-      }
-      return settle(cb, error)
+        return after(this.calls.destroy(sid), nothing)
+      })
     }
 
     /** Every live session, as an array of session objects with their `id`. */
@@ -383,7 +451,8 @@ function defineStore(BaseStore) {
       return this._report(cb, () => this.native.clear())
     }
 
-    // The less frequent methods share this: run `work`, report its result or error.
+    // Runs `work` and reports its result or error through `cb` (or as a Promise); `work` may
+    // return a Promise (a store on Redis), which is reported when it settles.
     _report(cb, work) {
       let error = null
       let result
@@ -391,6 +460,17 @@ function defineStore(BaseStore) {
         result = work()
       } catch (thrown) {
         error = asStoreError(thrown)
+      }
+      if (result instanceof Promise) {
+        const reported = result.catch((thrown) => {
+          throw asStoreError(thrown)
+        })
+        if (typeof cb !== 'function') return reported
+        reported.then(
+          (value) => (value === undefined ? cb() : cb(null, value)),
+          (thrown) => cb(thrown),
+        )
+        return undefined
       }
       return settle(cb, error, result)
     }
@@ -413,48 +493,52 @@ function defineStore(BaseStore) {
         const current = req.session
         const oldId = req.sessionID
         checkSid(oldId)
-        const moved = this.native.regenerate(oldId)
-        const newId = moved ?? native.generateId()
-        const data = {}
-        for (const key of Object.keys(current)) if (key !== LOADED) data[key] = current[key]
-        data.cookie = current.cookie
-        // The save at the end of the request writes over the moved session as over a loaded
-        // one. Gone before the move (revoked): version 0 never matches, so nothing is stored.
-        // Written by another request since this one loaded it: version 0 again, so the save
-        // merges this request's changes into what is stored instead of overwriting it.
-        const loaded = current[LOADED]
-        const text = moved === null ? null : this.native.getText(newId)
-        if (text === null) {
-          data[LOADED] = new Loaded(newId, 0, loaded instanceof Loaded ? loaded.text : '{}')
-        } else {
-          const stored = text.slice(VALUE_START)
-          const base = loaded instanceof Loaded ? loaded.text : stored
-          const version = base === stored ? Number(text.slice(EXPIRY_DIGITS, VALUE_START)) : 0
-          data[LOADED] = new Loaded(newId, version, base)
-        }
-        req.sessionID = newId
-        if (typeof this.createSession === 'function') {
-          this.createSession(req, data)
-        } else {
-          req.session = data
-        }
-        return newId
+        return after(this.calls.regenerate(oldId), (moved) => {
+          const newId = moved ?? native.generateId()
+          const text = moved === null ? null : this.calls.getText(newId)
+          return after(text, (text) => this._adoptRegenerated(req, current, newId, text))
+        })
       })
+    }
+
+    _adoptRegenerated(req, current, newId, text) {
+      const data = {}
+      for (const key of Object.keys(current)) if (key !== LOADED) data[key] = current[key]
+      data.cookie = current.cookie
+      // The save at the end of the request writes over the moved session as over a loaded
+      // one. Gone before the move (revoked): version 0 never matches, so nothing is stored.
+      // Written by another request since this one loaded it: version 0 again, so the save
+      // merges this request's changes into what is stored instead of overwriting it.
+      const loaded = current[LOADED]
+      if (text === null) {
+        data[LOADED] = new Loaded(newId, 0, loaded instanceof Loaded ? loaded.text : '{}')
+      } else {
+        const stored = text.slice(VALUE_START)
+        const base = loaded instanceof Loaded ? loaded.text : stored
+        const version = base === stored ? Number(text.slice(EXPIRY_DIGITS, VALUE_START)) : 0
+        data[LOADED] = new Loaded(newId, version, base)
+      }
+      req.sessionID = newId
+      if (typeof this.createSession === 'function') {
+        this.createSession(req, data)
+      } else {
+        req.session = data
+      }
+      return newId
     }
 
     /** File a session under an owner key (e.g. a user id), or remove it with `null`. */
     setOwner(sid, owner, cb) {
       return this._report(cb, () => {
         checkSid(sid)
-        this.native.setOwner(sid, owner === null || owner === undefined ? null : ownerKey(owner))
-        return undefined
+        return after(this.calls.setOwner(sid, owner === null || owner === undefined ? null : ownerKey(owner)), nothing)
       })
     }
 
     /** Ids of the live sessions of `owner`. */
     sessionsOf(owner, cb) {
       return this._report(cb, () => {
-        return this.native.sessionsOf(ownerKey(owner))
+        return this.calls.sessionsOf(ownerKey(owner))
       })
     }
 
@@ -467,7 +551,7 @@ function defineStore(BaseStore) {
       return this._report(cb, () => {
         const key = ownerKey(owner)
         if (exceptSid !== undefined && exceptSid !== null) checkSid(exceptSid)
-        return this.native.destroyOwner(key, exceptSid ?? null)
+        return this.calls.destroyOwner(key, exceptSid ?? null)
       })
     }
 

@@ -11,6 +11,22 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 export declare class NativeStore {
   constructor(options?: NativeOptions | undefined | null)
+  /**
+   * Whether sessions are shared through Redis: then use the `…Async` methods, which wait
+   * on the network in the libuv thread pool, never on the main thread.
+   */
+  get shared(): boolean
+  /** `getText` when it needs no network (a verified local copy); `null`: ask `getTextAsync`. */
+  getTextLocal(sid: string): string | null
+  getTextAsync(sid: string): Promise<string | null | NativeFailure>
+  setAsync(sid: string, value: string, ttlMs?: number | undefined | null): Promise<number | NativeFailure>
+  setIfVersionAsync(sid: string, value: string, expected: number, ttlMs?: number | undefined | null): Promise<number | NativeFailure>
+  touchAsync(sid: string, ttlMs?: number | undefined | null, minIdleMs?: number | undefined | null): Promise<boolean | NativeFailure>
+  destroyAsync(sid: string): Promise<boolean | NativeFailure>
+  regenerateAsync(sid: string): Promise<string | null | NativeFailure>
+  setOwnerAsync(sid: string, owner?: string | undefined | null): Promise<undefined | NativeFailure>
+  sessionsOfAsync(owner: string): Promise<string[] | NativeFailure>
+  destroyOwnerAsync(owner: string, keep?: string | undefined | null): Promise<number | NativeFailure>
   create(value: string, ttlMs?: number | undefined | null): string
   /**
    * Reads a live session and slides its idle deadline. Returns one string: the milliseconds
@@ -47,6 +63,15 @@ export interface NativeEntry {
   value: string
 }
 
+/**
+ * A core error as an async call's result: `index.js` turns it into an `Error` with `code`
+ * (an async task's own rejection could carry only napi's status, not the core's code).
+ */
+export interface NativeFailure {
+  code: string
+  message: string
+}
+
 /** Options of the native store. Times are milliseconds. */
 export interface NativeOptions {
   /** Stores built with the same name in one process (any worker thread) share one table. */
@@ -65,6 +90,16 @@ export interface NativeOptions {
   sweepIntervalMs?: number
   /** Whether reads slide the idle deadline. Default: true. */
   slideOnRead?: boolean
+  /** Share sessions through Redis: `redis://[user:password@]host:port[/db]`. */
+  redisUrl?: string
+  /** Prefix of the store's Redis keys. Default: `coatcheck:`. */
+  redisKeyPrefix?: string
+  /** Longest a call waits for Redis, in ms. Default: 50. */
+  redisTimeoutMs?: number
+  /** `serveLocal` (default) or `fail`: what calls do while Redis cannot be reached. */
+  redisWhenDown?: string
+  /** Check every read against Redis. Default: false. */
+  redisStrict?: boolean
 }
 
 export interface NativeStats {

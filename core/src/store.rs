@@ -438,6 +438,31 @@ impl Store {
         self.inner().lookup(id, true, f)
     }
 
+    /// [`get_with`](Store::get_with) if it can be answered without waiting on the network:
+    /// always in a store of this process only; with `redis_url`, from a trusted local copy (or
+    /// from the local table while Redis is down, under [`WhenRedisDown::ServeLocal`]). `None`:
+    /// only Redis can answer; call `get_with` where waiting is allowed (in Node, off the main
+    /// thread).
+    ///
+    /// # Errors
+    /// [`Error::InvalidId`] for a malformed id, [`Error::Unavailable`] while Redis is down
+    /// under [`WhenRedisDown::Fail`].
+    ///
+    /// [`WhenRedisDown::ServeLocal`]: crate::WhenRedisDown::ServeLocal
+    /// [`WhenRedisDown::Fail`]: crate::WhenRedisDown::Fail
+    pub fn get_local_with<R>(
+        &self,
+        id: &str,
+        f: impl FnOnce(SessionView<'_>) -> R,
+    ) -> Result<Option<Option<R>>> {
+        let inner = self.inner();
+        if inner.tier.is_some() {
+            inner.near_read_local(id, true, f)
+        } else {
+            inner.read(id, true, f).map(Some)
+        }
+    }
+
     /// A live session without sliding its deadline or marking it used: for adapters that
     /// manage expiry themselves.
     ///

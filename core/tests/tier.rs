@@ -393,10 +393,21 @@ fn a_session_revoked_elsewhere_while_cut_off_stays_revoked_after_the_reconnect()
     reconnect(&proxy, &a);
     std::thread::sleep(Duration::from_millis(300)); // the resync walk
     for revoked in [&destroyed, &regenerated] {
-        assert_eq!(a.get(revoked).unwrap(), None, "A brought a revoked session back");
-        assert_eq!(b.get(revoked).unwrap(), None, "Redis holds a revoked session again");
+        assert_eq!(
+            a.get(revoked).unwrap(),
+            None,
+            "A brought a revoked session back"
+        );
+        assert_eq!(
+            b.get(revoked).unwrap(),
+            None,
+            "Redis holds a revoked session again"
+        );
     }
-    assert_eq!(a.get(&new_id).unwrap().as_deref(), Some(&b"moved elsewhere"[..]));
+    assert_eq!(
+        a.get(&new_id).unwrap().as_deref(),
+        Some(&b"moved elsewhere"[..])
+    );
 }
 
 #[test]
@@ -417,9 +428,11 @@ fn a_write_made_while_cut_off_loses_to_a_newer_write_elsewhere() {
         b.get(&id).unwrap().as_deref(),
         Some(&b"newer write from B"[..])
     );
-    eventually_for(Duration::from_secs(5), "the resync counts the lost replay", || {
-        a.stats().tier.unwrap().replay_conflicts == 1
-    });
+    eventually_for(
+        Duration::from_secs(5),
+        "the resync counts the lost replay",
+        || a.stats().tier.unwrap().replay_conflicts == 1,
+    );
 }
 
 fn eventually_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {

@@ -6,7 +6,8 @@ use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use coatcheck::{Config, Store};
-use napi::{Env, JsString};
+use napi::bindgen_prelude::{AsyncTask, Either, ToNapiValue, TypeName};
+use napi::{Env, JsString, Task};
 use napi_derive::napi;
 
 use crate::error::{Result, internal, invalid_argument, invalid_config, to_napi};
@@ -31,6 +32,16 @@ pub struct NativeOptions {
     pub sweep_interval_ms: Option<f64>,
     /// Whether reads slide the idle deadline. Default: true.
     pub slide_on_read: Option<bool>,
+    /// Share sessions through Redis: `redis://[user:password@]host:port[/db]`.
+    pub redis_url: Option<String>,
+    /// Prefix of the store's Redis keys. Default: `coatcheck:`.
+    pub redis_key_prefix: Option<String>,
+    /// Longest a call waits for Redis, in ms. Default: 50.
+    pub redis_timeout_ms: Option<f64>,
+    /// `serveLocal` (default) or `fail`: what calls do while Redis cannot be reached.
+    pub redis_when_down: Option<String>,
+    /// Check every read against Redis. Default: false.
+    pub redis_strict: Option<bool>,
 }
 
 #[napi(object)]
@@ -112,13 +123,31 @@ fn config_from(options: &NativeOptions) -> Result<Config> {
     }
     config.shards = options.shards.map(|n| n as usize);
     config.slide_on_read = options.slide_on_read.unwrap_or(true);
+    config.redis_url = options.redis_url.clone();
+    if let Some(prefix) = &options.redis_key_prefix {
+        config.redis_key_prefix = prefix.clone();
+    }
+    if let Some(ms) = options.redis_timeout_ms {
+        config.redis_timeout = millis(ms, "redisTimeout").map_err(as_config_error)?;
+    }
+    config.redis_when_down = match options.redis_when_down.as_deref() {
+        None | Some("serveLocal") => coatcheck::WhenRedisDown::ServeLocal,
+        Some("fail") => coatcheck::WhenRedisDown::Fail,
+        Some(other) => {
+            return Err(invalid_config(&format!(
+                "redisWhenDown must be 'serveLocal' or 'fail', not {other:?}"
+            )));
+        }
+    };
+    config.redis_strict = options.redis_strict.unwrap_or(false);
+    config.validate().map_err(to_napi)?;
     Ok(config)
 }
 
 /// What must match for two stores of the same name to share a table.
 fn fingerprint(options: &NativeOptions) -> String {
     format!(
-        "{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}",
+        "{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}",
         options.ttl_ms,
         options.absolute_timeout_ms,
         options.max_sessions,
@@ -126,7 +155,12 @@ fn fingerprint(options: &NativeOptions) -> String {
         options.max_session_bytes,
         options.shards,
         options.sweep_interval_ms,
-        options.slide_on_read
+        options.slide_on_read,
+        options.redis_url,
+        options.redis_key_prefix,
+        options.redis_timeout_ms,
+        options.redis_when_down,
+        options.redis_strict
     )
 }
 
@@ -158,6 +192,112 @@ impl NativeStore {
         let store = Store::new(config).map_err(to_napi)?;
         named.insert(name, (wanted, store.clone()));
         Ok(Self { store })
+    }
+
+    /// Whether sessions are shared through Redis: then use the `…Async` methods, which wait
+    /// on the network in the libuv thread pool, never on the main thread.
+    #[napi(getter)]
+    pub fn shared(&self) -> bool {
+        self.store.stats().tier.is_some()
+    }
+
+    /// `getText` when it needs no network (a verified local copy); `null`: ask `getTextAsync`.
+    #[napi(ts_return_type = "string | null")]
+    pub fn get_text_local<'env>(
+        &self,
+        env: &'env Env,
+        sid: String,
+    ) -> Result<Option<JsString<'env>>> {
+        match self
+            .store
+            .get_local_with(&sid, |view| prefixed_text(env, view))
+            .map_err(to_napi)?
+        {
+            Some(Some(text)) => text.map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    #[napi(ts_return_type = "Promise<string | null | NativeFailure>")]
+    pub fn get_text_async(&self, sid: String) -> AsyncTask<Call<Option<String>>> {
+        self.call(move |s| {
+            s.get_with(&sid, |view| String::from_utf8(prefixed(view)).ok())
+                .map(Option::flatten)
+        })
+    }
+
+    #[napi(ts_return_type = "Promise<number | NativeFailure>")]
+    pub fn set_async(
+        &self,
+        sid: String,
+        value: String,
+        ttl_ms: Option<f64>,
+    ) -> Result<AsyncTask<Call<i64>>> {
+        let ttl = ttl(ttl_ms)?;
+        Ok(self.call(move |s| s.set(&sid, value.as_bytes(), ttl).map(|v| v as i64)))
+    }
+
+    #[napi(ts_return_type = "Promise<number | NativeFailure>")]
+    pub fn set_if_version_async(
+        &self,
+        sid: String,
+        value: String,
+        expected: i64,
+        ttl_ms: Option<f64>,
+    ) -> Result<AsyncTask<Call<i64>>> {
+        let expected = u64::try_from(expected)
+            .map_err(|_| invalid_argument("version must not be negative"))?;
+        let ttl = ttl(ttl_ms)?;
+        Ok(self.call(move |s| {
+            s.set_if_version(&sid, value.as_bytes(), expected, ttl)
+                .map(|v| v as i64)
+        }))
+    }
+
+    #[napi(ts_return_type = "Promise<boolean | NativeFailure>")]
+    pub fn touch_async(
+        &self,
+        sid: String,
+        ttl_ms: Option<f64>,
+        min_idle_ms: Option<f64>,
+    ) -> Result<AsyncTask<Call<bool>>> {
+        let ttl = ttl(ttl_ms)?;
+        let min_idle = match min_idle_ms {
+            Some(ms) if ms > 0.0 => Some(millis(ms, "touchAfter")?),
+            _ => None,
+        };
+        Ok(self.call(move |s| match min_idle {
+            Some(min_idle) => s.touch_if_idle(&sid, ttl, min_idle),
+            None => s.touch(&sid, ttl),
+        }))
+    }
+
+    #[napi(ts_return_type = "Promise<boolean | NativeFailure>")]
+    pub fn destroy_async(&self, sid: String) -> AsyncTask<Call<bool>> {
+        self.call(move |s| s.destroy(&sid))
+    }
+
+    #[napi(ts_return_type = "Promise<string | null | NativeFailure>")]
+    pub fn regenerate_async(&self, sid: String) -> AsyncTask<Call<Option<String>>> {
+        self.call(move |s| s.regenerate(&sid))
+    }
+
+    #[napi(ts_return_type = "Promise<undefined | NativeFailure>")]
+    pub fn set_owner_async(&self, sid: String, owner: Option<String>) -> AsyncTask<Call<()>> {
+        self.call(move |s| s.set_owner(&sid, owner.as_deref()))
+    }
+
+    #[napi(ts_return_type = "Promise<string[] | NativeFailure>")]
+    pub fn sessions_of_async(&self, owner: String) -> AsyncTask<Call<Vec<String>>> {
+        self.call(move |s| s.sessions_of(&owner))
+    }
+
+    #[napi(ts_return_type = "Promise<number | NativeFailure>")]
+    pub fn destroy_owner_async(&self, owner: String, keep: Option<String>) -> AsyncTask<Call<u32>> {
+        self.call(move |s| {
+            s.destroy_owner(&owner, keep.as_deref())
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+        })
     }
 
     #[napi]
@@ -314,20 +454,64 @@ impl NativeStore {
     }
 }
 
+impl NativeStore {
+    fn call<T: ToNapiValue + TypeName + Send + 'static>(
+        &self,
+        op: impl FnOnce(&Store) -> coatcheck::Result<T> + Send + 'static,
+    ) -> AsyncTask<Call<T>> {
+        AsyncTask::new(Call {
+            store: self.store.clone(),
+            op: Some(Box::new(op)),
+        })
+    }
+}
+
+/// A core error as an async call's result: `index.js` turns it into an `Error` with `code`
+/// (an async task's own rejection could carry only napi's status, not the core's code).
+#[napi(object)]
+pub struct NativeFailure {
+    pub code: String,
+    pub message: String,
+}
+
+/// A core call, boxed to run elsewhere.
+type Op<T> = Box<dyn FnOnce(&Store) -> coatcheck::Result<T> + Send>;
+
+/// One core call run in the libuv thread pool, for stores that may wait on Redis.
+pub struct Call<T> {
+    store: Store,
+    op: Option<Op<T>>,
+}
+
+impl<T: ToNapiValue + TypeName + Send + 'static> Task for Call<T> {
+    type Output = std::result::Result<T, NativeFailure>;
+    type JsValue = Either<T, NativeFailure>;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        let Some(op) = self.op.take() else {
+            return Err(napi::Error::from_reason("a native call ran twice"));
+        };
+        Ok(op(&self.store).map_err(|e| NativeFailure {
+            code: e.code().to_string(),
+            message: e.to_string(),
+        }))
+    }
+
+    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        Ok(match output {
+            Ok(value) => Either::A(value),
+            Err(failure) => Either::B(failure),
+        })
+    }
+}
+
 /// Width of the expiry prefix of `get_text`: enough digits for 300 years of milliseconds.
 const EXPIRY_DIGITS: usize = 13;
 /// Width of the version after it: every version a JS number holds exactly (below 2^53).
 const VERSION_DIGITS: usize = 16;
 
 fn prefixed_text<'env>(env: &'env Env, view: coatcheck::SessionView<'_>) -> Result<JsString<'env>> {
-    let ms = view
-        .expires_in
-        .as_millis()
-        .min(10u128.pow(EXPIRY_DIGITS as u32) - 1);
-    let version = view.version.min(10u64.pow(VERSION_DIGITS as u32) - 1);
-    let mut text = Vec::with_capacity(EXPIRY_DIGITS + VERSION_DIGITS + view.value.len());
-    text.extend_from_slice(format!("{ms:0EXPIRY_DIGITS$}{version:0VERSION_DIGITS$}").as_bytes());
-    text.extend_from_slice(view.value);
+    let text = prefixed(view);
     // JSON is usually ASCII, and V8 takes ASCII as Latin-1 with a plain copy, no UTF-8 decoding.
     let created = if text.is_ascii() {
         env.create_string_latin1(&text)
@@ -337,6 +521,19 @@ fn prefixed_text<'env>(env: &'env Env, view: coatcheck::SessionView<'_>) -> Resu
         env.create_string(text)
     };
     created.map_err(internal)
+}
+
+/// The `getText` answer as bytes: expiry, version, value.
+fn prefixed(view: coatcheck::SessionView<'_>) -> Vec<u8> {
+    let ms = view
+        .expires_in
+        .as_millis()
+        .min(10u128.pow(EXPIRY_DIGITS as u32) - 1);
+    let version = view.version.min(10u64.pow(VERSION_DIGITS as u32) - 1);
+    let mut text = Vec::with_capacity(EXPIRY_DIGITS + VERSION_DIGITS + view.value.len());
+    text.extend_from_slice(format!("{ms:0EXPIRY_DIGITS$}{version:0VERSION_DIGITS$}").as_bytes());
+    text.extend_from_slice(view.value);
+    text
 }
 
 /// A new session id from the core's CSPRNG: 24 random bytes as 32 base64url characters.

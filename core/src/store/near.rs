@@ -75,6 +75,57 @@ impl Inner {
         }
     }
 
+    /// A read answered by a trusted local copy, with no network: `Ok(answer)`, or `Err` with
+    /// `f` back and the version of an untrusted copy (0: none) when Redis must be asked.
+    fn trusted_hit<R, F: FnOnce(SessionView<'_>) -> R>(
+        &self,
+        place: &Place,
+        id: &str,
+        slide: bool,
+        f: F,
+    ) -> std::result::Result<R, (F, u64)> {
+        let tier = self.tier();
+        let shard = &self.shards[place.shard];
+        let verified = tier
+            .up_generation()
+            .is_some_and(|g| shard.verified.load(SeqCst) == g);
+        let strict = tier.settings().strict;
+        // An invalidation already received but not yet applied must win over the copy.
+        if !(verified && (strict || tier.settle())) {
+            return Err((f, 0));
+        }
+        let now = self.now();
+        let stripe = shard.state.read();
+        let Some(index) = stripe.find_live(place.hash, id, now) else {
+            return Err((f, 0));
+        };
+        if strict || stripe.record(index).flags() & SUSPECT != 0 {
+            return Err((f, stripe.block(index).version()));
+        }
+        bump(&shard.counters.hits);
+        tier.count_near_hit();
+        if slide {
+            self.slide(shard, &stripe, index, id, self.slide_from(now));
+        }
+        Ok(f(super::view(&stripe, index, now)))
+    }
+
+    /// A read that never waits on the network: `None` if only Redis can answer it.
+    pub(super) fn near_read_local<R>(
+        &self,
+        id: &str,
+        slide: bool,
+        f: impl FnOnce(SessionView<'_>) -> R,
+    ) -> Result<Option<Option<R>>> {
+        validate_id(id)?;
+        let place = self.place(id);
+        match self.trusted_hit(&place, id, slide, f) {
+            Ok(answer) => Ok(Some(Some(answer))),
+            Err((f, _)) if !self.tier().is_up() => self.read_locally(id, slide, f).map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
     pub(super) fn near_read<R>(
         &self,
         id: &str,
@@ -85,27 +136,11 @@ impl Inner {
         let tier = self.tier();
         let place = self.place(id);
         let shard = &self.shards[place.shard];
+        let (f, known) = match self.trusted_hit(&place, id, slide, f) {
+            Ok(answer) => return Ok(Some(answer)),
+            Err(untrusted) => untrusted,
+        };
         let generation = tier.up_generation();
-        let verified = generation.is_some_and(|g| shard.verified.load(SeqCst) == g);
-        let strict = tier.settings().strict;
-        let mut known = 0;
-        // An invalidation already received but not yet applied must win over the copy.
-        let verified = verified && (strict || tier.settle());
-        if verified {
-            let now = self.now();
-            let stripe = shard.state.read();
-            if let Some(index) = stripe.find_live(place.hash, id, now) {
-                if !strict && stripe.record(index).flags() & SUSPECT == 0 {
-                    bump(&shard.counters.hits);
-                    tier.count_near_hit();
-                    if slide {
-                        self.slide(shard, &stripe, index, id, self.slide_from(now));
-                    }
-                    return Ok(Some(f(super::view(&stripe, index, now))));
-                }
-                known = stripe.block(index).version();
-            }
-        }
         // A suspect copy outside a verified stripe is asked about like any other miss.
         let Some(generation) = generation else {
             return self.read_locally(id, slide, f);

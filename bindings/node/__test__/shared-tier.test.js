@@ -1,0 +1,183 @@
+'use strict'
+
+// Sessions shared through Redis (`redisUrl`): between stores, between the workers of a Node
+// cluster running Express and Fastify, and when Redis stalls or dies. Each test starts its
+// own redis-server.
+
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const http = require('node:http')
+const path = require('node:path')
+const { spawn } = require('node:child_process')
+const { CoatcheckStore } = require('..')
+const { startRedis, freePort } = require('./redis-server.js')
+
+const CYCLES = Number(process.env.COATCHECK_MULTIWORKER_CYCLES ?? 2000)
+
+test('two stores on one Redis share sessions, versions and revocation', async () => {
+  const redis = await startRedis()
+  try {
+    const a = new CoatcheckStore({ redisUrl: redis.url })
+    const b = new CoatcheckStore({ redisUrl: redis.url })
+    assert.equal(a.shared, true)
+    await a.set('sid-1', { cookie: {}, user: 'u1' })
+    const loaded = await b.get('sid-1')
+    assert.equal(loaded.user, 'u1')
+    loaded.cart = [7]
+    await b.set('sid-1', loaded)
+    let seen
+    for (let i = 0; i < 100 && !(seen = await a.get('sid-1'))?.cart; i++) await new Promise((r) => setTimeout(r, 5))
+    assert.deepEqual(seen.cart, [7])
+    // A save of what A loaded before B's next write merges instead of overwriting.
+    const fromA = await a.get('sid-1')
+    const fromB = await b.get('sid-1')
+    fromA.x = 1
+    fromB.y = 2
+    await a.set('sid-1', fromA)
+    await b.set('sid-1', fromB)
+    const merged = await a.get('sid-1')
+    for (let i = 0; i < 100 && merged.y === undefined; i++) Object.assign(merged, await a.get('sid-1'))
+    assert.equal(merged.x, 1)
+    assert.equal(merged.y, 2)
+    // Revocation is final across stores: a save of a session destroyed elsewhere stores nothing.
+    const stale = await b.get('sid-1')
+    await a.destroy('sid-1')
+    stale.revived = true
+    await b.set('sid-1', stale)
+    assert.equal(await a.get('sid-1'), null)
+    assert.equal(await b.get('sid-1'), null)
+  } finally {
+    await redis.stop()
+  }
+})
+
+test('a call that waits on Redis never blocks the main thread, and a stalled Redis is a coded error', async () => {
+  const redis = await startRedis()
+  try {
+    const store = new CoatcheckStore({ redisUrl: redis.url, redisTimeout: 0.05, redisStrict: true })
+    await store.set('sid-2', { cookie: {}, n: 1 })
+    redis.pause() // SIGSTOP: connected, but silent
+    const started = performance.now()
+    let ticks = 0
+    const ticker = setInterval(() => ticks++, 1)
+    const pending = store.get('sid-2')
+    const returnedAfter = performance.now() - started
+    const outcome = await pending.then(
+      () => 'answered',
+      (error) => error.code,
+    )
+    clearInterval(ticker)
+    assert.ok(returnedAfter < 5, `get() held the main thread for ${returnedAfter} ms`)
+    assert.equal(outcome, 'unavailable')
+    assert.ok(performance.now() - started < 500, 'waited past the timeout')
+    assert.ok(ticks >= 10, `the event loop ran only ${ticks} timers while Redis was silent`)
+  } finally {
+    redis.resume()
+    await redis.stop()
+  }
+})
+
+test('redis options are checked', () => {
+  assert.throws(() => new CoatcheckStore({ redisUrl: 'http://example.invalid/' }), { code: 'invalid_config' })
+  assert.throws(() => new CoatcheckStore({ redisUrl: 42 }), { code: 'invalid_config' })
+  assert.throws(() => new CoatcheckStore({ redisUrl: 'redis://127.0.0.1:1', redisWhenDown: 'later' }), { code: 'invalid_config' })
+  assert.throws(() => new CoatcheckStore({ redisUrl: 'redis://127.0.0.1:1', redisTimeout: -1 }), { code: 'invalid_config' })
+})
+
+function request(port, method, urlPath, cookie) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, method, path: urlPath, agent: false, headers: cookie ? { cookie } : {}, timeout: 10000 },
+      (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (chunk) => (body += chunk))
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }))
+      },
+    )
+    req.on('timeout', () => req.destroy(new Error('request timed out')))
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+function sessionCookie(headers) {
+  for (const line of headers['set-cookie'] ?? []) {
+    const pair = line.split(';')[0]
+    if (pair.startsWith('connect.sid=') || pair.startsWith('sessionId=')) return pair
+  }
+  return undefined
+}
+
+async function cycles(port, n) {
+  const counts = { lost: 0, readAfterLogout: 0, serverErrors: 0, workers: 0 }
+  const pids = new Set()
+  for (let i = 0; i < n; i++) {
+    const user = `user-${i}`
+    let res = await request(port, 'POST', `/login?user=${user}`)
+    counts.serverErrors += res.status >= 500
+    let cookie = sessionCookie(res.headers)
+    res = await request(port, 'POST', `/write?item=i${i}`, cookie)
+    counts.serverErrors += res.status >= 500
+    cookie = sessionCookie(res.headers) ?? cookie
+    res = await request(port, 'GET', '/read', cookie)
+    counts.serverErrors += res.status >= 500
+    const seen = res.status === 200 ? JSON.parse(res.body) : {}
+    pids.add(seen.pid)
+    if (seen.user !== user || JSON.stringify(seen.items) !== JSON.stringify([`i${i}`])) counts.lost++
+    res = await request(port, 'POST', '/logout', cookie)
+    counts.serverErrors += res.status >= 500
+    res = await request(port, 'GET', '/read', cookie)
+    counts.serverErrors += res.status >= 500
+    if (res.status === 200 && JSON.parse(res.body).user === user) counts.readAfterLogout++
+  }
+  counts.workers = pids.size
+  return counts
+}
+
+async function withCluster(kind, redisUrl, body) {
+  const port = await freePort()
+  const child = spawn(process.execPath, [path.join(__dirname, 'apps', 'cluster-app.js'), kind, String(port)], {
+    env: { ...process.env, COATCHECK_REDIS_URL: redisUrl ?? '' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  try {
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('cluster did not start')), 30000)
+      child.stdout.on('data', (chunk) => {
+        if (String(chunk).includes('ready')) {
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+      child.once('exit', (code) => reject(new Error(`cluster exited with ${code}`)))
+    })
+    return await body(port)
+  } finally {
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    child.kill('SIGTERM')
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))])
+    if (child.exitCode === null) child.kill('SIGKILL')
+  }
+}
+
+for (const kind of ['express', 'fastify']) {
+  test(`a cluster of 4 ${kind} workers on Redis loses no session and serves no logged-out one`, { timeout: 600000 }, async () => {
+    const redis = await startRedis()
+    try {
+      const counts = await withCluster(kind, redis.url, (port) => cycles(port, CYCLES))
+      console.log(`${kind} cluster (4 workers) on Redis: ${CYCLES} cycles`, counts)
+      assert.ok(counts.workers >= 2, JSON.stringify(counts))
+      assert.deepEqual({ ...counts, workers: 0 }, { lost: 0, readAfterLogout: 0, serverErrors: 0, workers: 0 })
+    } finally {
+      await redis.stop()
+    }
+  })
+}
+
+test('without Redis a cluster of 4 workers loses sessions (the loss the shared tier fixes)', { timeout: 120000 }, async () => {
+  const n = 100
+  const counts = await withCluster('express', undefined, (port) => cycles(port, n))
+  console.log(`express cluster (4 workers) without Redis: ${n} cycles`, counts)
+  assert.ok(counts.lost > n / 4, JSON.stringify(counts))
+})
