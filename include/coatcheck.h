@@ -69,6 +69,12 @@ enum coatcheck_status
   // Another argument is out of range: an empty or too long owner key, a length too large to
   // be a buffer ("invalid_argument").
   COATCHECK_STATUS_INVALID_ARGUMENT = 207,
+  // The store is on the shared tier and the call needed Redis, which could not be reached,
+  // did not answer within `redis_timeout_ms`, or refused the request, and the call could not
+  // be served from the local table: always so while Redis is down with `redis_when_down` set
+  // to `COATCHECK_WHEN_REDIS_DOWN_FAIL` ("unavailable"). A write that timed out may still have
+  // reached Redis; read the session again before retrying it.
+  COATCHECK_STATUS_UNAVAILABLE = 208,
   // The library panicked. The call had no effect that can be relied on; the store handle is
   // still valid.
   COATCHECK_STATUS_PANIC = 900,
@@ -105,6 +111,29 @@ typedef uint32_t coatcheck_eviction;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// What a store on the shared tier does while Redis cannot be reached; the values of
+// `coatcheck_config.redis_when_down`.
+enum coatcheck_when_redis_down
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Keep serving from the local table: reads get the local copies (unverified: another
+  // process may have changed them), writes are applied locally and written back when Redis
+  // returns, unless a newer write got there first. Sessions created meanwhile live in this
+  // process only until then. The default.
+  COATCHECK_WHEN_REDIS_DOWN_SERVE_LOCAL = 0,
+  // Fail every call that needs Redis with `COATCHECK_STATUS_UNAVAILABLE`.
+  COATCHECK_WHEN_REDIS_DOWN_FAIL = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum coatcheck_when_redis_down coatcheck_when_redis_down;
+#else
+typedef uint32_t coatcheck_when_redis_down;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // A session store: an opaque handle from `coatcheck_store_new`, freed with
 // `coatcheck_store_free`. One handle may be used from any number of threads at once.
 typedef struct coatcheck_store coatcheck_store;
@@ -120,7 +149,7 @@ typedef struct coatcheck_bytes {
 
 // Store configuration. Fill it with `coatcheck_config_default`, then change what you need.
 // Durations are in milliseconds. `coatcheck_store_new` copies everything it needs, so the
-// struct and the secrets it points at may be freed once the store exists.
+// struct and the secrets and strings it points at may be freed once the store exists.
 typedef struct coatcheck_config {
   // Sliding lifetime: a session not read or touched for this long expires. Default: 1 day.
   uint64_t idle_timeout_ms;
@@ -149,6 +178,29 @@ typedef struct coatcheck_config {
   const struct coatcheck_bytes *secrets;
   // Number of entries in `secrets`.
   size_t secrets_len;
+  // Whether a read slides the idle deadline. Default: true. With false a session expires
+  // `idle_timeout_ms` after its last write or touch, whatever the reads; reads still count as
+  // use when a budget makes the store evict.
+  bool slide_on_read;
+  // Share sessions with every process and host on one Redis (or Valkey) server: a
+  // NUL-terminated UTF-8 URL, `redis://[user:password@]host:port[/db]`. Writes go to Redis
+  // before they return; the local table becomes a near cache that Redis invalidates, so
+  // reads stay in-process. NULL (the default): sessions live in this process only.
+  const char *redis_url;
+  // Prefix of every Redis key the store uses, NUL-terminated: 1 to 128 bytes of printable
+  // ASCII without spaces. Stores that share sessions use the same one. NULL: `"coatcheck:"`
+  // (the default).
+  const char *redis_key_prefix;
+  // Longest a call waits for Redis, 1 to 60000. Default: 50; 0 also means the default.
+  uint64_t redis_timeout_ms;
+  // A `coatcheck_when_redis_down` value: what calls do while Redis cannot be reached.
+  // Default: `COATCHECK_WHEN_REDIS_DOWN_SERVE_LOCAL`.
+  uint32_t redis_when_down;
+  // Check every read against Redis (one round trip per read) instead of trusting a local
+  // copy until an invalidation arrives: closes the window of about a tenth of a millisecond
+  // on loopback in which another process may still serve a session just destroyed.
+  // Default: false.
+  bool redis_strict;
 } coatcheck_config;
 
 // Counters since the store was built, and its current size (`coatcheck_store_stats`).
@@ -177,6 +229,35 @@ typedef struct coatcheck_stats {
   uint64_t signature_failures;
   // Version-checked writes that lost to another writer.
   uint64_t conflicts;
+  // Whether the store is on the shared tier (built with a `redis_url`). When false, every
+  // `tier_` field below is 0 / false.
+  bool tier_enabled;
+  // Whether the link to Redis is up.
+  bool tier_connected;
+  // Reads answered from a verified local copy.
+  uint64_t tier_near_hits;
+  // Reads that went to Redis (no local copy, or an unverified one, or strict mode).
+  uint64_t tier_near_misses;
+  // Reads answered from an unverified local copy while Redis was down.
+  uint64_t tier_served_unverified;
+  // Invalidations received from Redis.
+  uint64_t tier_invalidations;
+  // Requests sent to Redis.
+  uint64_t tier_round_trips;
+  // Requests that failed or timed out.
+  uint64_t tier_failures;
+  // Times the link to Redis was lost.
+  uint64_t tier_disconnects;
+  // Total time the link has been down, in milliseconds.
+  uint64_t tier_down_ms;
+  // Local copies written back after a reconnect because Redis had lost them.
+  uint64_t tier_restored;
+  // Writes made while Redis was down that lost to a newer write on reconnect.
+  uint64_t tier_replay_conflicts;
+  // Session TTL extensions sent to Redis in batches.
+  uint64_t tier_touches_sent;
+  // Redis replies not cached because an invalidation or a lost link overtook them.
+  uint64_t tier_fills_refused;
 } coatcheck_stats;
 
 #ifdef __cplusplus
@@ -192,9 +273,10 @@ extern "C" {
 // Threads: safe to call from any thread at any time.
 const char *coatcheck_version(void);
 
-// Writes the default configuration to `*out_config`: 1 day idle timeout, no absolute timeout,
-// no session or byte budget, 1 MiB per value, automatic stripes, a background sweeper every
-// second, no secrets.
+// Writes the default configuration to `*out_config`: 1 day idle timeout that reads slide, no
+// absolute timeout, no session or byte budget, 1 MiB per value, automatic stripes, a
+// background sweeper every second, no secrets, no Redis (and, for when `redis_url` is set, the
+// default key prefix, a 50 ms Redis timeout, serve-local while Redis is down, not strict).
 //
 // Ownership: the caller owns `*out_config`; it holds no pointers that need freeing.
 // NULL: `out_config` NULL returns `COATCHECK_STATUS_NULL_ARGUMENT`.
@@ -226,17 +308,26 @@ const char *coatcheck_status_name(uint32_t status);
 //
 // Returns `COATCHECK_STATUS_INVALID_CONFIG` for an out-of-range setting (zero idle timeout,
 // shards not a power of two, sweep interval under 1 ms, an empty secret, an unknown eviction
-// value).
+// or `redis_when_down` value, a `redis_url` or `redis_key_prefix` that is not UTF-8, a
+// `redis_url` that is not a `redis://` URL, a bad key prefix, a Redis timeout over 60 s).
+//
+// With a `redis_url` this starts the store's Redis link thread and waits up to a second for
+// the first connection. A store whose Redis is down still starts, and follows
+// `redis_when_down` until Redis is reachable; `tier_connected` in `coatcheck_store_stats`
+// tells which.
 //
 // Ownership: the caller owns the new store and must pass it to `coatcheck_store_free`. The
-// config and its secrets are copied; the caller keeps ownership of them.
+// config, its secrets and its strings are copied; the caller keeps ownership of them.
 // NULL: `config` or `out_store` NULL returns `COATCHECK_STATUS_NULL_ARGUMENT`; so does a NULL
-// `secrets` or secret `data` with a non-zero length.
+// `secrets` or secret `data` with a non-zero length. `redis_url` and `redis_key_prefix` may
+// be NULL (no Redis; the default prefix).
 // Threads: safe to call from any thread at any time.
 coatcheck_status coatcheck_store_new(const struct coatcheck_config *config,
                                      struct coatcheck_store **out_store);
 
-// Frees a store and every session in it. Its background sweeper thread stops shortly after.
+// Frees a store and every session in it (sessions in Redis stay there). Its background
+// sweeper thread stops shortly after; its Redis link thread, if any, is stopped and joined
+// before this returns.
 //
 // Ownership: takes back ownership of `store`; the handle must not be used afterwards.
 // NULL: `store` NULL does nothing.
@@ -409,7 +500,9 @@ coatcheck_status coatcheck_store_len(const struct coatcheck_store *store, size_t
 // `coatcheck_store_free`; sessions written meanwhile may survive.
 coatcheck_status coatcheck_store_clear(const struct coatcheck_store *store);
 
-// Writes the store's size and counters to `*out_stats`.
+// Writes the store's size and counters to `*out_stats`, and the state and counters of its
+// shared tier (`tier_enabled` false and the `tier_` fields 0 for a store without
+// `redis_url`).
 //
 // Ownership: the caller owns `*out_stats`.
 // NULL: `store` or `out_stats` NULL returns `COATCHECK_STATUS_NULL_ARGUMENT`.

@@ -55,8 +55,9 @@ header-check: build-c
 	@if [ -n "$$(git status --porcelain -- include/)" ]; then \
 	  echo "include/ differs from the last commit:"; git status --porcelain -- include/; exit 1; fi
 
+# redis-server: test_tier starts its own on a free 127.0.0.1 port.
 c-test-deps:
-	$(call c_apt_install,valgrind g++ pkg-config)
+	$(call c_apt_install,valgrind g++ pkg-config redis-server)
 
 ## test-c: Rust unit tests of ffi/, the C tests (C99 and C++17, shared and static, under
 ## valgrind), and an install into a temporary prefix used through pkg-config
@@ -65,7 +66,7 @@ test-c: test-c-rust test-c-api test-c-install
 test-c-rust:
 	$(CARGO) test -p coatcheck-ffi
 
-C_TESTS := test_api test_threads
+C_TESTS := test_api test_threads test_tier
 C_TEST_BINS := $(foreach t,$(C_TESTS),$(foreach v,c-shared c-static cxx-shared cxx-static,$(C_BUILD)/$(t)-$(v)))
 C_TEST_DEPS := tests/c/check.h include/coatcheck.h build-c
 

@@ -1,8 +1,9 @@
 //! `coatcheck_config`: the C view of `coatcheck::Config`.
 
+use std::ffi::{CStr, c_char};
 use std::time::Duration;
 
-use coatcheck::{Config, Eviction};
+use coatcheck::{Config, Eviction, WhenRedisDown};
 
 use crate::boundary::ffi_boundary;
 use crate::cast::try_out;
@@ -23,6 +24,21 @@ pub enum coatcheck_eviction {
     Refuse = 1,
 }
 
+/// What a store on the shared tier does while Redis cannot be reached; the values of
+/// `coatcheck_config.redis_when_down`.
+#[allow(non_camel_case_types)]
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum coatcheck_when_redis_down {
+    /// Keep serving from the local table: reads get the local copies (unverified: another
+    /// process may have changed them), writes are applied locally and written back when Redis
+    /// returns, unless a newer write got there first. Sessions created meanwhile live in this
+    /// process only until then. The default.
+    ServeLocal = 0,
+    /// Fail every call that needs Redis with `COATCHECK_STATUS_UNAVAILABLE`.
+    Fail = 1,
+}
+
 /// A borrowed byte string: a pointer followed by its length. `data` may be NULL only when `len`
 /// is 0.
 #[allow(non_camel_case_types)]
@@ -37,7 +53,7 @@ pub struct coatcheck_bytes {
 
 /// Store configuration. Fill it with `coatcheck_config_default`, then change what you need.
 /// Durations are in milliseconds. `coatcheck_store_new` copies everything it needs, so the
-/// struct and the secrets it points at may be freed once the store exists.
+/// struct and the secrets and strings it points at may be freed once the store exists.
 #[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +85,29 @@ pub struct coatcheck_config {
     pub secrets: *const coatcheck_bytes,
     /// Number of entries in `secrets`.
     pub secrets_len: usize,
+    /// Whether a read slides the idle deadline. Default: true. With false a session expires
+    /// `idle_timeout_ms` after its last write or touch, whatever the reads; reads still count as
+    /// use when a budget makes the store evict.
+    pub slide_on_read: bool,
+    /// Share sessions with every process and host on one Redis (or Valkey) server: a
+    /// NUL-terminated UTF-8 URL, `redis://[user:password@]host:port[/db]`. Writes go to Redis
+    /// before they return; the local table becomes a near cache that Redis invalidates, so
+    /// reads stay in-process. NULL (the default): sessions live in this process only.
+    pub redis_url: *const c_char,
+    /// Prefix of every Redis key the store uses, NUL-terminated: 1 to 128 bytes of printable
+    /// ASCII without spaces. Stores that share sessions use the same one. NULL: `"coatcheck:"`
+    /// (the default).
+    pub redis_key_prefix: *const c_char,
+    /// Longest a call waits for Redis, 1 to 60000. Default: 50; 0 also means the default.
+    pub redis_timeout_ms: u64,
+    /// A `coatcheck_when_redis_down` value: what calls do while Redis cannot be reached.
+    /// Default: `COATCHECK_WHEN_REDIS_DOWN_SERVE_LOCAL`.
+    pub redis_when_down: u32,
+    /// Check every read against Redis (one round trip per read) instead of trusting a local
+    /// copy until an invalidation arrives: closes the window of about a tenth of a millisecond
+    /// on loopback in which another process may still serve a session just destroyed.
+    /// Default: false.
+    pub redis_strict: bool,
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -93,14 +132,25 @@ impl coatcheck_config {
             },
             secrets: std::ptr::null(),
             secrets_len: 0,
+            slide_on_read: config.slide_on_read,
+            // The C view of a string default is NULL: the core's own default applies.
+            redis_url: std::ptr::null(),
+            redis_key_prefix: std::ptr::null(),
+            redis_timeout_ms: millis(config.redis_timeout),
+            redis_when_down: match config.redis_when_down {
+                WhenRedisDown::Fail => coatcheck_when_redis_down::Fail as u32,
+                _ => coatcheck_when_redis_down::ServeLocal as u32,
+            },
+            redis_strict: config.redis_strict,
         }
     }
 
-    /// The core configuration, with the secrets copied.
+    /// The core configuration, with the secrets and strings copied.
     ///
     /// # Safety
     /// `secrets` is NULL with `secrets_len` 0, or points at `secrets_len` valid
-    /// `coatcheck_bytes`, each NULL with length 0 or readable for its length.
+    /// `coatcheck_bytes`, each NULL with length 0 or readable for its length. `redis_url` and
+    /// `redis_key_prefix` are each NULL or a readable NUL-terminated string.
     pub(crate) unsafe fn to_core(self) -> Result<Config, coatcheck_status> {
         let nonzero = |n: usize| (n != 0).then_some(n);
         let mut config = Config::default();
@@ -137,13 +187,48 @@ impl coatcheck_config {
             // SAFETY: this function's contract: each entry is NULL with length 0 or readable.
             .map(|s| unsafe { slice::bytes(s.data, s.len) }.map(<[u8]>::to_vec))
             .collect::<Result<_, _>>()?;
+        config.slide_on_read = self.slide_on_read;
+        // SAFETY: this function's contract: NULL or a readable NUL-terminated string.
+        config.redis_url = unsafe { text(self.redis_url) }?.map(str::to_owned);
+        // SAFETY: as above.
+        if let Some(prefix) = unsafe { text(self.redis_key_prefix) }? {
+            prefix.clone_into(&mut config.redis_key_prefix);
+        }
+        if self.redis_timeout_ms != 0 {
+            config.redis_timeout = Duration::from_millis(self.redis_timeout_ms);
+        }
+        config.redis_when_down = match self.redis_when_down {
+            0 => WhenRedisDown::ServeLocal,
+            1 => WhenRedisDown::Fail,
+            _ => return Err(coatcheck_status::InvalidConfig),
+        };
+        config.redis_strict = self.redis_strict;
         Ok(config)
     }
 }
 
-/// Writes the default configuration to `*out_config`: 1 day idle timeout, no absolute timeout,
-/// no session or byte budget, 1 MiB per value, automatic stripes, a background sweeper every
-/// second, no secrets.
+/// A NUL-terminated UTF-8 setting; `None` for NULL. Text that is not UTF-8 is an invalid
+/// configuration, like any other setting out of range.
+///
+/// # Safety
+/// `ptr` is NULL or points at a NUL-terminated string that stays readable and unchanged for
+/// `'a`.
+unsafe fn text<'a>(ptr: *const c_char) -> Result<Option<&'a str>, coatcheck_status> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-NULL, and per this function's contract NUL-terminated and readable for 'a.
+    let bytes = unsafe { CStr::from_ptr(ptr) };
+    bytes
+        .to_str()
+        .map(Some)
+        .map_err(|_| coatcheck_status::InvalidConfig)
+}
+
+/// Writes the default configuration to `*out_config`: 1 day idle timeout that reads slide, no
+/// absolute timeout, no session or byte budget, 1 MiB per value, automatic stripes, a
+/// background sweeper every second, no secrets, no Redis (and, for when `redis_url` is set, the
+/// default key prefix, a 50 ms Redis timeout, serve-local while Redis is down, not strict).
 ///
 /// Ownership: the caller owns `*out_config`; it holds no pointers that need freeing.
 /// NULL: `out_config` NULL returns `COATCHECK_STATUS_NULL_ARGUMENT`.
@@ -154,5 +239,81 @@ pub extern "C" fn coatcheck_config_default(out_config: *mut coatcheck_config) ->
         let out = try_out!(out_config);
         out.write(coatcheck_config::from_core(&Config::default()));
         coatcheck_status::Ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> coatcheck_config {
+        let mut config = std::mem::MaybeUninit::uninit();
+        assert_eq!(
+            coatcheck_config_default(config.as_mut_ptr()),
+            coatcheck_status::Ok
+        );
+        // SAFETY: coatcheck_config_default returned Ok, so it wrote the whole struct.
+        unsafe { config.assume_init() }
+    }
+
+    fn to_core(config: coatcheck_config) -> Result<Config, coatcheck_status> {
+        // SAFETY: the tests only point at NUL-terminated literals and no secrets.
+        unsafe { config.to_core() }
+    }
+
+    #[test]
+    fn the_defaults_are_the_core_defaults() {
+        let c = defaults();
+        let core = Config::default();
+        assert!(c.slide_on_read);
+        assert!(c.redis_url.is_null() && c.redis_key_prefix.is_null());
+        assert_eq!(c.redis_timeout_ms, 50);
+        assert_eq!(
+            c.redis_when_down,
+            coatcheck_when_redis_down::ServeLocal as u32
+        );
+        assert!(!c.redis_strict);
+        let back = to_core(c).unwrap();
+        assert_eq!(back.slide_on_read, core.slide_on_read);
+        assert_eq!(back.redis_url, core.redis_url);
+        assert_eq!(back.redis_key_prefix, core.redis_key_prefix);
+        assert_eq!(back.redis_timeout, core.redis_timeout);
+        assert_eq!(back.redis_when_down, core.redis_when_down);
+        assert_eq!(back.redis_strict, core.redis_strict);
+    }
+
+    #[test]
+    fn the_shared_tier_settings_reach_the_core() {
+        let mut c = defaults();
+        c.slide_on_read = false;
+        c.redis_url = c"redis://127.0.0.1:6390/2".as_ptr();
+        c.redis_key_prefix = c"app:".as_ptr();
+        c.redis_timeout_ms = 250;
+        c.redis_when_down = coatcheck_when_redis_down::Fail as u32;
+        c.redis_strict = true;
+        let core = to_core(c).unwrap();
+        assert!(!core.slide_on_read);
+        assert_eq!(core.redis_url.as_deref(), Some("redis://127.0.0.1:6390/2"));
+        assert_eq!(core.redis_key_prefix, "app:");
+        assert_eq!(core.redis_timeout, Duration::from_millis(250));
+        assert_eq!(core.redis_when_down, WhenRedisDown::Fail);
+        assert!(core.redis_strict);
+
+        // 0 is the default timeout.
+        c.redis_timeout_ms = 0;
+        assert_eq!(to_core(c).unwrap().redis_timeout, Duration::from_millis(50));
+    }
+
+    #[test]
+    fn bad_shared_tier_settings_are_an_invalid_config() {
+        let mut c = defaults();
+        c.redis_url = c"redis://caf\xe9".as_ptr();
+        assert_eq!(to_core(c).err(), Some(coatcheck_status::InvalidConfig));
+        let mut c = defaults();
+        c.redis_key_prefix = c"\xff:".as_ptr();
+        assert_eq!(to_core(c).err(), Some(coatcheck_status::InvalidConfig));
+        let mut c = defaults();
+        c.redis_when_down = 2;
+        assert_eq!(to_core(c).err(), Some(coatcheck_status::InvalidConfig));
     }
 }

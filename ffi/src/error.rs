@@ -47,6 +47,12 @@ pub enum coatcheck_status {
     /// Another argument is out of range: an empty or too long owner key, a length too large to
     /// be a buffer ("invalid_argument").
     InvalidArgument = 207,
+    /// The store is on the shared tier and the call needed Redis, which could not be reached,
+    /// did not answer within `redis_timeout_ms`, or refused the request, and the call could not
+    /// be served from the local table: always so while Redis is down with `redis_when_down` set
+    /// to `COATCHECK_WHEN_REDIS_DOWN_FAIL` ("unavailable"). A write that timed out may still have
+    /// reached Redis; read the session again before retrying it.
+    Unavailable = 208,
 
     /// The library panicked. The call had no effect that can be relied on; the store handle is
     /// still valid.
@@ -67,6 +73,7 @@ pub(crate) fn map_error(error: &Error) -> coatcheck_status {
         Error::InvalidId(_) => S::InvalidId,
         Error::InvalidConfig(_) => S::InvalidConfig,
         Error::InvalidArgument(_) => S::InvalidArgument,
+        Error::Unavailable(_) => S::Unavailable,
         // `Error` is non-exhaustive: a variant added to the core later gets its own number here.
         _ => S::UnknownError,
     }
@@ -80,7 +87,7 @@ impl From<Error> for coatcheck_status {
 
 /// Every status, for tests that walk the whole table.
 #[cfg(test)]
-pub(crate) const ALL: [coatcheck_status; 14] = {
+pub(crate) const ALL: [coatcheck_status; 15] = {
     use coatcheck_status as S;
     [
         S::Ok,
@@ -95,6 +102,7 @@ pub(crate) const ALL: [coatcheck_status; 14] = {
         S::InvalidId,
         S::InvalidConfig,
         S::InvalidArgument,
+        S::Unavailable,
         S::Panic,
         S::UnknownError,
     ]
@@ -116,6 +124,7 @@ impl coatcheck_status {
             205 => S::InvalidId,
             206 => S::InvalidConfig,
             207 => S::InvalidArgument,
+            208 => S::Unavailable,
             900 => S::Panic,
             901 => S::UnknownError,
             _ => return None,
@@ -138,6 +147,7 @@ impl coatcheck_status {
             S::InvalidId => c"invalid_id",
             S::InvalidConfig => c"invalid_config",
             S::InvalidArgument => c"invalid_argument",
+            S::Unavailable => c"unavailable",
             S::Panic => c"panic",
             S::UnknownError => c"unknown_error",
         }
@@ -158,6 +168,7 @@ impl coatcheck_status {
             S::InvalidId => c"invalid session id",
             S::InvalidConfig => c"invalid configuration",
             S::InvalidArgument => c"invalid argument",
+            S::Unavailable => c"session store unavailable: Redis did not answer",
             S::Panic => c"internal error: the library panicked",
             S::UnknownError => c"unknown error",
         }
@@ -222,6 +233,7 @@ mod tests {
             Error::InvalidId("empty"),
             Error::InvalidConfig("x".into()),
             Error::InvalidArgument("x"),
+            Error::Unavailable("x".into()),
         ];
         for error in errors {
             let status = map_error(&error);

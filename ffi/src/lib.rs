@@ -30,7 +30,10 @@ mod store;
 
 use std::ffi::c_char;
 
-pub use config::{coatcheck_bytes, coatcheck_config, coatcheck_config_default, coatcheck_eviction};
+pub use config::{
+    coatcheck_bytes, coatcheck_config, coatcheck_config_default, coatcheck_eviction,
+    coatcheck_when_redis_down,
+};
 pub use error::{coatcheck_status, coatcheck_status_message, coatcheck_status_name};
 pub use store::*;
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use coatcheck::{GENERATED_ID_LEN, MAX_ID_LEN, MAX_OWNER_LEN, Stats, Store};
+use coatcheck::{GENERATED_ID_LEN, MAX_ID_LEN, MAX_OWNER_LEN, Stats, Store, TierStats};
 
 use crate::boundary::ffi_boundary;
 use crate::cast::{
@@ -73,10 +73,41 @@ pub struct coatcheck_stats {
     pub signature_failures: u64,
     /// Version-checked writes that lost to another writer.
     pub conflicts: u64,
+    /// Whether the store is on the shared tier (built with a `redis_url`). When false, every
+    /// `tier_` field below is 0 / false.
+    pub tier_enabled: bool,
+    /// Whether the link to Redis is up.
+    pub tier_connected: bool,
+    /// Reads answered from a verified local copy.
+    pub tier_near_hits: u64,
+    /// Reads that went to Redis (no local copy, or an unverified one, or strict mode).
+    pub tier_near_misses: u64,
+    /// Reads answered from an unverified local copy while Redis was down.
+    pub tier_served_unverified: u64,
+    /// Invalidations received from Redis.
+    pub tier_invalidations: u64,
+    /// Requests sent to Redis.
+    pub tier_round_trips: u64,
+    /// Requests that failed or timed out.
+    pub tier_failures: u64,
+    /// Times the link to Redis was lost.
+    pub tier_disconnects: u64,
+    /// Total time the link has been down, in milliseconds.
+    pub tier_down_ms: u64,
+    /// Local copies written back after a reconnect because Redis had lost them.
+    pub tier_restored: u64,
+    /// Writes made while Redis was down that lost to a newer write on reconnect.
+    pub tier_replay_conflicts: u64,
+    /// Session TTL extensions sent to Redis in batches.
+    pub tier_touches_sent: u64,
+    /// Redis replies not cached because an invalidation or a lost link overtook them.
+    pub tier_fills_refused: u64,
 }
 
 impl From<Stats> for coatcheck_stats {
     fn from(s: Stats) -> Self {
+        let tier = s.tier.as_ref();
+        let counter = |f: fn(&TierStats) -> u64| tier.map_or(0, f);
         Self {
             sessions: s.sessions as u64,
             bytes: s.bytes as u64,
@@ -90,6 +121,20 @@ impl From<Stats> for coatcheck_stats {
             evicted_lru: s.evicted_lru,
             signature_failures: s.signature_failures,
             conflicts: s.conflicts,
+            tier_enabled: tier.is_some(),
+            tier_connected: tier.is_some_and(|t| t.connected),
+            tier_near_hits: counter(|t| t.near_hits),
+            tier_near_misses: counter(|t| t.near_misses),
+            tier_served_unverified: counter(|t| t.served_unverified),
+            tier_invalidations: counter(|t| t.invalidations),
+            tier_round_trips: counter(|t| t.round_trips),
+            tier_failures: counter(|t| t.failures),
+            tier_disconnects: counter(|t| t.disconnects),
+            tier_down_ms: counter(|t| t.down_ms),
+            tier_restored: counter(|t| t.restored),
+            tier_replay_conflicts: counter(|t| t.replay_conflicts),
+            tier_touches_sent: counter(|t| t.touches_sent),
+            tier_fills_refused: counter(|t| t.fills_refused),
         }
     }
 }
@@ -137,12 +182,19 @@ fn found(result: coatcheck::Result<bool>) -> coatcheck_status {
 ///
 /// Returns `COATCHECK_STATUS_INVALID_CONFIG` for an out-of-range setting (zero idle timeout,
 /// shards not a power of two, sweep interval under 1 ms, an empty secret, an unknown eviction
-/// value).
+/// or `redis_when_down` value, a `redis_url` or `redis_key_prefix` that is not UTF-8, a
+/// `redis_url` that is not a `redis://` URL, a bad key prefix, a Redis timeout over 60 s).
+///
+/// With a `redis_url` this starts the store's Redis link thread and waits up to a second for
+/// the first connection. A store whose Redis is down still starts, and follows
+/// `redis_when_down` until Redis is reachable; `tier_connected` in `coatcheck_store_stats`
+/// tells which.
 ///
 /// Ownership: the caller owns the new store and must pass it to `coatcheck_store_free`. The
-/// config and its secrets are copied; the caller keeps ownership of them.
+/// config, its secrets and its strings are copied; the caller keeps ownership of them.
 /// NULL: `config` or `out_store` NULL returns `COATCHECK_STATUS_NULL_ARGUMENT`; so does a NULL
-/// `secrets` or secret `data` with a non-zero length.
+/// `secrets` or secret `data` with a non-zero length. `redis_url` and `redis_key_prefix` may
+/// be NULL (no Redis; the default prefix).
 /// Threads: safe to call from any thread at any time.
 #[unsafe(no_mangle)]
 pub extern "C" fn coatcheck_store_new(
@@ -171,7 +223,9 @@ pub extern "C" fn coatcheck_store_new(
     }
 }
 
-/// Frees a store and every session in it. Its background sweeper thread stops shortly after.
+/// Frees a store and every session in it (sessions in Redis stay there). Its background
+/// sweeper thread stops shortly after; its Redis link thread, if any, is stopped and joined
+/// before this returns.
 ///
 /// Ownership: takes back ownership of `store`; the handle must not be used afterwards.
 /// NULL: `store` NULL does nothing.
@@ -517,7 +571,9 @@ pub extern "C" fn coatcheck_store_clear(store: *const coatcheck_store) -> coatch
     }
 }
 
-/// Writes the store's size and counters to `*out_stats`.
+/// Writes the store's size and counters to `*out_stats`, and the state and counters of its
+/// shared tier (`tier_enabled` false and the `tier_` fields 0 for a store without
+/// `redis_url`).
 ///
 /// Ownership: the caller owns `*out_stats`.
 /// NULL: `store` or `out_stats` NULL returns `COATCHECK_STATUS_NULL_ARGUMENT`.

@@ -76,7 +76,7 @@ static void test_status_text(void) {
         COATCHECK_STATUS_INVALID_UTF8, COATCHECK_STATUS_BAD_SIGNATURE,  COATCHECK_STATUS_NOT_FOUND,
         COATCHECK_STATUS_TOO_LARGE,    COATCHECK_STATUS_STORE_FULL,     COATCHECK_STATUS_CONFLICT,
         COATCHECK_STATUS_INVALID_ID,   COATCHECK_STATUS_INVALID_CONFIG, COATCHECK_STATUS_INVALID_ARGUMENT,
-        COATCHECK_STATUS_PANIC,        COATCHECK_STATUS_UNKNOWN_ERROR,
+        COATCHECK_STATUS_UNAVAILABLE,  COATCHECK_STATUS_PANIC,          COATCHECK_STATUS_UNKNOWN_ERROR,
     };
     size_t n = sizeof codes / sizeof codes[0];
     size_t i, j;
@@ -93,6 +93,7 @@ static void test_status_text(void) {
     CHECK(COATCHECK_STATUS_INVALID_ID == 205);
     CHECK(COATCHECK_STATUS_INVALID_CONFIG == 206);
     CHECK(COATCHECK_STATUS_INVALID_ARGUMENT == 207);
+    CHECK(COATCHECK_STATUS_UNAVAILABLE == 208);
     CHECK(COATCHECK_STATUS_PANIC == 900);
     CHECK(COATCHECK_STATUS_UNKNOWN_ERROR == 901);
     for (i = 0; i < n; i++) {
@@ -112,6 +113,7 @@ static void test_status_text(void) {
     CHECK(strcmp(coatcheck_status_name(COATCHECK_STATUS_INVALID_ID), "invalid_id") == 0);
     CHECK(strcmp(coatcheck_status_name(COATCHECK_STATUS_INVALID_CONFIG), "invalid_config") == 0);
     CHECK(strcmp(coatcheck_status_name(COATCHECK_STATUS_INVALID_ARGUMENT), "invalid_argument") == 0);
+    CHECK(strcmp(coatcheck_status_name(COATCHECK_STATUS_UNAVAILABLE), "unavailable") == 0);
     CHECK(strcmp(coatcheck_status_message(COATCHECK_STATUS_NOT_FOUND), "session not found") == 0);
     CHECK(strcmp(coatcheck_status_message(1), "unknown status") == 0);
     CHECK(strcmp(coatcheck_status_name(12345), "unknown") == 0);
@@ -133,6 +135,11 @@ static void test_config(void) {
     CHECK(config.trim_after_freeing == 8u << 20);
     CHECK(config.eviction == COATCHECK_EVICTION_LEAST_VALUABLE);
     CHECK(config.secrets == NULL && config.secrets_len == 0);
+    CHECK(config.slide_on_read == true);
+    CHECK(config.redis_url == NULL && config.redis_key_prefix == NULL);
+    CHECK(config.redis_timeout_ms == 50);
+    CHECK(config.redis_when_down == COATCHECK_WHEN_REDIS_DOWN_SERVE_LOCAL);
+    CHECK(config.redis_strict == false);
     CHECK_STATUS(coatcheck_config_default(NULL), COATCHECK_STATUS_NULL_ARGUMENT);
 
     /* Out-of-range settings: INVALID_CONFIG, and *out_store is not written. */
@@ -171,6 +178,39 @@ static void test_config(void) {
     CHECK_OK(coatcheck_config_default(&config));
     CHECK_STATUS(coatcheck_store_new(&config, NULL), COATCHECK_STATUS_NULL_ARGUMENT);
     CHECK(store == (coatcheck_store *)&config);
+
+    /* Shared-tier settings out of range, all refused before anything connects. */
+    {
+        static const char *const bad_urls[] = {"http://x", "", "not a url", "redis://caf\xc3", "redis://\xff:1/0"};
+        size_t i;
+        for (i = 0; i < sizeof bad_urls / sizeof bad_urls[0]; i++) {
+            CHECK_OK(coatcheck_config_default(&config));
+            config.redis_url = bad_urls[i];
+            CHECK_STATUS(coatcheck_store_new(&config, &store), COATCHECK_STATUS_INVALID_CONFIG);
+        }
+        CHECK_OK(coatcheck_config_default(&config));
+        config.redis_url = "redis://127.0.0.1:1/0";
+        config.redis_key_prefix = "";
+        CHECK_STATUS(coatcheck_store_new(&config, &store), COATCHECK_STATUS_INVALID_CONFIG);
+        config.redis_key_prefix = "has space:";
+        CHECK_STATUS(coatcheck_store_new(&config, &store), COATCHECK_STATUS_INVALID_CONFIG);
+        config.redis_key_prefix = "\xc3\xa9:"; /* UTF-8, but not ASCII */
+        CHECK_STATUS(coatcheck_store_new(&config, &store), COATCHECK_STATUS_INVALID_CONFIG);
+        config.redis_key_prefix = "\xff:"; /* not UTF-8 */
+        CHECK_STATUS(coatcheck_store_new(&config, &store), COATCHECK_STATUS_INVALID_CONFIG);
+        config.redis_key_prefix = NULL;
+        config.redis_timeout_ms = 60001;
+        CHECK_STATUS(coatcheck_store_new(&config, &store), COATCHECK_STATUS_INVALID_CONFIG);
+        config.redis_timeout_ms = 0;
+        config.redis_when_down = 2;
+        CHECK_STATUS(coatcheck_store_new(&config, &store), COATCHECK_STATUS_INVALID_CONFIG);
+        /* Without a redis_url the prefix is still checked, as the core checks it. */
+        CHECK_OK(coatcheck_config_default(&config));
+        config.redis_key_prefix = "";
+        CHECK_STATUS(coatcheck_store_new(&config, &store), COATCHECK_STATUS_INVALID_CONFIG);
+        CHECK(store == (coatcheck_store *)&config);
+        CHECK_OK(coatcheck_config_default(&config));
+    }
 
     /* The in-range extremes are accepted; the config may go away once the store exists. */
     config.shards = 1;
@@ -352,6 +392,24 @@ static void test_touch_destroy_expiry(void) {
     coatcheck_store_free(store);
 }
 
+/* slide_on_read = false: a session expires its idle timeout after its last write, however
+ * often it is read. */
+static void test_reads_that_do_not_slide(void) {
+    coatcheck_config config = quiet_config();
+    coatcheck_store *store;
+    char id[COATCHECK_GENERATED_ID_LEN + 1];
+    char value[16];
+    config.slide_on_read = false;
+    config.idle_timeout_ms = 400;
+    store = new_store(&config);
+    create(store, "x", id);
+    sleep_ms(100);
+    CHECK_OK(read_value(store, id, false, value, sizeof value, NULL)); /* would slide to 500 ms */
+    sleep_ms(350);
+    CHECK_STATUS(read_value(store, id, true, value, sizeof value, NULL), COATCHECK_STATUS_NOT_FOUND);
+    coatcheck_store_free(store);
+}
+
 static void test_regenerate(void) {
     coatcheck_config config = quiet_config();
     coatcheck_store *store = new_store(&config);
@@ -411,6 +469,10 @@ static void test_len_clear_stats(void) {
     CHECK(n == 0);
     CHECK_OK(coatcheck_store_stats(store, &stats));
     CHECK(stats.sessions == 0 && stats.bytes == 0);
+    /* No redis_url: no shared tier, and its counters stay 0. */
+    CHECK(stats.tier_enabled == false && stats.tier_connected == false);
+    CHECK(stats.tier_near_hits == 0 && stats.tier_near_misses == 0 && stats.tier_round_trips == 0);
+    CHECK(stats.tier_failures == 0 && stats.tier_disconnects == 0 && stats.tier_down_ms == 0);
     coatcheck_store_free(store);
 }
 
@@ -760,6 +822,7 @@ int main(void) {
     test_create_get_peek();
     test_set_and_versions();
     test_touch_destroy_expiry();
+    test_reads_that_do_not_slide();
     test_regenerate();
     test_len_clear_stats();
     test_owners();
