@@ -115,4 +115,22 @@ export interface NativeStats {
   evictedLru: number
   signatureFailures: number
   conflicts: number
+  /** The Redis tier's state and counters, if the store has `redisUrl`. */
+  tier?: NativeTierStats
+}
+
+export interface NativeTierStats {
+  connected: boolean
+  nearHits: number
+  nearMisses: number
+  servedUnverified: number
+  invalidations: number
+  roundTrips: number
+  failures: number
+  disconnects: number
+  downMs: number
+  restored: number
+  replayConflicts: number
+  touchesSent: number
+  fillsRefused: number
 }

@@ -64,6 +64,25 @@ pub struct NativeStats {
     pub evicted_lru: f64,
     pub signature_failures: f64,
     pub conflicts: f64,
+    /// The Redis tier's state and counters, if the store has `redisUrl`.
+    pub tier: Option<NativeTierStats>,
+}
+
+#[napi(object)]
+pub struct NativeTierStats {
+    pub connected: bool,
+    pub near_hits: f64,
+    pub near_misses: f64,
+    pub served_unverified: f64,
+    pub invalidations: f64,
+    pub round_trips: f64,
+    pub failures: f64,
+    pub disconnects: f64,
+    pub down_ms: f64,
+    pub restored: f64,
+    pub replay_conflicts: f64,
+    pub touches_sent: f64,
+    pub fills_refused: f64,
 }
 
 /// Named stores of this process. The addon is loaded once per process, so every worker
@@ -450,6 +469,21 @@ impl NativeStore {
             evicted_lru: s.evicted_lru as f64,
             signature_failures: s.signature_failures as f64,
             conflicts: s.conflicts as f64,
+            tier: s.tier.map(|t| NativeTierStats {
+                connected: t.connected,
+                near_hits: t.near_hits as f64,
+                near_misses: t.near_misses as f64,
+                served_unverified: t.served_unverified as f64,
+                invalidations: t.invalidations as f64,
+                round_trips: t.round_trips as f64,
+                failures: t.failures as f64,
+                disconnects: t.disconnects as f64,
+                down_ms: t.down_ms as f64,
+                restored: t.restored as f64,
+                replay_conflicts: t.replay_conflicts as f64,
+                touches_sent: t.touches_sent as f64,
+                fills_refused: t.fills_refused as f64,
+            }),
         }
     }
 }
