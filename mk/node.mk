@@ -31,7 +31,7 @@ $(DEMO_DIR)/node_modules/.package-lock.json: $(DEMO_DIR)/package.json $(DEMO_DIR
 demo-deps: build-node $(DEMO_DIR)/node_modules/.package-lock.json
 
 test-node: build-node node-types-check demo-deps redis-deps
-	cd $(NODE_DIR) && node --test --test-concurrency=1 --test-timeout=60000 __test__/
+	cd $(NODE_DIR) && node --test --test-concurrency=1 --test-timeout=300000 __test__/
 
 ## demo: the Express demo on http://127.0.0.1:3000 (Ctrl-C to stop)
 demo: demo-deps

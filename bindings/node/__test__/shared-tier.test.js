@@ -141,7 +141,9 @@ async function withCluster(kind, redisUrl, body) {
   const port = await freePort()
   const child = spawn(process.execPath, [path.join(__dirname, 'apps', 'cluster-app.js'), kind, String(port)], {
     env: { ...process.env, COATCHECK_REDIS_URL: redisUrl ?? '' },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    // An IPC channel, so the cluster stops if this test process dies; no inherited stderr, so
+    // a cluster left behind cannot hold the test runner's pipe open.
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   })
   try {
     await new Promise((resolve, reject) => {
@@ -152,7 +154,9 @@ async function withCluster(kind, redisUrl, body) {
           resolve()
         }
       })
-      child.once('exit', (code) => reject(new Error(`cluster exited with ${code}`)))
+      let stderr = ''
+      child.stderr.on('data', (chunk) => (stderr += chunk))
+      child.once('exit', (code) => reject(new Error(`cluster exited with ${code}: ${stderr}`)))
     })
     return await body(port)
   } finally {

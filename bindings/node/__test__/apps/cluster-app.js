@@ -16,11 +16,16 @@ if (cluster.isPrimary) {
   cluster.on('message', (_worker, message) => {
     if (message === 'listening' && ++ready === WORKERS) process.stdout.write('ready\n')
   })
-  process.on('SIGTERM', () => {
+  const stop = () => {
     for (const worker of Object.values(cluster.workers)) worker.kill()
     process.exit(0)
-  })
+  }
+  process.on('SIGTERM', stop)
+  // The test that started this cluster is gone (timed out, crashed): stop with it.
+  process.on('disconnect', stop)
 } else {
+  // The primary is gone: nothing will stop this worker otherwise.
+  process.on('disconnect', () => process.exit(0))
   const { CoatcheckStore } = require(path.join(__dirname, '..', '..'))
   const store = new CoatcheckStore({ redisUrl: process.env.COATCHECK_REDIS_URL || undefined })
   const secret = 'cluster test secret, long enough for fastify'
