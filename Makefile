@@ -26,9 +26,10 @@ test-core: redis-deps
 	$(CARGO) test -p coatcheck
 	$(CARGO) test -p coatcheck --release --test concurrency --test memory_return
 
-## redis-deps: Debian's redis-server and redis-cli, which the shared-tier tests start and drive
+## redis-deps: Debian's redis-server and redis-cli, which the shared-tier tests start and drive,
+## and iproute2 for the test that makes hosts out of network namespaces
 redis-deps:
-	$(call c_apt_install,redis-server)
+	$(call c_apt_install,redis-server iproute2)
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p coatcheck --no-deps

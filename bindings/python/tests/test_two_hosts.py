@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,8 +15,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 APPS = Path(__file__).parent / "apps"
 CYCLES = int(os.environ.get("COATCHECK_TWO_HOST_CYCLES", "300"))
@@ -111,7 +108,6 @@ def call(host: str, method: str, path: str, cookie: str | None) -> tuple[int, st
         connection.close()
 
 
-@pytest.mark.skipif(shutil.which("ip") is None, reason="iproute2 is missing")
 def test_two_hosts_share_sessions_through_redis_on_a_third() -> None:
     tag = str(os.getpid() % 10000)
     with network(tag) as net:
