@@ -127,6 +127,23 @@ class CoatcheckContender(Contender):
         self.destroy = self.store.destroy  # type: ignore[method-assign]
 
 
+class CoatcheckRedisContender(CoatcheckContender):
+    """The same store shared through Redis (`redis_url`): reads from the near cache, writes
+    through to the redis-server the other contenders use."""
+
+    name = "coatcheck.Store + Redis"
+
+    def __init__(self, port: int) -> None:
+        from coatcheck import Store
+
+        self.store = Store("bench secret", idle_timeout=TTL, redis_url=f"redis://127.0.0.1:{port}/0")
+        self.create = self.store.create  # type: ignore[method-assign]
+        self.get = self.store.get  # type: ignore[method-assign]
+        self.set = self.store.set  # type: ignore[method-assign]
+        self.touch = self.store.touch  # type: ignore[method-assign]
+        self.destroy = self.store.destroy  # type: ignore[method-assign]
+
+
 class PickledDict(Contender):
     """A dict of `(expires, pickle.dumps(value))`: what an in-process store in Python does."""
 
@@ -456,6 +473,7 @@ def main() -> None:
         for size in (200, 2048) if "ops" in sections else ():  # 1. operations
             contenders: list[tuple[Contender, int]] = [
                 (CoatcheckContender(), n_local),
+                (CoatcheckRedisContender(redis_port), n_remote),
                 (PickledDict(), n_local),
                 (CachelibSimple(), n_local),
                 (FlaskSessionRedis(redis_port), n_remote),
@@ -472,6 +490,14 @@ def main() -> None:
                 rows.append(cells)
             report.append(f"### Operations per second, {size} B values (one thread)\n\n"
                           + table(["contender", "get", "set", "touch", "destroy"], rows))  # fmt: skip
+            print(report[-1] + "\n", flush=True)
+            shared = results["coatcheck.Store + Redis"]
+            rows = [
+                [name] + [f"{shared[op] / results[name][op]:.1f}x" for op in ("get", "set", "touch", "destroy")]
+                for name in ("redis-py", "Flask-Session (redis)")
+            ]
+            report.append(f"### coatcheck.Store + Redis against the Redis clients, {size} B values\n\n"
+                          + table(["against", "get", "set", "touch", "destroy"], rows))  # fmt: skip
             print(report[-1] + "\n", flush=True)
 
         # 2. memory

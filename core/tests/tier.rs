@@ -15,6 +15,9 @@ fn config(redis: &RedisServer) -> Config {
     config.secrets = vec![b"tier test secret".to_vec()];
     config.redis_url = Some(redis.url());
     config.idle_timeout = Duration::from_secs(600);
+    // Generous: these tests check behaviour, and run under AddressSanitizer on a shared 2-core
+    // machine too. The tests about waiting set the 50 ms default back.
+    config.redis_timeout = Duration::from_secs(1);
     config
 }
 
@@ -195,7 +198,12 @@ fn reads_slide_the_redis_ttl_in_batches_not_one_command_per_read() {
         "{} touches for {reads} reads: {tier:?}",
         tier.touches_sent
     );
-    assert!(tier.near_hits + 10 >= reads, "{tier:?}");
+    // Almost every read is answered in-process: a read goes to Redis only after this store's
+    // own touch (Redis 7.0 reports it back) and before that copy is confirmed again.
+    assert!(
+        tier.near_hits * 100 >= reads * 99,
+        "{reads} reads: {tier:?}"
+    );
     assert_eq!(b.get(&id).unwrap().as_deref(), Some(&b"busy"[..]));
 }
 
@@ -227,7 +235,9 @@ fn a_write_is_seen_by_the_other_store_within_a_millisecond_on_loopback() {
 fn with_redis_killed_calls_never_wait_past_the_timeout_and_a_restarted_redis_gets_its_sessions_back()
  {
     let mut redis = RedisServer::start();
-    let (a, b) = (store(&redis), store(&redis));
+    let mut fast = config(&redis);
+    fast.redis_timeout = Duration::from_millis(50);
+    let (a, b) = (Store::new(fast.clone()).unwrap(), store(&redis));
     let ids: Vec<String> = (0..50)
         .map(|n| a.create(format!("s{n}").as_bytes(), None).unwrap())
         .collect();
@@ -275,6 +285,7 @@ fn with_the_fail_policy_a_dead_redis_is_a_typed_error_within_the_timeout() {
     let mut redis = RedisServer::start();
     let mut config = config(&redis);
     config.redis_when_down = WhenRedisDown::Fail;
+    config.redis_timeout = Duration::from_millis(50);
     let a = Store::new(config).unwrap();
     let id = a.create(b"x", None).unwrap();
     redis.kill();

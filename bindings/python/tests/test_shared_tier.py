@@ -26,6 +26,8 @@ CYCLES = int(os.environ.get("COATCHECK_MULTIWORKER_CYCLES", "2000"))
 
 
 def shared_store(redis: RedisServer, **kwargs: object) -> coatcheck.Store:
+    # Generous unless a test is about waiting: the tests check behaviour on a busy machine.
+    kwargs.setdefault("redis_timeout", 1.0)
     return coatcheck.Store("s3cret", idle_timeout=3600, redis_url=redis.url, **kwargs)  # type: ignore[arg-type]
 
 

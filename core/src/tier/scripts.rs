@@ -141,6 +141,8 @@ pub(crate) static SET_OWNER: LazyLock<Script> = LazyLock::new(|| {
         r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local old = redis.call('HGET', KEYS[1], 'o')
+-- Unchanged: write nothing, so no process is told to distrust its copy.
+if (old or '') == ARGV[3] then return 1 end
 if old then redis.call('HDEL', owner_key(ARGV[1], old), ARGV[2]) end
 if ARGV[3] == '' then
   redis.call('HDEL', KEYS[1], 'o')

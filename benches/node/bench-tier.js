@@ -1,0 +1,115 @@
+'use strict'
+
+// The shared tier at store level (issue 10): get, set and touch of CoatcheckStore on Redis
+// (`redisUrl`) against connect-redis on the same redis-server, in the same run, one call at a
+// time and 64 in flight, 200 B sessions. Gets read sessions this process wrote earlier (the
+// near cache's steady state: every request reads its session). Also counts the commands Redis
+// ran per operation (INFO commandstats before and after each cell), which is what another
+// process's load on Redis is made of.
+//
+// Run: `make bench-node` (all Node benchmarks) or `node bench-tier.js` in benches/node.
+
+const net = require('node:net')
+const { startRedis, makeStore, call, sessionOf } = require('./common')
+const { CoatcheckStore } = require('coatcheck')
+
+const N = Number(process.env.OPS ?? 20_000)
+const ROUNDS = Number(process.env.ROUNDS ?? 3)
+const OPS = ['get', 'set', 'touch']
+
+// Total commands Redis has run, from INFO commandstats.
+function commandsRun(port) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => socket.write('INFO commandstats\r\n'))
+    let text = ''
+    socket.on('data', (chunk) => {
+      text += chunk
+      const header = text.match(/^\$(\d+)\r\n/)
+      if (header && text.length >= header[0].length + Number(header[1])) {
+        socket.end()
+        let calls = 0
+        for (const m of text.matchAll(/calls=(\d+)/g)) calls += Number(m[1])
+        resolve(calls)
+      }
+    })
+    socket.on('error', reject)
+  })
+}
+
+async function cell(store, op, inFlight, port) {
+  const sess = sessionOf(200)
+  const ids = Array.from({ length: N }, (_, i) => `tier-${op}-${inFlight}-${i}`)
+  for (const id of ids) await call((cb) => store.set(id, sess, cb))
+  if (op === 'get') for (const id of ids) await call((cb) => store.get(id, cb)) // steady state
+  const run = (id) => {
+    switch (op) {
+      case 'get':
+        return call((cb) => store.get(id, cb))
+      case 'set':
+        return call((cb) => store.set(id, sess, cb))
+      case 'touch':
+        return call((cb) => store.touch(id, sess, cb))
+    }
+  }
+  const before = await commandsRun(port)
+  const start = process.hrtime.bigint()
+  if (inFlight === 1) {
+    for (const id of ids) await run(id)
+  } else {
+    let next = 0
+    const worker = async () => {
+      while (next < ids.length) await run(ids[next++])
+    }
+    await Promise.all(Array.from({ length: inFlight }, worker))
+  }
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9
+  const commands = (await commandsRun(port)) - before - 1 // minus this INFO
+  for (const id of ids) await call((cb) => store.destroy(id, cb))
+  return { opsPerSecond: N / seconds, commandsPerOp: commands / N }
+}
+
+async function main() {
+  const redis = await startRedis()
+  try {
+    const url = `redis://127.0.0.1:${redis.port}/0`
+    const stores = {
+      'coatcheck+Redis': { store: new CoatcheckStore({ redisUrl: url }), close: async () => {} },
+      'connect-redis': await makeStore('connect-redis', { redisPort: redis.port }),
+    }
+    console.log(`store ops/s on one redis-server, ${N} ops per cell, median of ${ROUNDS} rounds (rounds alternate the stores)`)
+    const results = {}
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [name, { store }] of Object.entries(stores)) {
+        for (const op of OPS) {
+          for (const inFlight of [1, 64]) {
+            const key = `${op} x${inFlight}`
+            const r = await cell(store, op, inFlight, redis.port)
+            ;((results[key] ??= {})[name] ??= []).push(r)
+          }
+        }
+      }
+    }
+    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+    console.log(['workload'.padEnd(12), 'coatcheck+Redis'.padStart(16), 'connect-redis'.padStart(14), 'ratio'.padStart(7), 'cmds/op ours'.padStart(13), 'cmds/op theirs'.padStart(15)].join(' '))
+    for (const [key, row] of Object.entries(results)) {
+      const ours = median(row['coatcheck+Redis'].map((r) => r.opsPerSecond))
+      const theirs = median(row['connect-redis'].map((r) => r.opsPerSecond))
+      const oursCmds = median(row['coatcheck+Redis'].map((r) => r.commandsPerOp))
+      const theirsCmds = median(row['connect-redis'].map((r) => r.commandsPerOp))
+      console.log(
+        [key.padEnd(12), Math.round(ours).toLocaleString('en').padStart(16), Math.round(theirs).toLocaleString('en').padStart(14), `${(ours / theirs).toFixed(1)}x`.padStart(7), oursCmds.toFixed(2).padStart(13), theirsCmds.toFixed(2).padStart(15)].join(' '),
+      )
+    }
+    const tier = stores['coatcheck+Redis'].store.stats().tier
+    console.log('coatcheck tier counters:', JSON.stringify(tier))
+    for (const { close } of Object.values(stores)) await close()
+  } finally {
+    await redis.stop()
+  }
+  process.exit(0)
+}
+
+main().catch((error) => {
+  console.error(error)
+  process.exit(1)
+})
