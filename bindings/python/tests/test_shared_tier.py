@@ -138,15 +138,19 @@ def serving(command: list[str], env: dict[str, str], port: int) -> Iterator[None
         return log.read().decode(errors="replace")[-4000:]
 
     try:
+        # Ready when every worker answers and (on Redis) has its link up: a worker still
+        # connecting serves from its own table, as `redis_when_down="serve_local"` says.
         deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError):
-                status, _, _ = request(port, "GET", "/read")
-                if status == 200:
-                    break
+        ready: set[int] = set()
+        while len(ready) < 4:
+            with contextlib.suppress(OSError, ValueError):
+                status, _, body = request(port, "GET", "/read")
+                seen = json.loads(body) if status == 200 else {}
+                if seen.get("connected") == 1:
+                    ready.add(seen["pid"])
             assert process.poll() is None, output()
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.05)
+            assert time.monotonic() < deadline, f"workers ready: {len(ready)} of 4"
+            time.sleep(0.02)
         yield
     finally:
         os.killpg(process.pid, signal.SIGTERM)

@@ -28,6 +28,12 @@ if (cluster.isPrimary) {
   process.on('disconnect', () => process.exit(0))
   const { CoatcheckStore } = require(path.join(__dirname, '..', '..'))
   const store = new CoatcheckStore({ redisUrl: process.env.COATCHECK_REDIS_URL || undefined })
+  // Report ready once the link to Redis is up (a worker still connecting serves from its own
+  // table, as redisWhenDown 'serveLocal' says).
+  const whenConnected = (then) => {
+    if (!store.shared || store.stats().tier.connected) return then()
+    setTimeout(() => whenConnected(then), 10)
+  }
   const secret = 'cluster test secret, long enough for fastify'
   const routes = {
     login: (session, query, regenerate, done) =>
@@ -56,7 +62,7 @@ if (cluster.isPrimary) {
       )
     }
     app.post('/logout', (req, res, next) => req.session.destroy((err) => (err ? next(err) : res.send('ok'))))
-    app.listen(Number(port), '127.0.0.1', () => process.send('listening'))
+    app.listen(Number(port), '127.0.0.1', () => whenConnected(() => process.send('listening')))
   } else {
     const fastify = require('fastify')()
     fastify.register(require('@fastify/cookie'))
@@ -77,6 +83,6 @@ if (cluster.isPrimary) {
       await req.session.destroy()
       return 'ok'
     })
-    fastify.listen({ port: Number(port), host: '127.0.0.1' }).then(() => process.send('listening'))
+    fastify.listen({ port: Number(port), host: '127.0.0.1' }).then(() => whenConnected(() => process.send('listening')))
   }
 }

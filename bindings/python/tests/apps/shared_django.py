@@ -36,9 +36,11 @@ def write(request: HttpRequest) -> HttpResponse:
 
 
 def read(request: HttpRequest) -> JsonResponse:
+    from coatcheck.django import get_store
+
     return JsonResponse(
         {"user": request.session.get("user"), "items": request.session.get("items", []),
-         "pid": os.getpid()}
+         "pid": os.getpid(), "connected": get_store().stats().get("tier_connected", 1)}
     )
 
 

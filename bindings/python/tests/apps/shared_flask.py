@@ -10,7 +10,7 @@ import coatcheck.flask
 app = Flask(__name__)
 app.secret_key = "multi-worker test secret"
 app.config["COATCHECK_REDIS_URL"] = os.environ.get("COATCHECK_REDIS_URL") or None
-coatcheck.flask.CoatcheckSession(app)
+sessions = coatcheck.flask.CoatcheckSession(app)
 
 
 @app.post("/login")
@@ -30,7 +30,10 @@ def write() -> str:
 
 @app.get("/read")
 def read():  # type: ignore[no-untyped-def]
-    return jsonify(user=session.get("user"), items=session.get("items", []), pid=os.getpid())
+    assert sessions.store is not None
+    connected = sessions.store.stats().get("tier_connected", 1)
+    return jsonify(user=session.get("user"), items=session.get("items", []), pid=os.getpid(),
+                   connected=connected)
 
 
 @app.post("/logout")

@@ -27,7 +27,7 @@ async def write(request: Request) -> PlainTextResponse:
 async def read(request: Request) -> JSONResponse:
     return JSONResponse(
         {"user": request.session.get("user"), "items": request.session.get("items", []),
-         "pid": os.getpid()}
+         "pid": os.getpid(), "connected": store.stats().get("tier_connected", 1)}
     )
 
 
