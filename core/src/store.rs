@@ -691,7 +691,10 @@ impl Store {
 
     /// Current size and counters.
     pub fn stats(&self) -> Stats {
-        let s = &*self.inner;
+        // Through the gate like every call: in a forked child this starts the child's own
+        // Redis link, so `tier.connected` speaks of this process.
+        let entered = self.inner();
+        let s = &*entered;
         let mut stats = Stats {
             tier: s.tier.as_ref().map(crate::tier::Tier::stats),
             sessions: s.sessions.load(Relaxed),
