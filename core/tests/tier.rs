@@ -58,6 +58,51 @@ fn a_session_created_in_one_store_is_read_updated_and_destroyed_from_another() {
 }
 
 #[test]
+fn once_a_destroy_returns_the_other_store_no_longer_serves_its_copy() {
+    // What a logout answered by one worker and the next request landing on another look
+    // like: no waiting in between, and the other store's link busy with its own traffic.
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis), store(&redis));
+    let own = b.create(b"0", None).unwrap();
+    let near_hits = || b.stats().tier.unwrap().near_hits;
+    let mut served_after_destroy = 0;
+    for i in 0..300 {
+        let id = a.create(b"{\"user\":1}", None).unwrap();
+        eventually("B serves the session from its own copy", || {
+            let before = near_hits();
+            b.get(&id).unwrap().is_some() && near_hits() > before
+        });
+        if i % 2 == 0 {
+            // B's own write: Redis reports it back to B, whose link then confirms its copy.
+            b.set(&own, i.to_string().as_bytes(), None).unwrap();
+        }
+        assert!(a.destroy(&id).unwrap());
+        served_after_destroy += usize::from(b.get(&id).unwrap().is_some());
+    }
+    assert_eq!(served_after_destroy, 0);
+}
+
+#[test]
+fn a_unix_socket_url_shares_sessions_like_tcp() {
+    let redis = RedisServer::start();
+    let mut config = config(&redis);
+    config.redis_url = Some(redis.unix_url());
+    let (a, b) = (
+        Store::new(config.clone()).unwrap(),
+        Store::new(config).unwrap(),
+    );
+    assert!(a.stats().tier.unwrap().connected);
+    let id = a.create(b"{\"user\":1}", None).unwrap();
+    assert_eq!(b.get(&id).unwrap().as_deref(), Some(&b"{\"user\":1}"[..]));
+    assert!(a.destroy(&id).unwrap());
+    assert_eq!(b.get(&id).unwrap(), None);
+    // And over TCP the same sessions are seen: one Redis, two ways in.
+    let c = store(&redis);
+    let id = a.create(b"2", None).unwrap();
+    assert_eq!(c.get(&id).unwrap().as_deref(), Some(&b"2"[..]));
+}
+
+#[test]
 fn versions_are_checked_in_redis_so_concurrent_writers_in_two_stores_conflict() {
     let redis = RedisServer::start();
     let (a, b) = (store(&redis), store(&redis));

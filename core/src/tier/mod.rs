@@ -33,6 +33,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{
     AsyncConnectionConfig, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value,
 };
+use watched::Counted;
 
 pub(crate) use keys::{KeyHash, Keys};
 
@@ -277,7 +278,7 @@ struct Shared {
 struct Runtime {
     handle: tokio::runtime::Handle,
     /// The connection while the link is up.
-    connection: Mutex<Option<MultiplexedConnection>>,
+    connection: Mutex<Option<Counted>>,
     wake: tokio::sync::Notify,
     closing: AtomicBool,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -725,7 +726,7 @@ impl Tier {
     /// Runs `job` on the link thread and waits for it at most `redis_timeout`.
     fn run<T: Send + 'static>(
         &self,
-        job: impl FnOnce(MultiplexedConnection) -> Job<T> + Send + 'static,
+        job: impl FnOnce(Counted) -> Job<T> + Send + 'static,
     ) -> Result<T> {
         self.run_for(self.shared.settings.timeout, job)
     }
@@ -733,7 +734,7 @@ impl Tier {
     fn run_for<T: Send + 'static>(
         &self,
         timeout: Duration,
-        job: impl FnOnce(MultiplexedConnection) -> Job<T> + Send + 'static,
+        job: impl FnOnce(Counted) -> Job<T> + Send + 'static,
     ) -> Result<T> {
         let shared = &self.shared;
         let runtime = shared.runtime()?;
@@ -862,7 +863,7 @@ impl Shared {
         runtime.wake.notify_one();
     }
 
-    fn link_up(&self, runtime: &Runtime, connection: MultiplexedConnection) -> u64 {
+    fn link_up(&self, runtime: &Runtime, connection: Counted) -> u64 {
         *runtime.connection.lock() = Some(connection);
         self.timeouts_in_a_row.store(0, SeqCst);
         let since = self.down_since.swap(u64::MAX, SeqCst);
@@ -945,10 +946,7 @@ async fn supervise(shared: Weak<Shared>, runtime: Arc<Runtime>) {
 
 /// Connects, sets up the connection and enables tracking, all within `CONNECT_TIMEOUT`: a
 /// server that accepts and then says nothing must not stall the link thread.
-async fn connect(
-    tier: &Shared,
-    weak: &Weak<Shared>,
-) -> redis::RedisResult<(MultiplexedConnection, u64)> {
+async fn connect(tier: &Shared, weak: &Weak<Shared>) -> redis::RedisResult<(Counted, u64)> {
     match tokio::time::timeout(CONNECT_TIMEOUT, connect_untimed(tier, weak)).await {
         Ok(connected) => connected,
         Err(_) => Err(std::io::Error::new(
@@ -959,10 +957,7 @@ async fn connect(
     }
 }
 
-async fn connect_untimed(
-    tier: &Shared,
-    weak: &Weak<Shared>,
-) -> redis::RedisResult<(MultiplexedConnection, u64)> {
+async fn connect_untimed(tier: &Shared, weak: &Weak<Shared>) -> redis::RedisResult<(Counted, u64)> {
     let pushes = weak.clone();
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
@@ -973,28 +968,21 @@ async fn connect_untimed(
             }
             Ok::<(), ()>(())
         });
+    // Our own socket, so request threads can see its unread input (see `watched`).
     let mut connection = match tier.settings.connection.addr() {
-        // Our own socket, so request threads can see its unread input (see `watched`).
         redis::ConnectionAddr::Tcp(host, port) => {
-            let stream = tokio::time::timeout(
-                CONNECT_TIMEOUT,
-                tokio::net::TcpStream::connect((host.as_str(), *port)),
-            )
-            .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-            })??;
+            let stream =
+                within_connect_timeout(tokio::net::TcpStream::connect((host.as_str(), *port)))
+                    .await?;
             stream.set_nodelay(true)?;
             let fd = socket_fd(&stream);
-            let (connection, driver) = MultiplexedConnection::new_with_config(
-                tier.settings.connection.redis_settings(),
-                watched::Watched::new(stream, tier.input.clone()),
-                config,
-            )
-            .await?;
-            tokio::spawn(driver);
-            tier.input.attach(fd);
-            connection
+            over_watched(tier, stream, fd, config).await?
+        }
+        #[cfg(unix)]
+        redis::ConnectionAddr::Unix(path) => {
+            let stream = within_connect_timeout(tokio::net::UnixStream::connect(path)).await?;
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+            over_watched(tier, stream, fd, config).await?
         }
         _ => {
             let client = redis::Client::open(tier.settings.connection.clone())?;
@@ -1026,7 +1014,36 @@ async fn connect_untimed(
         .query_async::<Option<u64>>(&mut connection)
         .await?
         .unwrap_or(fresh);
-    Ok((connection, epoch))
+    Ok((Counted::new(connection, tier.input.clone()), epoch))
+}
+
+async fn within_connect_timeout<T>(
+    connecting: impl Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
+}
+
+/// The Redis connection over `stream`, whose reads report to the link's input state.
+async fn over_watched<S>(
+    tier: &Shared,
+    stream: S,
+    fd: i32,
+    config: AsyncConnectionConfig,
+) -> redis::RedisResult<MultiplexedConnection>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (connection, driver) = MultiplexedConnection::new_with_config(
+        tier.settings.connection.redis_settings(),
+        watched::Watched::new(stream, tier.input.clone()),
+        config,
+    )
+    .await?;
+    tokio::spawn(driver);
+    tier.input.attach(fd);
+    Ok(connection)
 }
 
 #[cfg(unix)]
@@ -1088,7 +1105,7 @@ impl Shared {
 
 /// While the link is up: a heartbeat, and the touch flusher. Returns when the link is lost or
 /// the store is closing.
-async fn serve(shared: &Weak<Shared>, runtime: &Runtime, mut connection: MultiplexedConnection) {
+async fn serve(shared: &Weak<Shared>, runtime: &Runtime, mut connection: Counted) {
     let mut last_ping = Instant::now();
     loop {
         let _ = tokio::time::timeout(TOUCH_FLUSH_INTERVAL, runtime.wake.notified()).await;
@@ -1125,7 +1142,7 @@ async fn serve(shared: &Weak<Shared>, runtime: &Runtime, mut connection: Multipl
 /// Asks Redis whether each suspect copy is still current (one LOAD with the copy's version,
 /// all at once on the multiplexed connection) and trusts again those that are. This is what
 /// keeps a process's own writes cached: Redis 7.0 invalidates them too.
-async fn revalidate(tier: &Shared, connection: &MultiplexedConnection) {
+async fn revalidate(tier: &Shared, connection: &Counted) {
     let suspects = {
         let _pass = fork::enter();
         std::mem::take(&mut *tier.suspects.lock())
@@ -1163,7 +1180,7 @@ async fn revalidate(tier: &Shared, connection: &MultiplexedConnection) {
 }
 
 /// Sends the queued touches; false if the link failed.
-async fn flush_touches(tier: &Shared, connection: &mut MultiplexedConnection) -> bool {
+async fn flush_touches(tier: &Shared, connection: &mut Counted) -> bool {
     let batch: Vec<(KeyHash, u64)> = {
         let _pass = fork::enter();
         let mut touches = tier.touches.lock();

@@ -1,21 +1,25 @@
 //! Knowing whether the link has input not yet handled, so a local read does not answer from a
 //! copy whose invalidation is already on its way in.
 //!
-//! Redis hands an invalidation to the other processes' sockets in the same pass in which it
-//! answers the write (BCAST invalidations are flushed with the replies). By the time a client
-//! acts on that answer and its next request reaches another process, the invalidation is in
-//! that process's socket, or in its link thread's buffer, or already applied. The first two are
-//! what this module sees: the socket's unread bytes (`FIONREAD`), and whether the reader has
-//! finished with what it last read. A reader that read bytes is busy until it asks the socket
-//! for more and finds none: the framed decoder asks for more only once every complete frame in
-//! its buffer has been decoded and dispatched, pushes included.
+//! Redis queues an invalidation for the other processes in the same pass in which it answers
+//! the write (BCAST invalidations are flushed with the replies), then writes its clients'
+//! output one client after another. By the time a client acts on that answer and its next
+//! request reaches another process, the invalidation is in that process's socket, or in its
+//! link thread's hands, or already applied, unless it was queued behind a reply to one of
+//! that process's own commands, which is then still unanswered. This module sees all three:
+//! the socket's unread bytes (`FIONREAD`), whether the reader has finished with what it last
+//! read (busy from before a read until it asks the socket for more and finds none; the framed
+//! decoder asks for more only once every complete frame in its buffer has been decoded and
+//! dispatched, pushes included), and the commands in flight ([`Counted`]).
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering::SeqCst};
 use std::task::{Context, Poll};
 
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::{Cmd, Pipeline, RedisFuture, Value};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The link's input state, read by request threads.
@@ -24,6 +28,8 @@ pub(crate) struct Input {
     busy: AtomicBool,
     /// The socket while the link is up, else -1.
     fd: AtomicI32,
+    /// Commands sent and not yet answered (see [`Counted`]).
+    in_flight: AtomicU32,
 }
 
 impl Input {
@@ -31,6 +37,7 @@ impl Input {
         Self {
             busy: AtomicBool::new(false),
             fd: AtomicI32::new(-1),
+            in_flight: AtomicU32::new(0),
         }
     }
 
@@ -45,8 +52,21 @@ impl Input {
     }
 
     /// Whether everything the link has received so far has been handled.
+    ///
+    /// The socket is asked first: bytes it no longer holds were taken by a read that marked
+    /// the reader busy before it started, and the reader stays busy until it has dispatched
+    /// them. Asking in the other order, or marking busy only after the read, leaves a moment
+    /// in which the bytes are in neither place and a stale copy is served.
+    ///
+    /// And no command is waiting for its reply: Redis writes to its clients one after
+    /// another, so the answer to another process's write can leave before the invalidation
+    /// queued for this process in the same pass, when that invalidation waits in this
+    /// process's output buffer behind a reply to one of its commands. That reply is still
+    /// outstanding until it arrives together with the invalidation.
     pub(crate) fn handled(&self) -> bool {
-        !self.busy.load(SeqCst) && unread_bytes(self.fd.load(SeqCst)) == 0
+        self.in_flight.load(SeqCst) == 0
+            && unread_bytes(self.fd.load(SeqCst)) == 0
+            && !self.busy.load(SeqCst)
     }
 }
 
@@ -87,14 +107,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let before = buf.filled().len();
+        // Busy from before the bytes leave the socket (see `Input::handled`) until a read
+        // finds nothing left, which the decoder asks for only once it has dispatched every
+        // complete frame it holds.
+        this.input.busy.store(true, SeqCst);
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        match &polled {
-            Poll::Ready(Ok(())) if buf.filled().len() > before => {
-                this.input.busy.store(true, SeqCst)
-            }
-            Poll::Pending => this.input.busy.store(false, SeqCst),
-            _ => {}
+        if polled.is_pending() {
+            this.input.busy.store(false, SeqCst);
         }
         polled
     }
@@ -115,5 +134,66 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// The link's connection, counting the commands sent on it that are not yet answered.
+///
+/// A command counts until the task that awaited it runs again, which on the link's
+/// single-threaded runtime is after the connection's reader has dispatched everything that
+/// came with the reply, invalidations included.
+#[derive(Clone)]
+pub(crate) struct Counted {
+    inner: MultiplexedConnection,
+    input: Arc<Input>,
+}
+
+impl Counted {
+    pub(crate) fn new(inner: MultiplexedConnection, input: Arc<Input>) -> Self {
+        Self { inner, input }
+    }
+}
+
+/// One command in flight, for as long as it lives (a timed-out command stops counting when
+/// its caller gives up: the link is then on its way to being declared lost).
+struct InFlight<'a>(&'a AtomicU32);
+
+impl<'a> InFlight<'a> {
+    fn start(count: &'a AtomicU32) -> Self {
+        count.fetch_add(1, SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
+    }
+}
+
+impl ConnectionLike for Counted {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let _counted = InFlight::start(&self.input.in_flight);
+            self.inner.req_packed_command(cmd).await
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let _counted = InFlight::start(&self.input.in_flight);
+            self.inner
+                .req_packed_commands(pipeline, offset, count)
+                .await
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.inner.get_db()
     }
 }

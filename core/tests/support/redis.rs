@@ -32,11 +32,24 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// The same server over its Unix socket.
+    pub fn unix_url(&self) -> String {
+        format!("redis+unix://{}?db=0", self.socket_path())
+    }
+
+    fn socket_path(&self) -> String {
+        std::env::temp_dir()
+            .join(format!("coatcheck-test-redis-{}.sock", self.port))
+            .display()
+            .to_string()
+    }
+
     /// Starts the server (again) on the same port.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--unixsocket", &self.socket_path(), "--unixsocketperm", "700"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -74,5 +87,6 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_file(self.socket_path());
     }
 }
