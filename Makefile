@@ -27,9 +27,10 @@ test-core: redis-deps
 	$(CARGO) test -p coatcheck --release --test concurrency --test memory_return
 
 ## redis-deps: Debian's redis-server and redis-cli, which the shared-tier tests start and drive,
-## and iproute2 for the test that makes hosts out of network namespaces
+## iproute2 for the test that makes hosts out of network namespaces, and ca-certificates (a
+## system CA store, which the rediss:// test checks an untrusted server against)
 redis-deps:
-	$(call c_apt_install,redis-server iproute2)
+	$(call c_apt_install,redis-server iproute2 ca-certificates)
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p coatcheck --no-deps

@@ -183,7 +183,9 @@ typedef struct coatcheck_config {
   // use when a budget makes the store evict.
   bool slide_on_read;
   // Share sessions with every process and host on one Redis (or Valkey) server: a
-  // NUL-terminated UTF-8 URL, `redis://[user:password@]host:port[/db]`. Writes go to Redis
+  // NUL-terminated UTF-8 URL, `redis://[user:password@]host[:port][/db]`, `rediss://…` for
+  // TLS (checked against the system's CA store, which `SSL_CERT_FILE` replaces; `#insecure`
+  // at the end skips the check) or `redis+unix:///path/to/socket`. Writes go to Redis
   // before they return; the local table becomes a near cache that Redis invalidates, so
   // reads stay in-process. NULL (the default): sessions live in this process only.
   const char *redis_url;
@@ -309,7 +311,7 @@ const char *coatcheck_status_name(uint32_t status);
 // Returns `COATCHECK_STATUS_INVALID_CONFIG` for an out-of-range setting (zero idle timeout,
 // shards not a power of two, sweep interval under 1 ms, an empty secret, an unknown eviction
 // or `redis_when_down` value, a `redis_url` or `redis_key_prefix` that is not UTF-8, a
-// `redis_url` that is not a `redis://` URL, a bad key prefix, a Redis timeout over 60 s).
+// `redis_url` that is not a Redis URL, a bad key prefix, a Redis timeout over 60 s).
 //
 // With a `redis_url` this starts the store's Redis link thread and waits up to a second for
 // the first connection. A store whose Redis is down still starts, and follows

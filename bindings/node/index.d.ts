@@ -75,7 +75,9 @@ export interface CoatcheckStoreOptions {
   /** Seconds between sweeps of expired sessions. Default 1. */
   sweepInterval?: number
   /**
-   * Share sessions with every process and host on one Redis: `redis://[user:password@]host:port[/db]`.
+   * Share sessions with every process and host on one Redis: `redis://[user:password@]host[:port][/db]`,
+   * `rediss://…` for TLS (the certificate checked against the system's CA store, which `SSL_CERT_FILE`
+   * replaces; `#insecure` at the end skips the check), or `redis+unix:///path/to/socket`.
    * Writes reach Redis before they complete; reads are answered in-process from a near cache that
    * Redis invalidates. Calls that need the network run off the main thread. Default: none.
    */

@@ -78,9 +78,12 @@ pub struct Config {
     /// Secrets for signed tokens; the first signs, all verify. Empty: the store does not sign.
     pub secrets: Vec<Vec<u8>>,
     /// Share sessions with every process and host on one Redis (or Valkey) server:
-    /// `redis://[user:password@]host:port[/db]`. Writes go to Redis before they return; the
-    /// local table becomes a near cache that Redis client tracking invalidates, so reads stay
-    /// in-process. Default: none, sessions live in this process only.
+    /// `redis://[user:password@]host[:port][/db]`, `rediss://…` for TLS (the server's
+    /// certificate checked against the system's CA store, which `SSL_CERT_FILE` replaces;
+    /// `rediss://…#insecure` skips the check), or `redis+unix:///path/to/socket[?db=N]`.
+    /// Writes go to Redis before they return; the local table becomes a near cache that Redis
+    /// client tracking invalidates, so reads stay in-process. Default: none, sessions live in
+    /// this process only.
     pub redis_url: Option<String>,
     /// Prefix of every Redis key the store uses. Stores that share sessions use the same one;
     /// it must not be a prefix of another client's tracked prefix. Default: `"coatcheck:"`.

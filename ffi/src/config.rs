@@ -90,7 +90,9 @@ pub struct coatcheck_config {
     /// use when a budget makes the store evict.
     pub slide_on_read: bool,
     /// Share sessions with every process and host on one Redis (or Valkey) server: a
-    /// NUL-terminated UTF-8 URL, `redis://[user:password@]host:port[/db]`. Writes go to Redis
+    /// NUL-terminated UTF-8 URL, `redis://[user:password@]host[:port][/db]`, `rediss://…` for
+    /// TLS (checked against the system's CA store, which `SSL_CERT_FILE` replaces; `#insecure`
+    /// at the end skips the check) or `redis+unix:///path/to/socket`. Writes go to Redis
     /// before they return; the local table becomes a near cache that Redis invalidates, so
     /// reads stay in-process. NULL (the default): sessions live in this process only.
     pub redis_url: *const c_char,

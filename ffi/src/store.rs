@@ -183,7 +183,7 @@ fn found(result: coatcheck::Result<bool>) -> coatcheck_status {
 /// Returns `COATCHECK_STATUS_INVALID_CONFIG` for an out-of-range setting (zero idle timeout,
 /// shards not a power of two, sweep interval under 1 ms, an empty secret, an unknown eviction
 /// or `redis_when_down` value, a `redis_url` or `redis_key_prefix` that is not UTF-8, a
-/// `redis_url` that is not a `redis://` URL, a bad key prefix, a Redis timeout over 60 s).
+/// `redis_url` that is not a Redis URL, a bad key prefix, a Redis timeout over 60 s).
 ///
 /// With a `redis_url` this starts the store's Redis link thread and waits up to a second for
 /// the first connection. A store whose Redis is down still starts, and follows

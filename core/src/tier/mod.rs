@@ -17,6 +17,7 @@
 
 mod keys;
 mod scripts;
+mod tls;
 mod watched;
 
 use std::collections::HashMap;
@@ -62,6 +63,8 @@ pub(crate) const RESYNC_BATCH: usize = 256;
 /// What the tier was configured with.
 pub(crate) struct Settings {
     connection: redis::ConnectionInfo,
+    /// For `rediss://`.
+    tls: Option<tls::Tls>,
     timeout: Duration,
     pub(crate) when_down: WhenRedisDown,
     pub(crate) strict: bool,
@@ -80,11 +83,12 @@ impl Settings {
             .as_str()
             .into_connection_info()
             .map_err(|e| bad(format!("redis_url is not a Redis URL ({e})")))?;
-        if matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
-            return Err(bad(
-                "redis_url: rediss:// (TLS) is not supported by this build yet".into(),
-            ));
-        }
+        let tls = match info.addr() {
+            redis::ConnectionAddr::TcpTls { host, insecure, .. } => {
+                Some(tls::Tls::new(host, *insecure)?)
+            }
+            _ => None,
+        };
         let redis_settings = info
             .redis_settings()
             .clone()
@@ -94,6 +98,7 @@ impl Settings {
         Ok(Some((
             Self {
                 connection,
+                tls,
                 timeout: config.redis_timeout,
                 when_down: config.redis_when_down,
                 strict: config.redis_strict,
@@ -976,6 +981,20 @@ async fn connect_untimed(tier: &Shared, weak: &Weak<Shared>) -> redis::RedisResu
                     .await?;
             stream.set_nodelay(true)?;
             let fd = socket_fd(&stream);
+            over_watched(tier, stream, fd, config).await?
+        }
+        redis::ConnectionAddr::TcpTls { host, port, .. } => {
+            let tcp =
+                within_connect_timeout(tokio::net::TcpStream::connect((host.as_str(), *port)))
+                    .await?;
+            tcp.set_nodelay(true)?;
+            // Unread bytes on the socket are still encrypted: counted all the same.
+            let fd = socket_fd(&tcp);
+            let tls =
+                tier.settings.tls.as_ref().ok_or_else(|| {
+                    std::io::Error::other("rediss:// without a TLS configuration")
+                })?;
+            let stream = tls.connect(tcp).await?;
             over_watched(tier, stream, fd, config).await?
         }
         #[cfg(unix)]

@@ -5,12 +5,50 @@
 #![allow(dead_code)]
 
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    /// A TLS-only server's files.
+    tls: Option<TlsFiles>,
+}
+
+/// A CA made for one test server, and the server's certificate (for 127.0.0.1 and
+/// localhost) and key, in a directory removed with the server.
+pub struct TlsFiles {
+    dir: PathBuf,
+}
+
+impl TlsFiles {
+    fn make(dir: PathBuf) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+        std::fs::create_dir_all(&dir).expect("make the TLS directory");
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "coatcheck test CA");
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut server = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        server
+            .subject_alt_names
+            .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+        let server = server.signed_by(&key, &ca, &ca_key).unwrap();
+        let files = TlsFiles { dir };
+        std::fs::write(files.ca(), ca.pem()).unwrap();
+        std::fs::write(files.dir.join("server.pem"), server.pem()).unwrap();
+        std::fs::write(files.dir.join("server.key"), key.serialize_pem()).unwrap();
+        files
+    }
+
+    /// The CA's certificate (PEM).
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
 }
 
 fn free_port() -> u16 {
@@ -23,9 +61,31 @@ impl RedisServer {
         let mut server = RedisServer {
             port: free_port(),
             child: None,
+            tls: None,
         };
         server.restart();
         server
+    }
+
+    /// A server that speaks only TLS on its port.
+    pub fn start_tls() -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("coatcheck-test-tls-{port}"));
+        let mut server = RedisServer {
+            port,
+            child: None,
+            tls: Some(TlsFiles::make(dir)),
+        };
+        server.restart();
+        server
+    }
+
+    pub fn tls_files(&self) -> &TlsFiles {
+        self.tls.as_ref().expect("a TLS server")
+    }
+
+    pub fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}/0", self.port)
     }
 
     pub fn url(&self) -> String {
@@ -47,8 +107,21 @@ impl RedisServer {
     /// Starts the server (again) on the same port.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let mut command = Command::new("redis-server");
+        match &self.tls {
+            None => command.args(["--port", &self.port.to_string()]),
+            Some(tls) => {
+                let file = |name: &str| tls.dir.join(name).display().to_string();
+                command
+                    .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                    .args(["--tls-cert-file", &file("server.pem")])
+                    .args(["--tls-key-file", &file("server.key")])
+                    .args(["--tls-ca-cert-file", &file("ca.pem")])
+                    .args(["--tls-auth-clients", "no"])
+            }
+        };
+        let child = command
+            .args(["--bind", "127.0.0.1"])
             .args(["--unixsocket", &self.socket_path(), "--unixsocketperm", "700"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .stdout(Stdio::null())
@@ -75,7 +148,11 @@ impl RedisServer {
 
     /// Runs `redis-cli` against the server and returns its output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
+        let mut command = Command::new("redis-cli");
+        if let Some(tls) = &self.tls {
+            command.args(["--tls", "--cacert", &tls.ca().display().to_string()]);
+        }
+        let out = command
             .args(["-p", &self.port.to_string()])
             .args(args)
             .output()
@@ -88,5 +165,8 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_file(self.socket_path());
+        if let Some(tls) = &self.tls {
+            let _ = std::fs::remove_dir_all(&tls.dir);
+        }
     }
 }
