@@ -191,7 +191,7 @@ function unwrap(pending) {
 
 // The native calls the Store methods make. In a store of this process they are synchronous
 // (in-process, well under a microsecond). On Redis every call that may need the network runs
-// in the libuv thread pool; a read that a trusted local copy answers stays synchronous.
+// on the addon's own waiting threads; a read that a trusted local copy answers stays synchronous.
 function localCalls(n) {
   return {
     getText: (sid) => n.getText(sid),

@@ -13,7 +13,7 @@ export declare class NativeStore {
   constructor(options?: NativeOptions | undefined | null)
   /**
    * Whether sessions are shared through Redis: then use the `…Async` methods, which wait
-   * on the network in the libuv thread pool, never on the main thread.
+   * on the network on the addon's waiting threads, never on the main thread.
    */
   get shared(): boolean
   /** `getText` when it needs no network (a verified local copy); `null`: ask `getTextAsync`. */
@@ -65,7 +65,7 @@ export interface NativeEntry {
 
 /**
  * A core error as an async call's result: `index.js` turns it into an `Error` with `code`
- * (an async task's own rejection could carry only napi's status, not the core's code).
+ * (a rejection from native code could carry only napi's status, not the core's code).
  */
 export interface NativeFailure {
   code: string

@@ -221,22 +221,36 @@ fn an_expired_session_is_not_served_even_before_redis_announces_it() {
     assert_eq!(b.peek(&id).unwrap(), None);
 }
 
-#[test]
-fn reads_slide_the_redis_ttl_in_batches_not_one_command_per_read() {
-    let redis = RedisServer::start();
-    let mut config = config(&redis);
+/// Two stores with a 4 s idle timeout, and a session made by the first.
+fn two_stores_with_a_4s_session(redis: &RedisServer) -> (Store, Store, String) {
+    let mut config = config(redis);
     config.idle_timeout = Duration::from_secs(4);
     let a = Store::new(config.clone()).unwrap();
     let b = Store::new(config).unwrap();
     let id = a.create(b"busy", None).unwrap();
-    // Reads in A for 6 s, longer than the idle timeout: Redis must not expire the session.
+    (a, b, id)
+}
+
+/// Calls `f` with a count every 200 µs for 6 s; how many calls.
+fn for_six_seconds(mut f: impl FnMut(u64)) -> u64 {
     let start = Instant::now();
-    let mut reads = 0u64;
+    let mut calls = 0u64;
     while start.elapsed() < Duration::from_secs(6) {
-        assert!(a.get(&id).unwrap().is_some(), "expired while in use");
-        reads += 1;
+        f(calls);
+        calls += 1;
         std::thread::sleep(Duration::from_micros(200));
     }
+    calls
+}
+
+#[test]
+fn reads_slide_the_redis_ttl_in_batches_not_one_command_per_read() {
+    let redis = RedisServer::start();
+    let (a, b, id) = two_stores_with_a_4s_session(&redis);
+    // Reads in A for 6 s, longer than the idle timeout: Redis must not expire the session.
+    let reads = for_six_seconds(|_| {
+        assert!(a.get(&id).unwrap().is_some(), "expired while in use");
+    });
     let tier = a.stats().tier.unwrap();
     assert!(
         tier.touches_sent <= 8,
@@ -248,6 +262,28 @@ fn reads_slide_the_redis_ttl_in_batches_not_one_command_per_read() {
     assert!(
         tier.near_hits * 100 >= reads * 99,
         "{reads} reads: {tier:?}"
+    );
+    assert_eq!(b.get(&id).unwrap().as_deref(), Some(&b"busy"[..]));
+}
+
+#[test]
+fn touches_that_restate_the_timeout_move_the_redis_ttl_in_batches_too() {
+    // What express-session does on every request: touch with the cookie's remaining lifetime,
+    // a few milliseconds different each time.
+    let redis = RedisServer::start();
+    let (a, b, id) = two_stores_with_a_4s_session(&redis);
+    let touches = for_six_seconds(|n| {
+        let remaining = Duration::from_secs(4) - Duration::from_millis(n % 7);
+        assert!(
+            a.touch(&id, Some(remaining)).unwrap(),
+            "expired while in use"
+        );
+    });
+    let tier = a.stats().tier.unwrap();
+    assert!(
+        tier.touches_sent <= 8,
+        "{} TTL moves for {touches} touches: {tier:?}",
+        tier.touches_sent
     );
     assert_eq!(b.get(&id).unwrap().as_deref(), Some(&b"busy"[..]));
 }

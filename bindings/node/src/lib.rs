@@ -6,5 +6,6 @@
 
 mod error;
 mod store;
+mod waiting;
 
 pub use store::{NativeStore, generate_id};

@@ -6,11 +6,14 @@ use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use coatcheck::{Config, Store};
-use napi::bindgen_prelude::{AsyncTask, Either, ToNapiValue, TypeName};
-use napi::{Env, JsString, Task};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use napi::bindgen_prelude::{Either, Object, ToNapiValue};
+use napi::{Env, JsString};
 use napi_derive::napi;
 
 use crate::error::{Result, internal, invalid_argument, invalid_config, to_napi};
+use crate::waiting;
 
 /// Options of the native store. Times are milliseconds.
 #[napi(object)]
@@ -214,7 +217,7 @@ impl NativeStore {
     }
 
     /// Whether sessions are shared through Redis: then use the `…Async` methods, which wait
-    /// on the network in the libuv thread pool, never on the main thread.
+    /// on the network on the addon's waiting threads, never on the main thread.
     #[napi(getter)]
     pub fn shared(&self) -> bool {
         self.store.stats().tier.is_some()
@@ -238,82 +241,97 @@ impl NativeStore {
     }
 
     #[napi(ts_return_type = "Promise<string | null | NativeFailure>")]
-    pub fn get_text_async(&self, sid: String) -> AsyncTask<Call<Option<String>>> {
-        self.call(move |s| {
+    pub fn get_text_async<'env>(&self, env: &'env Env, sid: String) -> Result<Object<'env>> {
+        self.call(env, move |s| {
             s.get_with(&sid, |view| String::from_utf8(prefixed(view)).ok())
                 .map(Option::flatten)
         })
     }
 
     #[napi(ts_return_type = "Promise<number | NativeFailure>")]
-    pub fn set_async(
+    pub fn set_async<'env>(
         &self,
+        env: &'env Env,
         sid: String,
         value: String,
         ttl_ms: Option<f64>,
-    ) -> Result<AsyncTask<Call<i64>>> {
+    ) -> Result<Object<'env>> {
         let ttl = ttl(ttl_ms)?;
-        Ok(self.call(move |s| s.set(&sid, value.as_bytes(), ttl).map(|v| v as i64)))
+        self.call(env, move |s| {
+            s.set(&sid, value.as_bytes(), ttl).map(|v| v as i64)
+        })
     }
 
     #[napi(ts_return_type = "Promise<number | NativeFailure>")]
-    pub fn set_if_version_async(
+    pub fn set_if_version_async<'env>(
         &self,
+        env: &'env Env,
         sid: String,
         value: String,
         expected: i64,
         ttl_ms: Option<f64>,
-    ) -> Result<AsyncTask<Call<i64>>> {
+    ) -> Result<Object<'env>> {
         let expected = u64::try_from(expected)
             .map_err(|_| invalid_argument("version must not be negative"))?;
         let ttl = ttl(ttl_ms)?;
-        Ok(self.call(move |s| {
+        self.call(env, move |s| {
             s.set_if_version(&sid, value.as_bytes(), expected, ttl)
                 .map(|v| v as i64)
-        }))
+        })
     }
 
     #[napi(ts_return_type = "Promise<boolean | NativeFailure>")]
-    pub fn touch_async(
+    pub fn touch_async<'env>(
         &self,
+        env: &'env Env,
         sid: String,
         ttl_ms: Option<f64>,
         min_idle_ms: Option<f64>,
-    ) -> Result<AsyncTask<Call<bool>>> {
+    ) -> Result<Object<'env>> {
         let ttl = ttl(ttl_ms)?;
         let min_idle = match min_idle_ms {
             Some(ms) if ms > 0.0 => Some(millis(ms, "touchAfter")?),
             _ => None,
         };
-        Ok(self.call(move |s| match min_idle {
+        self.call(env, move |s| match min_idle {
             Some(min_idle) => s.touch_if_idle(&sid, ttl, min_idle),
             None => s.touch(&sid, ttl),
-        }))
+        })
     }
 
     #[napi(ts_return_type = "Promise<boolean | NativeFailure>")]
-    pub fn destroy_async(&self, sid: String) -> AsyncTask<Call<bool>> {
-        self.call(move |s| s.destroy(&sid))
+    pub fn destroy_async<'env>(&self, env: &'env Env, sid: String) -> Result<Object<'env>> {
+        self.call(env, move |s| s.destroy(&sid))
     }
 
     #[napi(ts_return_type = "Promise<string | null | NativeFailure>")]
-    pub fn regenerate_async(&self, sid: String) -> AsyncTask<Call<Option<String>>> {
-        self.call(move |s| s.regenerate(&sid))
+    pub fn regenerate_async<'env>(&self, env: &'env Env, sid: String) -> Result<Object<'env>> {
+        self.call(env, move |s| s.regenerate(&sid))
     }
 
     #[napi(ts_return_type = "Promise<undefined | NativeFailure>")]
-    pub fn set_owner_async(&self, sid: String, owner: Option<String>) -> AsyncTask<Call<()>> {
-        self.call(move |s| s.set_owner(&sid, owner.as_deref()))
+    pub fn set_owner_async<'env>(
+        &self,
+        env: &'env Env,
+        sid: String,
+        owner: Option<String>,
+    ) -> Result<Object<'env>> {
+        self.call(env, move |s| s.set_owner(&sid, owner.as_deref()))
     }
 
     #[napi(ts_return_type = "Promise<string[] | NativeFailure>")]
-    pub fn sessions_of_async(&self, owner: String) -> AsyncTask<Call<Vec<String>>> {
-        self.call(move |s| s.sessions_of(&owner))
+    pub fn sessions_of_async<'env>(&self, env: &'env Env, owner: String) -> Result<Object<'env>> {
+        self.call(env, move |s| s.sessions_of(&owner))
     }
 
     #[napi(ts_return_type = "Promise<number | NativeFailure>")]
-    pub fn destroy_owner_async(&self, owner: String, keep: Option<String>) -> AsyncTask<Call<u32>> {
-        self.call(move |s| {
+    pub fn destroy_owner_async<'env>(
+        &self,
+        env: &'env Env,
+        owner: String,
+        keep: Option<String>,
+    ) -> Result<Object<'env>> {
+        self.call(env, move |s| {
             s.destroy_owner(&owner, keep.as_deref())
                 .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
         })
@@ -489,54 +507,40 @@ impl NativeStore {
 }
 
 impl NativeStore {
-    fn call<T: ToNapiValue + TypeName + Send + 'static>(
+    /// Runs `op` on a waiting thread; the promise resolves to its value or a `NativeFailure`.
+    fn call<'env, T: ToNapiValue + Send + 'static>(
         &self,
+        env: &'env Env,
         op: impl FnOnce(&Store) -> coatcheck::Result<T> + Send + 'static,
-    ) -> AsyncTask<Call<T>> {
-        AsyncTask::new(Call {
-            store: self.store.clone(),
-            op: Some(Box::new(op)),
-        })
+    ) -> Result<Object<'env>> {
+        let (deferred, promise) = env.create_deferred().map_err(internal)?;
+        let store = self.store.clone();
+        waiting::run(move || {
+            let outcome = catch_unwind(AssertUnwindSafe(|| op(&store)));
+            deferred.resolve(move |_env| {
+                Ok(match outcome {
+                    Ok(Ok(value)) => Either::A(value),
+                    Ok(Err(e)) => Either::B(NativeFailure {
+                        code: e.code().to_string(),
+                        message: e.to_string(),
+                    }),
+                    Err(_) => Either::B(NativeFailure {
+                        code: "internal".to_string(),
+                        message: "coatcheck: a native call panicked".to_string(),
+                    }),
+                })
+            });
+        })?;
+        Ok(promise)
     }
 }
 
 /// A core error as an async call's result: `index.js` turns it into an `Error` with `code`
-/// (an async task's own rejection could carry only napi's status, not the core's code).
+/// (a rejection from native code could carry only napi's status, not the core's code).
 #[napi(object)]
 pub struct NativeFailure {
     pub code: String,
     pub message: String,
-}
-
-/// A core call, boxed to run elsewhere.
-type Op<T> = Box<dyn FnOnce(&Store) -> coatcheck::Result<T> + Send>;
-
-/// One core call run in the libuv thread pool, for stores that may wait on Redis.
-pub struct Call<T> {
-    store: Store,
-    op: Option<Op<T>>,
-}
-
-impl<T: ToNapiValue + TypeName + Send + 'static> Task for Call<T> {
-    type Output = std::result::Result<T, NativeFailure>;
-    type JsValue = Either<T, NativeFailure>;
-
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        let Some(op) = self.op.take() else {
-            return Err(napi::Error::from_reason("a native call ran twice"));
-        };
-        Ok(op(&self.store).map_err(|e| NativeFailure {
-            code: e.code().to_string(),
-            message: e.to_string(),
-        }))
-    }
-
-    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(match output {
-            Ok(value) => Either::A(value),
-            Err(failure) => Either::B(failure),
-        })
-    }
 }
 
 /// Width of the expiry prefix of `get_text`: enough digits for 300 years of milliseconds.

@@ -363,13 +363,14 @@ impl Tier {
     /// settle in time (the caller asks Redis instead).
     pub(crate) fn settle(&self) -> bool {
         let input = &self.shared.input;
+        let mark = input.mark();
         for _ in 0..SETTLE_SPINS {
-            if input.handled() {
+            if input.handled(mark) {
                 return true;
             }
             std::thread::yield_now();
         }
-        input.handled()
+        input.handled(mark)
     }
 
     pub(crate) fn count_near_hit(&self) {

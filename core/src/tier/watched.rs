@@ -15,7 +15,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::SeqCst};
 use std::task::{Context, Poll};
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -28,8 +28,10 @@ pub(crate) struct Input {
     busy: AtomicBool,
     /// The socket while the link is up, else -1.
     fd: AtomicI32,
-    /// Commands sent and not yet answered (see [`Counted`]).
-    in_flight: AtomicU32,
+    /// Commands sent so far, and answered so far (see [`Counted`]). Replies on one
+    /// connection come in the order the commands went out.
+    sent: AtomicU64,
+    answered: AtomicU64,
 }
 
 impl Input {
@@ -37,7 +39,8 @@ impl Input {
         Self {
             busy: AtomicBool::new(false),
             fd: AtomicI32::new(-1),
-            in_flight: AtomicU32::new(0),
+            sent: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
         }
     }
 
@@ -51,20 +54,27 @@ impl Input {
         self.busy.store(false, SeqCst);
     }
 
-    /// Whether everything the link has received so far has been handled.
+    /// Where a read starts from: the commands sent so far.
+    pub(crate) fn mark(&self) -> u64 {
+        self.sent.load(SeqCst)
+    }
+
+    /// Whether everything the link has received so far has been handled, and every command
+    /// sent before `mark` has been answered.
     ///
-    /// The socket is asked first: bytes it no longer holds were taken by a read that marked
-    /// the reader busy before it started, and the reader stays busy until it has dispatched
-    /// them. Asking in the other order, or marking busy only after the read, leaves a moment
-    /// in which the bytes are in neither place and a stale copy is served.
+    /// The socket is asked before the reader: bytes it no longer holds were taken by a read
+    /// that marked the reader busy before it started, and the reader stays busy until it has
+    /// dispatched them. Asking in the other order, or marking busy only after the read, leaves
+    /// a moment in which the bytes are in neither place and a stale copy is served.
     ///
-    /// And no command is waiting for its reply: Redis writes to its clients one after
-    /// another, so the answer to another process's write can leave before the invalidation
-    /// queued for this process in the same pass, when that invalidation waits in this
-    /// process's output buffer behind a reply to one of its commands. That reply is still
-    /// outstanding until it arrives together with the invalidation.
-    pub(crate) fn handled(&self) -> bool {
-        self.in_flight.load(SeqCst) == 0
+    /// The commands: Redis writes to its clients one after another, so the answer to another
+    /// process's write can leave before the invalidation queued for this process in the same
+    /// pass, when that invalidation waits in this process's output buffer behind a reply to
+    /// one of its commands; that reply arrives together with the invalidation. Only commands
+    /// sent before the read began can be in that position: one sent later reached Redis after
+    /// the other process had its answer, so after that pass.
+    pub(crate) fn handled(&self, mark: u64) -> bool {
+        self.answered.load(SeqCst) >= mark
             && unread_bytes(self.fd.load(SeqCst)) == 0
             && !self.busy.load(SeqCst)
     }
@@ -154,27 +164,27 @@ impl Counted {
     }
 }
 
-/// One command in flight, for as long as it lives (a timed-out command stops counting when
-/// its caller gives up: the link is then on its way to being declared lost).
-struct InFlight<'a>(&'a AtomicU32);
+/// One command in flight, counted as answered when it ends (a timed-out command counts as
+/// answered when its caller gives up: the link is then on its way to being declared lost).
+struct InFlight<'a>(&'a Input);
 
 impl<'a> InFlight<'a> {
-    fn start(count: &'a AtomicU32) -> Self {
-        count.fetch_add(1, SeqCst);
-        Self(count)
+    fn start(input: &'a Input) -> Self {
+        input.sent.fetch_add(1, SeqCst);
+        Self(input)
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, SeqCst);
+        self.0.answered.fetch_add(1, SeqCst);
     }
 }
 
 impl ConnectionLike for Counted {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            let _counted = InFlight::start(&self.input.in_flight);
+            let _counted = InFlight::start(&self.input);
             self.inner.req_packed_command(cmd).await
         })
     }
@@ -186,7 +196,7 @@ impl ConnectionLike for Counted {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let _counted = InFlight::start(&self.input.in_flight);
+            let _counted = InFlight::start(&self.input);
             self.inner
                 .req_packed_commands(pipeline, offset, count)
                 .await
