@@ -556,6 +556,28 @@ impl Store {
         inner.touch(id, ttl, min_idle)
     }
 
+    /// [`touch_if_idle`](Store::touch_if_idle) (or [`touch`](Store::touch), without
+    /// `min_idle`) if it can be done without waiting on the network, by the same rules as
+    /// [`get_local_with`](Store::get_local_with). `None`: only Redis can tell whether the
+    /// session is live; call `touch` where waiting is allowed.
+    ///
+    /// # Errors
+    /// As [`touch`](Store::touch); [`Error::Unavailable`] while Redis is down under
+    /// [`WhenRedisDown::Fail`](crate::WhenRedisDown::Fail).
+    pub fn touch_local(
+        &self,
+        id: &str,
+        ttl: Option<Duration>,
+        min_idle: Option<Duration>,
+    ) -> Result<Option<bool>> {
+        let inner = self.inner();
+        let min_idle = min_idle.map(duration_to_ms);
+        if inner.tier.is_some() {
+            return inner.near_touch_local(id, ttl, min_idle);
+        }
+        inner.touch(id, ttl, min_idle).map(Some)
+    }
+
     /// Removes a session. Returns whether a live session was removed.
     ///
     /// # Errors

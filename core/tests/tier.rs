@@ -83,6 +83,35 @@ fn once_a_destroy_returns_the_other_store_no_longer_serves_its_copy() {
 }
 
 #[test]
+fn a_write_costs_the_other_stores_no_round_trip_until_they_read_the_session() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis), store(&redis));
+    let id = a.create(b"0", None).unwrap();
+    assert!(b.get(&id).unwrap().is_some());
+    let round_trips = |s: &Store| s.stats().tier.unwrap().round_trips;
+    let before = round_trips(&b);
+    let invalidations = b.stats().tier.unwrap().invalidations;
+    for i in 1..=50 {
+        a.set(&id, i.to_string().as_bytes(), None).unwrap();
+    }
+    eventually("B heard of the writes", || {
+        b.stats().tier.unwrap().invalidations > invalidations
+    });
+    // Longer than the link's background pass (250 ms), which would confirm copies.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        round_trips(&b),
+        before,
+        "B asked Redis about copies nobody read"
+    );
+    // The first read asks Redis once; the next ones are answered in-process.
+    assert_eq!(b.get(&id).unwrap().as_deref(), Some(&b"50"[..]));
+    assert_eq!(round_trips(&b), before + 1);
+    assert_eq!(b.get(&id).unwrap().as_deref(), Some(&b"50"[..]));
+    assert_eq!(round_trips(&b), before + 1);
+}
+
+#[test]
 fn a_unix_socket_url_shares_sessions_like_tcp() {
     let redis = RedisServer::start();
     let mut config = config(&redis);

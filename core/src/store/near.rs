@@ -17,7 +17,7 @@ use std::time::Duration;
 use super::block::Block;
 use super::changes::{Cause, Outbox, Pending};
 use super::ops::Precondition as LocalPrecondition;
-use super::record::{READ, REFERENCED, SUSPECT};
+use super::record::{ECHO, READ, REFERENCED, SUSPECT};
 use super::stripe::NewSession;
 use super::{Inner, SessionView, bump, ttl_ms, validate_owner};
 use crate::config::WhenRedisDown;
@@ -317,6 +317,9 @@ impl Inner {
                 stripe.set_flags(index, SUSPECT, true);
                 let marks = stripe.bump_marks(index);
                 drop(stripe);
+                if flags & ECHO == 0 {
+                    return;
+                }
                 tier.revalidate(Suspect {
                     hash: place.key,
                     id: id.to_string(),
@@ -344,7 +347,7 @@ impl Inner {
         });
         self.admit(cost, id, loaded.owner.as_deref());
         shard.note_deadline(deadline);
-        let to_revalidate = stale_ticket.then(|| Suspect {
+        let to_revalidate = (stale_ticket && flags & ECHO != 0).then(|| Suspect {
             hash: place.key,
             id: id.to_string(),
             version: loaded.version,
@@ -361,8 +364,8 @@ impl Inner {
         }
         self.release(shard, stripe, &pending);
         if let Some(suspect) = to_revalidate {
-            // Usually this process's own write, reported back by Redis: confirmed within a
-            // round trip, off the request path.
+            // This process's own write, whose report from Redis overtook the reply:
+            // confirmed within a round trip, off the request path.
             tier.revalidate(suspect);
         }
         self.settle_budget(place.shard, place.hash);
@@ -422,7 +425,7 @@ impl Inner {
         );
         match written {
             Ok(stored) => {
-                let flags = if generated { 0 } else { READ | REFERENCED };
+                let flags = ECHO | if generated { 0 } else { READ | REFERENCED };
                 self.fill(
                     &place,
                     id,
@@ -480,12 +483,34 @@ impl Inner {
         ttl: Option<Duration>,
         min_idle: Option<u64>,
     ) -> Result<bool> {
-        let ttl_ms = ttl_ms(ttl)?;
+        ttl_ms(ttl)?;
         // Make sure a verified copy is here (or learn the session is gone), then touch it
         // locally: the slide reaches Redis through the batched touches.
         if self.near_read(id, false, |_| ())?.is_none() {
             return Ok(false);
         }
+        self.touch_copy(id, ttl, min_idle)
+    }
+
+    /// A touch that never waits on the network: `None` if only Redis can tell whether the
+    /// session is live.
+    pub(super) fn near_touch_local(
+        &self,
+        id: &str,
+        ttl: Option<Duration>,
+        min_idle: Option<u64>,
+    ) -> Result<Option<bool>> {
+        ttl_ms(ttl)?;
+        match self.near_read_local(id, false, |_| ())? {
+            Some(Some(())) => self.touch_copy(id, ttl, min_idle).map(Some),
+            Some(None) => Ok(Some(false)),
+            None => Ok(None),
+        }
+    }
+
+    /// Touches the local copy; the slide reaches Redis through the batched touches.
+    fn touch_copy(&self, id: &str, ttl: Option<Duration>, min_idle: Option<u64>) -> Result<bool> {
+        let ttl_ms = ttl_ms(ttl)?;
         let place = self.place(id);
         let before = self.copy_deadline(&place, id);
         // Every TTL move in Redis invalidates every process's copy: a touch moves it only
@@ -559,7 +584,7 @@ impl Inner {
                     }
                     Ok(Some(loaded)) => {
                         self.drop_copy(&old, id, Cause::Replaced, None);
-                        let flags = READ | REFERENCED;
+                        let flags = ECHO | READ | REFERENCED;
                         self.fill(
                             &new,
                             &new_id,
@@ -680,12 +705,16 @@ impl Inner {
             }
             match remove {
                 None => {
+                    let echo = stripe.record(index).flags() & ECHO != 0;
                     stripe.set_flags(index, SUSPECT, true);
-                    suspect = Some(Suspect {
+                    stripe.set_flags(index, ECHO, false);
+                    let marks = stripe.bump_marks(index);
+                    // Only this process's own write is confirmed ahead of need (see `ECHO`).
+                    suspect = echo.then(|| Suspect {
                         hash: *key,
                         id: stripe.block(index).id_str().to_string(),
                         version: stripe.block(index).version(),
-                        marks: stripe.bump_marks(index),
+                        marks,
                     });
                 }
                 Some(cause) => {

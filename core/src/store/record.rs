@@ -22,9 +22,16 @@ pub(crate) const OWNED: u64 = 1 << 61;
 /// from a reply an invalidation overtook. It is served only after Redis confirms its version.
 pub(crate) const SUSPECT: u64 = 1 << 60;
 
-/// On the shared tier: bits 48..60 count the invalidations that named this copy (mod 4096), so
+/// On the shared tier: this process wrote the session and the copy is that write's result.
+/// Redis 7.0 reports the write back to this process too (it does not honour NOLOOP for writes
+/// made by scripts), so the first invalidation that names the copy is confirmed in the
+/// background; any other suspect copy is confirmed only when a read needs it, so that a write
+/// costs one background round trip in the writer, not one in every process that held a copy.
+pub(crate) const ECHO: u64 = 1 << 59;
+
+/// On the shared tier: bits 48..59 count the invalidations that named this copy (mod 2048), so
 /// a background confirmation of a suspect copy can tell that another invalidation came since.
-pub(crate) const MARKS: u64 = 0xFFF << 48;
+pub(crate) const MARKS: u64 = 0x7FF << 48;
 const MARK_ONE: u64 = 1 << 48;
 
 /// Slab index meaning "none".
