@@ -22,6 +22,7 @@ mod owners;
 mod record;
 mod stripe;
 mod sweeper;
+mod tickets;
 mod wheel;
 
 use std::hash::BuildHasher;
@@ -180,9 +181,8 @@ struct Shard {
     /// On the shared tier: the link generation under which this stripe's copies were last
     /// checked against Redis; they are trusted only while it is the current one.
     verified: AtomicU64,
-    /// On the shared tier: bumped (under the exclusive lock) whenever a copy is invalidated, so
-    /// a reply that an invalidation overtook is not cached (the fill ticket).
-    invalidations: AtomicU64,
+    /// On the shared tier: the invalidations of this stripe's copies, for fill tickets.
+    invalidations: tickets::Invalidations,
 }
 
 impl Shard {
@@ -267,7 +267,7 @@ impl StoreBuilder {
                     delivery: Mutex::new(()),
                     counters: Counters::default(),
                     verified: AtomicU64::new(0),
-                    invalidations: AtomicU64::new(0),
+                    invalidations: tickets::Invalidations::default(),
                 })
                 .collect(),
             shard_mask: shard_count - 1,

@@ -19,6 +19,7 @@ use super::changes::{Cause, Outbox, Pending};
 use super::ops::Precondition as LocalPrecondition;
 use super::record::{ECHO, READ, REFERENCED, SUSPECT};
 use super::stripe::NewSession;
+use super::tickets::Ticket;
 use super::{Inner, SessionView, bump, ttl_ms, validate_owner};
 use crate::config::WhenRedisDown;
 use crate::error::{Error, Result};
@@ -145,7 +146,7 @@ impl Inner {
         let Some(generation) = generation else {
             return self.read_locally(id, slide, f);
         };
-        let ticket = shard.invalidations.load(SeqCst);
+        let ticket = shard.invalidations.ticket();
         let found = match tier.load(&place.key, known) {
             Err(ref e) if self.falls_back(e) => {
                 return self.read_locally(id, slide, f);
@@ -205,7 +206,7 @@ impl Inner {
         loaded: &Loaded,
         slide: bool,
         generation: u64,
-        ticket: u64,
+        ticket: Ticket,
         f: impl FnOnce(SessionView<'_>) -> R,
     ) -> R {
         let slides = slide && self.slide_on_read;
@@ -280,7 +281,7 @@ impl Inner {
         ttl: u64,
         flags: u64,
         generation: u64,
-        ticket: u64,
+        ticket: Ticket,
     ) {
         let tier = self.tier();
         let shard = &self.shards[place.shard];
@@ -300,12 +301,18 @@ impl Inner {
         let mut stripe = shard.state.write();
         let stale_ticket = tier.generation() != generation
             || !tier.is_up()
-            || shard.invalidations.load(SeqCst) != ticket;
+            || shard.invalidations.named_since(ticket, &place.key);
         if stale_ticket {
             // Cached all the same, but not trusted until Redis confirms the version.
             tier.count_invalidation_race();
         }
-        let suspect = if stale_ticket { SUSPECT } else { 0 };
+        // Stale on an own write: its report from Redis (see `ECHO`) came before this reply was
+        // cached, so the copy is confirmed now rather than on the report.
+        let (suspect, echo) = if stale_ticket {
+            (SUSPECT, 0)
+        } else {
+            (0, flags & ECHO)
+        };
         let mut pending = Outbox::new();
         let existing = stripe.find(place.hash, id);
         if let Some(index) = existing {
@@ -341,7 +348,7 @@ impl Inner {
             hash: place.hash,
             ttl_ms: loaded.idle_ms,
             deadline,
-            flags: flags | suspect,
+            flags: (flags & !ECHO) | echo | suspect,
             owner: loaded.owner.as_deref().map(Box::from),
             fresh_id_above: Some(loaded.version.saturating_sub(1)),
         });
@@ -381,7 +388,7 @@ impl Inner {
     ) -> Option<u64> {
         let shard = &self.shards[place.shard];
         let mut stripe = shard.state.write();
-        shard.invalidations.fetch_add(1, SeqCst);
+        shard.invalidations.note(&place.key);
         let index = stripe.find(place.hash, id)?;
         let had = stripe.block(index).version();
         if version.is_some_and(|v| v != had) {
@@ -408,7 +415,7 @@ impl Inner {
         let Some(generation) = tier.up_generation() else {
             return self.write_locally(&place, id, value, ttl, precondition, generated);
         };
-        let ticket = shard.invalidations.load(SeqCst);
+        let ticket = shard.invalidations.ticket();
         let remote = match precondition {
             LocalPrecondition::None => Precondition::None,
             LocalPrecondition::Live => Precondition::Live,
@@ -576,7 +583,7 @@ impl Inner {
             loop {
                 let new_id = generate_id();
                 let new = self.place(&new_id);
-                let ticket = self.shards[new.shard].invalidations.load(SeqCst);
+                let ticket = self.shards[new.shard].invalidations.ticket();
                 match tier.regenerate(&old.key, &new_id, &new.key) {
                     Ok(None) => {
                         self.drop_copy(&old, id, Cause::Invalidated, None);
@@ -696,7 +703,7 @@ impl Inner {
         let (hash, stripe_bits) = key.placement();
         let shard = &self.shards[(stripe_bits as usize) & self.shard_mask];
         let mut stripe = shard.state.write();
-        shard.invalidations.fetch_add(1, SeqCst);
+        shard.invalidations.note(key);
         let mut pending = Outbox::new();
         let mut suspect = None;
         for index in stripe.find_by_hash(hash) {
@@ -730,11 +737,11 @@ impl Inner {
 
     /// Redis confirmed that `version` is current: trust the copy again, unless an
     /// invalidation or a lost link came after the confirmation was asked for.
-    fn confirm_copy(&self, place: &Place, id: &str, version: u64, generation: u64, ticket: u64) {
+    fn confirm_copy(&self, place: &Place, id: &str, version: u64, generation: u64, ticket: Ticket) {
         let tier = self.tier();
         let shard = &self.shards[place.shard];
         let mut stripe = shard.state.write();
-        if tier.generation() != generation || shard.invalidations.load(SeqCst) != ticket {
+        if tier.generation() != generation || shard.invalidations.named_since(ticket, &place.key) {
             return;
         }
         if let Some(index) = stripe.find(place.hash, id) {

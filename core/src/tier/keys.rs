@@ -48,6 +48,13 @@ impl KeyHash {
         (hash, stripe)
     }
 
+    /// 64 bits of the hash, mostly ones `placement` does not use, to tell keys of one stripe
+    /// apart (two keys that share it are only treated as one: a ticket goes stale).
+    pub(crate) fn fingerprint(&self) -> u64 {
+        let b = &self.0;
+        u64::from_le_bytes([b[10], b[11], b[12], b[13], b[14], b[15], b[16], b[17]])
+    }
+
     pub(crate) fn encoded(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.0)
     }
