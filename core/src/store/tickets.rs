@@ -48,3 +48,41 @@ impl Invalidations {
             .any(|n| self.keys[(n % REMEMBERED as u64) as usize].load(Relaxed) == fingerprint)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u32) -> KeyHash {
+        KeyHash::of(&format!("session-{n}"))
+    }
+
+    #[test]
+    fn a_ticket_goes_stale_when_its_own_key_is_invalidated() {
+        let invalidations = Invalidations::default();
+        let ticket = invalidations.ticket();
+        invalidations.note(&key(1));
+        assert!(invalidations.named_since(ticket, &key(1)));
+    }
+
+    #[test]
+    fn other_keys_invalidations_leave_a_ticket_fresh() {
+        let invalidations = Invalidations::default();
+        invalidations.note(&key(1));
+        let ticket = invalidations.ticket();
+        for n in 2..2 + REMEMBERED as u32 {
+            invalidations.note(&key(n));
+        }
+        assert!(!invalidations.named_since(ticket, &key(1)));
+    }
+
+    #[test]
+    fn more_invalidations_than_remembered_make_every_ticket_stale() {
+        let invalidations = Invalidations::default();
+        let ticket = invalidations.ticket();
+        for n in 2..3 + REMEMBERED as u32 {
+            invalidations.note(&key(n));
+        }
+        assert!(invalidations.named_since(ticket, &key(1)));
+    }
+}
