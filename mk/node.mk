@@ -58,6 +58,7 @@ bench-node: build-node redis-server-installed $(BENCH_NODE_DIR)/node_modules/.pa
 	cd $(BENCH_NODE_DIR) && node bench-tier.js
 	cd $(BENCH_NODE_DIR) && node bench-save-path.js
 	cd $(BENCH_NODE_DIR) && node bench-http.js
+	cd $(BENCH_NODE_DIR) && node bench-http-cluster.js
 	cd $(BENCH_NODE_DIR) && node bench-memory.js
 	cd $(BENCH_NODE_DIR) && node bench-churn.js churn.svg
 

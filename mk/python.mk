@@ -42,10 +42,12 @@ bench-python-deps: $(PY_VENV)/.deps-bench
 	command -v redis-server >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; }
 
+# bench_http_shared.py loads its gunicorn servers with the Node benchmarks' autocannon.
 ## bench-python: Store against pickled dict, cachelib, redis-py, Flask-Session; see BENCHMARKS.md
-bench-python: build-python bench-python-deps
+bench-python: build-python bench-python-deps benches/node/node_modules/.package-lock.json
 	$(PY) benches/python/bench.py $(BENCH_PYTHON_ARGS)
 	$(PY) benches/python/bench_save_path.py
+	$(PY) benches/python/bench_http_shared.py
 
 TEST_TARGETS += test-python
 BENCH_TARGETS += bench-python

@@ -10,8 +10,7 @@
 //
 // Run: `make bench-node` (all Node benchmarks) or `node bench-tier.js` in benches/node.
 
-const net = require('node:net')
-const { startRedis, makeStore, call, sessionOf } = require('./common')
+const { startRedis, makeStore, call, sessionOf, commandStats } = require('./common')
 const { CoatcheckStore } = require('coatcheck')
 
 const N = Number(process.env.OPS ?? 20_000)
@@ -19,22 +18,8 @@ const ROUNDS = Number(process.env.ROUNDS ?? 3)
 const OPS = ['get', 'set', 'touch']
 
 // Total commands Redis has run, from INFO commandstats.
-function commandsRun(port) {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1', () => socket.write('INFO commandstats\r\n'))
-    let text = ''
-    socket.on('data', (chunk) => {
-      text += chunk
-      const header = text.match(/^\$(\d+)\r\n/)
-      if (header && text.length >= header[0].length + Number(header[1])) {
-        socket.end()
-        let calls = 0
-        for (const m of text.matchAll(/calls=(\d+)/g)) calls += Number(m[1])
-        resolve(calls)
-      }
-    })
-    socket.on('error', reject)
-  })
+async function commandsRun(port) {
+  return Object.values(await commandStats(port)).reduce((total, calls) => total + calls, 0)
 }
 
 async function cell(store, op, inFlight, port) {

@@ -3,6 +3,7 @@
 // Shared pieces of the Node benchmarks: the four stores, a real redis-server on a free
 // 127.0.0.1 port (started here, stopped by PID), and small measuring helpers.
 
+const net = require('node:net')
 const session = require('express-session')
 const { CoatcheckStore } = require('coatcheck')
 const MemoryStoreFactory = require('memorystore')
@@ -45,8 +46,39 @@ function sessionOf(bytes) {
   return { ...base, data: 'x'.repeat(Math.max(0, bytes - overhead)) }
 }
 
+// One command to redis-server over a fresh connection (no client library, so the count of
+// commands Redis ran is not disturbed by a client's own handshake). Resolves to the raw reply.
+function redisCommand(port, ...args) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () =>
+      socket.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`),
+    )
+    let reply = ''
+    socket.setEncoding('utf8')
+    socket.on('data', (chunk) => {
+      reply += chunk
+      const bulk = reply.match(/^\$(\d+)\r\n/)
+      const complete = bulk ? Buffer.byteLength(reply) >= bulk[0].length + Number(bulk[1]) + 2 : reply.endsWith('\r\n')
+      if (!complete) return
+      socket.end()
+      if (reply.startsWith('-')) reject(new Error(`redis: ${reply.trim()}`))
+      else resolve(reply)
+    })
+    socket.on('error', reject)
+  })
+}
+
+// Calls per command Redis has run (INFO commandstats), e.g. { get: 12, evalsha: 3 }. Commands
+// a Lua script runs count too, each under its own name. Each call adds one INFO.
+async function commandStats(port) {
+  const text = await redisCommand(port, 'INFO', 'commandstats')
+  const calls = {}
+  for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls[m[1]] = Number(m[2])
+  return calls
+}
+
 function mib(bytes) {
   return (bytes / 1024 / 1024).toFixed(1)
 }
 
-module.exports = { STORES, startRedis, makeStore, call, sessionOf, freePort, mib }
+module.exports = { STORES, startRedis, makeStore, call, sessionOf, freePort, mib, redisCommand, commandStats }
