@@ -191,7 +191,8 @@ function unwrap(pending) {
 
 // The native calls the Store methods make. In a store of this process they are synchronous
 // (in-process, well under a microsecond). On Redis every call that may need the network runs
-// on the addon's own waiting threads; a read that a trusted local copy answers stays synchronous.
+// on the addon's own waiting threads; a read or touch that a trusted local copy answers stays
+// synchronous.
 function localCalls(n) {
   return {
     getText: (sid) => n.getText(sid),
@@ -211,7 +212,7 @@ function sharedCalls(n) {
     getText: (sid) => n.getTextLocal(sid) ?? unwrap(n.getTextAsync(sid)),
     set: (sid, value, ttlMs) => unwrap(n.setAsync(sid, value, ttlMs)),
     setIfVersion: (sid, value, version, ttlMs) => unwrap(n.setIfVersionAsync(sid, value, version, ttlMs)),
-    touch: (sid, ttlMs, minIdleMs) => unwrap(n.touchAsync(sid, ttlMs, minIdleMs)),
+    touch: (sid, ttlMs, minIdleMs) => n.touchLocal(sid, ttlMs, minIdleMs) ?? unwrap(n.touchAsync(sid, ttlMs, minIdleMs)),
     destroy: (sid) => unwrap(n.destroyAsync(sid)),
     regenerate: (sid) => unwrap(n.regenerateAsync(sid)),
     setOwner: (sid, owner) => unwrap(n.setOwnerAsync(sid, owner)),

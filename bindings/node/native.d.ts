@@ -40,6 +40,11 @@ export declare class NativeStore {
   setIfVersion(sid: string, value: string, expected: number, ttlMs?: number | undefined | null): number
   /** Slides the deadline; with `minIdleMs`, only if the session was idle at least that long. */
   touch(sid: string, ttlMs?: number | undefined | null, minIdleMs?: number | undefined | null): boolean
+  /**
+   * `touch` if it needs no network (a store on Redis with a trusted copy here): whether
+   * the session is live, or null when only Redis can tell (then `touchAsync`).
+   */
+  touchLocal(sid: string, ttlMs?: number | undefined | null, minIdleMs?: number | undefined | null): boolean | null
   destroy(sid: string): boolean
   regenerate(sid: string): string | null
   setOwner(sid: string, owner?: string | undefined | null): void

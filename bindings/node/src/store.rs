@@ -289,10 +289,7 @@ impl NativeStore {
         min_idle_ms: Option<f64>,
     ) -> Result<Object<'env>> {
         let ttl = ttl(ttl_ms)?;
-        let min_idle = match min_idle_ms {
-            Some(ms) if ms > 0.0 => Some(millis(ms, "touchAfter")?),
-            _ => None,
-        };
+        let min_idle = touch_after(min_idle_ms)?;
         self.call(env, move |s| match min_idle {
             Some(min_idle) => s.touch_if_idle(&sid, ttl, min_idle),
             None => s.touch(&sid, ttl),
@@ -392,13 +389,25 @@ impl NativeStore {
         min_idle_ms: Option<f64>,
     ) -> Result<bool> {
         let ttl = ttl(ttl_ms)?;
-        match min_idle_ms {
-            Some(ms) if ms > 0.0 => self
-                .store
-                .touch_if_idle(&sid, ttl, millis(ms, "touchAfter")?)
-                .map_err(to_napi),
-            _ => self.store.touch(&sid, ttl).map_err(to_napi),
+        match touch_after(min_idle_ms)? {
+            Some(min_idle) => self.store.touch_if_idle(&sid, ttl, min_idle),
+            None => self.store.touch(&sid, ttl),
         }
+        .map_err(to_napi)
+    }
+
+    /// `touch` if it needs no network (a store on Redis with a trusted copy here): whether
+    /// the session is live, or null when only Redis can tell (then `touchAsync`).
+    #[napi]
+    pub fn touch_local(
+        &self,
+        sid: String,
+        ttl_ms: Option<f64>,
+        min_idle_ms: Option<f64>,
+    ) -> Result<Option<bool>> {
+        let ttl = ttl(ttl_ms)?;
+        let min_idle = touch_after(min_idle_ms)?;
+        self.store.touch_local(&sid, ttl, min_idle).map_err(to_napi)
     }
 
     #[napi]
@@ -541,6 +550,14 @@ impl NativeStore {
 pub struct NativeFailure {
     pub code: String,
     pub message: String,
+}
+
+/// `touchAfter` (ms): a touch is skipped when the session was used more recently.
+fn touch_after(min_idle_ms: Option<f64>) -> Result<Option<Duration>> {
+    match min_idle_ms {
+        Some(ms) if ms > 0.0 => millis(ms, "touchAfter").map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// Width of the expiry prefix of `get_text`: enough digits for 300 years of milliseconds.
