@@ -112,6 +112,24 @@ fn a_write_costs_the_other_stores_no_round_trip_until_they_read_the_session() {
 }
 
 #[test]
+fn a_touch_needs_no_round_trip_where_a_trusted_copy_is_and_says_so_where_none_is() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis), store(&redis));
+    let id = a.create(b"x", None).unwrap();
+    eventually("A trusts its copy", || {
+        a.touch_local(&id, None, None).unwrap() == Some(true)
+    });
+    let before = a.stats().tier.unwrap().round_trips;
+    assert_eq!(a.touch_local(&id, None, None).unwrap(), Some(true));
+    assert_eq!(a.stats().tier.unwrap().round_trips, before);
+    // B holds no copy: only Redis can tell, and `touch` asks it.
+    assert_eq!(b.touch_local(&id, None, None).unwrap(), None);
+    assert!(b.touch(&id, None).unwrap());
+    assert!(a.destroy(&id).unwrap());
+    assert!(!b.touch(&id, None).unwrap());
+}
+
+#[test]
 fn a_unix_socket_url_shares_sessions_like_tcp() {
     let redis = RedisServer::start();
     let mut config = config(&redis);
