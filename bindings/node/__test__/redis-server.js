@@ -36,9 +36,10 @@ async function startRedis() {
     throw new Error('redis-server is missing: apt-get install redis-server (make test does)')
   }
   const port = await freePort()
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  })
+  // setpriv (util-linux) execs redis-server with a parent-death signal: a test run that is
+  // killed outright (SIGKILL skips the 'exit' handler below) leaves no server behind.
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']
+  const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'redis-server', ...args], { stdio: 'ignore' })
   const killAtExit = () => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL')
   process.once('exit', killAtExit)
   const deadline = Date.now() + 10000

@@ -107,7 +107,11 @@ impl RedisServer {
     /// Starts the server (again) on the same port.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let mut command = Command::new("redis-server");
+        // setpriv (util-linux) execs redis-server with a parent-death signal, so a test binary
+        // killed outright leaves no server behind. The signal follows the thread that started
+        // the server, which here is the test's own: it outlives the server.
+        let mut command = Command::new("setpriv");
+        command.args(["--pdeathsig", "KILL", "--", "redis-server"]);
         match &self.tls {
             None => command.args(["--port", &self.port.to_string()]),
             Some(tls) => {
@@ -122,17 +126,25 @@ impl RedisServer {
         };
         let child = command
             .args(["--bind", "127.0.0.1"])
-            .args(["--unixsocket", &self.socket_path(), "--unixsocketperm", "700"])
+            .args([
+                "--unixsocket",
+                &self.socket_path(),
+                "--unixsocketperm",
+                "700",
+            ])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start redis-server ({e}); install it (Debian: apt-get install redis-server)")
-            });
-        self.child = Some(child);
+            .unwrap_or_else(|e| panic!("cannot run setpriv ({e}); it is in util-linux"));
+        let child = self.child.insert(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "redis-server exited ({status}); is it installed? (Debian: apt-get install redis-server)"
+                );
+            }
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(10));
         }
