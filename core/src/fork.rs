@@ -58,12 +58,33 @@ pub(crate) fn enter() -> Pass {
         }
         s.get()
     });
+    step_in(slot);
+    Pass { slot }
+}
+
+/// Runs `f`, which waits for another thread and takes no store lock, outside the gate, though
+/// the calling thread holds a pass: a fork may happen meanwhile. A call waiting on Redis must not
+/// hold the gate shut, or a fork would wait for the call, the call for the Redis link thread, and
+/// the link thread (which enters the gate to apply what Redis sends) for the fork.
+pub(crate) fn outside<R>(f: impl FnOnce() -> R) -> R {
+    let slot = MY_SLOT.with(Cell::get);
+    if slot == usize::MAX {
+        return f();
+    }
+    INSIDE[slot].0.fetch_sub(1, SeqCst);
+    let result = f();
+    step_in(slot);
+    result
+}
+
+/// Counts the thread in at `slot`, once no fork is in progress.
+fn step_in(slot: usize) {
     loop {
         // Increment, then look: `prepare` sets the flag, then looks at the counts. Under SeqCst
         // at least one of the two sees the other.
         INSIDE[slot].0.fetch_add(1, SeqCst);
         if !FORKING.load(SeqCst) {
-            return Pass { slot };
+            return;
         }
         INSIDE[slot].0.fetch_sub(1, SeqCst);
         while FORKING.load(SeqCst) {

@@ -658,6 +658,45 @@ fn two_processes_share_sessions_through_redis() {
 /// sessions; the parent keeps working.
 #[cfg(unix)]
 #[test]
+fn a_fork_does_not_wait_for_calls_that_wait_on_redis() {
+    // Another thread keeps writing (each write waits on Redis, and Redis reports it back to
+    // this process's link) while this one forks: the fork must not wait out a call's timeout.
+    let redis = RedisServer::start();
+    let a = store(&redis);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let slowest = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                a.create(b"busy", None).unwrap();
+            }
+        });
+        let mut slowest = Duration::ZERO;
+        for _ in 0..40 {
+            std::thread::sleep(Duration::from_millis(5));
+            let start = Instant::now();
+            // SAFETY: the child leaves at once with `_exit`, touching nothing.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                // SAFETY: as above.
+                unsafe { libc::_exit(0) };
+            }
+            slowest = slowest.max(start.elapsed());
+            assert!(pid > 0, "fork failed");
+            // SAFETY: waits for the child just made; a null status pointer is allowed.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().unwrap();
+        slowest
+    });
+    // The calls' timeout here is 1 s; a fork caught behind one took about that long.
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a fork took {slowest:?}"
+    );
+}
+
+#[test]
 fn a_store_built_before_fork_works_in_the_child_and_the_parent() {
     let redis = RedisServer::start();
     let parent = store(&redis);

@@ -754,7 +754,8 @@ impl Tier {
             let _ = reply_to.send(result);
         });
         // A little longer than the job's own timeout, so the job's answer wins a tie.
-        let outcome = match reply.recv_timeout(timeout + Duration::from_millis(5)) {
+        let answer = fork::outside(|| reply.recv_timeout(timeout + Duration::from_millis(5)));
+        let outcome = match answer {
             Ok(Ok(Ok(value))) => {
                 shared.timeouts_in_a_row.store(0, Relaxed);
                 return Ok(value);
