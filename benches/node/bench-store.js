@@ -6,7 +6,7 @@
 //
 // Run: `make bench-node` (all Node benchmarks) or `node bench-store.js` in benches/node.
 
-const { STORES, startRedis, makeStore, call, sessionOf } = require('./common')
+const { STORES, startRedis, makeStore, call, sessionOf, timeOps } = require('./common')
 
 const N = Number(process.env.OPS ?? 20_000)
 const SIZES = [200, 2048]
@@ -28,17 +28,7 @@ async function measure(store, op, size, inFlight) {
         return call((cb) => store.destroy(id, cb))
     }
   }
-  const start = process.hrtime.bigint()
-  if (inFlight === 1) {
-    for (const id of ids) await run(id)
-  } else {
-    let next = 0
-    const worker = async () => {
-      while (next < ids.length) await run(ids[next++])
-    }
-    await Promise.all(Array.from({ length: inFlight }, worker))
-  }
-  const seconds = Number(process.hrtime.bigint() - start) / 1e9
+  const seconds = await timeOps(ids, inFlight, run)
   if (op !== 'destroy') for (const id of ids) await call((cb) => store.destroy(id, cb))
   return N / seconds
 }

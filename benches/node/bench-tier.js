@@ -10,7 +10,7 @@
 //
 // Run: `make bench-node` (all Node benchmarks) or `node bench-tier.js` in benches/node.
 
-const { startRedis, makeStore, call, sessionOf, commandStats } = require('./common')
+const { startRedis, makeStore, call, sessionOf, commandStats, timeOps } = require('./common')
 const { CoatcheckStore } = require('coatcheck')
 
 const N = Number(process.env.OPS ?? 20_000)
@@ -38,17 +38,7 @@ async function cell(store, op, inFlight, port) {
     }
   }
   const before = await commandsRun(port)
-  const start = process.hrtime.bigint()
-  if (inFlight === 1) {
-    for (const id of ids) await run(id)
-  } else {
-    let next = 0
-    const worker = async () => {
-      while (next < ids.length) await run(ids[next++])
-    }
-    await Promise.all(Array.from({ length: inFlight }, worker))
-  }
-  const seconds = Number(process.hrtime.bigint() - start) / 1e9
+  const seconds = await timeOps(ids, inFlight, run)
   const commands = (await commandsRun(port)) - before - 1 // minus this INFO
   for (const id of ids) await call((cb) => store.destroy(id, cb))
   return { opsPerSecond: N / seconds, commandsPerOp: commands / N }

@@ -77,8 +77,23 @@ async function commandStats(port) {
   return calls
 }
 
+// Seconds to run `run(id)` for every id, `inFlight` calls at a time (1: one after another).
+async function timeOps(ids, inFlight, run) {
+  const start = process.hrtime.bigint()
+  if (inFlight === 1) {
+    for (const id of ids) await run(id)
+  } else {
+    let next = 0
+    const worker = async () => {
+      while (next < ids.length) await run(ids[next++])
+    }
+    await Promise.all(Array.from({ length: inFlight }, worker))
+  }
+  return Number(process.hrtime.bigint() - start) / 1e9
+}
+
 function mib(bytes) {
   return (bytes / 1024 / 1024).toFixed(1)
 }
 
-module.exports = { STORES, startRedis, makeStore, call, sessionOf, freePort, mib, redisCommand, commandStats }
+module.exports = { STORES, startRedis, makeStore, call, sessionOf, freePort, mib, redisCommand, commandStats, timeOps }
