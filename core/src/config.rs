@@ -1,5 +1,6 @@
 //! How a store is configured. Bindings fill a [`Config`] and never build shards or sweepers.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -28,6 +29,24 @@ pub enum WhenRedisDown {
     ServeLocal,
     /// Fail every call that needs Redis with [`Error::Unavailable`](crate::Error::Unavailable).
     Fail,
+}
+
+/// When the restart log ([`Config::persist_path`]) asks the disk to make appended changes
+/// durable with `fdatasync`. Every change is written to the file (one `write(2)`) before its call
+/// returns, whatever the policy: that survives the process being killed. The policy is about
+/// losing power or the machine crashing.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fsync {
+    /// Never: the OS writes the file back on its own schedule (usually within 30 s).
+    Never,
+    /// Once a second, on a background thread, off the request path: at most about a second of
+    /// changes is lost with the power (Redis's `appendfsync everysec`).
+    #[default]
+    Interval,
+    /// After every change, before its call returns: nothing acknowledged is lost, at the cost of
+    /// a disk flush per write.
+    Always,
 }
 
 /// Store configuration. Start from [`Config::default`] and change what you need.
@@ -97,6 +116,15 @@ pub struct Config {
     /// on loopback in which another process may still serve a session just destroyed.
     /// Default: false.
     pub redis_strict: bool,
+    /// Keep sessions across restarts of this process: a directory (created if missing, 0700;
+    /// its parent must exist) where every change is appended to a log before its call returns,
+    /// compacted into a snapshot in the background, and read back when a store is built on it.
+    /// One process owns the directory (a second gets [`Error::InvalidConfig`]); to share
+    /// sessions between processes use `redis_url`, which cannot be combined with this.
+    /// Default: none, sessions live in memory only.
+    pub persist_path: Option<PathBuf>,
+    /// When the restart log is synced to disk. Default: [`Fsync::Interval`] (every second).
+    pub persist_fsync: Fsync,
 }
 
 impl Default for Config {
@@ -119,6 +147,8 @@ impl Default for Config {
             redis_timeout: Duration::from_millis(50),
             redis_when_down: WhenRedisDown::ServeLocal,
             redis_strict: false,
+            persist_path: None,
+            persist_fsync: Fsync::Interval,
         }
     }
 }
@@ -180,6 +210,17 @@ impl Config {
             || self.redis_timeout > Duration::from_secs(60)
         {
             return bad("redis_timeout must be between 1 ms and 60 s");
+        }
+        if let Some(path) = &self.persist_path {
+            if self.redis_url.is_some() {
+                return bad(
+                    "persist_path and redis_url cannot both be set: with redis_url, Redis keeps \
+                     the sessions across restarts",
+                );
+            }
+            if path.as_os_str().is_empty() {
+                return bad("persist_path must not be empty");
+            }
         }
         crate::tier::Settings::from_config(self)?;
         Ok(())

@@ -62,15 +62,17 @@ mod config;
 mod error;
 mod fork;
 mod id;
+mod persist;
 mod signing;
 mod store;
 mod tier;
 mod trim;
 
 pub use clock::{Clock, ManualClock, MonotonicClock};
-pub use config::{Config, Eviction, WhenRedisDown};
+pub use config::{Config, Eviction, Fsync, WhenRedisDown};
 pub use error::{Error, Result};
 pub use id::{GENERATED_ID_LEN, MAX_ID_LEN, generate_id, validate_id};
+pub use persist::LogStats;
 pub use signing::Signer;
 pub use store::{
     Cause, Change, ChangeKind, ENTRY_OVERHEAD_BYTES, MAX_OWNER_LEN, Session, SessionView, Stats,

@@ -19,6 +19,7 @@ mod invariants;
 mod near;
 mod ops;
 mod owners;
+mod persisted;
 mod record;
 mod stripe;
 mod sweeper;
@@ -64,6 +65,8 @@ pub struct Store {
     // Declared first so it is dropped first: the last handle joins the sweeper thread, then
     // frees the table on the caller's thread.
     sweeper: Option<Arc<sweeper::Sweeper>>,
+    /// Held, not read: the last handle stops and joins the restart log's thread.
+    _log_thread: Option<Arc<persisted::LogThread>>,
     inner: Arc<Inner>,
 }
 
@@ -136,6 +139,8 @@ pub struct Stats {
     pub conflicts: u64,
     /// The shared tier's state and counters, if the store has one.
     pub tier: Option<crate::tier::TierStats>,
+    /// The restart log's counters, if the store has `persist_path`.
+    pub log: Option<crate::persist::LogStats>,
 }
 
 /// Per-stripe counters, kept beside each stripe so readers of different stripes never write
@@ -259,6 +264,19 @@ impl StoreBuilder {
         };
         let tier = crate::tier::Settings::from_config(&config)?
             .map(|(settings, keys)| crate::tier::Tier::new(settings, keys));
+        let (log, image) = match &config.persist_path {
+            Some(path) => {
+                let (log, image) = crate::persist::Log::open(
+                    path,
+                    config.persist_fsync,
+                    config.idle_timeout,
+                    self.clock.now_ms(),
+                )?;
+                (Some(Arc::new(log)), Some(image))
+            }
+            None => (None, None),
+        };
+        let listener = changes::with_log(self.listener, log.clone());
         let inner = Arc::new(Inner {
             shards: (0..shard_count)
                 .map(|_| Shard {
@@ -288,13 +306,34 @@ impl StoreBuilder {
             evict_cursor: AtomicUsize::new(0),
             owners: OwnerIndex::new(shard_count),
             trim: Mutex::new(budget::TrimState::default()),
-            listener: self.listener,
+            listener,
             tier,
+            log,
         });
         if let Some(tier) = &inner.tier {
             let sink: std::sync::Weak<dyn crate::tier::Sink> = Arc::downgrade(&inner) as _;
             tier.start(sink)?;
         }
+        let log_thread = match (&inner.log, image) {
+            (Some(log), Some(image)) => {
+                inner.restore(log, image);
+                // The first snapshot: the files read become one, damaged ones set aside.
+                inner.compact_log().map_err(|e| {
+                    Error::InvalidConfig(format!(
+                        "persist_path: cannot write a snapshot into {}: {e}",
+                        config
+                            .persist_path
+                            .as_deref()
+                            .unwrap_or(std::path::Path::new(""))
+                            .display()
+                    ))
+                })?;
+                Some(Arc::new(persisted::LogThread::spawn(&inner).map_err(
+                    |e| Error::InvalidConfig(format!("could not start the log thread: {e}")),
+                )?))
+            }
+            _ => None,
+        };
         let sweeper = if config.background_sweeper {
             Some(Arc::new(
                 sweeper::Sweeper::spawn(&inner, config.sweep_interval).map_err(|e| {
@@ -304,7 +343,11 @@ impl StoreBuilder {
         } else {
             None
         };
-        Ok(Store { sweeper, inner })
+        Ok(Store {
+            sweeper,
+            _log_thread: log_thread,
+            inner,
+        })
     }
 }
 
@@ -331,6 +374,8 @@ struct Inner {
     listener: Option<Listener>,
     /// The shared tier, if `redis_url` is set: the table is then its near cache.
     tier: Option<crate::tier::Tier>,
+    /// The restart log, if `persist_path` is set; the listener appends every change to it.
+    log: Option<Arc<crate::persist::Log>>,
 }
 
 impl Store {
@@ -377,6 +422,16 @@ impl Store {
         }
     }
 
+    /// [`inner`](Store::inner) for a call that changes sessions: refused while the restart log
+    /// cannot record the change (a failing disk, or a child forked from the log's owner).
+    fn writing(&self) -> Result<Entered<'_>> {
+        let entered = self.inner();
+        if let Some(log) = &entered.log {
+            log.writable()?;
+        }
+        Ok(entered)
+    }
+
     /// The idle timeout of sessions stored without a TTL of their own.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.inner.idle_ttl_ms)
@@ -396,7 +451,7 @@ impl Store {
     /// [`Error::TooLarge`], [`Error::StoreFull`], [`Error::InvalidArgument`] for a `ttl` below
     /// 1 ms.
     pub fn create(&self, value: &[u8], ttl: Option<Duration>) -> Result<String> {
-        self.inner().create(value, ttl)
+        self.writing()?.create(value, ttl)
     }
 
     /// Stores `value` under `id` only if no live session has that id (an expired one is
@@ -407,7 +462,8 @@ impl Store {
     /// [`Error::Conflict`] if a live session has the id, and the errors of [`set`](Store::set).
     /// On error nothing changed.
     pub fn insert(&self, id: &str, value: &[u8], ttl: Option<Duration>) -> Result<u64> {
-        self.inner().put(id, value, ttl, ops::Precondition::Absent)
+        self.writing()?
+            .put(id, value, ttl, ops::Precondition::Absent)
     }
 
     /// The value of a live session, sliding its idle deadline (unless
@@ -493,7 +549,7 @@ impl Store {
     /// [`Error::InvalidId`], [`Error::TooLarge`], [`Error::StoreFull`],
     /// [`Error::InvalidArgument`] for a `ttl` below 1 ms. On error nothing changed.
     pub fn set(&self, id: &str, value: &[u8], ttl: Option<Duration>) -> Result<u64> {
-        self.inner().put(id, value, ttl, ops::Precondition::None)
+        self.writing()?.put(id, value, ttl, ops::Precondition::None)
     }
 
     /// [`set`](Store::set) only if the session exists and is live: never creates one. For
@@ -503,7 +559,7 @@ impl Store {
     /// [`Error::NotFound`] if the session is gone, and the errors of [`set`](Store::set).
     /// On error nothing changed.
     pub fn update(&self, id: &str, value: &[u8], ttl: Option<Duration>) -> Result<u64> {
-        self.inner().put(id, value, ttl, ops::Precondition::Live)
+        self.writing()?.put(id, value, ttl, ops::Precondition::Live)
     }
 
     /// [`set`](Store::set) only if the session still has version `expected`, so that two
@@ -519,7 +575,7 @@ impl Store {
         expected: u64,
         ttl: Option<Duration>,
     ) -> Result<u64> {
-        self.inner()
+        self.writing()?
             .put(id, value, ttl, ops::Precondition::Version(expected))
     }
 
@@ -583,7 +639,7 @@ impl Store {
     /// # Errors
     /// [`Error::InvalidId`].
     pub fn destroy(&self, id: &str) -> Result<bool> {
-        let inner = self.inner();
+        let inner = self.writing()?;
         if inner.tier.is_some() {
             return inner.near_destroy(id);
         }
@@ -597,7 +653,7 @@ impl Store {
     /// # Errors
     /// [`Error::InvalidId`].
     pub fn regenerate(&self, id: &str) -> Result<Option<String>> {
-        let inner = self.inner();
+        let inner = self.writing()?;
         if inner.tier.is_some() {
             return inner.near_regenerate(id);
         }
@@ -611,7 +667,7 @@ impl Store {
     /// [`Error::NotFound`], [`Error::InvalidId`], [`Error::InvalidArgument`] for an empty owner
     /// or one longer than [`MAX_OWNER_LEN`].
     pub fn set_owner(&self, id: &str, owner: Option<&str>) -> Result<()> {
-        let inner = self.inner();
+        let inner = self.writing()?;
         if inner.tier.is_some() {
             return inner.near_set_owner(id, owner);
         }
@@ -655,7 +711,7 @@ impl Store {
         if let Some(keep) = keep {
             validate_id(keep)?;
         }
-        let inner = self.inner();
+        let inner = self.writing()?;
         if inner.tier.is_some() {
             if let Some(destroyed) = inner.near_destroy_owner(owner, keep)? {
                 return Ok(destroyed);
@@ -719,6 +775,7 @@ impl Store {
         let s = &*entered;
         let mut stats = Stats {
             tier: s.tier.as_ref().map(crate::tier::Tier::stats),
+            log: s.log.as_ref().map(|log| log.stats()),
             sessions: s.sessions.load(Relaxed),
             bytes: s.bytes.load(Relaxed),
             signature_failures: s.signature_failures.load(Relaxed),
@@ -743,6 +800,22 @@ impl Store {
     /// Returns how many expired sessions were reclaimed.
     pub fn sweep(&self) -> usize {
         self.inner().sweep_all()
+    }
+
+    /// Compacts the restart log now, as the log thread does once the log has grown: the table
+    /// is written into a new snapshot (one stripe lock at a time) and older files are removed.
+    /// Does nothing without `persist_path`. For tests and for operators who want a small log
+    /// before a backup.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] with the I/O error; the older files are then kept.
+    pub fn compact_log(&self) -> Result<()> {
+        let inner = self.inner();
+        let result = inner.compact_log();
+        if let Some(log) = &inner.log {
+            log.note_compaction(&result);
+        }
+        result.map_err(|e| Error::Unavailable(format!("cannot compact the restart log: {e}")))
     }
 
     /// The store clock in ms, the scale of [`Change::deadline_ms`].
@@ -784,6 +857,19 @@ impl Store {
             _ => {
                 self.inner.signature_failures.fetch_add(1, Relaxed);
                 Err(Error::BadSignature)
+            }
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // The last handle closes the store cleanly: the restart log becomes one snapshot, so
+        // the next start reads it alone. (Not closing costs only a longer load.)
+        if self.inner.log.is_some() && Arc::strong_count(&self.inner) == 1 {
+            let _pass = crate::fork::enter();
+            if let Some(log) = &self.inner.log {
+                log.note_compaction(&self.inner.compact_log());
             }
         }
     }

@@ -96,6 +96,28 @@ impl Listener {
     }
 }
 
+/// The store's listener: the caller's, the restart log's appends before it, or both.
+pub(crate) fn with_log(
+    listener: Option<Listener>,
+    log: Option<Arc<crate::persist::Log>>,
+) -> Option<Listener> {
+    let Some(log) = log else { return listener };
+    let log_slack = crate::clock::duration_to_ms(log.slide_slack).max(1);
+    Some(match listener {
+        None => Listener {
+            callback: Arc::new(move |change: &Change<'_>| log.append(change)),
+            slide_slack_ms: log_slack,
+        },
+        Some(theirs) => Listener {
+            slide_slack_ms: theirs.slide_slack_ms.min(log_slack),
+            callback: Arc::new(move |change: &Change<'_>| {
+                log.append(change);
+                (theirs.callback)(change);
+            }),
+        },
+    })
+}
+
 /// The metadata of a session as a change reports it.
 #[derive(Clone, Copy)]
 pub(crate) struct Meta {

@@ -174,6 +174,16 @@ impl Stripe {
         )
     }
 
+    /// Highest version issued in this stripe.
+    pub(crate) fn versions(&self) -> u64 {
+        self.versions
+    }
+
+    /// Issues versions above `issued` from now on (a restart log's high-water mark).
+    pub(crate) fn raise_versions(&mut self, issued: u64) {
+        self.versions = self.versions.max(issued);
+    }
+
     fn issue_version(&mut self, above: u64) -> u64 {
         let version = above + 1;
         self.versions = self.versions.max(version);

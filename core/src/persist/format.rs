@@ -1,0 +1,485 @@
+//! The bytes of the restart log and its snapshots: a 16-byte header, then frames of
+//! `[body length: u32][CRC-32 of the body: u32][body]`, all little-endian.
+//!
+//! A body is one [`Record`]: a tag byte and the record's fields. Decoding checks everything a
+//! record claims (lengths, id and owner rules, UTF-8, that the body is used up exactly), so a
+//! frame whose CRC happens to match garbage is still refused rather than restored.
+
+use crate::id::validate_id;
+use crate::store::MAX_OWNER_LEN;
+
+/// First bytes of every file the log writes.
+pub(crate) const MAGIC: [u8; 8] = *b"coatchk\n";
+/// The layout described here. A file of another version is set aside, never guessed at.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+/// Header length: magic, format version, file kind.
+pub(crate) const HEADER_LEN: usize = 16;
+/// Frame header length: body length and CRC.
+const FRAME_HEAD: usize = 8;
+/// Longest body accepted: a 1 GiB value (the most `max_session_bytes` allows) and its fields.
+const MAX_BODY: usize = (1 << 30) + 4096;
+
+const NONE_U64: u64 = u64::MAX;
+const NONE_U16: u16 = u16::MAX;
+
+/// What a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileKind {
+    /// Changes in the order they were made.
+    Log = 1,
+    /// The whole table at one moment, ended by [`Record::End`].
+    Snapshot = 2,
+}
+
+/// The header of a file of `kind`.
+pub(crate) fn header(kind: FileKind) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..8].copy_from_slice(&MAGIC);
+    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&(kind as u32).to_le_bytes());
+    h
+}
+
+/// Why a file's header was refused.
+pub(crate) fn check_header(bytes: &[u8], kind: FileKind) -> Result<(), String> {
+    if bytes.is_empty() {
+        return Err("the file is empty (a crash while it was being created?)".into());
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(format!(
+            "the file is {} bytes, shorter than its header",
+            bytes.len()
+        ));
+    }
+    if bytes[..8] != MAGIC {
+        return Err("the file does not start with coatcheck's magic bytes".into());
+    }
+    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "the file is in format version {version}; this coatcheck reads version {FORMAT_VERSION}"
+        ));
+    }
+    let found = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
+    if found != kind as u32 {
+        return Err(format!(
+            "the file is of kind {found}, expected {}",
+            kind as u32
+        ));
+    }
+    Ok(())
+}
+
+/// One entry of a log or snapshot. Times are wall-clock ms since the Unix epoch, so that
+/// lifetimes continue across a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Record<'a> {
+    /// A session's whole state after a create or a write (and every session of a snapshot).
+    Put {
+        id: &'a str,
+        version: u64,
+        deadline: u64,
+        ttl_ms: u64,
+        absolute: Option<u64>,
+        owner: Option<&'a str>,
+        value: &'a [u8],
+    },
+    /// A session's deadline moved (a read or touch crossed the slack, or a new idle timeout).
+    Slid {
+        id: &'a str,
+        version: u64,
+        deadline: u64,
+        ttl_ms: u64,
+    },
+    /// A session's owner was set or cleared.
+    Owner {
+        id: &'a str,
+        version: u64,
+        owner: Option<&'a str>,
+    },
+    /// A session left the table (destroyed, expired, evicted, regenerated away, cleared).
+    Removed { id: &'a str, version: u64 },
+    /// Every version issued so far is at most this: a restarted store issues above it, so a
+    /// version never repeats for an id, even one whose session is gone.
+    Versions { issued: u64 },
+    /// The last record of a snapshot, with how many `Put`s it holds.
+    End { sessions: u64 },
+}
+
+const TAG_PUT: u8 = 1;
+const TAG_SLID: u8 = 2;
+const TAG_OWNER: u8 = 3;
+const TAG_REMOVED: u8 = 4;
+const TAG_VERSIONS: u8 = 5;
+const TAG_END: u8 = 6;
+
+/// Appends `record` as one frame to `out`.
+pub(crate) fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_HEAD]);
+    match *record {
+        Record::Put {
+            id,
+            version,
+            deadline,
+            ttl_ms,
+            absolute,
+            owner,
+            value,
+        } => {
+            out.push(TAG_PUT);
+            put_id(out, id, version);
+            out.extend_from_slice(&deadline.to_le_bytes());
+            out.extend_from_slice(&ttl_ms.to_le_bytes());
+            out.extend_from_slice(&absolute.unwrap_or(NONE_U64).to_le_bytes());
+            put_owner(out, owner);
+            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            out.extend_from_slice(value);
+        }
+        Record::Slid {
+            id,
+            version,
+            deadline,
+            ttl_ms,
+        } => {
+            out.push(TAG_SLID);
+            put_id(out, id, version);
+            out.extend_from_slice(&deadline.to_le_bytes());
+            out.extend_from_slice(&ttl_ms.to_le_bytes());
+        }
+        Record::Owner { id, version, owner } => {
+            out.push(TAG_OWNER);
+            put_id(out, id, version);
+            put_owner(out, owner);
+        }
+        Record::Removed { id, version } => {
+            out.push(TAG_REMOVED);
+            put_id(out, id, version);
+        }
+        Record::Versions { issued } => {
+            out.push(TAG_VERSIONS);
+            out.extend_from_slice(&issued.to_le_bytes());
+        }
+        Record::End { sessions } => {
+            out.push(TAG_END);
+            out.extend_from_slice(&sessions.to_le_bytes());
+        }
+    }
+    let body_len = out.len() - start - FRAME_HEAD;
+    let crc = crc32fast::hash(&out[start + FRAME_HEAD..]);
+    out[start..start + 4].copy_from_slice(&(body_len as u32).to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn put_id(out: &mut Vec<u8>, id: &str, version: u64) {
+    // Ids are at most MAX_ID_LEN (255) bytes: validated before they enter the table.
+    out.push(id.len() as u8);
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
+}
+
+fn put_owner(out: &mut Vec<u8>, owner: Option<&str>) {
+    match owner {
+        // Owners are at most MAX_OWNER_LEN (1024) bytes, far below the "none" marker.
+        Some(o) => {
+            out.extend_from_slice(&(o.len() as u16).to_le_bytes());
+            out.extend_from_slice(o.as_bytes());
+        }
+        None => out.extend_from_slice(&NONE_U16.to_le_bytes()),
+    }
+}
+
+/// The frames of a file's body (after the header), one record at a time. After the first
+/// frame that does not decode, [`Frames::damage`] says why and [`Frames::good_len`] how many
+/// bytes before it were good.
+pub(crate) struct Frames<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    damage: Option<String>,
+}
+
+impl<'a> Frames<'a> {
+    pub(crate) fn new(body: &'a [u8]) -> Self {
+        Self {
+            bytes: body,
+            pos: 0,
+            damage: None,
+        }
+    }
+
+    /// Bytes of whole, valid frames read so far.
+    pub(crate) fn good_len(&self) -> usize {
+        self.pos
+    }
+
+    /// Why reading stopped before the end, if it did.
+    pub(crate) fn damage(&self) -> Option<&str> {
+        self.damage.as_deref()
+    }
+
+    fn fail(&mut self, why: String) -> Option<Record<'a>> {
+        self.damage = Some(why);
+        None
+    }
+}
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = Record<'a>;
+
+    fn next(&mut self) -> Option<Record<'a>> {
+        if self.damage.is_some() {
+            return None;
+        }
+        let rest = &self.bytes[self.pos..];
+        if rest.is_empty() {
+            return None;
+        }
+        if rest.len() < FRAME_HEAD {
+            return self.fail(format!(
+                "a frame header is cut off after {} bytes",
+                rest.len()
+            ));
+        }
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+        if len == 0 || len > MAX_BODY {
+            return self.fail(format!(
+                "a frame claims an impossible length of {len} bytes"
+            ));
+        }
+        if rest.len() - FRAME_HEAD < len {
+            return self.fail(format!(
+                "a frame of {len} bytes is cut off after {} (a torn write)",
+                rest.len() - FRAME_HEAD
+            ));
+        }
+        let body = &rest[FRAME_HEAD..FRAME_HEAD + len];
+        if crc32fast::hash(body) != crc {
+            return self.fail("a frame's checksum does not match its bytes".into());
+        }
+        match decode(body) {
+            Some(record) => {
+                self.pos += FRAME_HEAD + len;
+                Some(record)
+            }
+            None => self.fail("a frame's checksum matches but its record is malformed".into()),
+        }
+    }
+}
+
+/// Reads fields off the front of a body.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Some(u64::from_le_bytes(a))
+    }
+
+    fn id(&mut self) -> Option<(&'a str, u64)> {
+        let len = self.u8()? as usize;
+        let id = std::str::from_utf8(self.take(len)?).ok()?;
+        validate_id(id).ok()?;
+        Some((id, self.u64()?))
+    }
+
+    fn owner(&mut self) -> Option<Option<&'a str>> {
+        let len = self.u16()?;
+        if len == NONE_U16 {
+            return Some(None);
+        }
+        let len = len as usize;
+        if len == 0 || len > MAX_OWNER_LEN {
+            return None;
+        }
+        Some(Some(std::str::from_utf8(self.take(len)?).ok()?))
+    }
+}
+
+fn decode(body: &[u8]) -> Option<Record<'_>> {
+    let mut r = Reader(body);
+    let record = match r.u8()? {
+        TAG_PUT => {
+            let (id, version) = r.id()?;
+            let deadline = r.u64()?;
+            let ttl_ms = r.u64()?;
+            let absolute = Some(r.u64()?).filter(|&a| a != NONE_U64);
+            let owner = r.owner()?;
+            let len = r.u32()? as usize;
+            let value = r.take(len)?;
+            Record::Put {
+                id,
+                version,
+                deadline,
+                ttl_ms,
+                absolute,
+                owner,
+                value,
+            }
+        }
+        TAG_SLID => {
+            let (id, version) = r.id()?;
+            Record::Slid {
+                id,
+                version,
+                deadline: r.u64()?,
+                ttl_ms: r.u64()?,
+            }
+        }
+        TAG_OWNER => {
+            let (id, version) = r.id()?;
+            Record::Owner {
+                id,
+                version,
+                owner: r.owner()?,
+            }
+        }
+        TAG_REMOVED => {
+            let (id, version) = r.id()?;
+            Record::Removed { id, version }
+        }
+        TAG_VERSIONS => Record::Versions { issued: r.u64()? },
+        TAG_END => Record::End { sessions: r.u64()? },
+        _ => return None,
+    };
+    // A record uses its body up exactly.
+    r.0.is_empty().then_some(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<Record<'static>> {
+        vec![
+            Record::Put {
+                id: "abc",
+                version: 7,
+                deadline: 1_700_000_000_000,
+                ttl_ms: 60_000,
+                absolute: Some(1_700_000_100_000),
+                owner: Some("user-1"),
+                value: b"{\"n\":1}",
+            },
+            Record::Put {
+                id: "x",
+                version: 1,
+                deadline: 5,
+                ttl_ms: 1,
+                absolute: None,
+                owner: None,
+                value: b"",
+            },
+            Record::Slid {
+                id: "abc",
+                version: 7,
+                deadline: 9,
+                ttl_ms: 10,
+            },
+            Record::Owner {
+                id: "abc",
+                version: 7,
+                owner: None,
+            },
+            Record::Removed {
+                id: "abc",
+                version: 8,
+            },
+            Record::Versions { issued: 99 },
+            Record::End { sessions: 2 },
+        ]
+    }
+
+    #[test]
+    fn every_record_reads_back_as_written() {
+        let mut bytes = Vec::new();
+        for r in samples() {
+            encode(&r, &mut bytes);
+        }
+        let mut frames = Frames::new(&bytes);
+        let read: Vec<_> = frames.by_ref().collect();
+        assert_eq!(read, samples());
+        assert_eq!(frames.damage(), None);
+        assert_eq!(frames.good_len(), bytes.len());
+    }
+
+    #[test]
+    fn a_torn_tail_keeps_every_whole_record_before_it() {
+        let mut bytes = Vec::new();
+        for r in samples() {
+            encode(&r, &mut bytes);
+        }
+        let whole = bytes.len();
+        let mut last = Vec::new();
+        encode(&samples()[0], &mut last);
+        for cut in 1..last.len() {
+            let mut torn = bytes.clone();
+            torn.extend_from_slice(&last[..cut]);
+            let mut frames = Frames::new(&torn);
+            assert_eq!(frames.by_ref().count(), samples().len(), "cut at {cut}");
+            assert_eq!(frames.good_len(), whole);
+            assert!(frames.damage().is_some());
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_anywhere_in_a_frame_stops_reading_at_that_frame() {
+        let mut first = Vec::new();
+        encode(&samples()[0], &mut first);
+        let mut bytes = first.clone();
+        encode(&samples()[2], &mut bytes);
+        for byte in first.len()..bytes.len() {
+            for bit in 0..8 {
+                let mut bad = bytes.clone();
+                bad[byte] ^= 1 << bit;
+                let mut frames = Frames::new(&bad);
+                assert_eq!(frames.by_ref().count(), 1, "byte {byte} bit {bit}");
+                assert_eq!(frames.good_len(), first.len());
+                assert!(frames.damage().is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn headers_of_another_kind_or_version_are_refused() {
+        let log = header(FileKind::Log);
+        assert!(check_header(&log, FileKind::Log).is_ok());
+        assert!(check_header(&log, FileKind::Snapshot).is_err());
+        assert!(check_header(&[], FileKind::Log).is_err());
+        assert!(check_header(&log[..10], FileKind::Log).is_err());
+        let mut other = log;
+        other[8] = 2;
+        assert!(
+            check_header(&other, FileKind::Log)
+                .unwrap_err()
+                .contains("version 2")
+        );
+        let mut magic = log;
+        magic[0] = b'C';
+        assert!(check_header(&magic, FileKind::Log).is_err());
+    }
+}

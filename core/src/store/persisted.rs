@@ -1,0 +1,171 @@
+//! The store's side of the restart log (`crate::persist`): filling the table from what the log
+//! held, writing the table into a snapshot one stripe at a time, and the background thread that
+//! syncs and compacts the log.
+
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
+
+use super::Inner;
+use super::block::Block;
+use super::stripe::NewSession;
+use crate::fork;
+use crate::persist::{Image, Log, Record};
+
+impl Inner {
+    /// Files every session of `image` that is still live, with its remaining idle and absolute
+    /// lifetimes, version and owner; every stripe then issues versions above all the log saw.
+    /// Nothing is delivered to the listener: these changes are already in the files.
+    pub(super) fn restore(&self, log: &Log, image: Image) {
+        for shard in self.shards.iter() {
+            shard.state.write().raise_versions(image.issued);
+        }
+        let now = self.now();
+        let mut restored = 0;
+        for (id, s) in image.sessions {
+            let absolute = s.absolute.map(|a| log.to_clock(a));
+            // No later than a full idle timeout from now, even if the wall clock went back.
+            let deadline = log.to_clock(s.deadline).min(now.saturating_add(s.ttl_ms));
+            let expired = deadline <= now || absolute.is_some_and(|a| a <= now);
+            if expired || s.version == 0 || s.ttl_ms == 0 || s.value.len() > self.max_session_bytes
+            {
+                continue;
+            }
+            let (hash, shard_index) = self.locate(&id);
+            let shard = &self.shards[shard_index];
+            let block = Block::new(id.as_bytes(), &s.value, absolute);
+            let mut stripe = shard.state.write();
+            if stripe.find(hash, &id).is_some() {
+                continue;
+            }
+            let (_, _, cost) = stripe.insert(NewSession {
+                block,
+                hash,
+                ttl_ms: s.ttl_ms,
+                deadline,
+                flags: 0,
+                owner: s.owner.clone(),
+                fresh_id_above: Some(s.version - 1),
+            });
+            shard.note_deadline(deadline);
+            drop(stripe);
+            self.admit(cost, &id, s.owner.as_deref());
+            restored += 1;
+            // A budget lowered since the log was written: the least valuable sessions go.
+            self.settle_budget(shard_index, hash);
+        }
+        log.count_restored(restored);
+    }
+
+    /// Writes the table into a new snapshot and drops the files it replaces. Each stripe is
+    /// read under its shared lock (readers go on; its writers wait for one stripe's encoding)
+    /// and written out after the lock is released.
+    pub(super) fn compact_log(&self) -> std::io::Result<()> {
+        let Some(log) = &self.log else { return Ok(()) };
+        let Some(mut snapshot) = log.begin_snapshot()? else {
+            return Ok(());
+        };
+        let mut issued = 0;
+        for shard in self.shards.iter() {
+            {
+                let stripe = shard.state.read();
+                let now = self.now();
+                issued = issued.max(stripe.versions());
+                for index in stripe.live_indices() {
+                    let record = stripe.record(index);
+                    if record.is_expired(now) {
+                        continue;
+                    }
+                    let block = stripe.block(index);
+                    snapshot.put(&Record::Put {
+                        id: block.id_str(),
+                        version: block.version(),
+                        deadline: log.to_wall(record.deadline()),
+                        ttl_ms: record.ttl_ms(),
+                        absolute: block.absolute().map(|a| log.to_wall(a)),
+                        owner: stripe.owner(index),
+                        value: block.value(),
+                    });
+                }
+            }
+            snapshot.flush()?;
+        }
+        snapshot.finish(issued)
+    }
+
+    /// One tick of the log thread: sync under `Fsync::Interval`, compact when the log has grown.
+    fn log_tick(&self) {
+        let Some(log) = &self.log else { return };
+        log.sync_if_dirty();
+        if log.wants_compaction() {
+            let result = self.compact_log();
+            log.note_compaction(&result);
+        }
+    }
+}
+
+/// Name of the log thread.
+pub(crate) const THREAD_NAME: &str = "coatcheck-log";
+
+/// The log thread, owned by the store handles; the last one stops and joins it. In a forked
+/// child it does not exist and is not restarted: the child never writes the parent's log.
+pub(crate) struct LogThread {
+    running: Mutex<Running>,
+    generation: u64,
+}
+
+#[derive(Default)]
+struct Running {
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl LogThread {
+    pub(super) fn spawn(inner: &Arc<Inner>) -> std::io::Result<Self> {
+        let (stop, stopped) = mpsc::channel();
+        let store = Arc::downgrade(inner);
+        let thread = std::thread::Builder::new()
+            .name(THREAD_NAME.into())
+            .spawn(move || run(&store, &stopped))?;
+        Ok(Self {
+            running: Mutex::new(Running {
+                stop: Some(stop),
+                thread: Some(thread),
+            }),
+            generation: fork::generation(),
+        })
+    }
+}
+
+fn run(store: &Weak<Inner>, stopped: &Receiver<()>) {
+    loop {
+        match stopped.recv_timeout(crate::persist::TICK) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let Some(inner) = store.upgrade() else { return };
+        let pass = fork::enter();
+        inner.log_tick();
+        drop(pass);
+    }
+}
+
+impl Drop for LogThread {
+    fn drop(&mut self) {
+        let mut running = self.running.lock();
+        if self.generation != fork::generation() {
+            // The parent's thread: absent here, and its channel's lock may have been held at
+            // the fork (see the sweeper).
+            std::mem::forget(std::mem::take(&mut *running));
+            return;
+        }
+        drop(running.stop.take());
+        if let Some(thread) = running.thread.take() {
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
