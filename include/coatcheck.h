@@ -111,6 +111,30 @@ typedef uint32_t coatcheck_eviction;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// When the restart log (`coatcheck_config.persist_path`) is synced to disk; the values of
+// `coatcheck_config.persist_fsync`. Every change is written to the log file before its call
+// returns whatever the policy, which survives the process being killed; the policy is about
+// power loss.
+enum coatcheck_fsync
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Once a second, on a background thread. The default.
+  COATCHECK_FSYNC_INTERVAL = 0,
+  // Never: the OS writes the file back on its own schedule.
+  COATCHECK_FSYNC_NEVER = 1,
+  // After every change, before its call returns.
+  COATCHECK_FSYNC_ALWAYS = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum coatcheck_fsync coatcheck_fsync;
+#else
+typedef uint32_t coatcheck_fsync;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // What a store on the shared tier does while Redis cannot be reached; the values of
 // `coatcheck_config.redis_when_down`.
 enum coatcheck_when_redis_down
@@ -203,6 +227,15 @@ typedef struct coatcheck_config {
   // on loopback in which another process may still serve a session just destroyed.
   // Default: false.
   bool redis_strict;
+  // Keep sessions across restarts of this process: a NUL-terminated directory path (created
+  // if missing, mode 0700; its parent must exist). Every change is appended to a log there
+  // before its call returns, compacted into a snapshot in the background, and read back by
+  // the next `coatcheck_store_new` on the same path. One process owns the directory: a
+  // second gets `COATCHECK_STATUS_INVALID_CONFIG`, as does setting both this and
+  // `redis_url`. NULL (the default): sessions live in memory only.
+  const char *persist_path;
+  // A `coatcheck_fsync` value. Default: `COATCHECK_FSYNC_INTERVAL`.
+  uint32_t persist_fsync;
 } coatcheck_config;
 
 // Counters since the store was built, and its current size (`coatcheck_store_stats`).

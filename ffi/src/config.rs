@@ -3,7 +3,7 @@
 use std::ffi::{CStr, c_char};
 use std::time::Duration;
 
-use coatcheck::{Config, Eviction, WhenRedisDown};
+use coatcheck::{Config, Eviction, Fsync, WhenRedisDown};
 
 use crate::boundary::ffi_boundary;
 use crate::cast::try_out;
@@ -37,6 +37,22 @@ pub enum coatcheck_when_redis_down {
     ServeLocal = 0,
     /// Fail every call that needs Redis with `COATCHECK_STATUS_UNAVAILABLE`.
     Fail = 1,
+}
+
+/// When the restart log (`coatcheck_config.persist_path`) is synced to disk; the values of
+/// `coatcheck_config.persist_fsync`. Every change is written to the log file before its call
+/// returns whatever the policy, which survives the process being killed; the policy is about
+/// power loss.
+#[allow(non_camel_case_types)]
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum coatcheck_fsync {
+    /// Once a second, on a background thread. The default.
+    Interval = 0,
+    /// Never: the OS writes the file back on its own schedule.
+    Never = 1,
+    /// After every change, before its call returns.
+    Always = 2,
 }
 
 /// A borrowed byte string: a pointer followed by its length. `data` may be NULL only when `len`
@@ -110,6 +126,15 @@ pub struct coatcheck_config {
     /// on loopback in which another process may still serve a session just destroyed.
     /// Default: false.
     pub redis_strict: bool,
+    /// Keep sessions across restarts of this process: a NUL-terminated directory path (created
+    /// if missing, mode 0700; its parent must exist). Every change is appended to a log there
+    /// before its call returns, compacted into a snapshot in the background, and read back by
+    /// the next `coatcheck_store_new` on the same path. One process owns the directory: a
+    /// second gets `COATCHECK_STATUS_INVALID_CONFIG`, as does setting both this and
+    /// `redis_url`. NULL (the default): sessions live in memory only.
+    pub persist_path: *const c_char,
+    /// A `coatcheck_fsync` value. Default: `COATCHECK_FSYNC_INTERVAL`.
+    pub persist_fsync: u32,
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -144,6 +169,12 @@ impl coatcheck_config {
                 _ => coatcheck_when_redis_down::ServeLocal as u32,
             },
             redis_strict: config.redis_strict,
+            persist_path: std::ptr::null(),
+            persist_fsync: match config.persist_fsync {
+                Fsync::Never => coatcheck_fsync::Never as u32,
+                Fsync::Always => coatcheck_fsync::Always as u32,
+                _ => coatcheck_fsync::Interval as u32,
+            },
         }
     }
 
@@ -151,8 +182,8 @@ impl coatcheck_config {
     ///
     /// # Safety
     /// `secrets` is NULL with `secrets_len` 0, or points at `secrets_len` valid
-    /// `coatcheck_bytes`, each NULL with length 0 or readable for its length. `redis_url` and
-    /// `redis_key_prefix` are each NULL or a readable NUL-terminated string.
+    /// `coatcheck_bytes`, each NULL with length 0 or readable for its length. `redis_url`,
+    /// `redis_key_prefix` and `persist_path` are each NULL or a readable NUL-terminated string.
     pub(crate) unsafe fn to_core(self) -> Result<Config, coatcheck_status> {
         let nonzero = |n: usize| (n != 0).then_some(n);
         let mut config = Config::default();
@@ -205,6 +236,19 @@ impl coatcheck_config {
             _ => return Err(coatcheck_status::InvalidConfig),
         };
         config.redis_strict = self.redis_strict;
+        if !self.persist_path.is_null() {
+            use std::os::unix::ffi::OsStrExt;
+            // SAFETY: non-NULL, and per this function's contract NUL-terminated and readable.
+            let path = unsafe { CStr::from_ptr(self.persist_path) };
+            // A path is bytes on Unix: any that the OS accepts.
+            config.persist_path = Some(std::ffi::OsStr::from_bytes(path.to_bytes()).into());
+        }
+        config.persist_fsync = match self.persist_fsync {
+            0 => Fsync::Interval,
+            1 => Fsync::Never,
+            2 => Fsync::Always,
+            _ => return Err(coatcheck_status::InvalidConfig),
+        };
         Ok(config)
     }
 }
@@ -304,6 +348,25 @@ mod tests {
         // 0 is the default timeout.
         c.redis_timeout_ms = 0;
         assert_eq!(to_core(c).unwrap().redis_timeout, Duration::from_millis(50));
+    }
+
+    #[test]
+    fn the_restart_log_settings_reach_the_core() {
+        let c = defaults();
+        assert!(c.persist_path.is_null());
+        assert_eq!(c.persist_fsync, coatcheck_fsync::Interval as u32);
+        assert_eq!(to_core(c).unwrap().persist_path, None);
+        let mut c = defaults();
+        c.persist_path = c"/var/lib/app/sessions".as_ptr();
+        c.persist_fsync = coatcheck_fsync::Always as u32;
+        let core = to_core(c).unwrap();
+        assert_eq!(
+            core.persist_path.as_deref(),
+            Some(std::path::Path::new("/var/lib/app/sessions"))
+        );
+        assert_eq!(core.persist_fsync, Fsync::Always);
+        c.persist_fsync = 3;
+        assert_eq!(to_core(c).err(), Some(coatcheck_status::InvalidConfig));
     }
 
     #[test]

@@ -814,6 +814,43 @@ static void test_null_arguments(void) {
     coatcheck_store_free(store);
 }
 
+/* persist_path: sessions survive the store being freed and built again on the same directory;
+ * a second store on a directory in use, or a log together with Redis, is an invalid config. */
+static void test_persist(void) {
+    char dir[] = "/tmp/coatcheck-c-persist-XXXXXX";
+    char path[64], cmd[96];
+    coatcheck_config config = quiet_config();
+    coatcheck_store *store, *second = NULL;
+    uint64_t version = 0;
+    char value[64];
+
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/sessions", dir);
+    config.persist_path = path;
+    config.persist_fsync = COATCHECK_FSYNC_NEVER;
+    store = new_store(&config);
+    CHECK_OK(coatcheck_store_set(store, "kept", 4, BYTES("across restarts"), 15, 0, &version));
+    CHECK(version == 1);
+    CHECK_STATUS(coatcheck_store_new(&config, &second), COATCHECK_STATUS_INVALID_CONFIG);
+    CHECK(second == NULL);
+    coatcheck_store_free(store);
+
+    store = new_store(&config);
+    CHECK_OK(read_value(store, "kept", false, value, sizeof value, &version));
+    CHECK(strcmp(value, "across restarts") == 0 && version == 1);
+    coatcheck_store_free(store);
+
+    config.redis_url = "redis://127.0.0.1:6379";
+    CHECK_STATUS(coatcheck_store_new(&config, &second), COATCHECK_STATUS_INVALID_CONFIG);
+    config.redis_url = NULL;
+    config.persist_fsync = 7;
+    CHECK_STATUS(coatcheck_store_new(&config, &second), COATCHECK_STATUS_INVALID_CONFIG);
+    CHECK(second == NULL);
+
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+}
+
 int main(void) {
     test_version();
     test_status_text();
@@ -830,5 +867,6 @@ int main(void) {
     test_budgets();
     test_invalid_ids();
     test_null_arguments();
+    test_persist();
     return check_report("test_api");
 }

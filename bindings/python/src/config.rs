@@ -107,6 +107,8 @@ pub struct StoreArgs<'a, 'py> {
     pub redis_timeout: Option<&'a Bound<'py, PyAny>>,
     pub redis_when_down: Option<&'a Bound<'py, PyAny>>,
     pub redis_strict: Option<&'a Bound<'py, PyAny>>,
+    pub persist_path: Option<&'a Bound<'py, PyAny>>,
+    pub persist_fsync: Option<&'a Bound<'py, PyAny>>,
 }
 
 /// An optional `str` argument.
@@ -168,6 +170,28 @@ impl StoreArgs<'_, '_> {
                 )));
             };
             config.redis_strict = strict.is_true();
+        }
+        if let Some(v) = self.persist_path.filter(|v| !v.is_none()) {
+            // str or os.PathLike, as `open()` takes.
+            let Ok(path) = v.extract::<std::path::PathBuf>() else {
+                return Err(type_error(format!(
+                    "persist_path must be a str or os.PathLike, not {}",
+                    v.get_type().name()?
+                )));
+            };
+            config.persist_path = Some(path);
+        }
+        if let Some(policy) = text(self.persist_fsync, "persist_fsync")? {
+            config.persist_fsync = match policy.as_str() {
+                "never" => coatcheck::Fsync::Never,
+                "interval" => coatcheck::Fsync::Interval,
+                "always" => coatcheck::Fsync::Always,
+                _ => {
+                    return Err(invalid_config(
+                        "persist_fsync must be \"never\", \"interval\" or \"always\"",
+                    ));
+                }
+            };
         }
         config.validate().map_err(crate::error::Error)?;
         Ok(config)

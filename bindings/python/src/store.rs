@@ -26,8 +26,11 @@ type Core = coatcheck::Store;
 #[pyclass(frozen, weakref, module = "coatcheck._native", name = "Store")]
 pub struct PyStore {
     store: Arc<Core>,
-    /// Whether calls may wait on Redis (and so must release the GIL).
+    /// Whether sessions are shared through Redis.
     shared: bool,
+    /// Whether calls may wait on the network or the disk (Redis, or a restart log synced on
+    /// every write), and so must release the GIL.
+    waits: bool,
 }
 
 /// A token argument as text, or `None` for a `str` that is not valid Unicode (lone
@@ -49,7 +52,7 @@ impl PyStore {
     /// Runs `f` on the core, without the GIL if it may wait on the network.
     fn core<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&Core) -> T + Send) -> T {
         let store = &*self.store;
-        if self.shared {
+        if self.waits {
             py.detach(|| f(store))
         } else {
             f(store)
@@ -66,8 +69,8 @@ impl PyStore {
 impl PyStore {
     #[new]
     #[pyo3(
-        signature = (secret, *, idle_timeout, absolute_timeout=None, max_sessions=None, max_bytes=None, max_session_bytes=None, shards=None, sweep_interval=None, redis_url=None, redis_key_prefix=None, redis_timeout=None, redis_when_down=None, redis_strict=None),
-        text_signature = "(secret, *, idle_timeout, absolute_timeout=None, max_sessions=None, max_bytes=None, max_session_bytes=1048576, shards=None, sweep_interval=1.0, redis_url=None, redis_key_prefix='coatcheck:', redis_timeout=0.05, redis_when_down='serve_local', redis_strict=False)"
+        signature = (secret, *, idle_timeout, absolute_timeout=None, max_sessions=None, max_bytes=None, max_session_bytes=None, shards=None, sweep_interval=None, redis_url=None, redis_key_prefix=None, redis_timeout=None, redis_when_down=None, redis_strict=None, persist_path=None, persist_fsync=None),
+        text_signature = "(secret, *, idle_timeout, absolute_timeout=None, max_sessions=None, max_bytes=None, max_session_bytes=1048576, shards=None, sweep_interval=1.0, redis_url=None, redis_key_prefix='coatcheck:', redis_timeout=0.05, redis_when_down='serve_local', redis_strict=False, persist_path=None, persist_fsync='interval')"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -85,6 +88,8 @@ impl PyStore {
         redis_timeout: Option<&Bound<'_, PyAny>>,
         redis_when_down: Option<&Bound<'_, PyAny>>,
         redis_strict: Option<&Bound<'_, PyAny>>,
+        persist_path: Option<&Bound<'_, PyAny>>,
+        persist_fsync: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let config = StoreArgs {
             secret,
@@ -100,12 +105,21 @@ impl PyStore {
             redis_timeout,
             redis_when_down,
             redis_strict,
+            persist_path,
+            persist_fsync,
         }
         .to_config()?;
         let shared = config.redis_url.is_some();
-        // Building a store on Redis waits (at most a second) for the first connection.
+        let waits = shared
+            || (config.persist_path.is_some() && config.persist_fsync == coatcheck::Fsync::Always);
+        // Building a store on Redis waits (at most a second) for the first connection; one
+        // with a restart log reads its files.
         let store = Arc::new(py.detach(|| Core::new(config)).map_err(Error)?);
-        Ok(Self { store, shared })
+        Ok(Self {
+            store,
+            shared,
+            waits,
+        })
     }
 
     /// Seconds a session lives without being read or written, unless a TTL of its own says
@@ -341,6 +355,14 @@ impl PyStore {
             dict.set_item("tier_replay_conflicts", t.replay_conflicts)?;
             dict.set_item("tier_touches_sent", t.touches_sent)?;
             dict.set_item("tier_fills_refused", t.fills_refused)?;
+        }
+        if let Some(l) = s.log {
+            dict.set_item("log_records", l.records)?;
+            dict.set_item("log_bytes", l.log_bytes)?;
+            dict.set_item("log_snapshot_bytes", l.snapshot_bytes)?;
+            dict.set_item("log_compactions", l.compactions)?;
+            dict.set_item("log_restored", l.restored)?;
+            dict.set_item("log_failures", l.failures)?;
         }
         Ok(dict)
     }

@@ -1,6 +1,7 @@
 # Stubs of the native module; checked against the built extension by `python -m mypy.stubtest`
 # (see mk/python.mk and stubtest-allowlist.txt).
 from collections.abc import Sequence
+from os import PathLike
 from typing import ClassVar, Literal, final
 
 __version__: str
@@ -27,6 +28,8 @@ class Store:
         redis_timeout: _Seconds = 0.05,
         redis_when_down: Literal["serve_local", "fail"] = "serve_local",
         redis_strict: bool = False,
+        persist_path: str | PathLike[str] | None = None,
+        persist_fsync: Literal["never", "interval", "always"] = "interval",
     ) -> Store: ...
     @property
     def shared(self) -> bool: ...

@@ -31,7 +31,7 @@ from typing import Any, Callable, Optional, Union
 from coatcheck._native import ConflictError, NotFoundError, Store
 from coatcheck.serializers import Serializer, dump_bytes, load_dict
 
-__all__ = ["REDIS_SETTINGS", "Outcome", "OwnerHook", "SessionBackend", "SessionState", "StoredSession", "owner_key"]
+__all__ = ["STORE_SETTINGS", "Outcome", "OwnerHook", "SessionBackend", "SessionState", "StoredSession", "owner_key"]
 
 #: Computes the owner (a user id) of a session from its data: a ``str``, an ``int`` or ``None``.
 OwnerHook = Callable[[Mapping[str, Any]], Union[str, int, None]]
@@ -55,20 +55,23 @@ def owner_key(key: str) -> OwnerHook:
 
 #: The Store arguments a framework setting may carry, by setting name (Flask ``app.config`` keys,
 #: Django ``settings`` attributes): the adapters pass them on when they build the store.
-REDIS_SETTINGS = {
+STORE_SETTINGS = {
     "COATCHECK_REDIS_URL": "redis_url",
     "COATCHECK_REDIS_KEY_PREFIX": "redis_key_prefix",
     "COATCHECK_REDIS_TIMEOUT": "redis_timeout",
     "COATCHECK_REDIS_WHEN_DOWN": "redis_when_down",
     "COATCHECK_REDIS_STRICT": "redis_strict",
+    "COATCHECK_PERSIST_PATH": "persist_path",
+    "COATCHECK_PERSIST_FSYNC": "persist_fsync",
 }
 
 
-def redis_options(setting: Callable[[str], Any]) -> dict[str, Any]:
-    """The ``redis_*`` arguments of `Store` from framework settings that are set (not None)."""
+def store_options(setting: Callable[[str], Any]) -> dict[str, Any]:
+    """The ``redis_*`` and ``persist_*`` arguments of `Store` from framework settings that are
+    set (not None)."""
     return {
         argument: setting(name)
-        for name, argument in REDIS_SETTINGS.items()
+        for name, argument in STORE_SETTINGS.items()
         if setting(name) is not None
     }
 

@@ -42,7 +42,7 @@ from django.utils.module_loading import import_string
 
 from coatcheck._native import Store
 from coatcheck._session_state import (
-    redis_options,
+    store_options,
     Outcome,
     OwnerHook,
     SessionBackend,
@@ -88,7 +88,7 @@ def get_store() -> Store:
             _default_store = Store(
                 secrets,
                 idle_timeout=settings.SESSION_COOKIE_AGE,
-                **redis_options(lambda name: getattr(settings, name, None)),
+                **store_options(lambda name: getattr(settings, name, None)),
             )
         return _default_store
 

@@ -46,7 +46,7 @@ from flask.sessions import SecureCookieSession, SessionInterface, SessionMixin
 
 from coatcheck._native import Store
 from coatcheck._session_state import (
-    redis_options,
+    store_options,
     Outcome,
     OwnerHook,
     SessionBackend,
@@ -262,7 +262,7 @@ class CoatcheckSession:
             store = Store(
                 secrets,
                 idle_timeout=lifetime.total_seconds(),
-                **redis_options(app.config.get),
+                **store_options(app.config.get),
             )
             self.store = store
         elif (

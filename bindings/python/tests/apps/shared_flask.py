@@ -1,5 +1,6 @@
-"""The Flask app of the multi-worker test: login, write, read, logout. Sessions on Redis when
-COATCHECK_REDIS_URL is set, else in each worker's own memory."""
+"""The Flask app of the multi-worker and restart tests: login, write, read, logout. Sessions on
+Redis when COATCHECK_REDIS_URL is set, in a restart log when COATCHECK_PERSIST_PATH is, else in
+each worker's own memory."""
 
 import os
 
@@ -10,6 +11,7 @@ import coatcheck.flask
 app = Flask(__name__)
 app.secret_key = "multi-worker test secret"
 app.config["COATCHECK_REDIS_URL"] = os.environ.get("COATCHECK_REDIS_URL") or None
+app.config["COATCHECK_PERSIST_PATH"] = os.environ.get("COATCHECK_PERSIST_PATH") or None
 sessions = coatcheck.flask.CoatcheckSession(app)
 
 

@@ -1,0 +1,119 @@
+"""The restart log (`persist_path`): sessions survive the process, through the store and
+through a real Flask server killed with SIGKILL and started again."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import coatcheck
+from live import request
+from redis_server import free_port
+from test_shared_tier import APPS, cookie_from
+
+
+def store_on(path: Path | str, **kwargs: object) -> coatcheck.Store:
+    kwargs.setdefault("persist_fsync", "never")
+    return coatcheck.Store("persist test secret", idle_timeout=600, persist_path=path, **kwargs)
+
+
+def test_sessions_owners_and_revocations_outlive_the_store(tmp_path: Path) -> None:
+    path = tmp_path / "sessions"
+    store = store_on(path)
+    kept = store.create(b'{"user": 1}')
+    store.set_owner(kept, "user-1")
+    revoked = store.create(b'{"user": 2}')
+    assert store.destroy(revoked)
+    del store
+    gc.collect()
+
+    store = store_on(str(path))  # a str works as well as a Path
+    assert store.get(kept) == b'{"user": 1}'
+    assert store.sessions_of("user-1") == [store.unsign(kept)]
+    assert store.get(revoked) is None
+    stats = store.stats()
+    assert stats["log_restored"] == 1 and stats["log_failures"] == 0
+
+
+def test_a_directory_in_use_and_a_log_with_redis_are_setup_errors(tmp_path: Path) -> None:
+    path = tmp_path / "sessions"
+    first = store_on(path)
+    token = first.create(b"x")
+    with pytest.raises(coatcheck.InvalidConfigError, match="in use"):
+        store_on(path)
+    with pytest.raises(coatcheck.InvalidConfigError, match="redis_url"):
+        store_on(tmp_path / "other", redis_url="redis://127.0.0.1:6379")
+    with pytest.raises(coatcheck.InvalidConfigError, match="parent"):
+        store_on(tmp_path / "missing" / "sessions")
+    assert first.get(token) == b"x"
+
+
+def test_bad_persist_arguments_are_typed_errors(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="persist_path"):
+        store_on(42)  # type: ignore[arg-type]
+    with pytest.raises(coatcheck.InvalidConfigError, match="persist_fsync"):
+        store_on(tmp_path / "s", persist_fsync="sometimes")
+    with pytest.raises(TypeError, match="persist_fsync"):
+        store_on(tmp_path / "s", persist_fsync=1)
+
+
+@contextlib.contextmanager
+def flask_server(port: int, path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """gunicorn with one worker serving the test Flask app on a restart log."""
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "shared_flask:app"],
+        cwd=APPS, env={**os.environ, "COATCHECK_PERSIST_PATH": str(path), "COATCHECK_REDIS_URL": ""},
+        stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError):
+                if request(port, "GET", "/read")[0] == 200:
+                    break
+            log.seek(0)
+            assert process.poll() is None, log.read().decode(errors="replace")[-4000:]
+            assert time.monotonic() < deadline, "gunicorn did not start"
+            time.sleep(0.05)
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+        log.close()
+
+
+def test_a_flask_user_stays_logged_in_after_the_server_is_killed(tmp_path: Path) -> None:
+    path = tmp_path / "sessions"
+    port = free_port()
+    with flask_server(port, path) as server:
+        _, headers, _ = request(port, "POST", "/login?user=ada")
+        ada = cookie_from(headers, "session")
+        _, headers, _ = request(port, "POST", "/write?item=coat", ada)
+        ada = cookie_from(headers, "session") or ada
+        _, headers, _ = request(port, "POST", "/login?user=bob")
+        bob = cookie_from(headers, "session")
+        request(port, "POST", "/logout", bob)
+        # No clean shutdown: the whole process group dies at once.
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(10)
+    with flask_server(port, path):
+        status, _, body = request(port, "GET", "/read", ada)
+        assert status == 200
+        seen = json.loads(body)
+        assert (seen["user"], seen["items"]) == ("ada", ["coat"])
+        # Logged out before the kill: still logged out.
+        _, _, body = request(port, "GET", "/read", bob)
+        assert json.loads(body)["user"] is None
