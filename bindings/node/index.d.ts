@@ -90,6 +90,21 @@ export interface CoatcheckStoreOptions {
   redisWhenDown?: 'serveLocal' | 'fail'
   /** Check every read against Redis (one round trip per read). Default false. */
   redisStrict?: boolean
+  /**
+   * Keep sessions across restarts of this process: a directory (created if missing, mode 0700;
+   * its parent must exist) where every change is appended to a log before the call completes,
+   * compacted into a snapshot in the background, and read back by the next store on the same
+   * path. One process owns the directory (a second gets `invalid_config`); to share sessions
+   * between processes use `redisUrl`, which cannot be combined with this. Default: none.
+   */
+  persistPath?: string
+  /**
+   * When the restart log is synced to disk. Every change is written to the file before the call
+   * completes whatever this says (that survives `kill -9`); this is about power loss.
+   * `'interval'` (default): once a second, off the main thread. `'always'`: a disk flush in every
+   * write, on the calling thread. `'never'`: left to the OS.
+   */
+  persistFsync?: 'never' | 'interval' | 'always'
 }
 
 type Callback<T> = (err: CoatcheckError | null, result?: T) => void

@@ -62,8 +62,8 @@ function settle(cb, error, result) {
 
 const nothing = () => undefined
 
-// A Redis option: a string, or left out.
-function redisOption(value, name) {
+// A string option, or undefined when not given.
+function stringOption(value, name) {
   if (value === undefined || value === null) return undefined
   if (typeof value !== 'string') throw codedError('invalid_config', `${name} must be a string`)
   return value
@@ -270,11 +270,13 @@ function defineStore(BaseStore) {
         // touchAfter (connect-mongo): after the last save or touch, and touches come at most
         // once per interval. Either way reads must not slide the deadline.
         slideOnRead: !this.disableTouch && this.touchAfterMs === undefined,
-        redisUrl: redisOption(options.redisUrl, 'redisUrl'),
-        redisKeyPrefix: redisOption(options.redisKeyPrefix, 'redisKeyPrefix'),
+        redisUrl: stringOption(options.redisUrl, 'redisUrl'),
+        redisKeyPrefix: stringOption(options.redisKeyPrefix, 'redisKeyPrefix'),
         redisTimeoutMs: positiveSeconds(options.redisTimeout, 'redisTimeout'),
-        redisWhenDown: redisOption(options.redisWhenDown, 'redisWhenDown'),
+        redisWhenDown: stringOption(options.redisWhenDown, 'redisWhenDown'),
         redisStrict: options.redisStrict === undefined ? undefined : Boolean(options.redisStrict),
+        persistPath: stringOption(options.persistPath, 'persistPath'),
+        persistFsync: stringOption(options.persistFsync, 'persistFsync'),
       })
       /** Whether sessions are shared through Redis (`redisUrl`). */
       this.shared = this.native.shared

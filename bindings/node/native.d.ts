@@ -77,6 +77,15 @@ export interface NativeFailure {
   message: string
 }
 
+export interface NativeLogStats {
+  records: number
+  logBytes: number
+  snapshotBytes: number
+  compactions: number
+  restored: number
+  failures: number
+}
+
 /** Options of the native store. Times are milliseconds. */
 export interface NativeOptions {
   /** Stores built with the same name in one process (any worker thread) share one table. */
@@ -105,6 +114,10 @@ export interface NativeOptions {
   redisWhenDown?: string
   /** Check every read against Redis. Default: false. */
   redisStrict?: boolean
+  /** Keep sessions across restarts: a directory for the restart log (its parent must exist). */
+  persistPath?: string
+  /** `never`, `interval` (default) or `always`: when the restart log is synced to disk. */
+  persistFsync?: string
 }
 
 export interface NativeStats {
@@ -122,6 +135,8 @@ export interface NativeStats {
   conflicts: number
   /** The Redis tier's state and counters, if the store has `redisUrl`. */
   tier?: NativeTierStats
+  /** The restart log's counters, if the store has `persistPath`. */
+  log?: NativeLogStats
 }
 
 export interface NativeTierStats {

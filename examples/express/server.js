@@ -1,8 +1,10 @@
 'use strict'
 
 // The coatcheck demo: `make demo` from the repository root, then open http://127.0.0.1:3000.
-// Sessions live in coatcheck, in this process; no external service.
+// Sessions live in coatcheck, in this process; no external service. A restart log in
+// examples/express/.sessions (ignored by git) keeps them across restarts of the demo.
 
+const path = require('node:path')
 const express = require('express')
 const session = require('express-session')
 const { CoatcheckStore, generateId } = require('coatcheck')
@@ -14,6 +16,8 @@ const store = new CoatcheckStore({
   ttl: 30 * 60, // seconds, for sessions whose cookie has no expiry
   maxSessions: 100_000, // bounded: abandoned sessions are evicted first
   ownerOf: (s) => s.user, // enables "log out everywhere"
+  // Restart the demo and stay logged in: every change is logged here before it completes.
+  persistPath: process.env.COATCHECK_PERSIST_PATH || path.join(__dirname, '.sessions'),
 })
 
 const app = express()

@@ -7,37 +7,63 @@ const test = require('node:test')
 const assert = require('node:assert/strict')
 const path = require('node:path')
 const fs = require('node:fs')
+const os = require('node:os')
 const { spawn } = require('node:child_process')
 const { Client } = require('./helpers')
 
 const demoDir = path.join(__dirname, '..', '..', '..', 'examples', 'express')
+const needsDeps = { skip: !fs.existsSync(path.join(demoDir, 'node_modules')) && 'run `make demo-deps` first' }
 
-test('the demo app counts views, logs in and out', { skip: !fs.existsSync(path.join(demoDir, 'node_modules')) && 'run `make demo-deps` first' }, async () => {
-  const child = spawn(process.execPath, ['server.js'], { cwd: demoDir, env: { ...process.env, PORT: '0' }, stdio: ['ignore', 'pipe', 'inherit'] })
-  try {
-    const base = await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('demo did not start within 10 s')), 10_000)
-      child.stdout.on('data', (chunk) => {
-        const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(chunk.toString())
-        if (m) {
-          clearTimeout(timer)
-          resolve(m[1])
-        }
-      })
-      child.once('exit', (code) => reject(new Error(`demo exited with ${code}`)))
+// Starts the demo on a free port with its restart log in `persistPath`; resolves to the child
+// and its base URL.
+function startDemo(persistPath) {
+  const child = spawn(process.execPath, ['server.js'], {
+    cwd: demoDir,
+    env: { ...process.env, PORT: '0', COATCHECK_PERSIST_PATH: persistPath },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('demo did not start within 10 s')), 10_000)
+    child.stdout.on('data', (chunk) => {
+      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(chunk.toString())
+      if (m) {
+        clearTimeout(timer)
+        resolve({ child, base: m[1] })
+      }
     })
+    child.once('exit', (code) => reject(new Error(`demo exited with ${code}`)))
+  })
+}
+
+async function login(user, base, name) {
+  const response = await fetch(`${base}/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: [...user.cookies].map(([k, v]) => `${k}=${v}`).join('; ') },
+    body: `user=${name}`,
+    redirect: 'manual',
+  })
+  assert.equal(response.status, 303)
+  const [pair] = response.headers.getSetCookie()[0].split(';')
+  user.cookies.set(pair.split('=')[0], pair.slice(pair.indexOf('=') + 1))
+}
+
+function killed(child) {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve()
+    child.once('exit', resolve)
+    child.kill('SIGKILL')
+  })
+}
+
+test('the demo app counts views, logs in and out', needsDeps, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'coatcheck-demo-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const { child, base } = await startDemo(path.join(dir, 'sessions'))
+  try {
     const user = new Client(base)
     assert.match((await user.get('/')).text, /<b id="views">1<\/b>/)
     assert.match((await user.get('/')).text, /<b id="views">2<\/b>/)
-    const login = await fetch(`${base}/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: [...user.cookies].map(([k, v]) => `${k}=${v}`).join('; ') },
-      body: 'user=zoe',
-      redirect: 'manual',
-    })
-    assert.equal(login.status, 303)
-    const [pair] = login.headers.getSetCookie()[0].split(';')
-    user.cookies.set(pair.split('=')[0], pair.slice(pair.indexOf('=') + 1))
+    await login(user, base, 'zoe')
     const profile = await user.get('/profile')
     assert.equal(profile.status, 200)
     assert.match(profile.text, /Name: <b>zoe<\/b>/)
@@ -46,6 +72,37 @@ test('the demo app counts views, logs in and out', { skip: !fs.existsSync(path.j
     await user.post('/logout')
     assert.equal((await user.get('/profile')).status, 401)
   } finally {
-    child.kill('SIGTERM')
+    await killed(child)
+  }
+})
+
+test('a user logged in to the demo stays logged in after it is killed and started again', needsDeps, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'coatcheck-demo-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const persistPath = path.join(dir, 'sessions')
+  const first = await startDemo(persistPath)
+  const zoe = new Client(first.base)
+  const bob = new Client(first.base)
+  try {
+    await login(zoe, first.base, 'zoe')
+    assert.match((await zoe.get('/')).text, /<b id="views">1<\/b>/)
+    await login(bob, first.base, 'bob')
+    await bob.post('/logout')
+  } finally {
+    // No clean shutdown: what the log held when the process died is all there is.
+    await killed(first.child)
+  }
+  const second = await startDemo(persistPath)
+  try {
+    zoe.base = second.base
+    bob.base = second.base
+    const profile = await zoe.get('/profile')
+    assert.equal(profile.status, 200)
+    assert.match(profile.text, /Name: <b>zoe<\/b>/)
+    assert.match((await zoe.get('/')).text, /<b id="views">2<\/b>/)
+    // Logged out before the kill: still logged out.
+    assert.equal((await bob.get('/profile')).status, 401)
+  } finally {
+    await killed(second.child)
   }
 })

@@ -1,12 +1,14 @@
 'use strict'
 
 // touchAfter and disableTouch as connect-mongo and connect-redis mean them, and how the store
-// finds express-session.
+// finds express-session; the restart log options.
 
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const { execFileSync } = require('node:child_process')
 const path = require('node:path')
+const fs = require('node:fs')
+const os = require('node:os')
 const { setTimeout: sleep } = require('node:timers/promises')
 const express = require('express')
 const session = require('express-session')
@@ -109,4 +111,18 @@ test('without express-session the store still serves @fastify/session, and expre
   assert.equal(out.err, null)
   assert.match(out.message, /^invalid_config: express-session could not be found/)
   assert.match(out.message, /require\('coatcheck'\)\(session\)/)
+})
+
+test('persistPath: a second store on a directory in use, a log with Redis and bad values are invalid_config', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'coatcheck-options-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const sessions = path.join(dir, 'sessions')
+  const first = new CoatcheckStore({ persistPath: sessions, persistFsync: 'never' })
+  assert.equal(first.stats().log.restored, 0)
+  assert.equal(fs.statSync(sessions).mode & 0o777, 0o700)
+  assert.throws(() => new CoatcheckStore({ persistPath: sessions }), { code: 'invalid_config', message: /in use/ })
+  assert.throws(() => new CoatcheckStore({ persistPath: path.join(dir, 'other'), redisUrl: 'redis://127.0.0.1:6379' }), { code: 'invalid_config', message: /redis_url/ })
+  assert.throws(() => new CoatcheckStore({ persistPath: path.join(dir, 'no', 'parent') }), { code: 'invalid_config', message: /parent/ })
+  assert.throws(() => new CoatcheckStore({ persistPath: 42 }), { code: 'invalid_config', message: /persistPath must be a string/ })
+  assert.throws(() => new CoatcheckStore({ persistPath: path.join(dir, 'x'), persistFsync: 'sometimes' }), { code: 'invalid_config', message: /persistFsync/ })
 })

@@ -45,6 +45,10 @@ pub struct NativeOptions {
     pub redis_when_down: Option<String>,
     /// Check every read against Redis. Default: false.
     pub redis_strict: Option<bool>,
+    /// Keep sessions across restarts: a directory for the restart log (its parent must exist).
+    pub persist_path: Option<String>,
+    /// `never`, `interval` (default) or `always`: when the restart log is synced to disk.
+    pub persist_fsync: Option<String>,
 }
 
 #[napi(object)]
@@ -69,6 +73,18 @@ pub struct NativeStats {
     pub conflicts: f64,
     /// The Redis tier's state and counters, if the store has `redisUrl`.
     pub tier: Option<NativeTierStats>,
+    /// The restart log's counters, if the store has `persistPath`.
+    pub log: Option<NativeLogStats>,
+}
+
+#[napi(object)]
+pub struct NativeLogStats {
+    pub records: f64,
+    pub log_bytes: f64,
+    pub snapshot_bytes: f64,
+    pub compactions: f64,
+    pub restored: f64,
+    pub failures: f64,
 }
 
 #[napi(object)]
@@ -162,6 +178,17 @@ fn config_from(options: &NativeOptions) -> Result<Config> {
         }
     };
     config.redis_strict = options.redis_strict.unwrap_or(false);
+    config.persist_path = options.persist_path.as_ref().map(std::path::PathBuf::from);
+    config.persist_fsync = match options.persist_fsync.as_deref() {
+        None | Some("interval") => coatcheck::Fsync::Interval,
+        Some("never") => coatcheck::Fsync::Never,
+        Some("always") => coatcheck::Fsync::Always,
+        Some(other) => {
+            return Err(invalid_config(&format!(
+                "persistFsync must be 'never', 'interval' or 'always', not {other:?}"
+            )));
+        }
+    };
     config.validate().map_err(to_napi)?;
     Ok(config)
 }
@@ -169,7 +196,7 @@ fn config_from(options: &NativeOptions) -> Result<Config> {
 /// What must match for two stores of the same name to share a table.
 fn fingerprint(options: &NativeOptions) -> String {
     format!(
-        "{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}",
+        "{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}",
         options.ttl_ms,
         options.absolute_timeout_ms,
         options.max_sessions,
@@ -182,7 +209,9 @@ fn fingerprint(options: &NativeOptions) -> String {
         options.redis_key_prefix,
         options.redis_timeout_ms,
         options.redis_when_down,
-        options.redis_strict
+        options.redis_strict,
+        options.persist_path,
+        options.persist_fsync
     )
 }
 
@@ -510,6 +539,14 @@ impl NativeStore {
                 replay_conflicts: t.replay_conflicts as f64,
                 touches_sent: t.touches_sent as f64,
                 fills_refused: t.fills_refused as f64,
+            }),
+            log: s.log.map(|l| NativeLogStats {
+                records: l.records as f64,
+                log_bytes: l.log_bytes as f64,
+                snapshot_bytes: l.snapshot_bytes as f64,
+                compactions: l.compactions as f64,
+                restored: l.restored as f64,
+                failures: l.failures as f64,
             }),
         }
     }
