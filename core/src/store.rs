@@ -264,15 +264,15 @@ impl StoreBuilder {
         };
         let tier = crate::tier::Settings::from_config(&config)?
             .map(|(settings, keys)| crate::tier::Tier::new(settings, keys));
-        let (log, image) = match &config.persist_path {
+        let (log, found) = match &config.persist_path {
             Some(path) => {
-                let (log, image) = crate::persist::Log::open(
+                let (log, found) = crate::persist::Log::open(
                     path,
                     config.persist_fsync,
                     config.idle_timeout,
                     self.clock.now_ms(),
                 )?;
-                (Some(Arc::new(log)), Some(image))
+                (Some(Arc::new(log)), Some(found))
             }
             None => (None, None),
         };
@@ -314,13 +314,16 @@ impl StoreBuilder {
             let sink: std::sync::Weak<dyn crate::tier::Sink> = Arc::downgrade(&inner) as _;
             tier.start(sink)?;
         }
-        let log_thread = match (&inner.log, image) {
-            (Some(log), Some(image)) => {
-                inner.restore(log, image);
-                // The first snapshot: the files read become one, damaged ones set aside.
-                inner.compact_log().map_err(|e| {
+        let log_thread = match (&inner.log, found) {
+            (Some(log), Some(found)) => {
+                inner.restore(log, found.image());
+                let compact_first = found.any();
+                drop(found);
+                // Appends go to a new log file; the files read become one snapshot in the
+                // background, off the start-up path.
+                log.rotate().map_err(|e| {
                     Error::InvalidConfig(format!(
-                        "persist_path: cannot write a snapshot into {}: {e}",
+                        "persist_path: cannot create a log file in {}: {e}",
                         config
                             .persist_path
                             .as_deref()
@@ -328,9 +331,11 @@ impl StoreBuilder {
                             .display()
                     ))
                 })?;
-                Some(Arc::new(persisted::LogThread::spawn(&inner).map_err(
-                    |e| Error::InvalidConfig(format!("could not start the log thread: {e}")),
-                )?))
+                Some(Arc::new(
+                    persisted::LogThread::spawn(&inner, compact_first).map_err(|e| {
+                        Error::InvalidConfig(format!("could not start the log thread: {e}"))
+                    })?,
+                ))
             }
             _ => None,
         };

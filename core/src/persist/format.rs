@@ -234,7 +234,7 @@ impl<'a> Iterator for Frames<'a> {
         if rest.is_empty() {
             return None;
         }
-        if rest.len() < FRAME_HEAD {
+        if rest.len() < FRAME_HEAD && rest.iter().any(|&b| b != 0) {
             return self.fail(format!(
                 "a frame header is cut off after {} bytes",
                 rest.len()
@@ -242,6 +242,11 @@ impl<'a> Iterator for Frames<'a> {
         }
         let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
         let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+        if len == 0 && rest.iter().all(|&b| b == 0) {
+            // The zero-filled space a log file reserves ahead of its records: the end.
+            self.pos = self.bytes.len();
+            return None;
+        }
         if len == 0 || len > MAX_BODY {
             return self.fail(format!(
                 "a frame claims an impossible length of {len} bytes"
@@ -462,6 +467,23 @@ mod tests {
                 assert!(frames.damage().is_some());
             }
         }
+    }
+
+    #[test]
+    fn the_zeros_a_log_reserves_ahead_read_as_its_end() {
+        let mut bytes = Vec::new();
+        encode(&samples()[0], &mut bytes);
+        let whole = bytes.len();
+        bytes.resize(whole + 4096, 0);
+        let mut frames = Frames::new(&bytes);
+        assert_eq!(frames.by_ref().count(), 1);
+        assert_eq!(frames.damage(), None);
+        // A torn record before the zeros is damage, as anywhere else.
+        bytes[whole] = 9;
+        let mut frames = Frames::new(&bytes);
+        assert_eq!(frames.by_ref().count(), 1);
+        assert_eq!(frames.good_len(), whole);
+        assert!(frames.damage().is_some());
     }
 
     #[test]

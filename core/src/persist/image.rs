@@ -9,28 +9,28 @@ use std::collections::HashMap;
 
 use super::format::Record;
 
-/// One session as restored.
+/// One session as restored, borrowing its id, owner and value from the files read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Restored {
+pub(crate) struct Restored<'a> {
     pub(crate) version: u64,
     /// Wall-clock ms: the earlier of the idle and absolute deadlines.
     pub(crate) deadline: u64,
     pub(crate) ttl_ms: u64,
     /// Wall-clock ms.
     pub(crate) absolute: Option<u64>,
-    pub(crate) owner: Option<Box<str>>,
-    pub(crate) value: Vec<u8>,
+    pub(crate) owner: Option<&'a str>,
+    pub(crate) value: &'a [u8],
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct Image {
-    pub(crate) sessions: HashMap<Box<str>, Restored>,
+pub(crate) struct Image<'a> {
+    pub(crate) sessions: HashMap<&'a str, Restored<'a>>,
     /// The highest version any record named, live or removed.
     pub(crate) issued: u64,
 }
 
-impl Image {
-    pub(crate) fn apply(&mut self, record: &Record<'_>) {
+impl<'a> Image<'a> {
+    pub(crate) fn apply(&mut self, record: &Record<'a>) {
         match *record {
             Record::Put {
                 id,
@@ -46,14 +46,14 @@ impl Image {
                     return;
                 }
                 self.sessions.insert(
-                    id.into(),
+                    id,
                     Restored {
                         version,
                         deadline,
                         ttl_ms,
                         absolute,
-                        owner: owner.map(Box::from),
-                        value: value.to_vec(),
+                        owner,
+                        value,
                     },
                 );
             }
@@ -72,7 +72,7 @@ impl Image {
             Record::Owner { id, version, owner } => {
                 self.saw(version);
                 if let Some(s) = self.sessions.get_mut(id).filter(|s| s.version == version) {
-                    s.owner = owner.map(Box::from);
+                    s.owner = owner;
                 }
             }
             Record::Removed { id, version } => {

@@ -13,6 +13,7 @@
 //! decode, the rest is copied aside next to it (`<name>.damaged-<ms>`) with one line on stderr,
 //! and the store starts from the good prefix. A file whose header is wrong is set aside whole.
 
+mod appender;
 mod format;
 mod image;
 
@@ -20,7 +21,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -60,15 +60,18 @@ pub struct LogStats {
 }
 
 struct Writer {
-    file: Arc<File>,
+    appender: appender::Appender,
     generation: u64,
-    len: u64,
     /// Appended since the last sync.
     dirty: bool,
-    buf: Vec<u8>,
 }
 
-/// An open restart log. Built by [`Log::open`] with the image of what the files held.
+thread_local! {
+    /// Where this thread encodes a record before copying it into the log.
+    static ENCODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An open restart log. Built by [`Log::open`] with the files it found.
 pub(crate) struct Log {
     dir: PathBuf,
     /// Held for the life of the store: the `flock` is released when it closes.
@@ -142,11 +145,13 @@ fn log_name(generation: u64) -> String {
     format!("log.{generation:016x}")
 }
 
-/// Creates a file only its owner may read (session data is private).
+/// Creates a file only its owner may read (session data is private), open for reading too: a
+/// writable shared mapping needs both.
 fn create_private(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .create(true)
         .truncate(true)
+        .read(true)
         .write(true)
         .mode(0o600)
         .open(path)
@@ -168,7 +173,7 @@ impl Log {
         fsync: Fsync,
         idle_timeout: Duration,
         clock_now_ms: u64,
-    ) -> Result<(Log, Image)> {
+    ) -> Result<(Log, Found)> {
         match fs::create_dir(dir) {
             Ok(()) => {
                 let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
@@ -191,9 +196,9 @@ impl Log {
             .open(&lock_path)
             .map_err(|e| io_error("cannot open", &lock_path, &e))?;
         lock_exclusively(&lock, dir)?;
-        let (image, next_generation) = load(dir)?;
+        let found = find(dir)?;
         let log = Log {
-            last_generation: next_generation - 1,
+            last_generation: found.next_generation - 1,
             dir: dir.to_path_buf(),
             _lock: lock,
             fsync,
@@ -211,7 +216,7 @@ impl Log {
             restored: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         };
-        Ok((log, image))
+        Ok((log, found))
     }
 
     /// Store-clock ms as wall-clock ms.
@@ -279,29 +284,35 @@ impl Log {
             },
             ChangeKind::Removed { .. } => Record::Removed { id, version },
         };
-        let mut guard = self.writer.lock();
-        let Some(writer) = guard.as_mut() else { return };
-        writer.buf.clear();
-        format::encode(&record, &mut writer.buf);
-        // One write(2) per change: once it returns the change survives a kill -9 of this
-        // process; fsync is for power loss.
-        let mut result = (&*writer.file).write_all(&writer.buf);
-        if result.is_ok() {
-            writer.len += writer.buf.len() as u64;
-            writer.dirty = true;
-            self.records.fetch_add(1, Relaxed);
-            if self.fsync == Fsync::Always {
-                result = writer.file.sync_data();
-                writer.dirty = false;
+        ENCODED.with_borrow_mut(|buf| {
+            buf.clear();
+            // Encoded (and checksummed) before the lock: under it, only the copy.
+            format::encode(&record, buf);
+            let mut guard = self.writer.lock();
+            let Some(writer) = guard.as_mut() else { return };
+            // Once copied into the file's mapping the change survives a kill -9 of this
+            // process; fsync is for power loss.
+            let mut result = writer.appender.append(buf);
+            let to_sync = match result {
+                Ok(()) => {
+                    writer.dirty = true;
+                    self.records.fetch_add(1, Relaxed);
+                    (self.fsync == Fsync::Always).then(|| writer.appender.file().clone())
+                }
+                Err(_) => None,
+            };
+            drop(guard);
+            if let Some(file) = to_sync {
+                // Outside the lock: writers that sync at the same time share the disk's flush.
+                result = file.sync_data();
             }
-        }
-        if writer.buf.capacity() > 1 << 20 {
-            writer.buf = Vec::new();
-        }
-        drop(guard);
-        if let Err(e) = result {
-            self.fail(&e);
-        }
+            if buf.capacity() > 1 << 20 {
+                *buf = Vec::new();
+            }
+            if let Err(e) = result {
+                self.fail(&e);
+            }
+        });
     }
 
     fn fail(&self, e: &io::Error) {
@@ -326,7 +337,7 @@ impl Log {
             match guard.as_mut() {
                 Some(w) if w.dirty => {
                     w.dirty = false;
-                    w.file.clone()
+                    w.appender.file().clone()
                 }
                 _ => return,
             }
@@ -359,7 +370,7 @@ impl Log {
         if crate::fork::generation() != self.fork_generation {
             return false;
         }
-        let len = self.writer.lock().as_ref().map_or(0, |w| w.len);
+        let len = self.writer.lock().as_ref().map_or(0, |w| w.appender.len());
         let snapshot = self.snapshot_bytes.load(Relaxed);
         self.failed.load(Relaxed)
             || (len >= COMPACT_MIN_BYTES && len > snapshot.saturating_mul(COMPACT_GROWTH))
@@ -375,23 +386,7 @@ impl Log {
             return Ok(None);
         }
         let one_at_a_time = self.compaction.lock();
-        let mut guard = self.writer.lock();
-        let generation = guard
-            .as_ref()
-            .map_or(self.last_generation, |w| w.generation)
-            + 1;
-        let log_path = self.dir.join(log_name(generation));
-        let mut file = create_private(&log_path)?;
-        file.write_all(&format::header(format::FileKind::Log))?;
-        *guard = Some(Writer {
-            file: Arc::new(file),
-            generation,
-            len: format::HEADER_LEN as u64,
-            dirty: true,
-            buf: Vec::new(),
-        });
-        drop(guard);
-        sync_dir(&self.dir)?;
+        let generation = self.rotate()?;
         let tmp = self.dir.join(format!("{}.tmp", snapshot_name(generation)));
         let mut file = create_private(&tmp)?;
         let mut buf = Vec::with_capacity(1 << 16);
@@ -410,10 +405,33 @@ impl Log {
         }))
     }
 
+    /// Switches appends to a new, empty log file of the next generation; that generation.
+    ///
+    /// # Errors
+    /// The I/O error if the file cannot be created; appends then go on to the old one.
+    pub(crate) fn rotate(&self) -> io::Result<u64> {
+        let mut guard = self.writer.lock();
+        let generation = guard
+            .as_ref()
+            .map_or(self.last_generation, |w| w.generation)
+            + 1;
+        let file = create_private(&self.dir.join(log_name(generation)))?;
+        let appender = appender::Appender::new(file, &format::header(format::FileKind::Log))?;
+        // The old appender is dropped here, cutting its file to what it holds.
+        *guard = Some(Writer {
+            appender,
+            generation,
+            dirty: true,
+        });
+        drop(guard);
+        sync_dir(&self.dir)?;
+        Ok(generation)
+    }
+
     pub(crate) fn stats(&self) -> LogStats {
         LogStats {
             records: self.records.load(Relaxed),
-            log_bytes: self.writer.lock().as_ref().map_or(0, |w| w.len),
+            log_bytes: self.writer.lock().as_ref().map_or(0, |w| w.appender.len()),
             snapshot_bytes: self.snapshot_bytes.load(Relaxed),
             compactions: self.compactions.load(Relaxed),
             restored: self.restored.load(Relaxed),
@@ -521,9 +539,34 @@ fn lock_exclusively(lock: &File, dir: &Path) -> Result<()> {
     Err(io_error("cannot lock", dir, &e))
 }
 
-/// Reads the newest readable snapshot and the logs from its generation on.
-fn load(dir: &Path) -> Result<(Image, u64)> {
-    let mut files = Vec::new();
+/// The files of a log directory with a readable header, read into memory in the order they
+/// replay: the newest such snapshot, then the logs from its generation on.
+pub(crate) struct Found {
+    files: Vec<(PathBuf, format::FileKind, Vec<u8>)>,
+    next_generation: u64,
+}
+
+impl Found {
+    /// Replays every file. A file damaged after its header is restored up to the damage; the
+    /// rest is copied aside and cut off the file, so it is reported once.
+    pub(crate) fn image(&self) -> Image<'_> {
+        let mut image = Image::default();
+        for (path, kind, bytes) in &self.files {
+            apply_file(path, *kind, bytes, &mut image);
+        }
+        image
+    }
+
+    /// Whether anything was found: the directory then deserves a compaction soon.
+    pub(crate) fn any(&self) -> bool {
+        self.files
+            .iter()
+            .any(|(_, _, b)| b.len() > format::HEADER_LEN)
+    }
+}
+
+fn find(dir: &Path) -> Result<Found> {
+    let mut names = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| io_error("cannot read", dir, &e))? {
         let Ok(entry) = entry else { continue };
         let name = entry.file_name();
@@ -532,45 +575,48 @@ fn load(dir: &Path) -> Result<(Image, u64)> {
             // A compaction that did not finish; the files it would have replaced are here.
             let _ = fs::remove_file(entry.path());
         } else if let Some(named) = parse_name(name) {
-            files.push(named);
+            names.push(named);
         }
     }
-    files.sort();
-    let next_generation = files
+    names.sort();
+    let next_generation = names
         .iter()
         .map(|&(Named::Snapshot(g) | Named::Log(g))| g)
         .max()
         .map_or(1, |g| g + 1);
-    let mut image = Image::default();
+    let mut files = Vec::new();
     let mut base = 0;
-    let snapshots = files.iter().rev().filter_map(|f| match *f {
+    let snapshots = names.iter().rev().filter_map(|f| match *f {
         Named::Snapshot(g) => Some(g),
         Named::Log(_) => None,
     });
     for generation in snapshots {
         let path = dir.join(snapshot_name(generation));
-        if read_into(&path, format::FileKind::Snapshot, &mut image) {
+        if let Some(bytes) = read_checked(&path, format::FileKind::Snapshot) {
+            files.push((path, format::FileKind::Snapshot, bytes));
             base = generation;
             break;
         }
     }
-    for &file in &files {
-        if let Named::Log(generation) = file {
+    for &name in &names {
+        if let Named::Log(generation) = name {
+            let path = dir.join(log_name(generation));
             if generation >= base {
-                read_into(
-                    &dir.join(log_name(generation)),
-                    format::FileKind::Log,
-                    &mut image,
-                );
+                if let Some(bytes) = read_checked(&path, format::FileKind::Log) {
+                    files.push((path, format::FileKind::Log, bytes));
+                }
             }
         }
     }
-    Ok((image, next_generation))
+    Ok(Found {
+        files,
+        next_generation,
+    })
 }
 
-/// Applies the records of one file to `image`. False if its header was refused (the file is
-/// then set aside whole). Damage after the header keeps the good prefix and sets the rest aside.
-fn read_into(path: &Path, kind: format::FileKind, image: &mut Image) -> bool {
+/// A file's bytes if its header is one this version reads. Otherwise the file is renamed
+/// aside (an empty one removed) with a line on stderr.
+fn read_checked(path: &Path, kind: format::FileKind) -> Option<Vec<u8>> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) => {
@@ -578,29 +624,37 @@ fn read_into(path: &Path, kind: format::FileKind, image: &mut Image) -> bool {
                 "coatcheck: restart log: cannot read {}: {e}",
                 path.display()
             );
-            return false;
+            return None;
         }
     };
-    if let Err(why) = format::check_header(&bytes, kind) {
-        if bytes.is_empty() {
-            eprintln!(
-                "coatcheck: restart log {}: {why}; nothing to restore from it",
-                path.display()
-            );
-            let _ = fs::remove_file(path);
-        } else {
-            let aside = set_aside(path, &bytes);
-            eprintln!(
-                "coatcheck: restart log {}: {why}; restored nothing from it and set its {} bytes \
-                 aside in {aside}",
-                path.display(),
-                bytes.len()
-            );
-        }
-        return false;
+    let Err(why) = format::check_header(&bytes, kind) else {
+        return Some(bytes);
+    };
+    if bytes.is_empty() {
+        eprintln!(
+            "coatcheck: restart log {}: {why}; nothing to restore from it",
+            path.display()
+        );
+        let _ = fs::remove_file(path);
+    } else {
+        let aside = aside_name(path);
+        let moved = fs::rename(path, &aside).map_or_else(
+            |e| format!("(could not move it: {e})"),
+            |()| aside.display().to_string(),
+        );
+        eprintln!(
+            "coatcheck: restart log {}: {why}; restored nothing from it and set its {} bytes \
+             aside in {moved}",
+            path.display(),
+            bytes.len()
+        );
     }
-    let body = &bytes[format::HEADER_LEN..];
-    let mut frames = format::Frames::new(body);
+    None
+}
+
+/// Applies the records of one file with a valid header to `image`.
+fn apply_file<'a>(path: &Path, kind: format::FileKind, bytes: &'a [u8], image: &mut Image<'a>) {
+    let mut frames = format::Frames::new(&bytes[format::HEADER_LEN..]);
     let mut records = 0u64;
     let mut ended = false;
     for record in frames.by_ref() {
@@ -611,9 +665,18 @@ fn read_into(path: &Path, kind: format::FileKind, image: &mut Image) -> bool {
     let good = format::HEADER_LEN + frames.good_len();
     if let Some(why) = frames.damage() {
         let aside = set_aside(path, &bytes[good..]);
+        // Cut off what was set aside, so the next load does not report it again.
+        let cut = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_len(good as u64));
+        let cut = cut.map_or_else(
+            |e| format!(" (could not cut it off: {e})"),
+            |()| String::new(),
+        );
         eprintln!(
             "coatcheck: restart log {}: {why} at byte {good}; restored the {records} records \
-             before it and set the remaining {} bytes aside in {aside}",
+             before it and set the remaining {} bytes aside in {aside}{cut}",
             path.display(),
             bytes.len() - good
         );
@@ -624,12 +687,17 @@ fn read_into(path: &Path, kind: format::FileKind, image: &mut Image) -> bool {
             path.display()
         );
     }
-    true
+}
+
+fn aside_name(path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.damaged-{}", path.display(), wall_now_ms()))
 }
 
 /// Copies `bytes` to a new file next to `path`; its name, for the log line.
 fn set_aside(path: &Path, bytes: &[u8]) -> String {
-    let aside = PathBuf::from(format!("{}.damaged-{}", path.display(), wall_now_ms()));
+    // A log's unused end is zeros: what matters is the damaged bytes before them.
+    let bytes = &bytes[..bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)];
+    let aside = aside_name(path);
     let written = create_private(&aside).and_then(|mut f| {
         f.write_all(bytes)?;
         f.sync_all()

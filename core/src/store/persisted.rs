@@ -33,11 +33,11 @@ impl Inner {
             {
                 continue;
             }
-            let (hash, shard_index) = self.locate(&id);
+            let (hash, shard_index) = self.locate(id);
             let shard = &self.shards[shard_index];
-            let block = Block::new(id.as_bytes(), &s.value, absolute);
+            let block = Block::new(id.as_bytes(), s.value, absolute);
             let mut stripe = shard.state.write();
-            if stripe.find(hash, &id).is_some() {
+            if stripe.find(hash, id).is_some() {
                 continue;
             }
             let (_, _, cost) = stripe.insert(NewSession {
@@ -46,12 +46,12 @@ impl Inner {
                 ttl_ms: s.ttl_ms,
                 deadline,
                 flags: 0,
-                owner: s.owner.clone(),
+                owner: s.owner.map(Box::from),
                 fresh_id_above: Some(s.version - 1),
             });
             shard.note_deadline(deadline);
             drop(stripe);
-            self.admit(cost, &id, s.owner.as_deref());
+            self.admit(cost, id, s.owner);
             restored += 1;
             // A budget lowered since the log was written: the least valuable sessions go.
             self.settle_budget(shard_index, hash);
@@ -123,12 +123,25 @@ struct Running {
 }
 
 impl LogThread {
-    pub(super) fn spawn(inner: &Arc<Inner>) -> std::io::Result<Self> {
+    /// Starts the thread; with `compact_first`, it compacts the files a new store was built
+    /// from before its first tick.
+    pub(super) fn spawn(inner: &Arc<Inner>, compact_first: bool) -> std::io::Result<Self> {
         let (stop, stopped) = mpsc::channel();
         let store = Arc::downgrade(inner);
         let thread = std::thread::Builder::new()
             .name(THREAD_NAME.into())
-            .spawn(move || run(&store, &stopped))?;
+            .spawn(move || {
+                if compact_first {
+                    if let Some(inner) = store.upgrade() {
+                        let pass = fork::enter();
+                        if let Some(log) = &inner.log {
+                            log.note_compaction(&inner.compact_log());
+                        }
+                        drop(pass);
+                    }
+                }
+                run(&store, &stopped);
+            })?;
         Ok(Self {
             running: Mutex::new(Running {
                 stop: Some(stop),

@@ -1,0 +1,165 @@
+//! One log file being appended to, through a shared memory mapping of it.
+//!
+//! A record copied into a `MAP_SHARED` mapping is in the kernel's page cache the moment the
+//! copy ends: it survives the process being killed (not the machine losing power: that is what
+//! `fdatasync` is for), at the cost of a `memcpy` instead of a `write(2)` per change. The
+//! file's blocks are reserved with `posix_fallocate` before they are mapped, so a full disk is
+//! an error at growth time, never a `SIGBUS` on a later copy. The unused, zero-filled end of
+//! the file reads as the end of the log (see `format::Frames`) and is cut off when the appender
+//! is dropped.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+/// First capacity of a log file; it doubles as the log grows, up to [`MAX_GROWTH`] at a time.
+const FIRST_CAPACITY: u64 = 1 << 20;
+const MAX_GROWTH: u64 = 64 << 20;
+
+/// A writable shared mapping of the first `len` bytes of a file.
+struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by this value; the appender that holds it is only
+// ever used under its owner's mutex.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    fn new(file: &File, len: u64) -> io::Result<Self> {
+        let len = usize::try_from(len).map_err(|_| io::Error::other("log file too large"))?;
+        // SAFETY: a fresh mapping chosen by the kernel (NULL hint) of a file descriptor that
+        // stays open for the call; no existing memory is affected. The file is at least `len`
+        // bytes long (the caller allocated them), so every mapped page is backed.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` and `len` are exactly what mmap returned and was asked for, and no
+        // reference into the mapping outlives this value (copies go through `write_at`).
+        unsafe {
+            libc::munmap(self.ptr.cast(), self.len);
+        }
+    }
+}
+
+/// Reserves the file's blocks from `from` up to `to` bytes (and extends it to `to`).
+fn allocate(file: &File, from: u64, to: u64) -> io::Result<()> {
+    let (Ok(offset), Ok(len)) = (
+        libc::off_t::try_from(from),
+        libc::off_t::try_from(to - from),
+    ) else {
+        return Err(io::Error::other("log file too large"));
+    };
+    // SAFETY: posix_fallocate on a file descriptor that stays open for the call; it touches no
+    // memory of this process.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), offset, len) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+/// Appends records to one log file.
+pub(super) struct Appender {
+    file: Arc<File>,
+    map: Mapping,
+    /// Bytes of the file in use: the header and every whole record.
+    len: u64,
+    /// Bytes of the file allocated and mapped.
+    capacity: u64,
+    /// The fork generation that created it: a forked child never cuts the parent's file.
+    fork_generation: u64,
+}
+
+impl Appender {
+    /// Starts a new, empty log file `file` with `header` as its first bytes.
+    pub(super) fn new(file: File, header: &[u8]) -> io::Result<Self> {
+        allocate(&file, 0, FIRST_CAPACITY)?;
+        let map = Mapping::new(&file, FIRST_CAPACITY)?;
+        let mut appender = Self {
+            file: Arc::new(file),
+            map,
+            len: 0,
+            capacity: FIRST_CAPACITY,
+            fork_generation: crate::fork::generation(),
+        };
+        appender.append(header)?;
+        Ok(appender)
+    }
+
+    /// The file, for syncing outside the owner's lock.
+    pub(super) fn file(&self) -> &Arc<File> {
+        &self.file
+    }
+
+    /// Bytes in use.
+    pub(super) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Copies `bytes` to the end of the log, growing the file first if they do not fit.
+    ///
+    /// # Errors
+    /// The I/O error of growing the file (a full disk); nothing was written then.
+    pub(super) fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let end = self.len + bytes.len() as u64;
+        if end > self.capacity {
+            self.grow(end)?;
+        }
+        // SAFETY: `len + bytes.len() <= capacity == map.len` (grown above), so the destination
+        // lies inside the mapping, which is writable; `bytes` is a distinct buffer of this
+        // process, so the ranges cannot overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.map.ptr.add(self.len as usize),
+                bytes.len(),
+            );
+        }
+        self.len = end;
+        Ok(())
+    }
+
+    fn grow(&mut self, at_least: u64) -> io::Result<()> {
+        let mut capacity = self.capacity;
+        while capacity < at_least {
+            capacity += capacity.min(MAX_GROWTH);
+        }
+        allocate(&self.file, self.capacity, capacity)?;
+        let map = Mapping::new(&self.file, capacity)?;
+        // The old mapping is dropped (unmapped) here; everything it held is in the file.
+        self.map = map;
+        self.capacity = capacity;
+        Ok(())
+    }
+}
+
+impl Drop for Appender {
+    fn drop(&mut self) {
+        if self.fork_generation == crate::fork::generation() {
+            // The zero-filled end is not part of the log.
+            let _ = self.file.set_len(self.len);
+        }
+    }
+}
