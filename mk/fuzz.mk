@@ -2,7 +2,7 @@
 # corpora in fuzz/corpus/<target> are committed (minimized with `cargo fuzz cmin`). The stable
 # toolchain builds them with RUSTC_BOOTSTRAP=1 (cargo fuzz needs -Zsanitizer), so no nightly is
 # needed. A crash stops the run and leaves its reproducer in fuzz/artifacts/<target>/.
-FUZZ_TARGETS := token store_ops c_abi
+FUZZ_TARGETS := token store_ops c_abi log_loader
 FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
 # Release code with debug assertions on.
 FUZZ_BUILD := -O --debug-assertions

@@ -234,7 +234,12 @@ impl<'a> Iterator for Frames<'a> {
         if rest.is_empty() {
             return None;
         }
-        if rest.len() < FRAME_HEAD && rest.iter().any(|&b| b != 0) {
+        if rest.iter().all(|&b| b == 0) {
+            // The zero-filled space a log file reserves ahead of its records: the end.
+            self.pos = self.bytes.len();
+            return None;
+        }
+        if rest.len() < FRAME_HEAD {
             return self.fail(format!(
                 "a frame header is cut off after {} bytes",
                 rest.len()
@@ -242,11 +247,6 @@ impl<'a> Iterator for Frames<'a> {
         }
         let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
         let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-        if len == 0 && rest.iter().all(|&b| b == 0) {
-            // The zero-filled space a log file reserves ahead of its records: the end.
-            self.pos = self.bytes.len();
-            return None;
-        }
         if len == 0 || len > MAX_BODY {
             return self.fail(format!(
                 "a frame claims an impossible length of {len} bytes"
@@ -484,6 +484,21 @@ mod tests {
         assert_eq!(frames.by_ref().count(), 1);
         assert_eq!(frames.good_len(), whole);
         assert!(frames.damage().is_some());
+    }
+
+    /// Found by the `log_loader` fuzz target: a tail shorter than a frame header that is not
+    /// all zeros was read past its end.
+    #[test]
+    fn a_tail_shorter_than_a_frame_header_is_damage_not_a_panic() {
+        for tail in [&[1u8][..], &[0, 0, 0, 7], &[5, 0, 0, 0, 0, 0, 0]] {
+            let mut frames = Frames::new(tail);
+            assert_eq!(frames.next(), None);
+            assert_eq!(frames.good_len(), 0);
+            assert!(frames.damage().unwrap().contains("cut off"), "{tail:?}");
+        }
+        let mut frames = Frames::new(&[0, 0, 0]);
+        assert_eq!(frames.next(), None);
+        assert_eq!(frames.damage(), None);
     }
 
     #[test]

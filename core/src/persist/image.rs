@@ -151,10 +151,7 @@ mod tests {
             ttl_ms: 50,
         });
         let a = &image.sessions["a"];
-        assert_eq!(
-            (a.deadline, a.ttl_ms, a.owner.as_deref()),
-            (500, 50, Some("u"))
-        );
+        assert_eq!((a.deadline, a.ttl_ms, a.owner), (500, 50, Some("u")));
     }
 
     #[test]
