@@ -39,4 +39,4 @@ doc:
 bench: $(BENCH_TARGETS)
 
 bench-core:
-	$(CARGO) bench -p coatcheck-benches --bench versus_dashmap --bench memory --bench expiry --bench core
+	$(CARGO) bench -p coatcheck-benches --bench versus_dashmap --bench memory --bench expiry --bench core --bench persist

@@ -583,3 +583,25 @@ mod model {
         }
     }
 }
+
+#[test]
+fn records_across_the_log_files_chunks_and_larger_than_one_restore_whole() {
+    let dir = TempDir::new("chunks");
+    let mut cfg = config(&dir.sessions());
+    cfg.max_session_bytes = 16 << 20;
+    let store = Store::new(cfg.clone()).unwrap();
+    // About 20 MB of records: many of them straddle a chunk boundary of the file.
+    for i in 0..20_000u32 {
+        let value: Vec<u8> = (0..1000 + i % 97).map(|j| (i + j) as u8).collect();
+        store.set(&format!("s{i}"), &value, None).unwrap();
+    }
+    // Larger than a chunk: written across several at once.
+    let big: Vec<u8> = (0..9 << 20).map(|j: u32| (j % 251) as u8).collect();
+    store.set("big", &big, None).unwrap();
+    store.set("after-big", b"small again", None).unwrap();
+    let crashed = crash_copy(&dir, "chunks-copy");
+    cfg.persist_path = Some(crashed.sessions());
+    let restored = Store::new(cfg).unwrap();
+    assert_eq!(restored.len(), 20_002);
+    assert_eq!(contents(&restored), contents(&store));
+}

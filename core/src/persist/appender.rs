@@ -7,17 +7,20 @@
 //! an error at growth time, never a `SIGBUS` on a later copy. The unused, zero-filled end of
 //! the file reads as the end of the log (see `format::Frames`) and is cut off when the appender
 //! is dropped.
+//!
+//! Only one chunk of the file is mapped at a time, so moving on costs the same however long the
+//! log is: a record that does not fit in the rest of the chunk is written with `pwrite` (the
+//! same page cache) and the mapping moves to the chunk where the log now ends.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-/// First capacity of a log file; it doubles as the log grows, up to [`MAX_GROWTH`] at a time.
-const FIRST_CAPACITY: u64 = 1 << 20;
-const MAX_GROWTH: u64 = 64 << 20;
+/// Bytes of the file mapped at a time, and allocated ahead of the log's end.
+const CHUNK: u64 = 4 << 20;
 
-/// A writable shared mapping of the first `len` bytes of a file.
+/// A writable shared mapping of `len` bytes of a file.
 struct Mapping {
     ptr: *mut u8,
     len: usize,
@@ -28,11 +31,14 @@ struct Mapping {
 unsafe impl Send for Mapping {}
 
 impl Mapping {
-    fn new(file: &File, len: u64) -> io::Result<Self> {
-        let len = usize::try_from(len).map_err(|_| io::Error::other("log file too large"))?;
+    /// Maps the chunk at `offset` (a multiple of [`CHUNK`]), which the file must hold.
+    fn chunk(file: &File, offset: u64) -> io::Result<Self> {
+        let len = CHUNK as usize;
+        let offset =
+            libc::off_t::try_from(offset).map_err(|_| io::Error::other("log file too large"))?;
         // SAFETY: a fresh mapping chosen by the kernel (NULL hint) of a file descriptor that
-        // stays open for the call; no existing memory is affected. The file is at least `len`
-        // bytes long (the caller allocated them), so every mapped page is backed.
+        // stays open for the call; no existing memory is affected. `offset` is page-aligned and
+        // the caller allocated the file up to `offset + len`, so every mapped page is backed.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -40,7 +46,7 @@ impl Mapping {
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
                 file.as_raw_fd(),
-                0,
+                offset,
             )
         };
         if ptr == libc::MAP_FAILED {
@@ -83,11 +89,14 @@ fn allocate(file: &File, from: u64, to: u64) -> io::Result<()> {
 /// Appends records to one log file.
 pub(super) struct Appender {
     file: Arc<File>,
+    /// The chunk that holds the end of the log.
     map: Mapping,
+    /// Where `map` starts in the file.
+    map_start: u64,
     /// Bytes of the file in use: the header and every whole record.
     len: u64,
-    /// Bytes of the file allocated and mapped.
-    capacity: u64,
+    /// Bytes of the file allocated.
+    allocated: u64,
     /// The fork generation that created it: a forked child never cuts the parent's file.
     fork_generation: u64,
 }
@@ -95,13 +104,14 @@ pub(super) struct Appender {
 impl Appender {
     /// Starts a new, empty log file `file` with `header` as its first bytes.
     pub(super) fn new(file: File, header: &[u8]) -> io::Result<Self> {
-        allocate(&file, 0, FIRST_CAPACITY)?;
-        let map = Mapping::new(&file, FIRST_CAPACITY)?;
+        allocate(&file, 0, CHUNK)?;
+        let map = Mapping::chunk(&file, 0)?;
         let mut appender = Self {
             file: Arc::new(file),
             map,
+            map_start: 0,
             len: 0,
-            capacity: FIRST_CAPACITY,
+            allocated: CHUNK,
             fork_generation: crate::fork::generation(),
         };
         appender.append(header)?;
@@ -118,22 +128,22 @@ impl Appender {
         self.len
     }
 
-    /// Copies `bytes` to the end of the log, growing the file first if they do not fit.
+    /// Adds `bytes` at the end of the log.
     ///
     /// # Errors
-    /// The I/O error of growing the file (a full disk); nothing was written then.
+    /// The I/O error of growing the file (a full disk); the log is then as it was.
     pub(super) fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         let end = self.len + bytes.len() as u64;
-        if end > self.capacity {
-            self.grow(end)?;
+        if end > self.map_start + CHUNK {
+            return self.append_across(bytes, end);
         }
-        // SAFETY: `len + bytes.len() <= capacity == map.len` (grown above), so the destination
-        // lies inside the mapping, which is writable; `bytes` is a distinct buffer of this
-        // process, so the ranges cannot overlap.
+        // SAFETY: `map_start <= len` and `end <= map_start + CHUNK == map_start + map.len`, so
+        // the destination lies inside the mapping, which is writable; `bytes` is a distinct
+        // buffer of this process, so the ranges cannot overlap.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 bytes.as_ptr(),
-                self.map.ptr.add(self.len as usize),
+                self.map.ptr.add((self.len - self.map_start) as usize),
                 bytes.len(),
             );
         }
@@ -141,16 +151,23 @@ impl Appender {
         Ok(())
     }
 
-    fn grow(&mut self, at_least: u64) -> io::Result<()> {
-        let mut capacity = self.capacity;
-        while capacity < at_least {
-            capacity += capacity.min(MAX_GROWTH);
+    /// A record that runs past the mapped chunk: the file is allocated up to the chunk after
+    /// it, the record written with `pwrite`, and the mapping moved to where the log now ends.
+    #[cold]
+    fn append_across(&mut self, bytes: &[u8], end: u64) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let map_start = end / CHUNK * CHUNK;
+        let needed = map_start + CHUNK;
+        if needed > self.allocated {
+            allocate(&self.file, self.allocated, needed)?;
+            self.allocated = needed;
         }
-        allocate(&self.file, self.capacity, capacity)?;
-        let map = Mapping::new(&self.file, capacity)?;
-        // The old mapping is dropped (unmapped) here; everything it held is in the file.
+        let map = Mapping::chunk(&self.file, map_start)?;
+        self.file.write_all_at(bytes, self.len)?;
+        // The old chunk is unmapped here; everything it held is in the file.
         self.map = map;
-        self.capacity = capacity;
+        self.map_start = map_start;
+        self.len = end;
         Ok(())
     }
 }

@@ -37,6 +37,8 @@ pub(crate) use image::Image;
 /// compacted: like Redis's `auto-aof-rewrite-percentage 100`.
 const COMPACT_GROWTH: u64 = 1;
 const COMPACT_MIN_BYTES: u64 = 64 << 20;
+/// A snapshot being written is synced every this many bytes.
+const WRITEBACK_STEP: u64 = 8 << 20;
 /// How often the background thread syncs under [`Fsync::Interval`] and checks for compaction.
 pub(crate) const TICK: Duration = Duration::from_secs(1);
 
@@ -402,6 +404,7 @@ impl Log {
             buf,
             sessions: 0,
             bytes: format::HEADER_LEN as u64,
+            synced: 0,
         }))
     }
 
@@ -451,6 +454,8 @@ pub(crate) struct Snapshot<'l> {
     buf: Vec<u8>,
     sessions: u64,
     bytes: u64,
+    /// `bytes` at the last sync.
+    synced: u64,
 }
 
 impl Snapshot<'_> {
@@ -468,6 +473,12 @@ impl Snapshot<'_> {
         self.file.write_all(&self.buf)?;
         self.bytes += self.buf.len() as u64;
         self.buf.clear();
+        if self.bytes - self.synced >= WRITEBACK_STEP {
+            // Writes back as it goes (Redis's `rdb-save-incremental-fsync`), so the final sync
+            // does not flush hundreds of MB at once and stall the other writers of the disk.
+            self.file.sync_data()?;
+            self.synced = self.bytes;
+        }
         Ok(())
     }
 

@@ -14,6 +14,9 @@ use super::stripe::NewSession;
 use crate::fork;
 use crate::persist::{Image, Log, Record};
 
+/// Most sessions a snapshot encodes under one lock hold.
+const SNAPSHOT_CHUNK: usize = 1024;
+
 impl Inner {
     /// Files every session of `image` that is still live, with its remaining idle and absolute
     /// lifetimes, version and owner; every stripe then issues versions above all the log saw.
@@ -59,9 +62,9 @@ impl Inner {
         log.count_restored(restored);
     }
 
-    /// Writes the table into a new snapshot and drops the files it replaces. Each stripe is
-    /// read under its shared lock (readers go on; its writers wait for one stripe's encoding)
-    /// and written out after the lock is released.
+    /// Writes the table into a new snapshot and drops the files it replaces. The stripes are
+    /// read in chunks under their shared locks (readers go on; writers wait for one chunk's
+    /// encoding at most), each written out after the lock is released.
     pub(super) fn compact_log(&self) -> std::io::Result<()> {
         let Some(log) = &self.log else { return Ok(()) };
         let Some(mut snapshot) = log.begin_snapshot()? else {
@@ -69,11 +72,26 @@ impl Inner {
         };
         let mut issued = 0;
         for shard in self.shards.iter() {
-            {
+            // A stripe is read in chunks, each under its own shared lock hold, so that its
+            // writers wait for one chunk's encoding at most. Sessions written after the log
+            // was switched are in the new log whatever this reads; only a rebuild of the slab
+            // (which moves sessions without a change) makes the walk start over.
+            let mut cursor = 0;
+            let mut layout = None;
+            loop {
                 let stripe = shard.state.read();
+                if layout.is_some_and(|l| l != stripe.layout()) {
+                    cursor = 0;
+                }
+                layout = Some(stripe.layout());
                 let now = self.now();
                 issued = issued.max(stripe.versions());
-                for index in stripe.live_indices() {
+                let mut next = None;
+                for (taken, index) in stripe.live_from(cursor).enumerate() {
+                    if taken == SNAPSHOT_CHUNK {
+                        next = Some(index);
+                        break;
+                    }
                     let record = stripe.record(index);
                     if record.is_expired(now) {
                         continue;
@@ -89,8 +107,13 @@ impl Inner {
                         value: block.value(),
                     });
                 }
+                drop(stripe);
+                snapshot.flush()?;
+                match next {
+                    Some(index) => cursor = index,
+                    None => break,
+                }
             }
-            snapshot.flush()?;
         }
         snapshot.finish(issued)
     }

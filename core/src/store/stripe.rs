@@ -73,6 +73,9 @@ pub(crate) struct Stripe {
     bytes: usize,
     clock_hand: u32,
     unread_hand: u32,
+    /// Counts rebuilds of the slab, which move sessions to new indices: a reader that walks
+    /// the slab across lock holds (a snapshot) starts over when it changed.
+    layout: u64,
 }
 
 /// The `u64` hash the index is keyed on, rebuilt from the 32 bits a record keeps. Multiplying
@@ -96,6 +99,7 @@ impl Stripe {
             bytes: 0,
             clock_hand: 0,
             unread_hand: 0,
+            layout: 0,
         }
     }
 
@@ -370,6 +374,16 @@ impl Stripe {
         self.wheel.next_due()
     }
 
+    /// Live slab indices from `start` on, in slab order.
+    pub(crate) fn live_from(&self, start: u32) -> impl Iterator<Item = u32> + '_ {
+        self.records
+            .iter()
+            .enumerate()
+            .skip(start as usize)
+            .filter(|(_, r)| r.block.is_some())
+            .map(|(i, _)| i as u32)
+    }
+
     /// Live slab indices, in slab order.
     pub(crate) fn live_indices(&self) -> impl Iterator<Item = u32> + '_ {
         self.records
@@ -389,6 +403,7 @@ impl Stripe {
     /// and a vector never shrink by themselves.
     fn release_storage(&mut self) {
         if self.records.capacity() > 64 {
+            self.layout += 1;
             self.records = Vec::new();
             self.free = NIL;
             self.clock_hand = 0;
@@ -426,7 +441,13 @@ impl Stripe {
         None
     }
 
+    /// See [`Stripe::layout`]'s field.
+    pub(crate) fn layout(&self) -> u64 {
+        self.layout
+    }
+
     fn rebuild(&mut self) -> Vec<Record> {
+        self.layout += 1;
         // The survivors are found through the index, whose control bytes are a sixteenth of
         // the slab's size: the old slab is never walked, only freed.
         let mut survivors: Vec<u32> = self.table.iter().copied().collect();
