@@ -1,5 +1,5 @@
 """The restart log (`persist_path`): sessions survive the process, through the store and
-through a real Flask server killed with SIGKILL and started again."""
+through real Flask and Django servers killed with SIGKILL and started again."""
 
 from __future__ import annotations
 
@@ -68,12 +68,15 @@ def test_bad_persist_arguments_are_typed_errors(tmp_path: Path) -> None:
         store_on(tmp_path / "s", persist_fsync=1)
 
 
+APPS_BY_SERVER = {"flask": ("shared_flask:app", "session"), "django": ("shared_django:application", "sessionid")}
+
+
 @contextlib.contextmanager
-def flask_server(port: int, path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """gunicorn with one worker serving the test Flask app on a restart log."""
+def app_server(app: str, port: int, path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """gunicorn with one worker serving a test app on a restart log."""
     log = tempfile.TemporaryFile()
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "shared_flask:app"],
+        [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", app],
         cwd=APPS, env={**os.environ, "COATCHECK_PERSIST_PATH": str(path), "COATCHECK_REDIS_URL": ""},
         stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
     )
@@ -95,21 +98,23 @@ def flask_server(port: int, path: Path) -> Iterator[subprocess.Popen[bytes]]:
         log.close()
 
 
-def test_a_flask_user_stays_logged_in_after_the_server_is_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("server", ["flask", "django"])
+def test_a_user_stays_logged_in_after_the_server_is_killed(server: str, tmp_path: Path) -> None:
+    app, cookie_name = APPS_BY_SERVER[server]
     path = tmp_path / "sessions"
     port = free_port()
-    with flask_server(port, path) as server:
+    with app_server(app, port, path) as process:
         _, headers, _ = request(port, "POST", "/login?user=ada")
-        ada = cookie_from(headers, "session")
+        ada = cookie_from(headers, cookie_name)
         _, headers, _ = request(port, "POST", "/write?item=coat", ada)
-        ada = cookie_from(headers, "session") or ada
+        ada = cookie_from(headers, cookie_name) or ada
         _, headers, _ = request(port, "POST", "/login?user=bob")
-        bob = cookie_from(headers, "session")
+        bob = cookie_from(headers, cookie_name)
         request(port, "POST", "/logout", bob)
         # No clean shutdown: the whole process group dies at once.
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(10)
-    with flask_server(port, path):
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+    with app_server(app, port, path):
         status, _, body = request(port, "GET", "/read", ada)
         assert status == 200
         seen = json.loads(body)

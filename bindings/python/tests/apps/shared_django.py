@@ -1,5 +1,5 @@
-"""The Django app of the multi-worker test: one module is the settings, the URLs and the WSGI
-application (gunicorn tests.apps.shared_django:application)."""
+"""The Django app of the multi-worker and restart tests: one module is the settings, the URLs
+and the WSGI application (gunicorn tests.apps.shared_django:application)."""
 
 import os
 
@@ -17,6 +17,7 @@ settings.configure(
     MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"],
     SESSION_ENGINE="coatcheck.django",
     COATCHECK_REDIS_URL=os.environ.get("COATCHECK_REDIS_URL") or None,
+    COATCHECK_PERSIST_PATH=os.environ.get("COATCHECK_PERSIST_PATH") or None,
     COATCHECK_OWNER=lambda data: data.get("user"),
 )
 django.setup()
