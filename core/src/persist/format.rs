@@ -272,6 +272,22 @@ impl<'a> Iterator for Frames<'a> {
     }
 }
 
+/// How many frames `body` seems to hold, hopping over their length fields without checking
+/// them: to size the image before it is read.
+pub(crate) fn count_frames(body: &[u8]) -> usize {
+    let mut pos = 0;
+    let mut n = 0;
+    while let Some(head) = body.get(pos..pos + FRAME_HEAD) {
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        if len == 0 {
+            break;
+        }
+        pos = pos.saturating_add(FRAME_HEAD + len);
+        n += 1;
+    }
+    n
+}
+
 /// Reads fields off the front of a body.
 struct Reader<'a>(&'a [u8]);
 

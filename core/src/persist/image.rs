@@ -5,7 +5,7 @@
 //! skipped, a removal at or above it removes, and slides and owner changes apply only to the
 //! version they were made on.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use super::format::Record;
 

@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::store::{Change, ChangeKind};
 
 pub(crate) use format::Record;
-pub(crate) use image::Image;
+pub(crate) use image::{Image, Restored};
 
 /// A log this much larger than the last snapshot (and at least [`COMPACT_MIN_BYTES`]) is
 /// compacted: like Redis's `auto-aof-rewrite-percentage 100`.
@@ -562,6 +562,12 @@ impl Found {
     /// rest is copied aside and cut off the file, so it is reported once.
     pub(crate) fn image(&self) -> Image<'_> {
         let mut image = Image::default();
+        let records: usize = self
+            .files
+            .iter()
+            .map(|(_, _, b)| format::count_frames(&b[format::HEADER_LEN..]))
+            .sum();
+        image.sessions.reserve(records);
         for (path, kind, bytes) in &self.files {
             apply_file(path, *kind, bytes, &mut image);
         }

@@ -515,44 +515,10 @@ impl Inner {
         }
     }
 
-    /// Touches the local copy; the slide reaches Redis through the batched touches.
+    /// Touches the local copy; `Inner::touch` queues the TTL move for Redis when there is one
+    /// to make, and the batched touches carry it.
     fn touch_copy(&self, id: &str, ttl: Option<Duration>, min_idle: Option<u64>) -> Result<bool> {
-        let ttl_ms = ttl_ms(ttl)?;
-        let place = self.place(id);
-        let before = self.copy_deadline(&place, id);
-        // Every TTL move in Redis invalidates every process's copy: a touch moves it only
-        // when the idle deadline crossed a slack step (as a slide under `slide` does) or came
-        // earlier by more than a slack (a shorter timeout, which Redis must not outlive by
-        // much; every copy enforces its own deadline meanwhile).
-        let live = self.touch(id, ttl, min_idle)?;
-        let after = self.copy_deadline(&place, id);
-        if let (true, Some(ttl), Some(before), Some(after)) = (live, ttl_ms, before, after) {
-            let slack = self.tier().settings().touch_slack_ms;
-            if after / slack > before / slack || after.saturating_add(slack) < before {
-                let capped = self
-                    .remaining_absolute(&place, id)
-                    .map_or(ttl, |a| a.min(ttl));
-                self.tier().queue_touch(place.key, capped);
-            }
-        }
-        Ok(live)
-    }
-
-    /// The idle deadline of the local copy.
-    fn copy_deadline(&self, place: &Place, id: &str) -> Option<u64> {
-        let stripe = self.shards[place.shard].state.read();
-        let index = stripe.find(place.hash, id)?;
-        Some(stripe.record(index).deadline())
-    }
-
-    fn remaining_absolute(&self, place: &Place, id: &str) -> Option<u64> {
-        let now = self.now();
-        let stripe = self.shards[place.shard].state.read();
-        let index = stripe.find(place.hash, id)?;
-        stripe
-            .block(index)
-            .absolute()
-            .map(|a| a.saturating_sub(now))
+        self.touch(id, ttl, min_idle)
     }
 
     pub(super) fn near_destroy(&self, id: &str) -> Result<bool> {

@@ -196,11 +196,26 @@ impl Inner {
             return Ok(false);
         };
         let first_read = stripe.record(index).flags() & READ == 0;
+        let before = stripe.record(index).deadline();
         stripe.retime(index, ttl, now);
         if first_read {
             mark_read(&mut stripe, index);
         }
-        shard.note_deadline(stripe.record(index).deadline());
+        let after = stripe.record(index).deadline();
+        shard.note_deadline(after);
+        if let Some(tier) = &self.tier {
+            // Every TTL move in Redis invalidates every process's copy: a new idle timeout
+            // moves it only when the deadline crossed a slack step (as a slide does, see
+            // `slide`) or came earlier by more than a slack (a shorter timeout, which Redis
+            // must not outlive by much; every copy enforces its own deadline meanwhile).
+            let slack = tier.settings().touch_slack_ms;
+            if after / slack > before / slack || after.saturating_add(slack) < before {
+                tier.queue_touch(
+                    crate::tier::KeyHash::of(id),
+                    after.saturating_sub(now).max(1),
+                );
+            }
+        }
         let mut pending = Outbox::new();
         if self.listener.is_some() {
             pending.push(Pending::Slid {
