@@ -15,22 +15,20 @@ const WAITING_THREADS: usize = 32;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-static QUEUE: OnceLock<Mutex<Sender<Job>>> = OnceLock::new();
+// A `Sender` may be shared between threads as it is; the threads share the one `Receiver`
+// under a mutex, each taking the next job.
+static QUEUE: OnceLock<Sender<Job>> = OnceLock::new();
 
 /// Runs `job` on a waiting thread (started on first use).
 pub(crate) fn run(job: impl FnOnce() + Send + 'static) -> Result<()> {
-    let queue = QUEUE.get_or_init(start);
-    let sender = queue
-        .lock()
-        .map_err(|_| internal(napi::Error::from_reason("the waiting queue is poisoned")))?;
-    sender.send(Box::new(job)).map_err(|_| {
+    QUEUE.get_or_init(start).send(Box::new(job)).map_err(|_| {
         internal(napi::Error::from_reason(
             "no thread is left to run calls that wait on Redis",
         ))
     })
 }
 
-fn start() -> Mutex<Sender<Job>> {
+fn start() -> Sender<Job> {
     let (sender, jobs) = channel::<Job>();
     let jobs = Arc::new(Mutex::new(jobs));
     for n in 0..WAITING_THREADS {
@@ -41,7 +39,7 @@ fn start() -> Mutex<Sender<Job>> {
             .name(format!("coatcheck-wait-{n}"))
             .spawn(move || serve(&jobs));
     }
-    Mutex::new(sender)
+    sender
 }
 
 fn serve(jobs: &Mutex<Receiver<Job>>) {
