@@ -7,7 +7,8 @@ PY := $(abspath $(PY_VENV))/bin/python
 PY_SYSTEM ?= python3
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: python-deps build-python test-python test-python-package bench-python-deps bench-python
+.PHONY: python-deps build-python test-python test-python-package bench-python-deps bench-python \
+        fuzz-python-smoke fuzz-python
 
 $(PY_VENV)/.deps-test: $(PY_DIR)/requirements-test.txt
 	test -x $(PY) || $(PY_SYSTEM) -m venv $(PY_VENV)
@@ -49,5 +50,25 @@ bench-python: build-python bench-python-deps benches/node/node_modules/.package-
 	$(PY) benches/python/bench_save_path.py
 	$(PY) benches/python/bench_http_shared.py
 
-TEST_TARGETS += test-python
+# Python (atheris): the token API and the Flask and Django cookie paths, fuzz/python. Atheris
+# instruments the package's Python modules; the native extension runs uninstrumented, so
+# inputs are found by the Python side's coverage and checked end to end.
+FUZZ_PY_RUNS ?= 1000000
+FUZZ_PY_SMOKE_SECONDS ?= 30
+
+$(PY_VENV)/.deps-fuzz: fuzz/python/requirements.txt $(PY_VENV)/.deps-test
+	$(PIP_INSTALL) -r $<
+	touch $@
+
+## fuzz-python-smoke: the atheris target for about 30 s (CI)
+fuzz-python-smoke: build-python $(PY_VENV)/.deps-fuzz
+	$(PY) fuzz/python/fuzz_cookies.py -max_total_time=$(FUZZ_PY_SMOKE_SECONDS) 2>&1 | tail -n 3; \
+	  test $${PIPESTATUS[0]} -eq 0
+
+## fuzz-python: the atheris target to its long budget (1M executions)
+fuzz-python: build-python $(PY_VENV)/.deps-fuzz
+	$(PY) fuzz/python/fuzz_cookies.py -runs=$(FUZZ_PY_RUNS) 2>&1 | tail -n 3; \
+	  test $${PIPESTATUS[0]} -eq 0
+
+TEST_TARGETS += test-python fuzz-python-smoke
 BENCH_TARGETS += bench-python
