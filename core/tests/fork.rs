@@ -156,3 +156,43 @@ fn a_child_never_waits_on_the_parents_sweeper() {
         }
     });
 }
+
+/// gunicorn `--preload` with `persist_path`: the restart log belongs to the process that opened
+/// it. A forked child reads the sessions it inherited, its writes fail with `Unavailable`
+/// (never a second writer on the parent's file), and the parent's log is intact afterwards.
+#[test]
+fn a_forked_child_reads_but_never_writes_the_parents_restart_log() {
+    let dir = std::env::temp_dir().join(format!("coatcheck-fork-log-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = Config::default();
+    config.persist_path = Some(dir.clone());
+    let store = Store::new(config.clone()).unwrap();
+    store.set("before-fork", b"kept", None).unwrap();
+    let child = store.clone();
+    let code = in_child(move || {
+        let read = child.get("before-fork") == Ok(Some(b"kept".to_vec()));
+        let refused = matches!(
+            child.set("in-child", b"x", None),
+            Err(coatcheck::Error::Unavailable(_))
+        ) && matches!(
+            child.destroy("before-fork"),
+            Err(coatcheck::Error::Unavailable(_))
+        );
+        i32::from(!(read && refused))
+    });
+    assert_eq!(code, 0, "the child could not read, or could write");
+    store.set("after-fork", b"parent", None).unwrap();
+    drop(store);
+    let reopened = Store::new(config).unwrap();
+    assert_eq!(
+        reopened.get("before-fork").unwrap().as_deref(),
+        Some(&b"kept"[..])
+    );
+    assert_eq!(
+        reopened.get("after-fork").unwrap().as_deref(),
+        Some(&b"parent"[..])
+    );
+    assert_eq!(reopened.get("in-child").unwrap(), None);
+    drop(reopened);
+    let _ = std::fs::remove_dir_all(&dir);
+}
