@@ -182,7 +182,19 @@ fn a_forked_child_reads_but_never_writes_the_parents_restart_log() {
     });
     assert_eq!(code, 0, "the child could not read, or could write");
     store.set("after-fork", b"parent", None).unwrap();
-    drop(store);
+    // The log as it is on disk now, read by a new store in another directory: this process
+    // cannot reopen `dir` itself while children forked by other tests of this binary may still
+    // hold its lock (a forked child inherits the lock's open file).
+    let copy = dir.with_extension("copy");
+    let _ = std::fs::remove_dir_all(&copy);
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "lock" {
+            std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+        }
+    }
+    config.persist_path = Some(copy.clone());
     let reopened = Store::new(config).unwrap();
     assert_eq!(
         reopened.get("before-fork").unwrap().as_deref(),
@@ -193,6 +205,7 @@ fn a_forked_child_reads_but_never_writes_the_parents_restart_log() {
         Some(&b"parent"[..])
     );
     assert_eq!(reopened.get("in-child").unwrap(), None);
-    drop(reopened);
+    drop((reopened, store));
+    let _ = std::fs::remove_dir_all(&copy);
     let _ = std::fs::remove_dir_all(&dir);
 }
