@@ -32,9 +32,9 @@ pub enum WhenRedisDown {
 }
 
 /// When the restart log ([`Config::persist_path`]) asks the disk to make appended changes
-/// durable with `fdatasync`. Every change is written to the file (one `write(2)`) before its call
-/// returns, whatever the policy: that survives the process being killed. The policy is about
-/// losing power or the machine crashing.
+/// durable with `fdatasync`. Every change is in the file (copied into its shared mapping, the
+/// kernel's page cache) before its call returns, whatever the policy: that survives the process
+/// being killed. The policy is about losing power or the machine crashing.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Fsync {
