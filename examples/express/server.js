@@ -11,10 +11,13 @@ const { CoatcheckStore, generateId } = require('coatcheck')
 
 const host = process.env.HOST || '127.0.0.1'
 const port = Number(process.env.PORT ?? 3000)
+// How long a session lasts without a request (the soak test shortens it).
+const idleSeconds = Number(process.env.SESSION_IDLE_SECONDS || 30 * 60)
 
 const store = new CoatcheckStore({
-  ttl: 30 * 60, // seconds, for sessions whose cookie has no expiry
+  ttl: idleSeconds, // seconds, for sessions whose cookie has no expiry
   maxSessions: 100_000, // bounded: abandoned sessions are evicted first
+  maxSessionBytes: 64 * 1024, // a larger session is refused with code 'too_large'
   ownerOf: (s) => s.user, // enables "log out everywhere"
   // Restart the demo and stay logged in: every change is logged here before it completes.
   persistPath: process.env.COATCHECK_PERSIST_PATH || path.join(__dirname, '.sessions'),
@@ -29,7 +32,7 @@ app.use(
     genid: generateId,
     resave: false,
     saveUninitialized: false,
-    cookie: { httpOnly: true, sameSite: 'lax', maxAge: 30 * 60 * 1000 },
+    cookie: { httpOnly: true, sameSite: 'lax', maxAge: idleSeconds * 1000 },
   }),
 )
 
@@ -69,6 +72,8 @@ app.get('/profile', async (req, res, next) => {
         'Profile',
         `<p>Name: <b>${escape(req.session.user)}</b>, signed in since ${escape(req.session.since)}.</p>
 <p>Session id: <code>${escape(req.sessionID)}</code>. Active sessions for this name: ${devices.length}.</p>
+<p>Note: ${escape(req.session.note ?? '(none)')}</p>
+<form method="post" action="/note"><input name="note" placeholder="a note kept in your session"> <button>Save</button></form>
 <form method="post" action="/logout-others"><button>Log out my other sessions</button></form>
 <form method="post" action="/logout"><button>Log out</button></form>`,
       ),
@@ -76,6 +81,23 @@ app.get('/profile', async (req, res, next) => {
   } catch (err) {
     next(err)
   }
+})
+
+// Saved now rather than at the end of the request, so that a note too large for a session gets
+// a 413 page instead of an error, and the session keeps its previous note.
+app.post('/note', (req, res, next) => {
+  if (!req.session.user) return res.status(401).send(page('Note', '<p>Not signed in.</p>'))
+  const previous = req.session.note
+  req.session.note = String(req.body.note ?? '')
+  req.session.save((err) => {
+    if (err?.code === 'too_large') {
+      if (previous === undefined) delete req.session.note
+      else req.session.note = previous
+      return res.status(413).send(page('Note', '<p>That note is too large for a session.</p>'))
+    }
+    if (err) return next(err)
+    res.redirect(303, '/profile')
+  })
 })
 
 app.post('/logout-others', async (req, res, next) => {

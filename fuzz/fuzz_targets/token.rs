@@ -15,7 +15,13 @@ struct Input {
     token: String,
 }
 
+/// Rotations in use hold two or three secrets; more only slows each run (every secret is checked
+/// against every other) without reaching new code.
+const MOST_SECRETS: usize = 4;
+
 fuzz_target!(|input: Input| {
+    let mut input = input;
+    input.secrets.truncate(MOST_SECRETS);
     let Ok(signer) = Signer::new(&input.secrets) else {
         // No secret, or an empty one: refused at construction, nothing to verify with.
         assert!(input.secrets.is_empty() || input.secrets.iter().any(|s| s.is_empty()));

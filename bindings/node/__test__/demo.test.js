@@ -47,6 +47,17 @@ async function login(user, base, name) {
   user.cookies.set(pair.split('=')[0], pair.slice(pair.indexOf('=') + 1))
 }
 
+// A form post with `user`'s cookies, not following the redirect.
+async function postForm(user, base, route, body) {
+  const response = await fetch(`${base}${route}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: [...user.cookies].map(([k, v]) => `${k}=${v}`).join('; ') },
+    body,
+    redirect: 'manual',
+  })
+  return { status: response.status, text: await response.text() }
+}
+
 function killed(child) {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve()
@@ -71,6 +82,29 @@ test('the demo app counts views, logs in and out', needsDeps, async (t) => {
     assert.equal((await user.get('/stats')).json.sessions, 1)
     await user.post('/logout')
     assert.equal((await user.get('/profile')).status, 401)
+  } finally {
+    await killed(child)
+  }
+})
+
+test('a note too large for a session gets a 413 and leaves the session as it was', needsDeps, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'coatcheck-demo-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const { child, base } = await startDemo(path.join(dir, 'sessions'))
+  try {
+    const user = new Client(base)
+    await login(user, base, 'ann')
+    assert.equal((await postForm(user, base, '/note', 'note=first+note')).status, 303)
+    assert.match((await user.get('/profile')).text, /Note: first note/)
+    // Over the demo's 64 KiB maxSessionBytes, under express.urlencoded's 100 kB body limit: the
+    // store refuses it.
+    const big = await postForm(user, base, '/note', `note=${'x'.repeat(70_000)}`)
+    assert.equal(big.status, 413)
+    assert.match(big.text, /too large for a session/)
+    const profile = await user.get('/profile')
+    assert.equal(profile.status, 200)
+    assert.match(profile.text, /Name: <b>ann<\/b>/)
+    assert.match(profile.text, /Note: first note/)
   } finally {
     await killed(child)
   }
