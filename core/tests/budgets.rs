@@ -124,7 +124,19 @@ fn a_value_over_max_session_bytes_is_too_large_and_changes_nothing() {
             .code(),
         "too_large"
     );
+    assert_eq!(
+        store.update(&id, &[2u8; 101], None).unwrap_err().code(),
+        "too_large"
+    );
+    assert_eq!(
+        store
+            .insert("not-yet-there", &[2u8; 101], None)
+            .unwrap_err()
+            .code(),
+        "too_large"
+    );
     assert_eq!(store.stats(), before);
+    assert!(store.peek("not-yet-there").unwrap().is_none());
     let after = store.peek(&id).unwrap().unwrap();
     assert_eq!((after.value, after.version), (vec![1u8; 100], 1));
 }

@@ -93,6 +93,24 @@ fn update_writes_only_live_sessions() {
         store.update("bad id", b"x", None).unwrap_err().code(),
         "invalid_id"
     );
+    let destroyed = store.create(b"gone", None).unwrap();
+    store.destroy(&destroyed).unwrap();
+    assert_eq!(
+        store.update(&destroyed, b"back?", None).unwrap_err(),
+        Error::NotFound
+    );
+    assert!(store.peek(&destroyed).unwrap().is_none(), "not revived");
+}
+
+#[test]
+fn empty_and_nul_containing_values_read_back_exactly() {
+    let (store, _) = manual_store(|_| {});
+    let empty = store.create(b"", None).unwrap();
+    let nul = store.create(b"a\0b\0", None).unwrap();
+    assert_eq!(store.get(&empty).unwrap().unwrap(), b"");
+    assert_eq!(store.get(&nul).unwrap().unwrap(), b"a\0b\0");
+    store.set(&nul, b"\0", None).unwrap();
+    assert_eq!(store.peek(&nul).unwrap().unwrap().value, b"\0");
 }
 
 #[test]

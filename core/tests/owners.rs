@@ -101,3 +101,17 @@ fn malformed_owners_are_refused_and_change_nothing() {
         "not_found"
     );
 }
+
+#[test]
+fn owners_are_any_text_up_to_the_limit_non_ascii_and_nul_included() {
+    let (store, _) = manual_store(|_| {});
+    let longest = "o".repeat(coatcheck::MAX_OWNER_LEN);
+    for owner in ["zo\u{eb} \u{1f9e5}", "nul\0inside", longest.as_str()] {
+        let id = store.create(b"x", None).unwrap();
+        store.set_owner(&id, Some(owner)).unwrap();
+        assert_eq!(store.sessions_of(owner).unwrap(), vec![id.clone()]);
+        assert_eq!(store.destroy_owner(owner, None).unwrap(), 1);
+        assert!(store.get(&id).unwrap().is_none());
+    }
+    store.check_invariants().unwrap();
+}

@@ -57,5 +57,37 @@ fn a_store_without_secrets_cannot_sign() {
 #[test]
 fn signing_a_malformed_id_is_refused() {
     let (store, _) = manual_store(|c| c.secrets = vec![b"k".to_vec()]);
-    assert_eq!(store.sign("bad id").unwrap_err().code(), "invalid_id");
+    let too_long = "a".repeat(coatcheck::MAX_ID_LEN + 1);
+    for bad in ["bad id", "", "caf\u{e9}", "nul\0id", too_long.as_str()] {
+        assert_eq!(store.sign(bad).unwrap_err().code(), "invalid_id", "{bad:?}");
+    }
+}
+
+#[test]
+fn malformed_tokens_are_refused_counted_and_reach_nothing() {
+    let (store, _) = manual_store(|c| c.secrets = vec![b"k".to_vec()]);
+    let id = store.create(b"keep", None).unwrap();
+    let token = store.sign(&id).unwrap();
+    let signature = &token[id.len() + 1..];
+    // Tokens whose signature verifies but whose id is not one the store accepts: signed with
+    // the same secret by something other than the store.
+    let signer = coatcheck::Signer::new([b"k"]).unwrap();
+    let bad = [
+        String::new(),
+        "x".repeat(10_000),
+        format!("caf\u{e9}.{signature}"),
+        format!("{id}\0.{signature}"),
+        format!("{id}.{signature}\0"),
+        format!("{}\0{}.{signature}", &id[..4], &id[5..]),
+        signer.sign("has space"),
+        signer.sign(""),
+        signer.sign(&"a".repeat(coatcheck::MAX_ID_LEN + 1)),
+        signer.sign("caf\u{e9}"),
+    ];
+    for token in &bad {
+        assert_eq!(store.unsign(token), Err(Error::BadSignature), "{token:?}");
+    }
+    assert_eq!(store.stats().signature_failures, bad.len() as u64);
+    assert_eq!(store.len(), 1);
+    assert_eq!(store.get(&id).unwrap().unwrap(), b"keep");
 }

@@ -116,6 +116,14 @@ app.post('/logout', (req, res, next) => {
 
 app.get('/stats', (req, res) => res.json(store.stats()))
 
+// A request the app refuses (a form over express.urlencoded's 100 kB limit: 413) gets a page
+// with its status; anything else is a server error, logged.
+app.use((err, req, res, next) => {
+  const status = err.status >= 400 && err.status < 500 ? err.status : 500
+  if (status === 500) console.error(err)
+  res.status(status).send(page(status === 413 ? 'Too large' : 'Error', `<p>${escape(err.expose ? err.message : 'Something went wrong.')}</p>`))
+})
+
 const server = app.listen(port, host, () => {
   const { port: bound } = server.address()
   console.log(`coatcheck demo listening on http://${host}:${bound} (Ctrl-C to stop)`)

@@ -635,6 +635,107 @@ static void test_sign_unsign(void) {
     coatcheck_store_free(store);
 }
 
+/* Writes, owner calls, destroy and regenerate on a session that was destroyed or has expired:
+ * NOT_FOUND, and neither comes back. */
+static void test_gone_sessions(void) {
+    coatcheck_config config = quiet_config();
+    coatcheck_store *store = new_store(&config);
+    char gone[2][COATCHECK_GENERATED_ID_LEN + 1];
+    char fresh[COATCHECK_GENERATED_ID_LEN + 1];
+    char value[16];
+    size_t len = SENTINEL_LEN, n = 0;
+    uint64_t version = SENTINEL_VERSION;
+    int i;
+
+    create(store, "destroyed", gone[0]);
+    CHECK_OK(coatcheck_store_set_owner(store, gone[0], strlen(gone[0]), "alice", 5));
+    CHECK_OK(coatcheck_store_destroy(store, gone[0], strlen(gone[0])));
+    CHECK_OK(coatcheck_store_create(store, BYTES("expired"), 7, 30, gone[1], COATCHECK_GENERATED_ID_LEN, &n));
+    gone[1][n] = '\0';
+    CHECK_OK(coatcheck_store_set_owner(store, gone[1], strlen(gone[1]), "alice", 5));
+    sleep_ms(80);
+    for (i = 0; i < 2; i++) {
+        const char *id = gone[i];
+        CHECK_STATUS(coatcheck_store_set_if_version(store, id, strlen(id), BYTES("back"), 4, 1, 0, &version),
+                     COATCHECK_STATUS_NOT_FOUND);
+        CHECK(version == SENTINEL_VERSION);
+        CHECK_STATUS(coatcheck_store_destroy(store, id, strlen(id)), COATCHECK_STATUS_NOT_FOUND);
+        CHECK_STATUS(coatcheck_store_regenerate(store, id, strlen(id), fresh, sizeof fresh, &len),
+                     COATCHECK_STATUS_NOT_FOUND);
+        CHECK(len == SENTINEL_LEN);
+        CHECK_STATUS(coatcheck_store_set_owner(store, id, strlen(id), "bob", 3), COATCHECK_STATUS_NOT_FOUND);
+        CHECK_STATUS(coatcheck_store_clear_owner(store, id, strlen(id)), COATCHECK_STATUS_NOT_FOUND);
+        CHECK_STATUS(read_value(store, id, true, value, sizeof value, NULL), COATCHECK_STATUS_NOT_FOUND);
+    }
+    CHECK_OK(coatcheck_store_count_of(store, "alice", 5, &n));
+    CHECK(n == 0);
+    CHECK_OK(coatcheck_store_count_of(store, "bob", 3, &n));
+    CHECK(n == 0);
+    coatcheck_store_free(store);
+}
+
+/* An owner is any UTF-8 text up to COATCHECK_MAX_OWNER_LEN bytes, NUL and non-ASCII included
+ * (the length says where it ends). */
+static void test_owner_bytes(void) {
+    static const char nul_owner[] = {'n', 'u', 'l', '\0', 'x'};
+    static const char accented[] = "zo\xc3\xab \xf0\x9f\xa7\xa5";
+    coatcheck_config config = quiet_config();
+    coatcheck_store *store = new_store(&config);
+    char a[COATCHECK_GENERATED_ID_LEN + 1], b[COATCHECK_GENERATED_ID_LEN + 1];
+    size_t count = 0, destroyed = 0;
+
+    create(store, "a", a);
+    create(store, "b", b);
+    CHECK_OK(coatcheck_store_set_owner(store, a, strlen(a), nul_owner, sizeof nul_owner));
+    CHECK_OK(coatcheck_store_set_owner(store, b, strlen(b), accented, strlen(accented)));
+    /* "nul" alone is another owner: the bytes after the NUL count. */
+    CHECK_OK(coatcheck_store_count_of(store, "nul", 3, &count));
+    CHECK(count == 0);
+    CHECK_OK(coatcheck_store_count_of(store, nul_owner, sizeof nul_owner, &count));
+    CHECK(count == 1);
+    CHECK_OK(coatcheck_store_destroy_owner(store, accented, strlen(accented), NULL, 0, &destroyed));
+    CHECK(destroyed == 1);
+    CHECK_OK(coatcheck_store_len(store, &count));
+    CHECK(count == 1);
+    coatcheck_store_free(store);
+}
+
+/* Tokens with a NUL inside, and long tokens whose length is still within the limit. */
+static void test_unsign_odd_tokens(void) {
+    coatcheck_store *store = new_signing_store();
+    char id[COATCHECK_GENERATED_ID_LEN + 1];
+    char token[COATCHECK_MAX_TOKEN_LEN + 8];
+    char odd[COATCHECK_MAX_TOKEN_LEN + 8];
+    char long_id[COATCHECK_MAX_ID_LEN];
+    size_t token_len = 0, id_len = SENTINEL_LEN;
+    coatcheck_stats stats;
+
+    create(store, "v", id);
+    CHECK_OK(coatcheck_store_sign(store, id, strlen(id), token, sizeof token, &token_len));
+    memcpy(odd, token, token_len);
+    odd[5] = '\0'; /* in the id */
+    CHECK_STATUS(coatcheck_store_unsign(store, odd, token_len, &id_len), COATCHECK_STATUS_BAD_SIGNATURE);
+    memcpy(odd, token, token_len);
+    odd[token_len] = '\0'; /* one NUL past the signature, counted in the length */
+    CHECK_STATUS(coatcheck_store_unsign(store, odd, token_len + 1, &id_len), COATCHECK_STATUS_BAD_SIGNATURE);
+    CHECK(id_len == SENTINEL_LEN);
+
+    /* The longest valid token verifies; with one byte more in front, it is refused. */
+    memset(long_id, 'x', sizeof long_id);
+    CHECK_OK(coatcheck_store_sign(store, long_id, sizeof long_id, token, sizeof token, &token_len));
+    CHECK(token_len == COATCHECK_MAX_TOKEN_LEN);
+    CHECK_OK(coatcheck_store_unsign(store, token, token_len, &id_len));
+    CHECK(id_len == COATCHECK_MAX_ID_LEN);
+    memcpy(odd, "x", 1);
+    memcpy(odd + 1, token, token_len);
+    CHECK_STATUS(coatcheck_store_unsign(store, odd, token_len + 1, &id_len), COATCHECK_STATUS_BAD_SIGNATURE);
+    CHECK_OK(coatcheck_store_stats(store, &stats));
+    CHECK(stats.signature_failures == 3);
+    CHECK_OK(coatcheck_store_len(store, &id_len));
+    CHECK(id_len == 1);
+    coatcheck_store_free(store);
+}
+
 static void test_budgets(void) {
     coatcheck_config config = quiet_config();
     coatcheck_store *store;
@@ -865,6 +966,9 @@ int main(void) {
     test_owners();
     test_sign_unsign();
     test_budgets();
+    test_gone_sessions();
+    test_owner_bytes();
+    test_unsign_odd_tokens();
     test_invalid_ids();
     test_null_arguments();
     test_persist();

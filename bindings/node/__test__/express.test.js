@@ -9,7 +9,7 @@ const { setTimeout: sleep } = require('node:timers/promises')
 const express = require('express')
 const session = require('express-session')
 const { CoatcheckStore, generateId } = require('..')
-const { Client, listen } = require('./helpers')
+const { Client, listen, rawGet, badCookies } = require('./helpers')
 
 function app(store, cookie = {}) {
   const a = express()
@@ -176,6 +176,30 @@ test('a tampered cookie gets a fresh anonymous session', async () => {
     const sid = decodeURIComponent(cookie).slice(2).split('.')[0]
     forged.cookies.set('connect.sid', `s%3A${sid}.forgedsignature`)
     assert.equal((await forged.get('/me')).json.user, null)
+  })
+})
+
+test('cookies of every bad kind reach no session and leave the real one as it was', async () => {
+  const store = new CoatcheckStore()
+  await withServer(store, {}, async (base) => {
+    const user = new Client(base)
+    await user.post('/login', { user: 'erin' })
+    await user.post('/cart', { item: 'tea' })
+    const real = user.cookies.get('connect.sid')
+    const before = await store.all()
+    for (const [what, cookie] of badCookies('connect.sid', real)) {
+      const { status, json } = await rawGet(base, '/me', cookie)
+      // Node's HTTP parser answers a NUL in a header itself with 400; everything else reaches
+      // express-session, which finds no session for it.
+      if (what === 'NUL byte') assert.equal(status, 400, what)
+      else {
+        assert.equal(status, 200, what)
+        assert.deepEqual([json.user, json.cart], [null, null], what)
+      }
+    }
+    assert.deepEqual(await store.all(), before)
+    assert.deepEqual((await user.get('/me')).json.user, 'erin')
+    assert.deepEqual((await user.get('/me')).json.cart, 'tea')
   })
 })
 

@@ -7,7 +7,7 @@ const assert = require('node:assert/strict')
 const { setTimeout: sleep } = require('node:timers/promises')
 const Fastify = require('fastify')
 const { CoatcheckStore } = require('..')
-const { Client } = require('./helpers')
+const { Client, rawGet, badCookies } = require('./helpers')
 
 async function server(store, maxAge = 60_000) {
   const app = Fastify()
@@ -57,6 +57,29 @@ test('fastify: a tampered cookie gets an anonymous session', async () => {
     const tampered = new Client(base)
     tampered.cookies.set(name, value.slice(0, -2) + 'xx')
     assert.equal((await tampered.get('/me')).json.user, null)
+  } finally {
+    await app.close()
+  }
+})
+
+test('fastify: cookies of every bad kind reach no session and leave the real one as it was', async () => {
+  const store = new CoatcheckStore()
+  const { app, base } = await server(store)
+  try {
+    const user = new Client(base)
+    await user.post('/login', { user: 'hal' })
+    const [name, real] = [...user.cookies][0]
+    const before = await store.all()
+    for (const [what, cookie] of badCookies(name, real)) {
+      const { status, json } = await rawGet(base, '/me', cookie)
+      if (what === 'NUL byte') assert.equal(status, 400, what)
+      else {
+        assert.equal(status, 200, what)
+        assert.equal(json.user, null, what)
+      }
+    }
+    assert.deepEqual(await store.all(), before)
+    assert.equal((await user.get('/me')).json.user, 'hal')
   } finally {
     await app.close()
   }

@@ -1,6 +1,7 @@
 'use strict'
 
 const http = require('node:http')
+const net = require('node:net')
 
 // A tiny cookie-jar HTTP client over fetch, for driving real servers on 127.0.0.1.
 
@@ -77,4 +78,46 @@ function holdInFlight() {
   return { arrived, loaded, held, release }
 }
 
-module.exports = { Client, listen, withHttp, holdInFlight }
+// A GET whose Cookie header is `cookie`'s raw bytes, over a socket of its own: fetch refuses
+// the bytes a browser or an attacker can still send (NUL, invalid UTF-8). Resolves to the
+// status and the body.
+function rawGet(base, path, cookie) {
+  const { hostname, port } = new URL(base)
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), hostname)
+    const chunks = []
+    socket.setTimeout(5000, () => socket.destroy(new Error('no answer within 5 s')))
+    socket.on('connect', () => {
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: ${hostname}\r\nConnection: close\r\nCookie: `)
+      socket.write(Buffer.concat([Buffer.from(cookie), Buffer.from('\r\n\r\n')]))
+    })
+    socket.on('data', (chunk) => chunks.push(chunk))
+    socket.on('error', reject)
+    socket.on('close', () => {
+      const text = Buffer.concat(chunks).toString('latin1')
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1])
+      let json
+      try {
+        json = JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4))
+      } catch {}
+      resolve({ status, json })
+    })
+  })
+}
+
+// Cookie values of every class of bad input, for the cookie named `name`; `real` is a valid
+// cookie value of a live session (forged and tampered ones are built from it).
+function badCookies(name, real) {
+  const tampered = real.slice(0, -3) + (real.endsWith('A') ? 'BBB' : 'AAA')
+  return [
+    ['empty', `${name}=`],
+    ['huge (8 kB)', `${name}=${'A'.repeat(8000)}`],
+    ['non-ASCII', Buffer.from(`${name}=s%3Aé.ü€`, 'utf8')],
+    ['invalid UTF-8', Buffer.concat([Buffer.from(`${name}=s%3A`), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('.x')])],
+    ['NUL byte', Buffer.from(`${name}=s%3Aab\0cd.ef`, 'latin1')],
+    ['forged signature', `${name}=${real.slice(0, real.lastIndexOf('.'))}.forgedsignature`],
+    ['tampered', `${name}=${tampered}`],
+  ]
+}
+
+module.exports = { Client, listen, withHttp, holdInFlight, rawGet, badCookies }

@@ -195,6 +195,19 @@ test('bad input reaches the callback as an Error with a code and changes nothing
     ['destroyAllForOwner', (cb) => store.destroyAllForOwner('u', 'bad sid', cb), 'invalid_id'],
     ['regenerateKeepingData', (cb) => store.regenerateKeepingData({ sessionID: 5, session: {} }, cb), 'invalid_id'],
     ['touch non-finite ttl', (cb) => new CoatcheckStore({ ttl: () => NaN }).touch('keep', {}, cb), 'invalid_argument'],
+    ['get empty sid', (cb) => store.get('', cb), 'invalid_id'],
+    ['get null', (cb) => store.get(null, cb), 'invalid_id'],
+    ['set null sid', (cb) => store.set(null, sess(), cb), 'invalid_id'],
+    ['get 256-char sid', (cb) => store.get('a'.repeat(256), cb), 'invalid_id'],
+    ['set 256-char sid', (cb) => store.set('a'.repeat(256), sess(), cb), 'invalid_id'],
+    ['get non-ASCII sid', (cb) => store.get('kéep', cb), 'invalid_id'],
+    ['set non-ASCII sid', (cb) => store.set('kéep', sess(), cb), 'invalid_id'],
+    ['get lone surrogate', (cb) => store.get('keep\uD800', cb), 'invalid_id'],
+    ['get NUL sid', (cb) => store.get('ke\0ep', cb), 'invalid_id'],
+    ['set NUL sid', (cb) => store.set('ke\0ep', sess(), cb), 'invalid_id'],
+    ['destroy 256-char sid', (cb) => store.destroy('a'.repeat(256), cb), 'invalid_id'],
+    ['touch NUL sid', (cb) => store.touch('ke\0ep', sess(), cb), 'invalid_id'],
+    ['setOwner 1025-char owner', (cb) => store.setOwner('keep', 'o'.repeat(1025), cb), 'invalid_argument'],
   ]
   for (const [what, call, code] of cases) {
     const err = await new Promise((resolve) => call((e) => resolve(e)))
@@ -204,6 +217,18 @@ test('bad input reaches the callback as an Error with a code and changes nothing
   }
   assert.equal((await store.get('keep')).v, 'original')
   assert.equal(await store.length(), 1)
+})
+
+test('owners are any text up to 1024 bytes: non-ASCII and NUL included', async () => {
+  const store = new CoatcheckStore()
+  for (const [sid, owner] of [['s1', 'zoë 🧥'], ['s2', 'nul\0inside'], ['s3', 'o'.repeat(1024)]]) {
+    await store.set(sid, sess())
+    await store.setOwner(sid, owner)
+    assert.deepEqual(await store.sessionsOf(owner), [sid])
+  }
+  assert.equal(await store.destroyAllForOwner('nul\0inside'), 1)
+  assert.equal(await store.get('s2'), null)
+  assert.notEqual(await store.get('s1'), null)
 })
 
 test('a full store refuses nothing but evicts never-read sessions first', async () => {

@@ -279,8 +279,12 @@ impl PyStore {
     }
 
     /// A token for `id`, signed with the first secret.
-    fn sign(&self, id: &str) -> PyResult<String> {
-        Ok(self.store.sign(id).map_err(Error)?)
+    fn sign(&self, id: &Bound<'_, PyString>) -> PyResult<String> {
+        // A str that is not valid Unicode (lone surrogates) is no id, like any other non-ASCII.
+        let id = text(id).ok_or(Error(coatcheck::Error::InvalidId(
+            "contains bytes outside printable ASCII",
+        )))?;
+        Ok(self.store.sign(&id).map_err(Error)?)
     }
 
     /// The id inside a token if it verifies under any secret, else `None`.

@@ -11,6 +11,7 @@ import pytest
 from flask import Flask, session
 from flask.testing import FlaskClient
 
+import coatcheck
 from coatcheck import JSONSerializer, Store
 from coatcheck.flask import (
     CoatcheckSession,
@@ -643,3 +644,21 @@ def test_setting_a_key_to_its_value_resends_the_cookie_as_flask_does_but_writes_
     response = client.post("/same")
     assert response.headers["Set-Cookie"].startswith(f"session={token};")
     assert store.stats()["updates"] == updates
+
+
+def test_a_session_too_large_for_the_store_is_a_500_and_keeps_the_stored_session() -> None:
+    store = Store("store secret", idle_timeout=3600, max_session_bytes=512)
+    app = make_app(store)
+    client = app.test_client()
+    client.post("/login/ann")
+    client.post("/cart/tea")
+    token = cookie(client)
+    # The store's limit is checked when the response saves the session: the typed error
+    # reaches Flask's error handling (a 500; raised as is under TESTING).
+    app.testing = True
+    with pytest.raises(coatcheck.TooLargeError):
+        client.post("/cart/" + "x" * 600)
+    app.testing = False
+    assert client.post("/cart/" + "x" * 600).status_code == 500
+    assert cookie(client) == token
+    assert client.get("/me").json == {"user": "ann", "cart": ["tea"]}

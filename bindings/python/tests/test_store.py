@@ -151,7 +151,7 @@ def test_secret_rotation_first_signs_all_verify() -> None:
     assert store.get(old.sign(session_id)) == b"data"
 
 
-@pytest.mark.parametrize("bad_id", ["", "has space", "é", "x" * 256])
+@pytest.mark.parametrize("bad_id", ["", "has space", "é", "x" * 256, "\x00", "ab\x00cd", "\ud800"])
 def test_sign_rejects_malformed_ids(store: Store, bad_id: str) -> None:
     with pytest.raises(coatcheck.InvalidIdError) as err:
         store.sign(bad_id)
@@ -161,14 +161,17 @@ def test_sign_rejects_malformed_ids(store: Store, bad_id: str) -> None:
 # -- bad tokens: reads answer None/False, writes raise --------------------------------------
 
 
-def bad_tokens(store: Store) -> dict[str, str]:
+def bad_tokens(store: Store) -> tuple[str, dict[str, str]]:
+    """A live session's token, and tokens of every bad kind made in `store`."""
     live = store.create(b"live")
     expired = store.create(b"soon gone", ttl=0.001)
+    destroyed = store.create(b"logged out")
+    store.destroy(destroyed)
     session_id = store.unsign(live)
     assert session_id is not None
     other = Store("another secret", idle_timeout=60)
     signature = live.split(".", 1)[1]
-    return {
+    return live, {
         "forged": other.sign(session_id),
         "tampered signature": live[:-1] + ("A" if live[-1] != "A" else "B"),
         "tampered id": ("B" if live[0] != "B" else "C") + live[1:],
@@ -178,26 +181,33 @@ def bad_tokens(store: Store) -> dict[str, str]:
         "non-ascii": "é." + signature,
         "lone surrogate": "\ud800." + signature,
         "huge": "x" * 10_000,
+        "nul in id": session_id[:4] + "\x00" + session_id[5:] + "." + signature,
+        "nul in signature": live[:-2] + "\x00" + live[-1],
         "unknown": store.sign("unknown-session-id"),
         "expired": expired,
+        "destroyed": destroyed,
     }
 
 
 BAD_TOKEN_KINDS = [
     "forged", "tampered signature", "tampered id", "no signature", "empty", "garbage",
-    "non-ascii", "lone surrogate", "huge", "unknown", "expired",
+    "non-ascii", "lone surrogate", "huge", "nul in id", "nul in signature", "unknown", "expired",
+    "destroyed",
 ]  # fmt: skip
 UNVERIFIED = {"forged", "tampered signature", "tampered id", "no signature", "empty", "garbage",
-              "non-ascii", "lone surrogate", "huge"}  # fmt: skip
+              "non-ascii", "lone surrogate", "huge", "nul in id", "nul in signature"}  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", BAD_TOKEN_KINDS)
 def test_reads_of_a_bad_token_answer_none_or_false(make_store: Callable[..., Store], kind: str) -> None:
     store = make_store()
-    token = bad_tokens(store)[kind]
+    live, tokens = bad_tokens(store)
+    token = tokens[kind]
     import time
 
     time.sleep(0.005)  # lets the 1 ms session expire
+    # Reading the expired session may reclaim it; nothing else goes.
+    before = (len(store) - (kind == "expired"), store.get_with_version(live))
     assert store.get(token) is None
     assert store.get_with_version(token) is None
     assert store.touch(token) is False
@@ -205,6 +215,8 @@ def test_reads_of_a_bad_token_answer_none_or_false(make_store: Callable[..., Sto
     assert store.regenerate(token) is None
     if kind in UNVERIFIED:
         assert store.unsign(token) is None
+    # The live session is untouched: same data, same version, nothing removed.
+    assert (len(store), store.get_with_version(live)) == before
 
 
 @pytest.mark.parametrize("kind", BAD_TOKEN_KINDS)
@@ -212,11 +224,13 @@ def test_writes_to_a_bad_token_raise_and_change_nothing(
     make_store: Callable[..., Store], kind: str
 ) -> None:
     store = make_store()
-    token = bad_tokens(store)[kind]
+    live, tokens = bad_tokens(store)
+    token = tokens[kind]
     import time
 
     time.sleep(0.005)
     before = len(store)
+    inserts = store.stats()["inserts"]
     expected = coatcheck.BadSignatureError if kind in UNVERIFIED else coatcheck.NotFoundError
     writes: list[Callable[[], Any]] = [
         lambda: store.set(token, b"x"),
@@ -228,8 +242,9 @@ def test_writes_to_a_bad_token_raise_and_change_nothing(
             write()
         assert err.value.code == expected.code  # type: ignore[attr-defined]
     assert len(store) == before
-    assert store.stats()["inserts"] == 2  # the live and the expired session only
+    assert store.stats()["inserts"] == inserts
     assert store.sessions_of("user") == []
+    assert store.get_with_version(live) == (b"live", 1)
 
 
 # -- owners -------------------------------------------------------------------------------
@@ -274,6 +289,15 @@ def test_destroy_owner_with_a_forged_except_token_raises_and_destroys_nothing(
     assert store.sessions_of("user") == [store.unsign(token)]
 
 
+@pytest.mark.parametrize("owner", ["zoë 🧥", "nul\x00inside", "o" * 1024])
+def test_owners_are_any_text_up_to_1024_bytes(store: Store, owner: str) -> None:
+    token = store.create(b"x")
+    store.set_owner(token, owner)
+    assert store.sessions_of(owner) == [store.unsign(token)]
+    assert store.destroy_owner(owner) == 1
+    assert store.get(token) is None
+
+
 @pytest.mark.parametrize("owner", ["", "o" * 1025])
 def test_malformed_owners_are_invalid_arguments(store: Store, owner: str) -> None:
     token = store.create(b"x")
@@ -300,6 +324,8 @@ def test_too_large_values_are_refused_and_change_nothing(make_store: Callable[..
     assert "17 bytes" in str(err.value)
     with pytest.raises(coatcheck.TooLargeError):
         store.set(token, b"y" * 17)
+    with pytest.raises(coatcheck.TooLargeError):
+        store.set_if_version(token, b"y" * 17, 1)
     assert store.get_with_version(token) == (b"x" * 16, 1)
     assert len(store) == 1
 
@@ -353,6 +379,7 @@ def type_error_cases() -> list[tuple[str, Callable[[Store, str], Any]]]:
         ("destroy(None)", lambda s, t: s.destroy(None)),  # type: ignore[arg-type]
         ("regenerate(bytes)", lambda s, t: s.regenerate(b"x")),  # type: ignore[arg-type]
         ("sign(int)", lambda s, t: s.sign(5)),  # type: ignore[arg-type]
+        ("sign(None)", lambda s, t: s.sign(None)),  # type: ignore[arg-type]
         ("unsign(None)", lambda s, t: s.unsign(None)),  # type: ignore[arg-type]
         ("set_owner(int)", lambda s, t: s.set_owner(t, 5)),  # type: ignore[arg-type]
         ("sessions_of(None)", lambda s, t: s.sessions_of(None)),  # type: ignore[arg-type]
