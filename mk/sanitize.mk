@@ -4,7 +4,7 @@
 # The stable toolchain ships the sanitizer runtimes; RUSTC_BOOTSTRAP=1 unlocks -Zsanitizer.
 # An explicit --target keeps build scripts and proc macros uninstrumented.
 
-.PHONY: sanitize sanitize-core sanitize-c sanitize-c-example
+.PHONY: sanitize sanitize-core sanitize-c sanitize-c-example sanitize-node sanitize-python
 
 SAN_TARGET := x86_64-unknown-linux-gnu
 SAN_TARGET_DIR := $(CARGO_TARGET_DIR)/sanitize
@@ -16,8 +16,9 @@ SAN_LIB := $(SAN_TARGET_DIR)/$(SAN_TARGET)/release
 SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-## sanitize: core tests under ASAN; C tests and the C example server under ASAN + UBSAN + LSan
-sanitize: sanitize-core sanitize-c sanitize-c-example
+## sanitize: core tests under ASAN; C tests and the C example server under ASAN + UBSAN + LSan;
+## the Node and Python suites against an ASAN-built addon and extension
+sanitize: sanitize-core sanitize-c sanitize-c-example sanitize-node sanitize-python
 
 # The RSS test is skipped: AddressSanitizer's allocator quarantines freed memory, so RSS says
 # nothing about the store there (it runs in test-core).
@@ -50,3 +51,32 @@ sanitize-c-example: sanitize-c
 	$(SAN_ENV) timeout 120 examples/c/test_login_server.sh $(C_BUILD)/sanitize/login-server
 
 TEST_TARGETS += sanitize
+
+# The Node and Python suites against an addon and an extension built with AddressSanitizer: node
+# and python are not built with it, so the runtime (GCC's libasan, the one the C tests above
+# link against our instrumented library) is preloaded. LeakSanitizer is off there: what the
+# interpreters still hold at exit is theirs, not ours (the C tests and server cover leaks).
+# Child processes the suites start (gunicorn, cluster workers, the demo) inherit all of it.
+SAN_PRELOAD = $(shell $(C_CC) -print-file-name=libasan.so)
+SAN_INTERP_ENV = LD_PRELOAD=$(SAN_PRELOAD) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
+SAN_NODE_ADDON := $(C_BUILD)/sanitize/coatcheck.linux-x64-gnu.node
+SAN_PY_DIR := $(C_BUILD)/sanitize/python
+
+sanitize-node: build-node demo-deps redis-deps
+	$(SAN_RUST) $(CARGO) build -p coatcheck-node --release --target $(SAN_TARGET)
+	@mkdir -p $(C_BUILD)/sanitize
+	cp -f $(SAN_LIB)/libcoatcheck_node.so $(SAN_NODE_ADDON)
+	cd $(NODE_DIR) && $(SAN_INTERP_ENV) NAPI_RS_NATIVE_LIBRARY_PATH=$(abspath $(SAN_NODE_ADDON)) \
+	    node -e "const n = require('./native.js'); if (!require.cache[process.env.NAPI_RS_NATIVE_LIBRARY_PATH]) process.exit(1)"
+	cd $(NODE_DIR) && $(SAN_INTERP_ENV) NAPI_RS_NATIVE_LIBRARY_PATH=$(abspath $(SAN_NODE_ADDON)) \
+	    timeout 1800 node --test __test__/
+
+sanitize-python: build-python redis-deps
+	$(SAN_RUST) PYO3_BUILD_EXTENSION_MODULE=1 $(CARGO) build -p coatcheck-python --release --target $(SAN_TARGET)
+	rm -rf $(SAN_PY_DIR) && mkdir -p $(SAN_PY_DIR)
+	cp -r $(PY_DIR)/python/coatcheck $(SAN_PY_DIR)/
+	cp -f $(SAN_LIB)/lib_native.so $(SAN_PY_DIR)/coatcheck/_native.abi3.so
+	cd $(PY_DIR) && $(SAN_INTERP_ENV) PYTHONPATH=$(abspath $(SAN_PY_DIR)) \
+	    $(PY) -c "import coatcheck._native as n, sys; sys.exit('sanitize' not in n.__file__)"
+	cd $(PY_DIR) && $(SAN_INTERP_ENV) PYTHONPATH=$(abspath $(SAN_PY_DIR)) \
+	    timeout 1800 $(PY) -m pytest -W error -q -p no:cacheprovider
