@@ -208,6 +208,12 @@ test('bad input reaches the callback as an Error with a code and changes nothing
     ['destroy 256-char sid', (cb) => store.destroy('a'.repeat(256), cb), 'invalid_id'],
     ['touch NUL sid', (cb) => store.touch('ke\0ep', sess(), cb), 'invalid_id'],
     ['setOwner 1025-char owner', (cb) => store.setOwner('keep', 'o'.repeat(1025), cb), 'invalid_argument'],
+    ['set lone surrogate', (cb) => store.set('keep\uD800', sess(), cb), 'invalid_id'],
+    ...['', 'a'.repeat(256), 'kéep', 'keep\uD800', 'ke\0ep'].flatMap((sid) => [
+      [`touch ${JSON.stringify(sid).slice(0, 12)}`, (cb) => store.touch(sid, sess(), cb), 'invalid_id'],
+      [`destroy ${JSON.stringify(sid).slice(0, 12)}`, (cb) => store.destroy(sid, cb), 'invalid_id'],
+      [`regenerateKeepingData ${JSON.stringify(sid).slice(0, 12)}`, (cb) => store.regenerateKeepingData({ sessionID: sid, session: {} }, cb), 'invalid_id'],
+    ]),
   ]
   for (const [what, call, code] of cases) {
     const err = await new Promise((resolve) => call((e) => resolve(e)))
@@ -221,7 +227,8 @@ test('bad input reaches the callback as an Error with a code and changes nothing
 
 test('owners are any text up to 1024 bytes: non-ASCII and NUL included', async () => {
   const store = new CoatcheckStore()
-  for (const [sid, owner] of [['s1', 'zoë 🧥'], ['s2', 'nul\0inside'], ['s3', 'o'.repeat(1024)]]) {
+  // A lone surrogate reaches the store as U+FFFD, the same way on every call.
+  for (const [sid, owner] of [['s1', 'zoë 🧥'], ['s2', 'nul\0inside'], ['s3', 'o'.repeat(1024)], ['s4', 'user\uD800']]) {
     await store.set(sid, sess())
     await store.setOwner(sid, owner)
     assert.deepEqual(await store.sessionsOf(owner), [sid])

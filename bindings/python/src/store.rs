@@ -39,6 +39,16 @@ fn text<'a>(token: &'a Bound<'_, PyString>) -> Option<Cow<'a, str>> {
     token.to_cow().ok()
 }
 
+/// An owner argument as text: an owner that is not valid Unicode (lone surrogates) is refused
+/// like any other malformed owner.
+fn owner_text<'a>(owner: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, str>> {
+    Ok(owner.to_cow().map_err(|_| {
+        Error(coatcheck::Error::InvalidArgument(
+            "owner must be valid Unicode text",
+        ))
+    })?)
+}
+
 fn forged() -> Error {
     Error(coatcheck::Error::BadSignature)
 }
@@ -299,17 +309,21 @@ impl PyStore {
         &self,
         py: Python<'_>,
         token: &Bound<'_, PyString>,
-        owner: Option<&str>,
+        owner: Option<&Bound<'_, PyString>>,
     ) -> PyResult<()> {
+        let owner = owner.map(owner_text).transpose()?;
         let token = text(token).ok_or_else(forged)?;
         let id = self.require_id(&token)?;
-        Ok(self.core(py, |s| s.set_owner(id, owner)).map_err(Error)?)
+        Ok(self
+            .core(py, |s| s.set_owner(id, owner.as_deref()))
+            .map_err(Error)?)
     }
 
     /// Ids of the live sessions of `owner`: names to list and compare (the current one is
     /// `unsign(token)`), never tokens that would open those sessions.
-    fn sessions_of(&self, py: Python<'_>, owner: &str) -> PyResult<Vec<String>> {
-        Ok(self.core(py, |s| s.sessions_of(owner)).map_err(Error)?)
+    fn sessions_of(&self, py: Python<'_>, owner: &Bound<'_, PyString>) -> PyResult<Vec<String>> {
+        let owner = owner_text(owner)?;
+        Ok(self.core(py, |s| s.sessions_of(&owner)).map_err(Error)?)
     }
 
     /// Destroys every session of `owner` except the one of `except_token`; how many.
@@ -317,15 +331,16 @@ impl PyStore {
     fn destroy_owner(
         &self,
         py: Python<'_>,
-        owner: &str,
+        owner: &Bound<'_, PyString>,
         except_token: Option<&Bound<'_, PyString>>,
     ) -> PyResult<usize> {
+        let owner = owner_text(owner)?;
         let keep = except_token
             .map(|t| text(t).ok_or_else(forged))
             .transpose()?;
         let keep = keep.as_deref().map(|t| self.require_id(t)).transpose()?;
         Ok(self
-            .core(py, |s| s.destroy_owner(owner, keep))
+            .core(py, |s| s.destroy_owner(&owner, keep))
             .map_err(Error)?)
     }
 

@@ -278,7 +278,7 @@ def test_the_store_reports_its_timeouts() -> None:
     assert Store("s" * 32, idle_timeout=0.5).absolute_timeout is None
 
 
-@pytest.mark.parametrize("suffix", ["x", "\ud800"])
+@pytest.mark.parametrize("suffix", ["x", "\ud800", "\x00"])
 def test_destroy_owner_with_a_forged_except_token_raises_and_destroys_nothing(
     store: Store, suffix: str
 ) -> None:
@@ -298,7 +298,7 @@ def test_owners_are_any_text_up_to_1024_bytes(store: Store, owner: str) -> None:
     assert store.get(token) is None
 
 
-@pytest.mark.parametrize("owner", ["", "o" * 1025])
+@pytest.mark.parametrize("owner", ["", "o" * 1025, "user\ud800"])
 def test_malformed_owners_are_invalid_arguments(store: Store, owner: str) -> None:
     token = store.create(b"x")
     calls: list[Callable[[], Any]] = [
