@@ -69,13 +69,25 @@ impl Mapping {
         })
     }
 
-    /// Faults every page of the mapping in, writable, without writing to it. Where the kernel
-    /// cannot (before Linux 5.14) nothing happens: the pages fault on their first write.
-    fn populate(&self) {
-        // SAFETY: exactly the range this value mapped. MADV_POPULATE_WRITE fills in page table
-        // entries as a write would, but changes no byte of the mapping.
-        unsafe {
-            libc::madvise(self.ptr.cast(), self.len, libc::MADV_POPULATE_WRITE);
+    /// Faults every page of the mapping in, writable, without writing to it, a step at a time
+    /// while `go_on()` says so. Where the kernel cannot (before Linux 5.14) nothing happens:
+    /// the pages fault on their first write.
+    fn populate(&self, go_on: impl Fn() -> bool) {
+        // A step takes about half a millisecond here: what closing the appender may wait for.
+        const STEP: usize = 64 << 10;
+        let mut done = 0;
+        while done < self.len && go_on() {
+            let step = STEP.min(self.len - done);
+            // SAFETY: a range within the one this value mapped (`done + step <= len`).
+            // MADV_POPULATE_WRITE fills in page table entries as a write would, but changes no
+            // byte of the mapping.
+            let rc = unsafe {
+                libc::madvise(self.ptr.add(done).cast(), step, libc::MADV_POPULATE_WRITE)
+            };
+            if rc != 0 {
+                return;
+            }
+            done += step;
         }
     }
 }
@@ -143,7 +155,7 @@ impl Ahead {
                 .and_then(|()| Mapping::chunk(file, offset))
                 .ok();
             if let Some(map) = &prepared {
-                map.populate();
+                map.populate(|| !self.state.lock().closed);
             }
             state = self.state.lock();
             state.ready = prepared.map(|map| (offset, map));

@@ -412,21 +412,28 @@ impl Log {
     ///
     /// # Errors
     /// The I/O error if the file cannot be created; appends then go on to the old one.
+    ///
+    /// Called one at a time: by the store as it starts (before its log thread exists), and by
+    /// [`Log::begin_snapshot`] under `compaction`.
     pub(crate) fn rotate(&self) -> io::Result<u64> {
-        let mut guard = self.writer.lock();
-        let generation = guard
+        // One rotation at a time, so the generation read here is still the latest when the new
+        // file replaces the old; the file is made, and the old one closed, outside the writers'
+        // lock.
+        let generation = self
+            .writer
+            .lock()
             .as_ref()
             .map_or(self.last_generation, |w| w.generation)
             + 1;
         let file = create_private(&self.dir.join(log_name(generation)))?;
         let appender = appender::Appender::new(file, &format::header(format::FileKind::Log))?;
-        // The old appender is dropped here, cutting its file to what it holds.
-        *guard = Some(Writer {
+        let old = self.writer.lock().replace(Writer {
             appender,
             generation,
             dirty: true,
         });
-        drop(guard);
+        // Dropping the old appender cuts its file to what it holds.
+        drop(old);
         sync_dir(&self.dir)?;
         Ok(generation)
     }
