@@ -376,3 +376,74 @@ def test_an_int_owner_is_filed_as_text_and_a_bool_owner_is_a_type_error(store: S
     assert len(store.sessions_of("7")) == 1
     with pytest.raises(TypeError, match="bool"):
         TestClient(app).post("/set/0")
+
+
+def raw_get(client: TestClient, path: str, cookie_header: bytes) -> tuple[int, Any]:
+    """A GET straight through the ASGI app with `cookie_header` as the Cookie header's raw bytes
+    (an HTTP client would refuse some of them; a server hands them over as they came)."""
+    import json
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"cookie", cookie_header)],
+        "client": ("127.0.0.1", 1234),
+        "server": ("testserver", 80),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(client.app(scope, receive, send))  # type: ignore[arg-type]
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, json.loads(body)
+
+
+def test_cookies_of_every_bad_kind_reach_no_session_and_leave_the_real_one_as_it_was(
+    store: Store,
+) -> None:
+    client = make_client(store)
+    client.post("/login/ann")
+    client.post("/cart/tea")
+    token = cookie(client)
+    assert token is not None
+    other = Store("another secret", idle_timeout=3600)
+    session_id = store.unsign(token)
+    assert session_id is not None
+    bad = {
+        "empty": b"session=",
+        "huge": b"session=" + b"A" * 20_000,
+        "non-ascii": "session=é.ü€".encode(),
+        "invalid utf-8": b"session=\xff\xfe\xc3." + token.encode(),
+        "nul": b"session=" + token.encode()[:5] + b"\x00" + token.encode()[6:],
+        "other secret": b"session=" + other.sign(session_id).encode(),
+    }
+    before = store.get_with_version(token)
+    for kind, header in bad.items():
+        status, body = raw_get(client, "/me", header)
+        assert (status, body) == (200, {"user": None, "cart": []}), kind
+    assert store.get_with_version(token) == before and len(store) == 1
+    assert client.get("/me").json() == {"user": "ann", "cart": ["tea"]}
+
+
+def test_a_destroyed_cookie_sent_again_stays_logged_out(store: Store) -> None:
+    client = make_client(store)
+    client.post("/login/ann")
+    token = cookie(client)
+    assert token is not None
+    client.post("/logout")
+    client.cookies.set("session", token, domain="testserver.local")
+    assert client.get("/me").json() == {"user": None, "cart": []}
+    assert store.get(token) is None and len(store) == 0

@@ -204,8 +204,13 @@ def test_logout_destroys_the_session() -> None:
 
 @pytest.mark.parametrize(
     "tamper",
-    [lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"), lambda t: t.split(".")[0], lambda t: "x" * 40],
-    ids=["signature", "unsigned", "garbage"],
+    [
+        lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"),
+        lambda t: t.split(".")[0],
+        lambda t: "x" * 40,
+        lambda t: Store("another secret", idle_timeout=3600).sign(t.split(".")[0]),
+    ],
+    ids=["signature", "unsigned", "garbage", "other-secret"],
 )
 def test_a_tampered_cookie_gets_a_fresh_empty_session(tamper: Callable[[str], str]) -> None:
     client = Client()
