@@ -58,25 +58,37 @@ TEST_TARGETS += sanitize
 # interpreters still hold at exit is theirs, not ours (the C tests and server cover leaks).
 # Child processes the suites start (gunicorn, cluster workers, the demo) inherit all of it.
 SAN_PRELOAD = $(shell $(C_CC) -print-file-name=libasan.so)
-SAN_INTERP_ENV = LD_PRELOAD=$(SAN_PRELOAD) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
+# Reports go to files as well (log_path), so that one from a child process (a gunicorn worker,
+# a cluster worker, the demo) fails the run even if the suite did not notice the child die.
+SAN_REPORTS = $(abspath $(C_BUILD)/sanitize/reports)
+SAN_INTERP_ENV = LD_PRELOAD=$(SAN_PRELOAD) \
+    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path=$(SAN_REPORTS)/asan
 SAN_NODE_ADDON := $(C_BUILD)/sanitize/coatcheck.linux-x64-gnu.node
 SAN_PY_DIR := $(C_BUILD)/sanitize/python
+# Fails if any process of the run wrote an AddressSanitizer report.
+san_no_reports = @if ls $(SAN_REPORTS)/asan.* >/dev/null 2>&1; then \
+	  cat $(SAN_REPORTS)/asan.*; echo "AddressSanitizer reports above"; exit 1; fi
 
 sanitize-node: build-node demo-deps redis-deps
 	$(SAN_RUST) $(CARGO) build -p coatcheck-node --release --target $(SAN_TARGET)
 	@mkdir -p $(C_BUILD)/sanitize
 	cp -f $(SAN_LIB)/libcoatcheck_node.so $(SAN_NODE_ADDON)
+	rm -rf $(SAN_REPORTS) && mkdir -p $(SAN_REPORTS)
 	cd $(NODE_DIR) && $(SAN_INTERP_ENV) NAPI_RS_NATIVE_LIBRARY_PATH=$(abspath $(SAN_NODE_ADDON)) \
 	    node -e "const n = require('./native.js'); if (!require.cache[process.env.NAPI_RS_NATIVE_LIBRARY_PATH]) process.exit(1)"
 	cd $(NODE_DIR) && $(SAN_INTERP_ENV) NAPI_RS_NATIVE_LIBRARY_PATH=$(abspath $(SAN_NODE_ADDON)) \
 	    timeout 1800 node --test __test__/
+	$(san_no_reports)
 
 sanitize-python: build-python redis-deps
 	$(SAN_RUST) PYO3_BUILD_EXTENSION_MODULE=1 $(CARGO) build -p coatcheck-python --release --target $(SAN_TARGET)
 	rm -rf $(SAN_PY_DIR) && mkdir -p $(SAN_PY_DIR)
 	cp -r $(PY_DIR)/python/coatcheck $(SAN_PY_DIR)/
+	rm -f $(SAN_PY_DIR)/coatcheck/_native.*.so
 	cp -f $(SAN_LIB)/lib_native.so $(SAN_PY_DIR)/coatcheck/_native.abi3.so
-	cd $(PY_DIR) && $(SAN_INTERP_ENV) PYTHONPATH=$(abspath $(SAN_PY_DIR)) \
-	    $(PY) -c "import coatcheck._native as n, sys; sys.exit('sanitize' not in n.__file__)"
+	rm -rf $(SAN_REPORTS) && mkdir -p $(SAN_REPORTS)
+	cd $(PY_DIR) && $(SAN_INTERP_ENV) PYTHONPATH=$(abspath $(SAN_PY_DIR)) $(PY) -c \
+	    "import coatcheck._native as n, sys; sys.exit(n.__file__ != '$(abspath $(SAN_PY_DIR))/coatcheck/_native.abi3.so')"
 	cd $(PY_DIR) && $(SAN_INTERP_ENV) PYTHONPATH=$(abspath $(SAN_PY_DIR)) \
 	    timeout 1800 $(PY) -m pytest -W error -q -p no:cacheprovider
+	$(san_no_reports)

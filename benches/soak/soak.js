@@ -48,9 +48,21 @@ function freePort() {
   })
 }
 
+// Every server process started, registered as soon as it is spawned, so that it is stopped
+// (by PID, in main's finally or on SIGINT/SIGTERM) whatever happens next.
+const children = []
+
+function track(child) {
+  children.push(child)
+  child.spawnError = null
+  child.on('error', (err) => (child.spawnError = err))
+  return child
+}
+
 async function waitUntilUp(base, child) {
   const deadline = Date.now() + 30_000
   while (Date.now() < deadline) {
+    if (child.spawnError) throw new Error(`${base}: cannot start the server: ${child.spawnError.message}`)
     if (child.exitCode !== null) throw new Error(`${base}: server exited with ${child.exitCode}`)
     try {
       if ((await fetch(`${base}/stats`)).ok) return
@@ -62,11 +74,13 @@ async function waitUntilUp(base, child) {
 
 async function startExpress(dir) {
   const port = await freePort()
-  const child = spawn(process.execPath, ['server.js'], {
-    cwd: path.join(root, 'examples', 'express'),
-    env: { ...process.env, PORT: String(port), COATCHECK_PERSIST_PATH: path.join(dir, 'express'), SESSION_IDLE_SECONDS: String(IDLE_SECONDS) },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  })
+  const child = track(
+    spawn(process.execPath, ['server.js'], {
+      cwd: path.join(root, 'examples', 'express'),
+      env: { ...process.env, PORT: String(port), COATCHECK_PERSIST_PATH: path.join(dir, 'express'), SESSION_IDLE_SECONDS: String(IDLE_SECONDS) },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    }),
+  )
   const base = `http://127.0.0.1:${port}`
   await waitUntilUp(base, child)
   return { name: 'express demo', cookie: 'connect.sid', base, child, rssPid: () => child.pid, tooLargeNote: 413 }
@@ -75,13 +89,15 @@ async function startExpress(dir) {
 async function startFlask(dir) {
   const gunicorn = process.env.SOAK_GUNICORN ?? path.join(root, '.venv', 'bin', 'gunicorn')
   const port = await freePort()
-  const child = spawn(
-    gunicorn,
-    ['--chdir', __dirname, '--bind', `127.0.0.1:${port}`, '--workers', '1', '--worker-class', 'gthread', '--threads', '8', '--log-level', 'error', 'flask_app:app'],
-    {
-      env: { ...process.env, COATCHECK_PERSIST_PATH: path.join(dir, 'flask'), SESSION_IDLE_SECONDS: String(IDLE_SECONDS) },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    },
+  const child = track(
+    spawn(
+      gunicorn,
+      ['--chdir', __dirname, '--bind', `127.0.0.1:${port}`, '--workers', '1', '--worker-class', 'gthread', '--threads', '8', '--log-level', 'error', 'flask_app:app'],
+      {
+        env: { ...process.env, COATCHECK_PERSIST_PATH: path.join(dir, 'flask'), SESSION_IDLE_SECONDS: String(IDLE_SECONDS) },
+        stdio: ['ignore', 'ignore', 'inherit'],
+      },
+    ),
   )
   const base = `http://127.0.0.1:${port}`
   await waitUntilUp(base, child)
@@ -242,6 +258,7 @@ class Traffic {
     const size = Math.random() < 0.7 ? 70_000 : 200_000
     const r = await this.request('POST', '/note', { cookie: this.jar(browser), body: `note=${'x'.repeat(size)}` })
     if (r.status !== 413) return this.fail(browser, `${size} B note: ${r.status}, not 413`)
+    await this.profile(browser)
   }
 
   // A cookie header past the server's header limits (Node 16 KiB, gunicorn 8 KiB per field).
@@ -378,7 +395,7 @@ ${parts.join('\n')}
 }
 
 async function stop(child) {
-  if (child.exitCode !== null || child.signalCode !== null) return
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return
   const exited = new Promise((resolve) => child.once('exit', resolve))
   child.kill('SIGTERM')
   const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
@@ -473,9 +490,16 @@ async function main() {
     console.log(pass ? 'soak: PASS' : 'soak: MISS')
     process.exitCode = pass ? 0 : 1
   } finally {
-    await Promise.all(servers.map((s) => stop(s.child)))
+    await Promise.all(children.map(stop))
     fs.rmSync(dir, { recursive: true, force: true })
   }
+}
+
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    for (const child of children) if (child.exitCode === null && child.pid !== undefined) child.kill('SIGTERM')
+    process.exit(130)
+  })
 }
 
 main().catch((err) => {

@@ -311,9 +311,9 @@ impl PyStore {
         token: &Bound<'_, PyString>,
         owner: Option<&Bound<'_, PyString>>,
     ) -> PyResult<()> {
-        let owner = owner.map(owner_text).transpose()?;
         let token = text(token).ok_or_else(forged)?;
         let id = self.require_id(&token)?;
+        let owner = owner.map(owner_text).transpose()?;
         Ok(self
             .core(py, |s| s.set_owner(id, owner.as_deref()))
             .map_err(Error)?)

@@ -200,7 +200,8 @@ UNVERIFIED = {"forged", "tampered signature", "tampered id", "no signature", "em
 
 @pytest.mark.parametrize("kind", BAD_TOKEN_KINDS)
 def test_reads_of_a_bad_token_answer_none_or_false(make_store: Callable[..., Store], kind: str) -> None:
-    store = make_store()
+    # No background sweep: the expired session stays stored until a read reclaims it.
+    store = make_store(sweep_interval=3600)
     live, tokens = bad_tokens(store)
     token = tokens[kind]
     import time
@@ -223,7 +224,8 @@ def test_reads_of_a_bad_token_answer_none_or_false(make_store: Callable[..., Sto
 def test_writes_to_a_bad_token_raise_and_change_nothing(
     make_store: Callable[..., Store], kind: str
 ) -> None:
-    store = make_store()
+    # No background sweep: the expired session stays stored until a read reclaims it.
+    store = make_store(sweep_interval=3600)
     live, tokens = bad_tokens(store)
     token = tokens[kind]
     import time

@@ -8,9 +8,10 @@
 //! the file reads as the end of the log (see `format::Frames`) and is cut off when the appender
 //! is dropped.
 //!
-//! Only one chunk of the file is mapped at a time, so moving on costs the same however long the
-//! log is: a record that does not fit in the rest of the chunk is written with `pwrite` (the
-//! same page cache) and the mapping moves to the chunk where the log now ends.
+//! Only the chunk being filled (and the next one, prepared as below) is mapped, so moving on
+//! costs the same however long the log is: a record that does not fit in the rest of the chunk
+//! is written with `pwrite` (the same page cache) and the mapping moves to the chunk where the
+//! log now ends.
 //!
 //! The first write to each page of a shared file mapping faults (the kernel allocates the page
 //! and starts tracking it as dirty). Taken one page at a time by the copy, under the log's
@@ -18,7 +19,8 @@
 //! with the chunk's pages faulted in ahead. So a thread of the appender's own prepares the
 //! next chunk while the current one fills: allocated, mapped, and populated writable
 //! ([`Mapping::populate`]). The appender takes it when it moves on, or maps the chunk itself
-//! if it is not ready.
+//! if it is not ready. Populated pages are dirty: a sync writes the next chunk's zeros back
+//! once, and pages it cleans fault again on their first write, as they did before.
 
 use std::fs::File;
 use std::io;
@@ -37,8 +39,9 @@ struct Mapping {
     len: usize,
 }
 
-// SAFETY: the mapping is plain memory owned by this value; the appender that holds it is only
-// ever used under its owner's mutex.
+// SAFETY: the mapping is plain memory owned by this value, with no tie to the thread that made
+// it. It has one owner at a time: the preparing thread, then `AheadState` (under its mutex),
+// then the appender, which is only ever used under its owner's mutex.
 unsafe impl Send for Mapping {}
 
 impl Mapping {
@@ -102,6 +105,26 @@ impl Drop for Mapping {
     }
 }
 
+/// Reserves the file's blocks from `from` up to `to` bytes (and extends it to `to`) with the
+/// `fallocate` system call only. Unlike `posix_fallocate`, which on a filesystem without it
+/// writes a zero into every block, this never writes to the file: the preparing thread uses
+/// it, and a write of its own could land on a record the appender is copying in.
+fn reserve(file: &File, from: u64, to: u64) -> io::Result<()> {
+    let (Ok(offset), Ok(len)) = (
+        libc::off_t::try_from(from),
+        libc::off_t::try_from(to - from),
+    ) else {
+        return Err(io::Error::other("log file too large"));
+    };
+    // SAFETY: fallocate on a file descriptor that stays open for the call; it touches no
+    // memory of this process.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, offset, len) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Reserves the file's blocks from `from` up to `to` bytes (and extends it to `to`).
 fn allocate(file: &File, from: u64, to: u64) -> io::Result<()> {
     let (Ok(offset), Ok(len)) = (
@@ -149,9 +172,9 @@ impl Ahead {
                 continue;
             };
             drop(state);
-            // A failure (a full disk) is left for the appender to meet and report when it
-            // allocates the chunk itself.
-            let prepared = allocate(file, offset, offset + CHUNK)
+            // A failure (a full disk, a filesystem without fallocate) is left for the appender
+            // to meet and report when it allocates the chunk itself.
+            let prepared = reserve(file, offset, offset + CHUNK)
                 .and_then(|()| Mapping::chunk(file, offset))
                 .ok();
             if let Some(map) = &prepared {
