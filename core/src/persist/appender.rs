@@ -105,21 +105,26 @@ impl Drop for Mapping {
     }
 }
 
+/// `from..to` of a file as the offset and length that `fallocate` takes.
+fn file_range(from: u64, to: u64) -> io::Result<(libc::off_t, libc::off_t)> {
+    match (
+        libc::off_t::try_from(from),
+        libc::off_t::try_from(to - from),
+    ) {
+        (Ok(offset), Ok(len)) => Ok((offset, len)),
+        _ => Err(io::Error::other("log file too large")),
+    }
+}
+
 /// Reserves the file's blocks from `from` up to `to` bytes (and extends it to `to`) with the
 /// `fallocate` system call only. Unlike `posix_fallocate`, which on a filesystem without it
 /// writes a zero into every block, this never writes to the file: the preparing thread uses
 /// it, and a write of its own could land on a record the appender is copying in.
 fn reserve(file: &File, from: u64, to: u64) -> io::Result<()> {
-    let (Ok(offset), Ok(len)) = (
-        libc::off_t::try_from(from),
-        libc::off_t::try_from(to - from),
-    ) else {
-        return Err(io::Error::other("log file too large"));
-    };
+    let (offset, len) = file_range(from, to)?;
     // SAFETY: fallocate on a file descriptor that stays open for the call; it touches no
     // memory of this process.
-    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, offset, len) };
-    if rc != 0 {
+    if unsafe { libc::fallocate(file.as_raw_fd(), 0, offset, len) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
@@ -127,12 +132,7 @@ fn reserve(file: &File, from: u64, to: u64) -> io::Result<()> {
 
 /// Reserves the file's blocks from `from` up to `to` bytes (and extends it to `to`).
 fn allocate(file: &File, from: u64, to: u64) -> io::Result<()> {
-    let (Ok(offset), Ok(len)) = (
-        libc::off_t::try_from(from),
-        libc::off_t::try_from(to - from),
-    ) else {
-        return Err(io::Error::other("log file too large"));
-    };
+    let (offset, len) = file_range(from, to)?;
     // SAFETY: posix_fallocate on a file descriptor that stays open for the call; it touches no
     // memory of this process.
     let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), offset, len) };
