@@ -35,18 +35,6 @@ function startDemo(persistPath) {
   })
 }
 
-async function login(user, base, name) {
-  const response = await fetch(`${base}/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: [...user.cookies].map(([k, v]) => `${k}=${v}`).join('; ') },
-    body: `user=${name}`,
-    redirect: 'manual',
-  })
-  assert.equal(response.status, 303)
-  const [pair] = response.headers.getSetCookie()[0].split(';')
-  user.cookies.set(pair.split('=')[0], pair.slice(pair.indexOf('=') + 1))
-}
-
 // A form post with `user`'s cookies, not following the redirect.
 async function postForm(user, base, route, body) {
   const response = await fetch(`${base}${route}`, {
@@ -55,7 +43,14 @@ async function postForm(user, base, route, body) {
     body,
     redirect: 'manual',
   })
-  return { status: response.status, text: await response.text() }
+  return { status: response.status, text: await response.text(), headers: response.headers }
+}
+
+async function login(user, base, name) {
+  const response = await postForm(user, base, '/login', `user=${name}`)
+  assert.equal(response.status, 303)
+  const [pair] = response.headers.getSetCookie()[0].split(';')
+  user.cookies.set(pair.split('=')[0], pair.slice(pair.indexOf('=') + 1))
 }
 
 function killed(child) {
