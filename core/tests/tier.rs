@@ -236,6 +236,36 @@ fn log_out_everywhere_reaches_the_copies_another_store_holds() {
 }
 
 #[test]
+fn an_owner_set_or_cleared_in_one_store_is_what_the_other_store_reads_next() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis), store(&redis));
+    let id = a.create(b"cart", None).unwrap();
+    let before = b.get_session(&id).unwrap().expect("B holds a copy");
+    assert_eq!(before.owner, None);
+    let owner_in_b = || b.get_session(&id).unwrap().expect("live").owner;
+
+    // Within the consistency window of a data write (a millisecond on loopback; 50 ms leaves
+    // room for a busy machine), not whenever the copy happens to be reloaded.
+    a.set_owner(&id, Some("dave")).unwrap();
+    let waited = eventually("B reads the owner A set", || {
+        owner_in_b().as_deref() == Some("dave")
+    });
+    eprintln!("B read the new owner after {waited:?}");
+    assert!(waited < Duration::from_millis(50), "{waited:?}");
+    a.set_owner(&id, None).unwrap();
+    let waited = eventually("B reads the owner A cleared", || owner_in_b().is_none());
+    assert!(waited < Duration::from_millis(50), "{waited:?}");
+    b.set_owner(&id, Some("erin")).unwrap();
+    let waited = eventually("A reads the owner B set", || {
+        a.get_session(&id).unwrap().expect("live").owner.as_deref() == Some("erin")
+    });
+    assert!(waited < Duration::from_millis(50), "{waited:?}");
+    // An owner is not data: the version a save checks against did not move.
+    assert_eq!(b.get_session(&id).unwrap().unwrap().version, before.version);
+    assert_eq!(a.get_session(&id).unwrap().unwrap().version, before.version);
+}
+
+#[test]
 fn redis_holds_no_usable_id_and_no_signed_token() {
     let redis = RedisServer::start();
     let a = store(&redis);

@@ -28,6 +28,20 @@ use crate::tier::{
     CopyState, Dirty, Found, KeyHash, Loaded, Precondition, Resynced, Sink, Suspect, Tier,
 };
 
+/// What an untrusted local copy holds, for Redis to say whether it is current: its version
+/// (0: no copy) and its owner (a change of owner keeps the version).
+#[derive(Default)]
+struct Held {
+    version: u64,
+    owner: Option<Box<str>>,
+}
+
+impl Held {
+    fn as_known(&self) -> (u64, Option<&str>) {
+        (self.version, self.owner.as_deref())
+    }
+}
+
 /// Where a session is: its Redis hash, its 32-bit record hash and its stripe.
 struct Place {
     key: KeyHash,
@@ -77,14 +91,14 @@ impl Inner {
     }
 
     /// A read answered by a trusted local copy, with no network: `Ok(answer)`, or `Err` with
-    /// `f` back and the version of an untrusted copy (0: none) when Redis must be asked.
+    /// `f` back and what an untrusted copy holds when Redis must be asked.
     fn trusted_hit<R, F: FnOnce(SessionView<'_>) -> R>(
         &self,
         place: &Place,
         id: &str,
         slide: bool,
         f: F,
-    ) -> std::result::Result<R, (F, u64)> {
+    ) -> std::result::Result<R, (F, Held)> {
         let tier = self.tier();
         let shard = &self.shards[place.shard];
         let verified = tier
@@ -93,15 +107,19 @@ impl Inner {
         let strict = tier.settings().strict;
         // An invalidation already received but not yet applied must win over the copy.
         if !(verified && (strict || tier.settle())) {
-            return Err((f, 0));
+            return Err((f, Held::default()));
         }
         let now = self.now();
         let stripe = shard.state.read();
         let Some(index) = stripe.find_live(place.hash, id, now) else {
-            return Err((f, 0));
+            return Err((f, Held::default()));
         };
         if strict || stripe.record(index).flags() & SUSPECT != 0 {
-            return Err((f, stripe.block(index).version()));
+            let held = Held {
+                version: stripe.block(index).version(),
+                owner: stripe.owner(index).map(Box::from),
+            };
+            return Err((f, held));
         }
         bump(&shard.counters.hits);
         tier.count_near_hit();
@@ -147,7 +165,7 @@ impl Inner {
             return self.read_locally(id, slide, f);
         };
         let ticket = shard.invalidations.ticket();
-        let found = match tier.load(&place.key, known) {
+        let found = match tier.load(&place.key, known.as_known()) {
             Err(ref e) if self.falls_back(e) => {
                 return self.read_locally(id, slide, f);
             }
@@ -161,11 +179,11 @@ impl Inner {
             }
             Found::Same => {
                 // The copy is current (strict mode, or a suspect copy): serve it like a hit.
-                self.confirm_copy(&place, id, known, generation, ticket);
+                self.confirm_copy(&place, id, &known, generation, ticket);
                 let now = self.now();
                 let stripe = shard.state.read();
                 match stripe.find_live(place.hash, id, now) {
-                    Some(index) if stripe.block(index).version() == known => {
+                    Some(index) if stripe.block(index).version() == known.version => {
                         bump(&shard.counters.hits);
                         if slide {
                             self.slide(shard, &stripe, index, id, self.slide_from(now));
@@ -175,7 +193,7 @@ impl Inner {
                     _ => {
                         drop(stripe);
                         // Dropped meanwhile by an invalidation: ask again, for the whole session.
-                        match tier.load(&place.key, 0)? {
+                        match tier.load(&place.key, (0, None))? {
                             Found::Session(loaded) => {
                                 Ok(Some(self.serve_loaded(
                                     &place, id, &loaded, slide, generation, ticket, f,
@@ -323,6 +341,7 @@ impl Inner {
             if have == loaded.version {
                 stripe.set_flags(index, SUSPECT, true);
                 let marks = stripe.bump_marks(index);
+                let owner = stripe.owner(index).map(Box::from);
                 drop(stripe);
                 if flags & ECHO == 0 {
                     return;
@@ -331,6 +350,7 @@ impl Inner {
                     hash: place.key,
                     id: id.to_string(),
                     version: have,
+                    owner,
                     marks,
                 });
                 return;
@@ -358,6 +378,7 @@ impl Inner {
             hash: place.key,
             id: id.to_string(),
             version: loaded.version,
+            owner: loaded.owner.as_deref().map(Box::from),
             marks: stripe.bump_marks(index),
         });
         if self.listener.is_some() {
@@ -687,6 +708,7 @@ impl Inner {
                         hash: *key,
                         id: stripe.block(index).id_str().to_string(),
                         version: stripe.block(index).version(),
+                        owner: stripe.owner(index).map(Box::from),
                         marks,
                     });
                 }
@@ -701,9 +723,9 @@ impl Inner {
         suspect
     }
 
-    /// Redis confirmed that `version` is current: trust the copy again, unless an
+    /// Redis confirmed that the copy as `held` is current: trust it again, unless an
     /// invalidation or a lost link came after the confirmation was asked for.
-    fn confirm_copy(&self, place: &Place, id: &str, version: u64, generation: u64, ticket: Ticket) {
+    fn confirm_copy(&self, place: &Place, id: &str, held: &Held, generation: u64, ticket: Ticket) {
         let tier = self.tier();
         let shard = &self.shards[place.shard];
         let mut stripe = shard.state.write();
@@ -711,7 +733,9 @@ impl Inner {
             return;
         }
         if let Some(index) = stripe.find(place.hash, id) {
-            if stripe.block(index).version() == version {
+            if stripe.block(index).version() == held.version
+                && stripe.owner(index) == held.owner.as_deref()
+            {
                 stripe.set_flags(index, SUSPECT, false);
             }
         }
@@ -831,8 +855,10 @@ impl Sink for Inner {
         let shard = &self.shards[place.shard];
         let mut stripe = shard.state.write();
         if let Some(index) = stripe.find(place.hash, &suspect.id) {
-            // Still the version Redis confirmed, and no invalidation named it since the mark.
+            // Still the version and owner Redis confirmed, and no invalidation named it since
+            // the mark.
             if stripe.block(index).version() == suspect.version
+                && stripe.owner(index) == suspect.owner.as_deref()
                 && stripe.record(index).marks() == suspect.marks
             {
                 stripe.set_flags(index, SUSPECT, false);

@@ -131,6 +131,8 @@ pub(crate) struct Suspect {
     pub(crate) hash: KeyHash,
     pub(crate) id: String,
     pub(crate) version: u64,
+    /// The owner the copy names: a change of owner keeps the version.
+    pub(crate) owner: Option<Box<str>>,
     /// The copy's invalidation count right after the mark.
     pub(crate) marks: u64,
 }
@@ -471,15 +473,16 @@ impl Tier {
         ids
     }
 
-    /// The session in Redis; with `known` (the version of a local copy) only its TTL if that
-    /// is still the current version.
-    pub(crate) fn load(&self, hash: &KeyHash, known: u64) -> Result<Found> {
+    /// The session in Redis; with `known` (the version and owner of a local copy, version 0:
+    /// none) only its TTL if that copy is still current.
+    pub(crate) fn load(&self, hash: &KeyHash, known: (u64, Option<&str>)) -> Result<Found> {
         self.shared.counters.near_misses.fetch_add(1, Relaxed);
         let key = self.shared.keys.session(hash);
+        let (version, owner) = (known.0, known.1.unwrap_or("").to_string());
         let reply = self.run(move |mut c| {
             Box::pin(async move {
                 let mut call = scripts::LOAD.prepare_invoke();
-                call.key(key).arg(known);
+                call.key(key).arg(version).arg(owner);
                 call.invoke_async::<Value>(&mut c).await
             })
         })?;
@@ -1160,9 +1163,9 @@ async fn serve(shared: &Weak<Shared>, runtime: &Runtime, mut connection: Counted
     }
 }
 
-/// Asks Redis whether each suspect copy is still current (one LOAD with the copy's version,
-/// all at once on the multiplexed connection) and trusts again those that are. This is what
-/// keeps a process's own writes cached: Redis 7.0 invalidates them too.
+/// Asks Redis whether each suspect copy is still current (one LOAD with the copy's version
+/// and owner, all at once on the multiplexed connection) and trusts again those that are.
+/// This is what keeps a process's own writes cached: Redis 7.0 invalidates them too.
 async fn revalidate(tier: &Shared, connection: &Counted) {
     let suspects = {
         let _pass = fork::enter();
@@ -1177,7 +1180,9 @@ async fn revalidate(tier: &Shared, connection: &Counted) {
         let key = tier.keys.session(&suspect.hash);
         checks.spawn(async move {
             let mut call = scripts::LOAD.prepare_invoke();
-            call.key(key).arg(suspect.version);
+            call.key(key)
+                .arg(suspect.version)
+                .arg(suspect.owner.as_deref().unwrap_or(""));
             let reply = tokio::time::timeout(
                 HEARTBEAT_TIMEOUT,
                 call.invoke_async::<Value>(&mut connection),

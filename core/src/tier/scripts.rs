@@ -36,15 +36,18 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}{body}"))
 }
 
-/// KEYS: session. ARGV: the version the caller holds (0: none).
-/// Reply: nil if gone; `{'same', pttl}` if the caller's version is current; else a session.
+/// KEYS: session. ARGV: the version the caller holds (0: none), the owner its copy names
+/// (empty: none). Reply: nil if gone; `{'same', pttl}` if the caller's copy is current (its
+/// version and its owner: a change of owner keeps the version); else a session.
 pub(crate) static LOAD: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local t = now()
-local v = redis.call('HGET', KEYS[1], 'v')
-if not v then return false end
-if ARGV[1] ~= '0' and v == ARGV[1] then return {'same', redis.call('PTTL', KEYS[1])} end
+local f = redis.call('HMGET', KEYS[1], 'v', 'o')
+if not f[1] then return false end
+if ARGV[1] ~= '0' and f[1] == ARGV[1] and (f[2] or '') == ARGV[2] then
+  return {'same', redis.call('PTTL', KEYS[1])}
+end
 return reply(KEYS[1], t)
 ",
     )
@@ -229,7 +232,7 @@ return gone
 /// - `force`: destroyed then written here during the outage; stored whatever Redis holds;
 /// - `destroy`: destroyed here during the outage; removed whatever Redis holds.
 ///
-/// Reply: `{'same'}` Redis holds this copy; `{'stale'}` it does not and the copy must go;
+/// Reply: `{'same'}` Redis holds this copy (its version and its owner); `{'stale'}` it does not and the copy must go;
 /// `{'restored', version}` Redis now holds the copy at that version; `{'done'}`.
 pub(crate) static RESYNC: LazyLock<Script> = LazyLock::new(|| {
     script(
@@ -246,7 +249,8 @@ if mode == 'destroy' then
 end
 if mode == 'check' or mode == 'keep' then
   if cur then
-    if cur == ARGV[2] then return {'same'} else return {'stale'} end
+    if cur == ARGV[2] and (old_owner or '') == ARGV[8] then return {'same'} end
+    return {'stale'}
   end
   if mode == 'check' or ARGV[9] ~= '1' then return {'stale'} end
 end
