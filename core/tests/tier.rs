@@ -580,6 +580,54 @@ fn a_session_revoked_elsewhere_while_cut_off_stays_revoked_after_the_reconnect()
 }
 
 #[test]
+fn a_log_out_everywhere_made_while_cut_off_reaches_the_other_stores_on_reconnect() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    let mut devices: Vec<String> = (0..3)
+        .map(|n| {
+            let id = b.create(format!("device {n}").as_bytes(), None).unwrap();
+            b.set_owner(&id, Some("alice")).unwrap();
+            id
+        })
+        .collect();
+    devices.sort();
+    let bobs = b.create(b"bob", None).unwrap();
+    b.set_owner(&bobs, Some("bob")).unwrap();
+    let here = devices[0].clone();
+    assert!(a.get(&here).unwrap().is_some());
+    cut(&proxy, &a);
+    a.destroy_owner("alice", Some(&here)).unwrap();
+    // A login on A after the log-out, still cut off: it must survive the replay.
+    let later = a.create(b"logged in again", None).unwrap();
+    a.set_owner(&later, Some("alice")).unwrap();
+    for id in &devices[1..] {
+        assert!(b.get(id).unwrap().is_some(), "B cannot know yet");
+    }
+    reconnect(&proxy, &a);
+    for id in &devices[1..] {
+        eventually_for(
+            Duration::from_secs(5),
+            "B stops serving a device A logged out while cut off",
+            || b.get(id).unwrap().is_none(),
+        );
+    }
+    eventually_for(
+        Duration::from_secs(5),
+        "the login A made after the log-out is written back",
+        || b.get(&later).unwrap().is_some(),
+    );
+    let mut alices = vec![here.clone(), later.clone()];
+    alices.sort();
+    assert_eq!(b.sessions_of("alice").unwrap(), alices);
+    assert_eq!(a.sessions_of("alice").unwrap(), alices);
+    assert!(
+        b.get(&bobs).unwrap().is_some(),
+        "another owner's session stays"
+    );
+}
+
+#[test]
 fn a_write_made_while_cut_off_loses_to_a_newer_write_elsewhere() {
     let redis = RedisServer::start();
     let proxy = Proxy::to(redis.port);

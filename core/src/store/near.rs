@@ -681,7 +681,34 @@ impl Inner {
             }
         }
         self.fail_or_serve_local()?;
+        // The local copies go now (the caller destroys them one by one); the other processes'
+        // sessions when the link is back.
+        tier.note_owner_revoked(owner, keep.map(KeyHash::of));
         Ok(None)
+    }
+
+    /// Replays the log-outs everywhere made while Redis was down; false if the link failed.
+    fn replay_revoked_owners(&self, tier: &Tier) -> bool {
+        let revoked = {
+            let _pass = crate::fork::enter();
+            tier.take_revoked_owners()
+        };
+        for (n, (owner, keep)) in revoked.iter().enumerate() {
+            let gone = {
+                let _pass = crate::fork::enter();
+                tier.destroy_owner(owner, keep.as_ref())
+            };
+            let Ok(gone) = gone else {
+                let _pass = crate::fork::enter();
+                tier.restore_revoked_owners(revoked[n..].to_vec());
+                return false;
+            };
+            let _pass = crate::fork::enter();
+            for key in &gone {
+                let _ = self.invalidate_copies(key, Some(Cause::Destroyed));
+            }
+        }
+        true
     }
 
     /// Marks every local copy whose Redis hash is `key` suspect (`None`) or removes it, and
@@ -868,6 +895,11 @@ impl Sink for Inner {
 
     fn resync(&self, generation: u64, redis_lost_data: bool) {
         let tier = self.tier();
+        // First, so that nothing this process wrote back after its log-out everywhere is
+        // taken for a session of before it.
+        if !self.replay_revoked_owners(tier) {
+            return;
+        }
         // Destroys made while down whose copies are gone already.
         let taken = {
             let _pass = crate::fork::enter();

@@ -272,6 +272,8 @@ struct Shared {
     touches: Mutex<HashMap<KeyHash, u64>>,
     /// Changes made locally while Redis was down, by id.
     dirty: Mutex<HashMap<String, Dirty>>,
+    /// Log-outs everywhere (`destroy_owner`) made while Redis was down: owner and kept session.
+    revoked_owners: Mutex<Vec<(String, Option<KeyHash>)>>,
     sink: Mutex<Option<Weak<dyn Sink>>>,
     /// Whether the link has received input not yet handled.
     input: Arc<watched::Input>,
@@ -310,6 +312,7 @@ impl Tier {
                 fork_generation: AtomicU64::new(fork::generation()),
                 touches: Mutex::new(HashMap::new()),
                 dirty: Mutex::new(HashMap::new()),
+                revoked_owners: Mutex::new(Vec::new()),
                 sink: Mutex::new(None),
                 input: Arc::new(watched::Input::new()),
                 data_epoch: AtomicU64::new(0),
@@ -457,6 +460,28 @@ impl Tier {
 
     pub(crate) fn take_dirty(&self, id: &str) -> Option<Dirty> {
         self.shared.dirty.lock().remove(id)
+    }
+
+    /// Remembers a log-out everywhere made while Redis was down. Replayed on reconnect before
+    /// anything is written back, so it reaches every process's sessions of `owner` and spares
+    /// the logins this process made after it.
+    pub(crate) fn note_owner_revoked(&self, owner: &str, keep: Option<KeyHash>) {
+        self.shared
+            .revoked_owners
+            .lock()
+            .push((owner.to_string(), keep));
+    }
+
+    /// The log-outs everywhere to replay, oldest first.
+    pub(crate) fn take_revoked_owners(&self) -> Vec<(String, Option<KeyHash>)> {
+        std::mem::take(&mut *self.shared.revoked_owners.lock())
+    }
+
+    /// Puts back log-outs everywhere that could not be replayed (the link went down again).
+    pub(crate) fn restore_revoked_owners(&self, mut pending: Vec<(String, Option<KeyHash>)>) {
+        let mut revoked = self.shared.revoked_owners.lock();
+        pending.append(&mut revoked);
+        *revoked = pending;
     }
 
     /// Destroys made while Redis was down whose sessions are no longer in the local table.
