@@ -205,20 +205,26 @@ fn regenerate_in_one_store_revokes_the_old_id_in_every_store() {
     assert_eq!(a.regenerate(&old).unwrap(), None);
 }
 
+/// Three sessions of alice (their ids sorted) and one of bob, made in `store`.
+fn alice_on_three_devices_and_bob(store: &Store) -> (Vec<String>, String) {
+    let mut alices: Vec<String> = (0..3)
+        .map(|n| {
+            let id = store.create(format!("device {n}").as_bytes(), None).unwrap();
+            store.set_owner(&id, Some("alice")).unwrap();
+            id
+        })
+        .collect();
+    alices.sort();
+    let bobs = store.create(b"bob", None).unwrap();
+    store.set_owner(&bobs, Some("bob")).unwrap();
+    (alices, bobs)
+}
+
 #[test]
 fn log_out_everywhere_reaches_the_copies_another_store_holds() {
     let redis = RedisServer::start();
     let (a, b) = (store(&redis), store(&redis));
-    let mut ids: Vec<String> = (0..3)
-        .map(|n| {
-            let id = b.create(format!("device {n}").as_bytes(), None).unwrap();
-            b.set_owner(&id, Some("alice")).unwrap();
-            id
-        })
-        .collect();
-    ids.sort();
-    let other = b.create(b"bob", None).unwrap();
-    b.set_owner(&other, Some("bob")).unwrap();
+    let (ids, other) = alice_on_three_devices_and_bob(&b);
     for id in &ids {
         assert!(b.get(id).unwrap().is_some());
     }
@@ -584,16 +590,7 @@ fn a_log_out_everywhere_made_while_cut_off_reaches_the_other_stores_on_reconnect
     let redis = RedisServer::start();
     let proxy = Proxy::to(redis.port);
     let (a, b) = cut_off_and_connected(&redis, &proxy);
-    let mut devices: Vec<String> = (0..3)
-        .map(|n| {
-            let id = b.create(format!("device {n}").as_bytes(), None).unwrap();
-            b.set_owner(&id, Some("alice")).unwrap();
-            id
-        })
-        .collect();
-    devices.sort();
-    let bobs = b.create(b"bob", None).unwrap();
-    b.set_owner(&bobs, Some("bob")).unwrap();
+    let (devices, bobs) = alice_on_three_devices_and_bob(&b);
     let here = devices[0].clone();
     assert!(a.get(&here).unwrap().is_some());
     cut(&proxy, &a);
