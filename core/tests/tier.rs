@@ -209,7 +209,9 @@ fn regenerate_in_one_store_revokes_the_old_id_in_every_store() {
 fn alice_on_three_devices_and_bob(store: &Store) -> (Vec<String>, String) {
     let mut alices: Vec<String> = (0..3)
         .map(|n| {
-            let id = store.create(format!("device {n}").as_bytes(), None).unwrap();
+            let id = store
+                .create(format!("device {n}").as_bytes(), None)
+                .unwrap();
             store.set_owner(&id, Some("alice")).unwrap();
             id
         })
@@ -302,6 +304,33 @@ fn an_expired_session_is_not_served_even_before_redis_announces_it() {
     std::thread::sleep(Duration::from_millis(320));
     assert_eq!(a.peek(&id).unwrap(), None);
     assert_eq!(b.peek(&id).unwrap(), None);
+}
+
+#[test]
+fn a_touch_that_shortens_the_idle_timeout_shortens_it_in_redis_and_for_other_stores() {
+    let redis = RedisServer::start();
+    let a = store(&redis); // 600 s idle timeout
+    let id = a.create(b"remember me: no", None).unwrap();
+    let key = redis.cli(&["--scan", "--pattern", "coatcheck:s:*"]);
+    let key = key.trim();
+    let pttl = || redis.cli(&["PTTL", key]).trim().parse::<i64>().unwrap();
+    assert!(pttl() > 590_000);
+
+    assert!(a.touch(&id, Some(Duration::from_secs(2))).unwrap());
+    eventually_for(
+        Duration::from_secs(2),
+        "Redis takes the shorter TTL",
+        || (1..=2_000).contains(&pttl()),
+    );
+    assert_eq!(redis.cli(&["HGET", key, "i"]).trim(), "2000");
+    // A store that loads the session now gets the short timeout, and a read there slides it
+    // by 2 s, not by the configured 600 s.
+    let b = store(&redis);
+    let loaded = b.get_session(&id).unwrap().expect("still live");
+    assert!(loaded.expires_in <= Duration::from_secs(2), "{loaded:?}");
+    std::thread::sleep(Duration::from_millis(2_100));
+    assert_eq!(b.get(&id).unwrap(), None);
+    assert_eq!(a.get(&id).unwrap(), None);
 }
 
 /// Two stores with a 4 s idle timeout, and a session made by the first.

@@ -236,7 +236,11 @@ impl Inner {
             loaded.ttl_ms
         };
         if slides && ttl.saturating_sub(loaded.ttl_ms) > self.tier().settings().touch_slack_ms {
-            self.tier().queue_touch(place.key, ttl);
+            let touch = crate::tier::Touch {
+                ttl_ms: ttl,
+                idle_ms: None,
+            };
+            self.tier().queue_touch(place.key, touch);
         }
         let flags = if slide { READ | REFERENCED } else { 0 };
         self.fill(

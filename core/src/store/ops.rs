@@ -139,7 +139,10 @@ impl Inner {
             if slide.after / slack > slide.before / slack {
                 tier.queue_touch(
                     crate::tier::KeyHash::of(id),
-                    slide.after.saturating_sub(now).max(1),
+                    crate::tier::Touch {
+                        ttl_ms: slide.after.saturating_sub(now).max(1),
+                        idle_ms: None,
+                    },
                 );
             }
         }
@@ -207,12 +210,16 @@ impl Inner {
             // Every TTL move in Redis invalidates every process's copy: a new idle timeout
             // moves it only when the deadline crossed a slack step (as a slide does, see
             // `slide`) or came earlier by more than a slack (a shorter timeout, which Redis
-            // must not outlive by much; every copy enforces its own deadline meanwhile).
+            // then takes and must not outlive by much; every copy enforces its own deadline
+            // meanwhile). The timeout itself goes with it, for processes that load it later.
             let slack = tier.settings().touch_slack_ms;
             if after / slack > before / slack || after.saturating_add(slack) < before {
                 tier.queue_touch(
                     crate::tier::KeyHash::of(id),
-                    after.saturating_sub(now).max(1),
+                    crate::tier::Touch {
+                        ttl_ms: after.saturating_sub(now).max(1),
+                        idle_ms: Some(stripe.record(index).ttl_ms()),
+                    },
                 );
             }
         }

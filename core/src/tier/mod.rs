@@ -168,6 +168,16 @@ pub(crate) enum Precondition {
     Absent,
 }
 
+/// A queued move of a session's Redis TTL.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Touch {
+    /// The new TTL, in ms from when it is sent.
+    pub(crate) ttl_ms: u64,
+    /// A new idle timeout, if the touch set one: Redis then takes the TTL even if it is shorter,
+    /// and the session's idle timeout for the processes that load it later.
+    pub(crate) idle_ms: Option<u64>,
+}
+
 /// A local change made while Redis could not be reached, to be replayed on reconnect.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Dirty {
@@ -268,8 +278,8 @@ struct Shared {
     /// The runtime of this process; replaced (the parent's forgotten) in a forked child.
     runtime: Mutex<Option<Arc<Runtime>>>,
     fork_generation: AtomicU64,
-    /// Sessions whose Redis TTL should move, and to how many ms from when it is sent.
-    touches: Mutex<HashMap<KeyHash, u64>>,
+    /// Sessions whose Redis TTL should move.
+    touches: Mutex<HashMap<KeyHash, Touch>>,
     /// Changes made locally while Redis was down, by id.
     dirty: Mutex<HashMap<String, Dirty>>,
     /// Log-outs everywhere (`destroy_owner`) made while Redis was down: owner and kept session.
@@ -427,10 +437,13 @@ impl Tier {
         }
     }
 
-    /// Queues a move of the session's Redis TTL to `ttl_ms` from when it is sent. Sent in a
-    /// batch, off the request path.
-    pub(crate) fn queue_touch(&self, hash: KeyHash, ttl_ms: u64) {
-        self.shared.touches.lock().insert(hash, ttl_ms);
+    /// Queues a move of the session's Redis TTL. Sent in a batch, off the request path; a new
+    /// idle timeout queued earlier stays with the key until it is sent.
+    pub(crate) fn queue_touch(&self, hash: KeyHash, touch: Touch) {
+        let mut touches = self.shared.touches.lock();
+        let queued = touches.entry(hash).or_insert(touch);
+        queued.ttl_ms = touch.ttl_ms;
+        queued.idle_ms = touch.idle_ms.or(queued.idle_ms);
     }
 
     /// Asks Redis, in the background, whether a suspect copy is current (see `revalidate`).
@@ -1232,7 +1245,7 @@ async fn revalidate(tier: &Shared, connection: &Counted) {
 
 /// Sends the queued touches; false if the link failed.
 async fn flush_touches(tier: &Shared, connection: &mut Counted) -> bool {
-    let batch: Vec<(KeyHash, u64)> = {
+    let batch: Vec<(KeyHash, Touch)> = {
         let _pass = fork::enter();
         let mut touches = tier.touches.lock();
         if touches.is_empty() {
@@ -1243,8 +1256,10 @@ async fn flush_touches(tier: &Shared, connection: &mut Counted) -> bool {
     for chunk in batch.chunks(RESYNC_BATCH) {
         let mut call = scripts::TOUCH.prepare_invoke();
         call.arg(tier.keys.prefix());
-        for (hash, ttl) in chunk {
-            call.key(tier.keys.session(hash)).arg(*ttl);
+        for (hash, touch) in chunk {
+            call.key(tier.keys.session(hash))
+                .arg(touch.ttl_ms)
+                .arg(touch.idle_ms.unwrap_or(0));
         }
         tier.counters.round_trips.fetch_add(1, Relaxed);
         let sent =

@@ -198,17 +198,28 @@ return gone
     )
 });
 
-/// KEYS: the sessions to touch. ARGV: prefix, then one TTL (ms) per key. Moves each expiry
-/// later only (`GT`: a late touch never shortens what a newer write set) and never creates a
-/// key, so a touch cannot bring back a destroyed session. Reply: the indexes (1-based) of keys
-/// that no longer exist.
+/// KEYS: the sessions to touch. ARGV: prefix, then per key a TTL (ms) and a new idle timeout
+/// (ms, 0: unchanged). A plain touch moves the expiry later only (`GT`: a late touch never
+/// shortens what a newer write set); one that sets a new idle timeout stores it and takes its
+/// TTL even if shorter. Never creates a key, so a touch cannot bring back a destroyed session.
+/// Reply: the indexes (1-based) of keys that no longer exist.
 pub(crate) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local gone = {}
 for n, key in ipairs(KEYS) do
-  local ms = tonumber(ARGV[n + 1])
-  if redis.call('PEXPIRE', key, ms, 'GT') == 0 and redis.call('EXISTS', key) == 0 then
+  local ms = tonumber(ARGV[2 * n])
+  local idle = ARGV[2 * n + 1]
+  local moved
+  if idle == '0' then
+    moved = redis.call('PEXPIRE', key, ms, 'GT')
+  elseif redis.call('EXISTS', key) == 1 then
+    if redis.call('HGET', key, 'i') ~= idle then redis.call('HSET', key, 'i', idle) end
+    moved = redis.call('PEXPIRE', key, ms)
+  else
+    moved = 0
+  end
+  if moved == 0 and redis.call('EXISTS', key) == 0 then
     gone[#gone + 1] = n
   else
     local o = redis.call('HGET', key, 'o')
