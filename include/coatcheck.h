@@ -518,8 +518,9 @@ coatcheck_status coatcheck_store_regenerate(const struct coatcheck_store *store,
                                             size_t new_id_buf_len,
                                             size_t *out_new_id_len);
 
-// Writes the number of sessions in the table to `*out_len` (O(1); expired sessions count until
-// the sweeper reclaims them).
+// Writes the number of sessions in this process's table to `*out_len` (O(1); expired sessions
+// count until the sweeper reclaims them; with `redis_url`, the local copies: see
+// `coatcheck_store_count`).
 //
 // Ownership: nothing is allocated or taken.
 // NULL: `store` or `out_len` NULL returns `COATCHECK_STATUS_NULL_ARGUMENT`.
@@ -527,7 +528,23 @@ coatcheck_status coatcheck_store_regenerate(const struct coatcheck_store *store,
 // `coatcheck_store_free`.
 coatcheck_status coatcheck_store_len(const struct coatcheck_store *store, size_t *out_len);
 
-// Removes every session, one stripe at a time.
+// Writes the number of live sessions to `*out_count`. With `redis_url`: every process's,
+// counted in Redis a SCAN step per round trip (each within `redis_timeout_ms`).
+//
+// Returns `COATCHECK_STATUS_UNAVAILABLE` if Redis cannot answer.
+//
+// Ownership: nothing is allocated or taken.
+// NULL: `store` or `out_count` NULL returns `COATCHECK_STATUS_NULL_ARGUMENT`.
+// Threads: safe to call concurrently with any call on the same store except
+// `coatcheck_store_free`; sessions written meanwhile may or may not be counted.
+coatcheck_status coatcheck_store_count(const struct coatcheck_store *store, size_t *out_count);
+
+// Removes every session, one stripe at a time. With `redis_url`: every process's, from Redis
+// first, then this process's copies.
+//
+// Returns `COATCHECK_STATUS_UNAVAILABLE` if Redis cannot answer, whatever `redis_when_down`
+// says (a clear cannot be replayed later without removing sessions made after it); sessions
+// already removed from Redis stay removed.
 //
 // Ownership: nothing is allocated or taken.
 // NULL: `store` NULL returns `COATCHECK_STATUS_NULL_ARGUMENT`.

@@ -91,6 +91,13 @@ export interface CoatcheckStoreOptions {
   /** Check every read against Redis (one round trip per read). Default false. */
   redisStrict?: boolean
   /**
+   * With `redisUrl`: seals the session ids Redis keeps (for `all()`, `ids()` and `sessionsOf`),
+   * so that reading Redis yields no usable id; express-session's `secret` will do. The first
+   * seals, all open. Without it `all()` and `ids()` fail with `invalid_config` on Redis, and the
+   * owner index holds ids as they are.
+   */
+  secret?: string | string[]
+  /**
    * Keep sessions across restarts of this process: a directory (created if missing, mode 0700;
    * its parent must exist) where every change is appended to a log before the call completes,
    * compacted into a snapshot in the background, and read back by the next store on the same
@@ -130,12 +137,16 @@ export declare class CoatcheckStore extends EventEmitter {
   touch(sid: string, session: SessionData, callback: (err?: any) => void): void
   destroy(sid: string): Promise<void>
   destroy(sid: string, callback: (err?: any) => void): void
+  /** Every live session with its `id` (on Redis, every process's: needs `secret`). */
   all(): Promise<Array<SessionData & { id: string }>>
   all(callback: (err: any, sessions?: Array<SessionData & { id: string }> | null) => void): void
+  /** Live sessions (on Redis, every process's, counted there). */
   length(): Promise<number>
   length(callback: (err: any, length?: number) => void): void
+  /** Ids of the live sessions (on Redis, every process's: needs `secret`). */
   ids(): Promise<string[]>
   ids(callback: Callback<string[]>): void
+  /** Removes every session (on Redis, every process's; `unavailable` while Redis is down). */
   clear(): Promise<void>
   clear(callback: (err?: any) => void): void
   /** express-session's Store methods (from express-session, or failing clearly without it). */

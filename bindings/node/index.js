@@ -204,6 +204,10 @@ function localCalls(n) {
     setOwner: (sid, owner) => n.setOwner(sid, owner),
     sessionsOf: (owner) => n.sessionsOf(owner),
     destroyOwner: (owner, keep) => n.destroyOwner(owner, keep),
+    ids: () => n.ids(),
+    all: () => n.all(),
+    count: () => n.count(),
+    clear: () => n.clear(),
   }
 }
 
@@ -218,7 +222,21 @@ function sharedCalls(n) {
     setOwner: (sid, owner) => unwrap(n.setOwnerAsync(sid, owner)),
     sessionsOf: (owner) => unwrap(n.sessionsOfAsync(owner)),
     destroyOwner: (owner, keep) => unwrap(n.destroyOwnerAsync(owner, keep)),
+    ids: () => unwrap(n.idsAsync()),
+    all: () => unwrap(n.allAsync()),
+    count: () => unwrap(n.countAsync()),
+    clear: () => unwrap(n.clearAsync()),
   }
+}
+
+// `secret`: one string or an array of them (the first seals), as express-session takes it.
+function secretsOption(value) {
+  if (value === undefined || value === null) return undefined
+  const secrets = Array.isArray(value) ? value : [value]
+  if (secrets.length === 0 || !secrets.every((s) => typeof s === 'string' && s !== '')) {
+    throw codedError('invalid_config', 'secret must be a non-empty string or an array of them')
+  }
+  return secrets
 }
 
 function positiveInteger(value, name) {
@@ -277,6 +295,7 @@ function defineStore(BaseStore) {
         redisStrict: options.redisStrict === undefined ? undefined : Boolean(options.redisStrict),
         persistPath: stringOption(options.persistPath, 'persistPath'),
         persistFsync: stringOption(options.persistFsync, 'persistFsync'),
+        secrets: secretsOption(options.secret),
       })
       /** Whether sessions are shared through Redis (`redisUrl`). */
       this.shared = this.native.shared
@@ -430,28 +449,31 @@ function defineStore(BaseStore) {
       })
     }
 
-    /** Every live session, as an array of session objects with their `id`. */
+    /** Every live session, as an array of session objects with their `id`. On Redis, every process's. */
     all(cb) {
       return this._report(cb, () =>
-        this.native.all().map(({ id, value }) => {
-          const sess = this.serializer.parse(value)
-          return sess && typeof sess === 'object' ? Object.assign(sess, { id }) : sess
-        }),
+        after(this.calls.all(), (entries) =>
+          entries.map(({ id, value }) => {
+            const sess = this.serializer.parse(value)
+            return sess && typeof sess === 'object' ? Object.assign(sess, { id }) : sess
+          }),
+        ),
       )
     }
 
-    /** Number of sessions (expired ones count until the next sweep, at most one second). */
+    /** Number of live sessions. On Redis, every process's. */
     length(cb) {
-      return this._report(cb, () => this.native.len())
+      return this._report(cb, () => this.calls.count())
     }
 
-    /** Ids of all live sessions. */
+    /** Ids of all live sessions. On Redis, every process's. */
     ids(cb) {
-      return this._report(cb, () => this.native.ids())
+      return this._report(cb, () => this.calls.ids())
     }
 
+    /** Removes every session. On Redis, every process's. */
     clear(cb) {
-      return this._report(cb, () => this.native.clear())
+      return this._report(cb, () => after(this.calls.clear(), nothing))
     }
 
     // Runs `work` and reports its result or error through `cb` (or as a Promise); `work` may

@@ -751,25 +751,94 @@ impl Store {
     }
 
     /// Ids of all live sessions, one stripe at a time (a snapshot, not atomic across stripes).
-    pub fn ids(&self) -> Vec<String> {
-        let inner = self.inner();
-        let now = inner.now();
-        let mut ids = Vec::with_capacity(self.len());
-        for shard in inner.shards.iter() {
-            let stripe = shard.state.read();
-            ids.extend(
-                stripe
-                    .live_indices()
-                    .filter(|&i| !stripe.record(i).is_expired(now))
-                    .map(|i| stripe.block(i).id_str().to_string()),
-            );
-        }
-        ids
+    ///
+    /// With `redis_url`: every process's sessions, listed from Redis a SCAN step per round trip
+    /// (sessions written meanwhile may be missed). Ids are kept there sealed with the first
+    /// signing secret, so a store without secrets cannot list them; sessions sealed under a
+    /// secret this store no longer has are left out (they still count in
+    /// [`count`](Store::count)).
+    ///
+    /// # Errors
+    /// With `redis_url`: [`Error::Unavailable`] if Redis cannot answer (whatever
+    /// `redis_when_down` says: a list of this process's copies would pass for all of them), and
+    /// [`Error::InvalidConfig`] in a store without secrets.
+    pub fn ids(&self) -> Result<Vec<String>> {
+        Ok(self
+            .entries_with(false)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
     }
 
-    /// Removes every session, one stripe at a time.
-    pub fn clear(&self) {
-        self.inner().clear();
+    /// Every live session's id and value, read without sliding deadlines. With `redis_url`,
+    /// as [`ids`](Store::ids) lists them.
+    ///
+    /// # Errors
+    /// As [`ids`](Store::ids).
+    pub fn entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        self.entries_with(true)
+    }
+
+    fn entries_with(&self, values: bool) -> Result<Vec<(String, Vec<u8>)>> {
+        let inner = self.inner();
+        if let Some(tier) = &inner.tier {
+            if !tier.can_list() {
+                return Err(Error::InvalidConfig(
+                    "listing the sessions in Redis needs a secret: their ids are kept there \
+                     sealed with it"
+                        .into(),
+                ));
+            }
+            let listed = tier.scan_sessions(values)?;
+            return Ok(listed
+                .into_iter()
+                .filter_map(|(id, value)| Some((id?, value)))
+                .collect());
+        }
+        let ids = inner.live_ids();
+        if !values {
+            return Ok(ids.into_iter().map(|id| (id, Vec::new())).collect());
+        }
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| {
+                let value = inner.read(&id, false, |s| s.value.to_vec()).ok()??;
+                Some((id, value))
+            })
+            .collect())
+    }
+
+    /// How many live sessions there are. With `redis_url`: every process's, counted in Redis a
+    /// SCAN step per round trip ([`len`](Store::len) is this process's table).
+    ///
+    /// # Errors
+    /// With `redis_url`, [`Error::Unavailable`] if Redis cannot answer.
+    pub fn count(&self) -> Result<usize> {
+        let inner = self.inner();
+        match &inner.tier {
+            Some(tier) => Ok(tier.scan_sessions(false)?.len()),
+            None => Ok(inner.live_ids().len()),
+        }
+    }
+
+    /// Removes every session, one stripe at a time. With `redis_url`: every process's, from
+    /// Redis first (their copies elsewhere go with the invalidations), then this process's
+    /// copies; sessions written meanwhile may survive.
+    ///
+    /// # Errors
+    /// With `redis_url`, [`Error::Unavailable`] if Redis cannot answer (whatever
+    /// `redis_when_down` says: a clear cannot be replayed later without removing sessions made
+    /// after it). Sessions already removed from Redis stay removed.
+    pub fn clear(&self) -> Result<()> {
+        let inner = self.inner();
+        if let Some(tier) = &inner.tier {
+            if !tier.is_up() {
+                return Err(tier.unavailable());
+            }
+            tier.clear()?;
+        }
+        inner.clear();
+        Ok(())
     }
 
     /// Current size and counters.
@@ -931,6 +1000,22 @@ fn validate_owner(owner: &str) -> Result<()> {
 }
 
 impl Inner {
+    /// The ids of the live sessions in this process's table.
+    fn live_ids(&self) -> Vec<String> {
+        let now = self.now();
+        let mut ids = Vec::with_capacity(self.sessions.load(Relaxed));
+        for shard in self.shards.iter() {
+            let stripe = shard.state.read();
+            ids.extend(
+                stripe
+                    .live_indices()
+                    .filter(|&i| !stripe.record(i).is_expired(now))
+                    .map(|i| stripe.block(i).id_str().to_string()),
+            );
+        }
+        ids
+    }
+
     fn now(&self) -> u64 {
         self.clock.now_ms()
     }

@@ -68,7 +68,7 @@ fn every_kind_of_change_is_reported_with_its_cause() {
     let c = store.create(b"c", None).unwrap();
     let d = store.create(b"d", None).unwrap(); // full: evicts c (never read)
     store.destroy(&b).unwrap();
-    store.clear();
+    store.clear().unwrap();
     let expected = vec![
         Seen::Created(a.clone(), b"a".to_vec()),
         Seen::Written(a.clone(), b"a2".to_vec()),
@@ -240,7 +240,7 @@ fn a_replica_fed_by_the_stream_matches_the_store_after_concurrent_churn() {
         store.sweep();
         store.check_invariants().unwrap();
         let replica = replica.lock().unwrap();
-        let ids = store.ids();
+        let ids = store.ids().unwrap();
         assert_eq!(ids.len(), store.len(), "everything expired was swept");
         assert_eq!(replica.len(), ids.len());
         for id in &ids {

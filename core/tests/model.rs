@@ -423,7 +423,7 @@ fn run(ops: Vec<Op>, slide_on_read: bool) -> Result<(), TestCaseError> {
             .cloned()
             .collect();
         live.sort();
-        let mut ids = store.ids();
+        let mut ids = store.ids().unwrap();
         ids.sort();
         prop_assert_eq!(&ids, &live);
         prop_assert!(store.len() >= live.len());
@@ -495,7 +495,7 @@ proptest! {
             clock.advance(Duration::from_millis(37));
             prop_assert!(store.len() <= 20 || by_bytes);
             prop_assert!(store.stats().bytes <= 20 * 500 || !by_bytes);
-            prop_assert_eq!(store.ids().len() <= store.len(), true);
+            prop_assert_eq!(store.ids().unwrap().len() <= store.len(), true);
             store.check_invariants().map_err(TestCaseError::fail)?;
             prop_assert_eq!(replica.lock().unwrap().len(), store.len());
         }

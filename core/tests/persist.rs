@@ -83,6 +83,7 @@ type Contents = BTreeMap<String, (Vec<u8>, u64, Option<String>)>;
 fn contents(store: &Store) -> Contents {
     store
         .ids()
+        .unwrap()
         .into_iter()
         .map(|id| {
             let Session {

@@ -78,7 +78,7 @@ fn eviction_among_stale_references_takes_only_unread_sessions() {
             .count();
         assert_eq!(survivors, capacity - 1);
         assert_eq!(store.len(), capacity);
-        let ids = store.ids();
+        let ids = store.ids().unwrap();
         assert_eq!(ids.len(), capacity);
         assert_eq!(ids.iter().filter(|id| flood.contains(*id)).count(), 1);
     });

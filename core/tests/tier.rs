@@ -274,6 +274,89 @@ fn an_owner_set_or_cleared_in_one_store_is_what_the_other_store_reads_next() {
 }
 
 #[test]
+fn count_ids_entries_and_clear_reach_every_store_s_sessions() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis), store(&redis));
+    let mut made: Vec<String> = (0..3)
+        .map(|n| a.create(format!("a{n}").as_bytes(), None).unwrap())
+        .chain((0..2).map(|n| b.create(format!("b{n}").as_bytes(), None).unwrap()))
+        .collect();
+    made.sort();
+    let regenerated = b.regenerate(&made[0]).unwrap().unwrap();
+    made[0] = regenerated;
+    made.sort();
+    b.set_owner(&made[1], Some("owner")).unwrap();
+    for store in [&a, &b] {
+        assert_eq!(store.count().unwrap(), 5);
+        let mut ids = store.ids().unwrap();
+        ids.sort();
+        assert_eq!(ids, made);
+        let mut values: Vec<Vec<u8>> = store.entries().unwrap().into_iter().map(|e| e.1).collect();
+        values.sort();
+        assert_eq!(values, [&b"a0"[..], b"a1", b"a2", b"b0", b"b1"]);
+    }
+    // A clear in A removes B's copies too, and nothing comes back from Redis.
+    for id in &made {
+        assert!(b.get(id).unwrap().is_some());
+    }
+    a.clear().unwrap();
+    for id in &made {
+        eventually("B no longer serves a cleared session", || {
+            b.get(id).unwrap().is_none()
+        });
+        assert_eq!(a.get(id).unwrap(), None);
+    }
+    assert_eq!((a.count().unwrap(), b.count().unwrap()), (0, 0));
+    assert_eq!(b.sessions_of("owner").unwrap(), Vec::<String>::new());
+    let keys = redis.cli(&["--scan"]);
+    assert!(
+        keys.lines()
+            .all(|k| !k.starts_with("coatcheck:s:") && !k.starts_with("coatcheck:o:")),
+        "{keys}"
+    );
+    // Versions keep counting up: a save holding a version from before the clear cannot land.
+    let id = a.create(b"after the clear", None).unwrap();
+    assert!(a.get_session(&id).unwrap().unwrap().version > 5);
+}
+
+#[test]
+fn clear_reaches_only_its_own_prefix_even_one_with_glob_characters() {
+    let redis = RedisServer::start();
+    let with_prefix = |prefix: &str| {
+        let mut config = config(&redis);
+        config.redis_key_prefix = prefix.to_string();
+        Store::new(config).unwrap()
+    };
+    let (star, plain) = (with_prefix("app*"), with_prefix("app-2:"));
+    let kept = plain.create(b"other app", None).unwrap();
+    let gone = star.create(b"this app", None).unwrap();
+    assert_eq!(star.count().unwrap(), 1);
+    star.clear().unwrap();
+    assert_eq!(star.get(&gone).unwrap(), None);
+    assert_eq!(
+        plain.get(&kept).unwrap().as_deref(),
+        Some(&b"other app"[..])
+    );
+    assert_eq!(plain.count().unwrap(), 1);
+}
+
+#[test]
+fn a_store_without_secrets_counts_and_clears_but_keeps_no_id_in_redis_to_list() {
+    let redis = RedisServer::start();
+    let mut config = config(&redis);
+    config.secrets.clear();
+    let store = Store::new(config).unwrap();
+    let id = store.create(b"x", None).unwrap();
+    assert_eq!(store.count().unwrap(), 1);
+    assert!(matches!(store.ids(), Err(Error::InvalidConfig(_))));
+    assert!(matches!(store.entries(), Err(Error::InvalidConfig(_))));
+    let key = redis.cli(&["--scan", "--pattern", "coatcheck:s:*"]);
+    assert_eq!(redis.cli(&["HGET", key.trim(), "k"]).trim(), "");
+    store.clear().unwrap();
+    assert_eq!(store.get(&id).unwrap(), None);
+}
+
+#[test]
 fn redis_holds_no_usable_id_and_no_signed_token() {
     let redis = RedisServer::start();
     let a = store(&redis);
@@ -285,7 +368,7 @@ fn redis_holds_no_usable_id_and_no_signed_token() {
     let mut dump = keys.clone();
     for key in keys.lines() {
         dump.push_str(&redis.cli(&["--no-raw", "DUMP", key]));
-        if key.starts_with("coatcheck:o:") {
+        if key.starts_with("coatcheck:o:") || key.starts_with("coatcheck:s:") {
             dump.push_str(&redis.cli(&["HGETALL", key]));
         }
     }
@@ -502,6 +585,9 @@ fn with_the_fail_policy_a_dead_redis_is_a_typed_error_within_the_timeout() {
     assert!(matches!(a.create(b"y", None), Err(Error::Unavailable(_))));
     assert!(matches!(a.destroy(&id), Err(Error::Unavailable(_))));
     assert!(matches!(a.get(&id), Err(Error::Unavailable(_))));
+    assert!(matches!(a.clear(), Err(Error::Unavailable(_))));
+    assert!(matches!(a.count(), Err(Error::Unavailable(_))));
+    assert!(matches!(a.ids(), Err(Error::Unavailable(_))));
     assert!(
         start.elapsed() < Duration::from_millis(50),
         "{:?}",
@@ -565,6 +651,10 @@ fn a_write_made_while_cut_off_from_redis_is_written_back_on_reconnect() {
     let revoked = a.create(b"to be logged out", None).unwrap();
     assert!(b.get(&id).unwrap().is_some() && b.get(&revoked).unwrap().is_some());
     cut(&proxy, &a);
+    // A clear cannot be replayed later without removing what was made after it: refused, and
+    // nothing local goes.
+    assert!(matches!(a.clear(), Err(Error::Unavailable(_))));
+    assert_eq!(a.get(&id).unwrap().as_deref(), Some(&b"v1"[..]));
     a.set(&id, b"written while cut off", None).unwrap();
     assert!(a.destroy(&revoked).unwrap());
     assert_eq!(b.get(&id).unwrap().as_deref(), Some(&b"v1"[..]));

@@ -537,8 +537,9 @@ pub extern "C" fn coatcheck_store_regenerate(
     }
 }
 
-/// Writes the number of sessions in the table to `*out_len` (O(1); expired sessions count until
-/// the sweeper reclaims them).
+/// Writes the number of sessions in this process's table to `*out_len` (O(1); expired sessions
+/// count until the sweeper reclaims them; with `redis_url`, the local copies: see
+/// `coatcheck_store_count`).
 ///
 /// Ownership: nothing is allocated or taken.
 /// NULL: `store` or `out_len` NULL returns `COATCHECK_STATUS_NULL_ARGUMENT`.
@@ -556,7 +557,33 @@ pub extern "C" fn coatcheck_store_len(
     }
 }
 
-/// Removes every session, one stripe at a time.
+/// Writes the number of live sessions to `*out_count`. With `redis_url`: every process's,
+/// counted in Redis a SCAN step per round trip (each within `redis_timeout_ms`).
+///
+/// Returns `COATCHECK_STATUS_UNAVAILABLE` if Redis cannot answer.
+///
+/// Ownership: nothing is allocated or taken.
+/// NULL: `store` or `out_count` NULL returns `COATCHECK_STATUS_NULL_ARGUMENT`.
+/// Threads: safe to call concurrently with any call on the same store except
+/// `coatcheck_store_free`; sessions written meanwhile may or may not be counted.
+#[unsafe(no_mangle)]
+pub extern "C" fn coatcheck_store_count(
+    store: *const coatcheck_store,
+    out_count: *mut usize,
+) -> coatcheck_status {
+    ffi_boundary! {
+        let store = try_ref!(store);
+        let out = try_out!(out_count);
+        deliver(store.count(), Some(out))
+    }
+}
+
+/// Removes every session, one stripe at a time. With `redis_url`: every process's, from Redis
+/// first, then this process's copies.
+///
+/// Returns `COATCHECK_STATUS_UNAVAILABLE` if Redis cannot answer, whatever `redis_when_down`
+/// says (a clear cannot be replayed later without removing sessions made after it); sessions
+/// already removed from Redis stay removed.
 ///
 /// Ownership: nothing is allocated or taken.
 /// NULL: `store` NULL returns `COATCHECK_STATUS_NULL_ARGUMENT`.
@@ -566,8 +593,7 @@ pub extern "C" fn coatcheck_store_len(
 pub extern "C" fn coatcheck_store_clear(store: *const coatcheck_store) -> coatcheck_status {
     ffi_boundary! {
         let store = try_ref!(store);
-        store.clear();
-        coatcheck_status::Ok
+        deliver(store.clear(), None)
     }
 }
 

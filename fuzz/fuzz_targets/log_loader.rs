@@ -86,7 +86,7 @@ fn config(path: PathBuf) -> Config {
 /// Sessions that will not expire between two loads, with their version, owner and value.
 fn lasting(store: &Store) -> BTreeMap<String, (u64, Option<String>, Vec<u8>)> {
     store
-        .ids()
+        .ids().unwrap()
         .into_iter()
         .filter_map(|id| {
             let s = store.peek(&id).ok()??;

@@ -272,6 +272,29 @@ static void test_two_stores_share_sessions(const char *url) {
     CHECK_STATUS(get(a, id, value, sizeof value), COATCHECK_STATUS_NOT_FOUND);
     CHECK_STATUS(coatcheck_store_destroy(b, id, len), COATCHECK_STATUS_NOT_FOUND);
 
+    /* Count and clear reach both stores' sessions; coatcheck_store_len is A's own table. */
+    {
+        size_t count = 0, local = 0;
+        CHECK_OK(coatcheck_store_create(a, BYTES("a"), 1, 0, id, COATCHECK_GENERATED_ID_LEN, &len));
+        CHECK_OK(coatcheck_store_create(b, BYTES("b"), 1, 0, id, COATCHECK_GENERATED_ID_LEN, &len));
+        id[len] = '\0';
+        CHECK_OK(coatcheck_store_count(a, &count));
+        CHECK(count == 2);
+        CHECK_OK(coatcheck_store_len(a, &local));
+        CHECK(local == 1);
+        CHECK_OK(get(b, id, value, sizeof value));
+        CHECK_OK(coatcheck_store_clear(a));
+        CHECK_OK(coatcheck_store_count(b, &count));
+        CHECK(count == 0);
+        deadline = now_ms() + 1000 * slow;
+        while ((status = get(b, id, value, sizeof value)) == COATCHECK_STATUS_OK && now_ms() < deadline) {
+            sleep_ms(1);
+        }
+        CHECK_STATUS(status, COATCHECK_STATUS_NOT_FOUND);
+        CHECK_STATUS(coatcheck_store_count(NULL, &count), COATCHECK_STATUS_NULL_ARGUMENT);
+        CHECK_STATUS(coatcheck_store_count(a, NULL), COATCHECK_STATUS_NULL_ARGUMENT);
+    }
+
     stats = stats_of(a);
     CHECK(stats.tier_enabled && stats.tier_connected);
     CHECK(stats.tier_failures == 0 && stats.tier_disconnects == 0);
@@ -338,6 +361,8 @@ static void test_fail_policy_once_redis_is_killed(const char *url) {
     CHECK_STATUS(coatcheck_store_destroy(store, id, strlen(id)), COATCHECK_STATUS_UNAVAILABLE);
     CHECK_STATUS(coatcheck_store_set(store, id, strlen(id), BYTES("z"), 1, 0, NULL), COATCHECK_STATUS_UNAVAILABLE);
     CHECK_STATUS(get(store, id, value, sizeof value), COATCHECK_STATUS_UNAVAILABLE);
+    CHECK_STATUS(coatcheck_store_clear(store), COATCHECK_STATUS_UNAVAILABLE);
+    CHECK_STATUS(coatcheck_store_count(store, &len), COATCHECK_STATUS_UNAVAILABLE);
     elapsed = now_ms() - start;
     CHECK(elapsed <= 200 * slow);
     CHECK_OK(coatcheck_store_len(store, &len));

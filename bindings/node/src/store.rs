@@ -45,6 +45,8 @@ pub struct NativeOptions {
     pub redis_when_down: Option<String>,
     /// Check every read against Redis. Default: false.
     pub redis_strict: Option<bool>,
+    /// Secrets that seal the session ids kept in Redis (the first seals, all open).
+    pub secrets: Option<Vec<String>>,
     /// Keep sessions across restarts: a directory for the restart log (its parent must exist).
     pub persist_path: Option<String>,
     /// `never`, `interval` (default) or `always`: when the restart log is synced to disk.
@@ -162,6 +164,12 @@ fn config_from(options: &NativeOptions) -> Result<Config> {
     config.shards = options.shards.map(|n| n as usize);
     config.slide_on_read = options.slide_on_read.unwrap_or(true);
     config.redis_url = options.redis_url.clone();
+    config.secrets = options
+        .secrets
+        .iter()
+        .flatten()
+        .map(|secret| secret.as_bytes().to_vec())
+        .collect();
     if let Some(prefix) = &options.redis_key_prefix {
         config.redis_key_prefix = prefix.clone();
     }
@@ -481,32 +489,48 @@ impl NativeStore {
         self.store.is_empty()
     }
 
+    /// Ids of all live sessions (on Redis: use `idsAsync`).
     #[napi]
-    pub fn ids(&self) -> Vec<String> {
-        self.store.ids()
+    pub fn ids(&self) -> Result<Vec<String>> {
+        self.store.ids().map_err(to_napi)
     }
 
-    /// Every live session with its id, read without sliding deadlines.
+    /// Every live session with its id, read without sliding deadlines (on Redis: `allAsync`).
     #[napi]
-    pub fn all(&self) -> Vec<NativeEntry> {
-        self.store
-            .ids()
-            .into_iter()
-            .filter_map(|id| {
-                let value = self
-                    .store
-                    .peek_with(&id, |s| String::from_utf8(s.value.to_vec()).ok())
-                    .ok()
-                    .flatten()
-                    .flatten()?;
-                Some(NativeEntry { id, value })
-            })
-            .collect()
+    pub fn all(&self) -> Result<Vec<NativeEntry>> {
+        all_entries(&self.store).map_err(to_napi)
     }
 
+    /// Live sessions: on Redis every process's (use `countAsync`); `len` is the local table.
     #[napi]
-    pub fn clear(&self) {
-        self.store.clear();
+    pub fn count(&self) -> Result<u32> {
+        count_of_all(&self.store).map_err(to_napi)
+    }
+
+    /// Removes every session (on Redis: `clearAsync`).
+    #[napi]
+    pub fn clear(&self) -> Result<()> {
+        self.store.clear().map_err(to_napi)
+    }
+
+    #[napi(ts_return_type = "Promise<string[] | NativeFailure>")]
+    pub fn ids_async<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
+        self.call(env, |s| s.ids())
+    }
+
+    #[napi(ts_return_type = "Promise<NativeEntry[] | NativeFailure>")]
+    pub fn all_async<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
+        self.call(env, all_entries)
+    }
+
+    #[napi(ts_return_type = "Promise<number | NativeFailure>")]
+    pub fn count_async<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
+        self.call(env, count_of_all)
+    }
+
+    #[napi(ts_return_type = "Promise<undefined | NativeFailure>")]
+    pub fn clear_async<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
+        self.call(env, |s| s.clear())
     }
 
     #[napi]
@@ -632,4 +656,20 @@ fn prefixed(view: coatcheck::SessionView<'_>) -> Vec<u8> {
 #[napi]
 pub fn generate_id() -> String {
     coatcheck::generate_id()
+}
+
+/// Every live session whose value is text, with its id.
+fn all_entries(store: &Store) -> coatcheck::Result<Vec<NativeEntry>> {
+    Ok(store
+        .entries()?
+        .into_iter()
+        .filter_map(|(id, value)| {
+            let value = String::from_utf8(value).ok()?;
+            Some(NativeEntry { id, value })
+        })
+        .collect())
+}
+
+fn count_of_all(store: &Store) -> coatcheck::Result<u32> {
+    Ok(u32::try_from(store.count()?).unwrap_or(u32::MAX))
 }

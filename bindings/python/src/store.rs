@@ -386,11 +386,26 @@ impl PyStore {
         Ok(dict)
     }
 
-    /// Removes every session.
+    /// Removes every session. With `redis_url`: every process's, from Redis first;
+    /// `UnavailableError` if Redis cannot answer (whatever `redis_when_down` says).
     fn clear(&self, py: Python<'_>) -> PyResult<()> {
         let store = &*self.store;
-        py.detach(|| store.clear());
-        Ok(())
+        Ok(py.detach(|| store.clear()).map_err(Error)?)
+    }
+
+    /// How many live sessions there are. With `redis_url`: every process's, counted in Redis
+    /// (`len()` is this process's table); `UnavailableError` if Redis cannot answer.
+    fn count(&self, py: Python<'_>) -> PyResult<usize> {
+        let store = &*self.store;
+        Ok(py.detach(|| store.count()).map_err(Error)?)
+    }
+
+    /// Ids of all live sessions: names to list and compare, never tokens. With `redis_url`:
+    /// every process's, listed from Redis (`InvalidConfigError` without a secret to seal them
+    /// there, `UnavailableError` if Redis cannot answer).
+    fn ids(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        let store = &*self.store;
+        Ok(py.detach(|| store.ids()).map_err(Error)?)
     }
 
     /// Reclaims expired sessions now (the sweeper does it every `sweep_interval`); how many.
@@ -399,7 +414,8 @@ impl PyStore {
         Ok(py.detach(|| store.sweep()))
     }
 
-    /// Sessions in the table; expired ones count until the sweeper reclaims them.
+    /// Sessions in this process's table; expired ones count until the sweeper reclaims them.
+    /// With `redis_url`, the local copies: `count()` counts every process's.
     fn __len__(&self) -> usize {
         self.store.len()
     }

@@ -449,6 +449,7 @@ impl Inner {
         };
         let written = tier.write(
             &place.key,
+            id,
             value,
             remote,
             ttl_ms,

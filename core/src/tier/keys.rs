@@ -119,6 +119,23 @@ impl Keys {
         key
     }
 
+    /// `id` sealed for the session's own record, so the store can list ids: `None` in a store
+    /// without secrets, which cannot hide it (such a store cannot list the sessions in Redis).
+    pub(crate) fn seal_for_listing(&self, hash: &KeyHash, id: &str) -> Option<Vec<u8>> {
+        (!self.seal_keys.is_empty()).then(|| self.seal(hash, id))
+    }
+
+    /// Whether ids can be listed (see `seal_for_listing`).
+    pub(crate) fn can_list(&self) -> bool {
+        !self.seal_keys.is_empty()
+    }
+
+    /// The SCAN pattern of this store's session keys, and of its owner indexes.
+    pub(crate) fn patterns(&self) -> (String, String) {
+        let prefix = glob_escape(&self.prefix);
+        (format!("{prefix}s:*"), format!("{prefix}o:*"))
+    }
+
     /// The session hash inside a tracked key, if it is one of ours.
     pub(crate) fn hash_in(&self, key: &[u8]) -> Option<KeyHash> {
         let rest = key
@@ -154,6 +171,18 @@ impl Keys {
         crate::id::validate_id(&id).ok()?;
         (KeyHash::of(&id) == *hash).then_some(id)
     }
+}
+
+/// `text` with the characters a Redis glob pattern gives a meaning to escaped.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn seal_tag(key: &[u8; 32]) -> [u8; SEAL_TAG_LEN] {
@@ -204,6 +233,12 @@ mod tests {
         );
         assert_eq!(rotated.unseal(&hash, &sealed).as_deref(), Some(id));
         assert_eq!(stranger.unseal(&hash, &sealed), None);
+    }
+
+    #[test]
+    fn glob_characters_in_the_prefix_are_escaped_in_scan_patterns() {
+        let keys = Keys::new("app*[1]?\\:", &[]);
+        assert_eq!(keys.patterns().0, "app\\*\\[1\\]\\?\\\\:s:*");
     }
 
     #[test]

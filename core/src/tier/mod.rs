@@ -59,6 +59,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 const SETTLE_SPINS: u32 = 64;
 /// Copies checked per round trip by the resync walk.
 pub(crate) const RESYNC_BATCH: usize = 256;
+/// Keys one SCAN step looks at (listing and clearing the sessions in Redis).
+const SCAN_BATCH: usize = 512;
 
 /// What the tier was configured with.
 pub(crate) struct Settings {
@@ -528,9 +530,11 @@ impl Tier {
     }
 
     /// Writes a session through; `Ok(Err(..))` is the precondition failing in Redis.
+    #[expect(clippy::too_many_arguments, reason = "the WRITE script's arguments")]
     pub(crate) fn write(
         &self,
         hash: &KeyHash,
+        id: &str,
         value: &[u8],
         precondition: Precondition,
         ttl_ms: Option<u64>,
@@ -538,10 +542,11 @@ impl Tier {
         absolute_ttl_ms: Option<u64>,
     ) -> Result<Loaded> {
         let keys = &self.shared.keys;
-        let (key, counter, prefix) = (
+        let (key, counter, prefix, listed) = (
             keys.session(hash),
             keys.version_counter(),
             keys.prefix().to_string(),
+            keys.seal_for_listing(hash, id).unwrap_or_default(),
         );
         let value = value.to_vec();
         let (mode, expected) = match precondition {
@@ -559,7 +564,9 @@ impl Tier {
                     .arg(expected)
                     .arg(value);
                 call.arg(ttl_ms.unwrap_or(0)).arg(default_idle_ms);
-                call.arg(absolute_ttl_ms.unwrap_or(0)).arg(prefix);
+                call.arg(absolute_ttl_ms.unwrap_or(0))
+                    .arg(prefix)
+                    .arg(listed);
                 call.invoke_async::<Value>(&mut c).await
             })
         })?;
@@ -609,13 +616,16 @@ impl Tier {
             old.encoded(),
             new.encoded(),
             keys.seal(new, new_id),
+            keys.seal_for_listing(new, new_id).unwrap_or_default(),
         );
         let reply = self.run(move |mut c| {
             Box::pin(async move {
-                let (old_key, new_key, counter, prefix, old_field, new_field, sealed) = args;
+                let (old_key, new_key, counter, prefix, old_field, new_field, sealed, listed) =
+                    args;
                 let mut call = scripts::REGENERATE.prepare_invoke();
                 call.key(old_key).key(new_key).key(counter);
                 call.arg(prefix).arg(old_field).arg(new_field).arg(sealed);
+                call.arg(listed);
                 call.invoke_async::<Value>(&mut c).await
             })
         })?;
@@ -705,6 +715,86 @@ impl Tier {
             .collect())
     }
 
+    /// Every session in Redis under this store's prefix, a SCAN step per round trip (each
+    /// within the timeout): its id, if this store can unseal it, and its value if `values`.
+    /// A session written while this runs may be missed; expired ones are not listed.
+    pub(crate) fn scan_sessions(&self, values: bool) -> Result<Vec<(Option<String>, Vec<u8>)>> {
+        let keys = &self.shared.keys;
+        let (pattern, _) = keys.patterns();
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        let mut cursor = "0".to_string();
+        loop {
+            let (at, pattern) = (cursor.clone(), pattern.clone());
+            let reply = self.run(move |mut c| {
+                Box::pin(async move {
+                    let mut call = scripts::SCAN_SESSIONS.prepare_invoke();
+                    call.arg(at)
+                        .arg(pattern)
+                        .arg(SCAN_BATCH)
+                        .arg(u8::from(values));
+                    call.invoke_async::<Value>(&mut c).await
+                })
+            })?;
+            let Value::Array(items) = reply else {
+                return Err(unexpected(&reply));
+            };
+            let Some((next, found)) = items.split_first() else {
+                return Err(Error::Unavailable(
+                    "unexpected empty reply from Redis".into(),
+                ));
+            };
+            for entry in found.chunks_exact(3) {
+                let Some(key) = bytes(&entry[0]) else {
+                    continue;
+                };
+                // SCAN may name a key twice; a key that is not a session hash is not ours.
+                let Some(hash) = keys.hash_in(key) else {
+                    continue;
+                };
+                if !seen.insert(hash) {
+                    continue;
+                }
+                let id = bytes(&entry[1]).and_then(|sealed| keys.unseal(&hash, sealed));
+                let value = bytes(&entry[2]).unwrap_or_default().to_vec();
+                out.push((id, value));
+            }
+            cursor = String::from_utf8_lossy(bytes(next).unwrap_or(b"0")).into_owned();
+            if cursor == "0" {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Removes every session and owner index under this store's prefix from Redis, a SCAN
+    /// step per round trip. The version counter stays: a version is never issued twice.
+    pub(crate) fn clear(&self) -> Result<()> {
+        let (sessions, owners) = self.shared.keys.patterns();
+        for pattern in [sessions, owners] {
+            let mut cursor = "0".to_string();
+            loop {
+                let (at, pattern) = (cursor.clone(), pattern.clone());
+                let reply = self.run(move |mut c| {
+                    Box::pin(async move {
+                        let mut call = scripts::CLEAR_STEP.prepare_invoke();
+                        call.arg(at).arg(pattern).arg(SCAN_BATCH);
+                        call.invoke_async::<Value>(&mut c).await
+                    })
+                })?;
+                cursor = String::from_utf8_lossy(bytes(&reply).unwrap_or(b"0")).into_owned();
+                if cursor == "0" {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the sessions in Redis can be listed with their ids (the store has a secret).
+    pub(crate) fn can_list(&self) -> bool {
+        self.shared.keys.can_list()
+    }
+
     /// Checks a batch of local copies against Redis after a reconnect (see `scripts::RESYNC`).
     pub(crate) fn resync(&self, copies: &[CopyState], redis_lost_data: bool) -> Vec<Resynced> {
         let keys = &self.shared.keys;
@@ -730,7 +820,11 @@ impl Tier {
                 call.arg(u8::from(redis_lost_data));
                 call.arg(keys.prefix())
                     .arg(copy.hash.encoded())
-                    .arg(keys.seal(&copy.hash, &copy.id));
+                    .arg(keys.seal(&copy.hash, &copy.id))
+                    .arg(
+                        keys.seal_for_listing(&copy.hash, &copy.id)
+                            .unwrap_or_default(),
+                    );
                 call
             })
             .collect();
@@ -1298,9 +1392,11 @@ fn tagged(reply: &Value) -> Result<(&[u8], &[Value])> {
             return Ok((tag, items));
         }
     }
-    Err(Error::Unavailable(format!(
-        "unexpected reply from Redis: {reply:?}"
-    )))
+    Err(unexpected(reply))
+}
+
+fn unexpected(reply: &Value) -> Error {
+    Error::Unavailable(format!("unexpected reply from Redis: {reply:?}"))
 }
 
 fn parse_found(reply: Value) -> Result<Found> {

@@ -1,7 +1,8 @@
 //! The Lua scripts that keep a session's record in Redis consistent, and their replies.
 //!
 //! A session is a Redis hash: `d` its value, `v` its version, `i` its idle timeout (ms), `a` its
-//! absolute deadline on the Redis server's clock (ms, absent without one), `o` its owner. Its key
+//! absolute deadline on the Redis server's clock (ms, absent without one), `o` its owner, `k` its
+//! id sealed (see `Keys::seal_for_listing`; absent in a store without secrets). Its key
 //! expires at the earlier of its idle and absolute deadlines. Versions come from one counter
 //! (`<prefix>version`), so a version is never issued twice, even to a new session under an old id.
 //! Each script runs atomically, which is what makes `set_if_version`, revocation and the owner
@@ -55,14 +56,15 @@ return reply(KEYS[1], t)
 
 /// KEYS: session, version counter. ARGV: precondition (`none`, `live`, `version`, `absent`),
 /// expected version, value, idle timeout for this session (0: keep the session's, or
-/// the default for a new one), default idle timeout, absolute timeout (0: none), prefix.
+/// the default for a new one), default idle timeout, absolute timeout (0: none), prefix, the
+/// id sealed for listing (empty: none; stored once).
 /// Reply: `{'conflict', actual}`, `{'missing'}`, or the session as stored.
 pub(crate) static WRITE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local t = now()
 local key = KEYS[1]
-local cur = redis.call('HMGET', key, 'v', 'i', 'a', 'o')
+local cur = redis.call('HMGET', key, 'v', 'i', 'a', 'o', 'k')
 local exists = cur[1] ~= false
 local pre = ARGV[1]
 if pre == 'live' and not exists then return {'missing'} end
@@ -85,6 +87,7 @@ if abs then
 else
   redis.call('HSET', key, 'd', ARGV[3], 'v', v, 'i', idle)
 end
+if ARGV[8] ~= '' and not cur[5] then redis.call('HSET', key, 'k', ARGV[8]) end
 if ttl < 1 then ttl = 1 end
 redis.call('PEXPIRE', key, ttl)
 if exists and cur[4] then extend(owner_key(ARGV[7], cur[4]), ttl) end
@@ -105,7 +108,7 @@ return redis.call('DEL', KEYS[1])
 });
 
 /// KEYS: old session, new session, version counter. ARGV: prefix, old hash, new hash, the new
-/// id sealed. Reply: nil if the old session is gone, `{'collision'}` if the new key exists, else
+/// id sealed for the owner index, and sealed for listing (empty: none). Reply: nil if the old session is gone, `{'collision'}` if the new key exists, else
 /// the new session. Keeps value, idle timeout, absolute deadline and owner; restarts the idle
 /// deadline; a new version.
 pub(crate) static REGENERATE: LazyLock<Script> = LazyLock::new(|| {
@@ -118,6 +121,7 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return {'collision'} end
 local v = redis.call('INCR', KEYS[3])
 local ttl = tonumber(f[2])
 redis.call('HSET', KEYS[2], 'd', f[1], 'v', v, 'i', f[2])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[2], 'k', ARGV[5]) end
 if f[3] then
   redis.call('HSET', KEYS[2], 'a', f[3])
   ttl = math.min(ttl, tonumber(f[3]) - t)
@@ -234,7 +238,8 @@ return gone
 /// After a reconnect, one local copy checked against Redis.
 /// KEYS: session, version counter. ARGV: 1 mode, 2 local version, 3 base, 4 value, 5 ttl ms,
 /// 6 idle ms, 7 absolute remaining ms (-1: none), 8 owner, 9 whether Redis lost its data
-/// (1/0), 10 prefix, 11 session hash, 12 sealed id. Modes:
+/// (1/0), 10 prefix, 11 session hash, 12 sealed id, 13 the id sealed for listing (empty:
+/// none). Modes:
 /// - `check`: a suspect copy; only compared, never written;
 /// - `keep`: a copy from before the outage; written back only if Redis lost its data (a key
 ///   missing from a Redis that did not is a session revoked or expired meanwhile);
@@ -283,6 +288,7 @@ if old_owner and old_owner ~= ARGV[8] then
 end
 redis.call('DEL', key)
 redis.call('HSET', key, 'd', ARGV[4], 'v', v, 'i', ARGV[6])
+if ARGV[13] ~= '' then redis.call('HSET', key, 'k', ARGV[13]) end
 if tonumber(ARGV[7]) >= 0 then redis.call('HSET', key, 'a', tostring(t + tonumber(ARGV[7]))) end
 redis.call('PEXPIRE', key, math.max(1, tonumber(ARGV[5])))
 if ARGV[8] ~= '' then
@@ -292,6 +298,42 @@ if ARGV[8] ~= '' then
   extend(ok, tonumber(ARGV[5]))
 end
 return {'restored', v}
+",
+    )
+});
+
+/// ARGV: cursor, the session-key pattern, batch size, whether to include values (`1`/`0`).
+/// One step of a SCAN over the sessions. Reply: `{next cursor, key, sealed id or false, value
+/// or false, ...}`.
+pub(crate) static SCAN_SESSIONS: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local step = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+local out = {step[1]}
+for _, key in ipairs(step[2]) do
+  local f
+  if ARGV[4] == '1' then
+    f = redis.call('HMGET', key, 'k', 'd')
+  else
+    f = {redis.call('HGET', key, 'k'), false}
+  end
+  out[#out + 1] = key
+  out[#out + 1] = f[1]
+  out[#out + 1] = f[2]
+end
+return out
+",
+    )
+});
+
+/// ARGV: cursor, a key pattern, batch size. One step of removing every key that matches (the
+/// sessions, then the owner indexes). Reply: the next cursor.
+pub(crate) static CLEAR_STEP: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local step = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+if #step[2] > 0 then redis.call('UNLINK', unpack(step[2])) end
+return step[1]
 ",
     )
 });
