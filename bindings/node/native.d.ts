@@ -53,10 +53,18 @@ export declare class NativeStore {
   /** Sessions in the table (expired ones count until the next sweep). */
   len(): number
   isEmpty(): boolean
+  /** Ids of all live sessions (on Redis: use `idsAsync`). */
   ids(): Array<string>
-  /** Every live session with its id, read without sliding deadlines. */
+  /** Every live session with its id, read without sliding deadlines (on Redis: `allAsync`). */
   all(): Array<NativeEntry>
+  /** Live sessions: on Redis every process's (use `countAsync`); `len` is the local table. */
+  count(): number
+  /** Removes every session (on Redis: `clearAsync`). */
   clear(): void
+  idsAsync(): Promise<string[] | NativeFailure>
+  allAsync(): Promise<NativeEntry[] | NativeFailure>
+  countAsync(): Promise<number | NativeFailure>
+  clearAsync(): Promise<undefined | NativeFailure>
   stats(): NativeStats
 }
 
@@ -114,6 +122,8 @@ export interface NativeOptions {
   redisWhenDown?: string
   /** Check every read against Redis. Default: false. */
   redisStrict?: boolean
+  /** Secrets that seal the session ids kept in Redis (the first seals, all open). */
+  secrets?: Array<string>
   /** Keep sessions across restarts: a directory for the restart log (its parent must exist). */
   persistPath?: string
   /** `never`, `interval` (default) or `always`: when the restart log is synced to disk. */

@@ -79,7 +79,58 @@ test('a call that waits on Redis never blocks the main thread, and a stalled Red
   }
 })
 
+test('all, length, ids and clear see every store on the Redis, off the main thread', async () => {
+  const redis = await startRedis()
+  try {
+    const a = new CoatcheckStore({ redisUrl: redis.url, secret: ['new secret', 'old secret'] })
+    const b = new CoatcheckStore({ redisUrl: redis.url, secret: 'new secret' })
+    await a.set('sid-a', { cookie: {}, user: 'ann' })
+    await b.set('sid-b', { cookie: {}, user: 'bob' })
+    for (const store of [a, b]) {
+      const pending = store.length()
+      assert.ok(pending instanceof Promise, 'a call that needs Redis settles later')
+      assert.equal(await pending, 2)
+      assert.deepEqual((await store.ids()).sort(), ['sid-a', 'sid-b'])
+      const all = (await store.all()).map((s) => `${s.id}:${s.user}`).sort()
+      assert.deepEqual(all, ['sid-a:ann', 'sid-b:bob'])
+    }
+    assert.equal(b.native.len(), 1, "the local table holds B's own copy only")
+    assert.equal((await b.get('sid-a')).user, 'ann')
+    await a.clear()
+    assert.equal(await b.length(), 0)
+    let seen = 'not yet'
+    for (let i = 0; i < 200 && seen !== null; i++) {
+      seen = await b.get('sid-a')
+      if (seen !== null) await new Promise((r) => setTimeout(r, 5))
+    }
+    assert.equal(seen, null, "B still serves a session A cleared")
+    assert.equal(await a.get('sid-b'), null)
+    // Without a secret the ids cannot be kept sealed in Redis, so they are not listed.
+    const unsealed = new CoatcheckStore({ redisUrl: redis.url })
+    await unsealed.set('sid-c', { cookie: {} })
+    assert.equal(await unsealed.length(), 1)
+    await assert.rejects(unsealed.ids(), { code: 'invalid_config' })
+    await assert.rejects(unsealed.all(), { code: 'invalid_config' })
+    // While Redis is away a clear is refused rather than half done.
+    const failing = new CoatcheckStore({ redisUrl: redis.url, secret: 's', redisTimeout: 0.05 })
+    await failing.set('sid-d', { cookie: {} })
+    await redis.stop()
+    let outcome
+    for (let i = 0; i < 100 && outcome !== 'unavailable'; i++) {
+      outcome = await failing.clear().then(() => 'cleared', (e) => e.code)
+      if (outcome !== 'unavailable') await new Promise((r) => setTimeout(r, 20))
+    }
+    assert.equal(outcome, 'unavailable')
+    assert.equal(failing.native.len(), 1, 'nothing local went')
+  } finally {
+    await redis.stop()
+  }
+})
+
 test('redis options are checked', () => {
+  assert.throws(() => new CoatcheckStore({ redisUrl: 'redis://127.0.0.1:1', secret: '' }), { code: 'invalid_config' })
+  assert.throws(() => new CoatcheckStore({ redisUrl: 'redis://127.0.0.1:1', secret: [] }), { code: 'invalid_config' })
+  assert.throws(() => new CoatcheckStore({ redisUrl: 'redis://127.0.0.1:1', secret: [7] }), { code: 'invalid_config' })
   assert.throws(() => new CoatcheckStore({ redisUrl: 'http://example.invalid/' }), { code: 'invalid_config' })
   assert.throws(() => new CoatcheckStore({ redisUrl: 42 }), { code: 'invalid_config' })
   assert.throws(() => new CoatcheckStore({ redisUrl: 'redis://127.0.0.1:1', redisWhenDown: 'later' }), { code: 'invalid_config' })

@@ -52,6 +52,30 @@ def test_two_stores_on_one_redis_share_sessions_and_revocation() -> None:
             b.set(token, b"revived?")
 
 
+def test_count_ids_and_clear_cover_every_store_on_the_redis() -> None:
+    with redis_server() as redis:
+        a, b = shared_store(redis), shared_store(redis)
+        tokens = [a.create(b"a1"), a.create(b"a2"), b.create(b"b1")]
+        ids = sorted(a.unsign(t) for t in tokens)
+        assert (a.count(), b.count()) == (3, 3)
+        assert sorted(b.ids()) == ids
+        assert len(b) == 1, "len() is this process's table"
+        assert b.get(tokens[0]) == b"a1"
+        b.clear()
+        assert (a.count(), b.count(), a.ids()) == (0, 0, [])
+        deadline = time.monotonic() + 1
+        while a.get(tokens[2]) is not None or b.get(tokens[0]) is not None:
+            assert time.monotonic() < deadline, "a cleared session is still served"
+        redis.kill()
+        deadline = time.monotonic() + 5
+        while a.stats()["tier_connected"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        for call in (a.clear, a.count, a.ids):
+            with pytest.raises(coatcheck.UnavailableError):
+                call()
+
+
 def test_a_dead_redis_is_unavailable_error_with_the_fail_policy_and_local_service_without() -> None:
     with redis_server() as redis:
         failing = shared_store(redis, redis_when_down="fail", redis_timeout=0.05)
