@@ -584,6 +584,33 @@ impl Store {
             .put(id, value, ttl, ops::Precondition::Version(expected))
     }
 
+    /// [`set`](Store::set) (`expected: None`) or [`set_if_version`](Store::set_if_version)
+    /// for a caller that must not wait, such as an event loop: `done` gets the result. Without
+    /// `redis_url`, or while Redis is down, the write is made here and `done` runs before this
+    /// returns; otherwise the write is sent and `done` runs on the Redis link thread when Redis
+    /// answers or `redis_timeout` passes. `done` must be short and must not call the store.
+    pub fn set_then(
+        &self,
+        id: String,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        expected: Option<u64>,
+        done: impl FnOnce(Result<u64>) + Send + 'static,
+    ) {
+        let precondition = expected.map_or(ops::Precondition::None, ops::Precondition::Version);
+        let entered = match self.writing() {
+            Ok(entered) => entered,
+            Err(e) => return done(Err(e)),
+        };
+        if entered.tier.is_none() {
+            let result = entered.put(&id, &value, ttl, precondition);
+            drop(entered);
+            return done(result);
+        }
+        Inner::near_write_then(&self.inner, id, value, ttl, precondition, done);
+        drop(entered);
+    }
+
     /// Slides a live session's idle deadline without touching its data (`ttl` replaces its idle
     /// timeout, which may move the deadline earlier). Returns whether the session was live.
     ///

@@ -76,6 +76,39 @@ fn set_if_version_rejects_a_stale_writer_and_keeps_the_winner() {
 }
 
 #[test]
+fn set_then_in_a_store_of_this_process_answers_before_it_returns() {
+    let (store, _) = manual_store(|_| {});
+    let id = store.create(b"v1", None).unwrap();
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    for (value, expected) in [(&b"v2"[..], Some(1)), (b"stale", Some(1)), (b"v3", None)] {
+        let answers = answers.clone();
+        let caller = std::thread::current().id();
+        store.set_then(id.clone(), value.to_vec(), None, expected, move |r| {
+            assert_eq!(std::thread::current().id(), caller);
+            answers.lock().unwrap().push(r);
+        });
+    }
+    let too_large = vec![0u8; 2 << 20];
+    let answers_ = answers.clone();
+    store.set_then(id.clone(), too_large, None, None, move |r| {
+        answers_.lock().unwrap().push(r)
+    });
+    let answers = answers.lock().unwrap().clone();
+    assert_eq!(answers.len(), 4, "each done ran before set_then returned");
+    assert_eq!(answers[0], Ok(2));
+    assert_eq!(
+        answers[1],
+        Err(Error::Conflict {
+            expected: 1,
+            actual: 2
+        })
+    );
+    assert_eq!(answers[2], Ok(3));
+    assert!(matches!(answers[3], Err(Error::TooLarge { .. })));
+    assert_eq!(store.get(&id).unwrap().unwrap(), b"v3");
+}
+
+#[test]
 fn update_writes_only_live_sessions() {
     let (store, clock) = manual_store(|_| {});
     let id = store.create(b"v1", Some(10 * SECOND)).unwrap();

@@ -357,6 +357,39 @@ fn a_store_without_secrets_counts_and_clears_but_keeps_no_id_in_redis_to_list() 
 }
 
 #[test]
+fn set_then_sends_the_write_and_answers_from_the_link_thread() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis), store(&redis));
+    let id = a.create(b"v1", None).unwrap();
+    let version = a.get_session(&id).unwrap().unwrap().version;
+    let caller = std::thread::current().id();
+    let answer = |expected: Option<u64>, value: &[u8]| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        a.set_then(id.clone(), value.to_vec(), None, expected, move |r| {
+            tx.send((r, std::thread::current().id())).unwrap();
+        });
+        rx.recv_timeout(Duration::from_secs(2))
+            .expect("done is called")
+    };
+    let (written, on) = answer(Some(version), b"v2");
+    let new_version = written.expect("written");
+    assert!(new_version > version);
+    assert_ne!(on, caller, "the answer comes from the link thread");
+    eventually("B reads the write", || {
+        b.get(&id).unwrap().as_deref() == Some(&b"v2"[..])
+    });
+    assert_eq!(a.get(&id).unwrap().as_deref(), Some(&b"v2"[..]));
+    // The version is checked in Redis, as set_if_version checks it.
+    let (stale, _) = answer(Some(version), b"lost update");
+    assert!(matches!(stale, Err(Error::Conflict { .. })), "{stale:?}");
+    let (blind, _) = answer(None, b"v3");
+    assert!(blind.unwrap() > new_version);
+    eventually("B reads the blind write", || {
+        b.get(&id).unwrap().as_deref() == Some(&b"v3"[..])
+    });
+}
+
+#[test]
 fn redis_holds_no_usable_id_and_no_signed_token() {
     let redis = RedisServer::start();
     let a = store(&redis);
@@ -654,7 +687,7 @@ fn a_write_made_while_cut_off_from_redis_is_written_back_on_reconnect() {
     // A clear cannot be replayed later without removing what was made after it: refused, and
     // nothing local goes.
     assert!(matches!(a.clear(), Err(Error::Unavailable(_))));
-    assert_eq!(a.get(&id).unwrap().as_deref(), Some(&b"v1"[..]));
+    assert_eq!(a.len(), 2);
     a.set(&id, b"written while cut off", None).unwrap();
     assert!(a.destroy(&revoked).unwrap());
     assert_eq!(b.get(&id).unwrap().as_deref(), Some(&b"v1"[..]));

@@ -64,13 +64,23 @@ test('a call that waits on Redis never blocks the main thread, and a stalled Red
     const ticker = setInterval(() => ticks++, 1)
     const pending = store.get('sid-2')
     const returnedAfter = performance.now() - started
+    // A write is sent from the main thread and settled from the Redis link thread.
+    const writeStarted = performance.now()
+    const writing = store.set('sid-2', { cookie: {}, n: 2 }).then(
+      () => 'written',
+      (error) => error.code,
+    )
+    const writeReturnedAfter = performance.now() - writeStarted
     const outcome = await pending.then(
       () => 'answered',
       (error) => error.code,
     )
+    const written = await writing
     clearInterval(ticker)
     assert.ok(returnedAfter < 5, `get() held the main thread for ${returnedAfter} ms`)
+    assert.ok(writeReturnedAfter < 5, `set() held the main thread for ${writeReturnedAfter} ms`)
     assert.equal(outcome, 'unavailable')
+    assert.equal(written, 'unavailable')
     assert.ok(performance.now() - started < 500, 'waited past the timeout')
     assert.ok(ticks >= 10, `the event loop ran only ${ticks} timers while Redis was silent`)
   } finally {

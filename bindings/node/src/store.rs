@@ -294,9 +294,7 @@ impl NativeStore {
         ttl_ms: Option<f64>,
     ) -> Result<Object<'env>> {
         let ttl = ttl(ttl_ms)?;
-        self.call(env, move |s| {
-            s.set(&sid, value.as_bytes(), ttl).map(|v| v as i64)
-        })
+        self.write_then(env, sid, value, ttl, None)
     }
 
     #[napi(ts_return_type = "Promise<number | NativeFailure>")]
@@ -311,10 +309,7 @@ impl NativeStore {
         let expected = u64::try_from(expected)
             .map_err(|_| invalid_argument("version must not be negative"))?;
         let ttl = ttl(ttl_ms)?;
-        self.call(env, move |s| {
-            s.set_if_version(&sid, value.as_bytes(), expected, ttl)
-                .map(|v| v as i64)
-        })
+        self.write_then(env, sid, value, ttl, Some(expected))
     }
 
     #[napi(ts_return_type = "Promise<boolean | NativeFailure>")]
@@ -578,6 +573,25 @@ impl NativeStore {
 
 impl NativeStore {
     /// Runs `op` on a waiting thread; the promise resolves to its value or a `NativeFailure`.
+    /// A write whose promise the core settles when Redis answers: sent from this thread,
+    /// settled from the Redis link thread, with no waiting thread in between.
+    fn write_then<'env>(
+        &self,
+        env: &'env Env,
+        sid: String,
+        value: String,
+        ttl: Option<std::time::Duration>,
+        expected: Option<u64>,
+    ) -> Result<Object<'env>> {
+        let (deferred, promise) = env.create_deferred().map_err(internal)?;
+        self.store
+            .set_then(sid, value.into_bytes(), ttl, expected, move |outcome| {
+                let outcome = outcome.map(|v| v as i64);
+                deferred.resolve(move |_env| Ok(settled(outcome)));
+            });
+        Ok(promise)
+    }
+
     fn call<'env, T: ToNapiValue + Send + 'static>(
         &self,
         env: &'env Env,
@@ -589,11 +603,7 @@ impl NativeStore {
             let outcome = catch_unwind(AssertUnwindSafe(|| op(&store)));
             deferred.resolve(move |_env| {
                 Ok(match outcome {
-                    Ok(Ok(value)) => Either::A(value),
-                    Ok(Err(e)) => Either::B(NativeFailure {
-                        code: e.code().to_string(),
-                        message: e.to_string(),
-                    }),
+                    Ok(outcome) => settled(outcome),
                     Err(_) => Either::B(NativeFailure {
                         code: "internal".to_string(),
                         message: "coatcheck: a native call panicked".to_string(),
@@ -672,4 +682,15 @@ fn all_entries(store: &Store) -> coatcheck::Result<Vec<NativeEntry>> {
 
 fn count_of_all(store: &Store) -> coatcheck::Result<u32> {
     Ok(u32::try_from(store.count()?).unwrap_or(u32::MAX))
+}
+
+/// A core result as a promise's value: the value, or the error as `{ code, message }`.
+fn settled<T>(outcome: coatcheck::Result<T>) -> Either<T, NativeFailure> {
+    match outcome {
+        Ok(value) => Either::A(value),
+        Err(e) => Either::B(NativeFailure {
+            code: e.code().to_string(),
+            message: e.to_string(),
+        }),
+    }
 }

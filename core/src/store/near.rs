@@ -11,6 +11,7 @@
 //! - With the link down, `WhenRedisDown` decides: serve and write locally (remembering what to
 //!   replay), or fail with `Error::Unavailable`.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::id::{generate_id, validate_id};
 use crate::tier::{
     CopyState, Dirty, Found, KeyHash, Loaded, Precondition, Resynced, Sink, Suspect, Tier,
+    WriteRequest,
 };
 
 /// What an untrusted local copy holds, for Redis to say whether it is current: its version
@@ -39,6 +41,53 @@ struct Held {
 impl Held {
     fn as_known(&self) -> (u64, Option<&str>) {
         (self.version, self.owner.as_deref())
+    }
+}
+
+/// A write on its way to Redis: what its answer is applied with.
+struct NearWrite {
+    place: Place,
+    ttl: Option<Duration>,
+    ttl_ms: Option<u64>,
+    precondition: LocalPrecondition,
+    generated: bool,
+}
+
+impl NearWrite {
+    /// Checked as a local write is: a malformed id or TTL, or a value too large, fail here.
+    fn new(
+        inner: &Inner,
+        id: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        precondition: LocalPrecondition,
+        generated: bool,
+    ) -> Result<Self> {
+        let ttl_ms = inner.check_write(id, value, ttl)?;
+        Ok(Self {
+            place: inner.place(id),
+            ttl,
+            ttl_ms,
+            precondition,
+            generated,
+        })
+    }
+
+    fn request<'a>(&'a self, inner: &Inner, id: &'a str, value: &'a [u8]) -> WriteRequest<'a> {
+        WriteRequest {
+            hash: &self.place.key,
+            id,
+            value,
+            precondition: match self.precondition {
+                LocalPrecondition::None => Precondition::None,
+                LocalPrecondition::Live => Precondition::Live,
+                LocalPrecondition::Version(v) => Precondition::Version(v),
+                LocalPrecondition::Absent => Precondition::Absent,
+            },
+            ttl_ms: self.ttl_ms,
+            default_idle_ms: inner.idle_ttl_ms,
+            absolute_ttl_ms: inner.absolute_ttl_ms,
+        }
     }
 }
 
@@ -433,34 +482,76 @@ impl Inner {
         precondition: LocalPrecondition,
         generated: bool,
     ) -> Result<u64> {
-        let ttl_ms = self.check_write(id, value, ttl)?;
-        let tier = self.tier();
-        let place = self.place(id);
+        let write = NearWrite::new(self, id, value, ttl, precondition, generated)?;
+        let Some((generation, ticket)) = self.write_ticket(&write.place) else {
+            return self.write_locally(&write.place, id, value, ttl, precondition, generated);
+        };
+        let written = self.tier().write(write.request(self, id, value));
+        self.finish_write(&write, id, value, generation, ticket, written)
+    }
+
+    /// [`near_write`](Inner::near_write) for a caller that must not wait: `done` gets the
+    /// outcome on the Redis link thread when the reply comes, or here if it needs no network.
+    pub(super) fn near_write_then(
+        self: &Arc<Self>,
+        id: String,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        precondition: LocalPrecondition,
+        done: impl FnOnce(Result<u64>) + Send + 'static,
+    ) {
+        let write = match NearWrite::new(self, &id, &value, ttl, precondition, false) {
+            Ok(write) => write,
+            Err(e) => return done(Err(e)),
+        };
+        let Some((generation, ticket)) = self.write_ticket(&write.place) else {
+            let local = self.write_locally(&write.place, &id, &value, ttl, precondition, false);
+            return done(local);
+        };
+        let prepared = self.tier().prepare_write(write.request(self, &id, &value));
+        let inner = Arc::clone(self);
+        self.tier().write_then(prepared, move |written| {
+            // `done` settles the caller's promise: it runs whatever happens here.
+            let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                inner.finish_write(&write, &id, &value, generation, ticket, written)
+            }));
+            done(finished.unwrap_or_else(|_| {
+                Err(Error::Unavailable(
+                    "coatcheck: applying Redis's answer to the local table failed".into(),
+                ))
+            }));
+        });
+    }
+
+    /// The link generation and the stripe's fill ticket a write starts from; `None` if the
+    /// link is down.
+    fn write_ticket(&self, place: &Place) -> Option<(u64, Ticket)> {
+        let generation = self.tier().up_generation()?;
+        Some((generation, self.shards[place.shard].invalidations.ticket()))
+    }
+
+    /// What Redis answered a write means for the local table.
+    fn finish_write(
+        &self,
+        write: &NearWrite,
+        id: &str,
+        value: &[u8],
+        generation: u64,
+        ticket: Ticket,
+        written: Result<Loaded>,
+    ) -> Result<u64> {
+        let place = &write.place;
         let shard = &self.shards[place.shard];
-        let Some(generation) = tier.up_generation() else {
-            return self.write_locally(&place, id, value, ttl, precondition, generated);
-        };
-        let ticket = shard.invalidations.ticket();
-        let remote = match precondition {
-            LocalPrecondition::None => Precondition::None,
-            LocalPrecondition::Live => Precondition::Live,
-            LocalPrecondition::Version(v) => Precondition::Version(v),
-            LocalPrecondition::Absent => Precondition::Absent,
-        };
-        let written = tier.write(
-            &place.key,
-            id,
-            value,
-            remote,
-            ttl_ms,
-            self.idle_ttl_ms,
-            self.absolute_ttl_ms,
-        );
         match written {
             Ok(stored) => {
-                let flags = ECHO | if generated { 0 } else { READ | REFERENCED };
+                let flags = ECHO
+                    | if write.generated {
+                        0
+                    } else {
+                        READ | REFERENCED
+                    };
                 self.fill(
-                    &place,
+                    place,
                     id,
                     &stored,
                     value,
@@ -474,13 +565,18 @@ impl Inner {
             }
             Err(e @ (Error::Conflict { .. } | Error::NotFound)) => {
                 // The local copy, if any, is not what Redis holds.
-                self.drop_copy(&place, id, Cause::Invalidated, None);
+                self.drop_copy(place, id, Cause::Invalidated, None);
                 bump(&shard.counters.conflicts);
                 Err(e)
             }
-            Err(ref e) if self.falls_back(e) => {
-                self.write_locally(&place, id, value, ttl, precondition, generated)
-            }
+            Err(ref e) if self.falls_back(e) => self.write_locally(
+                place,
+                id,
+                value,
+                write.ttl,
+                write.precondition,
+                write.generated,
+            ),
             Err(e) => Err(e),
         }
     }

@@ -153,6 +153,24 @@ pub(crate) struct Loaded {
     pub(crate) owner: Option<String>,
 }
 
+/// A write for the WRITE script.
+pub(crate) struct WriteRequest<'a> {
+    pub(crate) hash: &'a KeyHash,
+    pub(crate) id: &'a str,
+    pub(crate) value: &'a [u8],
+    pub(crate) precondition: Precondition,
+    /// This session's idle timeout (`None`: keep its own, or the default for a new one).
+    pub(crate) ttl_ms: Option<u64>,
+    pub(crate) default_idle_ms: u64,
+    pub(crate) absolute_ttl_ms: Option<u64>,
+}
+
+/// A write ready to send: the WRITE script's call, and the version it expects (0: none).
+pub(crate) struct PreparedWrite {
+    job: Box<dyn FnOnce(Counted) -> Job<Value> + Send>,
+    expected: u64,
+}
+
 /// What a read found in Redis.
 pub(crate) enum Found {
     Session(Loaded),
@@ -529,33 +547,50 @@ impl Tier {
         parse_found(reply)
     }
 
-    /// Writes a session through; `Ok(Err(..))` is the precondition failing in Redis.
-    #[expect(clippy::too_many_arguments, reason = "the WRITE script's arguments")]
-    pub(crate) fn write(
+    /// Writes a session through; `Err(Conflict | NotFound)` is the precondition failing in
+    /// Redis.
+    pub(crate) fn write(&self, request: WriteRequest<'_>) -> Result<Loaded> {
+        let prepared = self.prepare_write(request);
+        let reply = self.run(prepared.job)?;
+        written(&reply, prepared.expected)
+    }
+
+    /// [`write`](Tier::write) without waiting: `done` gets its outcome as
+    /// [`submit`](Tier::submit) says.
+    pub(crate) fn write_then(
         &self,
-        hash: &KeyHash,
-        id: &str,
-        value: &[u8],
-        precondition: Precondition,
-        ttl_ms: Option<u64>,
-        default_idle_ms: u64,
-        absolute_ttl_ms: Option<u64>,
-    ) -> Result<Loaded> {
+        prepared: PreparedWrite,
+        done: impl FnOnce(Result<Loaded>) + Send + 'static,
+    ) {
+        let expected = prepared.expected;
+        self.submit(prepared.job, move |reply| {
+            done(reply.and_then(|reply| written(&reply, expected)));
+        });
+    }
+
+    /// The WRITE script's call for `request`, owning all it needs.
+    pub(crate) fn prepare_write(&self, request: WriteRequest<'_>) -> PreparedWrite {
         let keys = &self.shared.keys;
         let (key, counter, prefix, listed) = (
-            keys.session(hash),
+            keys.session(request.hash),
             keys.version_counter(),
             keys.prefix().to_string(),
-            keys.seal_for_listing(hash, id).unwrap_or_default(),
+            keys.seal_for_listing(request.hash, request.id)
+                .unwrap_or_default(),
         );
-        let value = value.to_vec();
-        let (mode, expected) = match precondition {
+        let value = request.value.to_vec();
+        let (mode, expected) = match request.precondition {
             Precondition::None => ("none", 0),
             Precondition::Live => ("live", 0),
             Precondition::Version(v) => ("version", v),
             Precondition::Absent => ("absent", 0),
         };
-        let reply = self.run(move |mut c| {
+        let (ttl_ms, default_idle_ms, absolute_ttl_ms) = (
+            request.ttl_ms.unwrap_or(0),
+            request.default_idle_ms,
+            request.absolute_ttl_ms.unwrap_or(0),
+        );
+        let job = move |mut c: Counted| -> Job<Value> {
             Box::pin(async move {
                 let mut call = scripts::WRITE.prepare_invoke();
                 call.key(key)
@@ -563,21 +598,14 @@ impl Tier {
                     .arg(mode)
                     .arg(expected)
                     .arg(value);
-                call.arg(ttl_ms.unwrap_or(0)).arg(default_idle_ms);
-                call.arg(absolute_ttl_ms.unwrap_or(0))
-                    .arg(prefix)
-                    .arg(listed);
+                call.arg(ttl_ms).arg(default_idle_ms);
+                call.arg(absolute_ttl_ms).arg(prefix).arg(listed);
                 call.invoke_async::<Value>(&mut c).await
             })
-        })?;
-        let (tag, items) = tagged(&reply)?;
-        match tag {
-            b"conflict" => Err(Error::Conflict {
-                expected,
-                actual: items.get(1).map_or(0, unsigned),
-            }),
-            b"missing" => Err(Error::NotFound),
-            _ => parse_session(&reply),
+        };
+        PreparedWrite {
+            job: Box::new(job),
+            expected,
         }
     }
 
@@ -890,35 +918,48 @@ impl Tier {
         });
         // A little longer than the job's own timeout, so the job's answer wins a tie.
         let answer = fork::outside(|| reply.recv_timeout(timeout + Duration::from_millis(5)));
-        let outcome = match answer {
-            Ok(Ok(Ok(value))) => {
-                shared.timeouts_in_a_row.store(0, Relaxed);
-                return Ok(value);
-            }
-            Ok(Ok(Err(e))) if !(e.is_io_error() || e.is_connection_dropped() || e.is_timeout()) => {
-                shared.counters.failures.fetch_add(1, Relaxed);
-                return Err(Error::Unavailable(format!(
-                    "Redis refused the request: {e}"
-                )));
-            }
-            Ok(Ok(Err(e))) => {
-                // A broken connection is a lost link now, not after three timeouts.
-                if e.is_io_error() || e.is_connection_dropped() {
-                    shared.link_lost(&runtime);
-                }
-                format!("the connection to Redis failed: {e}")
-            }
-            Ok(Err(_)) | Err(RecvTimeoutError::Timeout) => {
-                format!("Redis did not answer within {} ms", timeout.as_millis())
-            }
-            Err(RecvTimeoutError::Disconnected) => "the Redis link thread stopped".to_string(),
+        let answer = match answer {
+            Ok(answer) => answer.map_err(|_| Stalled::Timeout),
+            Err(RecvTimeoutError::Timeout) => Err(Stalled::Timeout),
+            Err(RecvTimeoutError::Disconnected) => Err(Stalled::Stopped),
         };
-        shared.counters.failures.fetch_add(1, Relaxed);
-        if shared.timeouts_in_a_row.fetch_add(1, Relaxed) + 1 >= TIMEOUTS_FOR_LOSS {
-            shared.link_lost(&runtime);
-        }
-        Err(Error::Unavailable(outcome))
+        shared.outcome(&runtime, timeout, answer)
     }
+
+    /// [`run`](Tier::run) for a caller that must not wait (Node's main thread): `done` gets
+    /// the outcome on the link thread when the reply comes or the timeout passes, or here and
+    /// now if the link is down. `done` runs inside the fork gate and must not wait on Redis.
+    pub(crate) fn submit<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(Counted) -> Job<T> + Send + 'static,
+        done: impl FnOnce(Result<T>) + Send + 'static,
+    ) {
+        let shared = &self.shared;
+        let runtime = match shared.runtime() {
+            Ok(runtime) => runtime,
+            Err(e) => return done(Err(e)),
+        };
+        let Some(connection) = runtime.connection.lock().clone() else {
+            return done(Err(self.unavailable()));
+        };
+        shared.counters.round_trips.fetch_add(1, Relaxed);
+        let timeout = shared.settings.timeout;
+        let (tier, on_thread) = (Arc::clone(shared), Arc::clone(&runtime));
+        runtime.handle.spawn(async move {
+            let answer = tokio::time::timeout(timeout, job(connection))
+                .await
+                .map_err(|_| Stalled::Timeout);
+            let _pass = fork::enter();
+            done(tier.outcome(&on_thread, timeout, answer));
+        });
+    }
+}
+
+/// Why a request to Redis has no answer.
+enum Stalled {
+    Timeout,
+    /// The link thread is gone (the store is closing).
+    Stopped,
 }
 
 impl Drop for Tier {
@@ -943,6 +984,44 @@ impl Drop for Tier {
 }
 
 impl Shared {
+    /// What a request's answer means for the caller and for the link: errors count, a broken
+    /// connection is a lost link at once, and so are three timeouts in a row.
+    fn outcome<T>(
+        &self,
+        runtime: &Runtime,
+        timeout: Duration,
+        answer: std::result::Result<redis::RedisResult<T>, Stalled>,
+    ) -> Result<T> {
+        let why = match answer {
+            Ok(Ok(value)) => {
+                self.timeouts_in_a_row.store(0, Relaxed);
+                return Ok(value);
+            }
+            Ok(Err(e)) if !(e.is_io_error() || e.is_connection_dropped() || e.is_timeout()) => {
+                self.counters.failures.fetch_add(1, Relaxed);
+                return Err(Error::Unavailable(format!(
+                    "Redis refused the request: {e}"
+                )));
+            }
+            Ok(Err(e)) => {
+                // A broken connection is a lost link now, not after three timeouts.
+                if e.is_io_error() || e.is_connection_dropped() {
+                    self.link_lost(runtime);
+                }
+                format!("the connection to Redis failed: {e}")
+            }
+            Err(Stalled::Timeout) => {
+                format!("Redis did not answer within {} ms", timeout.as_millis())
+            }
+            Err(Stalled::Stopped) => "the Redis link thread stopped".to_string(),
+        };
+        self.counters.failures.fetch_add(1, Relaxed);
+        if self.timeouts_in_a_row.fetch_add(1, Relaxed) + 1 >= TIMEOUTS_FOR_LOSS {
+            self.link_lost(runtime);
+        }
+        Err(Error::Unavailable(why))
+    }
+
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
@@ -1397,6 +1476,19 @@ fn tagged(reply: &Value) -> Result<(&[u8], &[Value])> {
 
 fn unexpected(reply: &Value) -> Error {
     Error::Unavailable(format!("unexpected reply from Redis: {reply:?}"))
+}
+
+/// The WRITE script's reply: the session as stored, or the precondition that failed.
+fn written(reply: &Value, expected: u64) -> Result<Loaded> {
+    let (tag, items) = tagged(reply)?;
+    match tag {
+        b"conflict" => Err(Error::Conflict {
+            expected,
+            actual: items.get(1).map_or(0, unsigned),
+        }),
+        b"missing" => Err(Error::NotFound),
+        _ => parse_session(reply),
+    }
 }
 
 fn parse_found(reply: Value) -> Result<Found> {
