@@ -43,13 +43,12 @@ fn script(body: &str) -> Script {
 pub(crate) static LOAD: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local t = now()
 local f = redis.call('HMGET', KEYS[1], 'v', 'o')
 if not f[1] then return false end
 if ARGV[1] ~= '0' and f[1] == ARGV[1] and (f[2] or '') == ARGV[2] then
   return {'same', redis.call('PTTL', KEYS[1])}
 end
-return reply(KEYS[1], t)
+return reply(KEYS[1], now())
 ",
     )
 });
@@ -58,7 +57,8 @@ return reply(KEYS[1], t)
 /// expected version, value, idle timeout for this session (0: keep the session's, or
 /// the default for a new one), default idle timeout, absolute timeout (0: none), prefix, the
 /// id sealed for listing (empty: none; stored once).
-/// Reply: `{'conflict', actual}`, `{'missing'}`, or the session as stored.
+/// Reply: `{'conflict', actual}`, `{'missing'}`, or the session as stored, its value left
+/// out (empty: the caller has it).
 pub(crate) static WRITE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
@@ -91,7 +91,10 @@ if ARGV[8] ~= '' and not cur[5] then redis.call('HSET', key, 'k', ARGV[8]) end
 if ttl < 1 then ttl = 1 end
 redis.call('PEXPIRE', key, ttl)
 if exists and cur[4] then extend(owner_key(ARGV[7], cur[4]), ttl) end
-return reply(key, t)
+-- The session as stored, from what was just written (the value is the caller's own).
+local arem = -1
+if abs then arem = tonumber(abs) - t end
+return {'s', '', v, ttl, idle, arem, (exists and cur[4]) or ''}
 ",
     )
 });
