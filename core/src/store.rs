@@ -235,6 +235,8 @@ impl StoreBuilder {
     /// # Concurrency
     /// The listener runs on the thread that made the change, after the stripe lock is released
     /// and while that stripe's delivery lock is held: changes to one session arrive in order.
+    /// With `redis_url` that thread may be the Redis link thread (an invalidation, or a
+    /// [`set_then`](Store::set_then) answer), which a slow listener holds up for every call.
     /// It must be quick and must not call the store (that could deadlock).
     pub fn listener(
         mut self,

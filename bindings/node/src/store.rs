@@ -572,7 +572,6 @@ impl NativeStore {
 }
 
 impl NativeStore {
-    /// Runs `op` on a waiting thread; the promise resolves to its value or a `NativeFailure`.
     /// A write whose promise the core settles when Redis answers: sent from this thread,
     /// settled from the Redis link thread, with no waiting thread in between.
     fn write_then<'env>(
@@ -592,6 +591,7 @@ impl NativeStore {
         Ok(promise)
     }
 
+    /// Runs `op` on a waiting thread; the promise resolves to its value or a `NativeFailure`.
     fn call<'env, T: ToNapiValue + Send + 'static>(
         &self,
         env: &'env Env,

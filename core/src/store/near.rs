@@ -226,9 +226,9 @@ impl Inner {
                 self.drop_copy(&place, id, Cause::Invalidated, None);
                 Ok(None)
             }
-            Found::Same => {
+            Found::Same { idle_ms } => {
                 // The copy is current (strict mode, or a suspect copy): serve it like a hit.
-                self.confirm_copy(&place, id, &known, generation, ticket);
+                self.confirm_copy(&place, id, &known, idle_ms, generation, ticket);
                 let now = self.now();
                 let stripe = shard.state.read();
                 match stripe.find_live(place.hash, id, now) {
@@ -288,6 +288,7 @@ impl Inner {
             let touch = crate::tier::Touch {
                 ttl_ms: ttl,
                 idle_ms: None,
+                version: loaded.version,
             };
             self.tier().queue_touch(place.key, touch);
         }
@@ -388,10 +389,12 @@ impl Inner {
         let existing = stripe.find(place.hash, id);
         if let Some(index) = existing {
             let have = stripe.block(index).version();
-            if have > loaded.version || (have == loaded.version && !stale_ticket) {
+            // A change of owner keeps the version: the copy is replaced all the same.
+            let same_owner = stripe.owner(index) == loaded.owner.as_deref();
+            if have > loaded.version || (have == loaded.version && !stale_ticket && same_owner) {
                 return;
             }
-            if have == loaded.version {
+            if have == loaded.version && stale_ticket {
                 stripe.set_flags(index, SUSPECT, true);
                 let marks = stripe.bump_marks(index);
                 let owner = stripe.owner(index).map(Box::from);
@@ -851,9 +854,18 @@ impl Inner {
         suspect
     }
 
-    /// Redis confirmed that the copy as `held` is current: trust it again, unless an
+    /// Redis confirmed that the copy as `held` is current, with idle timeout `idle_ms`: trust
+    /// it again (taking that timeout, which a touch elsewhere may have changed), unless an
     /// invalidation or a lost link came after the confirmation was asked for.
-    fn confirm_copy(&self, place: &Place, id: &str, held: &Held, generation: u64, ticket: Ticket) {
+    fn confirm_copy(
+        &self,
+        place: &Place,
+        id: &str,
+        held: &Held,
+        idle_ms: Option<u64>,
+        generation: u64,
+        ticket: Ticket,
+    ) {
         let tier = self.tier();
         let shard = &self.shards[place.shard];
         let mut stripe = shard.state.write();
@@ -865,6 +877,13 @@ impl Inner {
                 && stripe.owner(index) == held.owner.as_deref()
             {
                 stripe.set_flags(index, SUSPECT, false);
+                let record = stripe.record(index);
+                if let Some(idle) = idle_ms.filter(|&ms| {
+                    super::record::decode_ttl(super::record::encode_ttl(ms)) != record.ttl_ms()
+                }) {
+                    stripe.retime(index, Some(idle), self.now());
+                    shard.note_deadline(stripe.record(index).deadline());
+                }
             }
         }
     }

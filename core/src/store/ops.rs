@@ -142,6 +142,7 @@ impl Inner {
                     crate::tier::Touch {
                         ttl_ms: slide.after.saturating_sub(now).max(1),
                         idle_ms: None,
+                        version: stripe.block(index).version(),
                     },
                 );
             }
@@ -219,6 +220,7 @@ impl Inner {
                     crate::tier::Touch {
                         ttl_ms: after.saturating_sub(now).max(1),
                         idle_ms: Some(stripe.record(index).ttl_ms()),
+                        version: stripe.block(index).version(),
                     },
                 );
             }

@@ -60,7 +60,7 @@ const SETTLE_SPINS: u32 = 64;
 /// Copies checked per round trip by the resync walk.
 pub(crate) const RESYNC_BATCH: usize = 256;
 /// Keys one SCAN step looks at (listing and clearing the sessions in Redis).
-const SCAN_BATCH: usize = 512;
+const SCAN_BATCH: usize = 128;
 
 /// What the tier was configured with.
 pub(crate) struct Settings {
@@ -174,8 +174,11 @@ pub(crate) struct PreparedWrite {
 /// What a read found in Redis.
 pub(crate) enum Found {
     Session(Loaded),
-    /// The caller's version is current.
-    Same,
+    /// The caller's copy is current; Redis holds this idle timeout for it (ms), which a
+    /// touch elsewhere may have changed without a new version.
+    Same {
+        idle_ms: Option<u64>,
+    },
     Gone,
 }
 
@@ -194,8 +197,10 @@ pub(crate) struct Touch {
     /// The new TTL, in ms from when it is sent.
     pub(crate) ttl_ms: u64,
     /// A new idle timeout, if the touch set one: Redis then takes the TTL even if it is shorter,
-    /// and the session's idle timeout for the processes that load it later.
+    /// and the session's idle timeout for the processes that load it later...
     pub(crate) idle_ms: Option<u64>,
+    /// ...if it still holds this version: a write since then set its own timeout.
+    pub(crate) version: u64,
 }
 
 /// A local change made while Redis could not be reached, to be replayed on reconnect.
@@ -462,8 +467,12 @@ impl Tier {
     pub(crate) fn queue_touch(&self, hash: KeyHash, touch: Touch) {
         let mut touches = self.shared.touches.lock();
         let queued = touches.entry(hash).or_insert(touch);
-        queued.ttl_ms = touch.ttl_ms;
-        queued.idle_ms = touch.idle_ms.or(queued.idle_ms);
+        if touch.idle_ms.is_some() || touch.version != queued.version {
+            // The newest timeout wins; one set over an older version no longer applies.
+            *queued = touch;
+        } else {
+            queued.ttl_ms = touch.ttl_ms;
+        }
     }
 
     /// Asks Redis, in the background, whether a suspect copy is current (see `revalidate`).
@@ -798,7 +807,9 @@ impl Tier {
     /// step per round trip. The version counter stays: a version is never issued twice.
     pub(crate) fn clear(&self) -> Result<()> {
         let (sessions, owners) = self.shared.keys.patterns();
-        for pattern in [sessions, owners] {
+        // Owner indexes first: a session filed under an owner while this runs keeps its entry
+        // (an entry whose session is gone is dropped when the index is next read).
+        for pattern in [owners, sessions] {
             let mut cursor = "0".to_string();
             loop {
                 let (at, pattern) = (cursor.clone(), pattern.clone());
@@ -945,13 +956,42 @@ impl Tier {
         shared.counters.round_trips.fetch_add(1, Relaxed);
         let timeout = shared.settings.timeout;
         let (tier, on_thread) = (Arc::clone(shared), Arc::clone(&runtime));
+        let done = CalledOnce::new(done);
         runtime.handle.spawn(async move {
             let answer = tokio::time::timeout(timeout, job(connection))
                 .await
                 .map_err(|_| Stalled::Timeout);
             let _pass = fork::enter();
-            done(tier.outcome(&on_thread, timeout, answer));
+            done.call(tier.outcome(&on_thread, timeout, answer));
         });
+    }
+}
+
+/// A completion that runs exactly once: with the outcome, or, if the task carrying it is
+/// dropped unrun (the link thread stopped, or its runtime is shutting down), with
+/// `unavailable`, so a caller's promise always settles.
+struct CalledOnce<T, F: FnOnce(Result<T>)>(Option<F>, std::marker::PhantomData<fn(T)>);
+
+impl<T, F: FnOnce(Result<T>)> CalledOnce<T, F> {
+    fn new(done: F) -> Self {
+        Self(Some(done), std::marker::PhantomData)
+    }
+
+    fn call(mut self, outcome: Result<T>) {
+        if let Some(done) = self.0.take() {
+            done(outcome);
+        }
+    }
+}
+
+impl<T, F: FnOnce(Result<T>)> Drop for CalledOnce<T, F> {
+    fn drop(&mut self) {
+        if let Some(done) = self.0.take() {
+            let _pass = fork::enter();
+            done(Err(Error::Unavailable(
+                "the Redis link thread stopped before Redis answered".into(),
+            )));
+        }
     }
 }
 
@@ -1432,7 +1472,8 @@ async fn flush_touches(tier: &Shared, connection: &mut Counted) -> bool {
         for (hash, touch) in chunk {
             call.key(tier.keys.session(hash))
                 .arg(touch.ttl_ms)
-                .arg(touch.idle_ms.unwrap_or(0));
+                .arg(touch.idle_ms.unwrap_or(0))
+                .arg(touch.version);
         }
         tier.counters.round_trips.fetch_add(1, Relaxed);
         let sent =
@@ -1495,9 +1536,10 @@ fn parse_found(reply: Value) -> Result<Found> {
     if matches!(reply, Value::Nil) {
         return Ok(Found::Gone);
     }
-    let (tag, _) = tagged(&reply)?;
+    let (tag, items) = tagged(&reply)?;
     if tag == b"same" {
-        return Ok(Found::Same);
+        let idle_ms = items.get(2).map(unsigned).filter(|&ms| ms > 0);
+        return Ok(Found::Same { idle_ms });
     }
     parse_session(&reply).map(Found::Session)
 }

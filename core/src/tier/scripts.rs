@@ -38,15 +38,16 @@ fn script(body: &str) -> Script {
 }
 
 /// KEYS: session. ARGV: the version the caller holds (0: none), the owner its copy names
-/// (empty: none). Reply: nil if gone; `{'same', pttl}` if the caller's copy is current (its
-/// version and its owner: a change of owner keeps the version); else a session.
+/// (empty: none). Reply: nil if gone; `{'same', pttl, idle}` if the caller's copy is current
+/// (its version and its owner: a change of owner keeps the version, and so does a touch that
+/// changes the idle timeout, which the reply carries); else a session.
 pub(crate) static LOAD: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local f = redis.call('HMGET', KEYS[1], 'v', 'o')
+local f = redis.call('HMGET', KEYS[1], 'v', 'o', 'i')
 if not f[1] then return false end
 if ARGV[1] ~= '0' and f[1] == ARGV[1] and (f[2] or '') == ARGV[2] then
-  return {'same', redis.call('PTTL', KEYS[1])}
+  return {'same', redis.call('PTTL', KEYS[1]), f[3] or '0'}
 end
 return reply(KEYS[1], now())
 ",
@@ -56,7 +57,7 @@ return reply(KEYS[1], now())
 /// KEYS: session, version counter. ARGV: precondition (`none`, `live`, `version`, `absent`),
 /// expected version, value, idle timeout for this session (0: keep the session's, or
 /// the default for a new one), default idle timeout, absolute timeout (0: none), prefix, the
-/// id sealed for listing (empty: none; stored once).
+/// id sealed for listing (empty: none; stored again when the first secret changed).
 /// Reply: `{'conflict', actual}`, `{'missing'}`, or the session as stored, its value left
 /// out (empty: the caller has it).
 pub(crate) static WRITE: LazyLock<Script> = LazyLock::new(|| {
@@ -87,7 +88,7 @@ if abs then
 else
   redis.call('HSET', key, 'd', ARGV[3], 'v', v, 'i', idle)
 end
-if ARGV[8] ~= '' and not cur[5] then redis.call('HSET', key, 'k', ARGV[8]) end
+if ARGV[8] ~= '' and cur[5] ~= ARGV[8] then redis.call('HSET', key, 'k', ARGV[8]) end
 if ttl < 1 then ttl = 1 end
 redis.call('PEXPIRE', key, ttl)
 if exists and cur[4] then extend(owner_key(ARGV[7], cur[4]), ttl) end
@@ -205,26 +206,26 @@ return gone
     )
 });
 
-/// KEYS: the sessions to touch. ARGV: prefix, then per key a TTL (ms) and a new idle timeout
-/// (ms, 0: unchanged). A plain touch moves the expiry later only (`GT`: a late touch never
-/// shortens what a newer write set); one that sets a new idle timeout stores it and takes its
-/// TTL even if shorter. Never creates a key, so a touch cannot bring back a destroyed session.
-/// Reply: the indexes (1-based) of keys that no longer exist.
+/// KEYS: the sessions to touch. ARGV: prefix, then per key a TTL (ms), a new idle timeout
+/// (ms, 0: unchanged) and the version it was set over. A plain touch moves the expiry later
+/// only (`GT`: a late touch never shortens what a newer write set); one that sets a new idle
+/// timeout stores it and takes its TTL even if shorter, unless a write changed the version
+/// since (then it moves the expiry later only, as a plain touch). Never creates a key, so a
+/// touch cannot bring back a destroyed session. Reply: the indexes (1-based) of keys that no
+/// longer exist.
 pub(crate) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local gone = {}
 for n, key in ipairs(KEYS) do
-  local ms = tonumber(ARGV[2 * n])
-  local idle = ARGV[2 * n + 1]
+  local ms = tonumber(ARGV[3 * n - 1])
+  local idle = ARGV[3 * n]
   local moved
-  if idle == '0' then
-    moved = redis.call('PEXPIRE', key, ms, 'GT')
-  elseif redis.call('EXISTS', key) == 1 then
+  if idle ~= '0' and redis.call('HGET', key, 'v') == ARGV[3 * n + 1] then
     if redis.call('HGET', key, 'i') ~= idle then redis.call('HSET', key, 'i', idle) end
     moved = redis.call('PEXPIRE', key, ms)
   else
-    moved = 0
+    moved = redis.call('PEXPIRE', key, ms, 'GT')
   end
   if moved == 0 and redis.call('EXISTS', key) == 0 then
     gone[#gone + 1] = n
