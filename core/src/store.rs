@@ -846,7 +846,20 @@ impl Store {
         let inner = self.inner();
         match &inner.tier {
             Some(tier) => Ok(tier.scan_sessions(false)?.len()),
-            None => Ok(inner.live_ids().len()),
+            None => {
+                let now = inner.now();
+                Ok(inner
+                    .shards
+                    .iter()
+                    .map(|shard| {
+                        let stripe = shard.state.read();
+                        stripe
+                            .live_indices()
+                            .filter(|&i| !stripe.record(i).is_expired(now))
+                            .count()
+                    })
+                    .sum())
+            }
         }
     }
 

@@ -27,6 +27,13 @@ fn store(redis: &RedisServer) -> Store {
     store
 }
 
+/// The Redis key of the only session in `redis`.
+fn the_one_session_key(redis: &RedisServer) -> String {
+    let keys = redis.cli(&["--scan", "--pattern", "coatcheck:s:*"]);
+    assert_eq!(keys.lines().count(), 1, "{keys}");
+    keys.trim().to_string()
+}
+
 /// Polls `f` until it holds, for at most a second; how long it took.
 fn eventually(what: &str, mut f: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
@@ -357,8 +364,8 @@ fn a_store_without_secrets_counts_and_clears_but_keeps_no_id_in_redis_to_list() 
     assert_eq!(store.count().unwrap(), 1);
     assert!(matches!(store.ids(), Err(Error::InvalidConfig(_))));
     assert!(matches!(store.entries(), Err(Error::InvalidConfig(_))));
-    let key = redis.cli(&["--scan", "--pattern", "coatcheck:s:*"]);
-    assert_eq!(redis.cli(&["HGET", key.trim(), "k"]).trim(), "");
+    let key = the_one_session_key(&redis);
+    assert_eq!(redis.cli(&["HGET", &key, "k"]).trim(), "");
     store.clear().unwrap();
     assert_eq!(store.get(&id).unwrap(), None);
 }
@@ -434,8 +441,8 @@ fn a_touch_that_shortens_the_idle_timeout_shortens_it_in_redis_and_for_other_sto
     let redis = RedisServer::start();
     let a = store(&redis); // 600 s idle timeout
     let id = a.create(b"remember me: no", None).unwrap();
-    let key = redis.cli(&["--scan", "--pattern", "coatcheck:s:*"]);
-    let key = key.trim();
+    let key = the_one_session_key(&redis);
+    let key = key.as_str();
     let pttl = || redis.cli(&["PTTL", key]).trim().parse::<i64>().unwrap();
     assert!(pttl() > 590_000);
     let early = store(&redis);
@@ -476,8 +483,8 @@ fn a_write_after_a_touch_that_shortened_the_timeout_keeps_its_own_timeout() {
     let redis = RedisServer::start();
     let a = store(&redis);
     let id = a.create(b"x", None).unwrap();
-    let key = redis.cli(&["--scan", "--pattern", "coatcheck:s:*"]);
-    let key = key.trim();
+    let key = the_one_session_key(&redis);
+    let key = key.as_str();
     // The touch is still queued (flushed every 250 ms) when the write replaces the timeout.
     assert!(a.touch(&id, Some(Duration::from_secs(2))).unwrap());
     a.set(&id, b"y", Some(Duration::from_secs(300))).unwrap();

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
 use redis::{
-    AsyncConnectionConfig, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value,
+    AsyncConnectionConfig, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Script, Value,
 };
 use watched::Counted;
 
@@ -760,47 +760,19 @@ impl Tier {
         let (pattern, _) = keys.patterns();
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
-        let mut cursor = "0".to_string();
-        loop {
-            let (at, pattern) = (cursor.clone(), pattern.clone());
-            let reply = self.run(move |mut c| {
-                Box::pin(async move {
-                    let mut call = scripts::SCAN_SESSIONS.prepare_invoke();
-                    call.arg(at)
-                        .arg(pattern)
-                        .arg(SCAN_BATCH)
-                        .arg(u8::from(values));
-                    call.invoke_async::<Value>(&mut c).await
-                })
-            })?;
-            let Value::Array(items) = reply else {
-                return Err(unexpected(&reply));
-            };
-            let Some((next, found)) = items.split_first() else {
-                return Err(Error::Unavailable(
-                    "unexpected empty reply from Redis".into(),
-                ));
-            };
+        self.walk(&scripts::SCAN_SESSIONS, pattern, values, |found| {
             for entry in found.chunks_exact(3) {
-                let Some(key) = bytes(&entry[0]) else {
-                    continue;
-                };
                 // SCAN may name a key twice; a key that is not a session hash is not ours.
-                let Some(hash) = keys.hash_in(key) else {
+                let Some(hash) = bytes(&entry[0]).and_then(|key| keys.hash_in(key)) else {
                     continue;
                 };
-                if !seen.insert(hash) {
-                    continue;
+                if seen.insert(hash) {
+                    let id = bytes(&entry[1]).and_then(|sealed| keys.unseal(&hash, sealed));
+                    out.push((id, bytes(&entry[2]).unwrap_or_default().to_vec()));
                 }
-                let id = bytes(&entry[1]).and_then(|sealed| keys.unseal(&hash, sealed));
-                let value = bytes(&entry[2]).unwrap_or_default().to_vec();
-                out.push((id, value));
             }
-            cursor = String::from_utf8_lossy(bytes(next).unwrap_or(b"0")).into_owned();
-            if cursor == "0" {
-                return Ok(out);
-            }
-        }
+        })?;
+        Ok(out)
     }
 
     /// Removes every session and owner index under this store's prefix from Redis, a SCAN
@@ -810,23 +782,46 @@ impl Tier {
         // Owner indexes first: a session filed under an owner while this runs keeps its entry
         // (an entry whose session is gone is dropped when the index is next read).
         for pattern in [owners, sessions] {
-            let mut cursor = "0".to_string();
-            loop {
-                let (at, pattern) = (cursor.clone(), pattern.clone());
-                let reply = self.run(move |mut c| {
-                    Box::pin(async move {
-                        let mut call = scripts::CLEAR_STEP.prepare_invoke();
-                        call.arg(at).arg(pattern).arg(SCAN_BATCH);
-                        call.invoke_async::<Value>(&mut c).await
-                    })
-                })?;
-                cursor = String::from_utf8_lossy(bytes(&reply).unwrap_or(b"0")).into_owned();
-                if cursor == "0" {
-                    break;
-                }
-            }
+            self.walk(&scripts::CLEAR_STEP, pattern, false, |_| {})?;
         }
         Ok(())
+    }
+
+    /// Runs a SCAN-step `script` (ARGV: cursor, pattern, batch size, `flag`; reply: the next
+    /// cursor, then what the step found) until the cursor comes back to 0, one round trip per
+    /// step, handing each step's findings to `each`.
+    fn walk(
+        &self,
+        script: &'static Script,
+        pattern: String,
+        flag: bool,
+        mut each: impl FnMut(&[Value]),
+    ) -> Result<()> {
+        let mut cursor = "0".to_string();
+        loop {
+            let (at, pattern) = (cursor, pattern.clone());
+            let reply = self.run(move |mut c| {
+                Box::pin(async move {
+                    let mut call = script.prepare_invoke();
+                    call.arg(at)
+                        .arg(pattern)
+                        .arg(SCAN_BATCH)
+                        .arg(u8::from(flag));
+                    call.invoke_async::<Value>(&mut c).await
+                })
+            })?;
+            let Value::Array(items) = &reply else {
+                return Err(unexpected(&reply));
+            };
+            let Some((next, found)) = items.split_first() else {
+                return Err(unexpected(&reply));
+            };
+            each(found);
+            cursor = String::from_utf8_lossy(bytes(next).unwrap_or(b"0")).into_owned();
+            if cursor == "0" {
+                return Ok(());
+            }
+        }
     }
 
     /// Whether the sessions in Redis can be listed with their ids (the store has a secret).

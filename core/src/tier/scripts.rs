@@ -330,14 +330,15 @@ return out
     )
 });
 
-/// ARGV: cursor, a key pattern, batch size. One step of removing every key that matches (the
-/// sessions, then the owner indexes). Reply: the next cursor.
+/// ARGV: cursor, a key pattern, batch size (and an unused flag, as `SCAN_SESSIONS` takes). One
+/// step of removing every key that matches (the owner indexes, then the sessions). Reply:
+/// `{next cursor}`.
 pub(crate) static CLEAR_STEP: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local step = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
 if #step[2] > 0 then redis.call('UNLINK', unpack(step[2])) end
-return step[1]
+return {step[1]}
 ",
     )
 });
