@@ -52,11 +52,12 @@ $(BENCH_NODE_DIR)/node_modules/.package-lock.json: $(BENCH_NODE_DIR)/package.jso
 redis-server-installed:
 	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
-## bench-node: store ops (in-process and on Redis), HTTP (autocannon), memory per session and churn (writes churn.svg)
+## bench-node: store ops (in-process and on Redis), the restart log's cost, HTTP (autocannon), memory per session and churn (writes churn.svg)
 bench-node: build-node redis-server-installed $(BENCH_NODE_DIR)/node_modules/.package-lock.json
 	cd $(BENCH_NODE_DIR) && node bench-store.js
 	cd $(BENCH_NODE_DIR) && node bench-tier.js
 	cd $(BENCH_NODE_DIR) && node bench-save-path.js
+	cd $(BENCH_NODE_DIR) && node --expose-gc bench-persist.js
 	cd $(BENCH_NODE_DIR) && node bench-http.js
 	cd $(BENCH_NODE_DIR) && node bench-http-cluster.js
 	cd $(BENCH_NODE_DIR) && node bench-memory.js

@@ -48,6 +48,7 @@ bench-python-deps: $(PY_VENV)/.deps-bench
 bench-python: build-python bench-python-deps benches/node/node_modules/.package-lock.json
 	$(PY) benches/python/bench.py $(BENCH_PYTHON_ARGS)
 	$(PY) benches/python/bench_save_path.py
+	$(PY) benches/python/bench_persist.py
 	$(PY) benches/python/bench_http_shared.py
 
 # Python (atheris): the token API and the Flask and Django cookie paths, fuzz/python. Atheris

@@ -2,7 +2,7 @@
 
 // The Express app measured by bench-http.js, in its own process: one store, `resident`
 // sessions pre-filled, and 1,000 client sessions whose signed cookies go to stdout.
-// Usage: node http-server.js <store> <resident> [redisPort]
+// Usage: node http-server.js <store> <resident> [redisPort] [persistPath (coatcheck only)]
 
 const express = require('express')
 const session = require('express-session')
@@ -10,7 +10,7 @@ const signature = require('cookie-signature')
 const { makeStore, call, sessionOf } = require('./common')
 
 const SECRET = 'bench secret'
-const [storeName, residentArg, redisPortArg] = process.argv.slice(2)
+const [storeName, residentArg, redisPortArg, persistPath] = process.argv.slice(2)
 const resident = Number(residentArg)
 
 async function fill(store, prefix, count, value) {
@@ -23,7 +23,8 @@ async function fill(store, prefix, count, value) {
 }
 
 async function main() {
-  const { store } = await makeStore(storeName, { redisPort: Number(redisPortArg) })
+  const options = persistPath ? { persistPath } : {}
+  const { store } = await makeStore(storeName, { redisPort: Number(redisPortArg), options })
   const value = sessionOf(200)
   value.cookie.expires = new Date(Date.now() + 3_600_000)
   await fill(store, 'resident-', Math.max(0, resident - 1000), value)

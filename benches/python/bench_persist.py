@@ -1,0 +1,65 @@
+"""The restart log's cost where Python users meet it (issue 11).
+
+``Store.set`` of 200 B sessions over 10,000 tokens, one thread, with and without
+``persist_path`` (fsync ``never`` / ``interval`` / ``always``). Rounds alternate between the
+modes so that machine noise hits each alike; medians are compared against the same store
+without a log, in the same run. A benchmark, not a test: nothing fails on a slow figure.
+
+Run: ``.venv/bin/python benches/python/bench_persist.py`` (``OPS``, ``ROUNDS`` change the run).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import statistics
+import tempfile
+import time
+
+from coatcheck import Store
+
+OPS = int(os.environ.get("OPS", 200_000))
+ROUNDS = int(os.environ.get("ROUNDS", 5))
+SESSIONS = 10_000
+MODES = ("none", "never", "interval", "always")
+# `always` waits for the disk in every call: fewer ops keep its cell within seconds.
+ALWAYS_OPS = min(OPS, 5_000)
+
+
+def sets_per_second(mode: str, root: str) -> float:
+    options = {}
+    if mode != "none":
+        options = {"persist_path": tempfile.mkdtemp(dir=root), "persist_fsync": mode}
+    store = Store("bench secret " * 4, idle_timeout=3600, **options)
+    value = b"x" * 200
+    tokens = [store.create(value) for _ in range(SESSIONS)]
+    n = ALWAYS_OPS if mode == "always" else OPS
+    run = [tokens[i % SESSIONS] for i in range(n)]
+    start = time.perf_counter()
+    for token in run:
+        store.set(token, value)
+    elapsed = time.perf_counter() - start
+    del store
+    gc.collect()  # closes this round's log before the next round starts
+    return n / elapsed
+
+
+def main() -> None:
+    results: dict[str, list[float]] = {m: [] for m in MODES}
+    with tempfile.TemporaryDirectory(prefix="coatcheck-bench-persist-") as root:
+        for _ in range(ROUNDS):
+            for mode in MODES:
+                results[mode].append(sets_per_second(mode, root))
+    base = statistics.median(results["none"])
+    print(
+        f"Store.set, 200 B over {SESSIONS} sessions, one thread, median of {ROUNDS} rounds "
+        f"({OPS} ops; always: {ALWAYS_OPS})"
+    )
+    print("mode          sets/s   vs no log")
+    for mode in MODES:
+        ops = statistics.median(results[mode])
+        print(f"{mode:<10} {ops:>9.0f}   {ops / base:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
