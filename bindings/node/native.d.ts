@@ -12,8 +12,9 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare class NativeStore {
   constructor(options?: NativeOptions | undefined | null)
   /**
-   * Whether sessions are shared through Redis: then use the `…Async` methods, which wait
-   * on the network on the addon's waiting threads, never on the main thread.
+   * Whether sessions are shared through Redis: then use the `…Async` methods, which never
+   * wait on the main thread (reads and writes are settled from the Redis link thread, the
+   * rest on the addon's waiting threads).
    */
   get shared(): boolean
   /** `getText` when it needs no network (a verified local copy); `null`: ask `getTextAsync`. */

@@ -501,6 +501,28 @@ impl Store {
         self.inner().lookup(id, true, f)
     }
 
+    /// [`get_with`](Store::get_with) for a caller that must not wait, such as an event loop:
+    /// `done` gets what `read` made of the session. Without `redis_url`, from a trusted local
+    /// copy, or while Redis is down, both run before this returns; otherwise the read is sent
+    /// and both run on the Redis link thread when Redis answers or `redis_timeout` passes (a
+    /// second round trip, rarely, if the copy Redis called current was dropped meanwhile).
+    /// `read` and `done` must be short and must not call the store.
+    pub fn get_then<R: Send + 'static>(
+        &self,
+        id: String,
+        read: impl FnOnce(SessionView<'_>) -> R + Send + 'static,
+        done: impl FnOnce(Result<Option<R>>) + Send + 'static,
+    ) {
+        let entered = self.inner();
+        if entered.tier.is_none() {
+            let result = entered.read(&id, true, read);
+            drop(entered);
+            return done(result);
+        }
+        Inner::near_read_then(&self.inner, id, true, read, done);
+        drop(entered);
+    }
+
     /// [`get_with`](Store::get_with) if it can be answered without waiting on the network:
     /// always in a store of this process only; with `redis_url`, from a trusted local copy (or
     /// from the local table while Redis is down, under [`WhenRedisDown::ServeLocal`]). `None`:

@@ -403,6 +403,47 @@ fn set_then_sends_the_write_and_answers_from_the_link_thread() {
     });
 }
 
+/// What `get_then` answers for `id` in `store`, and the thread it answered on.
+fn read_then(store: &Store, id: &str) -> (Result<Option<Vec<u8>>, Error>, std::thread::ThreadId) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    store.get_then(
+        id.to_string(),
+        |view| view.value.to_vec(),
+        move |r| tx.send((r, std::thread::current().id())).unwrap(),
+    );
+    rx.recv_timeout(Duration::from_secs(2))
+        .expect("done is called")
+}
+
+#[test]
+fn get_then_loads_a_miss_on_the_link_thread_and_answers_a_trusted_copy_at_once() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis), store(&redis));
+    let id = a.create(b"v1", None).unwrap();
+    let caller = std::thread::current().id();
+    let misses = b.stats().tier.unwrap().near_misses;
+    let (loaded, on) = read_then(&b, &id);
+    assert_eq!(loaded.unwrap().as_deref(), Some(&b"v1"[..]));
+    assert_ne!(on, caller, "a miss is answered from the link thread");
+    assert_eq!(b.stats().tier.unwrap().near_misses, misses + 1);
+    // The load filled a trusted copy: the next read needs no network.
+    let (hit, on) = read_then(&b, &id);
+    assert_eq!(hit.unwrap().as_deref(), Some(&b"v1"[..]));
+    assert_eq!(on, caller, "a trusted copy answers before get_then returns");
+    assert_eq!(b.stats().tier.unwrap().near_misses, misses + 1);
+    // A write elsewhere invalidates the copy; the next read loads the new value.
+    a.set(&id, b"v2", None).unwrap();
+    eventually("B reads the write through get_then", || {
+        read_then(&b, &id).0.unwrap().as_deref() == Some(&b"v2"[..])
+    });
+    a.destroy(&id).unwrap();
+    assert_eq!(read_then(&b, &id).0.unwrap(), None, "a destroyed session");
+    assert!(matches!(
+        read_then(&b, "not an id").0,
+        Err(Error::InvalidId(_))
+    ));
+}
+
 #[test]
 fn redis_holds_no_usable_id_and_no_signed_token() {
     let redis = RedisServer::start();
@@ -666,6 +707,7 @@ fn with_the_fail_policy_a_dead_redis_is_a_typed_error_within_the_timeout() {
     assert!(matches!(a.create(b"y", None), Err(Error::Unavailable(_))));
     assert!(matches!(a.destroy(&id), Err(Error::Unavailable(_))));
     assert!(matches!(a.get(&id), Err(Error::Unavailable(_))));
+    assert!(matches!(read_then(&a, &id).0, Err(Error::Unavailable(_))));
     assert!(matches!(a.clear(), Err(Error::Unavailable(_))));
     assert!(matches!(a.count(), Err(Error::Unavailable(_))));
     assert!(matches!(a.ids(), Err(Error::Unavailable(_))));

@@ -253,8 +253,9 @@ impl NativeStore {
         Ok(Self { store })
     }
 
-    /// Whether sessions are shared through Redis: then use the `…Async` methods, which wait
-    /// on the network on the addon's waiting threads, never on the main thread.
+    /// Whether sessions are shared through Redis: then use the `…Async` methods, which never
+    /// wait on the main thread (reads and writes are settled from the Redis link thread, the
+    /// rest on the addon's waiting threads).
     #[napi(getter)]
     pub fn shared(&self) -> bool {
         self.store.stats().tier.is_some()
@@ -279,10 +280,15 @@ impl NativeStore {
 
     #[napi(ts_return_type = "Promise<string | null | NativeFailure>")]
     pub fn get_text_async<'env>(&self, env: &'env Env, sid: String) -> Result<Object<'env>> {
-        self.call(env, move |s| {
-            s.get_with(&sid, |view| String::from_utf8(prefixed(view)).ok())
-                .map(Option::flatten)
-        })
+        // Sent from this thread and settled from the Redis link thread, like writes: a read
+        // miss holds no waiting thread.
+        let (deferred, promise) = env.create_deferred().map_err(internal)?;
+        let text = |view: coatcheck::SessionView<'_>| String::from_utf8(prefixed(view)).ok();
+        self.store.get_then(sid, text, move |outcome| {
+            let outcome = outcome.map(Option::flatten);
+            deferred.resolve(move |_env| Ok(settled(outcome)));
+        });
+        Ok(promise)
     }
 
     #[napi(ts_return_type = "Promise<number | NativeFailure>")]

@@ -91,6 +91,37 @@ impl NearWrite {
     }
 }
 
+/// A read on its way to Redis: what its answer is applied with.
+struct NearRead {
+    place: Place,
+    /// What the untrusted local copy holds (version 0: no copy).
+    known: Held,
+    slide: bool,
+    generation: u64,
+    ticket: Ticket,
+}
+
+/// A read's first step.
+enum Begun<R, F> {
+    /// No network needed: a trusted copy, or the local table with the link down.
+    Answered(Result<Option<R>>),
+    /// Redis must be asked.
+    Ask(NearRead, F),
+}
+
+/// What a read does once Redis has answered.
+enum AfterLoad<R, F> {
+    Done(Result<Option<R>>),
+    /// Redis called the copy current, but an invalidation dropped it before it could be
+    /// served: ask again, for the whole session.
+    LoadAgain(F),
+}
+
+/// The error a caller gets if applying Redis's answer panicked.
+fn applying_failed() -> Error {
+    Error::Unavailable("coatcheck: applying Redis's answer to the local table failed".into())
+}
+
 /// Where a session is: its Redis hash, its 32-bit record hash and its stripe.
 struct Place {
     key: KeyHash,
@@ -200,65 +231,174 @@ impl Inner {
         slide: bool,
         f: impl FnOnce(SessionView<'_>) -> R,
     ) -> Result<Option<R>> {
-        validate_id(id)?;
-        let tier = self.tier();
+        let (read, f) = match self.begin_near_read(id, slide, f) {
+            Begun::Answered(result) => return result,
+            Begun::Ask(read, f) => (read, f),
+        };
+        let found = self.tier().load(&read.place.key, read.known.as_known());
+        match self.after_load(&read, id, found, f) {
+            AfterLoad::Done(result) => result,
+            AfterLoad::LoadAgain(f) => {
+                let found = self.tier().load(&read.place.key, (0, None));
+                self.after_reload(&read, id, found, f)
+            }
+        }
+    }
+
+    /// [`near_read`](Inner::near_read) for a caller that must not wait: `done` gets the
+    /// answer here if no network is needed, else on the Redis link thread when Redis answers
+    /// (after a second round trip in the rare case the copy Redis called current was dropped
+    /// meanwhile).
+    pub(super) fn near_read_then<R, F, D>(self: &Arc<Self>, id: String, slide: bool, f: F, done: D)
+    where
+        R: Send + 'static,
+        F: FnOnce(SessionView<'_>) -> R + Send + 'static,
+        D: FnOnce(Result<Option<R>>) + Send + 'static,
+    {
+        let (read, f) = match self.begin_near_read(&id, slide, f) {
+            Begun::Answered(result) => return done(result),
+            Begun::Ask(read, f) => (read, f),
+        };
+        let inner = Arc::clone(self);
+        let key = read.place.key;
+        let known = (read.known.version, read.known.owner.clone());
+        self.tier()
+            .load_then(&key, (known.0, known.1.as_deref()), move |found| {
+                // `done` settles the caller's promise: it runs whatever happens here.
+                let after = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    inner.after_load(&read, &id, found, f)
+                }));
+                match after {
+                    Ok(AfterLoad::Done(result)) => done(result),
+                    Ok(AfterLoad::LoadAgain(f)) => {
+                        let again = Arc::clone(&inner);
+                        inner.tier().load_then(&key, (0, None), move |found| {
+                            let served =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    again.after_reload(&read, &id, found, f)
+                                }));
+                            done(served.unwrap_or_else(|_| Err(applying_failed())));
+                        });
+                    }
+                    Err(_) => done(Err(applying_failed())),
+                }
+            });
+    }
+
+    /// A read's first step: answered from a trusted copy (or locally with the link down), or
+    /// what to ask Redis.
+    fn begin_near_read<R, F: FnOnce(SessionView<'_>) -> R>(
+        &self,
+        id: &str,
+        slide: bool,
+        f: F,
+    ) -> Begun<R, F> {
+        if let Err(e) = validate_id(id) {
+            return Begun::Answered(Err(e));
+        }
         let place = self.place(id);
-        let shard = &self.shards[place.shard];
         let (f, known) = match self.trusted_hit(&place, id, slide, f) {
-            Ok(answer) => return Ok(Some(answer)),
+            Ok(answer) => return Begun::Answered(Ok(Some(answer))),
             Err(untrusted) => untrusted,
         };
-        let generation = tier.up_generation();
         // A suspect copy outside a verified stripe is asked about like any other miss.
-        let Some(generation) = generation else {
-            return self.read_locally(id, slide, f);
+        let Some(generation) = self.tier().up_generation() else {
+            return Begun::Answered(self.read_locally(id, slide, f));
         };
-        let ticket = shard.invalidations.ticket();
-        let found = match tier.load(&place.key, known.as_known()) {
+        let ticket = self.shards[place.shard].invalidations.ticket();
+        Begun::Ask(
+            NearRead {
+                place,
+                known,
+                slide,
+                generation,
+                ticket,
+            },
+            f,
+        )
+    }
+
+    /// What Redis's answer to a read's LOAD means for the caller and the local table.
+    fn after_load<R, F: FnOnce(SessionView<'_>) -> R>(
+        &self,
+        read: &NearRead,
+        id: &str,
+        found: Result<Found>,
+        f: F,
+    ) -> AfterLoad<R, F> {
+        let (place, slide) = (&read.place, read.slide);
+        let shard = &self.shards[place.shard];
+        let found = match found {
             Err(ref e) if self.falls_back(e) => {
-                return self.read_locally(id, slide, f);
+                return AfterLoad::Done(self.read_locally(id, slide, f));
             }
-            other => other?,
+            Err(e) => return AfterLoad::Done(Err(e)),
+            Ok(found) => found,
         };
         match found {
             Found::Gone => {
                 bump(&shard.counters.misses);
-                self.drop_copy(&place, id, Cause::Invalidated, None);
-                Ok(None)
+                self.drop_copy(place, id, Cause::Invalidated, None);
+                AfterLoad::Done(Ok(None))
             }
             Found::Same { idle_ms } => {
                 // The copy is current (strict mode, or a suspect copy): serve it like a hit.
-                self.confirm_copy(&place, id, &known, idle_ms, generation, ticket);
+                self.confirm_copy(
+                    place,
+                    id,
+                    &read.known,
+                    idle_ms,
+                    read.generation,
+                    read.ticket,
+                );
                 let now = self.now();
                 let stripe = shard.state.read();
                 match stripe.find_live(place.hash, id, now) {
-                    Some(index) if stripe.block(index).version() == known.version => {
+                    Some(index) if stripe.block(index).version() == read.known.version => {
                         bump(&shard.counters.hits);
                         if slide {
                             self.slide(shard, &stripe, index, id, self.slide_from(now));
                         }
-                        Ok(Some(f(super::view(&stripe, index, now))))
+                        AfterLoad::Done(Ok(Some(f(super::view(&stripe, index, now)))))
                     }
-                    _ => {
-                        drop(stripe);
-                        // Dropped meanwhile by an invalidation: ask again, for the whole session.
-                        match tier.load(&place.key, (0, None))? {
-                            Found::Session(loaded) => {
-                                Ok(Some(self.serve_loaded(
-                                    &place, id, &loaded, slide, generation, ticket, f,
-                                )))
-                            }
-                            _ => Ok(None),
-                        }
-                    }
+                    // Dropped meanwhile by an invalidation: ask again, for the whole session.
+                    _ => AfterLoad::LoadAgain(f),
                 }
             }
             Found::Session(loaded) => {
                 bump(&shard.counters.hits);
-                Ok(Some(self.serve_loaded(
-                    &place, id, &loaded, slide, generation, ticket, f,
-                )))
+                AfterLoad::Done(Ok(Some(self.serve_loaded(
+                    place,
+                    id,
+                    &loaded,
+                    slide,
+                    read.generation,
+                    read.ticket,
+                    f,
+                ))))
             }
+        }
+    }
+
+    /// The answer to a read's second LOAD, for the whole session (see [`AfterLoad`]).
+    fn after_reload<R>(
+        &self,
+        read: &NearRead,
+        id: &str,
+        found: Result<Found>,
+        f: impl FnOnce(SessionView<'_>) -> R,
+    ) -> Result<Option<R>> {
+        match found? {
+            Found::Session(loaded) => Ok(Some(self.serve_loaded(
+                &read.place,
+                id,
+                &loaded,
+                read.slide,
+                read.generation,
+                read.ticket,
+                f,
+            ))),
+            _ => Ok(None),
         }
     }
 
@@ -518,11 +658,7 @@ impl Inner {
             let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 inner.finish_write(&write, &id, &value, generation, ticket, written)
             }));
-            done(finished.unwrap_or_else(|_| {
-                Err(Error::Unavailable(
-                    "coatcheck: applying Redis's answer to the local table failed".into(),
-                ))
-            }));
+            done(finished.unwrap_or_else(|_| Err(applying_failed())));
         });
     }
 

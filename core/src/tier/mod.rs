@@ -543,17 +543,38 @@ impl Tier {
     /// The session in Redis; with `known` (the version and owner of a local copy, version 0:
     /// none) only its TTL if that copy is still current.
     pub(crate) fn load(&self, hash: &KeyHash, known: (u64, Option<&str>)) -> Result<Found> {
+        let reply = self.run(self.load_job(hash, known))?;
+        parse_found(reply)
+    }
+
+    /// [`load`](Tier::load) without waiting: `done` gets its outcome as
+    /// [`submit`](Tier::submit) says.
+    pub(crate) fn load_then(
+        &self,
+        hash: &KeyHash,
+        known: (u64, Option<&str>),
+        done: impl FnOnce(Result<Found>) + Send + 'static,
+    ) {
+        let job = self.load_job(hash, known);
+        self.submit(job, move |reply| done(reply.and_then(parse_found)));
+    }
+
+    /// The LOAD script's call, counted as a near-cache miss.
+    fn load_job(
+        &self,
+        hash: &KeyHash,
+        known: (u64, Option<&str>),
+    ) -> impl FnOnce(Counted) -> Job<Value> + Send + 'static {
         self.shared.counters.near_misses.fetch_add(1, Relaxed);
         let key = self.shared.keys.session(hash);
         let (version, owner) = (known.0, known.1.unwrap_or("").to_string());
-        let reply = self.run(move |mut c| {
+        move |mut c| {
             Box::pin(async move {
                 let mut call = scripts::LOAD.prepare_invoke();
                 call.key(key).arg(version).arg(owner);
                 call.invoke_async::<Value>(&mut c).await
             })
-        })?;
-        parse_found(reply)
+        }
     }
 
     /// Writes a session through; `Err(Conflict | NotFound)` is the precondition failing in
@@ -1420,32 +1441,31 @@ async fn revalidate(tier: &Shared, connection: &Counted) {
     if suspects.is_empty() {
         return;
     }
-    let mut checks = tokio::task::JoinSet::new();
-    for suspect in suspects {
-        let mut connection = connection.clone();
-        let key = tier.keys.session(&suspect.hash);
-        checks.spawn(async move {
-            let mut call = scripts::LOAD.prepare_invoke();
-            call.key(key)
+    // A batch per round trip: a copy confirmed by a script of its own per key cost a Redis
+    // command and a reply each, and own-write confirmations come with nearly every write.
+    for batch in suspects.chunks(RESYNC_BATCH) {
+        let mut call = scripts::CONFIRM.prepare_invoke();
+        for suspect in batch {
+            call.key(tier.keys.session(&suspect.hash))
                 .arg(suspect.version)
                 .arg(suspect.owner.as_deref().unwrap_or(""));
-            let reply = tokio::time::timeout(
-                HEARTBEAT_TIMEOUT,
-                call.invoke_async::<Value>(&mut connection),
-            )
-            .await;
-            (suspect, reply)
-        });
-    }
-    while let Some(done) = checks.join_next().await {
+        }
         tier.counters.round_trips.fetch_add(1, Relaxed);
-        let Ok((suspect, Ok(Ok(reply)))) = done else {
+        let mut connection = connection.clone();
+        let reply = tokio::time::timeout(
+            HEARTBEAT_TIMEOUT,
+            call.invoke_async::<Value>(&mut connection),
+        )
+        .await;
+        // Unanswered, the copies stay in doubt: a read asks Redis about them.
+        let Ok(Ok(Value::Array(current))) = reply else {
             continue;
         };
-        if matches!(tagged(&reply), Ok((b"same", _))) {
-            let _pass = fork::enter();
-            if let Some(sink) = tier.sink() {
-                sink.confirm(&suspect);
+        let _pass = fork::enter();
+        let Some(sink) = tier.sink() else { return };
+        for (suspect, current) in batch.iter().zip(&current) {
+            if unsigned(current) == 1 {
+                sink.confirm(suspect);
             }
         }
     }

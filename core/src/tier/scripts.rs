@@ -54,6 +54,22 @@ return reply(KEYS[1], now())
     )
 });
 
+/// KEYS: the sessions whose local copies are in doubt. ARGV: per key, the version and owner
+/// (empty: none) the copy holds. Reply: per key, 1 if that copy is current (as LOAD's `same`),
+/// else 0. One call confirms a batch, where a LOAD each would cost a command each.
+pub(crate) static CONFIRM: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local out = {}
+for n, key in ipairs(KEYS) do
+  local f = redis.call('HMGET', key, 'v', 'o')
+  out[n] = (f[1] and f[1] == ARGV[2 * n - 1] and (f[2] or '') == ARGV[2 * n]) and 1 or 0
+end
+return out
+",
+    )
+});
+
 /// KEYS: session, version counter. ARGV: precondition (`none`, `live`, `version`, `absent`),
 /// expected version, value, idle timeout for this session (0: keep the session's, or
 /// the default for a new one), default idle timeout, absolute timeout (0: none), prefix, the
