@@ -506,7 +506,10 @@ impl Store {
     /// copy, or while Redis is down, both run before this returns; otherwise the read is sent
     /// and both run on the Redis link thread when Redis answers or `redis_timeout` passes (a
     /// second round trip, rarely, if the copy Redis called current was dropped meanwhile).
-    /// `read` and `done` must be short and must not call the store.
+    /// Unlike [`get_local_with`](Store::get_local_with), this never spins waiting for the
+    /// link to apply what it received: while it has replies or invalidations pending, Redis
+    /// is asked even where a trusted copy is. `read` and `done` must be short and must not
+    /// call the store.
     pub fn get_then<R: Send + 'static>(
         &self,
         id: String,

@@ -101,6 +101,15 @@ struct NearRead {
     ticket: Ticket,
 }
 
+/// Whether a read of a trusted copy may wait, briefly, for the link to apply what it has
+/// received (see `Tier::settle`).
+#[derive(Clone, Copy)]
+enum Settling {
+    Wait,
+    /// The caller must not spin: if the link is not settled now, Redis is asked.
+    NoWait,
+}
+
 /// A read's first step.
 enum Begun<R, F> {
     /// No network needed: a trusted copy, or the local table with the link down.
@@ -177,6 +186,7 @@ impl Inner {
         place: &Place,
         id: &str,
         slide: bool,
+        settling: Settling,
         f: F,
     ) -> std::result::Result<R, (F, Held)> {
         let tier = self.tier();
@@ -186,7 +196,11 @@ impl Inner {
             .is_some_and(|g| shard.verified.load(SeqCst) == g);
         let strict = tier.settings().strict;
         // An invalidation already received but not yet applied must win over the copy.
-        if !(verified && (strict || tier.settle())) {
+        let settled = || match settling {
+            Settling::Wait => tier.settle(),
+            Settling::NoWait => tier.settled(),
+        };
+        if !(verified && (strict || settled())) {
             return Err((f, Held::default()));
         }
         let now = self.now();
@@ -218,7 +232,7 @@ impl Inner {
     ) -> Result<Option<Option<R>>> {
         validate_id(id)?;
         let place = self.place(id);
-        match self.trusted_hit(&place, id, slide, f) {
+        match self.trusted_hit(&place, id, slide, Settling::Wait, f) {
             Ok(answer) => Ok(Some(Some(answer))),
             Err((f, _)) if !self.tier().is_up() => self.read_locally(id, slide, f).map(Some),
             Err(_) => Ok(None),
@@ -231,7 +245,7 @@ impl Inner {
         slide: bool,
         f: impl FnOnce(SessionView<'_>) -> R,
     ) -> Result<Option<R>> {
-        let (read, f) = match self.begin_near_read(id, slide, f) {
+        let (read, f) = match self.begin_near_read(id, slide, Settling::Wait, f) {
             Begun::Answered(result) => return result,
             Begun::Ask(read, f) => (read, f),
         };
@@ -255,7 +269,9 @@ impl Inner {
         F: FnOnce(SessionView<'_>) -> R + Send + 'static,
         D: FnOnce(Result<Option<R>>) + Send + 'static,
     {
-        let (read, f) = match self.begin_near_read(&id, slide, f) {
+        // Called on an event loop, which must not spin: a link still busy sends the read to
+        // Redis (a caller such as Node's `get` has just tried the waiting local read).
+        let (read, f) = match self.begin_near_read(&id, slide, Settling::NoWait, f) {
             Begun::Answered(result) => return done(result),
             Begun::Ask(read, f) => (read, f),
         };
@@ -291,13 +307,14 @@ impl Inner {
         &self,
         id: &str,
         slide: bool,
+        settling: Settling,
         f: F,
     ) -> Begun<R, F> {
         if let Err(e) = validate_id(id) {
             return Begun::Answered(Err(e));
         }
         let place = self.place(id);
-        let (f, known) = match self.trusted_hit(&place, id, slide, f) {
+        let (f, known) = match self.trusted_hit(&place, id, slide, settling, f) {
             Ok(answer) => return Begun::Answered(Ok(Some(answer))),
             Err(untrusted) => untrusted,
         };

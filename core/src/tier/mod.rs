@@ -413,6 +413,13 @@ impl Tier {
         input.handled(mark)
     }
 
+    /// [`settle`](Tier::settle) without waiting: whether the link has handled everything it
+    /// received and answered every command sent so far.
+    pub(crate) fn settled(&self) -> bool {
+        let input = &self.shared.input;
+        input.handled(input.mark())
+    }
+
     pub(crate) fn count_near_hit(&self) {
         self.shared.counters.near_hits.fetch_add(1, Relaxed);
     }
