@@ -13,8 +13,8 @@ export declare class NativeStore {
   constructor(options?: NativeOptions | undefined | null)
   /**
    * Whether sessions are shared through Redis: then use the `…Async` methods, which never
-   * wait on the main thread (reads and writes are settled from the Redis link thread, the
-   * rest on the addon's waiting threads).
+   * wait on the main thread (reads, writes and destroys are settled from the Redis link
+   * thread, the rest on the addon's waiting threads).
    */
   get shared(): boolean
   /** `getText` when it needs no network (a verified local copy); `null`: ask `getTextAsync`. */

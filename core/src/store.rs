@@ -705,6 +705,25 @@ impl Store {
         inner.destroy(id)
     }
 
+    /// [`destroy`](Store::destroy) for a caller that must not wait, such as an event loop:
+    /// `done` gets the result. Without `redis_url`, or while Redis is down, the destroy is made
+    /// here and `done` runs before this returns; otherwise it is sent and `done` runs on the
+    /// Redis link thread when Redis answers or `redis_timeout` passes. `done` must be short and
+    /// must not call the store.
+    pub fn destroy_then(&self, id: String, done: impl FnOnce(Result<bool>) + Send + 'static) {
+        let entered = match self.writing() {
+            Ok(entered) => entered,
+            Err(e) => return done(Err(e)),
+        };
+        if entered.tier.is_none() {
+            let result = entered.destroy(&id);
+            drop(entered);
+            return done(result);
+        }
+        Inner::near_destroy_then(&self.inner, id, done);
+        drop(entered);
+    }
+
     /// Moves a live session to a new id in one step: when this returns, the old id no longer
     /// exists and the new one holds the same data, owner and absolute deadline, at a higher
     /// version. Use it at login against session fixation. `None` if the session does not exist.

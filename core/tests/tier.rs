@@ -447,6 +447,44 @@ fn get_then_loads_a_miss_on_the_link_thread_and_answers_a_trusted_copy_at_once()
 }
 
 #[test]
+fn destroy_then_removes_the_session_in_redis_and_answers_from_the_link_thread() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis), store(&redis));
+    let id = a.create(b"v1", None).unwrap();
+    assert_eq!(
+        b.get(&id).unwrap().as_deref(),
+        Some(&b"v1"[..]),
+        "B holds a copy"
+    );
+    let caller = std::thread::current().id();
+    let destroy_then = |id: &str| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        a.destroy_then(id.to_string(), move |r| {
+            tx.send((r, std::thread::current().id())).unwrap();
+        });
+        rx.recv_timeout(Duration::from_secs(2))
+            .expect("done is called")
+    };
+    let (existed, on) = destroy_then(&id);
+    assert!(existed.unwrap(), "the session existed");
+    assert_ne!(on, caller, "the answer comes from the link thread");
+    assert_eq!(a.get(&id).unwrap(), None);
+    let keys = redis.cli(&["--scan", "--pattern", "coatcheck:s:*"]);
+    assert_eq!(keys.trim(), "", "gone from Redis");
+    eventually("B no longer serves its copy", || {
+        b.get(&id).unwrap().is_none()
+    });
+    assert!(
+        !destroy_then(&id).0.unwrap(),
+        "a second destroy finds nothing"
+    );
+    assert!(matches!(
+        destroy_then("not an id").0,
+        Err(Error::InvalidId(_))
+    ));
+}
+
+#[test]
 fn redis_holds_no_usable_id_and_no_signed_token() {
     let redis = RedisServer::start();
     let a = store(&redis);
@@ -710,6 +748,9 @@ fn with_the_fail_policy_a_dead_redis_is_a_typed_error_within_the_timeout() {
     assert!(matches!(a.destroy(&id), Err(Error::Unavailable(_))));
     assert!(matches!(a.get(&id), Err(Error::Unavailable(_))));
     assert!(matches!(read_then(&a, &id).0, Err(Error::Unavailable(_))));
+    let (tx, rx) = std::sync::mpsc::channel();
+    a.destroy_then(id.clone(), move |r| tx.send(r).unwrap());
+    assert!(matches!(rx.recv().unwrap(), Err(Error::Unavailable(_))));
     assert!(matches!(a.clear(), Err(Error::Unavailable(_))));
     assert!(matches!(a.count(), Err(Error::Unavailable(_))));
     assert!(matches!(a.ids(), Err(Error::Unavailable(_))));

@@ -254,8 +254,8 @@ impl NativeStore {
     }
 
     /// Whether sessions are shared through Redis: then use the `…Async` methods, which never
-    /// wait on the main thread (reads and writes are settled from the Redis link thread, the
-    /// rest on the addon's waiting threads).
+    /// wait on the main thread (reads, writes and destroys are settled from the Redis link
+    /// thread, the rest on the addon's waiting threads).
     #[napi(getter)]
     pub fn shared(&self) -> bool {
         self.store.stats().tier.is_some()
@@ -336,7 +336,11 @@ impl NativeStore {
 
     #[napi(ts_return_type = "Promise<boolean | NativeFailure>")]
     pub fn destroy_async<'env>(&self, env: &'env Env, sid: String) -> Result<Object<'env>> {
-        self.call(env, move |s| s.destroy(&sid))
+        let (deferred, promise) = env.create_deferred().map_err(internal)?;
+        self.store.destroy_then(sid, move |outcome| {
+            deferred.resolve(move |_env| Ok(settled(outcome)));
+        });
+        Ok(promise)
     }
 
     #[napi(ts_return_type = "Promise<string | null | NativeFailure>")]

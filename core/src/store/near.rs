@@ -801,22 +801,58 @@ impl Inner {
 
     pub(super) fn near_destroy(&self, id: &str) -> Result<bool> {
         validate_id(id)?;
-        let tier = self.tier();
         let place = self.place(id);
-        if tier.is_up() {
-            match tier.destroy(&place.key) {
-                Ok(existed) => {
-                    self.drop_copy(&place, id, Cause::Destroyed, None);
-                    return Ok(existed);
-                }
-                Err(ref e) if self.falls_back(e) => {}
-                Err(e) => return Err(e),
-            }
+        if !self.tier().is_up() {
+            return self.destroy_locally(&place, id);
         }
+        let destroyed = self.tier().destroy(&place.key);
+        self.finish_destroy(&place, id, destroyed)
+    }
+
+    /// [`near_destroy`](Inner::near_destroy) for a caller that must not wait: `done` gets the
+    /// outcome on the Redis link thread when the reply comes, or here if it needs no network.
+    pub(super) fn near_destroy_then(
+        self: &Arc<Self>,
+        id: String,
+        done: impl FnOnce(Result<bool>) + Send + 'static,
+    ) {
+        if let Err(e) = validate_id(&id) {
+            return done(Err(e));
+        }
+        let place = self.place(&id);
+        if !self.tier().is_up() {
+            return done(self.destroy_locally(&place, &id));
+        }
+        let inner = Arc::clone(self);
+        let key = place.key;
+        self.tier().destroy_then(&key, move |destroyed| {
+            // `done` settles the caller's promise: it runs whatever happens here.
+            let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                inner.finish_destroy(&place, &id, destroyed)
+            }));
+            done(finished.unwrap_or_else(|_| Err(applying_failed())));
+        });
+    }
+
+    /// What Redis answered a destroy means for the local table.
+    fn finish_destroy(&self, place: &Place, id: &str, destroyed: Result<bool>) -> Result<bool> {
+        match destroyed {
+            Ok(existed) => {
+                self.drop_copy(place, id, Cause::Destroyed, None);
+                Ok(existed)
+            }
+            Err(ref e) if self.falls_back(e) => self.destroy_locally(place, id),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A destroy with the link down: applied locally and remembered for the resync, if the
+    /// policy allows.
+    fn destroy_locally(&self, place: &Place, id: &str) -> Result<bool> {
         self.fail_or_serve_local()?;
         // Revocation stays final: the destroy is replayed on reconnect whatever the version.
-        tier.note_dirty(id, Dirty::Destroyed);
-        Ok(self.drop_copy(&place, id, Cause::Destroyed, None).is_some())
+        self.tier().note_dirty(id, Dirty::Destroyed);
+        Ok(self.drop_copy(place, id, Cause::Destroyed, None).is_some())
     }
 
     pub(super) fn near_regenerate(&self, id: &str) -> Result<Option<String>> {

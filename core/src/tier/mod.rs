@@ -648,20 +648,36 @@ impl Tier {
 
     /// Removes a session from Redis and its owner's index. Whether it existed.
     pub(crate) fn destroy(&self, hash: &KeyHash) -> Result<bool> {
+        let reply = self.run(self.destroy_job(hash))?;
+        Ok(number(&reply) > 0)
+    }
+
+    /// [`destroy`](Tier::destroy) without waiting: `done` gets its outcome as
+    /// [`submit`](Tier::submit) says.
+    pub(crate) fn destroy_then(
+        &self,
+        hash: &KeyHash,
+        done: impl FnOnce(Result<bool>) + Send + 'static,
+    ) {
+        let job = self.destroy_job(hash);
+        self.submit(job, move |reply| done(reply.map(|r| number(&r) > 0)));
+    }
+
+    /// The DESTROY script's call.
+    fn destroy_job(&self, hash: &KeyHash) -> impl FnOnce(Counted) -> Job<Value> + Send + 'static {
         let keys = &self.shared.keys;
         let (key, prefix, field) = (
             keys.session(hash),
             keys.prefix().to_string(),
             hash.encoded(),
         );
-        let reply = self.run(move |mut c| {
+        move |mut c| {
             Box::pin(async move {
                 let mut call = scripts::DESTROY.prepare_invoke();
                 call.key(key).arg(prefix).arg(field);
                 call.invoke_async::<Value>(&mut c).await
             })
-        })?;
-        Ok(number(&reply) > 0)
+        }
     }
 
     /// Moves a session to `new_id` in Redis. `Ok(None)`: the old session is gone.
