@@ -1,9 +1,9 @@
 """The restart log's cost where Python users meet it (issue 11).
 
 ``Store.set`` of 200 B sessions over 10,000 tokens, one thread, with and without
-``persist_path`` (fsync ``never`` / ``interval`` / ``always``). Rounds alternate between the
-modes so that machine noise hits each alike; medians are compared against the same store
-without a log, in the same run. A benchmark, not a test: nothing fails on a slow figure.
+``persist_path`` (fsync ``never`` / ``interval`` / ``always``). Each round runs every mode, in
+an order that rotates from round to round (after one warm-up round), so that machine noise
+hits each alike; medians are compared against the same store without a log, in the same run. A benchmark, not a test: nothing fails on a slow figure.
 
 Run: ``.venv/bin/python benches/python/bench_persist.py`` (``OPS``, ``ROUNDS`` change the run).
 """
@@ -47,9 +47,13 @@ def sets_per_second(mode: str, root: str) -> float:
 def main() -> None:
     results: dict[str, list[float]] = {m: [] for m in MODES}
     with tempfile.TemporaryDirectory(prefix="coatcheck-bench-persist-") as root:
-        for _ in range(ROUNDS):
-            for mode in MODES:
-                results[mode].append(sets_per_second(mode, root))
+        # Round 0 warms up and is not counted; later rounds rotate the order, so no mode
+        # always follows the same one.
+        for round_ in range(ROUNDS + 1):
+            for mode in MODES[round_ % len(MODES) :] + MODES[: round_ % len(MODES)]:
+                ops = sets_per_second(mode, root)
+                if round_ > 0:
+                    results[mode].append(ops)
     base = statistics.median(results["none"])
     print(
         f"Store.set, 200 B over {SESSIONS} sessions, one thread, median of {ROUNDS} rounds "

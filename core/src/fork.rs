@@ -35,6 +35,9 @@ static INSTALL: Once = Once::new();
 
 thread_local! {
     static MY_SLOT: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// Passes this thread holds inside the gate: a pass taken while holding one counts here
+    /// only (the gate cannot close while the first is held).
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
 }
 
 /// How many forks separate this process from the one that loaded the library.
@@ -43,10 +46,13 @@ pub(crate) fn generation() -> u64 {
     GENERATION.load(SeqCst)
 }
 
-/// Proof that the calling thread is inside a store; no fork happens while one is alive. Never
-/// take a second one while holding one (a fork waiting for the first would wait forever).
+/// Proof that the calling thread is inside a store; no fork happens while one is alive. A pass
+/// taken while the thread holds one only counts the depth: stepping in again would wait forever
+/// for a fork that waits for the first pass. (A completion that runs on the Redis link thread
+/// inside a pass may end up dropping a task whose own completion takes a pass.)
 pub(crate) struct Pass {
     slot: usize,
+    nested: bool,
 }
 
 /// Waits while a fork is in progress, then enters the gate.
@@ -58,8 +64,14 @@ pub(crate) fn enter() -> Pass {
         }
         s.get()
     });
-    step_in(slot);
-    Pass { slot }
+    let nested = DEPTH.with(|d| {
+        d.set(d.get() + 1);
+        d.get() > 1
+    });
+    if !nested {
+        step_in(slot);
+    }
+    Pass { slot, nested }
 }
 
 /// Runs `f`, which waits for another thread and takes no store lock, outside the gate, though
@@ -72,7 +84,10 @@ pub(crate) fn outside<R>(f: impl FnOnce() -> R) -> R {
         return f();
     }
     INSIDE[slot].0.fetch_sub(1, SeqCst);
+    // Outside the gate, a pass taken by `f` must step in for itself.
+    let depth = DEPTH.with(|d| d.replace(0));
     let result = f();
+    DEPTH.with(|d| d.set(depth));
     step_in(slot);
     result
 }
@@ -95,7 +110,10 @@ fn step_in(slot: usize) {
 
 impl Drop for Pass {
     fn drop(&mut self) {
-        INSIDE[self.slot].0.fetch_sub(1, SeqCst);
+        DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+        if !self.nested {
+            INSIDE[self.slot].0.fetch_sub(1, SeqCst);
+        }
     }
 }
 
@@ -144,4 +162,37 @@ extern "C" fn in_child() {
         GENERATION.fetch_add(1, SeqCst);
         FORKING.store(false, SeqCst);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn depth() -> usize {
+        DEPTH.with(Cell::get)
+    }
+
+    // Counts in INSIDE are shared with other test threads (slots are per thread modulo 32),
+    // so this checks which passes step in rather than the counts.
+    #[test]
+    fn a_pass_taken_inside_a_pass_does_not_step_in_again() {
+        let outer = enter();
+        assert!(!outer.nested);
+        let inner = enter();
+        assert!(
+            inner.nested,
+            "the gate cannot close while the outer pass is held"
+        );
+        assert_eq!(depth(), 2);
+        drop(inner);
+        assert_eq!(depth(), 1);
+        outside(|| {
+            assert_eq!(depth(), 0, "outside the gate");
+            let pass = enter();
+            assert!(!pass.nested, "outside the gate a pass steps in for itself");
+        });
+        assert_eq!(depth(), 1);
+        drop(outer);
+        assert_eq!(depth(), 0);
+    }
 }

@@ -429,9 +429,12 @@ fn get_then_loads_a_miss_on_the_link_thread_and_answers_a_trusted_copy_at_once()
     // The load filled a trusted copy: a read needs no network (get_then never waits for the
     // link, so one made while a heartbeat is in flight asks Redis instead).
     eventually("a trusted copy answers before get_then returns", || {
+        let hits = b.stats().tier.unwrap().near_hits;
+        let misses = b.stats().tier.unwrap().near_misses;
         let (hit, on) = read_then(&b, &id);
         assert_eq!(hit.unwrap().as_deref(), Some(&b"v1"[..]));
-        on == caller
+        let tier = b.stats().tier.unwrap();
+        on == caller && tier.near_hits == hits + 1 && tier.near_misses == misses
     });
     // A write elsewhere invalidates the copy; the next read loads the new value.
     a.set(&id, b"v2", None).unwrap();
@@ -444,6 +447,41 @@ fn get_then_loads_a_miss_on_the_link_thread_and_answers_a_trusted_copy_at_once()
         read_then(&b, "not an id").0,
         Err(Error::InvalidId(_))
     ));
+}
+
+#[test]
+fn get_then_and_destroy_then_answer_within_the_timeout_when_a_live_redis_stalls() {
+    let redis = RedisServer::start();
+    let mut config = config(&redis);
+    config.redis_timeout = Duration::from_millis(50);
+    let (a, b) = (Store::new(config).unwrap(), store(&redis));
+    let id = b.create(b"v1", None).unwrap();
+    // Redis stops serving clients for a second; the link is still up.
+    redis.cli(&["CLIENT", "PAUSE", "1000", "ALL"]);
+    let start = Instant::now();
+    let (loaded, _) = read_then(&a, &id);
+    assert!(matches!(loaded, Err(Error::Unavailable(_))), "{loaded:?}");
+    let (tx, rx) = std::sync::mpsc::channel();
+    a.destroy_then(id.clone(), move |r| tx.send(r).unwrap());
+    let destroyed = rx
+        .recv_timeout(Duration::from_secs(2))
+        .expect("done is called");
+    assert!(
+        matches!(destroyed, Err(Error::Unavailable(_))),
+        "{destroyed:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+    // A slow reply from a live Redis is the caller's error, not a destroy made locally.
+    redis.cli(&["CLIENT", "UNPAUSE"]);
+    eventually_for(
+        Duration::from_secs(3),
+        "the session is read once Redis answers",
+        || matches!(read_then(&a, &id).0, Ok(Some(ref v)) if v == b"v1"),
+    );
 }
 
 #[test]

@@ -270,10 +270,19 @@ impl Inner {
         D: FnOnce(Result<Option<R>>) + Send + 'static,
     {
         // Called on an event loop, which must not spin: a link still busy sends the read to
-        // Redis (a caller such as Node's `get` has just tried the waiting local read).
-        let (read, f) = match self.begin_near_read(&id, slide, Settling::NoWait, f) {
-            Begun::Answered(result) => return done(result),
-            Begun::Ask(read, f) => (read, f),
+        // Redis (a caller such as Node's `get` has just tried the waiting local read). A panic
+        // here must not unwind into the caller's runtime without settling `done`.
+        let begun = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.begin_near_read(&id, slide, Settling::NoWait, f)
+        }));
+        let (read, f) = match begun {
+            Ok(Begun::Answered(result)) => return done(result),
+            Ok(Begun::Ask(read, f)) => (read, f),
+            Err(_) => {
+                return done(Err(Error::Unavailable(
+                    "coatcheck: reading the local table failed".into(),
+                )));
+            }
         };
         let inner = Arc::clone(self);
         let key = read.place.key;

@@ -1453,9 +1453,9 @@ async fn serve(shared: &Weak<Shared>, runtime: &Runtime, mut connection: Counted
     }
 }
 
-/// Asks Redis whether each suspect copy is still current (one LOAD with the copy's version
-/// and owner, all at once on the multiplexed connection) and trusts again those that are.
-/// This is what keeps a process's own writes cached: Redis 7.0 invalidates them too.
+/// Asks Redis whether each suspect copy is still current (its version and owner, a CONFIRM
+/// script per batch) and trusts again those that are. This is what keeps a process's own
+/// writes cached: Redis 7.0 invalidates them too.
 async fn revalidate(tier: &Shared, connection: &Counted) {
     let suspects = {
         let _pass = fork::enter();
@@ -1480,9 +1480,11 @@ async fn revalidate(tier: &Shared, connection: &Counted) {
             call.invoke_async::<Value>(&mut connection),
         )
         .await;
-        // Unanswered, the copies stay in doubt: a read asks Redis about them.
+        // Unanswered, the copies stay in doubt (a read asks Redis about them), and so do the
+        // later batches: a Redis that did not answer one would hold up the heartbeat for a
+        // timeout per batch.
         let Ok(Ok(Value::Array(current))) = reply else {
-            continue;
+            return;
         };
         let _pass = fork::enter();
         let Some(sink) = tier.sink() else { return };
