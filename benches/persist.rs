@@ -1,5 +1,5 @@
 //! The restart log (issue 11), against the same store without one, in the same run:
-//! - write ops/s with `persist_fsync` never / interval / always vs no log (2 threads, `set` of
+//! - write ops/s with `persist_fsync` never / interval / always vs no log (2 threads, or THREADS, `set` of
 //!   200-byte values over 100k ids), and a session-like mix (90% reads, 10% writes);
 //! - the slowest write while a compaction runs, against the slowest write without one;
 //! - time to load 1M sessions of 200 B from a snapshot (after a clean close) and from a log
@@ -21,7 +21,6 @@ use common::{rss_bytes, trim};
 
 const VALUE: usize = 200;
 const IDS: usize = 100_000;
-const THREADS: usize = 2;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -66,11 +65,17 @@ impl Mode {
     }
 }
 
-/// Ops/s of `THREADS` threads for `seconds`; `read_percent` of the ops are reads.
-fn throughput(store: &Store, ids: &Arc<Vec<String>>, read_percent: usize, seconds: f64) -> f64 {
+/// Ops/s of `threads` threads for `seconds`; `read_percent` of the ops are reads.
+fn throughput(
+    store: &Store,
+    ids: &Arc<Vec<String>>,
+    threads: usize,
+    read_percent: usize,
+    seconds: f64,
+) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicUsize::new(0));
-    let threads: Vec<_> = (0..THREADS)
+    let threads: Vec<_> = (0..threads)
         .map(|t| {
             let (store, ids, stop, done) = (store.clone(), ids.clone(), stop.clone(), done.clone());
             std::thread::spawn(move || {
@@ -108,6 +113,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn writes() {
     let rounds = env_usize("ROUNDS", 3);
     let seconds = env_usize("SECONDS", 3) as f64;
+    // THREADS=1 separates the log's own cost per change from two writers contending.
+    let threads = env_usize("THREADS", 2);
     // MODES=never,interval picks some (for profiling one); the first is the baseline.
     let picked = std::env::var("MODES").unwrap_or_else(|_| "none,never,interval,always".into());
     let modes: Vec<Mode> = picked
@@ -132,14 +139,14 @@ fn writes() {
                 for id in ids.iter() {
                     store.set(id, &value, None).expect("fill");
                 }
-                results[m].push(throughput(&store, &ids, read_percent, seconds));
+                results[m].push(throughput(&store, &ids, threads, read_percent, seconds));
                 drop(store);
                 let _ = std::fs::remove_dir_all(&dir);
             }
         }
         let base = median(results[0].clone());
         println!(
-            "{label} ({THREADS} threads, {IDS} sessions of {VALUE} B, median of {rounds} x {seconds} s):"
+            "{label} ({threads} threads, {IDS} sessions of {VALUE} B, median of {rounds} x {seconds} s):"
         );
         for (m, mode) in modes.iter().enumerate() {
             let ops = median(results[m].clone());
