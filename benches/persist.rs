@@ -1,6 +1,7 @@
 //! The restart log (issue 11), against the same store without one, in the same run:
 //! - write ops/s with `persist_fsync` never / interval / always vs no log (2 threads, or THREADS, `set` of
-//!   200-byte values over 100k ids), and a session-like mix (90% reads, 10% writes);
+//!   200-byte values over 100k ids), each write changing a counter in a session-shaped value
+//!   or every byte of it, and a session-like mix (90% reads, 10% writes);
 //! - the slowest write while a compaction runs, against the slowest write without one;
 //! - time to load 1M sessions of 200 B from a snapshot (after a clean close) and from a log
 //!   alone (as a crash leaves it), disk bytes per session after compaction, and the RSS a
@@ -65,12 +66,50 @@ impl Mode {
     }
 }
 
+/// What each write stores. The log records a write as the bytes between the ends it shares
+/// with the value it replaces, so the two give its cheapest and its dearest case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Writes {
+    /// A session as frameworks write it: the same bytes but for a counter in the middle.
+    CounterChanges,
+    /// Every byte differs from the value before (one of 251 random values, in turn).
+    WholeValueNew,
+}
+
+/// A 200-byte session of the shape express-session writes, with `n` in its middle.
+fn session_value(n: usize) -> Vec<u8> {
+    let mut v = format!(
+        "{{\"cookie\":{{\"originalMaxAge\":86400000,\"expires\":null,\"httpOnly\":true,\
+         \"path\":\"/\"}},\"views\":{n:010},\"user\":\"user-42\",\"cart\":[\"a\",\"b\"]}}"
+    )
+    .into_bytes();
+    v.resize(VALUE, b' ');
+    v
+}
+
+fn random_values() -> Vec<Vec<u8>> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..251)
+        .map(|_| {
+            (0..VALUE)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Ops/s of `threads` threads for `seconds`; `read_percent` of the ops are reads.
 fn throughput(
     store: &Store,
     ids: &Arc<Vec<String>>,
     threads: usize,
     read_percent: usize,
+    writes: Writes,
     seconds: f64,
 ) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
@@ -79,7 +118,9 @@ fn throughput(
         .map(|t| {
             let (store, ids, stop, done) = (store.clone(), ids.clone(), stop.clone(), done.clone());
             std::thread::spawn(move || {
-                let value = vec![b'x'; VALUE];
+                let mut counted = session_value(0);
+                let counter = counter_offset(&counted);
+                let random = random_values();
                 let mut n = 0usize;
                 let mut i = t * 7919;
                 while !stop.load(Ordering::Relaxed) {
@@ -88,7 +129,14 @@ fn throughput(
                         if (n % 100) < read_percent {
                             std::hint::black_box(store.get(&ids[i]).expect("get"));
                         } else {
-                            store.set(&ids[i], &value, None).expect("set");
+                            let value = match writes {
+                                Writes::CounterChanges => {
+                                    write_counter(&mut counted[counter..counter + 10], n);
+                                    &counted
+                                }
+                                Writes::WholeValueNew => &random[n % random.len()],
+                            };
+                            store.set(&ids[i], value, None).expect("set");
                         }
                         n += 1;
                     }
@@ -103,6 +151,24 @@ fn throughput(
         t.join().expect("thread");
     }
     done.load(Ordering::Relaxed) as f64 / seconds
+}
+
+/// Where [`session_value`] keeps its counter.
+fn counter_offset(value: &[u8]) -> usize {
+    const AT: &[u8] = b"\"views\":";
+    value
+        .windows(AT.len())
+        .position(|w| w == AT)
+        .expect("a counter")
+        + AT.len()
+}
+
+/// Writes `n` into `digits` in decimal, without allocating.
+fn write_counter(digits: &mut [u8], mut n: usize) {
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -128,18 +194,29 @@ fn writes() {
         })
         .collect();
     let ids: Arc<Vec<String>> = Arc::new((0..IDS).map(|_| coatcheck::generate_id()).collect());
-    for (label, read_percent) in [("writes only", 0), ("90% reads, 10% writes", 90)] {
+    for (label, read_percent, writes) in [
+        ("writes only, a counter changes", 0, Writes::CounterChanges),
+        ("writes only, every byte new", 0, Writes::WholeValueNew),
+        ("90% reads, 10% writes", 90, Writes::CounterChanges),
+    ] {
         let mut results = vec![Vec::new(); modes.len()];
         // Alternating rounds: a slow minute of the machine hits every mode alike.
         for _ in 0..rounds {
             for (m, mode) in modes.iter().enumerate() {
                 let dir = bench_dir("writes");
                 let store = mode.store(&dir);
-                let value = vec![b'x'; VALUE];
+                let value = session_value(0);
                 for id in ids.iter() {
                     store.set(id, &value, None).expect("fill");
                 }
-                results[m].push(throughput(&store, &ids, threads, read_percent, seconds));
+                results[m].push(throughput(
+                    &store,
+                    &ids,
+                    threads,
+                    read_percent,
+                    writes,
+                    seconds,
+                ));
                 drop(store);
                 let _ = std::fs::remove_dir_all(&dir);
             }

@@ -41,6 +41,7 @@ use crate::id::validate_id;
 use crate::signing::Signer;
 
 use changes::Listener;
+pub(crate) use changes::Previous;
 pub use changes::{Cause, Change, ChangeKind};
 pub use owners::MAX_OWNER_LEN;
 use owners::OwnerIndex;

@@ -34,6 +34,7 @@ use parking_lot::{Condvar, Mutex};
 const CHUNK: u64 = 4 << 20;
 
 /// A writable shared mapping of `len` bytes of a file.
+#[repr(C)]
 struct Mapping {
     ptr: *mut u8,
     len: usize,
@@ -208,14 +209,16 @@ impl Ahead {
 }
 
 /// Appends records to one log file.
+/// The fields an append reads come first (see the log's `Writer`).
+#[repr(C)]
 pub(super) struct Appender {
-    file: Arc<File>,
-    /// The chunk that holds the end of the log.
-    map: Mapping,
-    /// Where `map` starts in the file.
-    map_start: u64,
     /// Bytes of the file in use: the header and every whole record.
     len: u64,
+    /// Where `map` starts in the file.
+    map_start: u64,
+    /// The chunk that holds the end of the log.
+    map: Mapping,
+    file: Arc<File>,
     /// Bytes of the file allocated.
     allocated: u64,
     /// The fork generation that created it: a forked child never cuts the parent's file.

@@ -10,8 +10,11 @@ use crate::store::MAX_OWNER_LEN;
 
 /// First bytes of every file the log writes.
 pub(crate) const MAGIC: [u8; 8] = *b"coatchk\n";
-/// The layout described here. A file of another version is set aside, never guessed at.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// The layout described here, which this version writes. Version 1 is the same layout without
+/// [`Record::Patch`], so it is read too; a file of any other version is set aside, never guessed
+/// at.
+pub(crate) const FORMAT_VERSION: u32 = 2;
+const OLDEST_READ_VERSION: u32 = 1;
 /// Header length: magic, format version, file kind.
 pub(crate) const HEADER_LEN: usize = 16;
 /// Frame header length: body length and CRC.
@@ -55,9 +58,10 @@ pub(crate) fn check_header(bytes: &[u8], kind: FileKind) -> Result<(), String> {
         return Err("the file does not start with coatcheck's magic bytes".into());
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READ_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(format!(
-            "the file is in format version {version}; this coatcheck reads version {FORMAT_VERSION}"
+            "the file is in format version {version}; this coatcheck reads versions \
+             {OLDEST_READ_VERSION} to {FORMAT_VERSION}"
         ));
     }
     let found = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
@@ -83,6 +87,23 @@ pub(crate) enum Record<'a> {
         absolute: Option<u64>,
         owner: Option<&'a str>,
         value: &'a [u8],
+    },
+    /// A write that kept the first `prefix` and last `suffix` bytes of the value it replaced
+    /// (version `base`, `base_len` bytes) and put `middle` between them; otherwise as a `Put`.
+    /// A session's data usually changes in a few bytes per write (a counter, a timestamp), so
+    /// this keeps the log's bytes per write, the cost of a flood of writes, small.
+    Patch {
+        id: &'a str,
+        version: u64,
+        deadline: u64,
+        ttl_ms: u64,
+        absolute: Option<u64>,
+        owner: Option<&'a str>,
+        base: u64,
+        base_len: u32,
+        prefix: u32,
+        suffix: u32,
+        middle: &'a [u8],
     },
     /// A session's deadline moved (a read or touch crossed the slack, or a new idle timeout).
     Slid {
@@ -112,6 +133,72 @@ const TAG_OWNER: u8 = 3;
 const TAG_REMOVED: u8 = 4;
 const TAG_VERSIONS: u8 = 5;
 const TAG_END: u8 = 6;
+const TAG_PATCH: u8 = 7;
+
+/// A patch is written instead of a whole value when it keeps at least this many bytes: its own
+/// fields take 16 more than a `Put`'s.
+pub(crate) const PATCH_MIN_KEPT: usize = 32;
+
+/// How many bytes `new` shares with `old` at its start and, after that, at its end.
+pub(crate) fn unchanged_ends(old: &[u8], new: &[u8]) -> (usize, usize) {
+    let prefix = common_prefix(old, new);
+    (prefix, common_suffix(&old[prefix..], &new[prefix..]))
+}
+
+/// Whole 16-byte blocks are compared as slices before single bytes: values run to kilobytes.
+const COMPARE_BLOCK: usize = 16;
+
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let most = a.len().min(b.len());
+    let mut same = 0;
+    while same + COMPARE_BLOCK <= most
+        && a[same..same + COMPARE_BLOCK] == b[same..same + COMPARE_BLOCK]
+    {
+        same += COMPARE_BLOCK;
+    }
+    same + a[same..most]
+        .iter()
+        .zip(&b[same..most])
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+fn common_suffix(a: &[u8], b: &[u8]) -> usize {
+    let most = a.len().min(b.len());
+    let (a, b) = (&a[a.len() - most..], &b[b.len() - most..]);
+    let mut same = 0;
+    while same + COMPARE_BLOCK <= most
+        && a[most - same - COMPARE_BLOCK..most - same]
+            == b[most - same - COMPARE_BLOCK..most - same]
+    {
+        same += COMPARE_BLOCK;
+    }
+    same + a[..most - same]
+        .iter()
+        .rev()
+        .zip(b[..most - same].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+/// The value a patch describes, if `base` is the value it was made against.
+pub(crate) fn apply_patch(
+    base: &[u8],
+    base_len: u32,
+    prefix: u32,
+    suffix: u32,
+    middle: &[u8],
+) -> Option<Vec<u8>> {
+    let (prefix, suffix) = (prefix as usize, suffix as usize);
+    if base.len() != base_len as usize || prefix + suffix > base.len() {
+        return None;
+    }
+    let mut value = Vec::with_capacity(prefix + middle.len() + suffix);
+    value.extend_from_slice(&base[..prefix]);
+    value.extend_from_slice(middle);
+    value.extend_from_slice(&base[base.len() - suffix..]);
+    Some(value)
+}
 
 /// Appends `record` as one frame to `out`.
 pub(crate) fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
@@ -129,12 +216,32 @@ pub(crate) fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
         } => {
             out.push(TAG_PUT);
             put_id(out, id, version);
-            out.extend_from_slice(&deadline.to_le_bytes());
-            out.extend_from_slice(&ttl_ms.to_le_bytes());
-            out.extend_from_slice(&absolute.unwrap_or(NONE_U64).to_le_bytes());
-            put_owner(out, owner);
+            put_state(out, deadline, ttl_ms, absolute, owner);
             out.extend_from_slice(&(value.len() as u32).to_le_bytes());
             out.extend_from_slice(value);
+        }
+        Record::Patch {
+            id,
+            version,
+            deadline,
+            ttl_ms,
+            absolute,
+            owner,
+            base,
+            base_len,
+            prefix,
+            suffix,
+            middle,
+        } => {
+            out.push(TAG_PATCH);
+            put_id(out, id, version);
+            put_state(out, deadline, ttl_ms, absolute, owner);
+            out.extend_from_slice(&base.to_le_bytes());
+            out.extend_from_slice(&base_len.to_le_bytes());
+            out.extend_from_slice(&prefix.to_le_bytes());
+            out.extend_from_slice(&suffix.to_le_bytes());
+            out.extend_from_slice(&(middle.len() as u32).to_le_bytes());
+            out.extend_from_slice(middle);
         }
         Record::Slid {
             id,
@@ -176,6 +283,20 @@ fn put_id(out: &mut Vec<u8>, id: &str, version: u64) {
     out.push(id.len() as u8);
     out.extend_from_slice(id.as_bytes());
     out.extend_from_slice(&version.to_le_bytes());
+}
+
+/// The fields a `Put` and a `Patch` share after the id.
+fn put_state(
+    out: &mut Vec<u8>,
+    deadline: u64,
+    ttl_ms: u64,
+    absolute: Option<u64>,
+    owner: Option<&str>,
+) {
+    out.extend_from_slice(&deadline.to_le_bytes());
+    out.extend_from_slice(&ttl_ms.to_le_bytes());
+    out.extend_from_slice(&absolute.unwrap_or(NONE_U64).to_le_bytes());
+    put_owner(out, owner);
 }
 
 fn put_owner(out: &mut Vec<u8>, owner: Option<&str>) {
@@ -328,6 +449,15 @@ impl<'a> Reader<'a> {
         Some((id, self.u64()?))
     }
 
+    /// What [`put_state`] wrote.
+    #[allow(clippy::type_complexity)]
+    fn state(&mut self) -> Option<(u64, u64, Option<u64>, Option<&'a str>)> {
+        let deadline = self.u64()?;
+        let ttl_ms = self.u64()?;
+        let absolute = Some(self.u64()?).filter(|&a| a != NONE_U64);
+        Some((deadline, ttl_ms, absolute, self.owner()?))
+    }
+
     fn owner(&mut self) -> Option<Option<&'a str>> {
         let len = self.u16()?;
         if len == NONE_U16 {
@@ -346,10 +476,7 @@ fn decode(body: &[u8]) -> Option<Record<'_>> {
     let record = match r.u8()? {
         TAG_PUT => {
             let (id, version) = r.id()?;
-            let deadline = r.u64()?;
-            let ttl_ms = r.u64()?;
-            let absolute = Some(r.u64()?).filter(|&a| a != NONE_U64);
-            let owner = r.owner()?;
+            let (deadline, ttl_ms, absolute, owner) = r.state()?;
             let len = r.u32()? as usize;
             let value = r.take(len)?;
             Record::Put {
@@ -360,6 +487,33 @@ fn decode(body: &[u8]) -> Option<Record<'_>> {
                 absolute,
                 owner,
                 value,
+            }
+        }
+        TAG_PATCH => {
+            let (id, version) = r.id()?;
+            let (deadline, ttl_ms, absolute, owner) = r.state()?;
+            let base = r.u64()?;
+            let base_len = r.u32()?;
+            let prefix = r.u32()?;
+            let suffix = r.u32()?;
+            let len = r.u32()? as usize;
+            let middle = r.take(len)?;
+            // What a patch keeps must fit in what it was made against.
+            if base >= version || u64::from(prefix) + u64::from(suffix) > u64::from(base_len) {
+                return None;
+            }
+            Record::Patch {
+                id,
+                version,
+                deadline,
+                ttl_ms,
+                absolute,
+                owner,
+                base,
+                base_len,
+                prefix,
+                suffix,
+                middle,
             }
         }
         TAG_SLID => {
@@ -420,6 +574,19 @@ mod tests {
                 version: 7,
                 deadline: 9,
                 ttl_ms: 10,
+            },
+            Record::Patch {
+                id: "abc",
+                version: 9,
+                deadline: 1_700_000_000_500,
+                ttl_ms: 60_000,
+                absolute: None,
+                owner: Some("user-1"),
+                base: 7,
+                base_len: 7,
+                prefix: 5,
+                suffix: 1,
+                middle: b"22",
             },
             Record::Owner {
                 id: "abc",
@@ -502,6 +669,36 @@ mod tests {
         assert!(frames.damage().is_some());
     }
 
+    #[test]
+    fn a_patch_rebuilds_the_value_from_the_ends_it_kept() {
+        let cases: [(&[u8], &[u8]); 7] = [
+            (b"{\"n\":1}", b"{\"n\":22}"),
+            (b"same", b"same"),
+            (b"", b"new"),
+            (b"old", b""),
+            (b"aaaa", b"aaaaaa"),
+            (&[7; 100], &[7; 40]),
+            (&[1; 300], &[2; 300]),
+        ];
+        for (old, new) in cases {
+            let (prefix, suffix) = unchanged_ends(old, new);
+            assert!(
+                prefix + suffix <= old.len().min(new.len()),
+                "{old:?} -> {new:?}"
+            );
+            let middle = &new[prefix..new.len() - suffix];
+            let rebuilt = apply_patch(old, old.len() as u32, prefix as u32, suffix as u32, middle);
+            assert_eq!(rebuilt.as_deref(), Some(new), "{old:?} -> {new:?}");
+        }
+        let long: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        let mut changed = long.clone();
+        changed[500] ^= 1;
+        assert_eq!(unchanged_ends(&long, &changed), (500, 499));
+        // Against another base it is refused, not misapplied.
+        assert_eq!(apply_patch(b"abc", 4, 1, 1, b"x"), None);
+        assert_eq!(apply_patch(b"abc", 3, 2, 2, b"x"), None);
+    }
+
     /// Found by the `log_loader` fuzz target: a tail shorter than a frame header that is not
     /// all zeros was read past its end.
     #[test]
@@ -525,12 +722,15 @@ mod tests {
         assert!(check_header(&[], FileKind::Log).is_err());
         assert!(check_header(&log[..10], FileKind::Log).is_err());
         let mut other = log;
-        other[8] = 2;
+        other[8] = 3;
         assert!(
             check_header(&other, FileKind::Log)
                 .unwrap_err()
-                .contains("version 2")
+                .contains("version 3")
         );
+        // Version 1 (the same layout without patches) is still read.
+        other[8] = 1;
+        assert!(check_header(&other, FileKind::Log).is_ok());
         let mut magic = log;
         magic[0] = b'C';
         assert!(check_header(&magic, FileKind::Log).is_err());

@@ -2,12 +2,14 @@
 //!
 //! Replay is by version, so it gives the same result whatever overlap a snapshot and the log
 //! written during its compaction have: a record older than what the image holds for its id is
-//! skipped, a removal at or above it removes, and slides and owner changes apply only to the
-//! version they were made on.
+//! skipped, a removal at or above it removes, and slides, owner changes and patches apply only
+//! to the version they were made on.
+
+use std::borrow::Cow;
 
 use hashbrown::HashMap;
 
-use super::format::Record;
+use super::format::{Record, apply_patch};
 
 /// One session as restored, borrowing its id, owner and value from the files read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +21,8 @@ pub(crate) struct Restored<'a> {
     /// Wall-clock ms.
     pub(crate) absolute: Option<u64>,
     pub(crate) owner: Option<&'a str>,
-    pub(crate) value: &'a [u8],
+    /// Borrowed from a `Put`; built by a `Patch`.
+    pub(crate) value: Cow<'a, [u8]>,
 }
 
 #[derive(Debug, Default)]
@@ -27,6 +30,10 @@ pub(crate) struct Image<'a> {
     pub(crate) sessions: HashMap<&'a str, Restored<'a>>,
     /// The highest version any record named, live or removed.
     pub(crate) issued: u64,
+    /// Sessions dropped because a patch found another version than the one it was made
+    /// against: a record before it is missing (an append that failed), so what the image holds
+    /// is older than what the store held, and is not restored.
+    pub(crate) unrebuilt: u64,
 }
 
 impl<'a> Image<'a> {
@@ -53,9 +60,50 @@ impl<'a> Image<'a> {
                         ttl_ms,
                         absolute,
                         owner,
-                        value,
+                        value: Cow::Borrowed(value),
                     },
                 );
+            }
+            Record::Patch {
+                id,
+                version,
+                deadline,
+                ttl_ms,
+                absolute,
+                owner,
+                base,
+                base_len,
+                prefix,
+                suffix,
+                middle,
+            } => {
+                self.saw(version);
+                let Some(s) = self.sessions.get_mut(id) else {
+                    // Removed after this write: a later record says so.
+                    return;
+                };
+                if s.version >= version {
+                    return;
+                }
+                let rebuilt = (s.version == base)
+                    .then(|| apply_patch(&s.value, base_len, prefix, suffix, middle))
+                    .flatten();
+                match rebuilt {
+                    Some(value) => {
+                        *s = Restored {
+                            version,
+                            deadline,
+                            ttl_ms,
+                            absolute,
+                            owner,
+                            value: Cow::Owned(value),
+                        }
+                    }
+                    None => {
+                        self.sessions.remove(id);
+                        self.unrebuilt += 1;
+                    }
+                }
             }
             Record::Slid {
                 id,
@@ -109,6 +157,59 @@ mod tests {
             owner: None,
             value: b"v",
         }
+    }
+
+    fn patch<'a>(
+        id: &'a str,
+        version: u64,
+        base: u64,
+        base_len: u32,
+        middle: &'a [u8],
+    ) -> Record<'a> {
+        Record::Patch {
+            id,
+            version,
+            deadline: 200,
+            ttl_ms: 20,
+            absolute: None,
+            owner: Some("o"),
+            base,
+            base_len,
+            prefix: 0,
+            suffix: 1,
+            middle,
+        }
+    }
+
+    #[test]
+    fn a_patch_applies_to_the_version_it_was_made_against() {
+        let mut image = Image::default();
+        image.apply(&put("a", 2));
+        image.apply(&patch("a", 4, 2, 1, b"xy"));
+        image.apply(&patch("a", 5, 4, 3, b"z"));
+        let a = &image.sessions["a"];
+        assert_eq!((a.version, &*a.value, a.owner), (5, &b"zv"[..], Some("o")));
+        // Replayed again over a snapshot that already holds it: skipped.
+        image.apply(&patch("a", 5, 4, 3, b"q"));
+        assert_eq!(&*image.sessions["a"].value, b"zv");
+        // A patch of a session a later record removes: nothing to rebuild, nothing lost.
+        image.apply(&patch("gone", 3, 2, 1, b"x"));
+        assert!(!image.sessions.contains_key("gone"));
+        assert_eq!((image.unrebuilt, image.issued), (0, 5));
+    }
+
+    #[test]
+    fn a_patch_against_a_missing_version_drops_the_session_rather_than_restore_it_stale() {
+        let mut image = Image::default();
+        image.apply(&put("a", 2));
+        // Version 3, its base, never reached the log.
+        image.apply(&patch("a", 4, 3, 1, b"x"));
+        assert!(!image.sessions.contains_key("a"));
+        image.apply(&put("b", 2));
+        // The right version but another length: not the value it was made against.
+        image.apply(&patch("b", 4, 2, 9, b"x"));
+        assert!(!image.sessions.contains_key("b"));
+        assert_eq!(image.unrebuilt, 2);
     }
 
     #[test]

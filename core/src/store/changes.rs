@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::block::Block;
 use super::stripe::Removed;
 
 /// Why a session left the table.
@@ -80,6 +81,16 @@ pub struct Change<'a> {
     pub absolute_deadline_ms: Option<u64>,
     /// The session's owner after the change.
     pub owner: Option<&'a str>,
+    /// For [`ChangeKind::Written`] by a plain write, the value and version it replaced: the
+    /// restart log then records only the bytes that differ.
+    pub(crate) previous: Option<Previous<'a>>,
+}
+
+/// What a write replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Previous<'a> {
+    pub(crate) value: &'a [u8],
+    pub(crate) version: u64,
 }
 
 /// A listener registered with [`StoreBuilder::listener`](crate::StoreBuilder::listener).
@@ -135,6 +146,8 @@ pub(crate) enum Pending<'a> {
         created: bool,
         meta: Meta,
         owner: Option<Box<str>>,
+        /// The block this write replaced, kept (and freed) until the change is delivered.
+        previous: Option<Block>,
     },
     /// A session created under an id the store generated (create, regenerate).
     StoredOwned {
@@ -187,6 +200,7 @@ impl Pending<'_> {
                 idle_timeout: Duration::from_millis(meta.ttl_ms),
                 absolute_deadline_ms: meta.absolute,
                 owner: owner.as_deref(),
+                previous: None,
             }
         }
         match self {
@@ -196,13 +210,20 @@ impl Pending<'_> {
                 created,
                 meta,
                 owner,
+                previous,
             } => {
                 let kind = if *created {
                     ChangeKind::Created { value }
                 } else {
                     ChangeKind::Written { value }
                 };
-                with(id, kind, meta, owner)
+                Change {
+                    previous: previous.as_ref().map(|block| Previous {
+                        value: block.value(),
+                        version: block.version(),
+                    }),
+                    ..with(id, kind, meta, owner)
+                }
             }
             Pending::StoredOwned {
                 id,
@@ -228,6 +249,7 @@ impl Pending<'_> {
                 idle_timeout: Duration::from_millis(removed.ttl_ms),
                 absolute_deadline_ms: *absolute,
                 owner: removed.owner.as_deref(),
+                previous: None,
             },
         }
     }

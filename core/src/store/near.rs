@@ -610,6 +610,8 @@ impl Inner {
                 created: existing.is_none(),
                 meta: self.meta(&stripe, index),
                 owner: loaded.owner.as_deref().map(Box::from),
+                // The restart log, the only reader of this, is off with the shared tier.
+                previous: None,
             });
         }
         self.release(shard, stripe, &pending);

@@ -361,11 +361,14 @@ impl Inner {
                 created,
                 meta: self.meta(&stripe, index),
                 owner: self.owner_copy(&stripe, index),
+                previous: replaced,
             });
+        } else {
+            drop(replaced);
         }
         shard.note_deadline(stripe.record(index).deadline());
         self.release(shard, stripe, &pending);
-        drop(replaced);
+        drop(pending);
         if created {
             // Concurrent creators may each have made room for one and together overshot.
             self.settle_budget(shard_index, hash);

@@ -33,6 +33,7 @@ impl Inner {
     /// Nothing is delivered to the listener: these changes are already in the files. (Filing
     /// from two threads measured no faster on two cores: the work is allocation and memory.)
     pub(super) fn restore(&self, log: &Log, image: Image<'_>) {
+        log.report_unrebuilt(image.unrebuilt);
         for shard in self.shards.iter() {
             shard.state.write().raise_versions(image.issued);
         }
@@ -77,7 +78,7 @@ impl Inner {
             session: s,
         } = live;
         let shard = &self.shards[shard_index];
-        let block = Block::new(id.as_bytes(), s.value, absolute);
+        let block = Block::new(id.as_bytes(), &s.value, absolute);
         let mut stripe = shard.state.write();
         if stripe.find(hash, id).is_some() {
             return false;
