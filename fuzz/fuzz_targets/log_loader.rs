@@ -34,7 +34,8 @@ fn render(file: &File, kind: u32) -> Vec<u8> {
     let mut out = Vec::new();
     if file.header {
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&1u32.to_le_bytes());
+        // Format version 2: the layout with patch records, a superset of version 1.
+        out.extend_from_slice(&2u32.to_le_bytes());
         out.extend_from_slice(&kind.to_le_bytes());
     }
     let start = out.len();
