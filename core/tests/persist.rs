@@ -655,3 +655,48 @@ fn log_bytes(path: &Path) -> usize {
     let bytes = fs::read(path).unwrap();
     records_end(&bytes)
 }
+
+/// A clock the test sets, forwards or back: to replay the order in which two threads read
+/// theirs.
+#[derive(Clone, Default)]
+struct SetClock(Arc<std::sync::atomic::AtomicU64>);
+
+impl SetClock {
+    fn set(&self, ms: u64) {
+        self.0.store(ms, Ordering::SeqCst);
+    }
+}
+
+impl coatcheck::Clock for SetClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A write reads its clock before it locks the session's stripe, and a compaction may read a
+/// later one meanwhile: the session then looks expired to the snapshot and live to the write,
+/// which logs only the bytes it changed. The snapshot must still hold the version that write
+/// built on.
+#[test]
+fn a_write_that_found_a_session_live_survives_a_snapshot_that_found_it_expired() {
+    let dir = TempDir::new("expiring");
+    let mut cfg = config(&dir.sessions());
+    cfg.idle_timeout = Duration::from_secs(10);
+    cfg.background_sweeper = false;
+    let clock = SetClock::default();
+    let store = Store::with_clock(cfg.clone(), clock.clone()).unwrap();
+    store.set("s", &session_data(1), None).unwrap();
+    // The compaction's clock: past the session's deadline.
+    clock.set(10_500);
+    store.compact_log().unwrap();
+    // The write's clock, read before the compaction's: the session is live.
+    clock.set(9_500);
+    store.set("s", &session_data(4), None).unwrap();
+    let crashed = crash_copy(&dir, "expiring-copy");
+    cfg.persist_path = Some(crashed.sessions());
+    let restored = Store::new(cfg).unwrap();
+    assert_eq!(
+        restored.peek("s").unwrap().map(|s| s.value),
+        Some(session_data(4))
+    );
+}

@@ -17,6 +17,8 @@ use libfuzzer_sys::fuzz_target;
 struct File {
     /// Put a valid header of the right kind in front of `bytes`.
     header: bool,
+    /// Format version 1 in that header (no patch records) rather than 2.
+    version_1: bool,
     /// Rewrite each frame's CRC so that it matches the frame's body.
     fix_checksums: bool,
     bytes: Vec<u8>,
@@ -34,8 +36,9 @@ fn render(file: &File, kind: u32) -> Vec<u8> {
     let mut out = Vec::new();
     if file.header {
         out.extend_from_slice(MAGIC);
-        // Format version 2: the layout with patch records, a superset of version 1.
-        out.extend_from_slice(&2u32.to_le_bytes());
+        // Both versions this coatcheck reads; 2 adds patch records.
+        let version: u32 = if file.version_1 { 1 } else { 2 };
+        out.extend_from_slice(&version.to_le_bytes());
         out.extend_from_slice(&kind.to_le_bytes());
     }
     let start = out.len();

@@ -85,24 +85,19 @@ impl<'a> Image<'a> {
                 if s.version >= version {
                     return;
                 }
-                let rebuilt = (s.version == base)
-                    .then(|| apply_patch(&s.value, base_len, prefix, suffix, middle))
-                    .flatten();
-                match rebuilt {
-                    Some(value) => {
-                        *s = Restored {
-                            version,
-                            deadline,
-                            ttl_ms,
-                            absolute,
-                            owner,
-                            value: Cow::Owned(value),
-                        }
-                    }
-                    None => {
-                        self.sessions.remove(id);
-                        self.unrebuilt += 1;
-                    }
+                // The first patch after a `Put` copies the value out of the file; later ones
+                // change that copy.
+                if s.version == base
+                    && apply_patch(s.value.to_mut(), base_len, prefix, suffix, middle)
+                {
+                    s.version = version;
+                    s.deadline = deadline;
+                    s.ttl_ms = ttl_ms;
+                    s.absolute = absolute;
+                    s.owner = owner;
+                } else {
+                    self.sessions.remove(id);
+                    self.unrebuilt += 1;
                 }
             }
             Record::Slid {

@@ -504,14 +504,25 @@ impl Log {
             + 1;
         let file = create_private(&self.dir.join(log_name(generation)))?;
         let appender = appender::Appender::new(file, &format::header(format::FileKind::Log))?;
-        let old = self.writer.lock().replace(Writer {
+        let mut guard = self.writer.lock();
+        let old = guard.replace(Writer {
             appended: 0,
             appender,
             generation,
             synced_len: 0,
         });
         if let Some(old) = &old {
+            // Under the lock, so that `stats` never counts the old file's records twice.
             self.records_before.fetch_add(old.appended, Relaxed);
+        }
+        drop(guard);
+        let unsynced = old
+            .as_ref()
+            .filter(|old| self.fsync == Fsync::Interval && old.synced_len != old.appender.len());
+        if let Some(old) = unsynced {
+            // What the old file took since the last tick reaches the disk before the new file
+            // does: the new file's patches build on it.
+            old.appender.file().sync_data()?;
         }
         // Dropping the old appender cuts its file to what it holds.
         drop(old);
@@ -520,13 +531,15 @@ impl Log {
     }
 
     pub(crate) fn stats(&self) -> LogStats {
-        let (appended, log_bytes) = self
-            .writer
-            .lock()
-            .as_ref()
-            .map_or((0, 0), |w| (w.appended, w.appender.len()));
+        let (records, log_bytes) = {
+            let writer = self.writer.lock();
+            let before = self.records_before.load(Relaxed);
+            writer
+                .as_ref()
+                .map_or((before, 0), |w| (before + w.appended, w.appender.len()))
+        };
         LogStats {
-            records: self.records_before.load(Relaxed) + appended,
+            records,
             log_bytes,
             snapshot_bytes: self.snapshot_bytes.load(Relaxed),
             compactions: self.compactions.load(Relaxed),

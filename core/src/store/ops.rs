@@ -445,14 +445,19 @@ impl Inner {
                     &mut pending,
                 )
             };
-            // Both changes go out under the source stripe's delivery lock, in order.
-            let delivery = self.shards[old_index].delivery.lock();
+            // Both changes go out in order under both stripes' delivery locks, taken before
+            // either stripe is released: a write to the new id, which takes its stripe and then
+            // its delivery lock, is delivered after the change that created it. (No thread
+            // holds a delivery lock while it waits for a stripe, so this cannot deadlock.)
+            let source_delivery = self.shards[old_index].delivery.lock();
+            let target_delivery = self.shards[new_index].delivery.lock();
             drop(high_guard);
             drop(low_guard);
             if let Some(listener) = &self.listener {
                 deliver(listener, &pending);
             }
-            drop(delivery);
+            drop(target_delivery);
+            drop(source_delivery);
             drop(pending);
             match moved {
                 Moved::Retry => continue,
