@@ -106,8 +106,10 @@ def test_a_user_stays_logged_in_after_the_server_is_killed(server: str, tmp_path
     with app_server(app, port, path) as process:
         _, headers, _ = request(port, "POST", "/login?user=ada")
         ada = cookie_from(headers, cookie_name)
-        _, headers, _ = request(port, "POST", "/write?item=coat", ada)
-        ada = cookie_from(headers, cookie_name) or ada
+        # Two writes: the log keeps the second as the bytes it changed in the first.
+        for item in ("coat", "hat"):
+            _, headers, _ = request(port, "POST", f"/write?item={item}", ada)
+            ada = cookie_from(headers, cookie_name) or ada
         _, headers, _ = request(port, "POST", "/login?user=bob")
         bob = cookie_from(headers, cookie_name)
         request(port, "POST", "/logout", bob)
@@ -118,7 +120,7 @@ def test_a_user_stays_logged_in_after_the_server_is_killed(server: str, tmp_path
         status, _, body = request(port, "GET", "/read", ada)
         assert status == 200
         seen = json.loads(body)
-        assert (seen["user"], seen["items"]) == ("ada", ["coat"])
+        assert (seen["user"], seen["items"]) == ("ada", ["coat", "hat"])
         # Logged out before the kill: still logged out.
         _, _, body = request(port, "GET", "/read", bob)
         assert json.loads(body)["user"] is None
