@@ -700,3 +700,46 @@ fn a_write_that_found_a_session_live_survives_a_snapshot_that_found_it_expired()
         Some(session_data(4))
     );
 }
+
+/// The frames of a log file: (offset, length with its 8-byte head), up to the zeros after them.
+fn frames(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut pos = 16;
+    let mut found = Vec::new();
+    while let Some(head) = bytes.get(pos..pos + 4) {
+        let len = u32::from_le_bytes(head.try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        found.push((pos, 8 + len));
+        pos += 8 + len;
+    }
+    found
+}
+
+/// A write missing from the log (an append that failed, a file cut short by hand): the writes
+/// after it were logged as changes to a value the log does not hold. The session is left out
+/// rather than restored as it was before the missing write.
+#[test]
+fn a_session_whose_log_misses_a_write_is_not_restored_stale() {
+    let dir = TempDir::new("missing");
+    let store = Store::new(config(&dir.sessions())).unwrap();
+    for n in 1..=3 {
+        store.set("s", &session_data(n * 3), None).unwrap();
+    }
+    store.set("other", &session_data(7), None).unwrap();
+    let crashed = crash_copy(&dir, "missing-copy");
+    let log = crashed.file_starting("log.");
+    let mut bytes = fs::read(&log).unwrap();
+    let found = frames(&bytes);
+    // The creation of "s", its two patches, the creation of "other".
+    assert_eq!(found.len(), 4, "{found:?}");
+    let (start, len) = found[1];
+    bytes.drain(start..start + len);
+    fs::write(&log, &bytes).unwrap();
+    let restored = Store::new(config(&crashed.sessions())).unwrap();
+    assert_eq!(restored.peek("s").unwrap(), None);
+    assert_eq!(
+        restored.peek("other").unwrap().map(|s| s.value),
+        Some(session_data(7))
+    );
+}

@@ -259,7 +259,7 @@ impl Log {
     pub(crate) fn report_unrebuilt(&self, n: u64) {
         if n > 0 {
             eprintln!(
-                "coatcheck: restart log in {}: {n} sessions not restored: a write to each was \
+                "coatcheck: restart log in {}: {n} session(s) not restored: a write to each was \
                  logged against a version the log does not hold (an append that failed?)",
                 self.dir.display()
             );
