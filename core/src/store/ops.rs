@@ -303,7 +303,7 @@ impl Inner {
         let found = stripe.find(hash, id);
         let live = found.filter(|&i| !stripe.record(i).is_expired(now));
         let mut pending = Outbox::new();
-        let (index, version, replaced) = match (live, precondition) {
+        let (index, version, mut replaced) = match (live, precondition) {
             (Some(index), Precondition::Version(expected))
                 if stripe.block(index).version() != expected =>
             {
@@ -361,14 +361,14 @@ impl Inner {
                 created,
                 meta: self.meta(&stripe, index),
                 owner: self.owner_copy(&stripe, index),
-                previous: replaced,
+                previous: replaced.take(),
             });
-        } else {
-            drop(replaced);
         }
         shard.note_deadline(stripe.record(index).deadline());
         self.release(shard, stripe, &pending);
+        // The replaced block is freed here, after the stripe is released, listener or not.
         drop(pending);
+        drop(replaced);
         if created {
             // Concurrent creators may each have made room for one and together overshot.
             self.settle_budget(shard_index, hash);
