@@ -181,8 +181,9 @@ struct Shard {
     /// stripe with nothing expired without locking it.
     next_due: AtomicU64,
     /// Held from just before the stripe lock is released until its changes are delivered, so
-    /// the listener sees one stripe's changes in the order they were made.
-    delivery: Mutex<()>,
+    /// the listener sees one stripe's changes in the order they were made. It guards the
+    /// sequence number of the last change delivered (see [`Change`]'s `sequence`).
+    delivery: Mutex<u64>,
     counters: Counters,
     /// On the shared tier: the link generation under which this stripe's copies were last
     /// checked against Redis; they are trusted only while it is the current one.
@@ -285,7 +286,7 @@ impl StoreBuilder {
                 .map(|_| Shard {
                     state: RwLock::new(Stripe::new()),
                     next_due: AtomicU64::new(u64::MAX),
-                    delivery: Mutex::new(()),
+                    delivery: Mutex::new(0),
                     counters: Counters::default(),
                     verified: AtomicU64::new(0),
                     invalidations: tickets::Invalidations::default(),

@@ -49,6 +49,23 @@ impl TempDir {
             .unwrap_or_else(|| panic!("no {prefix} file in {:?}", self.files()));
         self.sessions().join(name)
     }
+
+    /// The log file a test's one thread wrote to. A generation is written to one file per
+    /// writing thread (up to one per core): the one that holds records.
+    fn written_log(&self) -> PathBuf {
+        let logs: Vec<PathBuf> = self
+            .files()
+            .into_iter()
+            .filter(|n| n.starts_with("log.") && !n.contains(".damaged"))
+            .map(|n| self.sessions().join(n))
+            .collect();
+        let written: Vec<&PathBuf> = logs
+            .iter()
+            .filter(|path| records_end(&fs::read(path).unwrap()) > 16)
+            .collect();
+        assert_eq!(written.len(), 1, "log files with records: {written:?}");
+        written[0].clone()
+    }
 }
 
 impl Drop for TempDir {
@@ -236,12 +253,19 @@ fn a_clean_close_leaves_one_snapshot_that_holds_everything() {
         contents(&store)
     };
     let files = dir.files();
-    assert_eq!(files.len(), 3, "{files:?}");
+    let (logs, others): (Vec<_>, Vec<_>) = files.iter().partition(|n| n.starts_with("log."));
     assert!(
-        files[0] == "lock" && files[1].starts_with("log.") && files[2].starts_with("snapshot.")
+        others.len() == 2 && others[0] == "lock" && others[1].starts_with("snapshot."),
+        "{files:?}"
     );
-    // The log after a clean close holds its header only.
-    assert_eq!(fs::metadata(dir.file_starting("log.")).unwrap().len(), 16);
+    // The log after a clean close holds headers only: one file per segment, all of the
+    // snapshot's generation.
+    let generation = &others[1]["snapshot.".len()..];
+    assert!(!logs.is_empty());
+    for log in logs {
+        assert!(log.starts_with(&format!("log.{generation}.")), "{files:?}");
+        assert_eq!(fs::metadata(dir.sessions().join(log)).unwrap().len(), 16);
+    }
     let store = Store::new(config(&dir.sessions())).unwrap();
     assert_eq!(contents(&store), before);
     store.check_invariants().unwrap();
@@ -372,7 +396,7 @@ fn crashed_with_sessions(name: &str, n: usize) -> (TempDir, Contents) {
 
 /// Where a log's records end: after them the file holds the zeros it reserved ahead.
 fn records_end(bytes: &[u8]) -> usize {
-    bytes.iter().rposition(|&b| b != 0).unwrap() + 1
+    bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
 }
 
 fn damaged_files(dir: &TempDir) -> Vec<String> {
@@ -385,7 +409,7 @@ fn damaged_files(dir: &TempDir) -> Vec<String> {
 #[test]
 fn a_torn_tail_keeps_every_record_before_it_and_sets_the_rest_aside() {
     let (dir, before) = crashed_with_sessions("torn", 50);
-    let log = dir.file_starting("log.");
+    let log = dir.written_log();
     let end = records_end(&fs::read(&log).unwrap());
     // Cut the last record in half: a crash in the middle of copying it.
     let file = fs::OpenOptions::new().write(true).open(&log).unwrap();
@@ -406,7 +430,7 @@ fn a_torn_tail_keeps_every_record_before_it_and_sets_the_rest_aside() {
 #[test]
 fn a_flipped_byte_keeps_the_records_before_it() {
     let (dir, before) = crashed_with_sessions("flip", 50);
-    let log = dir.file_starting("log.");
+    let log = dir.written_log();
     let mut bytes = fs::read(&log).unwrap();
     // In the middle of the log's records: the snapshot's 25 sessions and about half of the
     // log's survive.
@@ -627,7 +651,7 @@ fn a_write_that_changes_a_few_bytes_logs_those_bytes_and_restores_whole() {
     let store = Store::new(cfg.clone()).unwrap();
     let mut value: Vec<u8> = (0..2048u32).map(|j| b'a' + (j % 26) as u8).collect();
     store.set("s", &value, None).unwrap();
-    let log = dir.file_starting("log.");
+    let log = dir.written_log();
     let written_before = log_bytes(&log);
     for n in 0..1000u32 {
         // A counter in the middle, and now and then the value grows or shrinks at its end.
@@ -728,7 +752,7 @@ fn a_session_whose_log_misses_a_write_is_not_restored_stale() {
     }
     store.set("other", &session_data(7), None).unwrap();
     let crashed = crash_copy(&dir, "missing-copy");
-    let log = crashed.file_starting("log.");
+    let log = crashed.written_log();
     let mut bytes = fs::read(&log).unwrap();
     let found = frames(&bytes);
     // The creation of "s", its two patches, the creation of "other".
@@ -742,4 +766,60 @@ fn a_session_whose_log_misses_a_write_is_not_restored_stale() {
         restored.peek("other").unwrap().map(|s| s.value),
         Some(session_data(7))
     );
+}
+
+/// A log generation is written to one file per writing thread. Threads that write the same
+/// sessions in turn (and compact meanwhile) spread each session's chain of patches over
+/// several files; after a crash every session is back as last written.
+#[test]
+fn sessions_written_by_several_threads_in_turn_restore_as_last_written() {
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 60;
+    const SESSIONS: usize = 16;
+    let dir = TempDir::new("threads");
+    let store = Arc::new(Store::new(config(&dir.sessions())).unwrap());
+    let barrier = Arc::new(std::sync::Barrier::new(THREADS));
+    let writers: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                for round in 0..ROUNDS {
+                    barrier.wait();
+                    // Each round a session is written by the next thread.
+                    for s in (0..SESSIONS).filter(|s| (s + round) % THREADS == thread) {
+                        let id = format!("s{s:02}");
+                        store
+                            .set(&id, &session_data((round * 7 + s) as u64), None)
+                            .unwrap();
+                        if round % 7 == 3 {
+                            store.set_owner(&id, Some(&format!("user{round}"))).unwrap();
+                        }
+                    }
+                    if thread == 0 && round == ROUNDS / 2 {
+                        store.compact_log().unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    assert!(store.destroy("s00").unwrap());
+    store.regenerate("s01").unwrap().unwrap();
+    let crashed = crash_copy(&dir, "threads-copy");
+    let logs_with_records = crashed
+        .files()
+        .into_iter()
+        .filter(|n| n.starts_with("log."))
+        .filter(|n| records_end(&fs::read(crashed.sessions().join(n)).unwrap()) > 16)
+        .count();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores > 1 {
+        assert!(logs_with_records > 1, "{:?}", crashed.files());
+    }
+    let restored = Store::new(config(&crashed.sessions())).unwrap();
+    assert_eq!(contents(&restored), contents(&store));
+    assert_eq!(restored.len(), SESSIONS - 1);
+    restored.check_invariants().unwrap();
 }

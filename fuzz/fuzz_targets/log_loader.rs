@@ -17,8 +17,9 @@ use libfuzzer_sys::fuzz_target;
 struct File {
     /// Put a valid header of the right kind in front of `bytes`.
     header: bool,
-    /// Format version 1 in that header (no patch records) rather than 2.
-    version_1: bool,
+    /// Which format version that header names: 1 (no patch records), 2 (no sequence numbers)
+    /// or 3 (log records numbered, a generation in one file per segment), as `1 + version % 3`.
+    version: u8,
     /// Rewrite each frame's CRC so that it matches the frame's body.
     fix_checksums: bool,
     bytes: Vec<u8>,
@@ -36,9 +37,7 @@ fn render(file: &File, kind: u32) -> Vec<u8> {
     let mut out = Vec::new();
     if file.header {
         out.extend_from_slice(MAGIC);
-        // Both versions this coatcheck reads; 2 adds patch records.
-        let version: u32 = if file.version_1 { 1 } else { 2 };
-        out.extend_from_slice(&version.to_le_bytes());
+        out.extend_from_slice(&format_version(file).to_le_bytes());
         out.extend_from_slice(&kind.to_le_bytes());
     }
     let start = out.len();
@@ -56,6 +55,11 @@ fn render(file: &File, kind: u32) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Every version this coatcheck reads.
+fn format_version(file: &File) -> u32 {
+    1 + u32::from(file.version % 3)
 }
 
 /// CRC-32 (IEEE), as the log uses; bit by bit, fast enough for fuzz inputs.
@@ -106,8 +110,17 @@ fuzz_target!(|input: Input| {
     if let Some(snapshot) = &input.snapshot {
         std::fs::write(dir.join("snapshot.0000000000000001"), render(snapshot, 2)).unwrap();
     }
-    for (i, log) in input.logs.iter().take(3).enumerate() {
-        std::fs::write(dir.join(format!("log.{:016x}", i + 1)), render(log, 1)).unwrap();
+    for (i, log) in input.logs.iter().take(4).enumerate() {
+        // Two files per generation: as segments of one generation in version 3, where the
+        // loader merges them by sequence number; otherwise one generation's single file (the
+        // second overwrites the first).
+        let generation = 1 + i / 2;
+        let name = if format_version(log) == 3 {
+            format!("log.{generation:016x}.{:02x}", i % 2)
+        } else {
+            format!("log.{generation:016x}")
+        };
+        std::fs::write(dir.join(name), render(log, 1)).unwrap();
     }
     let first = Store::new(config(dir.clone())).expect("damaged files never stop a store");
     first.check_invariants().unwrap();

@@ -1,7 +1,9 @@
 //! The bytes of the restart log and its snapshots: a 16-byte header, then frames of
 //! `[body length: u32][CRC-32 of the body: u32][body]`, all little-endian.
 //!
-//! A body is one [`Record`]: a tag byte and the record's fields. Decoding checks everything a
+//! A body is one [`Record`]: a tag byte and the record's fields. In a log file (from format
+//! version 3) the body starts with the change's sequence number (`u64`), which orders the changes
+//! of one session across the several files a log generation is written to. Decoding checks everything a
 //! record claims (lengths, id and owner rules, UTF-8, that the body is used up exactly), so a
 //! frame whose CRC happens to match garbage is still refused rather than restored.
 
@@ -10,10 +12,13 @@ use crate::store::MAX_OWNER_LEN;
 
 /// First bytes of every file the log writes.
 pub(crate) const MAGIC: [u8; 8] = *b"coatchk\n";
-/// The layout described here, which this version writes. Version 1 is the same layout without
-/// [`Record::Patch`], so it is read too; a file of any other version is set aside, never guessed
-/// at.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+/// The layout described here, which this version writes. Version 2 is the same layout without
+/// sequence numbers (one log file per generation, in order), version 1 also without
+/// [`Record::Patch`], so both are read too; a file of any other version is set aside, never
+/// guessed at.
+pub(crate) const FORMAT_VERSION: u32 = 3;
+/// The first version whose log records carry a sequence number.
+const SEQUENCED_SINCE: u32 = 3;
 const OLDEST_READ_VERSION: u32 = 1;
 /// Header length: magic, format version, file kind.
 pub(crate) const HEADER_LEN: usize = 16;
@@ -43,8 +48,13 @@ pub(crate) fn header(kind: FileKind) -> [u8; HEADER_LEN] {
     h
 }
 
-/// Why a file's header was refused.
-pub(crate) fn check_header(bytes: &[u8], kind: FileKind) -> Result<(), String> {
+/// Whether the frames of a file of `kind` in format `version` start with a sequence number.
+pub(crate) fn sequenced(version: u32, kind: FileKind) -> bool {
+    kind == FileKind::Log && version >= SEQUENCED_SINCE
+}
+
+/// The format version of a file's header, or why it was refused.
+pub(crate) fn check_header(bytes: &[u8], kind: FileKind) -> Result<u32, String> {
     if bytes.is_empty() {
         return Err("the file is empty (a crash while it was being created?)".into());
     }
@@ -71,7 +81,7 @@ pub(crate) fn check_header(bytes: &[u8], kind: FileKind) -> Result<(), String> {
             kind as u32
         ));
     }
-    Ok(())
+    Ok(version)
 }
 
 /// One entry of a log or snapshot. Times are wall-clock ms since the Unix epoch, so that
@@ -200,10 +210,22 @@ pub(crate) fn apply_patch(
     true
 }
 
-/// Appends `record` as one frame to `out`.
+/// Appends `record` as one frame of a snapshot to `out`.
 pub(crate) fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
+    encode_frame(None, record, out);
+}
+
+/// Appends `record` as one frame of a log to `out`, numbered `sequence`.
+pub(crate) fn encode_sequenced(sequence: u64, record: &Record<'_>, out: &mut Vec<u8>) {
+    encode_frame(Some(sequence), record, out);
+}
+
+fn encode_frame(sequence: Option<u64>, record: &Record<'_>, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_HEAD]);
+    if let Some(sequence) = sequence {
+        out.extend_from_slice(&sequence.to_le_bytes());
+    }
     match *record {
         Record::Put {
             id,
@@ -310,20 +332,44 @@ fn put_owner(out: &mut Vec<u8>, owner: Option<&str>) {
     }
 }
 
+/// One frame as read: where it starts in the body, its sequence number and its record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Frame<'a> {
+    pub(crate) offset: usize,
+    /// As written in a log of format version 3; in other files, the frame's place in the file
+    /// (their records are in order).
+    pub(crate) sequence: u64,
+    pub(crate) record: Record<'a>,
+}
+
 /// The frames of a file's body (after the header), one record at a time. After the first
 /// frame that does not decode, [`Frames::damage`] says why and [`Frames::good_len`] how many
 /// bytes before it were good.
 pub(crate) struct Frames<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Whether each body starts with a sequence number.
+    sequenced: bool,
+    /// Frames read so far: the sequence number of frames that carry none.
+    read: u64,
     damage: Option<String>,
 }
 
 impl<'a> Frames<'a> {
+    /// The frames of a snapshot's body, or a log's of a version before sequence numbers.
+    #[cfg(test)]
     pub(crate) fn new(body: &'a [u8]) -> Self {
+        Self::at(body, 0, false)
+    }
+
+    /// The frames of a file's body from `offset` on (0, or where [`Frames::next_frame`] found
+    /// a frame before), with or without sequence numbers (see [`sequenced`]).
+    pub(crate) fn at(body: &'a [u8], offset: usize, sequenced: bool) -> Self {
         Self {
             bytes: body,
-            pos: 0,
+            pos: offset.min(body.len()),
+            sequenced,
+            read: 0,
             damage: None,
         }
     }
@@ -338,16 +384,13 @@ impl<'a> Frames<'a> {
         self.damage.as_deref()
     }
 
-    fn fail(&mut self, why: String) -> Option<Record<'a>> {
+    fn fail(&mut self, why: String) -> Option<Frame<'a>> {
         self.damage = Some(why);
         None
     }
-}
 
-impl<'a> Iterator for Frames<'a> {
-    type Item = Record<'a>;
-
-    fn next(&mut self) -> Option<Record<'a>> {
+    /// The next frame, with where it starts and its sequence number.
+    pub(crate) fn next_frame(&mut self) -> Option<Frame<'a>> {
         if self.damage.is_some() {
             return None;
         }
@@ -383,13 +426,33 @@ impl<'a> Iterator for Frames<'a> {
         if crc32fast::hash(body) != crc {
             return self.fail("a frame's checksum does not match its bytes".into());
         }
-        match decode(body) {
-            Some(record) => {
+        let mut reader = Reader(body);
+        let sequence = if self.sequenced {
+            reader.u64()
+        } else {
+            Some(self.read)
+        };
+        match sequence.zip(decode(reader)) {
+            Some((sequence, record)) => {
+                let offset = self.pos;
                 self.pos += FRAME_HEAD + len;
-                Some(record)
+                self.read += 1;
+                Some(Frame {
+                    offset,
+                    sequence,
+                    record,
+                })
             }
             None => self.fail("a frame's checksum matches but its record is malformed".into()),
         }
+    }
+}
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = Record<'a>;
+
+    fn next(&mut self) -> Option<Record<'a>> {
+        self.next_frame().map(|frame| frame.record)
     }
 }
 
@@ -471,8 +534,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn decode(body: &[u8]) -> Option<Record<'_>> {
-    let mut r = Reader(body);
+fn decode(mut r: Reader<'_>) -> Option<Record<'_>> {
     let record = match r.u8()? {
         TAG_PUT => {
             let (id, version) = r.id()?;
@@ -616,6 +678,39 @@ mod tests {
     }
 
     #[test]
+    fn log_frames_carry_their_sequence_numbers_and_can_be_read_again_from_their_offset() {
+        let mut bytes = Vec::new();
+        for (r, sequence) in samples().iter().zip([40, 7, 41, 8, 9, 1, 2, 3]) {
+            encode_sequenced(sequence, r, &mut bytes);
+        }
+        let mut frames = Frames::at(&bytes, 0, true);
+        let read: Vec<_> = std::iter::from_fn(|| frames.next_frame()).collect();
+        assert_eq!(frames.damage(), None);
+        let records: Vec<_> = read.iter().map(|f| f.record.clone()).collect();
+        assert_eq!(records, samples());
+        let sequences: Vec<_> = read.iter().map(|f| f.sequence).collect();
+        assert_eq!(sequences, [40, 7, 41, 8, 9, 1, 2, 3]);
+        for frame in &read {
+            let again = Frames::at(&bytes, frame.offset, true).next_frame();
+            assert_eq!(again.as_ref(), Some(frame));
+        }
+        // Read as a file without sequence numbers, the first frame's body does not decode.
+        let mut unsequenced = Frames::new(&bytes);
+        assert_eq!(unsequenced.next(), None);
+        assert!(unsequenced.damage().is_some());
+        // Frames of a file without them are numbered by their place.
+        let mut plain = Vec::new();
+        for r in samples() {
+            encode(&r, &mut plain);
+        }
+        let mut frames = Frames::new(&plain);
+        let places: Vec<_> = std::iter::from_fn(|| frames.next_frame())
+            .map(|f| f.sequence)
+            .collect();
+        assert_eq!(places, (0..samples().len() as u64).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn a_torn_tail_keeps_every_whole_record_before_it() {
         let mut bytes = Vec::new();
         for r in samples() {
@@ -732,15 +827,20 @@ mod tests {
         assert!(check_header(&[], FileKind::Log).is_err());
         assert!(check_header(&log[..10], FileKind::Log).is_err());
         let mut other = log;
-        other[8] = 3;
+        other[8] = 4;
         assert!(
             check_header(&other, FileKind::Log)
                 .unwrap_err()
-                .contains("version 3")
+                .contains("version 4")
         );
-        // Version 1 (the same layout without patches) is still read.
-        other[8] = 1;
-        assert!(check_header(&other, FileKind::Log).is_ok());
+        // Version 2 (without sequence numbers) and 1 (without patches either) are still read.
+        for older in [1, 2] {
+            other[8] = older;
+            assert_eq!(check_header(&other, FileKind::Log), Ok(u32::from(older)));
+            assert!(!sequenced(u32::from(older), FileKind::Log));
+        }
+        assert!(sequenced(FORMAT_VERSION, FileKind::Log));
+        assert!(!sequenced(FORMAT_VERSION, FileKind::Snapshot));
         let mut magic = log;
         magic[0] = b'C';
         assert!(check_header(&magic, FileKind::Log).is_err());

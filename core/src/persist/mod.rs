@@ -3,11 +3,22 @@
 //! on the same directory.
 //!
 //! The directory holds `lock` (held with `flock` for the life of the store), `snapshot.<gen>`
-//! and `log.<gen>` (16 hex digits). A compaction switches appends to `log.<gen+1>`, writes the
-//! table into `snapshot.<gen+1>.tmp` one stripe at a time, renames it into place and only then
-//! deletes everything of a lower generation. So at any moment the newest whole snapshot plus the
-//! logs of its generation and above hold every acknowledged change, and loading is: that
-//! snapshot, then those logs in order (see [`image`] for why the overlap is harmless).
+//! and the log files `log.<gen>.<segment>` (16 and 2 hex digits). A compaction switches appends
+//! to generation `gen+1`, writes the table into `snapshot.<gen+1>.tmp` one stripe at a time,
+//! renames it into place and only then deletes everything of a lower generation. So at any
+//! moment the newest whole snapshot plus the logs of its generation and above hold every
+//! acknowledged change, and loading is: that snapshot, then those generations in order (see
+//! [`image`] for why the overlap is harmless).
+//!
+//! A generation is written to one file per segment, and each writing thread appends to its own
+//! segment (its file made by its first append to the generation, so a process that writes from
+//! one thread has one file): writers on several cores then share no lock and no cache line, where one file's
+//! mutex and end offset, moving between cores on every append, held a flood of writes from two
+//! threads to half its speed. Each record carries its stripe's delivery sequence number (see
+//! `Change`), so a generation's files replay merged by it: the changes of one session (one
+//! stripe) in the order they were made, whichever files they landed in. A switch of generation
+//! takes every segment's lock at once, so a session's later change never lands in an earlier
+//! generation. Older versions wrote one file per generation, `log.<gen>`, read in order.
 //!
 //! Damage never stops a store from starting: a file is read up to its first frame that does not
 //! decode, the rest is copied aside next to it (`<name>.damaged-<ms>`) with one line on stderr,
@@ -61,23 +72,33 @@ pub struct LogStats {
     pub failures: u64,
 }
 
-/// The log file being appended to. Its fields that every append touches come first, and the
-/// whole of them with the mutex fit in one cache line ([`Tail`]): with writers on several cores
-/// the line moves to the appending core every time, and each further line is one more miss
-/// under the lock (measured: three lines cost a flood of writes a third of its speed).
+/// One segment's log file being appended to. Its fields that every append touches come first,
+/// and with the mutex they fit in one cache line ([`Tail`]): when threads share a segment (more
+/// of them than segments), the line moves to the appending core, and each further line would be
+/// one more miss under the lock.
 #[repr(C)]
 struct Writer {
     /// Records appended to this file.
     appended: u64,
     appender: appender::Appender,
-    generation: u64,
     /// Bytes of the file the last [`Fsync::Interval`] tick synced.
     synced_len: u64,
 }
 
-/// The mutex of the log's end, starting a cache line of its own.
+/// The mutex of one segment's end, starting a cache line of its own.
 #[repr(align(64))]
 struct Tail(Mutex<Option<Writer>>);
+
+/// At most this many segments (threads beyond it share them).
+const MAX_SEGMENTS: usize = 8;
+
+/// One segment per core, up to [`MAX_SEGMENTS`].
+fn segment_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_SEGMENTS))
+}
+
+/// Numbers the threads that append, in the order they first do.
+static WRITING_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl std::ops::Deref for Tail {
     type Target = Mutex<Option<Writer>>;
@@ -90,6 +111,8 @@ impl std::ops::Deref for Tail {
 thread_local! {
     /// Where this thread encodes a record before copying it into the log.
     static ENCODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// This thread's number among the threads that append: its segment, modulo their count.
+    static WRITING_THREAD: usize = WRITING_THREADS.fetch_add(1, Relaxed);
 }
 
 /// An open restart log. Built by [`Log::open`] with the files it found.
@@ -106,11 +129,18 @@ pub(crate) struct Log {
     pub(crate) slide_slack: Duration,
     /// The highest generation found when the log was opened; appends start above it.
     last_generation: u64,
-    /// `None` until the first snapshot (made as the store is built) opens a log file.
-    writer: Tail,
+    /// The generation appends go to: 0 until the first snapshot (made as the store is built)
+    /// starts one. Changed under every segment's lock, so read under any one it is the
+    /// generation that segment's writer belongs to.
+    generation: AtomicU64,
+    /// One per segment; `None` until a thread of that segment appends to the generation.
+    segments: Box<[Tail]>,
     /// Why the last append failed, while the log is failed.
     failure: Mutex<Option<String>>,
     failed: AtomicBool,
+    /// Appends and syncs that failed: a snapshot clears `failed` only if none failed after it
+    /// began (a change whose append failed then may be in neither the snapshot nor the log).
+    append_failures: AtomicU64,
     compaction_failing: AtomicBool,
     /// One compaction at a time.
     compaction: Mutex<()>,
@@ -143,28 +173,49 @@ fn io_error(what: &str, path: &Path, e: &io::Error) -> Error {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Named {
     Snapshot(u64),
-    Log(u64),
+    /// A generation's log file of one segment; `None` for the one file of a generation that
+    /// an older version wrote (`log.<gen>`).
+    Log(u64, Option<u8>),
+}
+
+impl Named {
+    fn generation(self) -> u64 {
+        match self {
+            Named::Snapshot(g) | Named::Log(g, _) => g,
+        }
+    }
+
+    fn name(self) -> String {
+        match self {
+            Named::Snapshot(g) => format!("snapshot.{g:016x}"),
+            Named::Log(g, None) => format!("log.{g:016x}"),
+            Named::Log(g, Some(segment)) => format!("log.{g:016x}.{segment:02x}"),
+        }
+    }
 }
 
 fn parse_name(name: &str) -> Option<Named> {
-    let (kind, generation) = name.split_once('.')?;
+    let (kind, rest) = name.split_once('.')?;
+    let (generation, segment) = match rest.split_once('.') {
+        Some((generation, segment)) if kind == "log" && segment.len() == 2 => {
+            (generation, Some(u8::from_str_radix(segment, 16).ok()?))
+        }
+        Some(_) => return None,
+        None => (rest, None),
+    };
     if generation.len() != 16 {
         return None;
     }
     let generation = u64::from_str_radix(generation, 16).ok()?;
     match kind {
-        "snapshot" => Some(Named::Snapshot(generation)),
-        "log" => Some(Named::Log(generation)),
+        "snapshot" if segment.is_none() => Some(Named::Snapshot(generation)),
+        "log" => Some(Named::Log(generation, segment)),
         _ => None,
     }
 }
 
 fn snapshot_name(generation: u64) -> String {
-    format!("snapshot.{generation:016x}")
-}
-
-fn log_name(generation: u64) -> String {
-    format!("log.{generation:016x}")
+    Named::Snapshot(generation).name()
 }
 
 /// Creates a file only its owner may read (session data is private), open for reading too: a
@@ -221,15 +272,19 @@ impl Log {
         let found = find(dir)?;
         let log = Log {
             last_generation: found.next_generation - 1,
+            generation: AtomicU64::new(0),
             dir: dir.to_path_buf(),
             _lock: lock,
             fsync,
             offset_ms: wall_now_ms() - clock_now_ms as i64,
             fork_generation: crate::fork::generation(),
             slide_slack: slide_slack(idle_timeout),
-            writer: Tail(Mutex::new(None)),
+            segments: (0..segment_count())
+                .map(|_| Tail(Mutex::new(None)))
+                .collect(),
             failure: Mutex::new(None),
             failed: AtomicBool::new(false),
+            append_failures: AtomicU64::new(0),
             compaction_failing: AtomicBool::new(false),
             compaction: Mutex::new(()),
             records_before: AtomicU64::new(0),
@@ -313,11 +368,26 @@ impl Log {
             },
             ChangeKind::Removed { .. } => Record::Removed { id, version },
         };
+        let segment = WRITING_THREAD.with(|n| *n) % self.segments.len();
         ENCODED.with_borrow_mut(|buf| {
             buf.clear();
             // Encoded (and checksummed) before the lock: under it, only the copy.
-            format::encode(&record, buf);
-            let mut guard = self.writer.lock();
+            format::encode_sequenced(change.sequence, &record, buf);
+            let mut guard = self.segments[segment].lock();
+            if guard.is_none() {
+                let generation = self.generation.load(Relaxed);
+                if generation == 0 {
+                    return;
+                }
+                match self.open_segment(generation, segment) {
+                    Ok(writer) => *guard = Some(writer),
+                    Err(e) => {
+                        drop(guard);
+                        self.fail(&e);
+                        return;
+                    }
+                }
+            }
             let Some(writer) = guard.as_mut() else { return };
             // Once copied into the file's mapping the change survives a kill -9 of this
             // process; fsync is for power loss.
@@ -396,6 +466,7 @@ impl Log {
 
     fn fail(&self, e: &io::Error) {
         self.failures.fetch_add(1, Relaxed);
+        self.append_failures.fetch_add(1, Relaxed);
         let why = format!("{}: {e}", self.dir.display());
         if !self.failed.swap(true, Relaxed) {
             eprintln!(
@@ -411,20 +482,30 @@ impl Log {
         if self.fsync != Fsync::Interval {
             return;
         }
-        let file = {
-            let mut guard = self.writer.lock();
-            match guard.as_mut() {
-                Some(w) if w.synced_len != w.appender.len() => {
-                    w.synced_len = w.appender.len();
-                    w.appender.file().clone()
+        for segment in self.segments.iter() {
+            let file = {
+                let mut guard = segment.lock();
+                match guard.as_mut() {
+                    Some(w) if w.synced_len != w.appender.len() => {
+                        w.synced_len = w.appender.len();
+                        w.appender.file().clone()
+                    }
+                    _ => continue,
                 }
-                _ => return,
+            };
+            // Outside the segment's lock: appends go on while the disk syncs.
+            if let Err(e) = file.sync_data() {
+                self.fail(&e);
             }
-        };
-        // Outside the writer lock: appends go on while the disk syncs.
-        if let Err(e) = file.sync_data() {
-            self.fail(&e);
         }
+    }
+
+    /// Bytes in the current generation's log files.
+    fn log_bytes(&self) -> u64 {
+        self.segments
+            .iter()
+            .map(|segment| segment.lock().as_ref().map_or(0, |w| w.appender.len()))
+            .sum()
     }
 
     /// Reports a background compaction's failure once per run of failures.
@@ -449,7 +530,7 @@ impl Log {
         if crate::fork::generation() != self.fork_generation {
             return false;
         }
-        let len = self.writer.lock().as_ref().map_or(0, |w| w.appender.len());
+        let len = self.log_bytes();
         let snapshot = self.snapshot_bytes.load(Relaxed);
         self.failed.load(Relaxed)
             || (len >= COMPACT_MIN_BYTES && len > snapshot.saturating_mul(COMPACT_GROWTH))
@@ -466,6 +547,9 @@ impl Log {
         }
         let one_at_a_time = self.compaction.lock();
         let generation = self.rotate()?;
+        // Changes appended before the switch are in the table the snapshot reads; one whose
+        // append fails from here on may be missing from both.
+        let append_failures = self.append_failures.load(Relaxed);
         let tmp = self.dir.join(format!("{}.tmp", snapshot_name(generation)));
         let mut file = create_private(&tmp)?;
         let mut buf = Vec::with_capacity(1 << 16);
@@ -476,6 +560,7 @@ impl Log {
             log: self,
             _one_at_a_time: one_at_a_time,
             generation,
+            append_failures,
             tmp,
             file,
             buf,
@@ -485,58 +570,79 @@ impl Log {
         }))
     }
 
-    /// Switches appends to a new, empty log file of the next generation; that generation.
+    /// Switches appends to new, empty log files of the next generation; that generation.
     ///
     /// # Errors
-    /// The I/O error if the file cannot be created; appends then go on to the old one.
+    /// The I/O error if the files cannot be created; appends then go on to the old ones.
     ///
     /// Called one at a time: by the store as it starts (before its log thread exists), and by
     /// [`Log::begin_snapshot`] under `compaction`.
     pub(crate) fn rotate(&self) -> io::Result<u64> {
         // One rotation at a time, so the generation read here is still the latest when the new
-        // file replaces the old; the file is made, and the old one closed, outside the writers'
-        // lock.
-        let generation = self
-            .writer
-            .lock()
-            .as_ref()
-            .map_or(self.last_generation, |w| w.generation)
-            + 1;
-        let file = create_private(&self.dir.join(log_name(generation)))?;
-        let appender = appender::Appender::new(file, &format::header(format::FileKind::Log))?;
-        let mut guard = self.writer.lock();
-        let old = guard.replace(Writer {
-            appended: 0,
-            appender,
-            generation,
-            synced_len: 0,
-        });
-        if let Some(old) = &old {
-            // Under the lock, so that `stats` never counts the old file's records twice.
-            self.records_before.fetch_add(old.appended, Relaxed);
+        // files replace the old. The files of the segments in use are made outside the
+        // segments' locks (a failure leaves appends on the old ones), and the old ones closed
+        // outside them too.
+        let generation = self.generation.load(Relaxed).max(self.last_generation) + 1;
+        let mut new = Vec::with_capacity(self.segments.len());
+        for (segment, tail) in self.segments.iter().enumerate() {
+            let in_use = tail.lock().is_some();
+            new.push(match in_use {
+                true => Some(self.open_segment(generation, segment)?),
+                false => None,
+            });
         }
-        drop(guard);
-        let unsynced = old
-            .as_ref()
-            .filter(|old| self.fsync == Fsync::Interval && old.synced_len != old.appender.len());
-        if let Some(old) = unsynced {
-            // What the old file took since the last tick reaches the disk before the new file
-            // does: the new file's patches build on it.
-            old.appender.file().sync_data()?;
+        // Every segment switches under all their locks at once: a change appended after the
+        // switch, wherever, lands in the new generation, and so does every later change of its
+        // session (see the module's comment). A segment that began its file meanwhile makes
+        // its new one at its next append.
+        let mut guards: Vec<_> = self.segments.iter().map(|s| s.lock()).collect();
+        self.generation.store(generation, Relaxed);
+        let mut old = Vec::with_capacity(guards.len());
+        for (guard, writer) in guards.iter_mut().zip(new) {
+            let replaced = std::mem::replace(&mut **guard, writer);
+            if let Some(replaced) = replaced {
+                // Under the locks, so that `stats` never counts the old files' records twice.
+                self.records_before.fetch_add(replaced.appended, Relaxed);
+                old.push(replaced);
+            }
         }
-        // Dropping the old appender cuts its file to what it holds.
+        drop(guards);
+        for old in &old {
+            if self.fsync == Fsync::Interval && old.synced_len != old.appender.len() {
+                // What the old files took since the last tick reaches the disk before the new
+                // files do: the new files' patches build on it.
+                old.appender.file().sync_data()?;
+            }
+        }
+        // Dropping the old appenders cuts their files to what they hold.
         drop(old);
         sync_dir(&self.dir)?;
         Ok(generation)
     }
 
+    /// A new, empty log file of `generation` for `segment`.
+    fn open_segment(&self, generation: u64, segment: usize) -> io::Result<Writer> {
+        // At most MAX_SEGMENTS, far below u8::MAX.
+        let named = Named::Log(generation, Some(segment as u8));
+        let file = create_private(&self.dir.join(named.name()))?;
+        Ok(Writer {
+            appended: 0,
+            appender: appender::Appender::new(file, &format::header(format::FileKind::Log))?,
+            synced_len: 0,
+        })
+    }
+
     pub(crate) fn stats(&self) -> LogStats {
         let (records, log_bytes) = {
-            let writer = self.writer.lock();
+            // All the segments' locks at once, as a rotation takes them.
+            let guards: Vec<_> = self.segments.iter().map(|s| s.lock()).collect();
             let before = self.records_before.load(Relaxed);
-            writer
-                .as_ref()
-                .map_or((before, 0), |w| (before + w.appended, w.appender.len()))
+            guards
+                .iter()
+                .filter_map(|guard| guard.as_ref())
+                .fold((before, 0), |(records, bytes), w| {
+                    (records + w.appended, bytes + w.appender.len())
+                })
         };
         LogStats {
             records,
@@ -555,6 +661,8 @@ pub(crate) struct Snapshot<'l> {
     log: &'l Log,
     _one_at_a_time: MutexGuard<'l, ()>,
     generation: u64,
+    /// The log's `append_failures` when appends switched to this generation.
+    append_failures: u64,
     tmp: PathBuf,
     file: File,
     buf: Vec<u8>,
@@ -609,17 +717,20 @@ impl Snapshot<'_> {
         sync_dir(&log.dir)?;
         for entry in fs::read_dir(&log.dir)?.flatten() {
             let name = entry.file_name();
-            let older = match name.to_str().and_then(parse_name) {
-                Some(Named::Snapshot(g) | Named::Log(g)) => g < self.generation,
-                None => false,
-            };
+            let older = name
+                .to_str()
+                .and_then(parse_name)
+                .is_some_and(|named| named.generation() < self.generation);
             if older {
                 let _ = fs::remove_file(entry.path());
             }
         }
         log.snapshot_bytes.store(self.bytes, Relaxed);
         log.compactions.fetch_add(1, Relaxed);
-        if log.failed.swap(false, Relaxed) {
+        // A failed append of this generation leaves a gap that this snapshot may not cover:
+        // writes stay refused until a snapshot begun after the failure is written.
+        let gap = log.append_failures.load(Relaxed) != self.append_failures;
+        if !gap && log.failed.swap(false, Relaxed) {
             *log.failure.lock() = None;
             eprintln!(
                 "coatcheck: the restart log in {} is written again",
@@ -656,10 +767,26 @@ fn lock_exclusively(lock: &File, dir: &Path) -> Result<()> {
     Err(io_error("cannot lock", dir, &e))
 }
 
-/// The files of a log directory with a readable header, read into memory in the order they
-/// replay: the newest such snapshot, then the logs from its generation on.
+/// One file of a log directory with a readable header, read into memory.
+struct FoundFile {
+    path: PathBuf,
+    kind: format::FileKind,
+    generation: u64,
+    /// Whether its frames carry sequence numbers (see [`format::sequenced`]).
+    sequenced: bool,
+    bytes: Vec<u8>,
+}
+
+impl FoundFile {
+    fn body(&self) -> &[u8] {
+        &self.bytes[format::HEADER_LEN..]
+    }
+}
+
+/// The files of a log directory with a readable header, in the order they replay: the newest
+/// such snapshot, then the logs from its generation on, by generation.
 pub(crate) struct Found {
-    files: Vec<(PathBuf, format::FileKind, Vec<u8>)>,
+    files: Vec<FoundFile>,
     next_generation: u64,
 }
 
@@ -671,11 +798,23 @@ impl Found {
         let records: usize = self
             .files
             .iter()
-            .map(|(_, _, b)| format::count_frames(&b[format::HEADER_LEN..]))
+            .map(|f| format::count_frames(f.body()))
             .sum();
         image.sessions.reserve(records);
-        for (path, kind, bytes) in &self.files {
-            apply_file(path, *kind, bytes, &mut image);
+        for group in self
+            .files
+            .chunk_by(|a, b| a.kind == b.kind && a.generation == b.generation)
+        {
+            let with_records: Vec<&FoundFile> = group
+                .iter()
+                .filter(|f| f.bytes.len() > format::HEADER_LEN)
+                .collect();
+            match with_records[..] {
+                [] => {}
+                // One file replays in its own order, frame by frame.
+                [file] => read_file(file, |frame| image.apply(&frame.record)),
+                _ => apply_merged(&with_records, &mut image),
+            }
         }
         image
     }
@@ -684,7 +823,29 @@ impl Found {
     pub(crate) fn any(&self) -> bool {
         self.files
             .iter()
-            .any(|(_, _, b)| b.len() > format::HEADER_LEN)
+            .any(|f| f.bytes.len() > format::HEADER_LEN)
+    }
+}
+
+/// Replays the log files of one generation merged by their records' sequence numbers: those of
+/// one session then come in the order they were made, whatever file each is in.
+fn apply_merged<'a>(files: &[&'a FoundFile], image: &mut Image<'a>) {
+    // (sequence, file, offset): a place to read each record again from, not the records
+    // themselves, which are five times larger.
+    let mut order: Vec<(u64, u32, usize)> = Vec::new();
+    for (index, file) in files.iter().enumerate() {
+        read_file(file, |frame| {
+            // At most MAX_SEGMENTS files per generation.
+            order.push((frame.sequence, index as u32, frame.offset));
+        });
+    }
+    order.sort_unstable();
+    for (_, index, offset) in order {
+        let file = files[index as usize];
+        // Read whole a moment ago; `read_file` may have cut the file on disk, not these bytes.
+        if let Some(frame) = format::Frames::at(file.body(), offset, file.sequenced).next_frame() {
+            image.apply(&frame.record);
+        }
     }
 }
 
@@ -704,29 +865,29 @@ fn find(dir: &Path) -> Result<Found> {
     names.sort();
     let next_generation = names
         .iter()
-        .map(|&(Named::Snapshot(g) | Named::Log(g))| g)
+        .map(|named| named.generation())
         .max()
         .map_or(1, |g| g + 1);
     let mut files = Vec::new();
     let mut base = 0;
     let snapshots = names.iter().rev().filter_map(|f| match *f {
         Named::Snapshot(g) => Some(g),
-        Named::Log(_) => None,
+        Named::Log(..) => None,
     });
     for generation in snapshots {
         let path = dir.join(snapshot_name(generation));
-        if let Some(bytes) = read_checked(&path, format::FileKind::Snapshot) {
-            files.push((path, format::FileKind::Snapshot, bytes));
+        if let Some(file) = read_checked(path, format::FileKind::Snapshot, generation) {
+            files.push(file);
             base = generation;
             break;
         }
     }
-    for &name in &names {
-        if let Named::Log(generation) = name {
-            let path = dir.join(log_name(generation));
+    for &named in &names {
+        if let Named::Log(generation, _) = named {
             if generation >= base {
-                if let Some(bytes) = read_checked(&path, format::FileKind::Log) {
-                    files.push((path, format::FileKind::Log, bytes));
+                let path = dir.join(named.name());
+                if let Some(file) = read_checked(path, format::FileKind::Log, generation) {
+                    files.push(file);
                 }
             }
         }
@@ -737,10 +898,10 @@ fn find(dir: &Path) -> Result<Found> {
     })
 }
 
-/// A file's bytes if its header is one this version reads. Otherwise the file is renamed
-/// aside (an empty one removed) with a line on stderr.
-fn read_checked(path: &Path, kind: format::FileKind) -> Option<Vec<u8>> {
-    let bytes = match fs::read(path) {
+/// A file if its header is one this version reads. Otherwise the file is renamed aside (an
+/// empty one removed) with a line on stderr.
+fn read_checked(path: PathBuf, kind: format::FileKind, generation: u64) -> Option<FoundFile> {
+    let bytes = match fs::read(&path) {
         Ok(b) => b,
         Err(e) => {
             eprintln!(
@@ -750,18 +911,27 @@ fn read_checked(path: &Path, kind: format::FileKind) -> Option<Vec<u8>> {
             return None;
         }
     };
-    let Err(why) = format::check_header(&bytes, kind) else {
-        return Some(bytes);
+    let why = match format::check_header(&bytes, kind) {
+        Ok(version) => {
+            return Some(FoundFile {
+                sequenced: format::sequenced(version, kind),
+                path,
+                kind,
+                generation,
+                bytes,
+            });
+        }
+        Err(why) => why,
     };
     if bytes.is_empty() {
         eprintln!(
             "coatcheck: restart log {}: {why}; nothing to restore from it",
             path.display()
         );
-        let _ = fs::remove_file(path);
+        let _ = fs::remove_file(&path);
     } else {
-        let aside = aside_name(path);
-        let moved = fs::rename(path, &aside).map_or_else(
+        let aside = aside_name(&path);
+        let moved = fs::rename(&path, &aside).map_or_else(
             |e| format!("(could not move it: {e})"),
             |()| aside.display().to_string(),
         );
@@ -775,14 +945,15 @@ fn read_checked(path: &Path, kind: format::FileKind) -> Option<Vec<u8>> {
     None
 }
 
-/// Applies the records of one file with a valid header to `image`.
-fn apply_file<'a>(path: &Path, kind: format::FileKind, bytes: &'a [u8], image: &mut Image<'a>) {
-    let mut frames = format::Frames::new(&bytes[format::HEADER_LEN..]);
+/// Hands each good frame of one file with a valid header to `each`, then reports damage.
+fn read_file<'a>(file: &'a FoundFile, mut each: impl FnMut(format::Frame<'a>)) {
+    let (path, bytes) = (&file.path, &file.bytes);
+    let mut frames = format::Frames::at(file.body(), 0, file.sequenced);
     let mut records = 0u64;
     let mut ended = false;
-    for record in frames.by_ref() {
-        ended = matches!(record, Record::End { .. });
-        image.apply(&record);
+    while let Some(frame) = frames.next_frame() {
+        ended = matches!(frame.record, Record::End { .. });
+        each(frame);
         records += 1;
     }
     let good = format::HEADER_LEN + frames.good_len();
@@ -803,7 +974,7 @@ fn apply_file<'a>(path: &Path, kind: format::FileKind, bytes: &'a [u8], image: &
             path.display(),
             bytes.len() - good
         );
-    } else if kind == format::FileKind::Snapshot && !ended {
+    } else if file.kind == format::FileKind::Snapshot && !ended {
         eprintln!(
             "coatcheck: restart log {}: the snapshot stops before its end record (truncated?); \
              restored the {records} records it holds",
@@ -828,5 +999,206 @@ fn set_aside(path: &Path, bytes: &[u8]) -> String {
     match written {
         Ok(()) => aside.display().to_string(),
         Err(e) => format!("(nowhere: {e})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put<'a>(id: &'a str, version: u64, value: &'a [u8]) -> Record<'a> {
+        Record::Put {
+            id,
+            version,
+            deadline: u64::MAX / 2,
+            ttl_ms: 60_000,
+            absolute: None,
+            owner: None,
+            value,
+        }
+    }
+
+    /// `old` with its bytes from `at` replaced by `middle`, as a patch of `base`.
+    fn patch<'a>(id: &'a str, version: u64, old: &[u8], at: u32, middle: &'a [u8]) -> Record<'a> {
+        Record::Patch {
+            id,
+            version,
+            deadline: u64::MAX / 2,
+            ttl_ms: 60_000,
+            absolute: None,
+            owner: None,
+            base: version - 1,
+            base_len: old.len() as u32,
+            prefix: at,
+            suffix: old.len() as u32 - at - middle.len() as u32,
+            middle,
+        }
+    }
+
+    fn file(
+        dir: &Path,
+        named: Named,
+        version: u32,
+        records: &[(u64, Record<'_>)],
+    ) -> (PathBuf, Vec<u8>) {
+        let mut bytes = format::header(format::FileKind::Log).to_vec();
+        bytes[8..12].copy_from_slice(&version.to_le_bytes());
+        for (sequence, record) in records {
+            if format::sequenced(version, format::FileKind::Log) {
+                format::encode_sequenced(*sequence, record, &mut bytes);
+            } else {
+                format::encode(record, &mut bytes);
+            }
+        }
+        (dir.join(named.name()), bytes)
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "coatcheck-persist-unit-{name}-{}",
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// Writes `files` into `dir` and opens the log there.
+    fn open_with(dir: &Path, files: &[(PathBuf, Vec<u8>)]) -> (Log, Found) {
+        for (path, bytes) in files {
+            fs::write(path, bytes).unwrap();
+        }
+        Log::open(dir, Fsync::Never, Duration::from_secs(60), 0).unwrap()
+    }
+
+    const V0: &[u8] = b"{\"count\":0,\"user\":\"someone\"}";
+    const V1: &[u8] = b"{\"count\":1,\"user\":\"someone\"}";
+    const V2: &[u8] = b"{\"count\":2,\"user\":\"someone\"}";
+
+    #[test]
+    fn a_generations_files_replay_merged_by_their_sequence_numbers() {
+        let dir = temp_dir("merged");
+        fs::create_dir(&dir).unwrap();
+        // One session written by two threads in turn, so its chain of patches alternates
+        // between their files; a session of another stripe numbered from 1 as well.
+        let files = [
+            file(
+                &dir,
+                Named::Log(1, Some(0)),
+                3,
+                &[
+                    (1, put("shared", 1, V0)),
+                    (3, patch("shared", 3, V1, 9, b"2")),
+                ],
+            ),
+            file(
+                &dir,
+                Named::Log(1, Some(1)),
+                3,
+                &[
+                    (1, put("other", 1, V1)),
+                    (2, patch("shared", 2, V0, 9, b"1")),
+                    (
+                        2,
+                        Record::Removed {
+                            id: "other",
+                            version: 1,
+                        },
+                    ),
+                ],
+            ),
+        ];
+        let (log, found) = open_with(&dir, &files);
+        let image = found.image();
+        assert_eq!(image.unrebuilt, 0);
+        assert_eq!(image.sessions.len(), 1, "{:?}", image.sessions.keys());
+        assert_eq!(&*image.sessions["shared"].value, V2);
+        assert_eq!(image.sessions["shared"].version, 3);
+        drop(image);
+        drop((log, found));
+        // Replayed one file after the other instead, the chain breaks: the order is the
+        // sequence numbers' doing.
+        let mut in_file_order = Image::default();
+        for (_, bytes) in &files {
+            let body = &bytes[format::HEADER_LEN..];
+            for record in format::Frames::at(body, 0, true) {
+                in_file_order.apply(&record);
+            }
+        }
+        assert_eq!(in_file_order.unrebuilt, 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_older_versions_one_file_generations_replay_in_file_order_before_newer_ones() {
+        let dir = temp_dir("older");
+        fs::create_dir(&dir).unwrap();
+        let files = [
+            // Format version 2: one file per generation, no sequence numbers.
+            file(
+                &dir,
+                Named::Log(1, None),
+                2,
+                &[(0, put("s", 1, V0)), (0, patch("s", 2, V0, 9, b"1"))],
+            ),
+            file(
+                &dir,
+                Named::Log(2, Some(0)),
+                3,
+                &[(1, patch("s", 3, V1, 9, b"2"))],
+            ),
+            file(&dir, Named::Log(2, Some(1)), 3, &[]),
+        ];
+        let (log, found) = open_with(&dir, &files);
+        let image = found.image();
+        assert_eq!((image.unrebuilt, image.issued), (0, 3));
+        assert_eq!(&*image.sessions["s"].value, V2);
+        // Appends go on in a generation above both.
+        drop(image);
+        drop(found);
+        assert_eq!(log.rotate().unwrap(), 3);
+        drop(log);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_append_during_a_snapshot_keeps_writes_refused_until_the_next() {
+        let dir = temp_dir("failed");
+        let (log, found) = Log::open(&dir, Fsync::Never, Duration::from_secs(60), 0).unwrap();
+        drop(found);
+        log.rotate().unwrap();
+        log.fail(&io::Error::other("before the snapshot"));
+        assert!(log.writable().is_err());
+        // A snapshot begun after a failure covers it: writes go on.
+        log.begin_snapshot().unwrap().unwrap().finish(0).unwrap();
+        assert!(log.writable().is_ok());
+        let snapshot = log.begin_snapshot().unwrap().unwrap();
+        log.fail(&io::Error::other("while the snapshot is written"));
+        snapshot.finish(0).unwrap();
+        assert!(log.writable().is_err(), "a change may be in neither file");
+        log.begin_snapshot().unwrap().unwrap().finish(0).unwrap();
+        assert!(log.writable().is_ok());
+        drop(log);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn file_names_read_back_as_written() {
+        for named in [
+            Named::Snapshot(7),
+            Named::Log(7, None),
+            Named::Log(u64::MAX, Some(0)),
+            Named::Log(1, Some(7)),
+        ] {
+            assert_eq!(parse_name(&named.name()), Some(named));
+        }
+        for stray in [
+            "log.0000000000000001.0",
+            "log.0000000000000001.000",
+            "snapshot.0000000000000001.00",
+            "log.1",
+            "lock",
+        ] {
+            assert_eq!(parse_name(stray), None, "{stray}");
+        }
     }
 }

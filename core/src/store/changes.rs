@@ -84,6 +84,11 @@ pub struct Change<'a> {
     /// For [`ChangeKind::Written`] by a plain write, the value and version it replaced: the
     /// restart log then records only the bytes that differ.
     pub(crate) previous: Option<Previous<'a>>,
+    /// Numbers the changes of one stripe in the order they were delivered (from 1 when the
+    /// store was built; a regenerate across two stripes numbers its changes above both
+    /// stripes' last). So the changes of one session are ordered by it wherever a listener
+    /// filed them: the restart log keeps one file per writing thread and replays by it.
+    pub(crate) sequence: u64,
 }
 
 /// What a write replaced.
@@ -201,6 +206,7 @@ impl Pending<'_> {
                 absolute_deadline_ms: meta.absolute,
                 owner: owner.as_deref(),
                 previous: None,
+                sequence: 0,
             }
         }
         match self {
@@ -250,6 +256,7 @@ impl Pending<'_> {
                 absolute_deadline_ms: *absolute,
                 owner: removed.owner.as_deref(),
                 previous: None,
+                sequence: 0,
             },
         }
     }
@@ -258,9 +265,15 @@ impl Pending<'_> {
 /// The changes of one locked section; most sections make one or two, kept on the stack.
 pub(crate) type Outbox<'a> = smallvec::SmallVec<[Pending<'a>; 2]>;
 
-/// Hands each pending change to the listener, in order.
-pub(crate) fn deliver(listener: &Listener, pending: &[Pending<'_>]) {
+/// Hands each pending change to the listener, in order, numbering them after `sequence` (the
+/// last number its stripe delivered, held under the stripe's delivery lock).
+pub(crate) fn deliver(listener: &Listener, pending: &[Pending<'_>], sequence: &mut u64) {
     for p in pending {
-        (listener.callback)(&p.change());
+        *sequence += 1;
+        let change = Change {
+            sequence: *sequence,
+            ..p.change()
+        };
+        (listener.callback)(&change);
     }
 }

@@ -88,9 +88,9 @@ impl Inner {
     pub(super) fn release<G>(&self, shard: &Shard, guard: G, pending: &[Pending<'_>]) {
         match &self.listener {
             Some(listener) if !pending.is_empty() => {
-                let delivery = shard.delivery.lock();
+                let mut delivery = shard.delivery.lock();
                 drop(guard);
-                deliver(listener, pending);
+                deliver(listener, pending, &mut delivery);
                 drop(delivery);
             }
             _ => drop(guard),
@@ -151,13 +151,13 @@ impl Inner {
             if listener.reports_slide(slide.before, slide.after) {
                 // Taken before the metadata is read: a concurrent slide that delivers first
                 // cannot report a later deadline than this one.
-                let delivery = shard.delivery.lock();
+                let mut delivery = shard.delivery.lock();
                 let pending = [Pending::Slid {
                     id,
                     meta: self.meta(stripe, index),
                     owner: self.owner_copy(stripe, index),
                 }];
-                deliver(listener, &pending);
+                deliver(listener, &pending, &mut delivery);
                 drop(delivery);
             }
         }
@@ -449,12 +449,17 @@ impl Inner {
             // either stripe is released: a write to the new id, which takes its stripe and then
             // its delivery lock, is delivered after the change that created it. (No thread
             // holds a delivery lock while it waits for a stripe, so this cannot deadlock.)
-            let source_delivery = self.shards[old_index].delivery.lock();
-            let target_delivery = self.shards[new_index].delivery.lock();
+            let mut source_delivery = self.shards[old_index].delivery.lock();
+            let mut target_delivery = self.shards[new_index].delivery.lock();
             drop(high_guard);
             drop(low_guard);
             if let Some(listener) = &self.listener {
-                deliver(listener, &pending);
+                // Numbered above both stripes' last changes, and both go on from there: each
+                // change still follows every earlier change of its session.
+                let mut sequence = (*source_delivery).max(*target_delivery);
+                deliver(listener, &pending, &mut sequence);
+                *source_delivery = sequence;
+                *target_delivery = sequence;
             }
             drop(target_delivery);
             drop(source_delivery);
