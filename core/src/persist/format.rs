@@ -1,9 +1,10 @@
 //! The bytes of the restart log and its snapshots: a 16-byte header, then frames of
 //! `[body length: u32][CRC-32 of the body: u32][body]`, all little-endian.
 //!
-//! A body is one [`Record`]: a tag byte and the record's fields. In a log file (from format
-//! version 3) the body starts with the change's sequence number (`u64`), which orders the changes
-//! of one session across the several files a log generation is written to. Decoding checks everything a
+//! A body is one [`Record`]: a tag byte and the record's fields. From format version 3 (see
+//! [`Layout`]) every number in a body is a LEB128 variable-length integer, and in a log file
+//! the body starts with the change's sequence number, which orders the changes of one session
+//! across the several files a log generation is written to. Before, numbers were fixed-width. Decoding checks everything a
 //! record claims (lengths, id and owner rules, UTF-8, that the body is used up exactly), so a
 //! frame whose CRC happens to match garbage is still refused rather than restored.
 
@@ -12,13 +13,11 @@ use crate::store::MAX_OWNER_LEN;
 
 /// First bytes of every file the log writes.
 pub(crate) const MAGIC: [u8; 8] = *b"coatchk\n";
-/// The layout described here, which this version writes. Version 2 is the same layout without
-/// sequence numbers (one log file per generation, in order), version 1 also without
+/// The layout described here, which this version writes. Version 2 has fixed-width numbers and
+/// no sequence numbers (one log file per generation, in order), version 1 also no
 /// [`Record::Patch`], so both are read too; a file of any other version is set aside, never
 /// guessed at.
 pub(crate) const FORMAT_VERSION: u32 = 3;
-/// The first version whose log records carry a sequence number.
-const SEQUENCED_SINCE: u32 = 3;
 const OLDEST_READ_VERSION: u32 = 1;
 /// Header length: magic, format version, file kind.
 pub(crate) const HEADER_LEN: usize = 16;
@@ -48,9 +47,34 @@ pub(crate) fn header(kind: FileKind) -> [u8; HEADER_LEN] {
     h
 }
 
-/// Whether the frames of a file of `kind` in format `version` start with a sequence number.
-pub(crate) fn sequenced(version: u32, kind: FileKind) -> bool {
-    kind == FileKind::Log && version >= SEQUENCED_SINCE
+/// How the bodies of a file are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Layout {
+    /// Each body starts with a sequence number.
+    pub(crate) sequenced: bool,
+    /// Numbers are variable-length integers, not fixed-width.
+    pub(crate) compact: bool,
+}
+
+impl Layout {
+    /// What this version writes into a log.
+    pub(crate) const LOG: Layout = Layout {
+        sequenced: true,
+        compact: true,
+    };
+    /// What this version writes into a snapshot.
+    pub(crate) const SNAPSHOT: Layout = Layout {
+        sequenced: false,
+        compact: true,
+    };
+
+    /// The layout of a file of `kind` in format `version`.
+    pub(crate) fn of(version: u32, kind: FileKind) -> Self {
+        Layout {
+            sequenced: kind == FileKind::Log && version >= 3,
+            compact: version >= 3,
+        }
+    }
 }
 
 /// The format version of a file's header, or why it was refused.
@@ -212,19 +236,29 @@ pub(crate) fn apply_patch(
 
 /// Appends `record` as one frame of a snapshot to `out`.
 pub(crate) fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
-    encode_frame(None, record, out);
+    encode_frame(Layout::SNAPSHOT, 0, record, out);
 }
 
 /// Appends `record` as one frame of a log to `out`, numbered `sequence`.
 pub(crate) fn encode_sequenced(sequence: u64, record: &Record<'_>, out: &mut Vec<u8>) {
-    encode_frame(Some(sequence), record, out);
+    encode_frame(Layout::LOG, sequence, record, out);
 }
 
-fn encode_frame(sequence: Option<u64>, record: &Record<'_>, out: &mut Vec<u8>) {
+/// Appends `record` as one frame of a file of format version 2 (what older versions wrote).
+#[cfg(test)]
+pub(crate) fn encode_version_2(record: &Record<'_>, out: &mut Vec<u8>) {
+    encode_frame(Layout::of(2, FileKind::Log), 0, record, out);
+}
+
+fn encode_frame(layout: Layout, sequence: u64, record: &Record<'_>, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_HEAD]);
-    if let Some(sequence) = sequence {
-        out.extend_from_slice(&sequence.to_le_bytes());
+    let mut w = Writer {
+        out,
+        compact: layout.compact,
+    };
+    if layout.sequenced {
+        w.u64(sequence);
     }
     match *record {
         Record::Put {
@@ -236,11 +270,10 @@ fn encode_frame(sequence: Option<u64>, record: &Record<'_>, out: &mut Vec<u8>) {
             owner,
             value,
         } => {
-            out.push(TAG_PUT);
-            put_id(out, id, version);
-            put_state(out, deadline, ttl_ms, absolute, owner);
-            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-            out.extend_from_slice(value);
+            w.u8(TAG_PUT);
+            w.id(id, version);
+            w.state(deadline, ttl_ms, absolute, owner);
+            w.bytes(value);
         }
         Record::Patch {
             id,
@@ -255,15 +288,14 @@ fn encode_frame(sequence: Option<u64>, record: &Record<'_>, out: &mut Vec<u8>) {
             suffix,
             middle,
         } => {
-            out.push(TAG_PATCH);
-            put_id(out, id, version);
-            put_state(out, deadline, ttl_ms, absolute, owner);
-            out.extend_from_slice(&base.to_le_bytes());
-            out.extend_from_slice(&base_len.to_le_bytes());
-            out.extend_from_slice(&prefix.to_le_bytes());
-            out.extend_from_slice(&suffix.to_le_bytes());
-            out.extend_from_slice(&(middle.len() as u32).to_le_bytes());
-            out.extend_from_slice(middle);
+            w.u8(TAG_PATCH);
+            w.id(id, version);
+            w.state(deadline, ttl_ms, absolute, owner);
+            w.u64(base);
+            w.u32(base_len);
+            w.u32(prefix);
+            w.u32(suffix);
+            w.bytes(middle);
         }
         Record::Slid {
             id,
@@ -271,27 +303,27 @@ fn encode_frame(sequence: Option<u64>, record: &Record<'_>, out: &mut Vec<u8>) {
             deadline,
             ttl_ms,
         } => {
-            out.push(TAG_SLID);
-            put_id(out, id, version);
-            out.extend_from_slice(&deadline.to_le_bytes());
-            out.extend_from_slice(&ttl_ms.to_le_bytes());
+            w.u8(TAG_SLID);
+            w.id(id, version);
+            w.u64(deadline);
+            w.u64(ttl_ms);
         }
         Record::Owner { id, version, owner } => {
-            out.push(TAG_OWNER);
-            put_id(out, id, version);
-            put_owner(out, owner);
+            w.u8(TAG_OWNER);
+            w.id(id, version);
+            w.owner(owner);
         }
         Record::Removed { id, version } => {
-            out.push(TAG_REMOVED);
-            put_id(out, id, version);
+            w.u8(TAG_REMOVED);
+            w.id(id, version);
         }
         Record::Versions { issued } => {
-            out.push(TAG_VERSIONS);
-            out.extend_from_slice(&issued.to_le_bytes());
+            w.u8(TAG_VERSIONS);
+            w.u64(issued);
         }
         Record::End { sessions } => {
-            out.push(TAG_END);
-            out.extend_from_slice(&sessions.to_le_bytes());
+            w.u8(TAG_END);
+            w.u64(sessions);
         }
     }
     let body_len = out.len() - start - FRAME_HEAD;
@@ -300,35 +332,82 @@ fn encode_frame(sequence: Option<u64>, record: &Record<'_>, out: &mut Vec<u8>) {
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-fn put_id(out: &mut Vec<u8>, id: &str, version: u64) {
-    // Ids are at most MAX_ID_LEN (255) bytes: validated before they enter the table.
-    out.push(id.len() as u8);
-    out.extend_from_slice(id.as_bytes());
-    out.extend_from_slice(&version.to_le_bytes());
+/// Writes the fields of a body, numbers as variable-length integers or fixed-width.
+struct Writer<'o> {
+    out: &'o mut Vec<u8>,
+    compact: bool,
 }
 
-/// The fields a `Put` and a `Patch` share after the id.
-fn put_state(
-    out: &mut Vec<u8>,
-    deadline: u64,
-    ttl_ms: u64,
-    absolute: Option<u64>,
-    owner: Option<&str>,
-) {
-    out.extend_from_slice(&deadline.to_le_bytes());
-    out.extend_from_slice(&ttl_ms.to_le_bytes());
-    out.extend_from_slice(&absolute.unwrap_or(NONE_U64).to_le_bytes());
-    put_owner(out, owner);
-}
+impl Writer<'_> {
+    fn u8(&mut self, n: u8) {
+        self.out.push(n);
+    }
 
-fn put_owner(out: &mut Vec<u8>, owner: Option<&str>) {
-    match owner {
-        // Owners are at most MAX_OWNER_LEN (1024) bytes, far below the "none" marker.
-        Some(o) => {
-            out.extend_from_slice(&(o.len() as u16).to_le_bytes());
-            out.extend_from_slice(o.as_bytes());
+    fn varint(&mut self, mut n: u64) {
+        while n >= 0x80 {
+            self.out.push(n as u8 | 0x80);
+            n >>= 7;
         }
-        None => out.extend_from_slice(&NONE_U16.to_le_bytes()),
+        self.out.push(n as u8);
+    }
+
+    fn u16(&mut self, n: u16) {
+        match self.compact {
+            true => self.varint(u64::from(n)),
+            false => self.out.extend_from_slice(&n.to_le_bytes()),
+        }
+    }
+
+    fn u32(&mut self, n: u32) {
+        match self.compact {
+            true => self.varint(u64::from(n)),
+            false => self.out.extend_from_slice(&n.to_le_bytes()),
+        }
+    }
+
+    fn u64(&mut self, n: u64) {
+        match self.compact {
+            true => self.varint(n),
+            false => self.out.extend_from_slice(&n.to_le_bytes()),
+        }
+    }
+
+    /// A length (at most 1 GiB: `max_session_bytes`), then the bytes.
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.u32(bytes.len() as u32);
+        self.out.extend_from_slice(bytes);
+    }
+
+    fn id(&mut self, id: &str, version: u64) {
+        // Ids are at most MAX_ID_LEN (255) bytes: validated before they enter the table.
+        self.u8(id.len() as u8);
+        self.out.extend_from_slice(id.as_bytes());
+        self.u64(version);
+    }
+
+    /// The fields a `Put` and a `Patch` share after the id.
+    fn state(&mut self, deadline: u64, ttl_ms: u64, absolute: Option<u64>, owner: Option<&str>) {
+        self.u64(deadline);
+        self.u64(ttl_ms);
+        match (self.compact, absolute) {
+            // Shifted by one, so that "none" takes one byte; a deadline is far below u64::MAX.
+            (true, absolute) => self.varint(absolute.map_or(0, |a| a.saturating_add(1))),
+            (false, absolute) => self.u64(absolute.unwrap_or(NONE_U64)),
+        }
+        self.owner(owner);
+    }
+
+    fn owner(&mut self, owner: Option<&str>) {
+        // Owners are 1 to MAX_OWNER_LEN (1024) bytes: a length of 0 (compact) or the
+        // fixed-width "none" marker says there is none.
+        match owner {
+            Some(o) => {
+                self.u16(o.len() as u16);
+                self.out.extend_from_slice(o.as_bytes());
+            }
+            None if self.compact => self.varint(0),
+            None => self.u16(NONE_U16),
+        }
     }
 }
 
@@ -348,27 +427,26 @@ pub(crate) struct Frame<'a> {
 pub(crate) struct Frames<'a> {
     bytes: &'a [u8],
     pos: usize,
-    /// Whether each body starts with a sequence number.
-    sequenced: bool,
+    layout: Layout,
     /// Frames read so far: the sequence number of frames that carry none.
     read: u64,
     damage: Option<String>,
 }
 
 impl<'a> Frames<'a> {
-    /// The frames of a snapshot's body, or a log's of a version before sequence numbers.
+    /// The frames of a snapshot's body as this version writes it.
     #[cfg(test)]
     pub(crate) fn new(body: &'a [u8]) -> Self {
-        Self::at(body, 0, false)
+        Self::at(body, 0, Layout::SNAPSHOT)
     }
 
     /// The frames of a file's body from `offset` on (0, or where [`Frames::next_frame`] found
-    /// a frame before), with or without sequence numbers (see [`sequenced`]).
-    pub(crate) fn at(body: &'a [u8], offset: usize, sequenced: bool) -> Self {
+    /// a frame before).
+    pub(crate) fn at(body: &'a [u8], offset: usize, layout: Layout) -> Self {
         Self {
             bytes: body,
             pos: offset.min(body.len()),
-            sequenced,
+            layout,
             read: 0,
             damage: None,
         }
@@ -426,8 +504,11 @@ impl<'a> Frames<'a> {
         if crc32fast::hash(body) != crc {
             return self.fail("a frame's checksum does not match its bytes".into());
         }
-        let mut reader = Reader(body);
-        let sequence = if self.sequenced {
+        let mut reader = Reader {
+            bytes: body,
+            compact: self.layout.compact,
+        };
+        let sequence = if self.layout.sequenced {
             reader.u64()
         } else {
             Some(self.read)
@@ -472,16 +553,19 @@ pub(crate) fn count_frames(body: &[u8]) -> usize {
     n
 }
 
-/// Reads fields off the front of a body.
-struct Reader<'a>(&'a [u8]);
+/// Reads fields off the front of a body: what [`Writer`] wrote.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    compact: bool,
+}
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
+        if self.bytes.len() < n {
             return None;
         }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
         Some(head)
     }
 
@@ -489,20 +573,53 @@ impl<'a> Reader<'a> {
         self.take(1).map(|b| b[0])
     }
 
+    fn fixed<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Some(a)
+    }
+
+    /// A LEB128 integer of at most 10 bytes whose value fits in 64 bits.
+    fn varint(&mut self) -> Option<u64> {
+        let mut n = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.u8()?;
+            let bits = u64::from(byte & 0x7f);
+            if shift == 63 && bits > 1 {
+                return None;
+            }
+            n |= bits << shift;
+            if byte & 0x80 == 0 {
+                return Some(n);
+            }
+        }
+        None
+    }
+
     fn u16(&mut self) -> Option<u16> {
-        self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+        match self.compact {
+            true => u16::try_from(self.varint()?).ok(),
+            false => self.fixed().map(u16::from_le_bytes),
+        }
     }
 
     fn u32(&mut self) -> Option<u32> {
-        self.take(4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        match self.compact {
+            true => u32::try_from(self.varint()?).ok(),
+            false => self.fixed().map(u32::from_le_bytes),
+        }
     }
 
     fn u64(&mut self) -> Option<u64> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Some(u64::from_le_bytes(a))
+        match self.compact {
+            true => self.varint(),
+            false => self.fixed().map(u64::from_le_bytes),
+        }
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = self.u32()? as usize;
+        self.take(len)
     }
 
     fn id(&mut self) -> Option<(&'a str, u64)> {
@@ -512,18 +629,22 @@ impl<'a> Reader<'a> {
         Some((id, self.u64()?))
     }
 
-    /// What [`put_state`] wrote.
+    /// What [`Writer::state`] wrote.
     #[allow(clippy::type_complexity)]
     fn state(&mut self) -> Option<(u64, u64, Option<u64>, Option<&'a str>)> {
         let deadline = self.u64()?;
         let ttl_ms = self.u64()?;
-        let absolute = Some(self.u64()?).filter(|&a| a != NONE_U64);
+        let absolute = match self.compact {
+            true => self.varint()?.checked_sub(1),
+            false => Some(self.u64()?).filter(|&a| a != NONE_U64),
+        };
         Some((deadline, ttl_ms, absolute, self.owner()?))
     }
 
     fn owner(&mut self) -> Option<Option<&'a str>> {
         let len = self.u16()?;
-        if len == NONE_U16 {
+        let none = if self.compact { 0 } else { NONE_U16 };
+        if len == none {
             return Some(None);
         }
         let len = len as usize;
@@ -539,8 +660,7 @@ fn decode(mut r: Reader<'_>) -> Option<Record<'_>> {
         TAG_PUT => {
             let (id, version) = r.id()?;
             let (deadline, ttl_ms, absolute, owner) = r.state()?;
-            let len = r.u32()? as usize;
-            let value = r.take(len)?;
+            let value = r.bytes()?;
             Record::Put {
                 id,
                 version,
@@ -558,8 +678,7 @@ fn decode(mut r: Reader<'_>) -> Option<Record<'_>> {
             let base_len = r.u32()?;
             let prefix = r.u32()?;
             let suffix = r.u32()?;
-            let len = r.u32()? as usize;
-            let middle = r.take(len)?;
+            let middle = r.bytes()?;
             // What a patch keeps must fit in what it was made against.
             if base >= version || u64::from(prefix) + u64::from(suffix) > u64::from(base_len) {
                 return None;
@@ -604,7 +723,7 @@ fn decode(mut r: Reader<'_>) -> Option<Record<'_>> {
         _ => return None,
     };
     // A record uses its body up exactly.
-    r.0.is_empty().then_some(record)
+    r.bytes.is_empty().then_some(record)
 }
 
 #[cfg(test)]
@@ -683,7 +802,7 @@ mod tests {
         for (r, sequence) in samples().iter().zip([40, 7, 41, 8, 9, 1, 2, 3]) {
             encode_sequenced(sequence, r, &mut bytes);
         }
-        let mut frames = Frames::at(&bytes, 0, true);
+        let mut frames = Frames::at(&bytes, 0, Layout::LOG);
         let read: Vec<_> = std::iter::from_fn(|| frames.next_frame()).collect();
         assert_eq!(frames.damage(), None);
         let records: Vec<_> = read.iter().map(|f| f.record.clone()).collect();
@@ -691,7 +810,7 @@ mod tests {
         let sequences: Vec<_> = read.iter().map(|f| f.sequence).collect();
         assert_eq!(sequences, [40, 7, 41, 8, 9, 1, 2, 3]);
         for frame in &read {
-            let again = Frames::at(&bytes, frame.offset, true).next_frame();
+            let again = Frames::at(&bytes, frame.offset, Layout::LOG).next_frame();
             assert_eq!(again.as_ref(), Some(frame));
         }
         // Read as a file without sequence numbers, the first frame's body does not decode.
@@ -708,6 +827,81 @@ mod tests {
             .map(|f| f.sequence)
             .collect();
         assert_eq!(places, (0..samples().len() as u64).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn version_2_files_with_fixed_width_numbers_still_read() {
+        let mut bytes = Vec::new();
+        for r in samples() {
+            encode_version_2(&r, &mut bytes);
+        }
+        let layout = Layout::of(2, FileKind::Log);
+        let mut frames = Frames::at(&bytes, 0, layout);
+        let read: Vec<_> = frames.by_ref().collect();
+        assert_eq!(read, samples());
+        assert_eq!(frames.damage(), None);
+        // The same bytes read as this version's snapshot are refused, not misread.
+        let mut compact = Frames::new(&bytes);
+        assert!(compact.by_ref().count() < samples().len());
+        assert!(compact.damage().is_some());
+    }
+
+    #[test]
+    fn numbers_take_the_bytes_their_values_need() {
+        // A session write that changed a counter: a patch of a 200-byte value.
+        let patch = Record::Patch {
+            id: "0123456789abcdef0123456789abcdef",
+            version: 1234,
+            deadline: 1_796_000_000_000,
+            ttl_ms: 86_400_000,
+            absolute: None,
+            owner: None,
+            base: 1233,
+            base_len: 200,
+            prefix: 90,
+            suffix: 108,
+            middle: b"42",
+        };
+        let (mut compact, mut fixed) = (Vec::new(), Vec::new());
+        encode_sequenced(1_000_000, &patch, &mut compact);
+        encode_version_2(&patch, &mut fixed);
+        // A third smaller, though it carries a sequence number that version 2 had not.
+        assert_eq!(fixed.len(), 102);
+        assert_eq!(compact.len(), 68);
+        for n in [
+            0,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let mut w = Writer {
+                out: &mut Vec::new(),
+                compact: true,
+            };
+            w.varint(n);
+            let written = w.out.clone();
+            let mut r = Reader {
+                bytes: &written,
+                compact: true,
+            };
+            assert_eq!((r.varint(), r.bytes.len()), (Some(n), 0), "{n}");
+        }
+        // Longer than 64 bits, or not ended: refused.
+        for bad in [
+            &[0xff; 10][..],
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],
+            &[0x80],
+        ] {
+            let mut r = Reader {
+                bytes: bad,
+                compact: true,
+            };
+            assert_eq!(r.varint(), None, "{bad:?}");
+        }
     }
 
     #[test]
@@ -837,10 +1031,14 @@ mod tests {
         for older in [1, 2] {
             other[8] = older;
             assert_eq!(check_header(&other, FileKind::Log), Ok(u32::from(older)));
-            assert!(!sequenced(u32::from(older), FileKind::Log));
+            assert!(!Layout::of(u32::from(older), FileKind::Log).sequenced);
+            assert!(!Layout::of(u32::from(older), FileKind::Snapshot).compact);
         }
-        assert!(sequenced(FORMAT_VERSION, FileKind::Log));
-        assert!(!sequenced(FORMAT_VERSION, FileKind::Snapshot));
+        assert_eq!(Layout::of(FORMAT_VERSION, FileKind::Log), Layout::LOG);
+        assert_eq!(
+            Layout::of(FORMAT_VERSION, FileKind::Snapshot),
+            Layout::SNAPSHOT
+        );
         let mut magic = log;
         magic[0] = b'C';
         assert!(check_header(&magic, FileKind::Log).is_err());

@@ -772,8 +772,7 @@ struct FoundFile {
     path: PathBuf,
     kind: format::FileKind,
     generation: u64,
-    /// Whether its frames carry sequence numbers (see [`format::sequenced`]).
-    sequenced: bool,
+    layout: format::Layout,
     bytes: Vec<u8>,
 }
 
@@ -843,7 +842,7 @@ fn apply_merged<'a>(files: &[&'a FoundFile], image: &mut Image<'a>) {
     for (_, index, offset) in order {
         let file = files[index as usize];
         // Read whole a moment ago; `read_file` may have cut the file on disk, not these bytes.
-        if let Some(frame) = format::Frames::at(file.body(), offset, file.sequenced).next_frame() {
+        if let Some(frame) = format::Frames::at(file.body(), offset, file.layout).next_frame() {
             image.apply(&frame.record);
         }
     }
@@ -914,7 +913,7 @@ fn read_checked(path: PathBuf, kind: format::FileKind, generation: u64) -> Optio
     let why = match format::check_header(&bytes, kind) {
         Ok(version) => {
             return Some(FoundFile {
-                sequenced: format::sequenced(version, kind),
+                layout: format::Layout::of(version, kind),
                 path,
                 kind,
                 generation,
@@ -948,7 +947,7 @@ fn read_checked(path: PathBuf, kind: format::FileKind, generation: u64) -> Optio
 /// Hands each good frame of one file with a valid header to `each`, then reports damage.
 fn read_file<'a>(file: &'a FoundFile, mut each: impl FnMut(format::Frame<'a>)) {
     let (path, bytes) = (&file.path, &file.bytes);
-    let mut frames = format::Frames::at(file.body(), 0, file.sequenced);
+    let mut frames = format::Frames::at(file.body(), 0, file.layout);
     let mut records = 0u64;
     let mut ended = false;
     while let Some(frame) = frames.next_frame() {
@@ -1044,10 +1043,9 @@ mod tests {
         let mut bytes = format::header(format::FileKind::Log).to_vec();
         bytes[8..12].copy_from_slice(&version.to_le_bytes());
         for (sequence, record) in records {
-            if format::sequenced(version, format::FileKind::Log) {
-                format::encode_sequenced(*sequence, record, &mut bytes);
-            } else {
-                format::encode(record, &mut bytes);
+            match version {
+                2 => format::encode_version_2(record, &mut bytes),
+                _ => format::encode_sequenced(*sequence, record, &mut bytes),
             }
         }
         (dir.join(named.name()), bytes)
@@ -1120,7 +1118,7 @@ mod tests {
         let mut in_file_order = Image::default();
         for (_, bytes) in &files {
             let body = &bytes[format::HEADER_LEN..];
-            for record in format::Frames::at(body, 0, true) {
+            for record in format::Frames::at(body, 0, format::Layout::LOG) {
                 in_file_order.apply(&record);
             }
         }
