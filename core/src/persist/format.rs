@@ -415,8 +415,8 @@ impl Writer<'_> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Frame<'a> {
     pub(crate) offset: usize,
-    /// As written in a log of format version 3; in other files, the frame's place in the file
-    /// (their records are in order).
+    /// As written in a log of format version 3; in other files, the frame's place among those
+    /// read by this [`Frames`] (their records are in order).
     pub(crate) sequence: u64,
     pub(crate) record: Record<'a>,
 }

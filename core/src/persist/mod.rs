@@ -12,7 +12,7 @@
 //!
 //! A generation is written to one file per segment, and each writing thread appends to its own
 //! segment (its file made by its first append to the generation, so a process that writes from
-//! one thread has one file): writers on several cores then share no lock and no cache line, where one file's
+//! one thread, as Node and Python do, has one file, or two once the sweeper expires sessions): writers on several cores then share no lock and no cache line, where one file's
 //! mutex and end offset, moving between cores on every append, held a flood of writes from two
 //! threads to half its speed. Each record carries its stripe's delivery sequence number (see
 //! `Change`), so a generation's files replay merged by it: the changes of one session (one
@@ -59,7 +59,7 @@ pub(crate) const TICK: Duration = Duration::from_secs(1);
 pub struct LogStats {
     /// Records appended since the store was built.
     pub records: u64,
-    /// Bytes in the current log file.
+    /// Bytes in the current generation's log files.
     pub log_bytes: u64,
     /// Bytes in the last snapshot.
     pub snapshot_bytes: u64,
@@ -144,7 +144,7 @@ pub(crate) struct Log {
     compaction_failing: AtomicBool,
     /// One compaction at a time.
     compaction: Mutex<()>,
-    /// Records appended to the log files before the current one.
+    /// Records appended to the log files of the generations before the current one.
     records_before: AtomicU64,
     snapshot_bytes: AtomicU64,
     compactions: AtomicU64,
@@ -207,11 +207,14 @@ fn parse_name(name: &str) -> Option<Named> {
         return None;
     }
     let generation = u64::from_str_radix(generation, 16).ok()?;
-    match kind {
-        "snapshot" if segment.is_none() => Some(Named::Snapshot(generation)),
-        "log" => Some(Named::Log(generation, segment)),
-        _ => None,
-    }
+    let named = match kind {
+        "snapshot" if segment.is_none() => Named::Snapshot(generation),
+        "log" => Named::Log(generation, segment),
+        _ => return None,
+    };
+    // Only names as this version writes them (lowercase hex, no sign): another spelling of
+    // the same name would be read twice.
+    (named.name() == name).then_some(named)
 }
 
 fn snapshot_name(generation: u64) -> String {
@@ -379,7 +382,15 @@ impl Log {
                 if generation == 0 {
                     return;
                 }
-                match self.open_segment(generation, segment) {
+                // Made durable in the directory before the first change in it is acknowledged
+                // as synced (`rotate` does the same for the files it makes).
+                let opened = self.open_segment(generation, segment).and_then(|writer| {
+                    if self.fsync != Fsync::Never {
+                        sync_dir(&self.dir)?;
+                    }
+                    Ok(writer)
+                });
+                match opened {
                     Ok(writer) => *guard = Some(writer),
                     Err(e) => {
                         drop(guard);
@@ -583,9 +594,13 @@ impl Log {
         // segments' locks (a failure leaves appends on the old ones), and the old ones closed
         // outside them too.
         let generation = self.generation.load(Relaxed).max(self.last_generation) + 1;
+        // With none in use (as the store starts), this thread's: a directory where no log file
+        // can be made is then found out here, as the store is built, not at the first write.
+        let this_thread = WRITING_THREAD.with(|n| *n) % self.segments.len();
+        let none_in_use = self.segments.iter().all(|tail| tail.lock().is_none());
         let mut new = Vec::with_capacity(self.segments.len());
         for (segment, tail) in self.segments.iter().enumerate() {
-            let in_use = tail.lock().is_some();
+            let in_use = tail.lock().is_some() || (none_in_use && segment == this_thread);
             new.push(match in_use {
                 true => Some(self.open_segment(generation, segment)?),
                 false => None,
@@ -611,7 +626,10 @@ impl Log {
             if self.fsync == Fsync::Interval && old.synced_len != old.appender.len() {
                 // What the old files took since the last tick reaches the disk before the new
                 // files do: the new files' patches build on it.
-                old.appender.file().sync_data()?;
+                if let Err(e) = old.appender.file().sync_data() {
+                    self.fail(&e);
+                    return Err(e);
+                }
             }
         }
         // Dropping the old appenders cuts their files to what they hold.
@@ -800,10 +818,12 @@ impl Found {
             .map(|f| format::count_frames(f.body()))
             .sum();
         image.sessions.reserve(records);
-        for group in self
-            .files
-            .chunk_by(|a, b| a.kind == b.kind && a.generation == b.generation)
-        {
+        // A generation's files merge only with files of their own layout: a file without
+        // sequence numbers in a generation that has numbered ones (an older version run on the
+        // directory in between) replays on its own.
+        for group in self.files.chunk_by(|a, b| {
+            a.kind == b.kind && a.generation == b.generation && a.layout == b.layout
+        }) {
             let with_records: Vec<&FoundFile> = group
                 .iter()
                 .filter(|f| f.bytes.len() > format::HEADER_LEN)
@@ -1158,6 +1178,43 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// An older version run on the directory between two runs of this one can write its one
+    /// file into a generation that has numbered files: it replays whole, not merged by the
+    /// places of its records as if they were sequence numbers.
+    #[test]
+    fn a_generations_file_without_sequence_numbers_replays_on_its_own() {
+        let dir = temp_dir("mixed");
+        fs::create_dir(&dir).unwrap();
+        let files = [
+            file(&dir, Named::Log(1, None), 2, &[(0, put("s", 1, V0))]),
+            file(
+                &dir,
+                Named::Log(2, None),
+                2,
+                &[
+                    (0, patch("s", 2, V0, 9, b"1")),
+                    (0, patch("s", 3, V0, 9, b"2")),
+                    (0, patch("s", 4, V0, 9, b"3")),
+                ],
+            ),
+            // Numbered 1, below the third record's place (2) in the file above.
+            file(
+                &dir,
+                Named::Log(2, Some(0)),
+                3,
+                &[(1, patch("s", 5, V0, 9, b"4"))],
+            ),
+        ];
+        let (log, found) = open_with(&dir, &files);
+        let image = found.image();
+        assert_eq!(image.unrebuilt, 0);
+        assert_eq!(image.sessions["s"].version, 5);
+        assert_eq!(&image.sessions["s"].value[..11], b"{\"count\":4,");
+        drop(image);
+        drop((log, found));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn a_failed_append_during_a_snapshot_keeps_writes_refused_until_the_next() {
         let dir = temp_dir("failed");
@@ -1180,6 +1237,23 @@ mod tests {
     }
 
     #[test]
+    fn the_first_rotation_makes_this_threads_log_file_so_that_failing_to_is_found_at_once() {
+        let dir = temp_dir("first");
+        let (log, found) = Log::open(&dir, Fsync::Never, Duration::from_secs(60), 0).unwrap();
+        drop(found);
+        let segment = WRITING_THREAD.with(|n| *n) % log.segments.len();
+        // Where generation 1's file of this thread's segment goes, a directory.
+        let blocked = dir.join(Named::Log(1, Some(segment as u8)).name());
+        fs::create_dir(&blocked).unwrap();
+        assert!(log.rotate().is_err());
+        fs::remove_dir(&blocked).unwrap();
+        assert_eq!(log.rotate().unwrap(), 1);
+        assert!(blocked.is_file());
+        drop(log);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn file_names_read_back_as_written() {
         for named in [
             Named::Snapshot(7),
@@ -1192,6 +1266,9 @@ mod tests {
         for stray in [
             "log.0000000000000001.0",
             "log.0000000000000001.000",
+            "log.0000000000000001.0A",
+            "log.0000000000000001.+1",
+            "log.+000000000000001",
             "snapshot.0000000000000001.00",
             "log.1",
             "lock",
