@@ -11,10 +11,10 @@
 //! [`image`] for why the overlap is harmless).
 //!
 //! A generation is written to one file per segment, and each writing thread appends to its own
-//! segment (its file made by its first append to the generation, so a process that writes from
-//! one thread, as Node and Python do, has one file, or two once the sweeper expires sessions): writers on several cores then share no lock and no cache line, where one file's
-//! mutex and end offset, moving between cores on every append, held a flood of writes from two
-//! threads to half its speed. Each record carries its stripe's delivery sequence number (see
+//! segment. A segment's file is made by its thread's first append to the generation, so a
+//! process that writes from one thread, as Node and Python do, has one file (two once the
+//! sweeper expires sessions). Writers on several cores then share no lock and no cache line,
+//! where one file's mutex and end offset moved between cores on every append. Each record carries its stripe's delivery sequence number (see
 //! `Change`), so a generation's files replay merged by it: the changes of one session (one
 //! stripe) in the order they were made, whichever files they landed in. A switch of generation
 //! takes every segment's lock at once, so a session's later change never lands in an earlier
