@@ -1080,8 +1080,9 @@ mod tests {
         dir
     }
 
-    /// Writes `files` into `dir` and opens the log there.
+    /// Makes `dir`, writes `files` into it and opens the log there.
     fn open_with(dir: &Path, files: &[(PathBuf, Vec<u8>)]) -> (Log, Found) {
+        fs::create_dir(dir).unwrap();
         for (path, bytes) in files {
             fs::write(path, bytes).unwrap();
         }
@@ -1095,7 +1096,6 @@ mod tests {
     #[test]
     fn a_generations_files_replay_merged_by_their_sequence_numbers() {
         let dir = temp_dir("merged");
-        fs::create_dir(&dir).unwrap();
         // One session written by two threads in turn, so its chain of patches alternates
         // between their files; a session of another stripe numbered from 1 as well.
         let files = [
@@ -1149,7 +1149,6 @@ mod tests {
     #[test]
     fn an_older_versions_one_file_generations_replay_in_file_order_before_newer_ones() {
         let dir = temp_dir("older");
-        fs::create_dir(&dir).unwrap();
         let files = [
             // Format version 2: one file per generation, no sequence numbers.
             file(
@@ -1184,7 +1183,6 @@ mod tests {
     #[test]
     fn a_generations_file_without_sequence_numbers_replays_on_its_own() {
         let dir = temp_dir("mixed");
-        fs::create_dir(&dir).unwrap();
         let files = [
             file(&dir, Named::Log(1, None), 2, &[(0, put("s", 1, V0))]),
             file(
