@@ -267,12 +267,16 @@ fn an_owner_set_or_cleared_in_one_store_is_what_the_other_store_reads_next() {
     });
     eprintln!("B read the new owner after {waited:?}");
     assert!(waited < Duration::from_millis(250), "{waited:?}");
-    // The copy itself took the new owner: the next reads are answered in-process.
-    let misses = b.stats().tier.unwrap().near_misses;
-    for _ in 0..10 {
-        assert_eq!(owner_in_b().as_deref(), Some("dave"));
-    }
-    assert_eq!(b.stats().tier.unwrap().near_misses, misses);
+    // The copy itself took the new owner: reads are answered in-process again. (Not every
+    // read: one made while the link is still handling input, a heartbeat's reply say, asks
+    // Redis rather than risk a stale copy, and on a busy machine that can be any read.)
+    eventually("B's own copy answers with the new owner", || {
+        let before = b.stats().tier.unwrap();
+        let owner = owner_in_b();
+        let after = b.stats().tier.unwrap();
+        assert_eq!(owner.as_deref(), Some("dave"));
+        after.near_hits == before.near_hits + 1 && after.near_misses == before.near_misses
+    });
     assert_eq!(b.sessions_of("dave").unwrap(), vec![id.clone()]);
     a.set_owner(&id, None).unwrap();
     let waited = eventually("B reads the owner A cleared", || owner_in_b().is_none());
