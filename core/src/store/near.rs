@@ -974,7 +974,8 @@ impl Inner {
             let keep = keep.map(KeyHash::of);
             match tier.destroy_owner(owner, keep.as_ref()) {
                 Ok(gone) => {
-                    // Our own deletions are not announced to us (NOLOOP): drop the copies here.
+                    // Drop the copies now rather than when Redis's report of the deletions
+                    // comes back: no copy is left to serve once the call returns.
                     for key in &gone {
                         let _ = self.invalidate_copies(key, Some(Cause::Destroyed));
                     }

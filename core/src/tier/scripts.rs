@@ -10,6 +10,14 @@
 //!
 //! Keys are passed in `KEYS` where the script knows them in advance; the owner-index key of a
 //! session is derived inside the script from the prefix (a standalone server, not a cluster).
+//!
+//! Every change to a session key goes through a script, never a plain command, and that keeps
+//! invalidations whole: within one pass of its event loop Redis remembers only the last client
+//! that changed a key and spares that client the key's invalidation under NOLOOP. Had this
+//! process sent a plain `PEXPIRE` right after another process's write in the same pass, it
+//! would never hear of that write. Redis 7.0 counts a script's changes as its script client's,
+//! which is never one of ours, so every process hears of every change (its own too: see
+//! `ECHO` in `store::record`).
 
 use redis::Script;
 use std::sync::LazyLock;
