@@ -111,11 +111,15 @@ fn a_write_costs_the_other_stores_no_round_trip_until_they_read_the_session() {
         before,
         "B asked Redis about copies nobody read"
     );
-    // The first read asks Redis once; the next ones are answered in-process.
+    // The first read asks Redis once; then the copy answers in-process. (A read made while the
+    // link still handles input asks Redis instead, so "the next read" is not asserted.)
     assert_eq!(b.get(&id).unwrap().as_deref(), Some(&b"50"[..]));
     assert_eq!(round_trips(&b), before + 1);
-    assert_eq!(b.get(&id).unwrap().as_deref(), Some(&b"50"[..]));
-    assert_eq!(round_trips(&b), before + 1);
+    eventually("B answers from its copy", || {
+        let asked = round_trips(&b);
+        assert_eq!(b.get(&id).unwrap().as_deref(), Some(&b"50"[..]));
+        round_trips(&b) == asked
+    });
 }
 
 #[test]
@@ -126,8 +130,12 @@ fn a_touch_needs_no_round_trip_where_a_trusted_copy_is_and_says_so_where_none_is
     eventually("A trusts its copy", || {
         a.touch_local(&id, None, None).unwrap() == Some(true)
     });
+    // Once A's own write is confirmed, touches send nothing. (One made while the link still
+    // handles input cannot vouch for the copy and says so, None, so it is asked until Some.)
     let before = a.stats().tier.unwrap().round_trips;
-    assert_eq!(a.touch_local(&id, None, None).unwrap(), Some(true));
+    eventually("A touches its trusted copy", || {
+        a.touch_local(&id, None, None).unwrap() == Some(true)
+    });
     assert_eq!(a.stats().tier.unwrap().round_trips, before);
     // B holds no copy: only Redis can tell, and `touch` asks it.
     assert_eq!(b.touch_local(&id, None, None).unwrap(), None);
@@ -657,11 +665,11 @@ fn reads_slide_the_redis_ttl_in_batches_not_one_command_per_read() {
         tier.touches_sent
     );
     // Almost every read is answered in-process: a read goes to Redis only after this store's
-    // own touch (Redis 7.0 reports it back) and before that copy is confirmed again.
-    assert!(
-        tier.near_hits * 100 >= reads * 99,
-        "{reads} reads: {tier:?}"
-    );
+    // own touch (Redis 7.0 reports it back) and before that copy is confirmed again, or while
+    // the link is busy (a heartbeat every 500 ms). Those come per second, not per read, so a
+    // slow machine, which makes fewer reads, gets a fixed allowance on top of the 1%.
+    let misses = reads.saturating_sub(tier.near_hits);
+    assert!(misses <= reads / 100 + 200, "{reads} reads: {tier:?}");
     assert_eq!(b.get(&id).unwrap().as_deref(), Some(&b"busy"[..]));
 }
 
@@ -707,8 +715,9 @@ fn a_write_is_seen_by_the_other_store_within_a_millisecond_on_loopback() {
     let p50 = delays[delays.len() / 2];
     let p99 = delays[delays.len() * 99 / 100];
     println!("invalidation delay after the write returned: p50 {p50:?}, p99 {p99:?}");
-    // Loose: a shared 2-core machine. The figure that matters is printed.
-    assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
+    // Loose: a shared 2-core machine that other tests keep busy. The figure that matters is
+    // printed; this catches a copy that waits for a reload (500 ms) instead of the invalidation.
+    assert!(p99 < Duration::from_millis(250), "p99 {p99:?}");
 }
 
 #[test]
@@ -724,8 +733,13 @@ fn with_redis_killed_calls_never_wait_past_the_timeout_and_a_restarted_redis_get
     let read_by_b = b.create(b"b's own", None).unwrap();
     // Redis 7.0 invalidates a store's own script writes too; the store confirms those copies
     // in the background within a round trip. A copy still unconfirmed when Redis dies is not
-    // served during the outage (it could be a session revoked elsewhere).
-    std::thread::sleep(Duration::from_millis(200));
+    // served during the outage (it could be a session revoked elsewhere). So wait until each
+    // store vouches for its copies.
+    for (store, id) in ids.iter().map(|id| (&a, id)).chain([(&b, &read_by_b)]) {
+        eventually("the store trusts its own write", || {
+            store.get_local_with(id, |_| ()).unwrap().is_some()
+        });
+    }
 
     redis.kill();
     let mut slowest = Duration::ZERO;
@@ -739,7 +753,7 @@ fn with_redis_killed_calls_never_wait_past_the_timeout_and_a_restarted_redis_get
     let during = a.create(b"made while down", None).unwrap();
     slowest = slowest.max(start.elapsed());
     assert!(
-        slowest < Duration::from_millis(50 * 3 + 100),
+        slowest < Duration::from_millis(50 * 3 + 250),
         "a call waited {slowest:?}"
     );
     assert!(!a.stats().tier.unwrap().connected);
@@ -776,8 +790,9 @@ fn with_the_fail_policy_a_dead_redis_is_a_typed_error_within_the_timeout() {
             Ok(_) => {} // served before the loss was noticed: the connection may still look up
             Err(e) => panic!("{e:?}"),
         }
+        // The timeout and room for a busy machine, far from the second a connect may take.
         assert!(
-            start.elapsed() < Duration::from_millis(150),
+            start.elapsed() < Duration::from_millis(300),
             "{:?}",
             start.elapsed()
         );
@@ -796,8 +811,10 @@ fn with_the_fail_policy_a_dead_redis_is_a_typed_error_within_the_timeout() {
     assert!(matches!(a.clear(), Err(Error::Unavailable(_))));
     assert!(matches!(a.count(), Err(Error::Unavailable(_))));
     assert!(matches!(a.ids(), Err(Error::Unavailable(_))));
+    // With the loss noticed nothing waits: nine calls that each waited out the 50 ms timeout
+    // would take 450 ms.
     assert!(
-        start.elapsed() < Duration::from_millis(50),
+        start.elapsed() < Duration::from_millis(200),
         "{:?}",
         start.elapsed()
     );

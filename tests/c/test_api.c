@@ -375,11 +375,12 @@ static void test_touch_destroy_expiry(void) {
     CHECK_STATUS(read_value(store, id, false, value, sizeof value, NULL), COATCHECK_STATUS_NOT_FOUND);
     CHECK_STATUS(coatcheck_store_touch(store, id, strlen(id), 0), COATCHECK_STATUS_NOT_FOUND);
 
-    /* A 50 ms TTL: gone after 200 ms, whatever the sweeper did; sweep then reclaims it. */
-    CHECK_OK(coatcheck_store_create(store, BYTES("brief"), 5, 50, id, sizeof id, &n));
+    /* A 300 ms TTL (long enough to be read back under valgrind): gone after 700 ms, whatever
+     * the sweeper did; sweep then reclaims it. */
+    CHECK_OK(coatcheck_store_create(store, BYTES("brief"), 5, 300, id, sizeof id, &n));
     id[n] = '\0';
     CHECK_OK(read_value(store, id, true, value, sizeof value, NULL));
-    sleep_ms(200);
+    sleep_ms(700);
     CHECK_STATUS(read_value(store, id, true, value, sizeof value, NULL), COATCHECK_STATUS_NOT_FOUND);
     CHECK_STATUS(coatcheck_store_touch(store, id, strlen(id), 0), COATCHECK_STATUS_NOT_FOUND);
     CHECK_OK(coatcheck_store_len(store, &n));
@@ -650,10 +651,11 @@ static void test_gone_sessions(void) {
     create(store, "destroyed", gone[0]);
     CHECK_OK(coatcheck_store_set_owner(store, gone[0], strlen(gone[0]), "alice", 5));
     CHECK_OK(coatcheck_store_destroy(store, gone[0], strlen(gone[0])));
-    CHECK_OK(coatcheck_store_create(store, BYTES("expired"), 7, 30, gone[1], COATCHECK_GENERATED_ID_LEN, &n));
+    /* 300 ms: long enough to be given an owner under valgrind. */
+    CHECK_OK(coatcheck_store_create(store, BYTES("expired"), 7, 300, gone[1], COATCHECK_GENERATED_ID_LEN, &n));
     gone[1][n] = '\0';
     CHECK_OK(coatcheck_store_set_owner(store, gone[1], strlen(gone[1]), "alice", 5));
-    sleep_ms(80);
+    sleep_ms(700);
     for (i = 0; i < 2; i++) {
         const char *id = gone[i];
         CHECK_STATUS(coatcheck_store_set_if_version(store, id, strlen(id), BYTES("back"), 4, 1, 0, &version),

@@ -20,16 +20,17 @@ const expiresAt = (ms) => ({ cookie: { expires: new Date(Date.now() + ms).toISOS
 const msLeft = (sess) => Date.parse(sess.cookie.expires) - Date.now()
 
 test('touchAfter: reads do not extend the session; a touch applies once the interval has passed since the last save or touch', async () => {
-  const store = new CoatcheckStore({ touchAfter: 0.2 })
-  await store.set('sid-touch-after', expiresAt(1000))
-  await sleep(100)
+  // Seconds apart, so that a busy machine cannot blur them: 10 s sessions, touches 2 s apart.
+  const store = new CoatcheckStore({ touchAfter: 2 })
+  await store.set('sid-touch-after', expiresAt(10_000))
+  await sleep(300)
   const read = await store.get('sid-touch-after')
-  assert.ok(msLeft(read) < 960, `a read left ${msLeft(read)} ms, as if it had slid the deadline`)
-  await store.touch('sid-touch-after', expiresAt(1000))
-  assert.ok(msLeft(await store.get('sid-touch-after')) < 960, 'a touch within 200 ms of the save is skipped')
-  await sleep(150) // 250 ms since the save, whatever the reads in between
-  await store.touch('sid-touch-after', expiresAt(1000))
-  assert.ok(msLeft(await store.get('sid-touch-after')) > 960, 'the touch after the interval applies')
+  assert.ok(msLeft(read) < 9_800, `a read left ${msLeft(read)} ms, as if it had slid the deadline`)
+  await store.touch('sid-touch-after', expiresAt(10_000))
+  assert.ok(msLeft(await store.get('sid-touch-after')) < 9_800, 'a touch within 2 s of the save is skipped')
+  await sleep(1_900) // 2.2 s since the save, whatever the reads in between
+  await store.touch('sid-touch-after', expiresAt(10_000))
+  assert.ok(msLeft(await store.get('sid-touch-after')) > 9_800, 'the touch after the interval applies')
 })
 
 test('touchAfter keeps a session read on every request alive through touches alone', async () => {

@@ -113,7 +113,8 @@ def test_two_hosts_share_sessions_through_redis_on_a_third() -> None:
     with network(tag) as net:
         redis = in_ns(net["ns_redis"], "redis-server", "--bind", net["redis"], "--port", "6379",
                       "--save", "", "--appendonly", "no", "--protected-mode", "no")
-        env = {"COATCHECK_REDIS_URL": f"redis://{net['redis']}:6379/0"}
+        env = {"COATCHECK_REDIS_URL": f"redis://{net['redis']}:6379/0",
+               "COATCHECK_REDIS_TIMEOUT": "1"}
         with process(redis, {}):
             servers = [
                 in_ns(net[f"ns_{h}"], sys.executable, "-m", "gunicorn", "-w", "2", "-b",

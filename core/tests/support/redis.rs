@@ -58,6 +58,18 @@ fn free_port() -> u16 {
 
 impl RedisServer {
     pub fn start() -> Self {
+        // The port was free when asked for, but another test may take it before the server
+        // binds it: then the server exits, and another port is tried.
+        for _ in 0..5 {
+            let mut server = RedisServer {
+                port: free_port(),
+                child: None,
+                tls: None,
+            };
+            if server.launch().is_ok() {
+                return server;
+            }
+        }
         let mut server = RedisServer {
             port: free_port(),
             child: None,
@@ -106,6 +118,14 @@ impl RedisServer {
 
     /// Starts the server (again) on the same port.
     pub fn restart(&mut self) {
+        if let Err(why) = self.launch() {
+            panic!("{why}; is redis-server installed? (Debian: apt-get install redis-server)");
+        }
+    }
+
+    /// Starts the server and waits until it answers on its port; why not if it did not (it
+    /// exited: not installed, or its port taken; or another server answers there).
+    fn launch(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "already running");
         // setpriv (util-linux) execs redis-server with a parent-death signal, so a test binary
         // killed outright leaves no server behind. The signal follows the thread that started
@@ -141,13 +161,23 @@ impl RedisServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "redis-server exited ({status}); is it installed? (Debian: apt-get install redis-server)"
-                );
+                self.child = None;
+                return Err(format!("redis-server exited ({status})"));
             }
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(10));
         }
+        // setpriv execs redis-server, so the server's pid is the child's.
+        let pid = format!("process_id:{}", child.id());
+        if !self
+            .cli(&["INFO", "server"])
+            .lines()
+            .any(|l| l.trim() == pid)
+        {
+            self.kill();
+            return Err("another server answers on the port".into());
+        }
+        Ok(())
     }
 
     /// `kill -9` of the server.

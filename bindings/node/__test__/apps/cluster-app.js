@@ -27,7 +27,10 @@ if (cluster.isPrimary) {
   // The primary is gone: nothing will stop this worker otherwise.
   process.on('disconnect', () => process.exit(0))
   const { CoatcheckStore } = require(path.join(__dirname, '..', '..'))
-  const store = new CoatcheckStore({ redisUrl: process.env.COATCHECK_REDIS_URL || undefined })
+  const store = new CoatcheckStore({
+    redisUrl: process.env.COATCHECK_REDIS_URL || undefined,
+    redisTimeout: Number(process.env.COATCHECK_REDIS_TIMEOUT) || undefined,
+  })
   // Report ready once the link to Redis is up (a worker still connecting serves from its own
   // table, as redisWhenDown 'serveLocal' says).
   const whenConnected = (then) => {

@@ -18,6 +18,7 @@ settings.configure(
     SESSION_ENGINE="coatcheck.django",
     COATCHECK_REDIS_URL=os.environ.get("COATCHECK_REDIS_URL") or None,
     COATCHECK_PERSIST_PATH=os.environ.get("COATCHECK_PERSIST_PATH") or None,
+    COATCHECK_REDIS_TIMEOUT=float(os.environ.get("COATCHECK_REDIS_TIMEOUT") or 0.05),
     COATCHECK_OWNER=lambda data: data.get("user"),
 )
 django.setup()

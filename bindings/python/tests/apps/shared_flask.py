@@ -12,6 +12,8 @@ app = Flask(__name__)
 app.secret_key = "multi-worker test secret"
 app.config["COATCHECK_REDIS_URL"] = os.environ.get("COATCHECK_REDIS_URL") or None
 app.config["COATCHECK_PERSIST_PATH"] = os.environ.get("COATCHECK_PERSIST_PATH") or None
+if os.environ.get("COATCHECK_REDIS_TIMEOUT"):
+    app.config["COATCHECK_REDIS_TIMEOUT"] = float(os.environ["COATCHECK_REDIS_TIMEOUT"])
 sessions = coatcheck.flask.CoatcheckSession(app)
 
 

@@ -40,6 +40,7 @@ store = coatcheck.Store(
     "multi-worker test secret",
     idle_timeout=3600,
     redis_url=os.environ.get("COATCHECK_REDIS_URL") or None,
+    redis_timeout=float(os.environ.get("COATCHECK_REDIS_TIMEOUT") or 0.05),
 )
 app = Starlette(
     routes=[
