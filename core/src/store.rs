@@ -916,9 +916,11 @@ impl Store {
     /// # Errors
     /// With `redis_url`, [`Error::Unavailable`] if Redis cannot answer (whatever
     /// `redis_when_down` says: a clear cannot be replayed later without removing sessions made
-    /// after it). Sessions already removed from Redis stay removed.
+    /// after it). Sessions already removed from Redis stay removed. With `persist_path`,
+    /// [`Error::Unavailable`] while the restart log cannot be written, as for every write: the
+    /// removals could not be logged, and the sessions would come back after a restart.
     pub fn clear(&self) -> Result<()> {
-        let inner = self.inner();
+        let inner = self.writing()?;
         if let Some(tier) = &inner.tier {
             if !tier.is_up() {
                 return Err(tier.unavailable());

@@ -312,6 +312,7 @@ fn lifetimes_continue_from_where_they_were() {
     cfg.idle_timeout = Duration::from_secs(4);
     cfg.absolute_timeout = Some(Duration::from_secs(6));
     let store = Store::new(cfg.clone()).unwrap();
+    let before_creates = std::time::Instant::now();
     let idle = store.create(b"idle", None).unwrap();
     let capped = store
         .create(b"capped", Some(Duration::from_secs(60)))
@@ -328,10 +329,16 @@ fn lifetimes_continue_from_where_they_were() {
     })
     .unwrap();
     let left = |id: &str| restored.peek(id).unwrap().map(|s| s.expires_in);
-    // Idle: 4 s from its creation, 1.2 s ago.
+    // What has passed since the creates, at least (the copy and the restore took some of it).
+    let since = before_creates.elapsed();
+    let slack = Duration::from_millis(50);
+    // Idle: 4 s from its creation, at least 1.2 s ago.
     let idle_left = left(&idle).expect("idle session restored");
     assert!(idle_left <= Duration::from_millis(2800), "{idle_left:?}");
-    assert!(idle_left >= Duration::from_millis(2000), "{idle_left:?}");
+    assert!(
+        idle_left + since + slack >= Duration::from_secs(4),
+        "{idle_left:?} after {since:?}"
+    );
     // Absolute: 6 s from creation, whatever its 60 s idle timeout.
     let capped_left = left(&capped).expect("capped session restored");
     assert!(
@@ -339,8 +346,8 @@ fn lifetimes_continue_from_where_they_were() {
         "{capped_left:?}"
     );
     assert!(
-        capped_left >= Duration::from_millis(4000),
-        "{capped_left:?}"
+        capped_left + since + slack >= Duration::from_secs(6),
+        "{capped_left:?} after {since:?}"
     );
     // Expired while the process was down: not loaded.
     assert_eq!(left(&short), None);
@@ -697,18 +704,32 @@ impl coatcheck::Clock for SetClock {
     }
 }
 
+/// A store on `clock` set to `start_ms`, with idle (and absolute) timeouts in seconds and no
+/// background sweeper: the test moves time.
+fn on_a_set_clock(
+    name: &str,
+    idle_s: u64,
+    absolute_s: Option<u64>,
+    start_ms: u64,
+) -> (TempDir, Config, SetClock, Store) {
+    let dir = TempDir::new(name);
+    let mut cfg = config(&dir.sessions());
+    cfg.idle_timeout = Duration::from_secs(idle_s);
+    cfg.absolute_timeout = absolute_s.map(Duration::from_secs);
+    cfg.background_sweeper = false;
+    let clock = SetClock::default();
+    clock.set(start_ms);
+    let store = Store::with_clock(cfg.clone(), clock.clone()).unwrap();
+    (dir, cfg, clock, store)
+}
+
 /// A write reads its clock before it locks the session's stripe, and a compaction may read a
 /// later one meanwhile: the session then looks expired to the snapshot and live to the write,
 /// which logs only the bytes it changed. The snapshot must still hold the version that write
 /// built on.
 #[test]
 fn a_write_that_found_a_session_live_survives_a_snapshot_that_found_it_expired() {
-    let dir = TempDir::new("expiring");
-    let mut cfg = config(&dir.sessions());
-    cfg.idle_timeout = Duration::from_secs(10);
-    cfg.background_sweeper = false;
-    let clock = SetClock::default();
-    let store = Store::with_clock(cfg.clone(), clock.clone()).unwrap();
+    let (dir, mut cfg, clock, store) = on_a_set_clock("expiring", 10, None, 0);
     store.set("s", &session_data(1), None).unwrap();
     // The compaction's clock: past the session's deadline.
     clock.set(10_500);
@@ -723,6 +744,42 @@ fn a_write_that_found_a_session_live_survives_a_snapshot_that_found_it_expired()
         restored.peek("s").unwrap().map(|s| s.value),
         Some(session_data(4))
     );
+}
+
+/// The wall clock set right while the store runs (a VM's clock stepped by NTP after boot): the
+/// deadlines the log writes follow it, so a session written after the step is not taken for
+/// one that expired hours ago at the next start. Here the store's clock moves instead of the
+/// wall clock, which is the same step seen from the other side.
+#[test]
+fn deadlines_follow_the_wall_clock_when_it_is_set_while_the_store_runs() {
+    let (dir, mut cfg, clock, store) = on_a_set_clock("clock-step", 60, None, 2 * 3600 * 1000);
+    // Two hours of the store's clock vanish against the wall clock...
+    clock.set(0);
+    // ...and are measured again by the next snapshot (or the log thread's next tick).
+    store.compact_log().unwrap();
+    store.set("after-the-step", b"kept", None).unwrap();
+    let crashed = crash_copy(&dir, "clock-step-copy");
+    cfg.persist_path = Some(crashed.sessions());
+    let restored = Store::new(cfg).unwrap();
+    let kept = restored.peek("after-the-step").unwrap().expect("restored");
+    assert!(kept.expires_in > Duration::from_secs(50), "{kept:?}");
+}
+
+/// A deadline written while the wall clock was hours ahead (then set right) is no licence to
+/// live longer: a restored session's absolute deadline is at most a full absolute timeout
+/// away, as its idle deadline is at most a full idle timeout away.
+#[test]
+fn a_restored_session_never_outlives_a_full_absolute_timeout_from_the_restart() {
+    let (dir, mut cfg, clock, store) = on_a_set_clock("clock-ahead", 600, Some(6), 0);
+    // Two hours pass on the store's clock and not on the wall clock, and nothing measures
+    // them again before the write: its deadlines are written two hours late.
+    clock.set(2 * 3600 * 1000);
+    store.set("capped", b"x", None).unwrap();
+    let crashed = crash_copy(&dir, "clock-ahead-copy");
+    cfg.persist_path = Some(crashed.sessions());
+    let restored = Store::new(cfg).unwrap();
+    let capped = restored.peek("capped").unwrap().expect("restored");
+    assert!(capped.expires_in <= Duration::from_secs(6), "{capped:?}");
 }
 
 /// The frames of a log file: (offset, length with its 8-byte head), up to the zeros after them.

@@ -32,7 +32,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, MutexGuard};
@@ -121,8 +121,10 @@ pub(crate) struct Log {
     /// Held for the life of the store: the `flock` is released when it closes.
     _lock: File,
     fsync: Fsync,
-    /// Wall-clock ms minus store-clock ms, fixed when the store was built.
-    offset_ms: i64,
+    /// Wall-clock ms minus store-clock ms: measured when the store was built, and again every
+    /// tick, so that a wall clock set right while the store runs (NTP stepping a VM's clock
+    /// after boot) does not leave every deadline written since off by the step.
+    offset_ms: AtomicI64,
     /// The fork generation that opened the log: a forked child never writes to it.
     fork_generation: u64,
     /// Slides smaller than this are not logged (see [`slide_slack`]).
@@ -158,6 +160,9 @@ pub(crate) struct Log {
 pub(crate) fn slide_slack(idle_timeout: Duration) -> Duration {
     (idle_timeout / 64).clamp(Duration::from_secs(1), Duration::from_secs(60))
 }
+
+/// Sessions a load makes room for ahead; beyond, its table grows as it fills.
+const RESERVE_AT_MOST: usize = 4 << 20;
 
 fn wall_now_ms() -> i64 {
     SystemTime::now()
@@ -279,7 +284,7 @@ impl Log {
             dir: dir.to_path_buf(),
             _lock: lock,
             fsync,
-            offset_ms: wall_now_ms() - clock_now_ms as i64,
+            offset_ms: AtomicI64::new(wall_now_ms() - clock_now_ms as i64),
             fork_generation: crate::fork::generation(),
             slide_slack: slide_slack(idle_timeout),
             segments: (0..segment_count())
@@ -301,12 +306,24 @@ impl Log {
 
     /// Store-clock ms as wall-clock ms.
     pub(crate) fn to_wall(&self, clock_ms: u64) -> u64 {
-        (clock_ms as i64).saturating_add(self.offset_ms).max(0) as u64
+        (clock_ms as i64)
+            .saturating_add(self.offset_ms.load(Relaxed))
+            .max(0) as u64
     }
 
     /// Wall-clock ms as store-clock ms (0 for a time before the store's clock began).
     pub(crate) fn to_clock(&self, wall_ms: u64) -> u64 {
-        (wall_ms as i64).saturating_sub(self.offset_ms).max(0) as u64
+        (wall_ms as i64)
+            .saturating_sub(self.offset_ms.load(Relaxed))
+            .max(0) as u64
+    }
+
+    /// Measures the wall clock against the store's again (`clock_now_ms`: the store's now).
+    /// Deadlines written before a step keep the old measure until the next snapshot rewrites
+    /// them; a restore never trusts one beyond a full timeout from its own now.
+    pub(crate) fn follow_wall_clock(&self, clock_now_ms: u64) {
+        self.offset_ms
+            .store(wall_now_ms() - clock_now_ms as i64, Relaxed);
     }
 
     pub(crate) fn count_restored(&self, n: u64) {
@@ -477,15 +494,18 @@ impl Log {
 
     fn fail(&self, e: &io::Error) {
         self.failures.fetch_add(1, Relaxed);
-        self.append_failures.fetch_add(1, Relaxed);
         let why = format!("{}: {e}", self.dir.display());
+        // Counted and flagged under the lock a finishing snapshot clears them under, so that
+        // it never clears a failure it did not see (see `Snapshot::finish`).
+        let mut failure = self.failure.lock();
+        self.append_failures.fetch_add(1, Relaxed);
         if !self.failed.swap(true, Relaxed) {
             eprintln!(
                 "coatcheck: the restart log in {why}; writes fail with `unavailable` until a \
                  snapshot can be written"
             );
         }
-        *self.failure.lock() = Some(why);
+        *failure = Some(why);
     }
 
     /// Under [`Fsync::Interval`], syncs what was appended since the last tick.
@@ -605,6 +625,11 @@ impl Log {
                 true => Some(self.open_segment(generation, segment)?),
                 false => None,
             });
+        }
+        // The new files' names reach the disk before any change in them can be acknowledged
+        // as synced (as `append` does for a file it makes).
+        if self.fsync != Fsync::Never {
+            sync_dir(&self.dir)?;
         }
         // Every segment switches under all their locks at once: a change appended after the
         // switch, wherever, lands in the new generation, and so does every later change of its
@@ -747,9 +772,13 @@ impl Snapshot<'_> {
         log.compactions.fetch_add(1, Relaxed);
         // A failed append of this generation leaves a gap that this snapshot may not cover:
         // writes stay refused until a snapshot begun after the failure is written.
+        // Compared and cleared under the lock `fail` counts under: a failure counted after the
+        // comparison keeps its flag.
+        let mut failure = log.failure.lock();
         let gap = log.append_failures.load(Relaxed) != self.append_failures;
         if !gap && log.failed.swap(false, Relaxed) {
-            *log.failure.lock() = None;
+            *failure = None;
+            drop(failure);
             eprintln!(
                 "coatcheck: the restart log in {} is written again",
                 log.dir.display()
@@ -817,7 +846,10 @@ impl Found {
             .iter()
             .map(|f| format::count_frames(f.body()))
             .sum();
-        image.sessions.reserve(records);
+        // Every frame, patches and slides too, is at most one session: room for all of them
+        // saves regrowing the table, up to a bound (a long log of patches to a few sessions
+        // must not reserve memory for millions).
+        image.sessions.reserve(records.min(RESERVE_AT_MOST));
         // A generation's files merge only with files of their own layout: a file without
         // sequence numbers in a generation that has numbered ones (an older version run on the
         // directory in between) replays on its own.

@@ -40,9 +40,14 @@ impl Inner {
         let now = self.now();
         let mut restored = 0;
         for (id, s) in image.sessions {
-            let absolute = s.absolute.map(|a| log.to_clock(a));
-            // No later than a full idle timeout from now, even if the wall clock went back,
-            // nor than the absolute deadline.
+            // No later than a full absolute timeout from now, even if the wall clock went back
+            // (or was ahead when the deadline was written)...
+            let absolute = s.absolute.map(|a| {
+                let a = log.to_clock(a);
+                self.absolute_ttl_ms
+                    .map_or(a, |ttl| a.min(now.saturating_add(ttl)))
+            });
+            // ...and likewise for a full idle timeout, nor than the absolute deadline.
             let deadline = log
                 .to_clock(s.deadline)
                 .min(now.saturating_add(s.ttl_ms))
@@ -105,6 +110,8 @@ impl Inner {
     /// encoding at most), each written out after the lock is released.
     pub(super) fn compact_log(&self) -> std::io::Result<()> {
         let Some(log) = &self.log else { return Ok(()) };
+        // The snapshot rewrites every deadline: with the wall clock as it is now.
+        log.follow_wall_clock(self.now());
         let Some(mut snapshot) = log.begin_snapshot()? else {
             return Ok(());
         };
@@ -158,6 +165,7 @@ impl Inner {
     /// One tick of the log thread: sync under `Fsync::Interval`, compact when the log has grown.
     fn log_tick(&self) {
         let Some(log) = &self.log else { return };
+        log.follow_wall_clock(self.now());
         log.sync_if_dirty();
         if log.wants_compaction() {
             let result = self.compact_log();
