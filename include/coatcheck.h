@@ -544,7 +544,8 @@ coatcheck_status coatcheck_store_count(const struct coatcheck_store *store, size
 //
 // Returns `COATCHECK_STATUS_UNAVAILABLE` if Redis cannot answer, whatever `redis_when_down`
 // says (a clear cannot be replayed later without removing sessions made after it); sessions
-// already removed from Redis stay removed.
+// already removed from Redis stay removed. With `persist_path`, also while the restart log
+// cannot be written, as every write does.
 //
 // Ownership: nothing is allocated or taken.
 // NULL: `store` NULL returns `COATCHECK_STATUS_NULL_ARGUMENT`.
