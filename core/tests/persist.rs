@@ -650,6 +650,31 @@ fn records_across_the_log_files_chunks_and_larger_than_one_restore_whole() {
     assert_eq!(contents(&restored), contents(&store));
 }
 
+/// A snapshot reads a stripe a chunk at a time (so many sessions, or so many bytes of them,
+/// per lock hold), going on from where the chunk ended: large sessions in one stripe take
+/// several chunks, and every one of them is in the snapshot once.
+#[test]
+fn a_snapshot_of_large_sessions_in_one_stripe_holds_each_once() {
+    let dir = TempDir::new("large-chunks");
+    let mut cfg = config(&dir.sessions());
+    cfg.shards = Some(1);
+    let store = Store::new(cfg.clone()).unwrap();
+    for i in 0..200u32 {
+        let value: Vec<u8> = (0..16 << 10).map(|j: u32| (i ^ j) as u8).collect();
+        store.set(&format!("s{i}"), &value, None).unwrap();
+    }
+    store.compact_log().unwrap();
+    let crashed = crash_copy(&dir, "large-chunks-copy");
+    // The snapshot alone: the log files the compaction began are empty.
+    for name in crashed.files().iter().filter(|n| n.starts_with("log.")) {
+        assert!(log_bytes(&crashed.sessions().join(name)) <= 16, "{name}");
+    }
+    cfg.persist_path = Some(crashed.sessions());
+    let restored = Store::new(cfg).unwrap();
+    assert_eq!(restored.len(), 200);
+    assert_eq!(contents(&restored), contents(&store));
+}
+
 #[test]
 fn a_write_that_changes_a_few_bytes_logs_those_bytes_and_restores_whole() {
     let dir = TempDir::new("patches");

@@ -14,8 +14,11 @@ use super::stripe::NewSession;
 use crate::fork;
 use crate::persist::{Image, Log, Record, Restored};
 
-/// Most sessions a snapshot encodes under one lock hold.
+/// Most sessions a snapshot encodes under one lock hold...
 const SNAPSHOT_CHUNK: usize = 1024;
+/// ...and most bytes of their values (past this, the chunk ends after the session that crossed
+/// it): large sessions shorten the hold rather than lengthen it.
+const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
 /// A session of the image that is still live, located in the table.
 struct Live<'a> {
@@ -131,8 +134,9 @@ impl Inner {
                 layout = Some(stripe.layout());
                 issued = issued.max(stripe.versions());
                 let mut next = None;
+                let mut value_bytes = 0;
                 for (taken, index) in stripe.live_from(cursor).enumerate() {
-                    if taken == SNAPSHOT_CHUNK {
+                    if taken == SNAPSHOT_CHUNK || value_bytes >= SNAPSHOT_CHUNK_BYTES {
                         next = Some(index);
                         break;
                     }
@@ -141,6 +145,7 @@ impl Inner {
                     // patch against the version written here.
                     let record = stripe.record(index);
                     let block = stripe.block(index);
+                    value_bytes += block.value().len();
                     snapshot.put(&Record::Put {
                         id: block.id_str(),
                         version: block.version(),
