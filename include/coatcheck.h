@@ -73,7 +73,9 @@ enum coatcheck_status
   // did not answer within `redis_timeout_ms`, or refused the request, and the call could not
   // be served from the local table: always so while Redis is down with `redis_when_down` set
   // to `COATCHECK_WHEN_REDIS_DOWN_FAIL` ("unavailable"). A write that timed out may still have
-  // reached Redis; read the session again before retrying it.
+  // reached Redis; read the session again before retrying it. With `persist_path`: the
+  // restart log cannot be written (a full or failing disk, or a child forked from the log's
+  // owner), so the write was refused, or, if its own append failed, made in memory only.
   COATCHECK_STATUS_UNAVAILABLE = 208,
   // The library panicked. The call had no effect that can be relied on; the store handle is
   // still valid.

@@ -16,8 +16,9 @@ export type { NativeStats as CoatcheckStats } from './native'
  * `conflict` (a versioned write lost a race too many times), `invalid_id`, `invalid_config`
  * (bad options, or express-session missing), `invalid_argument` (another bad argument, or a
  * serializer or `ownerOf` that threw), `unavailable` (Redis did not answer within
- * `redisTimeout`, or is down with `redisWhenDown: 'fail'`) and `internal` (a native failure that
- * is a bug: please report it).
+ * `redisTimeout`, or is down with `redisWhenDown: 'fail'`; or the restart log cannot be written,
+ * so a write was refused, or made in memory only if its own append failed) and `internal` (a
+ * native failure that is a bug: please report it).
  */
 export interface CoatcheckError extends Error {
   code:

@@ -36,7 +36,10 @@ pub enum Error {
     /// Some other argument is out of range (an owner key, a TTL).
     InvalidArgument(&'static str),
     /// The shared tier's Redis could not be reached or did not answer within `redis_timeout`,
-    /// and the store is configured to fail rather than serve from its local table.
+    /// and the store is configured to fail rather than serve from its local table. Or the
+    /// restart log cannot be written (a full or failing disk, or a child forked from the log's
+    /// owner): a write is refused, or, when its own append failed, reported after it was made
+    /// in memory only.
     Unavailable(String),
 }
 

@@ -441,6 +441,23 @@ impl Store {
         Ok(entered)
     }
 
+    /// Runs `op`, a call that changes sessions, through [`writing`](Store::writing); then, with
+    /// a restart log, [`Error::Unavailable`] if the log failed to record a change `op` made
+    /// (made in memory all the same): a change is logged before its call returns, or the call
+    /// says it was not.
+    fn write<T>(&self, op: impl FnOnce(&Inner) -> Result<T>) -> Result<T> {
+        let entered = self.writing()?;
+        let Some(log) = &entered.log else {
+            return op(&entered);
+        };
+        let failed_before = crate::persist::failed_appends_on_this_thread();
+        let result = op(&entered);
+        if crate::persist::failed_appends_on_this_thread() != failed_before {
+            return Err(log.unrecorded());
+        }
+        result
+    }
+
     /// The idle timeout of sessions stored without a TTL of their own.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.inner.idle_ttl_ms)
@@ -460,7 +477,7 @@ impl Store {
     /// [`Error::TooLarge`], [`Error::StoreFull`], [`Error::InvalidArgument`] for a `ttl` below
     /// 1 ms.
     pub fn create(&self, value: &[u8], ttl: Option<Duration>) -> Result<String> {
-        self.writing()?.create(value, ttl)
+        self.write(|inner| inner.create(value, ttl))
     }
 
     /// Stores `value` under `id` only if no live session has that id (an expired one is
@@ -471,8 +488,7 @@ impl Store {
     /// [`Error::Conflict`] if a live session has the id, and the errors of [`set`](Store::set).
     /// On error nothing changed.
     pub fn insert(&self, id: &str, value: &[u8], ttl: Option<Duration>) -> Result<u64> {
-        self.writing()?
-            .put(id, value, ttl, ops::Precondition::Absent)
+        self.write(|inner| inner.put(id, value, ttl, ops::Precondition::Absent))
     }
 
     /// The value of a live session, sliding its idle deadline (unless
@@ -583,7 +599,7 @@ impl Store {
     /// [`Error::InvalidId`], [`Error::TooLarge`], [`Error::StoreFull`],
     /// [`Error::InvalidArgument`] for a `ttl` below 1 ms. On error nothing changed.
     pub fn set(&self, id: &str, value: &[u8], ttl: Option<Duration>) -> Result<u64> {
-        self.writing()?.put(id, value, ttl, ops::Precondition::None)
+        self.write(|inner| inner.put(id, value, ttl, ops::Precondition::None))
     }
 
     /// [`set`](Store::set) only if the session exists and is live: never creates one. For
@@ -593,7 +609,7 @@ impl Store {
     /// [`Error::NotFound`] if the session is gone, and the errors of [`set`](Store::set).
     /// On error nothing changed.
     pub fn update(&self, id: &str, value: &[u8], ttl: Option<Duration>) -> Result<u64> {
-        self.writing()?.put(id, value, ttl, ops::Precondition::Live)
+        self.write(|inner| inner.put(id, value, ttl, ops::Precondition::Live))
     }
 
     /// [`set`](Store::set) only if the session still has version `expected`, so that two
@@ -609,8 +625,7 @@ impl Store {
         expected: u64,
         ttl: Option<Duration>,
     ) -> Result<u64> {
-        self.writing()?
-            .put(id, value, ttl, ops::Precondition::Version(expected))
+        self.write(|inner| inner.put(id, value, ttl, ops::Precondition::Version(expected)))
     }
 
     /// [`set`](Store::set) (`expected: None`) or [`set_if_version`](Store::set_if_version)
@@ -627,15 +642,13 @@ impl Store {
         done: impl FnOnce(Result<u64>) + Send + 'static,
     ) {
         let precondition = expected.map_or(ops::Precondition::None, ops::Precondition::Version);
+        if self.inner.tier.is_none() {
+            return done(self.write(|inner| inner.put(&id, &value, ttl, precondition)));
+        }
         let entered = match self.writing() {
             Ok(entered) => entered,
             Err(e) => return done(Err(e)),
         };
-        if entered.tier.is_none() {
-            let result = entered.put(&id, &value, ttl, precondition);
-            drop(entered);
-            return done(result);
-        }
         Inner::near_write_then(&self.inner, id, value, ttl, precondition, done);
         drop(entered);
     }
@@ -700,11 +713,12 @@ impl Store {
     /// # Errors
     /// [`Error::InvalidId`].
     pub fn destroy(&self, id: &str) -> Result<bool> {
-        let inner = self.writing()?;
-        if inner.tier.is_some() {
-            return inner.near_destroy(id);
-        }
-        inner.destroy(id)
+        self.write(|inner| {
+            if inner.tier.is_some() {
+                return inner.near_destroy(id);
+            }
+            inner.destroy(id)
+        })
     }
 
     /// [`destroy`](Store::destroy) for a caller that must not wait, such as an event loop:
@@ -713,15 +727,13 @@ impl Store {
     /// Redis link thread when Redis answers or `redis_timeout` passes. `done` must be short and
     /// must not call the store.
     pub fn destroy_then(&self, id: String, done: impl FnOnce(Result<bool>) + Send + 'static) {
+        if self.inner.tier.is_none() {
+            return done(self.write(|inner| inner.destroy(&id)));
+        }
         let entered = match self.writing() {
             Ok(entered) => entered,
             Err(e) => return done(Err(e)),
         };
-        if entered.tier.is_none() {
-            let result = entered.destroy(&id);
-            drop(entered);
-            return done(result);
-        }
         Inner::near_destroy_then(&self.inner, id, done);
         drop(entered);
     }
@@ -733,11 +745,12 @@ impl Store {
     /// # Errors
     /// [`Error::InvalidId`].
     pub fn regenerate(&self, id: &str) -> Result<Option<String>> {
-        let inner = self.writing()?;
-        if inner.tier.is_some() {
-            return inner.near_regenerate(id);
-        }
-        inner.regenerate(id)
+        self.write(|inner| {
+            if inner.tier.is_some() {
+                return inner.near_regenerate(id);
+            }
+            inner.regenerate(id)
+        })
     }
 
     /// Files a live session under an owner key (e.g. a user id), or removes it from its owner
@@ -747,11 +760,12 @@ impl Store {
     /// [`Error::NotFound`], [`Error::InvalidId`], [`Error::InvalidArgument`] for an empty owner
     /// or one longer than [`MAX_OWNER_LEN`].
     pub fn set_owner(&self, id: &str, owner: Option<&str>) -> Result<()> {
-        let inner = self.writing()?;
-        if inner.tier.is_some() {
-            return inner.near_set_owner(id, owner);
-        }
-        inner.set_owner(id, owner)
+        self.write(|inner| {
+            if inner.tier.is_some() {
+                return inner.near_set_owner(id, owner);
+            }
+            inner.set_owner(id, owner)
+        })
     }
 
     /// Ids of the live sessions of `owner`, found through the owner index (no table scan).
@@ -791,27 +805,28 @@ impl Store {
         if let Some(keep) = keep {
             validate_id(keep)?;
         }
-        let inner = self.writing()?;
-        if inner.tier.is_some() {
-            if let Some(destroyed) = inner.near_destroy_owner(owner, keep)? {
-                return Ok(destroyed);
+        self.write(|inner| {
+            if inner.tier.is_some() {
+                if let Some(destroyed) = inner.near_destroy_owner(owner, keep)? {
+                    return Ok(destroyed);
+                }
             }
-        }
-        let mut destroyed = 0;
-        for id in inner.owners.ids_of(owner) {
-            if Some(id.as_str()) == keep {
-                continue;
+            let mut destroyed = 0;
+            for id in inner.owners.ids_of(owner) {
+                if Some(id.as_str()) == keep {
+                    continue;
+                }
+                let gone = if inner.tier.is_some() {
+                    inner.near_destroy(&id)?
+                } else {
+                    inner.destroy(&id)?
+                };
+                if gone {
+                    destroyed += 1;
+                }
             }
-            let gone = if inner.tier.is_some() {
-                inner.near_destroy(&id)?
-            } else {
-                inner.destroy(&id)?
-            };
-            if gone {
-                destroyed += 1;
-            }
-        }
-        Ok(destroyed)
+            Ok(destroyed)
+        })
     }
 
     /// Sessions in the table, in O(1). Expired sessions count until the sweeper reclaims
@@ -920,15 +935,16 @@ impl Store {
     /// [`Error::Unavailable`] while the restart log cannot be written, as for every write: the
     /// removals could not be logged, and the sessions would come back after a restart.
     pub fn clear(&self) -> Result<()> {
-        let inner = self.writing()?;
-        if let Some(tier) = &inner.tier {
-            if !tier.is_up() {
-                return Err(tier.unavailable());
+        self.write(|inner| {
+            if let Some(tier) = &inner.tier {
+                if !tier.is_up() {
+                    return Err(tier.unavailable());
+                }
+                tier.clear()?;
             }
-            tier.clear()?;
-        }
-        inner.clear();
-        Ok(())
+            inner.clear();
+            Ok(())
+        })
     }
 
     /// Current size and counters.

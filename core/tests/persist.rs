@@ -650,6 +650,72 @@ fn records_across_the_log_files_chunks_and_larger_than_one_restore_whole() {
     assert_eq!(contents(&restored), contents(&store));
 }
 
+/// An append that fails (here: a thread's log file cannot be made, where a directory took its
+/// name) is reported to the call that made the change: `unavailable`, with the change made in
+/// memory only. Later writes are refused until a snapshot can be written; that snapshot
+/// holds the change.
+#[test]
+fn a_change_the_log_could_not_record_is_reported_to_its_caller() {
+    let dir = TempDir::new("unrecorded");
+    let cfg = config(&dir.sessions());
+    let store = Store::new(cfg.clone()).unwrap();
+    store.set("before", b"logged", None).unwrap();
+    // The building thread's file of the first generation exists; every other thread's file of
+    // that generation is made at its first append, and is blocked here.
+    let made = dir
+        .files()
+        .into_iter()
+        .find(|n| n.starts_with("log."))
+        .unwrap();
+    let generation = made.rsplit_once('.').unwrap().0.to_string();
+    let blocked: Vec<PathBuf> = (0..16)
+        .map(|segment| dir.sessions().join(format!("{generation}.{segment:02x}")))
+        .filter(|path| !path.exists())
+        .collect();
+    for path in &blocked {
+        fs::create_dir(path).unwrap();
+    }
+    // A new thread appends to a file of its own, unless there is one file per generation
+    // only (one core) or it shares the building thread's: try a few.
+    let refused = (0..16).find_map(|n| {
+        let store = store.clone();
+        let id = format!("s{n}");
+        std::thread::spawn(move || store.set(&id, b"in memory", None).err().map(|e| (id, e)))
+            .join()
+            .unwrap()
+    });
+    let Some((id, error)) = refused else {
+        assert_eq!(std::thread::available_parallelism().unwrap().get(), 1);
+        return;
+    };
+    assert!(matches!(error, Error::Unavailable(_)), "{error:?}");
+    assert!(error.to_string().contains("made in memory only"), "{error}");
+    assert_eq!(store.get(&id).unwrap().as_deref(), Some(&b"in memory"[..]));
+    assert!(matches!(
+        store.set("after", b"x", None),
+        Err(Error::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.destroy("before"),
+        Err(Error::Unavailable(_))
+    ));
+    // The disk is writable again: a snapshot holds what is in memory, and writes go on.
+    for path in &blocked {
+        fs::remove_dir(path).unwrap();
+    }
+    store.compact_log().unwrap();
+    store.set("after", b"x", None).unwrap();
+    let crashed = crash_copy(&dir, "unrecorded-copy");
+    let mut cfg = cfg;
+    cfg.persist_path = Some(crashed.sessions());
+    let restored = Store::new(cfg).unwrap();
+    assert_eq!(
+        restored.get(&id).unwrap().as_deref(),
+        Some(&b"in memory"[..])
+    );
+    assert_eq!(contents(&restored), contents(&store));
+}
+
 /// A snapshot reads a stripe a chunk at a time (so many sessions, or so many bytes of them,
 /// per lock hold), going on from where the chunk ended: large sessions in one stripe take
 /// several chunks, and every one of them is in the snapshot once.

@@ -113,6 +113,14 @@ thread_local! {
     static ENCODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     /// This thread's number among the threads that append: its segment, modulo their count.
     static WRITING_THREAD: usize = WRITING_THREADS.fetch_add(1, Relaxed);
+    /// Appends that failed on this thread, ever: a call that changes sessions compares it
+    /// before and after, and reports a change it made that the log could not record.
+    static FAILED_APPENDS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many appends failed on this thread so far (see [`Log::unrecorded`]).
+pub(crate) fn failed_appends_on_this_thread() -> u64 {
+    FAILED_APPENDS.with(std::cell::Cell::get)
 }
 
 /// An open restart log. Built by [`Log::open`] with the files it found.
@@ -362,6 +370,23 @@ impl Log {
         Ok(())
     }
 
+    /// What a call that changes sessions returns when an append failed during it: the change
+    /// is made in memory, and kept there (a snapshot written later holds it), but a crash
+    /// before then loses it.
+    pub(crate) fn unrecorded(&self) -> Error {
+        let why = self.failure.lock().clone().unwrap_or_default();
+        Error::Unavailable(format!(
+            "the restart log could not record this change, which was made in memory only: {why}"
+        ))
+    }
+
+    /// A failed append on this thread: the log fails, and the call that made the change
+    /// learns of it (see [`failed_appends_on_this_thread`]).
+    fn fail_append(&self, e: &io::Error) {
+        FAILED_APPENDS.with(|n| n.set(n.get() + 1));
+        self.fail(e);
+    }
+
     /// Appends one change from the change stream (the store's listener).
     pub(crate) fn append(&self, change: &Change<'_>) {
         if crate::fork::generation() != self.fork_generation {
@@ -411,7 +436,7 @@ impl Log {
                     Ok(writer) => *guard = Some(writer),
                     Err(e) => {
                         drop(guard);
-                        self.fail(&e);
+                        self.fail_append(&e);
                         return;
                     }
                 }
@@ -436,7 +461,7 @@ impl Log {
                 *buf = Vec::new();
             }
             if let Err(e) = result {
-                self.fail(&e);
+                self.fail_append(&e);
             }
         });
     }
