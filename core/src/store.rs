@@ -452,10 +452,10 @@ impl Store {
         };
         let failed_before = crate::persist::failed_appends_on_this_thread();
         let result = op(&entered);
-        if crate::persist::failed_appends_on_this_thread() != failed_before {
-            return Err(log.unrecorded());
+        match log.unrecorded(failed_before) {
+            Some(unrecorded) => Err(unrecorded),
+            None => result,
         }
-        result
     }
 
     /// The idle timeout of sessions stored without a TTL of their own.
@@ -486,7 +486,8 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Conflict`] if a live session has the id, and the errors of [`set`](Store::set).
-    /// On error nothing changed.
+    /// On error nothing changed, but for an [`Error::Unavailable`] that says the restart log
+    /// could not record the change (made in memory only).
     pub fn insert(&self, id: &str, value: &[u8], ttl: Option<Duration>) -> Result<u64> {
         self.write(|inner| inner.put(id, value, ttl, ops::Precondition::Absent))
     }
@@ -597,7 +598,9 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::InvalidId`], [`Error::TooLarge`], [`Error::StoreFull`],
-    /// [`Error::InvalidArgument`] for a `ttl` below 1 ms. On error nothing changed.
+    /// [`Error::InvalidArgument`] for a `ttl` below 1 ms. On error nothing changed, but for an
+    /// [`Error::Unavailable`] that says the restart log could not record the change (made in
+    /// memory only).
     pub fn set(&self, id: &str, value: &[u8], ttl: Option<Duration>) -> Result<u64> {
         self.write(|inner| inner.put(id, value, ttl, ops::Precondition::None))
     }
@@ -607,7 +610,8 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::NotFound`] if the session is gone, and the errors of [`set`](Store::set).
-    /// On error nothing changed.
+    /// On error nothing changed, but for an [`Error::Unavailable`] that says the restart log
+    /// could not record the change (made in memory only).
     pub fn update(&self, id: &str, value: &[u8], ttl: Option<Duration>) -> Result<u64> {
         self.write(|inner| inner.put(id, value, ttl, ops::Precondition::Live))
     }
@@ -617,7 +621,9 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Conflict`] if another write got there first, [`Error::NotFound`] if the
-    /// session is gone, and the errors of [`set`](Store::set). On error nothing changed.
+    /// session is gone, and the errors of [`set`](Store::set). On error nothing changed, but
+    /// for an [`Error::Unavailable`] that says the restart log could not record the change
+    /// (made in memory only).
     pub fn set_if_version(
         &self,
         id: &str,

@@ -389,7 +389,9 @@ pub extern "C" fn coatcheck_store_peek(
 /// replaces the store's idle timeout for this session, 0 keeps it.
 ///
 /// Returns `COATCHECK_STATUS_INVALID_ID`, `COATCHECK_STATUS_TOO_LARGE`,
-/// `COATCHECK_STATUS_STORE_FULL`; on any error the store is unchanged.
+/// `COATCHECK_STATUS_STORE_FULL`; on any error the store is unchanged, but for a
+/// `COATCHECK_STATUS_UNAVAILABLE` that says the restart log could not record the change (made
+/// in memory only).
 ///
 /// Ownership: `value` is copied; the caller keeps ownership of every buffer.
 /// NULL: `store`, or `id` / `value` with a non-zero length NULL returns
@@ -421,7 +423,7 @@ pub extern "C" fn coatcheck_store_set(
 ///
 /// Returns `COATCHECK_STATUS_CONFLICT` if another write got there first,
 /// `COATCHECK_STATUS_NOT_FOUND` if the session is gone, and the errors of
-/// `coatcheck_store_set`; on any error the store is unchanged.
+/// `coatcheck_store_set`; on any error the store is unchanged, as there.
 ///
 /// Ownership: `value` is copied; the caller keeps ownership of every buffer.
 /// NULL: `store`, or `id` / `value` with a non-zero length NULL returns

@@ -263,6 +263,9 @@ impl Log {
         idle_timeout: Duration,
         clock_now_ms: u64,
     ) -> Result<(Log, Found)> {
+        // Measured at once, next to the store's clock: reading the files below can take a
+        // second, which would otherwise shorten every restored lifetime by as much.
+        let offset_ms = wall_now_ms() - clock_now_ms as i64;
         match fs::create_dir(dir) {
             Ok(()) => {
                 let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
@@ -292,7 +295,7 @@ impl Log {
             dir: dir.to_path_buf(),
             _lock: lock,
             fsync,
-            offset_ms: AtomicI64::new(wall_now_ms() - clock_now_ms as i64),
+            offset_ms: AtomicI64::new(offset_ms),
             fork_generation: crate::fork::generation(),
             slide_slack: slide_slack(idle_timeout),
             segments: (0..segment_count())
@@ -370,14 +373,19 @@ impl Log {
         Ok(())
     }
 
-    /// What a call that changes sessions returns when an append failed during it: the change
-    /// is made in memory, and kept there (a snapshot written later holds it), but a crash
-    /// before then loses it.
-    pub(crate) fn unrecorded(&self) -> Error {
+    /// What a call that changes sessions returns when an append to this log failed during it
+    /// (`failed_before`: [`failed_appends_on_this_thread`] before the call): the change is
+    /// made in memory, and kept there (a snapshot written later holds it), but a crash before
+    /// then loses it. `None` if no append failed, or the one that did was another store's (a
+    /// listener that writes elsewhere).
+    pub(crate) fn unrecorded(&self, failed_before: u64) -> Option<Error> {
+        if failed_appends_on_this_thread() == failed_before || !self.failed.load(Relaxed) {
+            return None;
+        }
         let why = self.failure.lock().clone().unwrap_or_default();
-        Error::Unavailable(format!(
+        Some(Error::Unavailable(format!(
             "the restart log could not record this change, which was made in memory only: {why}"
-        ))
+        )))
     }
 
     /// A failed append on this thread: the log fails, and the call that made the change
@@ -524,13 +532,17 @@ impl Log {
         // it never clears a failure it did not see (see `Snapshot::finish`).
         let mut failure = self.failure.lock();
         self.append_failures.fetch_add(1, Relaxed);
-        if !self.failed.swap(true, Relaxed) {
+        let first = !self.failed.swap(true, Relaxed);
+        *failure = Some(why.clone());
+        // Said after the lock is released: writers check the state under it, and must not
+        // wait for stderr.
+        drop(failure);
+        if first {
             eprintln!(
                 "coatcheck: the restart log in {why}; writes fail with `unavailable` until a \
                  snapshot can be written"
             );
         }
-        *failure = Some(why);
     }
 
     /// Under [`Fsync::Interval`], syncs what was appended since the last tick.

@@ -69,6 +69,8 @@ impl RedisServer {
             if server.launch().is_ok() {
                 return server;
             }
+            // Not dropped: its socket path, named after the port, is the other server's.
+            std::mem::forget(server);
         }
         let mut server = RedisServer {
             port: free_port(),
@@ -190,7 +192,9 @@ impl RedisServer {
 
     /// Runs `redis-cli` against the server and returns its output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let mut command = Command::new("redis-cli");
+        // Bounded: the server asked may be stopped (a test pauses it), or not this one's.
+        let mut command = Command::new("timeout");
+        command.args(["10", "redis-cli"]);
         if let Some(tls) = &self.tls {
             command.args(["--tls", "--cacert", &tls.ca().display().to_string()]);
         }
