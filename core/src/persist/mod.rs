@@ -130,8 +130,9 @@ pub(crate) struct Log {
     _lock: File,
     fsync: Fsync,
     /// Wall-clock ms minus store-clock ms: measured when the store was built, and again every
-    /// tick, so that a wall clock set right while the store runs (NTP stepping a VM's clock
-    /// after boot) does not leave every deadline written since off by the step.
+    /// tick and before every snapshot, so that a wall clock set right while the store runs
+    /// (NTP stepping a VM's clock after boot) does not leave every deadline written since off
+    /// by the step.
     offset_ms: AtomicI64,
     /// The fork generation that opened the log: a forked child never writes to it.
     fork_generation: u64,
