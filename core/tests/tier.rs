@@ -628,6 +628,49 @@ fn a_write_after_a_touch_that_shortened_the_timeout_keeps_its_own_timeout() {
     assert_eq!(redis.cli(&["HGET", key, "i"]).trim(), "300000");
 }
 
+#[test]
+fn an_absolute_timeout_ends_the_session_everywhere_however_it_is_written_elsewhere() {
+    let redis = RedisServer::start();
+    let mut with_absolute = config(&redis);
+    with_absolute.absolute_timeout = Some(Duration::from_millis(1_500));
+    let a = Store::new(with_absolute).expect("store on redis");
+    // A store without one (another app, or one from before the setting): its writes keep the
+    // deadline the session was created with.
+    let b = store(&redis);
+    let id = a.create(b"{\"user\":1}", None).unwrap();
+    // The deadline is at most 1.5 s from here; a wrong one would be the 600 s idle timeout.
+    let created = Instant::now();
+    // Room for the time a reply takes to arrive (local deadlines count from the reply).
+    let slack = Duration::from_millis(100);
+    let at_most_left = || Duration::from_millis(1_500).saturating_sub(created.elapsed()) + slack;
+    let key = the_one_session_key(&redis);
+    let key = key.as_str();
+    let pttl = || Duration::from_millis(redis.cli(&["PTTL", key]).trim().parse().unwrap());
+
+    std::thread::sleep(Duration::from_millis(300));
+    b.set(&id, b"{\"user\":1,\"cart\":[7]}", None).unwrap();
+    let (in_redis, at_most) = (pttl(), at_most_left());
+    assert!(
+        in_redis <= at_most,
+        "a write elsewhere moved the deadline in Redis: {in_redis:?} left, at most {at_most:?}"
+    );
+    let read_in_b = b.get_session(&id).unwrap().expect("live");
+    assert!(read_in_b.expires_in <= at_most_left(), "{read_in_b:?}");
+    eventually("A reads B's write", || {
+        a.get(&id).unwrap().as_deref() == Some(&b"{\"user\":1,\"cart\":[7]}"[..])
+    });
+    // A loaded that write from Redis, deadline included.
+    let read_in_a = a.get_session(&id).unwrap().expect("live");
+    assert!(read_in_a.expires_in <= at_most_left(), "{read_in_a:?}");
+
+    std::thread::sleep(Duration::from_millis(1_550).saturating_sub(created.elapsed()));
+    assert_eq!(a.get(&id).unwrap(), None);
+    assert_eq!(b.get(&id).unwrap(), None);
+    eventually_for(Duration::from_secs(2), "Redis expires it too", || {
+        redis.cli(&["EXISTS", key]).trim() == "0"
+    });
+}
+
 /// Two stores with a 4 s idle timeout, and a session made by the first.
 fn two_stores_with_a_4s_session(redis: &RedisServer) -> (Store, Store, String) {
     let mut config = config(redis);

@@ -22,17 +22,19 @@
 use redis::Script;
 use std::sync::LazyLock;
 
-/// Server time in ms; `now()` is called once per script.
+/// Server time in ms; `now()` is called at most once per script.
 const PRELUDE: &str = r"
 local function now()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+-- `t`: the server time if the script has read it already; otherwise it is read only for a
+-- session with an absolute deadline.
 local function reply(key, t)
   local f = redis.call('HMGET', key, 'd', 'v', 'i', 'a', 'o')
   if not f[1] then return false end
   local arem = -1
-  if f[4] then arem = tonumber(f[4]) - t end
+  if f[4] then arem = tonumber(f[4]) - (t or now()) end
   return {'s', f[1], f[2], redis.call('PTTL', key), f[3], arem, f[5] or ''}
 end
 local function owner_key(prefix, owner) return prefix .. 'o:' .. owner end
@@ -57,7 +59,7 @@ if not f[1] then return false end
 if ARGV[1] ~= '0' and f[1] == ARGV[1] and (f[2] or '') == ARGV[2] then
   return {'same', redis.call('PTTL', KEYS[1]), f[3] or '0'}
 end
-return reply(KEYS[1], now())
+return reply(KEYS[1])
 ",
     )
 });
@@ -87,7 +89,6 @@ return out
 pub(crate) static WRITE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local t = now()
 local key = KEYS[1]
 local cur = redis.call('HMGET', key, 'v', 'i', 'a', 'o', 'k')
 local exists = cur[1] ~= false
@@ -105,7 +106,12 @@ end
 local v = redis.call('INCR', KEYS[2])
 local ttl = idle
 local abs = exists and cur[3] or false
-if not exists and tonumber(ARGV[6]) > 0 then abs = tostring(t + tonumber(ARGV[6])) end
+local new_abs = not exists and tonumber(ARGV[6]) > 0
+-- The clock is read only where an absolute deadline is in play (stores have none by default):
+-- TIME is one of the few commands a write runs.
+local t = 0
+if abs or new_abs then t = now() end
+if new_abs then abs = tostring(t + tonumber(ARGV[6])) end
 if abs then
   ttl = math.min(ttl, tonumber(abs) - t)
   redis.call('HSET', key, 'd', ARGV[3], 'v', v, 'i', idle, 'a', abs)
