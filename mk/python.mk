@@ -44,12 +44,14 @@ bench-python-deps: $(PY_VENV)/.deps-bench
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; }
 
 # bench_http_shared.py loads its gunicorn servers with the Node benchmarks' autocannon.
-## bench-python: Store against pickled dict, cachelib, redis-py, Flask-Session; see BENCHMARKS.md
+## bench-python: Store against pickled dict, cachelib, redis-py, Flask-Session, and the shared
+## tier's Redis scripts against SET and GET; see BENCHMARKS.md
 bench-python: build-python bench-python-deps benches/node/node_modules/.package-lock.json
 	$(PY) benches/python/bench.py $(BENCH_PYTHON_ARGS)
 	$(PY) benches/python/bench_save_path.py
 	$(PY) benches/python/bench_persist.py
 	$(PY) benches/python/bench_http_shared.py
+	$(PY) benches/python/bench_redis_scripts.py
 
 # Python (atheris): the token API and the Flask and Django cookie paths, fuzz/python. Atheris
 # instruments the package's Python modules; the native extension runs uninstrumented, so
