@@ -274,4 +274,7 @@ def test_without_redis_four_workers_lose_sessions() -> None:
         counts = cycles(port, n, cookie_name)
     print(f"flask (4 workers) without Redis: {n} cycles, {counts}")
     assert counts["workers"] >= 2
-    assert counts["lost"] > n // 4, counts
+    # Not a share: gunicorn's sync workers race for each accept(), and on a busy machine one
+    # worker wins most of them (159 of 200 cycles lost on a quiet machine, 26 in one busy CI
+    # run). Any loss shows that a session lives in one worker only.
+    assert counts["lost"] > 0, counts
