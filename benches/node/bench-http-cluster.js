@@ -27,6 +27,8 @@ const SESSIONS = Number(process.env.SESSIONS ?? 1000)
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
 const CONNECTIONS = 32
 // CONTENDERS=coatcheck+redis measures one alone (for profiling it; no ratios then).
+// CONTENDERS=coatcheck+redis,script-on-main-thread,connect-redis adds a what-if: the tier's
+// write script sent from the main thread, with no near cache (see common.js).
 const CONTENDERS = (process.env.CONTENDERS ?? 'coatcheck+redis,connect-redis').split(',')
 const ROUTES = [
   { route: 'read', method: 'GET', path: '/read' },

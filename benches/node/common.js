@@ -3,7 +3,9 @@
 // Shared pieces of the Node benchmarks: the four stores, a real redis-server on a free
 // 127.0.0.1 port (started here, stopped by PID), and small measuring helpers.
 
+const fs = require('node:fs')
 const net = require('node:net')
+const path = require('node:path')
 const session = require('express-session')
 const { CoatcheckStore } = require('coatcheck')
 const MemoryStoreFactory = require('memorystore')
@@ -33,8 +35,65 @@ async function makeStore(name, { redisPort, options = {} } = {}) {
       await client.connect()
       return { store: new RedisStore({ client, prefix: 'sess:' }), close: async () => client.quit(), client }
     }
+    case 'script-on-main-thread': {
+      // Not a store to use: a what-if for the shared tier's design. Sessions are written with
+      // the tier's own WRITE script (versioned, as coatcheck writes them), but from Node's main
+      // thread through node-redis, the way connect-redis sends its commands, and read with one
+      // HGET each, with no near cache and no confirmation round trip. Against connect-redis it
+      // shows what the script costs; against coatcheck+redis, what crossing to the link thread
+      // and the near cache's protocol cost.
+      const { createClient } = require('redis')
+      const client = createClient({ url: `redis://127.0.0.1:${redisPort}` })
+      await client.connect()
+      const sha = await client.scriptLoad(tierScript('WRITE'))
+      return { store: new ScriptOnMainThreadStore(client, sha), close: async () => client.quit(), client }
+    }
     default:
       throw new Error(`unknown store ${name}`)
+  }
+}
+
+// The prelude and body of one of the shared tier's Lua scripts, as core/src/tier/scripts.rs
+// defines them.
+function tierScript(name) {
+  const source = fs.readFileSync(path.join(__dirname, '../../core/src/tier/scripts.rs'), 'utf8')
+  const prelude = source.match(/const PRELUDE: &str = r"([\s\S]*?)";/)
+  const body = source.match(new RegExp(`static ${name}: LazyLock<Script>[\\s\\S]*?r"([\\s\\S]*?)",`))
+  if (!prelude || !body) throw new Error(`script ${name} not found in scripts.rs`)
+  return prelude[1] + body[1]
+}
+
+// See makeStore('script-on-main-thread').
+class ScriptOnMainThreadStore extends session.Store {
+  constructor(client, writeSha) {
+    super()
+    this.client = client
+    this.writeSha = writeSha
+    this.prefix = 'what-if:'
+  }
+  key(sid) {
+    return `${this.prefix}s:${sid}`
+  }
+  ttlMs(sess) {
+    return sess?.cookie?.originalMaxAge ?? 86_400_000
+  }
+  get(sid, cb) {
+    this.client.hGet(this.key(sid), 'd').then((data) => cb(null, data ? JSON.parse(data) : null), cb)
+  }
+  set(sid, sess, cb) {
+    // WRITE's arguments: no precondition, the value, this idle timeout, the default one, no
+    // absolute timeout, the prefix, no id sealed for listing.
+    const ttl = String(this.ttlMs(sess))
+    const args = ['none', '0', JSON.stringify(sess), ttl, ttl, '0', this.prefix, '']
+    this.client
+      .evalSha(this.writeSha, { keys: [this.key(sid), `${this.prefix}version`], arguments: args })
+      .then(() => cb(null), cb)
+  }
+  touch(sid, sess, cb) {
+    this.client.pExpire(this.key(sid), this.ttlMs(sess)).then(() => cb(null), cb)
+  }
+  destroy(sid, cb) {
+    this.client.del(this.key(sid)).then(() => cb(null), cb)
   }
 }
 

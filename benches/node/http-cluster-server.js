@@ -3,7 +3,8 @@
 // The Express app measured by bench-http-cluster.js: a node:cluster primary and WORKERS
 // workers on one port, each worker with its own store on the same redis-server. The primary
 // prints one JSON line, { port, pids }, once every worker listens; SIGTERM stops them all.
-// Usage: node http-cluster-server.js <coatcheck+redis|connect-redis> <redisPort>
+// Usage: node http-cluster-server.js <coatcheck+redis|connect-redis|script-on-main-thread> <redisPort>
+// (script-on-main-thread: a what-if, see common.js)
 //
 // Routes: POST /login stores a ~200 B session (the same data as benches/python/flask_app.py),
 // GET /read only reads it (express-session: store get, then touch), POST /write changes a
