@@ -179,20 +179,30 @@ pub(crate) fn unchanged_ends(old: &[u8], new: &[u8]) -> (usize, usize) {
     (prefix, common_suffix(&old[prefix..], &new[prefix..]))
 }
 
-/// Whole 16-byte blocks are compared as slices before single bytes: values run to kilobytes.
-const COMPARE_BLOCK: usize = 16;
+/// Values run to kilobytes, so they are compared a 16-byte word at a time; the first word that
+/// differs says by its lowest (or, from the end, highest) differing byte where the run ends.
+const WORD: usize = 16;
+
+fn word(bytes: &[u8]) -> u128 {
+    let mut w = [0; WORD];
+    w.copy_from_slice(bytes);
+    u128::from_le_bytes(w)
+}
 
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     let most = a.len().min(b.len());
+    let (a, b) = (&a[..most], &b[..most]);
     let mut same = 0;
-    while same + COMPARE_BLOCK <= most
-        && a[same..same + COMPARE_BLOCK] == b[same..same + COMPARE_BLOCK]
-    {
-        same += COMPARE_BLOCK;
+    for (x, y) in a.chunks_exact(WORD).zip(b.chunks_exact(WORD)) {
+        let differ = word(x) ^ word(y);
+        if differ != 0 {
+            return same + differ.trailing_zeros() as usize / 8;
+        }
+        same += WORD;
     }
-    same + a[same..most]
+    same + a[same..]
         .iter()
-        .zip(&b[same..most])
+        .zip(&b[same..])
         .take_while(|(x, y)| x == y)
         .count()
 }
@@ -201,16 +211,19 @@ fn common_suffix(a: &[u8], b: &[u8]) -> usize {
     let most = a.len().min(b.len());
     let (a, b) = (&a[a.len() - most..], &b[b.len() - most..]);
     let mut same = 0;
-    while same + COMPARE_BLOCK <= most
-        && a[most - same - COMPARE_BLOCK..most - same]
-            == b[most - same - COMPARE_BLOCK..most - same]
-    {
-        same += COMPARE_BLOCK;
+    for (x, y) in a.rchunks_exact(WORD).zip(b.rchunks_exact(WORD)) {
+        // Little-endian: a word's last bytes are its most significant.
+        let differ = word(x) ^ word(y);
+        if differ != 0 {
+            return same + differ.leading_zeros() as usize / 8;
+        }
+        same += WORD;
     }
-    same + a[..most - same]
+    let rest = most - same;
+    same + a[..rest]
         .iter()
         .rev()
-        .zip(b[..most - same].iter().rev())
+        .zip(b[..rest].iter().rev())
         .take_while(|(x, y)| x == y)
         .count()
 }
@@ -250,11 +263,31 @@ pub(crate) fn encode_version_2(record: &Record<'_>, out: &mut Vec<u8>) {
     encode_frame(Layout::of(2, FileKind::Log), 0, record, out);
 }
 
+/// Room for a frame's fixed fields at their longest: a tag, an id length byte, and at most 11
+/// numbers of at most 10 bytes each (a `Patch`).
+const FIELDS_ROOM: usize = 2 + 11 * 10;
+
 fn encode_frame(layout: Layout, sequence: u64, record: &Record<'_>, out: &mut Vec<u8>) {
     let start = out.len();
-    out.extend_from_slice(&[0; FRAME_HEAD]);
+    // The fields before a record's trailing bytes (its value, or a patch's middle) are written
+    // into room made for them at once and cut to what they took: a bounds check per byte into
+    // a slice, where a push per byte checked and updated the vector's length each time.
+    let (id, owner, tail) = match *record {
+        Record::Put {
+            id, owner, value, ..
+        } => (id, owner, value),
+        Record::Patch {
+            id, owner, middle, ..
+        } => (id, owner, middle),
+        Record::Slid { id, .. } | Record::Removed { id, .. } => (id, None, &[][..]),
+        Record::Owner { id, owner, .. } => (id, owner, &[][..]),
+        Record::Versions { .. } | Record::End { .. } => ("", None, &[][..]),
+    };
+    let room = FRAME_HEAD + FIELDS_ROOM + id.len() + owner.map_or(0, str::len);
+    out.resize(start + room, 0);
     let mut w = Writer {
-        out,
+        buf: &mut out[start..],
+        at: FRAME_HEAD,
         compact: layout.compact,
     };
     if layout.sequenced {
@@ -273,7 +306,7 @@ fn encode_frame(layout: Layout, sequence: u64, record: &Record<'_>, out: &mut Ve
             w.u8(TAG_PUT);
             w.id(id, version);
             w.state(deadline, ttl_ms, absolute, owner);
-            w.bytes(value);
+            w.u32(value.len() as u32);
         }
         Record::Patch {
             id,
@@ -295,7 +328,7 @@ fn encode_frame(layout: Layout, sequence: u64, record: &Record<'_>, out: &mut Ve
             w.u32(base_len);
             w.u32(prefix);
             w.u32(suffix);
-            w.bytes(middle);
+            w.u32(middle.len() as u32);
         }
         Record::Slid {
             id,
@@ -326,66 +359,81 @@ fn encode_frame(layout: Layout, sequence: u64, record: &Record<'_>, out: &mut Ve
             w.u64(sessions);
         }
     }
+    let fields_end = start + w.at;
+    out.truncate(fields_end);
+    // Values are at most 1 GiB (`max_session_bytes`): their length was written as a u32.
+    out.extend_from_slice(tail);
     let body_len = out.len() - start - FRAME_HEAD;
     let crc = crc32fast::hash(&out[start + FRAME_HEAD..]);
     out[start..start + 4].copy_from_slice(&(body_len as u32).to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Writes the fields of a body, numbers as variable-length integers or fixed-width.
+/// Writes the fields of a body into room made for them, numbers as variable-length integers
+/// or fixed-width.
 struct Writer<'o> {
-    out: &'o mut Vec<u8>,
+    buf: &'o mut [u8],
+    /// Where the next byte goes.
+    at: usize,
     compact: bool,
 }
 
 impl Writer<'_> {
+    #[inline(always)]
     fn u8(&mut self, n: u8) {
-        self.out.push(n);
+        self.buf[self.at] = n;
+        self.at += 1;
     }
 
+    #[inline(always)]
+    fn raw(&mut self, bytes: &[u8]) {
+        self.buf[self.at..self.at + bytes.len()].copy_from_slice(bytes);
+        self.at += bytes.len();
+    }
+
+    #[inline(always)]
     fn varint(&mut self, mut n: u64) {
         while n >= 0x80 {
-            self.out.push(n as u8 | 0x80);
+            self.u8(n as u8 | 0x80);
             n >>= 7;
         }
-        self.out.push(n as u8);
+        self.u8(n as u8);
     }
 
+    #[inline(always)]
     fn u16(&mut self, n: u16) {
         match self.compact {
             true => self.varint(u64::from(n)),
-            false => self.out.extend_from_slice(&n.to_le_bytes()),
+            false => self.raw(&n.to_le_bytes()),
         }
     }
 
+    #[inline(always)]
     fn u32(&mut self, n: u32) {
         match self.compact {
             true => self.varint(u64::from(n)),
-            false => self.out.extend_from_slice(&n.to_le_bytes()),
+            false => self.raw(&n.to_le_bytes()),
         }
     }
 
+    #[inline(always)]
     fn u64(&mut self, n: u64) {
         match self.compact {
             true => self.varint(n),
-            false => self.out.extend_from_slice(&n.to_le_bytes()),
+            false => self.raw(&n.to_le_bytes()),
         }
     }
 
-    /// A length (at most 1 GiB: `max_session_bytes`), then the bytes.
-    fn bytes(&mut self, bytes: &[u8]) {
-        self.u32(bytes.len() as u32);
-        self.out.extend_from_slice(bytes);
-    }
-
+    #[inline(always)]
     fn id(&mut self, id: &str, version: u64) {
         // Ids are at most MAX_ID_LEN (255) bytes: validated before they enter the table.
         self.u8(id.len() as u8);
-        self.out.extend_from_slice(id.as_bytes());
+        self.raw(id.as_bytes());
         self.u64(version);
     }
 
     /// The fields a `Put` and a `Patch` share after the id.
+    #[inline(always)]
     fn state(&mut self, deadline: u64, ttl_ms: u64, absolute: Option<u64>, owner: Option<&str>) {
         self.u64(deadline);
         self.u64(ttl_ms);
@@ -397,13 +445,14 @@ impl Writer<'_> {
         self.owner(owner);
     }
 
+    #[inline(always)]
     fn owner(&mut self, owner: Option<&str>) {
         // Owners are 1 to MAX_OWNER_LEN (1024) bytes: a length of 0 (compact) or the
         // fixed-width "none" marker says there is none.
         match owner {
             Some(o) => {
                 self.u16(o.len() as u16);
-                self.out.extend_from_slice(o.as_bytes());
+                self.raw(o.as_bytes());
             }
             None if self.compact => self.varint(0),
             None => self.u16(NONE_U16),
@@ -878,12 +927,15 @@ mod tests {
             u64::from(u32::MAX),
             u64::MAX,
         ] {
+            let mut room = [0; 10];
             let mut w = Writer {
-                out: &mut Vec::new(),
+                buf: &mut room,
+                at: 0,
                 compact: true,
             };
             w.varint(n);
-            let written = w.out.clone();
+            let len = w.at;
+            let written = room[..len].to_vec();
             let mut r = Reader {
                 bytes: &written,
                 compact: true,
@@ -996,6 +1048,51 @@ mod tests {
         assert!(!apply_patch(&mut value, 4, 1, 1, b"x"));
         assert!(!apply_patch(&mut value, 3, 2, 2, b"x"));
         assert_eq!(value, b"abc");
+    }
+
+    #[test]
+    fn the_unchanged_ends_are_found_wherever_a_change_falls_in_a_word() {
+        // Counted a byte at a time, as the definition says.
+        fn by_bytes(old: &[u8], new: &[u8]) -> (usize, usize) {
+            let prefix = old.iter().zip(new).take_while(|(x, y)| x == y).count();
+            let (old, new) = (&old[prefix..], &new[prefix..]);
+            let suffix = old
+                .iter()
+                .rev()
+                .zip(new.iter().rev())
+                .take_while(|(x, y)| x == y)
+                .count();
+            (prefix, suffix)
+        }
+        let base: Vec<u8> = (0..70u32).map(|i| (i * 7 % 256) as u8).collect();
+        for old_len in [0, 1, 15, 16, 17, 31, 32, 33, 47, 70] {
+            let old = &base[..old_len];
+            for grow in 0..3 {
+                let mut longer = old.to_vec();
+                longer.extend(std::iter::repeat_n(0xAA, grow));
+                for at in 0..longer.len() {
+                    for new in [
+                        {
+                            let mut v = longer.clone();
+                            v[at] ^= 0x80;
+                            v
+                        },
+                        {
+                            let mut v = longer.clone();
+                            v.remove(at);
+                            v
+                        },
+                    ] {
+                        assert_eq!(
+                            unchanged_ends(old, &new),
+                            by_bytes(old, &new),
+                            "{old:?} -> {new:?}"
+                        );
+                        assert_eq!(unchanged_ends(&new, old), by_bytes(&new, old));
+                    }
+                }
+            }
+        }
     }
 
     /// Found by the `log_loader` fuzz target: a tail shorter than a frame header that is not
