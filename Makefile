@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test fmt-check clippy test-core redis-deps bench bench-core doc
+.PHONY: test fmt-check clippy test-core redis-deps bench bench-core bench-persist-instructions doc
 
 # Each part of the project adds its own checks to TEST_TARGETS and BENCH_TARGETS from mk/*.mk.
 TEST_TARGETS := fmt-check clippy test-core
@@ -40,3 +40,9 @@ bench: $(BENCH_TARGETS)
 
 bench-core:
 	$(CARGO) bench -p coatcheck-benches --bench versus_dashmap --bench memory --bench expiry --bench core --bench persist
+
+## bench-persist-instructions: the restart log's cost per write in instructions, under callgrind
+bench-persist-instructions:
+	@set -eo pipefail; bin=$$($(CARGO) bench -p coatcheck-benches --bench persist --no-run --message-format=json 2>/dev/null \
+	  | sed -n 's/.*"executable":"\([^"]*persist[^"]*\)".*/\1/p' | tail -1); \
+	benches/persist-instructions.sh "$$bin"

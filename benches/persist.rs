@@ -364,9 +364,58 @@ fn loading() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A fixed amount of work for callgrind (`benches/persist-instructions.sh`): 200,000 writes
+/// by one thread over 1,000 sessions, with the log (fsync `never`) or without, as `writes`
+/// makes them. Instruction counts, unlike ops/s, do not move with the machine's other load.
+fn instructions(mode: &str, writes: &str) {
+    const WRITES: usize = 200_000;
+    let mode = match mode {
+        "none" => Mode::NoLog,
+        "log" => Mode::Log(Fsync::Never),
+        _ => panic!("mode: none or log"),
+    };
+    let writes = match writes {
+        "counter" => Writes::CounterChanges,
+        "new" => Writes::WholeValueNew,
+        _ => panic!("writes: counter or new"),
+    };
+    let dir = bench_dir("instructions");
+    let store = mode.store(&dir);
+    let ids: Vec<String> = (0..1_000).map(|_| coatcheck::generate_id()).collect();
+    let mut counted = session_value(0);
+    for id in &ids {
+        store.set(id, &counted, None).expect("fill");
+    }
+    let counter = counter_offset(&counted);
+    let random = random_values();
+    for n in 0..WRITES {
+        let id = &ids[n * 7919 % ids.len()];
+        let value = match writes {
+            Writes::CounterChanges => {
+                write_counter(&mut counted[counter..counter + 10], n);
+                &counted
+            }
+            Writes::WholeValueNew => &random[n % random.len()],
+        };
+        store.set(id, value, None).expect("set");
+    }
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn main() {
     // `cargo bench` passes --bench; a filter argument picks one part.
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with('-'));
+    let filter = args.next();
+    // Only when asked for by name: it prints nothing, it is there to be counted.
+    if filter.as_deref() == Some("instructions") {
+        let (mode, writes) = (
+            args.next().unwrap_or_default(),
+            args.next().unwrap_or_default(),
+        );
+        instructions(&mode, &writes);
+        return;
+    }
     let run = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
     if run("writes") {
         writes();
