@@ -370,7 +370,8 @@ fn encode_frame(layout: Layout, sequence: u64, record: &Record<'_>, out: &mut Ve
 }
 
 /// Writes the fields of a body into room made for them, numbers as variable-length integers
-/// or fixed-width.
+/// or fixed-width. Its methods are always inlined: called out of line, as the compiler chose to,
+/// they kept the write position in memory and reloaded it for every byte.
 struct Writer<'o> {
     buf: &'o mut [u8],
     /// Where the next byte goes.
