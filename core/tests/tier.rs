@@ -1036,6 +1036,102 @@ fn a_write_made_while_cut_off_loses_to_a_newer_write_elsewhere() {
     );
 }
 
+/// How many `EVALSHA` calls Redis has refused (`INFO commandstats`).
+fn refused_script_calls(redis: &RedisServer) -> u64 {
+    redis
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_evalsha:"))
+        .and_then(|line| {
+            line.split(',')
+                .find_map(|field| field.strip_prefix("rejected_calls="))
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_resync_that_redis_refuses_is_tried_again_and_every_write_made_while_cut_off_arrives() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let mut through_proxy = config(&redis);
+    through_proxy.redis_url = Some(proxy.url());
+    // One stripe: its 300 copies are checked in two batches (256 a batch).
+    through_proxy.shards = Some(1);
+    let a = Store::new(through_proxy).unwrap();
+    let b = store(&redis);
+    let ids: Vec<String> = (0..300)
+        .map(|n| a.create(format!("v1 {n}").as_bytes(), None).unwrap())
+        .collect();
+    cut(&proxy, &a);
+    for (n, id) in ids.iter().enumerate() {
+        a.set(id, format!("v2 {n}").as_bytes(), None).unwrap();
+    }
+    // When the link comes back, Redis refuses scripts for a while (as an overloaded or
+    // misconfigured server fails a batch), with the link itself up.
+    redis.cli(&["ACL", "SETUSER", "default", "-@scripting"]);
+    let refused = refused_script_calls(&redis);
+    proxy.restore();
+    eventually_for(
+        Duration::from_secs(5),
+        "Redis refuses the first batch of A's resync",
+        || refused_script_calls(&redis) >= refused + 256,
+    );
+    assert!(a.stats().tier.unwrap().connected);
+    redis.cli(&["ACL", "SETUSER", "default", "+@all"]);
+    for (n, id) in ids.iter().enumerate() {
+        eventually_for(
+            Duration::from_secs(5),
+            "B reads what A wrote while cut off",
+            || b.get(id).unwrap().as_deref() == Some(format!("v2 {n}").as_bytes()),
+        );
+    }
+}
+
+#[test]
+fn sessions_a_restarted_redis_lost_come_back_though_the_first_resyncs_fail() {
+    let mut redis = RedisServer::start();
+    let (a, b) = (store(&redis), store(&redis));
+    let ids: Vec<String> = (0..20)
+        .map(|n| a.create(format!("s{n}").as_bytes(), None).unwrap())
+        .collect();
+    for id in &ids {
+        eventually("A trusts its own write", || {
+            a.get_local_with(id, |_| ()).unwrap().is_some()
+        });
+    }
+    redis.kill();
+    // Back empty, and refusing scripts for now: A's resync fails.
+    redis.restart_with(&[
+        "--user",
+        "default",
+        "on",
+        "nopass",
+        "~*",
+        "&*",
+        "+@all",
+        "-@scripting",
+    ]);
+    eventually_for(Duration::from_secs(5), "Redis refuses A's resync", || {
+        refused_script_calls(&redis) > 0
+    });
+    // The link drops before any resync has written the sessions back: the next one must
+    // still take them for lost, not for revoked.
+    let disconnects = a.stats().tier.unwrap().disconnects;
+    redis.cli(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]);
+    eventually_for(Duration::from_secs(5), "A links up again", || {
+        let tier = a.stats().tier.unwrap();
+        tier.connected && tier.disconnects > disconnects
+    });
+    redis.cli(&["ACL", "SETUSER", "default", "+@all"]);
+    for id in &ids {
+        eventually_for(Duration::from_secs(5), "B reads A's session again", || {
+            b.get(id).unwrap().is_some()
+        });
+    }
+    assert!(a.stats().tier.unwrap().restored >= 20);
+}
+
 fn eventually_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
@@ -1156,6 +1252,47 @@ fn a_fork_does_not_wait_for_calls_that_wait_on_redis() {
         slowest < Duration::from_millis(500),
         "a fork took {slowest:?}"
     );
+}
+
+#[test]
+fn a_child_forked_while_a_command_is_in_flight_still_serves_from_its_near_cache() {
+    let redis = RedisServer::start();
+    let parent = store(&redis);
+    // Redis holds every client's commands for a moment: a write sent now is still in flight,
+    // on the parent's link, when the process forks.
+    redis.cli(&["CLIENT", "PAUSE", "400", "ALL"]);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| parent.create(b"in flight at the fork", None).unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+        // SAFETY: the child only uses the store and then leaves with `_exit`, never returning
+        // into the test harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mine = parent.create(b"child's own", None).unwrap();
+                let start = Instant::now();
+                // Trusted once Redis has confirmed the child's own write: then served locally.
+                while parent.get_local_with(&mine, |_| ()).unwrap().is_none() {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(3),
+                        "never served locally"
+                    );
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }));
+            // SAFETY: `_exit` ends the child at once, without running the parent's destructors.
+            unsafe { libc::_exit(i32::from(ok.is_err())) };
+        }
+        let mut status = 0;
+        // SAFETY: `pid` is the child just forked; `status` is a valid out-pointer.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        writer.join().unwrap();
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child never served its own session from its near cache: {status}"
+        );
+    });
 }
 
 #[test]

@@ -1089,7 +1089,9 @@ impl Inner {
         }
     }
 
-    /// Checks one stripe's copies against Redis; false if the link went down meanwhile.
+    /// Checks one stripe's copies against Redis; false if the link went down meanwhile or a
+    /// copy could not be checked. A stripe already checked under `generation` is not checked
+    /// again: a resync that is tried again goes on where it stopped.
     fn resync_stripe(
         &self,
         tier: &Tier,
@@ -1098,6 +1100,9 @@ impl Inner {
         redis_lost_data: bool,
     ) -> bool {
         let shard = &self.shards[shard_index];
+        if shard.verified.load(SeqCst) == generation {
+            return true;
+        }
         let copies: Vec<CopyState> = {
             let _pass = crate::fork::enter();
             let now = self.now();
@@ -1126,7 +1131,8 @@ impl Inner {
                 })
                 .collect()
         };
-        for batch in copies.chunks(crate::tier::RESYNC_BATCH) {
+        let mut batches = copies.chunks(crate::tier::RESYNC_BATCH);
+        while let Some(batch) = batches.next() {
             // The pass keeps a fork from catching this thread inside the tier's locks.
             let results = {
                 let _pass = crate::fork::enter();
@@ -1168,13 +1174,20 @@ impl Inner {
                     Resynced::Unknown => {
                         checked = false;
                         if let Some(dirty) = copy.dirty {
-                            tier.note_dirty(&copy.id, dirty);
+                            tier.restore_dirty(&copy.id, dirty);
                         }
                     }
                 }
             }
-            // A copy that could not be checked keeps its stripe unverified.
+            // A copy that could not be checked keeps its stripe unverified, and the copies not
+            // sent keep what they have to write back, for the next try.
             if !checked || tier.generation() != generation {
+                let _pass = crate::fork::enter();
+                for copy in batches.flatten() {
+                    if let Some(dirty) = copy.dirty {
+                        tier.restore_dirty(&copy.id, dirty);
+                    }
+                }
                 return false;
             }
         }
@@ -1214,12 +1227,12 @@ impl Sink for Inner {
         }
     }
 
-    fn resync(&self, generation: u64, redis_lost_data: bool) {
+    fn resync(&self, generation: u64, redis_lost_data: bool) -> bool {
         let tier = self.tier();
         // First, so that nothing this process wrote back after its log-out everywhere is
         // taken for a session of before it.
         if !self.replay_revoked_owners(tier) {
-            return;
+            return false;
         }
         // Destroys made while down whose copies are gone already.
         let taken = {
@@ -1236,22 +1249,21 @@ impl Sink for Inner {
                 suspect: false,
             })
             .collect();
-        for batch in destroyed.chunks(crate::tier::RESYNC_BATCH) {
+        let mut batches = destroyed.chunks(crate::tier::RESYNC_BATCH);
+        while let Some(batch) = batches.next() {
             let _pass = crate::fork::enter();
             if tier
                 .resync(batch, redis_lost_data)
                 .contains(&Resynced::Unknown)
             {
-                for copy in batch {
-                    tier.note_dirty(&copy.id, Dirty::Destroyed);
+                // This batch and the ones not sent are destroyed on the next try.
+                for copy in batch.iter().chain(batches.flatten()) {
+                    tier.restore_dirty(&copy.id, Dirty::Destroyed);
                 }
-                return;
+                return false;
             }
         }
-        for shard_index in 0..self.shards.len() {
-            if !self.resync_stripe(tier, shard_index, generation, redis_lost_data) {
-                return;
-            }
-        }
+        (0..self.shards.len())
+            .all(|shard_index| self.resync_stripe(tier, shard_index, generation, redis_lost_data))
     }
 }

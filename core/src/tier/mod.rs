@@ -123,8 +123,10 @@ pub(crate) trait Sink: Send + Sync {
     /// The link is up at `generation`: check the local copies against Redis, then trust them.
     /// `redis_lost_data`: Redis no longer holds what it held before (restarted empty, or
     /// flushed), so copies missing there are written back rather than taken as revoked. Runs on
-    /// a thread of its own and may call the tier.
-    fn resync(&self, generation: u64, redis_lost_data: bool);
+    /// a thread of its own and may call the tier. True once every copy has been checked (and
+    /// every change made while down replayed); false if one could not be, and then what was
+    /// not replayed stays noted for the next try.
+    fn resync(&self, generation: u64, redis_lost_data: bool) -> bool;
 }
 
 /// A copy marked suspect by an invalidation, to be revalidated in the background.
@@ -210,6 +212,20 @@ pub(crate) enum Dirty {
     Written { base: u64 },
     /// Destroyed here: replayed whatever Redis holds, so a revocation stays final.
     Destroyed,
+}
+
+impl Dirty {
+    /// What a session needs replayed after `earlier` and then `later` were made to it here.
+    fn then(earlier: Dirty, later: Dirty) -> Dirty {
+        match (earlier, later) {
+            // A second write keeps the base the first one started from.
+            (Dirty::Written { base }, Dirty::Written { .. }) => Dirty::Written { base },
+            // A write after a destroy here (a caller-chosen id used again) starts from
+            // nothing: Redis's copy is to be removed either way.
+            (Dirty::Destroyed, Dirty::Written { .. }) => Dirty::Written { base: u64::MAX },
+            (_, Dirty::Destroyed) => Dirty::Destroyed,
+        }
+    }
 }
 
 /// One local copy for the resync walk.
@@ -315,6 +331,11 @@ struct Shared {
     /// The value of `<prefix>epoch` when the link last came up (0: never). Set once by the
     /// first store to reach an empty Redis, so a changed value means Redis lost its data.
     data_epoch: AtomicU64,
+    /// The data epoch whose loss no resync has finished writing back yet (0: none). Until one
+    /// has, every link's resync takes a session missing from Redis as lost, not as revoked.
+    unrepaired_epoch: AtomicU64,
+    /// Connections made so far: the newest is the link's (or the one being set up).
+    connections: AtomicU64,
     /// Copies marked suspect by invalidations, to revalidate off the request path.
     suspects: Mutex<Vec<Suspect>>,
 }
@@ -351,6 +372,8 @@ impl Tier {
                 sink: Mutex::new(None),
                 input: Arc::new(watched::Input::new()),
                 data_epoch: AtomicU64::new(0),
+                unrepaired_epoch: AtomicU64::new(0),
+                connections: AtomicU64::new(0),
                 suspects: Mutex::new(Vec::new()),
             }),
         }
@@ -493,18 +516,20 @@ impl Tier {
     /// Remembers a change made locally while Redis was down, keeping the first base version.
     pub(crate) fn note_dirty(&self, id: &str, dirty: Dirty) {
         let mut map = self.shared.dirty.lock();
-        match (map.get(id).copied(), dirty) {
-            // A second write keeps the base the first one started from.
-            (Some(Dirty::Written { .. }), Dirty::Written { .. }) => {}
-            // A write after a destroy here (a caller-chosen id used again) starts from
-            // nothing: Redis's copy is to be removed either way.
-            (Some(Dirty::Destroyed), Dirty::Written { .. }) => {
-                map.insert(id.to_string(), Dirty::Written { base: u64::MAX });
-            }
-            (_, dirty) => {
-                map.insert(id.to_string(), dirty);
-            }
-        }
+        let merged = map
+            .get(id)
+            .map_or(dirty, |&noted| Dirty::then(noted, dirty));
+        map.insert(id.to_string(), merged);
+    }
+
+    /// Puts back a change taken for a resync that did not get to write it: it came before
+    /// anything noted for the session since.
+    pub(crate) fn restore_dirty(&self, id: &str, dirty: Dirty) {
+        let mut map = self.shared.dirty.lock();
+        let merged = map
+            .get(id)
+            .map_or(dirty, |&noted| Dirty::then(dirty, noted));
+        map.insert(id.to_string(), merged);
     }
 
     pub(crate) fn take_dirty(&self, id: &str) -> Option<Dirty> {
@@ -1140,6 +1165,7 @@ impl Shared {
         // The parent's tracking connection is not ours: every copy is unverified until the
         // child's own link has checked it.
         self.input.detach();
+        self.input.forget_in_flight();
         self.up.store(false, SeqCst);
         self.generation.fetch_add(1, SeqCst);
         self.down_since.store(self.now_ms(), SeqCst);
@@ -1216,20 +1242,20 @@ async fn supervise(shared: Weak<Shared>, runtime: Arc<Runtime>) {
             Ok(connection) => {
                 backoff = Duration::from_millis(25);
                 let (connection, epoch) = connection;
-                let lost_data = {
-                    let before = tier.data_epoch.swap(epoch, SeqCst);
-                    before != 0 && before != epoch
-                };
-                let (generation, sink) = {
-                    let _pass = fork::enter();
-                    (tier.link_up(&runtime, connection.clone()), tier.sink())
-                };
-                if let Some(sink) = sink {
-                    let spawned = std::thread::Builder::new()
-                        .name("coatcheck-resync".into())
-                        .spawn(move || sink.resync(generation, lost_data));
-                    drop(spawned);
+                let before = tier.data_epoch.swap(epoch, SeqCst);
+                if before != 0 && before != epoch {
+                    tier.unrepaired_epoch.store(epoch, SeqCst);
                 }
+                let lost_data = tier.unrepaired_epoch.load(SeqCst) == epoch;
+                let generation = {
+                    let _pass = fork::enter();
+                    tier.link_up(&runtime, connection.clone())
+                };
+                let for_resync = shared.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("coatcheck-resync".into())
+                    .spawn(move || resync_until_done(&for_resync, generation, epoch, lost_data));
+                drop(spawned);
                 drop(tier);
                 serve(&shared, &runtime, connection).await;
             }
@@ -1242,6 +1268,39 @@ async fn supervise(shared: Weak<Shared>, runtime: Arc<Runtime>) {
     }
     let _pass = fork::enter();
     *runtime.connection.lock() = None;
+}
+
+/// Checks the local copies after the link came up at `generation`, and tries again, with
+/// backoff, until every copy has been checked or the link is gone (the next link's resync
+/// takes over). A batch can fail with the link still up (a reply past the timeout, an error
+/// reply), and giving up then would leave the near cache off and the changes made while down
+/// unreplayed until the next disconnect. Holds the store only while it checks.
+fn resync_until_done(shared: &Weak<Shared>, generation: u64, epoch: u64, lost_data: bool) {
+    let mut backoff = Duration::from_millis(25);
+    loop {
+        let sink = {
+            let Some(tier) = shared.upgrade() else { return };
+            if tier.generation.load(SeqCst) != generation || !tier.up.load(SeqCst) {
+                return;
+            }
+            let _pass = fork::enter();
+            let Some(sink) = tier.sink() else { return };
+            sink
+        };
+        let done = sink.resync(generation, lost_data);
+        drop(sink);
+        if done {
+            if let Some(tier) = shared.upgrade() {
+                // Written back: a later link need not take missing sessions for lost.
+                let _ = tier
+                    .unrepaired_epoch
+                    .compare_exchange(epoch, 0, SeqCst, SeqCst);
+            }
+            return;
+        }
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
 }
 
 /// Connects, sets up the connection and enables tracking, all within `CONNECT_TIMEOUT`: a
@@ -1259,12 +1318,13 @@ async fn connect(tier: &Shared, weak: &Weak<Shared>) -> redis::RedisResult<(Coun
 
 async fn connect_untimed(tier: &Shared, weak: &Weak<Shared>) -> redis::RedisResult<(Counted, u64)> {
     let pushes = weak.clone();
+    let connection = tier.connections.fetch_add(1, SeqCst) + 1;
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(None)
         .set_push_sender(move |push: PushInfo| {
             if let Some(tier) = pushes.upgrade() {
-                tier.on_push(push);
+                tier.on_push(push, connection);
             }
             Ok::<(), ()>(())
         });
@@ -1372,7 +1432,12 @@ fn socket_fd(_stream: &tokio::net::TcpStream) -> i32 {
 
 impl Shared {
     /// Runs on the link thread, inside the connection's reader: must not wait on Redis.
-    fn on_push(&self, push: PushInfo) {
+    /// A push from the `connection`-th connection made.
+    fn on_push(&self, push: PushInfo, connection: u64) {
+        // An older connection's end, reported late, is not this link's: it was replaced only
+        // after it was lost. Taken for the link being set up, it would detach its socket
+        // from the unread-input check (see `watched`) for the life of that link.
+        let from_an_older_connection = connection != self.connections.load(SeqCst);
         match push.kind {
             PushKind::Invalidate => {
                 let _pass = fork::enter();
@@ -1406,6 +1471,7 @@ impl Shared {
                     }
                 }
             }
+            PushKind::Disconnection if from_an_older_connection => {}
             PushKind::Disconnection => {
                 let _pass = fork::enter();
                 if let Some(runtime) = self.runtime.lock().clone() {

@@ -54,6 +54,13 @@ impl Input {
         self.busy.store(false, SeqCst);
     }
 
+    /// In a forked child: the commands the parent had in flight are not this process's, and
+    /// no answer to them will come here. Counted as unanswered, they would keep every read
+    /// from trusting a local copy for the life of the child.
+    pub(crate) fn forget_in_flight(&self) {
+        self.answered.store(self.sent.load(SeqCst), SeqCst);
+    }
+
     /// Where a read starts from: the commands sent so far.
     pub(crate) fn mark(&self) -> u64 {
         self.sent.load(SeqCst)

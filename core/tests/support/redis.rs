@@ -14,6 +14,8 @@ pub struct RedisServer {
     child: Option<Child>,
     /// A TLS-only server's files.
     tls: Option<TlsFiles>,
+    /// Configuration the next start adds (see `restart_with`).
+    extra: Vec<String>,
 }
 
 /// A CA made for one test server, and the server's certificate (for 127.0.0.1 and
@@ -65,6 +67,7 @@ impl RedisServer {
                 port: free_port(),
                 child: None,
                 tls: None,
+                extra: Vec::new(),
             };
             if server.launch().is_ok() {
                 return server;
@@ -76,6 +79,7 @@ impl RedisServer {
             port: free_port(),
             child: None,
             tls: None,
+            extra: Vec::new(),
         };
         server.restart();
         server
@@ -89,6 +93,7 @@ impl RedisServer {
             port,
             child: None,
             tls: Some(TlsFiles::make(dir)),
+            extra: Vec::new(),
         };
         server.restart();
         server
@@ -116,6 +121,13 @@ impl RedisServer {
             .join(format!("coatcheck-test-redis-{}.sock", self.port))
             .display()
             .to_string()
+    }
+
+    /// Starts the server again on the same port with `extra` added to its configuration
+    /// (directives as on redis-server's command line: `--name`, then its arguments).
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.extra = extra.iter().map(|a| a.to_string()).collect();
+        self.restart();
     }
 
     /// Starts the server (again) on the same port.
@@ -155,6 +167,7 @@ impl RedisServer {
                 "700",
             ])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
