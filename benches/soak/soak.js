@@ -92,7 +92,10 @@ async function startFlask(dir) {
   const child = track(
     spawn(
       gunicorn,
-      ['--chdir', __dirname, '--bind', `127.0.0.1:${port}`, '--workers', '1', '--worker-class', 'gthread', '--threads', '8', '--log-level', 'error', 'flask_app:app'],
+      // --keep-alive above undici's 4 s: the client, not the server, closes an idle connection.
+      // With gunicorn's 2 s default the server could close one just as the client reused it,
+      // and the request failed with UND_ERR_SOCKET (seen once in CI).
+      ['--chdir', __dirname, '--bind', `127.0.0.1:${port}`, '--workers', '1', '--worker-class', 'gthread', '--threads', '8', '--keep-alive', '10', '--log-level', 'error', 'flask_app:app'],
       {
         env: { ...process.env, COATCHECK_PERSIST_PATH: path.join(dir, 'flask'), SESSION_IDLE_SECONDS: String(IDLE_SECONDS) },
         stdio: ['ignore', 'ignore', 'inherit'],
