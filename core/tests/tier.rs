@@ -1089,6 +1089,47 @@ fn a_resync_that_redis_refuses_is_tried_again_and_every_write_made_while_cut_off
 }
 
 #[test]
+fn a_key_overwritten_with_something_else_costs_its_copy_alone_and_the_resync_completes() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let mut through_proxy = config(&redis);
+    through_proxy.redis_url = Some(proxy.url());
+    // One stripe, so the broken key shares the resync batch with the others.
+    through_proxy.shards = Some(1);
+    let a = Store::new(through_proxy).unwrap();
+    let b = store(&redis);
+    let broken = a.create(b"its key gets clobbered", None).unwrap();
+    let broken_key = the_one_session_key(&redis);
+    let kept = a.create(b"kept", None).unwrap();
+    let written = a.create(b"v1", None).unwrap();
+    for id in [&broken, &kept, &written] {
+        eventually("A trusts its own write", || {
+            a.get_local_with(id, |_| ()).unwrap().is_some()
+        });
+    }
+    cut(&proxy, &a);
+    a.set(&written, b"written while cut off", None).unwrap();
+    // Something other than coatcheck writes a string where a session was.
+    redis.cli(&["SET", &broken_key, "not a session"]);
+    reconnect(&proxy, &a);
+    eventually_for(
+        Duration::from_secs(5),
+        "B reads the write A made while cut off",
+        || b.get(&written).unwrap().as_deref() == Some(&b"written while cut off"[..]),
+    );
+    // The stripe is checked: A serves its copies again without asking Redis...
+    eventually_for(Duration::from_secs(5), "A trusts its copies again", || {
+        a.get_local_with(&kept, |_| ()).unwrap().is_some()
+    });
+    // ...except the one whose key holds no session,
+    assert!(a.get_local_with(&broken, |_| ()).unwrap().is_none());
+    // and the resync is done, not tried again and again.
+    let round_trips = a.stats().tier.unwrap().round_trips;
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(a.stats().tier.unwrap().round_trips, round_trips);
+}
+
+#[test]
 fn sessions_a_restarted_redis_lost_come_back_though_the_first_resyncs_fail() {
     let mut redis = RedisServer::start();
     let (a, b) = (store(&redis), store(&redis));

@@ -244,11 +244,12 @@ pub(crate) struct CopyState {
 pub(crate) enum Resynced {
     /// Redis holds this version: keep it.
     Same,
-    /// Redis holds another version: drop the copy.
+    /// Redis holds another version, or no session at all: drop the copy.
     Stale,
     /// Redis had lost it and holds it again, at this version.
     Restored(u64),
-    /// Could not be checked (the link went down again): leave it unverified.
+    /// Could not be checked (the link went down again, or Redis refused the batch): leave it
+    /// unverified.
     Unknown,
 }
 
@@ -942,10 +943,19 @@ impl Tier {
                         let mut c = c.clone();
                         set.spawn(async move { (n, call.invoke_async::<Value>(&mut c).await) });
                     }
-                    let mut out = vec![Value::Nil; count];
+                    let mut out = vec![Some(Value::Nil); count];
                     while let Some(done) = set.join_next().await {
                         if let Ok((n, reply)) = done {
-                            out[n] = reply?;
+                            out[n] = match reply {
+                                Ok(value) => Some(value),
+                                // The key holds something other than a session: there is no
+                                // copy to check against there, ever, so it fails this copy
+                                // alone. Retrying would keep its stripe unchecked for good.
+                                Err(e) if e.code() == Some("WRONGTYPE") => None,
+                                // Anything else (refused, busy, out of memory) may pass: the
+                                // whole batch is tried again.
+                                Err(e) => return Err(e),
+                            };
                         }
                     }
                     Ok(out)
@@ -955,14 +965,27 @@ impl Tier {
         let Ok(replies) = replies else {
             return vec![Resynced::Unknown; count];
         };
+        let not_sessions = replies.iter().filter(|reply| reply.is_none()).count();
+        if not_sessions > 0 {
+            eprintln!(
+                "coatcheck: {not_sessions} session key(s) under the prefix {:?} hold something \
+                 other than a session (written there by something else); their local copies \
+                 were dropped",
+                keys.prefix()
+            );
+        }
         replies
             .iter()
-            .map(|reply| match tagged(reply) {
-                Ok((b"same", _)) => Resynced::Same,
-                Ok((b"stale", _)) => Resynced::Stale,
-                Ok((b"restored", items)) => Resynced::Restored(items.get(1).map_or(0, unsigned)),
-                Ok((b"done", _)) => Resynced::Stale,
-                _ => Resynced::Unknown,
+            .map(|reply| match reply.as_ref().map(tagged) {
+                // Its key is not a session: for this process the session is gone.
+                None => Resynced::Stale,
+                Some(Ok((b"same", _))) => Resynced::Same,
+                Some(Ok((b"stale", _))) => Resynced::Stale,
+                Some(Ok((b"restored", items))) => {
+                    Resynced::Restored(items.get(1).map_or(0, unsigned))
+                }
+                Some(Ok((b"done", _))) => Resynced::Stale,
+                Some(_) => Resynced::Unknown,
             })
             .collect()
     }
