@@ -888,8 +888,18 @@ fn a_killed_tracking_connection_drops_trust_in_the_copies_and_tracking_comes_bac
 
 /// A store whose link to Redis goes through a proxy the test can cut, and one with its own link.
 fn cut_off_and_connected(redis: &RedisServer, proxy: &Proxy) -> (Store, Store) {
+    cut_off_and_connected_with(redis, proxy, |_| ())
+}
+
+/// [`cut_off_and_connected`], with the first store's configuration adjusted.
+fn cut_off_and_connected_with(
+    redis: &RedisServer,
+    proxy: &Proxy,
+    adjust: impl FnOnce(&mut Config),
+) -> (Store, Store) {
     let mut through_proxy = config(redis);
     through_proxy.redis_url = Some(proxy.url());
+    adjust(&mut through_proxy);
     let a = Store::new(through_proxy).unwrap();
     assert!(a.stats().tier.unwrap().connected);
     (a, store(redis))
@@ -1054,12 +1064,8 @@ fn refused_script_calls(redis: &RedisServer) -> u64 {
 fn a_resync_that_redis_refuses_is_tried_again_and_every_write_made_while_cut_off_arrives() {
     let redis = RedisServer::start();
     let proxy = Proxy::to(redis.port);
-    let mut through_proxy = config(&redis);
-    through_proxy.redis_url = Some(proxy.url());
     // One stripe: its 300 copies are checked in two batches (256 a batch).
-    through_proxy.shards = Some(1);
-    let a = Store::new(through_proxy).unwrap();
-    let b = store(&redis);
+    let (a, b) = cut_off_and_connected_with(&redis, &proxy, |c| c.shards = Some(1));
     let ids: Vec<String> = (0..300)
         .map(|n| a.create(format!("v1 {n}").as_bytes(), None).unwrap())
         .collect();
@@ -1092,12 +1098,8 @@ fn a_resync_that_redis_refuses_is_tried_again_and_every_write_made_while_cut_off
 fn a_key_overwritten_with_something_else_costs_its_copy_alone_and_the_resync_completes() {
     let redis = RedisServer::start();
     let proxy = Proxy::to(redis.port);
-    let mut through_proxy = config(&redis);
-    through_proxy.redis_url = Some(proxy.url());
     // One stripe, so the broken key shares the resync batch with the others.
-    through_proxy.shards = Some(1);
-    let a = Store::new(through_proxy).unwrap();
-    let b = store(&redis);
+    let (a, b) = cut_off_and_connected_with(&redis, &proxy, |c| c.shards = Some(1));
     let broken = a.create(b"its key gets clobbered", None).unwrap();
     let broken_key = the_one_session_key(&redis);
     let kept = a.create(b"kept", None).unwrap();
