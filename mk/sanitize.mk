@@ -68,8 +68,11 @@ SAN_PRELOAD = $(shell $(C_CC) -print-file-name=libasan.so)
 # Reports go to files as well (log_path), so that one from a child process (a gunicorn worker,
 # a cluster worker, the demo) fails the run even if the suite did not notice the child die.
 SAN_REPORTS = $(abspath $(C_BUILD)/sanitize/reports)
+# The multi-worker tests run 200 login-to-logout cycles here, not 2,000: the same code paths
+# (workers, fork, Redis) under the sanitizer; the plain suites run the full count.
 SAN_INTERP_ENV = LD_PRELOAD=$(SAN_PRELOAD) \
-    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path=$(SAN_REPORTS)/asan
+    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path=$(SAN_REPORTS)/asan \
+    COATCHECK_MULTIWORKER_CYCLES=200
 SAN_NODE_ADDON := $(C_BUILD)/sanitize/coatcheck.linux-x64-gnu.node
 SAN_PY_DIR := $(C_BUILD)/sanitize/python
 # Fails if any process of the run wrote an AddressSanitizer report.
