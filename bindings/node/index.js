@@ -20,9 +20,10 @@ function loadNative() {
 }
 
 const ONE_DAY_SECONDS = 86400
-// The native getText() answer: 13 digits of milliseconds left, 16 of version, then the value.
-const EXPIRY_DIGITS = 13
-const VALUE_START = EXPIRY_DIGITS + 16
+// The native getText() answer: the session's expiry as toISOString writes it (24 characters),
+// 16 digits of version, then the value.
+const EXPIRY_WIDTH = 24
+const VALUE_START = EXPIRY_WIDTH + 16
 // Saves that keep losing the race to other requests of the same session give up after this
 // many merges with a `conflict` error.
 const MAX_MERGES = 16
@@ -193,13 +194,13 @@ function unwrap(pending) {
 // (in-process, well under a microsecond). On Redis every call that may need the network runs
 // on the addon's own waiting threads; a read or touch that a trusted local copy answers stays
 // synchronous.
-function localCalls(n) {
+function localCalls(n, store) {
   return {
-    getText: (sid) => n.getText(sid),
-    set: (sid, value, ttlMs) => n.set(sid, value, ttlMs),
-    setIfVersion: (sid, value, version, ttlMs) => n.setIfVersion(sid, value, version, ttlMs),
-    touch: (sid, ttlMs, minIdleMs) => n.touch(sid, ttlMs, minIdleMs),
-    destroy: (sid) => n.destroy(sid),
+    getText: (sid) => native.getText(store, sid),
+    set: (sid, value, ttlMs) => native.set(store, sid, value, ttlMs),
+    setIfVersion: (sid, value, version, ttlMs) => native.setIfVersion(store, sid, value, version, ttlMs),
+    touch: (sid, ttlMs, minIdleMs) => native.touch(store, sid, ttlMs, minIdleMs),
+    destroy: (sid) => native.destroy(store, sid),
     regenerate: (sid) => n.regenerate(sid),
     setOwner: (sid, owner) => n.setOwner(sid, owner),
     sessionsOf: (owner) => n.sessionsOf(owner),
@@ -211,12 +212,12 @@ function localCalls(n) {
   }
 }
 
-function sharedCalls(n) {
+function sharedCalls(n, store) {
   return {
-    getText: (sid) => n.getTextLocal(sid) ?? unwrap(n.getTextAsync(sid)),
+    getText: (sid) => native.getTextLocal(store, sid) ?? unwrap(n.getTextAsync(sid)),
     set: (sid, value, ttlMs) => unwrap(n.setAsync(sid, value, ttlMs)),
     setIfVersion: (sid, value, version, ttlMs) => unwrap(n.setIfVersionAsync(sid, value, version, ttlMs)),
-    touch: (sid, ttlMs, minIdleMs) => n.touchLocal(sid, ttlMs, minIdleMs) ?? unwrap(n.touchAsync(sid, ttlMs, minIdleMs)),
+    touch: (sid, ttlMs, minIdleMs) => native.touchLocal(store, sid, ttlMs, minIdleMs) ?? unwrap(n.touchAsync(sid, ttlMs, minIdleMs)),
     destroy: (sid) => unwrap(n.destroyAsync(sid)),
     regenerate: (sid) => unwrap(n.regenerateAsync(sid)),
     setOwner: (sid, owner) => unwrap(n.setOwnerAsync(sid, owner)),
@@ -299,7 +300,8 @@ function defineStore(BaseStore) {
       })
       /** Whether sessions are shared through Redis (`redisUrl`). */
       this.shared = this.native.shared
-      this.calls = this.shared ? sharedCalls(this.native) : localCalls(this.native)
+      this.handle = this.native.handle
+      this.calls = this.shared ? sharedCalls(this.native, this.handle) : localCalls(this.native, this.handle)
     }
 
     // Milliseconds the session should live: until `cookie.expires` if it has one (as
@@ -321,9 +323,9 @@ function defineStore(BaseStore) {
       if (sess === null || typeof sess !== 'object') return sess
       // The store's deadline is authoritative: after a touch, the cookie's expiry has moved.
       if (sess.cookie?.expires) {
-        sess.cookie.expires = new Date(Date.now() + Number(text.slice(0, EXPIRY_DIGITS))).toISOString()
+        sess.cookie.expires = text.slice(0, EXPIRY_WIDTH)
       }
-      sess[LOADED] = new Loaded(sid, Number(text.slice(EXPIRY_DIGITS, VALUE_START)), text.slice(VALUE_START))
+      sess[LOADED] = new Loaded(sid, Number(text.slice(EXPIRY_WIDTH, VALUE_START)), text.slice(VALUE_START))
       return sess
     }
 
@@ -356,7 +358,7 @@ function defineStore(BaseStore) {
       let result = null
       try {
         checkSid(sid)
-        const text = this.native.getText(sid)
+        const text = native.getText(this.handle, sid)
         if (text !== null) result = this._parse(sid, text)
       } catch (thrown) {
         error = asStoreError(thrown)
@@ -414,7 +416,7 @@ function defineStore(BaseStore) {
             base ??= this.serializer.parse(loaded.text)
             const current = this.serializer.parse(text.slice(VALUE_START))
             const next = mergeChanges(base, sess, current, (v) => this.serializer.stringify(v))
-            const now = Number(text.slice(EXPIRY_DIGITS, VALUE_START))
+            const now = Number(text.slice(EXPIRY_WIDTH, VALUE_START))
             return this._writeOver(sid, sess, loaded, ttlMs, this._stringify(next), now, base, next, merges + 1)
           })
         },
@@ -540,7 +542,7 @@ function defineStore(BaseStore) {
       } else {
         const stored = text.slice(VALUE_START)
         const base = loaded instanceof Loaded ? loaded.text : stored
-        const version = base === stored ? Number(text.slice(EXPIRY_DIGITS, VALUE_START)) : 0
+        const version = base === stored ? Number(text.slice(EXPIRY_WIDTH, VALUE_START)) : 0
         data[LOADED] = new Loaded(newId, version, base)
       }
       req.sessionID = newId

@@ -836,4 +836,11 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeStore = nativeBinding.NativeStore
+module.exports.destroy = nativeBinding.destroy
 module.exports.generateId = nativeBinding.generateId
+module.exports.getText = nativeBinding.getText
+module.exports.getTextLocal = nativeBinding.getTextLocal
+module.exports.set = nativeBinding.set
+module.exports.setIfVersion = nativeBinding.setIfVersion
+module.exports.touch = nativeBinding.touch
+module.exports.touchLocal = nativeBinding.touchLocal

@@ -122,6 +122,28 @@ test('touch extends the expiry without rewriting data, and get shows the moved c
   assert.ok(expires >= later.getTime() - 100 && expires <= readAt + 60_000 + 100, `${expires - later.getTime()} ms past the touch's`)
 })
 
+test('get gives cookie.expires in the form toISOString writes, on every date a lifetime can reach', async () => {
+  // The store writes the expiry itself; over TTLs from seconds to 400 years, deadlines land on
+  // leap days, the ends of months and years, and the non-leap 2100.
+  const store = new CoatcheckStore()
+  const day = 86_400_000
+  const ttls = [1000, 59_000, 3_600_000]
+  for (let t = day; t < 400 * 365.25 * day; t = Math.round(t * 1.07) + 3_601_001) ttls.push(t)
+  for (const days of [365 * 73 + 30, 365 * 73 + 59]) ttls.push(days * day - (Date.now() % day)) // around 2100-02-28
+  for (const [i, ttl] of ttls.entries()) {
+    const before = Date.now()
+    await store.set(`exp-${i}`, sess({}, new Date(before + ttl)))
+    const got = await store.get(`exp-${i}`)
+    const after = Date.now()
+    const at = Date.parse(got.cookie.expires)
+    assert.equal(got.cookie.expires, new Date(at).toISOString(), `ttl ${ttl}: ${got.cookie.expires}`)
+    // The core keeps idle timeouts of 2^31 ms (24.8 days) and more in whole seconds.
+    const slack = ttl < 2 ** 31 ? 1 : 1000
+    assert.ok(at >= before + ttl - slack && at <= after + ttl + slack, `ttl ${ttl}: ${got.cookie.expires} is ${at - before - ttl} ms off`)
+  }
+  assert.ok(ttls.length > 100, `${ttls.length} lifetimes`)
+})
+
 test('touchAfter skips touches that come too soon', async () => {
   const store = new CoatcheckStore({ touchAfter: 60 })
   await store.set('ta', sess({}, new Date(Date.now() + 1000)))
@@ -174,6 +196,21 @@ test('a custom serializer is used both ways', async () => {
   await store.set('ser', sess({ a: 1 }))
   assert.equal((await store.get('ser')).a, 1)
   assert.deepEqual(calls, ['stringify', 'parse'])
+})
+
+test('a session value of any text comes back as it was stored, a lone surrogate as U+FFFD', async () => {
+  // A serializer that writes raw text, so that the characters themselves cross into the store:
+  // 2-byte (é), 3-byte (€, the most UTF-8 bytes per UTF-16 unit) and 4-byte (🧥) characters,
+  // NUL, long runs of each, and a lone surrogate, which has no UTF-8 form.
+  const serializer = { stringify: (s) => s.text, parse: (text) => ({ text }) }
+  const store = new CoatcheckStore({ serializer })
+  const texts = ['plain', 'zoë 🧥 €', '€'.repeat(5000), '🧥'.repeat(3000), 'nul\0inside', 'é'.repeat(70_000), '']
+  for (const [i, text] of texts.entries()) {
+    await store.set(`text-${i}`, { text, cookie: {} })
+    assert.equal((await store.get(`text-${i}`)).text, text, `value ${i}`)
+  }
+  await store.set('surrogate', { text: 'a\uD800b', cookie: {} })
+  assert.equal((await store.get('surrogate')).text, 'a\uFFFDb')
 })
 
 test('bad input reaches the callback as an Error with a code and changes nothing', async () => {

@@ -4,8 +4,10 @@
 
 #![deny(clippy::unwrap_used)]
 
+pub mod direct;
 mod error;
 mod store;
+mod text;
 mod waiting;
 
 pub use store::{NativeStore, generate_id};

@@ -3,16 +3,18 @@
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use coatcheck::{Config, Store};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use napi::bindgen_prelude::{Either, Object, ToNapiValue};
+use napi::bindgen_prelude::{Either, External, Object, ToNapiValue};
 use napi::{Env, JsString};
 use napi_derive::napi;
 
+use crate::direct::StoreHandle;
 use crate::error::{Result, internal, invalid_argument, invalid_config, to_napi};
+use crate::text::Text;
 use crate::waiting;
 
 /// Options of the native store. Times are milliseconds.
@@ -134,7 +136,7 @@ fn count(n: f64, what: &str) -> Result<usize> {
     Ok(n as usize)
 }
 
-fn ttl(ttl_ms: Option<f64>) -> Result<Option<Duration>> {
+pub(crate) fn ttl(ttl_ms: Option<f64>) -> Result<Option<Duration>> {
     ttl_ms.map(|ms| millis(ms, "ttl")).transpose()
 }
 
@@ -261,33 +263,28 @@ impl NativeStore {
         self.store.stats().tier.is_some()
     }
 
-    /// `getText` when it needs no network (a verified local copy); `null`: ask `getTextAsync`.
-    #[napi(ts_return_type = "string | null")]
-    pub fn get_text_local<'env>(
-        &self,
-        env: &'env Env,
-        sid: String,
-    ) -> Result<Option<JsString<'env>>> {
-        match self
-            .store
-            .get_local_with(&sid, |view| prefixed_text(env, view))
-            .map_err(to_napi)?
-        {
-            Some(Some(text)) => text.map(Some),
-            _ => Ok(None),
-        }
+    /// The store for the per-request functions (`getText`, `set`, `destroy`, ...), which take
+    /// it as their first argument. Read it once: each read makes a new handle.
+    #[napi(getter, ts_return_type = "ExternalObject<NativeStore>")]
+    pub fn handle(&self) -> StoreHandle {
+        External::new(self.store.clone())
     }
 
     #[napi(ts_return_type = "Promise<string | null | NativeFailure>")]
-    pub fn get_text_async<'env>(&self, env: &'env Env, sid: String) -> Result<Object<'env>> {
+    pub fn get_text_async<'env>(
+        &self,
+        env: &'env Env,
+        #[napi(ts_arg_type = "string")] sid: Text,
+    ) -> Result<Object<'env>> {
         // Sent from this thread and settled from the Redis link thread, like writes: a read
         // miss holds no waiting thread.
         let (deferred, promise) = env.create_deferred().map_err(internal)?;
         let text = |view: coatcheck::SessionView<'_>| String::from_utf8(prefixed(view)).ok();
-        self.store.get_then(sid, text, move |outcome| {
-            let outcome = outcome.map(Option::flatten);
-            deferred.resolve(move |_env| Ok(settled(outcome)));
-        });
+        self.store
+            .get_then(sid.into_string()?, text, move |outcome| {
+                let outcome = outcome.map(Option::flatten);
+                deferred.resolve(move |_env| Ok(settled(outcome)));
+            });
         Ok(promise)
     }
 
@@ -295,39 +292,46 @@ impl NativeStore {
     pub fn set_async<'env>(
         &self,
         env: &'env Env,
-        sid: String,
-        value: String,
+        #[napi(ts_arg_type = "string")] sid: Text,
+        #[napi(ts_arg_type = "string")] value: Text,
         ttl_ms: Option<f64>,
     ) -> Result<Object<'env>> {
         let ttl = ttl(ttl_ms)?;
-        self.write_then(env, sid, value, ttl, None)
+        self.write_then(env, sid.into_string()?, value.into_string()?, ttl, None)
     }
 
     #[napi(ts_return_type = "Promise<number | NativeFailure>")]
     pub fn set_if_version_async<'env>(
         &self,
         env: &'env Env,
-        sid: String,
-        value: String,
+        #[napi(ts_arg_type = "string")] sid: Text,
+        #[napi(ts_arg_type = "string")] value: Text,
         expected: i64,
         ttl_ms: Option<f64>,
     ) -> Result<Object<'env>> {
         let expected = u64::try_from(expected)
             .map_err(|_| invalid_argument("version must not be negative"))?;
         let ttl = ttl(ttl_ms)?;
-        self.write_then(env, sid, value, ttl, Some(expected))
+        self.write_then(
+            env,
+            sid.into_string()?,
+            value.into_string()?,
+            ttl,
+            Some(expected),
+        )
     }
 
     #[napi(ts_return_type = "Promise<boolean | NativeFailure>")]
     pub fn touch_async<'env>(
         &self,
         env: &'env Env,
-        sid: String,
+        #[napi(ts_arg_type = "string")] sid: Text,
         ttl_ms: Option<f64>,
         min_idle_ms: Option<f64>,
     ) -> Result<Object<'env>> {
         let ttl = ttl(ttl_ms)?;
         let min_idle = touch_after(min_idle_ms)?;
+        let sid = sid.into_string()?;
         self.call(env, move |s| match min_idle {
             Some(min_idle) => s.touch_if_idle(&sid, ttl, min_idle),
             None => s.touch(&sid, ttl),
@@ -335,9 +339,13 @@ impl NativeStore {
     }
 
     #[napi(ts_return_type = "Promise<boolean | NativeFailure>")]
-    pub fn destroy_async<'env>(&self, env: &'env Env, sid: String) -> Result<Object<'env>> {
+    pub fn destroy_async<'env>(
+        &self,
+        env: &'env Env,
+        #[napi(ts_arg_type = "string")] sid: Text,
+    ) -> Result<Object<'env>> {
         let (deferred, promise) = env.create_deferred().map_err(internal)?;
-        self.store.destroy_then(sid, move |outcome| {
+        self.store.destroy_then(sid.into_string()?, move |outcome| {
             deferred.resolve(move |_env| Ok(settled(outcome)));
         });
         Ok(promise)
@@ -381,80 +389,6 @@ impl NativeStore {
         self.store
             .create(value.as_bytes(), ttl(ttl_ms)?)
             .map_err(to_napi)
-    }
-
-    /// Reads a live session and slides its idle deadline. Returns one string: the milliseconds
-    /// left before expiry in 13 decimal digits, the version in 16, then the value (one string
-    /// crosses the boundary in less than half the time of an object with three fields). The JS string is built while
-    /// the value is lent by the store, so the value is copied once.
-    #[napi(ts_return_type = "string | null")]
-    pub fn get_text<'env>(&self, env: &'env Env, sid: String) -> Result<Option<JsString<'env>>> {
-        self.store
-            .get_with(&sid, |view| prefixed_text(env, view))
-            .map_err(to_napi)?
-            .transpose()
-    }
-
-    /// Upsert; returns the new version.
-    #[napi]
-    pub fn set(&self, sid: String, value: String, ttl_ms: Option<f64>) -> Result<i64> {
-        let version = self
-            .store
-            .set(&sid, value.as_bytes(), ttl(ttl_ms)?)
-            .map_err(to_napi)?;
-        Ok(version as i64)
-    }
-
-    #[napi]
-    pub fn set_if_version(
-        &self,
-        sid: String,
-        value: String,
-        expected: i64,
-        ttl_ms: Option<f64>,
-    ) -> Result<i64> {
-        let expected = u64::try_from(expected)
-            .map_err(|_| invalid_argument("version must not be negative"))?;
-        let version = self
-            .store
-            .set_if_version(&sid, value.as_bytes(), expected, ttl(ttl_ms)?)
-            .map_err(to_napi)?;
-        Ok(version as i64)
-    }
-
-    /// Slides the deadline; with `minIdleMs`, only if the session was idle at least that long.
-    #[napi]
-    pub fn touch(
-        &self,
-        sid: String,
-        ttl_ms: Option<f64>,
-        min_idle_ms: Option<f64>,
-    ) -> Result<bool> {
-        let ttl = ttl(ttl_ms)?;
-        match touch_after(min_idle_ms)? {
-            Some(min_idle) => self.store.touch_if_idle(&sid, ttl, min_idle),
-            None => self.store.touch(&sid, ttl),
-        }
-        .map_err(to_napi)
-    }
-
-    /// `touch` if it needs no network (a store on Redis with a trusted copy here): whether
-    /// the session is live, or null when only Redis can tell (then `touchAsync`).
-    #[napi]
-    pub fn touch_local(
-        &self,
-        sid: String,
-        ttl_ms: Option<f64>,
-        min_idle_ms: Option<f64>,
-    ) -> Result<Option<bool>> {
-        let ttl = ttl(ttl_ms)?;
-        let min_idle = touch_after(min_idle_ms)?;
-        self.store.touch_local(&sid, ttl, min_idle).map_err(to_napi)
-    }
-
-    #[napi]
-    pub fn destroy(&self, sid: String) -> Result<bool> {
-        self.store.destroy(&sid).map_err(to_napi)
     }
 
     #[napi]
@@ -634,19 +568,28 @@ pub struct NativeFailure {
 }
 
 /// `touchAfter` (ms): a touch is skipped when the session was used more recently.
-fn touch_after(min_idle_ms: Option<f64>) -> Result<Option<Duration>> {
+pub(crate) fn touch_after(min_idle_ms: Option<f64>) -> Result<Option<Duration>> {
     match min_idle_ms {
         Some(ms) if ms > 0.0 => millis(ms, "touchAfter").map(Some),
         _ => Ok(None),
     }
 }
 
-/// Width of the expiry prefix of `get_text`: enough digits for 300 years of milliseconds.
-const EXPIRY_DIGITS: usize = 13;
+/// Width of the expiry prefix of `get_text`: the moment the session expires, written as
+/// JavaScript's `Date.prototype.toISOString` writes it (`2026-12-05T06:50:33.457Z`), the form a
+/// session's `cookie.expires` takes in JSON. In Node 20 `toISOString` itself costs about
+/// 1.3 µs a call, more than the rest of a read; written here it costs a clock read.
+const EXPIRY_WIDTH: usize = 24;
 /// Width of the version after it: every version a JS number holds exactly (below 2^53).
 const VERSION_DIGITS: usize = 16;
+/// The last millisecond of year 9999: `toISOString` writes later moments with a six-digit
+/// year, and a session's deadline is clamped to this one (its TTL would be over 7,000 years).
+const LAST_FOUR_DIGIT_YEAR_MS: u64 = 253_402_300_799_999;
 
-fn prefixed_text<'env>(env: &'env Env, view: coatcheck::SessionView<'_>) -> Result<JsString<'env>> {
+pub(crate) fn prefixed_text<'env>(
+    env: &'env Env,
+    view: coatcheck::SessionView<'_>,
+) -> Result<JsString<'env>> {
     let text = prefixed(view);
     // JSON is usually ASCII, and V8 takes ASCII as Latin-1 with a plain copy, no UTF-8 decoding.
     let created = if text.is_ascii() {
@@ -661,16 +604,54 @@ fn prefixed_text<'env>(env: &'env Env, view: coatcheck::SessionView<'_>) -> Resu
 
 /// The `getText` answer as bytes: expiry, version, value.
 fn prefixed(view: coatcheck::SessionView<'_>) -> Vec<u8> {
-    let ms = view
-        .expires_in
-        .as_millis()
-        .min(10u128.pow(EXPIRY_DIGITS as u32) - 1) as u64;
-    let mut text = Vec::with_capacity(EXPIRY_DIGITS + VERSION_DIGITS + view.value.len());
-    push_digits(&mut text, ms, EXPIRY_DIGITS);
+    let mut text = Vec::with_capacity(EXPIRY_WIDTH + VERSION_DIGITS + view.value.len());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let expires_at = now.saturating_add(view.expires_in).as_millis();
+    push_iso_time(
+        &mut text,
+        expires_at.min(u128::from(LAST_FOUR_DIGIT_YEAR_MS)) as u64,
+    );
     let version = view.version.min(10u64.pow(VERSION_DIGITS as u32) - 1);
     push_digits(&mut text, version, VERSION_DIGITS);
     text.extend_from_slice(view.value);
     text
+}
+
+/// Appends the UTC time `ms` after the Unix epoch (at most year 9999) as `toISOString` writes
+/// it: `YYYY-MM-DDTHH:MM:SS.mmmZ`. The date comes from Howard Hinnant's `civil_from_days`.
+fn push_iso_time(text: &mut Vec<u8>, ms: u64) {
+    let days = ms / 86_400_000;
+    let in_day = ms % 86_400_000;
+    let shifted = days + 719_468; // days since 0000-03-01, in a year that starts in March
+    let era = shifted / 146_097;
+    let day_of_era = shifted % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = era * 400 + year_of_era + u64::from(month <= 2);
+    push_digits(text, year, 4);
+    text.push(b'-');
+    push_digits(text, month, 2);
+    text.push(b'-');
+    push_digits(text, day, 2);
+    text.push(b'T');
+    push_digits(text, in_day / 3_600_000, 2);
+    text.push(b':');
+    push_digits(text, in_day / 60_000 % 60, 2);
+    text.push(b':');
+    push_digits(text, in_day / 1000 % 60, 2);
+    text.push(b'.');
+    push_digits(text, in_day % 1000, 3);
+    text.push(b'Z');
 }
 
 /// Appends `n` (below 10^`digits`) as `digits` decimal digits, zero-padded. Every read's
