@@ -297,7 +297,7 @@ impl NativeStore {
         ttl_ms: Option<f64>,
     ) -> Result<Object<'env>> {
         let ttl = ttl(ttl_ms)?;
-        self.write_then(env, sid.into_string()?, value.into_string()?, ttl, None)
+        self.write_then(env, sid.into_string()?, value.into_bytes(), ttl, None)
     }
 
     #[napi(ts_return_type = "Promise<number | NativeFailure>")]
@@ -315,7 +315,7 @@ impl NativeStore {
         self.write_then(
             env,
             sid.into_string()?,
-            value.into_string()?,
+            value.into_bytes(),
             ttl,
             Some(expected),
         )
@@ -522,13 +522,13 @@ impl NativeStore {
         &self,
         env: &'env Env,
         sid: String,
-        value: String,
+        value: Vec<u8>,
         ttl: Option<std::time::Duration>,
         expected: Option<u64>,
     ) -> Result<Object<'env>> {
         let (deferred, promise) = env.create_deferred().map_err(internal)?;
         self.store
-            .set_then(sid, value.into_bytes(), ttl, expected, move |outcome| {
+            .set_then(sid, value, ttl, expected, move |outcome| {
                 let outcome = outcome.map(|v| v as i64);
                 deferred.resolve(move |_env| Ok(settled(outcome)));
             });

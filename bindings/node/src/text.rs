@@ -32,8 +32,12 @@ impl Text {
         std::str::from_utf8(&self.0).map_err(|_| not_utf8())
     }
 
-    /// The text as an owned `String`, for a call that outlives the argument (a Redis round
-    /// trip).
+    /// The bytes, owned, for a session value that outlives the call (a Redis round trip).
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// The text as an owned `String`, for an id that outlives the call.
     pub fn into_string(self) -> Result<String> {
         String::from_utf8(self.0).map_err(|_| not_utf8())
     }
