@@ -8,6 +8,7 @@ PY_SYSTEM ?= python3
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check
 
 .PHONY: python-deps build-python test-python test-python-package bench-python-deps bench-python \
+        bench-python-instructions \
         fuzz-python-smoke fuzz-python
 
 $(PY_VENV)/.deps-test: $(PY_DIR)/requirements-test.txt
@@ -52,6 +53,13 @@ bench-python: build-python bench-python-deps benches/node/node_modules/.package-
 	$(PY) benches/python/bench_persist.py
 	$(PY) benches/python/bench_http_shared.py
 	$(PY) benches/python/bench_redis_scripts.py
+
+## bench-python-instructions: instructions per Store call from Python against a dict of
+## pickled values and cachelib, under callgrind (a figure other load cannot disturb)
+bench-python-instructions: build-python bench-python-deps
+	command -v valgrind >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind; }
+	$(PY) benches/python/call_instructions.py
 
 # Python (atheris): the token API and the Flask and Django cookie paths, fuzz/python. Atheris
 # instruments the package's Python modules; the native extension runs uninstrumented, so
