@@ -7,9 +7,13 @@
 //! In a store of this process only, the GIL stays held for single-session calls: they take
 //! well under a microsecond, less than releasing and re-taking the GIL costs. With
 //! `redis_url` every call may wait on Redis (at most `redis_timeout`), so every call releases
-//! the GIL. It is always released around `clear` and `sweep`, which walk the whole table. No
-//! Python object is created or called while a core lock is held: values are copied out of the
-//! core first.
+//! the GIL. It is always released around `clear` and `sweep`, which walk the whole table.
+//!
+//! No Python code runs while a core lock is held. A store that never waits reads with the GIL
+//! held, so a read builds its `bytes` straight from the session under the stripe's shared lock:
+//! making a `bytes` object runs no Python code (`bytes` are not tracked by the garbage
+//! collector, so no collection and no finalizer can start), and it saves copying the value
+//! twice. A store that may wait reads without the GIL, so it copies the value out first.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -47,6 +51,16 @@ fn owner_text<'a>(owner: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, str>> {
             "owner must be valid Unicode text",
         ))
     })?)
+}
+
+/// What a read answers: the session if found; for anything else `None`, as for a bad token,
+/// except Redis down with `redis_when_down="fail"`, which is an error, not a logged-out user.
+fn read_result<T>(found: coatcheck::Result<Option<T>>) -> PyResult<Option<T>> {
+    match found {
+        Ok(found) => Ok(found),
+        Err(e @ coatcheck::Error::Unavailable(_)) => Err(Error(e).into()),
+        Err(_) => Ok(None),
+    }
 }
 
 fn forged() -> Error {
@@ -175,18 +189,16 @@ impl PyStore {
         let Some(token) = text(token) else {
             return Ok(None);
         };
-        let value = {
-            let Some(id) = self.id_of(&token) else {
-                return Ok(None);
-            };
-            match self.core(py, |s| s.get(id)) {
-                Ok(Some(value)) => value,
-                // Redis down with `redis_when_down="fail"` is an error, not a logged-out user.
-                Err(e @ coatcheck::Error::Unavailable(_)) => return Err(Error(e).into()),
-                _ => return Ok(None),
-            }
+        let Some(id) = self.id_of(&token) else {
+            return Ok(None);
         };
-        Ok(Some(PyBytes::new(py, &value)))
+        let found = if self.waits {
+            self.core(py, |s| s.get(id))
+                .map(|found| found.map(|value| PyBytes::new(py, &value)))
+        } else {
+            self.store.get_with(id, |s| PyBytes::new(py, s.value))
+        };
+        read_result(found)
     }
 
     /// `(data, version)` of a live session, sliding its idle deadline; `None` otherwise.
@@ -198,17 +210,17 @@ impl PyStore {
         let Some(token) = text(token) else {
             return Ok(None);
         };
-        let (value, version) = {
-            let Some(id) = self.id_of(&token) else {
-                return Ok(None);
-            };
-            match self.core(py, |s| s.get_with(id, |s| (s.value.to_vec(), s.version))) {
-                Ok(Some(found)) => found,
-                Err(e @ coatcheck::Error::Unavailable(_)) => return Err(Error(e).into()),
-                _ => return Ok(None),
-            }
+        let Some(id) = self.id_of(&token) else {
+            return Ok(None);
         };
-        Ok(Some((PyBytes::new(py, &value), version)))
+        let found = if self.waits {
+            self.core(py, |s| s.get_with(id, |s| (s.value.to_vec(), s.version)))
+                .map(|found| found.map(|(value, version)| (PyBytes::new(py, &value), version)))
+        } else {
+            self.store
+                .get_with(id, |s| (PyBytes::new(py, s.value), s.version))
+        };
+        read_result(found)
     }
 
     /// Replaces a live session's data; returns its new version.
