@@ -33,6 +33,24 @@ def test_each_error_kind_is_a_session_error_with_its_code(cls: type, code: str) 
 # -- create / get / set -------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("fsync", [None, "always"], ids=["in memory", "log synced on every write"])
+def test_reads_give_back_exactly_the_bytes_stored_of_any_size(tmp_path: Any, fsync: Any) -> None:
+    # A store that never waits builds the bytes under the table's lock; one whose calls may wait
+    # (here a log synced on every write) copies the value out first. Both must answer the same.
+    options: dict[str, Any] = {}
+    if fsync is not None:
+        options = {"persist_path": str(tmp_path / "log"), "persist_fsync": fsync}
+    store = Store("reads test secret", idle_timeout=600, **options)
+    values = [b"", b"\x00", bytes(range(256)), b"\xff\x00" * 1000, bytes(range(256)) * 256]
+    for value in values:
+        token = store.create(value)
+        found = store.get(token)
+        assert type(found) is bytes and found == value
+        version = store.set(token, value[::-1])
+        with_version = store.get_with_version(token)
+        assert with_version == (value[::-1], version) and type(with_version[0]) is bytes
+
+
 def test_create_returns_a_signed_token_that_reads_back(store: Store) -> None:
     token = store.create(b'{"n":1}')
     session_id = store.unsign(token)
