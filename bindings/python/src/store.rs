@@ -53,16 +53,6 @@ fn owner_text<'a>(owner: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, str>> {
     })?)
 }
 
-/// What a read answers: the session if found; for anything else `None`, as for a bad token,
-/// except Redis down with `redis_when_down="fail"`, which is an error, not a logged-out user.
-fn read_result<T>(found: coatcheck::Result<Option<T>>) -> PyResult<Option<T>> {
-    match found {
-        Ok(found) => Ok(found),
-        Err(e @ coatcheck::Error::Unavailable(_)) => Err(Error(e).into()),
-        Err(_) => Ok(None),
-    }
-}
-
 fn forged() -> Error {
     Error(coatcheck::Error::BadSignature)
 }
@@ -80,6 +70,35 @@ impl PyStore {
             py.detach(|| f(store))
         } else {
             f(store)
+        }
+    }
+
+    /// What `build` makes of a live session's value and version, sliding its idle deadline
+    /// (see the module doc for where the value is read); `None` for a bad token or a session
+    /// that is gone, and an error only for Redis down with `redis_when_down="fail"`, which is
+    /// not a logged-out user.
+    fn read<T>(
+        &self,
+        py: Python<'_>,
+        token: &Bound<'_, PyString>,
+        build: impl Fn(&[u8], u64) -> T,
+    ) -> PyResult<Option<T>> {
+        let Some(token) = text(token) else {
+            return Ok(None);
+        };
+        let Some(id) = self.id_of(&token) else {
+            return Ok(None);
+        };
+        let found = if self.waits {
+            self.core(py, |s| s.get_with(id, |s| (s.value.to_vec(), s.version)))
+                .map(|found| found.map(|(value, version)| build(&value, version)))
+        } else {
+            self.store.get_with(id, |s| build(s.value, s.version))
+        };
+        match found {
+            Ok(found) => Ok(found),
+            Err(e @ coatcheck::Error::Unavailable(_)) => Err(Error(e).into()),
+            Err(_) => Ok(None),
         }
     }
 
@@ -186,19 +205,7 @@ impl PyStore {
         py: Python<'py>,
         token: &Bound<'_, PyString>,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let Some(token) = text(token) else {
-            return Ok(None);
-        };
-        let Some(id) = self.id_of(&token) else {
-            return Ok(None);
-        };
-        let found = if self.waits {
-            self.core(py, |s| s.get(id))
-                .map(|found| found.map(|value| PyBytes::new(py, &value)))
-        } else {
-            self.store.get_with(id, |s| PyBytes::new(py, s.value))
-        };
-        read_result(found)
+        self.read(py, token, |value, _| PyBytes::new(py, value))
     }
 
     /// `(data, version)` of a live session, sliding its idle deadline; `None` otherwise.
@@ -207,20 +214,9 @@ impl PyStore {
         py: Python<'py>,
         token: &Bound<'_, PyString>,
     ) -> PyResult<Option<(Bound<'py, PyBytes>, u64)>> {
-        let Some(token) = text(token) else {
-            return Ok(None);
-        };
-        let Some(id) = self.id_of(&token) else {
-            return Ok(None);
-        };
-        let found = if self.waits {
-            self.core(py, |s| s.get_with(id, |s| (s.value.to_vec(), s.version)))
-                .map(|found| found.map(|(value, version)| (PyBytes::new(py, &value), version)))
-        } else {
-            self.store
-                .get_with(id, |s| (PyBytes::new(py, s.value), s.version))
-        };
-        read_result(found)
+        self.read(py, token, |value, version| {
+            (PyBytes::new(py, value), version)
+        })
     }
 
     /// Replaces a live session's data; returns its new version.
