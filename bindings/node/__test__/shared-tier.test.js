@@ -175,10 +175,14 @@ function sessionCookie(headers) {
   return undefined
 }
 
+// Users at once: each runs its cycles one request after another, as a browser does, while the
+// others keep the workers busy (one user at a time left the machine half idle).
+const CLIENTS = 4
+
 async function cycles(port, n) {
   const counts = { lost: 0, readAfterLogout: 0, serverErrors: 0, workers: 0 }
   const pids = new Set()
-  for (let i = 0; i < n; i++) {
+  const oneCycle = async (i) => {
     const user = `user-${i}`
     let res = await request(port, 'POST', `/login?user=${user}`)
     counts.serverErrors += res.status >= 500
@@ -197,6 +201,11 @@ async function cycles(port, n) {
     counts.serverErrors += res.status >= 500
     if (res.status === 200 && JSON.parse(res.body).user === user) counts.readAfterLogout++
   }
+  let next = 0
+  const client = async () => {
+    while (next < n) await oneCycle(next++)
+  }
+  await Promise.all(Array.from({ length: CLIENTS }, client))
   counts.workers = pids.size
   return counts
 }
