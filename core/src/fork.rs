@@ -17,6 +17,9 @@
 //! gate writes a line that usually only the calling thread uses.
 //!
 //! A listener that never returns would keep a fork waiting, as it keeps its stripe waiting.
+//!
+//! A lock on a file (a restart log's directory) belongs to the process that took it: see
+//! [`ProcessLock`].
 
 use std::cell::Cell;
 use std::sync::Once;
@@ -32,6 +35,11 @@ static FORKING: AtomicBool = AtomicBool::new(false);
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
 static INSTALL: Once = Once::new();
+
+/// The descriptors of the live [`ProcessLock`]s, -1 in a free slot.
+#[cfg(unix)]
+static PROCESS_LOCKS: [std::sync::atomic::AtomicI32; 64] =
+    [const { std::sync::atomic::AtomicI32::new(-1) }; 64];
 
 thread_local! {
     static MY_SLOT: Cell<usize> = const { Cell::new(usize::MAX) };
@@ -117,6 +125,73 @@ impl Drop for Pass {
     }
 }
 
+/// A file holding an `flock` that belongs to the process that opened it, not to its forked
+/// children. A child shares the parent's open file, and an `flock` lasts until the last
+/// descriptor of that open file closes, so a worker forked from the parent would keep the lock
+/// for as long as it lives: after the parent exits, a new process could not take it. In a child,
+/// the fork handler points its copy of the descriptor at /dev/null, which gives up the child's
+/// share and leaves the parent's lock as it was. Beyond 64 live locks in one process, a lock is
+/// shared with children as before.
+#[cfg(unix)]
+pub(crate) struct ProcessLock {
+    file: std::fs::File,
+    slot: Option<usize>,
+}
+
+#[cfg(unix)]
+impl ProcessLock {
+    /// Takes over `file`, whose lock the caller holds.
+    pub(crate) fn new(file: std::fs::File) -> ProcessLock {
+        use std::os::fd::AsRawFd;
+        INSTALL.call_once(install);
+        let fd = file.as_raw_fd();
+        let slot = PROCESS_LOCKS
+            .iter()
+            .position(|s| s.compare_exchange(-1, fd, SeqCst, SeqCst).is_ok());
+        ProcessLock { file, slot }
+    }
+}
+
+#[cfg(unix)]
+impl Drop for ProcessLock {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // Freed before the descriptor closes, so a slot never names a descriptor that is closed
+        // or reused. In a child the handler has freed it already.
+        if let Some(slot) = self.slot {
+            let _ = PROCESS_LOCKS[slot].compare_exchange(self.file.as_raw_fd(), -1, SeqCst, SeqCst);
+        }
+    }
+}
+
+/// In a new child: each [`ProcessLock`]'s descriptor now refers to /dev/null, the slots are
+/// free. Only system calls that are safe after a fork: the child has one thread.
+#[cfg(unix)]
+fn release_process_locks_in_child() {
+    let mut null = -1;
+    for slot in &PROCESS_LOCKS {
+        let fd = slot.swap(-1, SeqCst);
+        if fd < 0 {
+            continue;
+        }
+        if null < 0 {
+            // SAFETY: open with a NUL-terminated path literal; no memory is written.
+            null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+            if null < 0 {
+                // No /dev/null (a bare chroot): the child keeps its share, as without this.
+                return;
+            }
+        }
+        // SAFETY: replaces the child's descriptor `fd`, which its ProcessLock still owns and will
+        // close, with a copy of `null`; no memory is touched.
+        unsafe { libc::dup3(null, fd, libc::O_CLOEXEC) };
+    }
+    if null >= 0 {
+        // SAFETY: closes the descriptor opened above, which nothing else refers to.
+        unsafe { libc::close(null) };
+    }
+}
+
 #[cfg(unix)]
 fn install() {
     // SAFETY: the handlers are `extern "C"` functions with the signature pthread_atfork expects,
@@ -160,6 +235,8 @@ extern "C" fn in_child() {
             slot.0.store(0, SeqCst);
         }
         GENERATION.fetch_add(1, SeqCst);
+        #[cfg(unix)]
+        release_process_locks_in_child();
         FORKING.store(false, SeqCst);
     });
 }

@@ -183,9 +183,8 @@ fn a_forked_child_reads_but_never_writes_the_parents_restart_log() {
     });
     assert_eq!(code, 0, "the child could not read, or could write");
     store.set("after-fork", b"parent", None).unwrap();
-    // The log as it is on disk now, read by a new store in another directory: this process
-    // cannot reopen `dir` itself while children forked by other tests of this binary may still
-    // hold its lock (a forked child inherits the lock's open file).
+    // The log as it is on disk now, read by a new store in another directory: `store` still
+    // holds `dir`'s lock.
     let copy = dir.with_extension("copy");
     let _ = std::fs::remove_dir_all(&copy);
     std::fs::create_dir(&copy).unwrap();
@@ -208,5 +207,57 @@ fn a_forked_child_reads_but_never_writes_the_parents_restart_log() {
     assert_eq!(reopened.get("in-child").unwrap(), None);
     drop((reopened, store));
     let _ = std::fs::remove_dir_all(&copy);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A worker forked from a server with a restart log never keeps the log's directory locked: once
+/// the parent's store is gone (the master restarted, the workers still running), a new store
+/// opens the directory while the child still runs, and has the parent's sessions.
+#[test]
+fn a_forked_child_does_not_keep_the_restart_log_locked() {
+    let dir = std::env::temp_dir().join(format!("coatcheck-fork-lock-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = Config::default();
+    config.persist_path = Some(dir.clone());
+    let store = Store::new(config.clone()).unwrap();
+    store.set("kept", b"by the parent", None).unwrap();
+    let mut pipe = [0; 2];
+    // SAFETY: `pipe` is a valid array of two descriptors for pipe(2) to fill.
+    assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+    // SAFETY: the child only closes a descriptor, blocks in read(2) until the parent closes
+    // the pipe, and leaves with `_exit`, never returning into the test harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let mut byte = 0u8;
+        // SAFETY: closes the child's write end and reads one byte into `byte`.
+        unsafe {
+            libc::close(pipe[1]);
+            libc::read(pipe[0], (&raw mut byte).cast(), 1);
+            libc::_exit(0);
+        }
+    }
+    // SAFETY: closes the parent's read end, which it does not use.
+    unsafe { libc::close(pipe[0]) };
+    drop(store);
+    let reopened = Store::new(config);
+    let mut status = 0;
+    // SAFETY: asks about the child just forked without waiting; `status` is a valid out-pointer.
+    let still_running = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0;
+    // SAFETY: closing the write end lets the child's read return; then wait for it to exit.
+    unsafe {
+        libc::close(pipe[1]);
+        libc::waitpid(pid, &mut status, 0);
+    }
+    assert!(
+        still_running,
+        "the child exited before the store was reopened"
+    );
+    let reopened = reopened.expect("the directory stayed locked by the forked child");
+    assert_eq!(
+        reopened.get("kept").unwrap().as_deref(),
+        Some(&b"by the parent"[..])
+    );
+    drop(reopened);
     let _ = std::fs::remove_dir_all(&dir);
 }

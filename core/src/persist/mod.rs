@@ -126,8 +126,9 @@ pub(crate) fn failed_appends_on_this_thread() -> u64 {
 /// An open restart log. Built by [`Log::open`] with the files it found.
 pub(crate) struct Log {
     dir: PathBuf,
-    /// Held for the life of the store: the `flock` is released when it closes.
-    _lock: File,
+    /// Held for the life of the store: the `flock` is released when it closes (and is never
+    /// held by a forked child).
+    _lock: crate::fork::ProcessLock,
     fsync: Fsync,
     /// Wall-clock ms minus store-clock ms: measured when the store was built, and again every
     /// tick and before every snapshot, so that a wall clock set right while the store runs
@@ -296,7 +297,7 @@ impl Log {
             last_generation: found.next_generation - 1,
             generation: AtomicU64::new(0),
             dir: dir.to_path_buf(),
-            _lock: lock,
+            _lock: crate::fork::ProcessLock::new(lock),
             fsync,
             offset_ms: AtomicI64::new(offset_ms),
             fork_generation: crate::fork::generation(),
