@@ -134,21 +134,33 @@ impl Drop for Pass {
 /// shared with children as before.
 #[cfg(unix)]
 pub(crate) struct ProcessLock {
-    file: std::fs::File,
+    /// `None` only inside `drop`.
+    file: Option<std::fs::File>,
     slot: Option<usize>,
 }
 
 #[cfg(unix)]
 impl ProcessLock {
-    /// Takes over `file`, whose lock the caller holds.
-    pub(crate) fn new(file: std::fs::File) -> ProcessLock {
+    /// Opens the file with `open` and registers it before a fork can copy the descriptor: both
+    /// inside the gate, so no child is made between the two. The caller then takes the lock.
+    pub(crate) fn open(
+        open: impl FnOnce() -> std::io::Result<std::fs::File>,
+    ) -> std::io::Result<ProcessLock> {
         use std::os::fd::AsRawFd;
-        INSTALL.call_once(install);
+        let _pass = enter();
+        let file = open()?;
         let fd = file.as_raw_fd();
         let slot = PROCESS_LOCKS
             .iter()
             .position(|s| s.compare_exchange(-1, fd, SeqCst, SeqCst).is_ok());
-        ProcessLock { file, slot }
+        Ok(ProcessLock {
+            file: Some(file),
+            slot,
+        })
+    }
+
+    pub(crate) fn file(&self) -> &std::fs::File {
+        self.file.as_ref().expect("present until dropped")
     }
 }
 
@@ -156,11 +168,14 @@ impl ProcessLock {
 impl Drop for ProcessLock {
     fn drop(&mut self) {
         use std::os::fd::AsRawFd;
-        // Freed before the descriptor closes, so a slot never names a descriptor that is closed
-        // or reused. In a child the handler has freed it already.
-        if let Some(slot) = self.slot {
-            let _ = PROCESS_LOCKS[slot].compare_exchange(self.file.as_raw_fd(), -1, SeqCst, SeqCst);
+        // Inside the gate, so no child is made between freeing the slot and closing the
+        // descriptor (it would keep a copy nothing closes). The slot is freed first, so it never
+        // names a descriptor that is closed or reused. In a child the handler has freed it.
+        let _pass = enter();
+        if let (Some(slot), Some(file)) = (self.slot, &self.file) {
+            let _ = PROCESS_LOCKS[slot].compare_exchange(file.as_raw_fd(), -1, SeqCst, SeqCst);
         }
+        drop(self.file.take());
     }
 }
 

@@ -284,20 +284,22 @@ impl Log {
             Err(e) => return Err(io_error("cannot create", dir, &e)),
         }
         let lock_path = dir.join("lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(|e| io_error("cannot open", &lock_path, &e))?;
-        lock_exclusively(&lock, dir)?;
+        let lock = crate::fork::ProcessLock::open(|| {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(&lock_path)
+        })
+        .map_err(|e| io_error("cannot open", &lock_path, &e))?;
+        lock_exclusively(lock.file(), dir)?;
         let found = find(dir)?;
         let log = Log {
             last_generation: found.next_generation - 1,
             generation: AtomicU64::new(0),
             dir: dir.to_path_buf(),
-            _lock: crate::fork::ProcessLock::new(lock),
+            _lock: lock,
             fsync,
             offset_ms: AtomicI64::new(offset_ms),
             fork_generation: crate::fork::generation(),
