@@ -1,8 +1,8 @@
 """The Flask app of the soak (``make soak``, benches/soak/soak.js): the Express demo's pages and
-answers in Flask, sessions in coatcheck with a restart log, served by gunicorn. Not a test.
+answers in Flask, sessions in coatcheck with a restart log (or on the shared tier), served by gunicorn. Not a test.
 
-Environment: ``COATCHECK_PERSIST_PATH`` (the restart log's directory), ``SESSION_IDLE_SECONDS``
-(the sessions' idle timeout).
+Environment: ``COATCHECK_PERSIST_PATH`` (the restart log's directory) or ``COATCHECK_REDIS_URL``
+(the shared tier), ``SESSION_IDLE_SECONDS`` (the sessions' idle timeout).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ store = Store(
     idle_timeout=IDLE_SECONDS,
     max_sessions=100_000,
     persist_path=os.environ.get("COATCHECK_PERSIST_PATH") or None,
+    redis_url=os.environ.get("COATCHECK_REDIS_URL") or None,
 )
 coatcheck.flask.CoatcheckSession(app, store, owner=lambda data: data.get("user"))
 

@@ -3,6 +3,8 @@
 // The coatcheck demo: `make demo` from the repository root, then open http://127.0.0.1:3000.
 // Sessions live in coatcheck, in this process; no external service. A restart log in
 // examples/express/.sessions (ignored by git) keeps them across restarts of the demo.
+// COATCHECK_REDIS_URL=redis://127.0.0.1:6379/0 puts them on the shared tier instead, so that
+// several demo processes serve the same sessions (the soak's `SOAK_TIER=1` run does that).
 
 const path = require('node:path')
 const express = require('express')
@@ -19,8 +21,12 @@ const store = new CoatcheckStore({
   maxSessions: 100_000, // bounded: abandoned sessions are evicted first
   maxSessionBytes: 64 * 1024, // a larger session is refused with code 'too_large'
   ownerOf: (s) => s.user, // enables "log out everywhere"
-  // Restart the demo and stay logged in: every change is logged here before it completes.
-  persistPath: process.env.COATCHECK_PERSIST_PATH || path.join(__dirname, '.sessions'),
+  // With COATCHECK_REDIS_URL set, sessions are shared with every process on that Redis (and
+  // Redis keeps them across restarts); otherwise, restart the demo and stay logged in: every
+  // change is logged here before it completes.
+  ...(process.env.COATCHECK_REDIS_URL
+    ? { redisUrl: process.env.COATCHECK_REDIS_URL }
+    : { persistPath: process.env.COATCHECK_PERSIST_PATH || path.join(__dirname, '.sessions') }),
 })
 
 const app = express()
