@@ -555,14 +555,17 @@ fn redis_holds_no_usable_id_and_no_signed_token() {
 }
 
 #[test]
-fn an_expired_session_is_not_served_even_before_redis_announces_it() {
+fn an_expired_session_is_gone_everywhere_within_a_touch_step_of_its_deadline() {
     let redis = RedisServer::start();
     let (a, b) = (store(&redis), store(&redis));
     let id = a
         .create(b"short", Some(Duration::from_millis(300)))
         .unwrap();
     assert!(b.peek(&id).unwrap().is_some());
-    std::thread::sleep(Duration::from_millis(320));
+    // Its key outlives the deadline by one touch step (75 ms of a 300 ms timeout), in case a
+    // read somewhere slid the deadline without telling Redis; the local copies are not served
+    // past it on their own, whether or not Redis has announced the expiry.
+    std::thread::sleep(Duration::from_millis(300 + 75 + 30));
     assert_eq!(a.peek(&id).unwrap(), None);
     assert_eq!(b.peek(&id).unwrap(), None);
 }
@@ -583,10 +586,11 @@ fn a_touch_that_shortens_the_idle_timeout_shortens_it_in_redis_and_for_other_sto
     );
 
     assert!(a.touch(&id, Some(Duration::from_secs(2))).unwrap());
+    // 2 s, and a touch step (0.5 s) more for the key.
     eventually_for(
         Duration::from_secs(2),
         "Redis takes the shorter TTL",
-        || (1..=2_000).contains(&pttl()),
+        || (1..=2_500).contains(&pttl()),
     );
     assert_eq!(redis.cli(&["HGET", key, "i"]).trim(), "2000");
     // A store that loads the session now gets the short timeout, and a read there slides it
@@ -598,7 +602,9 @@ fn a_touch_that_shortens_the_idle_timeout_shortens_it_in_redis_and_for_other_sto
     eventually("the earlier copy takes the short timeout", || {
         early.get_session(&id).unwrap().expect("live").expires_in <= Duration::from_secs(2)
     });
-    std::thread::sleep(Duration::from_millis(2_100));
+    // The reads above slid it by 2 s; its key lives a touch step (0.5 s) more, counted from
+    // when the touch batch (every 250 ms) reached Redis.
+    std::thread::sleep(Duration::from_millis(2_000 + 500 + 250 + 200));
     assert_eq!(b.get(&id).unwrap(), None);
     assert_eq!(a.get(&id).unwrap(), None);
     assert_eq!(early.get(&id).unwrap(), None);
@@ -669,6 +675,46 @@ fn an_absolute_timeout_ends_the_session_everywhere_however_it_is_written_elsewhe
     eventually_for(Duration::from_secs(2), "Redis expires it too", || {
         redis.cli(&["EXISTS", key]).trim() == "0"
     });
+}
+
+#[test]
+fn a_session_read_in_one_store_lives_its_whole_idle_timeout_in_the_others_and_a_step_at_most() {
+    // Reads slide the deadline in the reading store at once, and in Redis only when it crosses
+    // a touch step (1 s of a 4 s idle timeout): the key must outlive every deadline a read set,
+    // or another store finds the session gone early. Eight sessions whose last reads fall
+    // 125 ms apart, so that they end at every point of a step.
+    let redis = RedisServer::start();
+    let (a, b, _) = two_stores_with_a_4s_session(&redis);
+    let ids: Vec<String> = (0..8).map(|_| a.create(b"busy", None).unwrap()).collect();
+    let start = Instant::now();
+    let mut last_read = vec![start; ids.len()];
+    while start.elapsed() < Duration::from_secs(2) {
+        for (n, id) in ids.iter().enumerate() {
+            if start.elapsed() + Duration::from_millis(125 * n as u64) < Duration::from_secs(2) {
+                assert!(a.get(id).unwrap().is_some());
+                last_read[n] = Instant::now();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let idle = Duration::from_secs(4);
+    // Oldest last read first; `peek` neither slides the deadline nor tells Redis.
+    for (n, id) in ids.iter().enumerate().rev() {
+        let check = last_read[n] + idle - Duration::from_millis(300);
+        std::thread::sleep(check.saturating_duration_since(Instant::now()));
+        assert!(
+            b.peek(id).unwrap().is_some(),
+            "session {n} was gone from Redis {:?} after its last read, before its 4 s idle timeout",
+            last_read[n].elapsed()
+        );
+    }
+    // And gone at most a step (plus the 250 ms touch batches) after the idle timeout.
+    let end = last_read[0] + idle + Duration::from_millis(1_000 + 250 + 400);
+    std::thread::sleep(end.saturating_duration_since(Instant::now()));
+    for id in &ids {
+        assert_eq!(b.peek(id).unwrap(), None);
+        assert_eq!(a.get(id).unwrap(), None);
+    }
 }
 
 /// Two stores with a 4 s idle timeout, and a session made by the first.

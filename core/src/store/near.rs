@@ -448,15 +448,23 @@ impl Inner {
                 .absolute_in_ms
                 .map_or(loaded.idle_ms, |a| a.min(loaded.idle_ms))
         } else {
-            loaded.ttl_ms
+            // The earliest the deadline can be: a copy never outlives the session.
+            loaded.ttl_ms.max(1)
         };
-        if slides && ttl.saturating_sub(loaded.ttl_ms) > self.tier().settings().touch_slack_ms {
-            let touch = crate::tier::Touch {
-                ttl_ms: ttl,
-                idle_ms: None,
-                version: loaded.version,
-            };
-            self.tier().queue_touch(place.key, touch);
+        if slides {
+            // This copy's later reads tell Redis only when its deadline crosses a step (see
+            // `Inner::slide`): until then the key must outlive the deadline set here.
+            let step = crate::tier::touch_step_ms(loaded.idle_ms);
+            let now = self.now();
+            let next_step = (now + ttl) / step * step + step;
+            if now + loaded.key_ttl_ms < next_step {
+                let touch = crate::tier::Touch {
+                    ttl_ms: ttl,
+                    idle_ms: None,
+                    version: loaded.version,
+                };
+                self.tier().queue_touch(place.key, touch);
+            }
         }
         let flags = if slide { READ | REFERENCED } else { 0 };
         self.fill(
@@ -1114,6 +1122,7 @@ impl Inner {
                     let block = stripe.block(i);
                     let record = stripe.record(i);
                     let id = block.id_str().to_string();
+                    let ttl_ms = record.deadline().saturating_sub(now).max(1);
                     CopyState {
                         hash: KeyHash::of(&id),
                         dirty: tier.take_dirty(&id),
@@ -1122,7 +1131,9 @@ impl Inner {
                         session: Loaded {
                             value: block.value().to_vec(),
                             version: block.version(),
-                            ttl_ms: record.deadline().saturating_sub(now).max(1),
+                            ttl_ms,
+                            // RESYNC gives the key its step past the deadline.
+                            key_ttl_ms: ttl_ms,
                             idle_ms: record.ttl_ms(),
                             absolute_in_ms: block.absolute().map(|a| a.saturating_sub(now).max(1)),
                             owner: stripe.owner(i).map(str::to_string),

@@ -135,8 +135,8 @@ impl Inner {
             stripe.note_first_read();
         }
         if let Some(tier) = &self.tier {
-            let slack = tier.settings().touch_slack_ms;
-            if slide.after / slack > slide.before / slack {
+            let step = crate::tier::touch_step_ms(stripe.record(index).ttl_ms());
+            if slide.after / step > slide.before / step {
                 tier.queue_touch(
                     crate::tier::KeyHash::of(id),
                     crate::tier::Touch {
@@ -209,12 +209,12 @@ impl Inner {
         shard.note_deadline(after);
         if let Some(tier) = &self.tier {
             // Every TTL move in Redis invalidates every process's copy: a new idle timeout
-            // moves it only when the deadline crossed a slack step (as a slide does, see
-            // `slide`) or came earlier by more than a slack (a shorter timeout, which Redis
+            // moves it only when the deadline crossed a touch step (as a slide does, see
+            // `slide`) or came earlier by more than a step (a shorter timeout, which Redis
             // then takes and must not outlive by much; every copy enforces its own deadline
             // meanwhile). The timeout itself goes with it, for processes that load it later.
-            let slack = tier.settings().touch_slack_ms;
-            if after / slack > before / slack || after.saturating_add(slack) < before {
+            let step = crate::tier::touch_step_ms(stripe.record(index).ttl_ms());
+            if after / step > before / step || after.saturating_add(step) < before {
                 tier.queue_touch(
                     crate::tier::KeyHash::of(id),
                     crate::tier::Touch {

@@ -70,9 +70,14 @@ pub(crate) struct Settings {
     timeout: Duration,
     pub(crate) when_down: WhenRedisDown,
     pub(crate) strict: bool,
-    /// A read reports a slide to Redis when the local deadline has moved this far past the
-    /// last one sent (ms): each session's Redis TTL moves at most once per slack.
-    pub(crate) touch_slack_ms: u64,
+}
+
+/// The touch step of a session with this idle timeout (ms): a read tells Redis of the deadline
+/// it slid only when that deadline crosses a multiple of the step, so a session's Redis TTL
+/// moves at most once per step, and its key lives one step past the deadline Redis was told
+/// (`key_ttl` in the scripts, which compute the same step).
+pub(crate) fn touch_step_ms(idle_ms: u64) -> u64 {
+    (idle_ms / 4).clamp(1, 60_000)
 }
 
 impl Settings {
@@ -96,7 +101,6 @@ impl Settings {
             .clone()
             .set_protocol(ProtocolVersion::RESP3);
         let connection = info.set_redis_settings(redis_settings);
-        let idle_ms = crate::clock::duration_to_ms(config.idle_timeout);
         Ok(Some((
             Self {
                 connection,
@@ -104,7 +108,6 @@ impl Settings {
                 timeout: config.redis_timeout,
                 when_down: config.redis_when_down,
                 strict: config.redis_strict,
-                touch_slack_ms: (idle_ms / 4).clamp(1, 60_000),
             },
             Keys::new(&config.redis_key_prefix, &config.secrets),
         )))
@@ -146,8 +149,12 @@ pub(crate) struct Suspect {
 pub(crate) struct Loaded {
     pub(crate) value: Vec<u8>,
     pub(crate) version: u64,
-    /// Until Redis expires it.
+    /// Until its deadline, at the earliest (0: passed, unless a read elsewhere slid it): exact
+    /// in the reply to a write, and up to a touch step early in a read's, since reads in other
+    /// processes slide the deadline without telling Redis until it crosses a step.
     pub(crate) ttl_ms: u64,
+    /// Until Redis expires its key.
+    pub(crate) key_ttl_ms: u64,
     /// Its idle timeout.
     pub(crate) idle_ms: u64,
     /// Until its absolute deadline, if it has one.
@@ -1673,10 +1680,11 @@ fn parse_found(reply: Value) -> Result<Found> {
     parse_session(&reply).map(Found::Session)
 }
 
-/// `{'s', value, version, pttl, idle, absolute remaining (-1: none), owner ('' : none)}`.
+/// `{'s', value, version, deadline at the earliest (ms), idle, absolute remaining (-1: none),
+/// owner ('' : none), key TTL}`.
 fn parse_session(reply: &Value) -> Result<Loaded> {
     let (tag, items) = tagged(reply)?;
-    if tag != b"s" || items.len() < 7 {
+    if tag != b"s" || items.len() < 8 {
         return Err(Error::Unavailable(format!(
             "unexpected reply from Redis: {reply:?}"
         )));
@@ -1686,7 +1694,8 @@ fn parse_session(reply: &Value) -> Result<Loaded> {
     Ok(Loaded {
         value: bytes(&items[1]).unwrap_or_default().to_vec(),
         version: number(&items[2]).max(0) as u64,
-        ttl_ms: number(&items[3]).max(1) as u64,
+        ttl_ms: number(&items[3]).max(0) as u64,
+        key_ttl_ms: number(&items[7]).max(1) as u64,
         idle_ms: number(&items[4]).max(1) as u64,
         absolute_in_ms: (absolute >= 0).then_some(absolute.max(1) as u64),
         owner: (!owner.is_empty()).then(|| String::from_utf8_lossy(owner).into_owned()),

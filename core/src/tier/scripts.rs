@@ -3,7 +3,8 @@
 //! A session is a Redis hash: `d` its value, `v` its version, `i` its idle timeout (ms), `a` its
 //! absolute deadline on the Redis server's clock (ms, absent without one), `o` its owner, `k` its
 //! id sealed (see `Keys::seal_for_listing`; absent in a store without secrets). Its key
-//! expires at the earlier of its idle and absolute deadlines. Versions come from one counter
+//! expires at the earlier of its absolute deadline and one touch step after its idle deadline
+//! (`key_ttl` below says why). Versions come from one counter
 //! (`<prefix>version`), so a version is never issued twice, even to a new session under an old id.
 //! Each script runs atomically, which is what makes `set_if_version`, revocation and the owner
 //! index hold across processes.
@@ -28,14 +29,33 @@ local function now()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+-- The touch step of a session with this idle timeout (ms): a quarter of it, at most a minute
+-- (`tier::touch_step_ms`).
+local function step(idle) return math.max(1, math.min(math.floor(idle / 4), 60000)) end
+-- A session key's TTL for an idle deadline `ttl` ms away: one touch step longer, never past the
+-- absolute deadline `arem` ms away (false: none). A read moves its process's deadline at once
+-- but the key's TTL only when that deadline crosses a step, so the key must outlive every
+-- deadline a read can set in between: a session is never gone from Redis while a read in some
+-- process says it lives.
+local function key_ttl(ttl, idle, arem)
+  local k = ttl + step(idle)
+  if arem and arem < k then k = arem end
+  if k < 1 then k = 1 end
+  return k
+end
 -- `t`: the server time if the script has read it already; otherwise it is read only for a
--- session with an absolute deadline.
+-- session with an absolute deadline. The deadline it reports is the earliest the session's can
+-- be: reads elsewhere may have slid it up to a step further than the key's TTL says.
 local function reply(key, t)
   local f = redis.call('HMGET', key, 'd', 'v', 'i', 'a', 'o')
   if not f[1] then return false end
+  local kttl = redis.call('PTTL', key)
   local arem = -1
   if f[4] then arem = tonumber(f[4]) - (t or now()) end
-  return {'s', f[1], f[2], redis.call('PTTL', key), f[3], arem, f[5] or ''}
+  local ttl = kttl - step(tonumber(f[3]))
+  -- A key that ends at the absolute deadline: the session ends there too, or up to a step before.
+  if arem >= 0 and arem <= kttl then ttl = arem end
+  return {'s', f[1], f[2], ttl, f[3], arem, f[5] or '', kttl}
 end
 local function owner_key(prefix, owner) return prefix .. 'o:' .. owner end
 local function extend(key, ms)
@@ -120,12 +140,13 @@ else
 end
 if ARGV[8] ~= '' and cur[5] ~= ARGV[8] then redis.call('HSET', key, 'k', ARGV[8]) end
 if ttl < 1 then ttl = 1 end
-redis.call('PEXPIRE', key, ttl)
-if exists and cur[4] then extend(owner_key(ARGV[7], cur[4]), ttl) end
--- The session as stored, from what was just written (the value is the caller's own).
 local arem = -1
 if abs then arem = tonumber(abs) - t end
-return {'s', '', v, ttl, idle, arem, (exists and cur[4]) or ''}
+local kttl = key_ttl(ttl, idle, abs and arem)
+redis.call('PEXPIRE', key, kttl)
+if exists and cur[4] then extend(owner_key(ARGV[7], cur[4]), kttl) end
+-- The session as stored, from what was just written (the value is the caller's own).
+return {'s', '', v, ttl, idle, arem, (exists and cur[4]) or '', kttl}
 ",
     )
 });
@@ -154,23 +175,29 @@ if not f[1] then return false end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'collision'} end
 local v = redis.call('INCR', KEYS[3])
 local ttl = tonumber(f[2])
+local arem = false
 redis.call('HSET', KEYS[2], 'd', f[1], 'v', v, 'i', f[2])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[2], 'k', ARGV[5]) end
 if f[3] then
   redis.call('HSET', KEYS[2], 'a', f[3])
-  ttl = math.min(ttl, tonumber(f[3]) - t)
+  arem = tonumber(f[3]) - t
+  ttl = math.min(ttl, arem)
 end
 if ttl < 1 then ttl = 1 end
-redis.call('PEXPIRE', KEYS[2], ttl)
+local kttl = key_ttl(ttl, tonumber(f[2]), arem)
+redis.call('PEXPIRE', KEYS[2], kttl)
 if f[4] then
   local ok = owner_key(ARGV[1], f[4])
   redis.call('HSET', KEYS[2], 'o', f[4])
   redis.call('HDEL', ok, ARGV[2])
   redis.call('HSET', ok, ARGV[3], ARGV[4])
-  extend(ok, ttl)
+  extend(ok, kttl)
 end
 redis.call('DEL', KEYS[1])
-return reply(KEYS[2], t)
+-- With the deadline just set, which is exact.
+local out = reply(KEYS[2], t)
+out[4] = ttl
+return out
 ",
     )
 });
@@ -236,8 +263,9 @@ return gone
     )
 });
 
-/// KEYS: the sessions to touch. ARGV: prefix, then per key a TTL (ms), a new idle timeout
-/// (ms, 0: unchanged) and the version it was set over. A plain touch moves the expiry later
+/// KEYS: the sessions to touch. ARGV: prefix, then per key the idle deadline's distance (ms;
+/// the key gets one touch step more), a new idle timeout (ms, 0: unchanged) and the version it
+/// was set over. A plain touch moves the expiry later
 /// only (`GT`: a late touch never shortens what a newer write set); one that sets a new idle
 /// timeout stores it and takes its TTL even if shorter, unless a write changed the version
 /// since (then it moves the expiry later only, as a plain touch). Never creates a key, so a
@@ -247,21 +275,31 @@ pub(crate) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local gone = {}
+local t
 for n, key in ipairs(KEYS) do
   local ms = tonumber(ARGV[3 * n - 1])
   local idle = ARGV[3 * n]
-  local moved
-  if idle ~= '0' and redis.call('HGET', key, 'v') == ARGV[3 * n + 1] then
-    if redis.call('HGET', key, 'i') ~= idle then redis.call('HSET', key, 'i', idle) end
-    moved = redis.call('PEXPIRE', key, ms)
-  else
-    moved = redis.call('PEXPIRE', key, ms, 'GT')
-  end
-  if moved == 0 and redis.call('EXISTS', key) == 0 then
+  local f = redis.call('HMGET', key, 'v', 'i', 'a', 'o')
+  if not f[1] then
     gone[#gone + 1] = n
   else
-    local o = redis.call('HGET', key, 'o')
-    if o then extend(owner_key(ARGV[1], o), ms) end
+    local arem = false
+    if f[3] then
+      t = t or now()
+      arem = tonumber(f[3]) - t
+    end
+    if idle ~= '0' and f[1] == ARGV[3 * n + 1] then
+      if f[2] ~= idle then redis.call('HSET', key, 'i', idle) end
+      ms = key_ttl(ms, tonumber(idle), arem)
+      redis.call('PEXPIRE', key, ms)
+    else
+      -- A read slides the deadline by the idle timeout at most: a touch from a process that
+      -- still had a longer one must not undo a new, shorter timeout.
+      local i = tonumber(f[2])
+      ms = key_ttl(math.min(ms, i), i, arem)
+      redis.call('PEXPIRE', key, ms, 'GT')
+    end
+    if f[4] then extend(owner_key(ARGV[1], f[4]), ms) end
   end
 end
 return gone
@@ -323,13 +361,18 @@ end
 redis.call('DEL', key)
 redis.call('HSET', key, 'd', ARGV[4], 'v', v, 'i', ARGV[6])
 if ARGV[13] ~= '' then redis.call('HSET', key, 'k', ARGV[13]) end
-if tonumber(ARGV[7]) >= 0 then redis.call('HSET', key, 'a', tostring(t + tonumber(ARGV[7]))) end
-redis.call('PEXPIRE', key, math.max(1, tonumber(ARGV[5])))
+local arem = false
+if tonumber(ARGV[7]) >= 0 then
+  arem = tonumber(ARGV[7])
+  redis.call('HSET', key, 'a', tostring(t + arem))
+end
+local kttl = key_ttl(math.max(1, tonumber(ARGV[5])), tonumber(ARGV[6]), arem)
+redis.call('PEXPIRE', key, kttl)
 if ARGV[8] ~= '' then
   local ok = owner_key(ARGV[10], ARGV[8])
   redis.call('HSET', key, 'o', ARGV[8])
   redis.call('HSET', ok, ARGV[11], ARGV[12])
-  extend(ok, tonumber(ARGV[5]))
+  extend(ok, kttl)
 end
 return {'restored', v}
 ",
