@@ -367,13 +367,16 @@ impl Inner {
                 self.drop_copy(place, id, Cause::Invalidated, None);
                 AfterLoad::Done(Ok(None))
             }
-            Found::Same { idle_ms } => {
+            Found::Same {
+                idle_ms,
+                key_ttl_ms,
+            } => {
                 // The copy is current (strict mode, or a suspect copy): serve it like a hit.
                 self.confirm_copy(
                     place,
                     id,
                     &read.known,
-                    idle_ms,
+                    (idle_ms, key_ttl_ms),
                     read.generation,
                     read.ticket,
                 );
@@ -452,19 +455,14 @@ impl Inner {
             loaded.ttl_ms.max(1)
         };
         if slides {
-            // This copy's later reads tell Redis only when its deadline crosses a step (see
-            // `Inner::slide`): until then the key must outlive the deadline set here.
-            let step = crate::tier::touch_step_ms(loaded.idle_ms);
-            let now = self.now();
-            let next_step = (now + ttl) / step * step + step;
-            if now + loaded.key_ttl_ms < next_step {
-                let touch = crate::tier::Touch {
-                    ttl_ms: ttl,
-                    idle_ms: None,
-                    version: loaded.version,
-                };
-                self.tier().queue_touch(place.key, touch);
-            }
+            self.keep_key_past(
+                place,
+                ttl,
+                loaded.idle_ms,
+                loaded.key_ttl_ms,
+                loaded.absolute_in_ms,
+                loaded.version,
+            );
         }
         let flags = if slide { READ | REFERENCED } else { 0 };
         self.fill(
@@ -483,6 +481,34 @@ impl Inner {
             expires_in: Duration::from_millis(ttl),
             owner: loaded.owner.as_deref(),
         })
+    }
+
+    /// A copy whose deadline is `ttl_ms` from now, in a session whose key Redis expires in
+    /// `key_ttl_ms`: its later reads tell Redis only when the deadline crosses a touch step
+    /// (see `Inner::slide`), so until the next step the key must outlive every deadline they
+    /// set; if it may not, a touch moves it. No copy outlives the absolute deadline, so a key
+    /// that ends there needs none.
+    fn keep_key_past(
+        &self,
+        place: &Place,
+        ttl_ms: u64,
+        idle_ms: u64,
+        key_ttl_ms: u64,
+        absolute_in_ms: Option<u64>,
+        version: u64,
+    ) {
+        let step = crate::tier::touch_step_ms(idle_ms);
+        let now = self.now();
+        let next_step = ((now + ttl_ms) / step + 1) * step;
+        let needed = absolute_in_ms.map_or(next_step, |a| next_step.min(now + a));
+        if now + key_ttl_ms < needed {
+            let touch = crate::tier::Touch {
+                ttl_ms,
+                idle_ms: None,
+                version,
+            };
+            self.tier().queue_touch(place.key, touch);
+        }
     }
 
     /// A read with the link down: the local copy, unverified, if the policy allows.
@@ -1063,15 +1089,16 @@ impl Inner {
         suspect
     }
 
-    /// Redis confirmed that the copy as `held` is current, with idle timeout `idle_ms`: trust
-    /// it again (taking that timeout, which a touch elsewhere may have changed), unless an
-    /// invalidation or a lost link came after the confirmation was asked for.
+    /// Redis confirmed that the copy as `held` is current, with idle timeout `idle_ms` and its
+    /// key expiring in `key_ttl_ms`: trust it again (taking that timeout, which a touch
+    /// elsewhere may have changed), unless an invalidation or a lost link came after the
+    /// confirmation was asked for.
     fn confirm_copy(
         &self,
         place: &Place,
         id: &str,
         held: &Held,
-        idle_ms: Option<u64>,
+        (idle_ms, key_ttl_ms): (Option<u64>, u64),
         generation: u64,
         ticket: Ticket,
     ) {
@@ -1090,8 +1117,22 @@ impl Inner {
                 if let Some(idle) = idle_ms.filter(|&ms| {
                     super::record::decode_ttl(super::record::encode_ttl(ms)) != record.ttl_ms()
                 }) {
-                    stripe.retime(index, Some(idle), self.now());
-                    shard.note_deadline(stripe.record(index).deadline());
+                    let now = self.now();
+                    stripe.retime(index, Some(idle), now);
+                    let deadline = stripe.record(index).deadline();
+                    shard.note_deadline(deadline);
+                    // The new timeout restarts this copy's deadline from now.
+                    self.keep_key_past(
+                        place,
+                        deadline.saturating_sub(now).max(1),
+                        idle,
+                        key_ttl_ms,
+                        stripe
+                            .block(index)
+                            .absolute()
+                            .map(|a| a.saturating_sub(now).max(1)),
+                        held.version,
+                    );
                 }
             }
         }
@@ -1158,7 +1199,15 @@ impl Inner {
                 };
                 let _pass = crate::fork::enter();
                 match result {
-                    Resynced::Same => {}
+                    // Touches this copy queued may have been lost with the link.
+                    Resynced::Same { key_ttl_ms } => self.keep_key_past(
+                        &place,
+                        copy.session.ttl_ms,
+                        copy.session.idle_ms,
+                        key_ttl_ms,
+                        copy.session.absolute_in_ms,
+                        copy.session.version,
+                    ),
                     Resynced::Stale => {
                         if matches!(copy.dirty, Some(Dirty::Written { .. })) {
                             tier.count_replay_conflict();

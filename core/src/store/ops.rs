@@ -121,7 +121,8 @@ impl Inner {
         Ok(Some(f(super::view(&stripe, index, now))))
     }
 
-    /// Slides a deadline under the shared lock and reports it if it crossed the slack.
+    /// Slides a deadline under the shared lock; tells Redis if it crossed a touch step, and the
+    /// listener if it crossed the listener's slack.
     pub(super) fn slide(
         &self,
         shard: &Shard,
@@ -201,6 +202,7 @@ impl Inner {
         };
         let first_read = stripe.record(index).flags() & READ == 0;
         let before = stripe.record(index).deadline();
+        let old_idle = stripe.record(index).ttl_ms();
         stripe.retime(index, ttl, now);
         if first_read {
             mark_read(&mut stripe, index);
@@ -212,9 +214,20 @@ impl Inner {
             // moves it only when the deadline crossed a touch step (as a slide does, see
             // `slide`) or came earlier by more than a step (a shorter timeout, which Redis
             // then takes and must not outlive by much; every copy enforces its own deadline
-            // meanwhile). The timeout itself goes with it, for processes that load it later.
-            let step = crate::tier::touch_step_ms(stripe.record(index).ttl_ms());
-            if after / step > before / step || after.saturating_add(step) < before {
+            // meanwhile), or when its step is longer than the old timeout's: the key was laid
+            // out on the old step, and later slides tell Redis only at the new step's
+            // multiples. The old step's multiples include the new one's when it is not
+            // longer (`touch_step_ms`), so the crossing is checked on the shorter of the two.
+            // The timeout itself goes with it, for processes that load it later.
+            let (old_step, new_step) = (
+                crate::tier::touch_step_ms(old_idle),
+                crate::tier::touch_step_ms(stripe.record(index).ttl_ms()),
+            );
+            let step = old_step.min(new_step);
+            if new_step > old_step
+                || after / step > before / step
+                || after.saturating_add(step) < before
+            {
                 tier.queue_touch(
                     crate::tier::KeyHash::of(id),
                     crate::tier::Touch {

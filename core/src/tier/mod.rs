@@ -75,10 +75,20 @@ pub(crate) struct Settings {
 /// The touch step of a session with this idle timeout (ms): a read tells Redis of the deadline
 /// it slid only when that deadline crosses a multiple of the step, so a session's Redis TTL
 /// moves at most once per step, and its key lives one step past the deadline Redis was told
-/// (`key_ttl` in the scripts, which compute the same step).
+/// (`key_ttl` in the scripts, whose `step` computes the same).
+///
+/// A power of two, the largest at most a quarter of the timeout, and at most 65,536 ms: the
+/// steps of two timeouts are then multiples of each other, so every multiple of the longer one
+/// is a multiple of the shorter one. A touch that changes the timeout relies on that (see
+/// `Inner::touch`), and a timeout restated a few ms shorter on each request (as
+/// express-session does) keeps its step.
 pub(crate) fn touch_step_ms(idle_ms: u64) -> u64 {
-    (idle_ms / 4).clamp(1, 60_000)
+    let quarter = (idle_ms / 4).max(1);
+    (1u64 << quarter.ilog2()).min(MAX_TOUCH_STEP_MS)
 }
+
+/// The longest touch step (ms).
+const MAX_TOUCH_STEP_MS: u64 = 1 << 16;
 
 impl Settings {
     pub(crate) fn from_config(config: &Config) -> Result<Option<(Self, Keys)>> {
@@ -187,6 +197,8 @@ pub(crate) enum Found {
     /// touch elsewhere may have changed without a new version.
     Same {
         idle_ms: Option<u64>,
+        /// Until Redis expires its key.
+        key_ttl_ms: u64,
     },
     Gone,
 }
@@ -249,8 +261,8 @@ pub(crate) struct CopyState {
 /// What the resync walk learned about one copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Resynced {
-    /// Redis holds this version: keep it.
-    Same,
+    /// Redis holds this version: keep it. Its key expires in `key_ttl_ms`.
+    Same { key_ttl_ms: u64 },
     /// Redis holds another version, or no session at all: drop the copy.
     Stale,
     /// Redis had lost it and holds it again, at this version.
@@ -986,7 +998,9 @@ impl Tier {
             .map(|reply| match reply.as_ref().map(tagged) {
                 // Its key is not a session: for this process the session is gone.
                 None => Resynced::Stale,
-                Some(Ok((b"same", _))) => Resynced::Same,
+                Some(Ok((b"same", items))) => Resynced::Same {
+                    key_ttl_ms: items.get(1).map_or(1, unsigned).max(1),
+                },
                 Some(Ok((b"stale", _))) => Resynced::Stale,
                 Some(Ok((b"restored", items))) => {
                     Resynced::Restored(items.get(1).map_or(0, unsigned))
@@ -1675,7 +1689,11 @@ fn parse_found(reply: Value) -> Result<Found> {
     let (tag, items) = tagged(&reply)?;
     if tag == b"same" {
         let idle_ms = items.get(2).map(unsigned).filter(|&ms| ms > 0);
-        return Ok(Found::Same { idle_ms });
+        let key_ttl_ms = items.get(1).map_or(1, unsigned).max(1);
+        return Ok(Found::Same {
+            idle_ms,
+            key_ttl_ms,
+        });
     }
     parse_session(&reply).map(Found::Session)
 }
@@ -1723,5 +1741,42 @@ fn number(value: &Value) -> i64 {
             .and_then(|b| std::str::from_utf8(b).ok())
             .and_then(|s| s.parse().ok())
             .unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::touch_step_ms;
+
+    #[test]
+    fn touch_steps_are_powers_of_two_of_at_most_a_quarter_of_the_timeout_and_a_minute() {
+        for idle_ms in [
+            1,
+            3,
+            4,
+            7,
+            300,
+            2_000,
+            3_999,
+            4_000,
+            4_096,
+            600_000,
+            1_800_000,
+            u64::MAX,
+        ] {
+            let step = touch_step_ms(idle_ms);
+            assert!(step.is_power_of_two(), "{idle_ms}: {step}");
+            assert!(
+                step <= (idle_ms / 4).max(1) && step <= 65_536,
+                "{idle_ms}: {step}"
+            );
+            // The largest such: twice the step would break one of the bounds.
+            assert!(
+                2 * step > (idle_ms / 4).max(1) || 2 * step > 65_536,
+                "{idle_ms}: {step}"
+            );
+        }
+        // A timeout restated a few ms shorter on each request keeps its step.
+        assert_eq!(touch_step_ms(4_000), touch_step_ms(3_993));
     }
 }

@@ -29,9 +29,14 @@ local function now()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
--- The touch step of a session with this idle timeout (ms): a quarter of it, at most a minute
--- (`tier::touch_step_ms`).
-local function step(idle) return math.max(1, math.min(math.floor(idle / 4), 60000)) end
+-- The touch step of a session with this idle timeout (ms): the largest power of two at most a
+-- quarter of it, at most 65536 (`tier::touch_step_ms` says why).
+local function step(idle)
+  local quarter = math.floor(idle / 4)
+  local s = 1
+  while s * 2 <= quarter and s < 65536 do s = s * 2 end
+  return s
+end
 -- A session key's TTL for an idle deadline `ttl` ms away: one touch step longer, never past the
 -- absolute deadline `arem` ms away (false: none). A read moves its process's deadline at once
 -- but the key's TTL only when that deadline crosses a step, so the key must outlive every
@@ -320,7 +325,8 @@ return gone
 /// - `force`: destroyed then written here during the outage; stored whatever Redis holds;
 /// - `destroy`: destroyed here during the outage; removed whatever Redis holds.
 ///
-/// Reply: `{'same'}` Redis holds this copy (its version and its owner); `{'stale'}` it does not and the copy must go;
+/// Reply: `{'same', key TTL}` Redis holds this copy (its version and its owner); `{'stale'}` it
+/// does not and the copy must go;
 /// `{'restored', version}` Redis now holds the copy at that version; `{'done'}`.
 pub(crate) static RESYNC: LazyLock<Script> = LazyLock::new(|| {
     script(
@@ -337,7 +343,9 @@ if mode == 'destroy' then
 end
 if mode == 'check' or mode == 'keep' then
   if cur then
-    if cur == ARGV[2] and (old_owner or '') == ARGV[8] then return {'same'} end
+    if cur == ARGV[2] and (old_owner or '') == ARGV[8] then
+      return {'same', redis.call('PTTL', key)}
+    end
     return {'stale'}
   end
   if mode == 'check' or ARGV[9] ~= '1' then return {'stale'} end
