@@ -717,6 +717,35 @@ fn a_session_read_in_one_store_lives_its_whole_idle_timeout_in_the_others_and_a_
     }
 }
 
+#[test]
+fn a_copy_that_ran_past_its_deadline_while_redis_still_holds_it_is_renewed_by_one_load() {
+    // Redis keeps a key a touch step (512 ms of a 4 s timeout) past the deadline it was told, so
+    // a read just after this store's copy ran out still finds the session. That load must renew
+    // the copy, or every read costs a round trip until the sweeper drops it (here: never).
+    let redis = RedisServer::start();
+    let mut config = config(&redis);
+    config.idle_timeout = Duration::from_secs(4);
+    config.background_sweeper = false;
+    let store = Store::new(config).unwrap();
+    let created = Instant::now();
+    let id = store.create(b"coat", None).unwrap();
+    let past_deadline = created + Duration::from_millis(4_050);
+    std::thread::sleep(past_deadline.saturating_duration_since(Instant::now()));
+    assert_eq!(store.get(&id).unwrap().as_deref(), Some(&b"coat"[..]));
+    let before = store.stats().tier.unwrap();
+    for _ in 0..100 {
+        assert_eq!(store.get(&id).unwrap().as_deref(), Some(&b"coat"[..]));
+    }
+    let after = store.stats().tier.unwrap();
+    // A few at most: the load's touch of the key comes back from Redis as an invalidation,
+    // and the copy is confirmed once more.
+    let round_trips = after.round_trips - before.round_trips;
+    assert!(
+        round_trips <= 5,
+        "{round_trips} round trips for 100 reads: {after:?}"
+    );
+}
+
 /// Two stores with a 4 s idle timeout, and a session made by the first.
 fn two_stores_with_a_4s_session(redis: &RedisServer) -> (Store, Store, String) {
     let mut config = config(redis);

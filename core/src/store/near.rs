@@ -569,6 +569,10 @@ impl Inner {
         }
         let now = self.now();
         let absolute = loaded.absolute_in_ms.map(|ms| now.saturating_add(ms));
+        let deadline = {
+            let idle = now.saturating_add(ttl);
+            absolute.map_or(idle, |a| idle.min(a))
+        };
         let block = Block::new(id.as_bytes(), value, absolute);
         let mut stripe = shard.state.write();
         let stale_ticket = tier.generation() != generation
@@ -591,7 +595,18 @@ impl Inner {
             let have = stripe.block(index).version();
             // A change of owner keeps the version: the copy is replaced all the same.
             let same_owner = stripe.owner(index) == loaded.owner.as_deref();
-            if have > loaded.version || (have == loaded.version && !stale_ticket && same_owner) {
+            if have > loaded.version {
+                return;
+            }
+            if have == loaded.version && !stale_ticket && same_owner {
+                // The copy is current, but its deadline may not be: a read elsewhere may have
+                // slid the session, or this copy ran past its deadline while the key lives a
+                // step longer. Left alone, every read would load it again until it is swept.
+                let deadline = stripe.take_timing(index, loaded.idle_ms, deadline);
+                if flags & READ != 0 {
+                    stripe.mark_read(index);
+                }
+                shard.note_deadline(deadline);
                 return;
             }
             if have == loaded.version && stale_ticket {
@@ -615,10 +630,6 @@ impl Inner {
             self.retire(shard, &removed, Cause::Invalidated);
             pending.push(Pending::removed(removed, Cause::Invalidated));
         }
-        let deadline = {
-            let idle = now.saturating_add(ttl);
-            absolute.map_or(idle, |a| idle.min(a))
-        };
         let (index, _, cost) = stripe.insert(NewSession {
             block,
             hash: place.hash,

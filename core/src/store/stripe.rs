@@ -339,6 +339,41 @@ impl Stripe {
         }
     }
 
+    /// Takes the timing of a copy Redis has just called current: its idle timeout `ttl_ms`, and
+    /// `deadline` if that is later than the copy's own, or in any case where the timeout
+    /// changed (the deadline then follows the new timeout). Returns the deadline it leaves.
+    /// The record may be past its deadline and not yet swept: Redis keeps a key a touch step
+    /// past its deadline, and a read elsewhere may have slid it meanwhile. Exclusive lock only;
+    /// filed as [`retime`](Self::retime) files.
+    pub(crate) fn take_timing(&mut self, index: u32, ttl_ms: u64, deadline: u64) -> u64 {
+        let record = &mut self.records[index as usize];
+        let before = record.deadline();
+        let ttl = encode_ttl(ttl_ms);
+        let after = if record.ttl == ttl {
+            before.max(deadline)
+        } else {
+            record.ttl = ttl;
+            deadline
+        };
+        record.set_deadline(after);
+        let after = record.deadline();
+        if after < before {
+            self.wheel.unfile(&mut self.records, index);
+            self.wheel.file(&mut self.records, index, after);
+        }
+        after
+    }
+
+    /// Marks a live record used (READ and REFERENCED) under the exclusive lock, counting a
+    /// first read as [`note_first_read`](Self::note_first_read) does.
+    pub(crate) fn mark_read(&mut self, index: u32) {
+        let record = &mut self.records[index as usize];
+        if record.flags() & super::record::READ == 0 {
+            *self.unread.get_mut() -= 1;
+        }
+        record.set_flags(super::record::READ | super::record::REFERENCED, true);
+    }
+
     /// Files `owner` for a live session; returns the previous one and the cost before and after.
     pub(crate) fn set_owner(
         &mut self,
