@@ -20,7 +20,7 @@
 // answered by one process and checked through the other. Every process's RSS is judged, and so
 // is Redis's own memory (INFO `used_memory`): what expired sessions leave behind there shows.
 //
-// Run: `make soak` (SOAK_SECONDS, SOAK_RATE, SOAK_USERS, SOAK_IDLE_SECONDS), or
+// Run: `make soak` (SOAK_SECONDS, SOAK_RATE, SOAK_USERS, SOAK_IDLE_SECONDS, SOAK_GC_LOG_DIR), or
 // `node benches/soak/soak.js [out.svg]` with SOAK_GUNICORN pointing at the venv's gunicorn.
 
 const fs = require('node:fs')
@@ -39,6 +39,9 @@ const TIMEOUT_MS = 5000
 const RSS_BAND = 0.1
 // Whether RSS counts toward the verdict (the 30 s smoke run in CI has no steady state to judge).
 const JUDGE_RSS = process.env.SOAK_JUDGE_RSS !== '0'
+// A directory for each Express process's V8 garbage-collector trace (`node --trace-gc`), to tell
+// a heap that grows and is compacted from memory held elsewhere.
+const GC_LOG_DIR = process.env.SOAK_GC_LOG_DIR
 // Figures "after warm-up" start here (half the run when the run is shorter than two warm-ups).
 const JUDGED_FROM = Math.min(WARMUP_SECONDS, SECONDS / 2)
 // Sessions on the shared tier (Redis) instead of a restart log per server.
@@ -93,10 +96,10 @@ async function startExpress(dir, redisUrl) {
   for (let i = 0; i < (redisUrl ? 2 : 1); i++) {
     const port = await freePort()
     const child = track(
-      spawn(process.execPath, ['server.js'], {
+      spawn(process.execPath, [...(GC_LOG_DIR ? ['--trace-gc'] : []), 'server.js'], {
         cwd: path.join(root, 'examples', 'express'),
         env: { ...process.env, ...storeEnv(dir, 'express', redisUrl), PORT: String(port), SESSION_IDLE_SECONDS: String(IDLE_SECONDS) },
-        stdio: ['ignore', 'ignore', 'inherit'],
+        stdio: ['ignore', GC_LOG_DIR ? fs.openSync(path.join(GC_LOG_DIR, `express-${i + 1}.gc.log`), 'w') : 'ignore', 'inherit'],
       }),
     )
     const base = `http://127.0.0.1:${port}`
