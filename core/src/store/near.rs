@@ -602,11 +602,25 @@ impl Inner {
                 // The copy is current, but its deadline may not be: a read elsewhere may have
                 // slid the session, or this copy ran past its deadline while the key lives a
                 // step longer. Left alone, every read would load it again until it is swept.
-                let deadline = stripe.take_timing(index, loaded.idle_ms, deadline);
+                let (before, after) = stripe.take_timing(index, loaded.idle_ms, deadline);
+                // A reply no invalidation overtook confirms this version, as `confirm_copy` does.
+                stripe.set_flags(index, SUSPECT, false);
                 if flags & READ != 0 {
                     stripe.mark_read(index);
                 }
-                shard.note_deadline(deadline);
+                shard.note_deadline(after);
+                if self
+                    .listener
+                    .as_ref()
+                    .is_some_and(|l| l.reports_slide(before, after))
+                {
+                    pending.push(Pending::Slid {
+                        id,
+                        meta: self.meta(&stripe, index),
+                        owner: self.owner_copy(&stripe, index),
+                    });
+                }
+                self.release(shard, stripe, &pending);
                 return;
             }
             if have == loaded.version && stale_ticket {

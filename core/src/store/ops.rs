@@ -41,7 +41,7 @@ impl Inner {
         }
     }
 
-    fn owner_copy(&self, stripe: &Stripe, index: u32) -> Option<Box<str>> {
+    pub(super) fn owner_copy(&self, stripe: &Stripe, index: u32) -> Option<Box<str>> {
         self.listener.as_ref()?;
         stripe.owner(index).map(Box::from)
     }

@@ -341,11 +341,12 @@ impl Stripe {
 
     /// Takes the timing of a copy Redis has just called current: its idle timeout `ttl_ms`, and
     /// `deadline` if that is later than the copy's own, or in any case where the timeout
-    /// changed (the deadline then follows the new timeout). Returns the deadline it leaves.
-    /// The record may be past its deadline and not yet swept: Redis keeps a key a touch step
-    /// past its deadline, and a read elsewhere may have slid it meanwhile. Exclusive lock only;
-    /// filed as [`retime`](Self::retime) files.
-    pub(crate) fn take_timing(&mut self, index: u32, ttl_ms: u64, deadline: u64) -> u64 {
+    /// changed (the deadline then follows the new timeout); never past the copy's absolute
+    /// deadline. Returns the deadline before and after. The record may be past its deadline
+    /// and not yet swept: Redis keeps a key a touch step past its deadline, and a read
+    /// elsewhere may have slid it meanwhile. Exclusive lock only; filed as
+    /// [`retime`](Self::retime) files.
+    pub(crate) fn take_timing(&mut self, index: u32, ttl_ms: u64, deadline: u64) -> (u64, u64) {
         let record = &mut self.records[index as usize];
         let before = record.deadline();
         let ttl = encode_ttl(ttl_ms);
@@ -355,23 +356,26 @@ impl Stripe {
             record.ttl = ttl;
             deadline
         };
-        record.set_deadline(after);
+        // The deadline Redis reported counts from this reply, which may have come later than
+        // the one the copy's absolute deadline was counted from.
+        let absolute = record.block.as_ref().and_then(Block::absolute);
+        record.set_deadline(absolute.map_or(after, |a| after.min(a)));
         let after = record.deadline();
         if after < before {
             self.wheel.unfile(&mut self.records, index);
             self.wheel.file(&mut self.records, index, after);
         }
-        after
+        (before, after)
     }
 
     /// Marks a live record used (READ and REFERENCED) under the exclusive lock, counting a
     /// first read as [`note_first_read`](Self::note_first_read) does.
     pub(crate) fn mark_read(&mut self, index: u32) {
         let record = &mut self.records[index as usize];
-        if record.flags() & super::record::READ == 0 {
+        if record.flags() & READ == 0 {
             *self.unread.get_mut() -= 1;
         }
-        record.set_flags(super::record::READ | super::record::REFERENCED, true);
+        record.set_flags(READ | super::record::REFERENCED, true);
     }
 
     /// Files `owner` for a live session; returns the previous one and the cost before and after.
@@ -590,5 +594,41 @@ impl Stripe {
 
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stripe_with(absolute: Option<u64>, ttl_ms: u64, deadline: u64) -> (Stripe, u32) {
+        let mut stripe = Stripe::new();
+        let (index, _, _) = stripe.insert(NewSession {
+            block: Block::new(b"id", b"value", absolute),
+            hash: 7,
+            ttl_ms,
+            deadline,
+            flags: 0,
+            owner: None,
+            fresh_id_above: Some(0),
+        });
+        (stripe, index)
+    }
+
+    #[test]
+    fn a_copy_redis_calls_current_takes_the_later_deadline_never_past_its_absolute_one() {
+        // Past its deadline (1,000) and renewed to 5,000.
+        let (mut stripe, index) = stripe_with(None, 4_000, 1_000);
+        assert_eq!(stripe.take_timing(index, 4_000, 5_000), (1_000, 5_000));
+        // An earlier deadline from Redis leaves a later local one alone.
+        assert_eq!(stripe.take_timing(index, 4_000, 3_000), (5_000, 5_000));
+        // A new idle timeout takes Redis's deadline, earlier or not.
+        assert_eq!(stripe.take_timing(index, 2_000, 3_000), (5_000, 3_000));
+        assert_eq!(stripe.record(index).ttl_ms(), 2_000);
+        stripe.check().unwrap();
+        // A reply that came later than the copy's absolute deadline was counted from.
+        let (mut stripe, index) = stripe_with(Some(4_500), 4_000, 1_000);
+        assert_eq!(stripe.take_timing(index, 4_000, 5_000), (1_000, 4_500));
+        stripe.check().unwrap();
     }
 }
