@@ -579,7 +579,15 @@ fn a_touch_that_shortens_the_idle_timeout_shortens_it_in_redis_and_for_other_sto
     let key = key.as_str();
     let pttl = || redis.cli(&["PTTL", key]).trim().parse::<i64>().unwrap();
     assert!(pttl() > 590_000);
-    let early = store(&redis);
+    // A store with a listener, as a user's audit hook would be.
+    let timeouts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let heard = timeouts.clone();
+    let early = Store::builder(config(&redis))
+        .listener(Duration::from_secs(60), move |change| {
+            heard.lock().unwrap().push(change.idle_timeout)
+        })
+        .build()
+        .unwrap();
     assert!(
         early.get(&id).unwrap().is_some(),
         "a copy from before the touch"
@@ -602,6 +610,11 @@ fn a_touch_that_shortens_the_idle_timeout_shortens_it_in_redis_and_for_other_sto
     eventually("the earlier copy takes the short timeout", || {
         early.get_session(&id).unwrap().expect("live").expires_in <= Duration::from_secs(2)
     });
+    assert_eq!(
+        timeouts.lock().unwrap().last(),
+        Some(&Duration::from_secs(2)),
+        "the listener heard of the new timeout"
+    );
     // The reads above slid it by 2 s; its key lives a touch step (256 ms) more, counted from
     // when the touch batch (every 250 ms) reached Redis.
     std::thread::sleep(Duration::from_millis(2_000 + 256 + 250 + 200));

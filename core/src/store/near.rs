@@ -1158,6 +1158,14 @@ impl Inner {
                             .map(|a| a.saturating_sub(now).max(1)),
                         held.version,
                     );
+                    if self.listener.is_some() {
+                        let pending = [Pending::Slid {
+                            id,
+                            meta: self.meta(&stripe, index),
+                            owner: self.owner_copy(&stripe, index),
+                        }];
+                        self.release(shard, stripe, &pending);
+                    }
                 }
             }
         }
