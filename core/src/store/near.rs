@@ -541,8 +541,9 @@ impl Inner {
         if self.slide_on_read { now } else { 0 }
     }
 
-    /// Puts what Redis holds into the local table, unless the ticket went stale (an
-    /// invalidation or a lost link since the request was sent) or a newer copy is there.
+    /// Puts what Redis holds into the local table. A newer copy there is kept; a copy of the
+    /// same version takes the reply's timing; a reply that an invalidation or a lost link may
+    /// have overtaken since the request was sent (a stale ticket) is cached as suspect.
     #[expect(clippy::too_many_arguments, reason = "one call per kind of reply")]
     fn fill(
         &self,
