@@ -615,11 +615,7 @@ impl Inner {
                     .as_ref()
                     .is_some_and(|l| l.reports_slide(before, after))
                 {
-                    pending.push(Pending::Slid {
-                        id,
-                        meta: self.meta(&stripe, index),
-                        owner: self.owner_copy(&stripe, index),
-                    });
+                    pending.push(self.slid(&stripe, index, id));
                 }
                 self.release(shard, stripe, &pending);
                 return;
@@ -1160,11 +1156,7 @@ impl Inner {
                         held.version,
                     );
                     if self.listener.is_some() {
-                        let pending = [Pending::Slid {
-                            id,
-                            meta: self.meta(&stripe, index),
-                            owner: self.owner_copy(&stripe, index),
-                        }];
+                        let pending = [self.slid(&stripe, index, id)];
                         self.release(shard, stripe, &pending);
                     }
                 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use parking_lot::{RwLockReadGuard, RwLockWriteGuard};
+use parking_lot::RwLockReadGuard;
 
 use super::block::Block;
 use super::changes::{Cause, Meta, Outbox, Pending, deliver};
@@ -41,9 +41,18 @@ impl Inner {
         }
     }
 
-    pub(super) fn owner_copy(&self, stripe: &Stripe, index: u32) -> Option<Box<str>> {
+    fn owner_copy(&self, stripe: &Stripe, index: u32) -> Option<Box<str>> {
         self.listener.as_ref()?;
         stripe.owner(index).map(Box::from)
+    }
+
+    /// The change a listener gets for a moved deadline.
+    pub(super) fn slid<'a>(&self, stripe: &Stripe, index: u32, id: &'a str) -> Pending<'a> {
+        Pending::Slid {
+            id,
+            meta: self.meta(stripe, index),
+            owner: self.owner_copy(stripe, index),
+        }
     }
 
     /// Books a session that entered a stripe.
@@ -153,11 +162,7 @@ impl Inner {
                 // Taken before the metadata is read: a concurrent slide that delivers first
                 // cannot report a later deadline than this one.
                 let mut delivery = shard.delivery.lock();
-                let pending = [Pending::Slid {
-                    id,
-                    meta: self.meta(stripe, index),
-                    owner: self.owner_copy(stripe, index),
-                }];
+                let pending = [self.slid(stripe, index, id)];
                 deliver(listener, &pending, &mut delivery);
                 drop(delivery);
             }
@@ -205,7 +210,7 @@ impl Inner {
         let old_idle = stripe.record(index).ttl_ms();
         stripe.retime(index, ttl, now);
         if first_read {
-            mark_read(&mut stripe, index);
+            stripe.mark_read(index);
         }
         let after = stripe.record(index).deadline();
         shard.note_deadline(after);
@@ -240,11 +245,7 @@ impl Inner {
         }
         let mut pending = Outbox::new();
         if self.listener.is_some() {
-            pending.push(Pending::Slid {
-                id,
-                meta: self.meta(&stripe, index),
-                owner: self.owner_copy(&stripe, index),
-            });
+            pending.push(self.slid(&stripe, index, id));
         }
         self.release(shard, stripe, &pending);
         Ok(true)
@@ -599,14 +600,6 @@ impl Inner {
             shard.next_due.store(stripe.next_due(), Relaxed);
             self.release(shard, stripe, &pending);
         }
-    }
-}
-
-/// Records the first read of a session under the exclusive lock.
-fn mark_read(stripe: &mut RwLockWriteGuard<'_, Stripe>, index: u32) {
-    let slide = stripe.record(index).mark_used(0);
-    if slide.first_read {
-        stripe.note_first_read();
     }
 }
 

@@ -308,11 +308,8 @@ impl Stripe {
         block.set_version(version);
         let old = record.block.replace(block);
         self.retime(index, ttl_ms, now);
-        if self.records[index as usize].flags() & READ == 0 {
-            // A write is a use: the writer's user is active.
-            self.records[index as usize].set_flags(READ, true);
-            *self.unread.get_mut() -= 1;
-        }
+        // A write is a use: the writer's user is active.
+        self.mark_read(index);
         let after = self.cost(index);
         self.bytes = self.bytes + after - before;
         let old = old.unwrap_or_else(|| unreachable!("rewriting vacant slab index {index}"));
@@ -333,6 +330,13 @@ impl Stripe {
         let deadline = record.slid_deadline(now);
         record.set_deadline(deadline);
         record.set_flags(super::record::REFERENCED, true);
+        self.refile_if_earlier(index, before);
+    }
+
+    /// Files a record again if its deadline moved before `before`; a later one stays where it
+    /// is filed (see [`retime`](Self::retime)).
+    fn refile_if_earlier(&mut self, index: u32, before: u64) {
+        let deadline = self.records[index as usize].deadline();
         if deadline < before {
             self.wheel.unfile(&mut self.records, index);
             self.wheel.file(&mut self.records, index, deadline);
@@ -361,10 +365,7 @@ impl Stripe {
         let absolute = record.block.as_ref().and_then(Block::absolute);
         record.set_deadline(absolute.map_or(after, |a| after.min(a)));
         let after = record.deadline();
-        if after < before {
-            self.wheel.unfile(&mut self.records, index);
-            self.wheel.file(&mut self.records, index, after);
-        }
+        self.refile_if_earlier(index, before);
         (before, after)
     }
 
