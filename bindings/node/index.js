@@ -533,12 +533,14 @@ function defineStore(BaseStore) {
       for (const key of Object.keys(current)) if (key !== LOADED) data[key] = current[key]
       data.cookie = current.cookie
       // The save at the end of the request writes over the moved session as over a loaded
-      // one. Gone before the move (revoked): version 0 never matches, so nothing is stored.
+      // one. Loaded by this request but gone before the move (revoked): version 0 never
+      // matches, so nothing is stored. Never stored at all (a first visit that logs in, with
+      // saveUninitialized false): no marker, so the save stores it as the new session it is.
       // Written by another request since this one loaded it: version 0 again, so the save
       // merges this request's changes into what is stored instead of overwriting it.
       const loaded = current[LOADED]
       if (text === null) {
-        data[LOADED] = new Loaded(newId, 0, loaded instanceof Loaded ? loaded.text : '{}')
+        if (loaded instanceof Loaded) data[LOADED] = new Loaded(newId, 0, loaded.text)
       } else {
         const stored = text.slice(VALUE_START)
         const base = loaded instanceof Loaded ? loaded.text : stored

@@ -109,6 +109,54 @@ test('with regenerateKeepsData the data moves to the new id', async () => {
   })
 })
 
+test('with regenerateKeepsData a first-visit login is stored like any new session', async () => {
+  // saveUninitialized: false stores nothing before the login, so the session being
+  // regenerated was never stored: it is new, not revoked, and its save must create it.
+  const store = new CoatcheckStore({ regenerateKeepsData: true })
+  await withServer(store, {}, async (base) => {
+    const user = new Client(base)
+    const login = (await user.post('/login', { user: 'dave' })).json
+    const me = (await user.get('/me')).json
+    assert.deepEqual([me.user, me.id], ['dave', login.id])
+    assert.equal(await store.length(), 1)
+  })
+})
+
+test('with regenerateKeepsData a login from a session destroyed meanwhile stores nothing', async () => {
+  const store = new CoatcheckStore({ regenerateKeepsData: true })
+  const a = express()
+  a.use(express.json())
+  a.use(session({ secret: 'keyboard cat', store, genid: generateId, resave: false, saveUninitialized: false }))
+  a.post('/cart', (req, res) => {
+    req.session.cart = req.body.item
+    res.json({ id: req.sessionID })
+  })
+  // Another request (logout in another tab) destroys the session while this one runs.
+  a.post('/login-after-logout', (req, res, next) =>
+    store.destroy(req.sessionID, (err) => {
+      if (err) return next(err)
+      req.session.regenerate((err) => {
+        if (err) return next(err)
+        req.session.user = 'mallory'
+        res.json({ id: req.sessionID })
+      })
+    }),
+  )
+  a.get('/me', (req, res) => res.json({ user: req.session.user ?? null }))
+  const server = http.createServer(a)
+  const base = await listen(server)
+  try {
+    const user = new Client(base)
+    await user.post('/cart', { item: 'book' })
+    await user.post('/login-after-logout', {})
+    assert.equal((await user.get('/me')).json.user, null)
+    assert.equal(await store.length(), 0)
+  } finally {
+    server.closeAllConnections()
+    await new Promise((resolve) => server.close(resolve))
+  }
+})
+
 test('"log out my other devices" works with a numeric user id, as the README writes it', async () => {
   const store = new CoatcheckStore({ ownerOf: (s) => s.userId })
   const a = express()
