@@ -40,7 +40,7 @@ if not settings.configured:
     )
     django.setup()
 
-from django.contrib.auth import login, logout  # noqa: E402
+from django.contrib.auth import login, logout, update_session_auth_hash  # noqa: E402
 from django.contrib.auth.decorators import login_required  # noqa: E402
 from django.contrib.auth.models import User  # noqa: E402
 from django.contrib.auth.signals import user_logged_in  # noqa: E402
@@ -82,6 +82,12 @@ def cart_view(request: HttpRequest, item: str) -> JsonResponse:
 
 def logout_view(request: HttpRequest) -> JsonResponse:
     logout(request)
+    return JsonResponse({"ok": True})
+
+
+def password_of_other_view(request: HttpRequest) -> JsonResponse:
+    # What Django's admin does after changing another user's password: only cycle_key.
+    update_session_auth_hash(request, User(pk=99, username="x" * 99))
     return JsonResponse({"ok": True})
 
 
@@ -148,6 +154,7 @@ urlpatterns = [
     path("cart/<str:item>", cart_view),
     path("logout", logout_view),
     path("short", short_view),
+    path("password-of-other", password_of_other_view),
     path("devices", devices),
     path("devices/logout-others", logout_others),
     path("destroyed-meanwhile", destroyed_meanwhile_view),
@@ -188,6 +195,16 @@ def test_login_rotates_the_key_through_cycle_key() -> None:
     assert STORE.get(before) is None
     assert client.get("/me").json() == {"user_id": "3", "cart": ["apple"]}
     assert len(STORE) == 1
+
+
+def test_a_key_cycled_with_nothing_else_changed_is_sent_to_the_client() -> None:
+    client = Client()
+    client.get("/login/alice")
+    before = session_cookie(client)
+    response = client.get("/password-of-other")
+    assert settings.SESSION_COOKIE_NAME in response.cookies
+    assert session_cookie(client) not in (None, before)
+    assert client.get("/me").json()["user_id"] == "5"
 
 
 def test_logout_destroys_the_session() -> None:
@@ -365,6 +382,28 @@ def test_an_expiry_in_the_past_destroys_the_session_at_once(api: Api) -> None:
     assert len(STORE) == 0
 
 
+@pytest.mark.parametrize("how", ["timedelta", "datetime"])
+def test_an_expiry_date_ends_the_session_then_however_often_it_is_read(api: Api, how: str) -> None:
+    import datetime
+
+    from django.utils import timezone
+
+    s = SessionStore()
+    s["x"] = 1
+    lifetime = datetime.timedelta(seconds=1)
+    s.set_expiry(lifetime if how == "timedelta" else timezone.now() + lifetime)
+    api(s, "save")
+    ends = time.monotonic() + 1
+    for _ in range(3):  # reads before the date find it, and slide the store's deadline
+        time.sleep(0.25)
+        assert api(SessionStore(s.session_key), "load")["x"] == 1
+    time.sleep(max(0.0, ends - time.monotonic()) + 0.1)
+    late = SessionStore(s.session_key)
+    assert api(late, "load") == {}
+    assert late.session_key is None
+    assert STORE.get(s.session_key) is None
+
+
 def test_removing_a_custom_expiry_gives_back_the_stores_idle_timeout(api: Api) -> None:
     s = SessionStore()
     s["x"] = 1
@@ -510,3 +549,52 @@ def test_the_owner_hook_is_a_setting(owner: Any) -> None:
         client.get("/cart/apple")
     assert STORE.sessions_of("3") == []  # not the default hook
     assert len(STORE.sessions_of("has-a-cart")) == (0 if owner is None else 1)
+
+
+def test_the_async_api_on_a_store_on_redis_leaves_the_event_loop_free() -> None:
+    import contextlib
+    import os
+    import signal
+
+    from django.test import override_settings
+
+    from redis_server import redis_server
+
+    with redis_server() as redis:
+        # Strict: every read asks Redis, which is stopped below, so a load waits the timeout.
+        shared = Store("django test secret", idle_timeout=3600, redis_url=redis.url,
+                       redis_timeout=0.5, redis_strict=True)  # fmt: skip
+        key = shared.create(b'{"cart": ["apple"]}')
+        assert redis.process is not None
+        with override_settings(COATCHECK_STORE=shared):
+            session = SessionStore(key)
+
+            async def load_while_ticking() -> tuple[float, float]:
+                gaps: list[float] = []
+                loading = True
+
+                async def ticker() -> None:
+                    last = time.monotonic()
+                    while loading:
+                        await asyncio.sleep(0.005)
+                        now = time.monotonic()
+                        gaps.append(now - last)
+                        last = now
+
+                ticking = asyncio.create_task(ticker())
+                await asyncio.sleep(0.02)
+                started = time.monotonic()
+                with contextlib.suppress(Exception):  # served or unavailable: not the point
+                    await session.aload()
+                waited = time.monotonic() - started
+                loading = False
+                await ticking
+                return waited, max(gaps)
+
+            os.kill(redis.process.pid, signal.SIGSTOP)
+            try:
+                waited, worst_gap = asyncio.run(load_while_ticking())
+            finally:
+                os.kill(redis.process.pid, signal.SIGCONT)
+    assert waited >= 0.3, waited  # the load waited for Redis...
+    assert worst_gap < 0.2, worst_gap  # ...in a worker thread, not on the event loop

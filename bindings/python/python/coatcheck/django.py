@@ -10,8 +10,10 @@ Lifetimes, one rule: the store's ``idle_timeout`` is the idle timeout of the ses
 ``absolute_timeout`` their absolute timeout, and the cookie's max-age is the store's idle
 timeout. Setting
 ``SESSION_COOKIE_AGE`` to something else than the idle timeout of ``COATCHECK_STORE`` is an
-error (``ImproperlyConfigured``). ``request.session.set_expiry(...)`` still gives one session
-an idle timeout of its own; an expiry already past at save destroys the session. Django sends
+error (``ImproperlyConfigured``). ``request.session.set_expiry(seconds)`` still gives one
+session an idle timeout of its own; ``set_expiry(datetime or timedelta)`` ends it at that time
+however often it is read, as Django's database backend does; an expiry already past at save
+destroys the session. Django sends
 the cookie only when the session changes, unless ``SESSION_SAVE_EVERY_REQUEST`` is on: turn it
 on to keep the cookie alive as long as the session; a save that changes nothing costs a touch,
 never a data write.
@@ -32,9 +34,12 @@ from __future__ import annotations
 
 import math
 import threading
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from functools import lru_cache
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.sessions.backends.base import SessionBase, UpdateError
 from django.core.exceptions import ImproperlyConfigured
@@ -55,6 +60,7 @@ __all__ = ["SessionStore", "get_owner_hook", "get_store"]
 _lock = threading.Lock()
 _default_store: Optional[Store] = None
 _auth_user_id = owner_key("_auth_user_id")  # django.contrib.auth's SESSION_KEY
+_T = TypeVar("_T")
 
 
 def get_store() -> Store:
@@ -128,16 +134,25 @@ class SessionStore(SessionBase):
 
     def _ttl(self) -> Optional[float]:
         """This session's idle timeout; ``None`` if its expiry has already passed."""
-        if not self.get("_session_expiry"):
+        expiry = self.get("_session_expiry")
+        if not expiry:
             # The store's own, passed explicitly: a custom expiry removed must not linger.
             return self._store.idle_timeout
-        age = self.get_expiry_age()
+        when = _fixed_expiry(expiry)
+        # A date: the time left to it, to the millisecond (get_expiry_age drops the fraction
+        # of a second, which would end the session up to a second early).
+        age = (when - _now_like(when)).total_seconds() if when else self.get_expiry_age()
         return age if age > 0 else None
 
     def load(self) -> dict[str, Any]:
         data, self._state = self._backend.open(self.session_key)
         if self._state.token is None:
             self._session_key = None  # tampered, unknown or expired: a fresh session
+        elif _fixed_expiry_passed(data.get("_session_expiry")):
+            # Reads slide the store's deadline; a date set by set_expiry does not move.
+            self._state.destroy()
+            self._session_key = None
+            return {}
         return data
 
     def exists(self, session_key: Optional[str]) -> bool:
@@ -184,6 +199,9 @@ class SessionStore(SessionBase):
             self._state.regenerate()
             if not self._state.revoked:  # revoked: the next save raises UpdateError
                 self._session_key = self._state.token
+                # The client must get the new key even if nothing else changes (Django's
+                # update_session_auth_hash for another user's password): the old one is dead.
+                self.modified = True
             return
         key = self.session_key
         self.create()
@@ -202,34 +220,62 @@ class SessionStore(SessionBase):
     def clear_expired(cls) -> None:
         get_store().sweep()
 
-    # Store calls take under a microsecond and do no I/O: the async variants run them inline
-    # rather than through a thread pool.
+    # A store in this process answers in under a microsecond with no I/O: the async variants
+    # then run inline. A store on Redis may wait on the network (at most redis_timeout), so
+    # they run in a worker thread and the event loop stays free.
+
+    async def _off_loop(self, call: Callable[..., _T], *args: Any) -> _T:
+        if self._store.shared:
+            return await sync_to_async(call, thread_sensitive=False)(*args)
+        return call(*args)
 
     async def aexists(self, session_key: Optional[str]) -> bool:
-        return self.exists(session_key)
+        return await self._off_loop(self.exists, session_key)
 
     async def acreate(self) -> None:
         # The expiry age may depend on the loaded session (set_expiry).
         await self._aget_session(no_load=True)
-        self.create()
+        await self._off_loop(self.create)
 
     async def asave(self, must_create: bool = False) -> None:
         had_key = self.session_key is not None
         await self._aget_session(no_load=must_create or not had_key)
         if had_key and not must_create and self.session_key is None:
             raise UpdateError  # a stale key, as in `save`
-        self.save(must_create)
+        await self._off_loop(self.save, must_create)
 
     async def acycle_key(self) -> None:
         await self._aget_session()
-        self.cycle_key()
+        await self._off_loop(self.cycle_key)
 
     async def adelete(self, session_key: Optional[str] = None) -> None:
-        self.delete(session_key)
+        await self._off_loop(self.delete, session_key)
 
     async def aload(self) -> dict[str, Any]:
-        return self.load()
+        return await self._off_loop(self.load)
 
     @classmethod
     async def aclear_expired(cls) -> None:
-        cls.clear_expired()
+        cls.clear_expired()  # a sweep of this process's table: no network
+
+
+def _fixed_expiry(expiry: Any) -> Optional[datetime]:
+    """The date of a ``set_expiry(datetime or timedelta)``, which Django stores as an ISO
+    string; ``None`` for seconds of inactivity, which are the store's to enforce."""
+    if not isinstance(expiry, str):
+        return None
+    try:
+        return datetime.fromisoformat(expiry)
+    except ValueError:
+        return None  # not Django's format: the store's idle timeout still ends the session
+
+
+def _now_like(when: datetime) -> datetime:
+    """Now, aware or naive as ``when`` is (it may have been written under another USE_TZ;
+    naive means local time, which is what Django's ``timezone.now()`` gives without USE_TZ)."""
+    return datetime.now(dt_timezone.utc) if when.tzinfo is not None else datetime.now()
+
+
+def _fixed_expiry_passed(expiry: Any) -> bool:
+    when = _fixed_expiry(expiry)
+    return when is not None and when <= _now_like(when)
