@@ -84,11 +84,17 @@ fn config(dir: &Path) -> Config {
 /// What a crash leaves: the files as they are on disk while the store still runs (every
 /// acknowledged change has been written to them), copied into a fresh directory.
 fn crash_copy(from: &TempDir, name: &str) -> TempDir {
+    crash_copy_of(&from.sessions(), name)
+}
+
+/// [`crash_copy`] of the log directory `from`.
+fn crash_copy_of(from: &Path, name: &str) -> TempDir {
     let to = TempDir::new(name);
     fs::create_dir(to.sessions()).unwrap();
-    for name in from.files() {
+    for entry in fs::read_dir(from).unwrap() {
+        let name = entry.unwrap().file_name();
         if name != "lock" {
-            fs::copy(from.sessions().join(&name), to.sessions().join(&name)).unwrap();
+            fs::copy(from.join(&name), to.sessions().join(&name)).unwrap();
         }
     }
     to
@@ -875,6 +881,50 @@ fn a_restored_session_never_outlives_a_full_absolute_timeout_from_the_restart() 
     let restored = Store::new(cfg).unwrap();
     let capped = restored.peek("capped").unwrap().expect("restored");
     assert!(capped.expires_in <= Duration::from_secs(6), "{capped:?}");
+}
+
+/// A regenerate is two changes in the log (the new id, the old one removed). A crash between
+/// the two must leave the session under the old id, as if the call had not been made: the
+/// client was never told the new one.
+#[test]
+fn a_crash_in_the_middle_of_a_regenerate_leaves_the_session_under_its_old_id() {
+    let dir = TempDir::new("regenerate-crash");
+    let armed = Arc::new(AtomicBool::new(false));
+    let copy: Arc<std::sync::Mutex<Option<TempDir>>> = Arc::default();
+    let store = {
+        let (armed, copy, log_dir) = (armed.clone(), copy.clone(), dir.sessions());
+        Store::builder(config(&dir.sessions()))
+            .listener(Duration::ZERO, move |_| {
+                // The first change of the regenerate is in the log, the second is not yet.
+                if armed.swap(false, Ordering::SeqCst) {
+                    *copy.lock().unwrap() = Some(crash_copy_of(&log_dir, "regenerate-crash-copy"));
+                }
+            })
+            .build()
+            .unwrap()
+    };
+    let old = store.create(b"logged in", None).unwrap();
+    armed.store(true, Ordering::SeqCst);
+    let new = store.regenerate(&old).unwrap().unwrap();
+    let crashed = copy
+        .lock()
+        .unwrap()
+        .take()
+        .expect("copied at the first change");
+    let restored = Store::new(config(&crashed.sessions())).unwrap();
+    assert_eq!(
+        restored.get(&old).unwrap().as_deref(),
+        Some(&b"logged in"[..])
+    );
+    drop(store);
+    assert_eq!(
+        Store::new(config(&dir.sessions()))
+            .unwrap()
+            .get(&new)
+            .unwrap()
+            .as_deref(),
+        Some(&b"logged in"[..])
+    );
 }
 
 /// The frames of a log file: (offset, length with its 8-byte head), up to the zeros after them.

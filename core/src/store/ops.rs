@@ -538,17 +538,20 @@ impl Inner {
             let meta = self.meta(dst, index);
             let owner = removed.owner.clone();
             let value = removed.block.value().to_vec();
-            pending.push(Pending::Removed {
-                absolute,
-                removed,
-                cause: Cause::Replaced,
-                replaced_by: Some(new_id.to_string()),
-            });
+            // The new id first: a crash between the two changes (the restart log appends them
+            // one at a time) then leaves the old id valid too, as if the call had not been
+            // made, rather than neither.
             pending.push(Pending::StoredOwned {
                 id: new_id.to_string(),
                 value,
                 meta,
                 owner,
+            });
+            pending.push(Pending::Removed {
+                absolute,
+                removed,
+                cause: Cause::Replaced,
+                replaced_by: Some(new_id.to_string()),
             });
         } else {
             pending.push(Pending::removed(removed, Cause::Replaced));
