@@ -320,11 +320,10 @@ impl StoreBuilder {
         }
         let log_thread = match (&inner.log, found) {
             (Some(log), Some(found)) => {
-                inner.restore(log, found.image());
-                let compact_first = found.any();
-                drop(found);
                 // Appends go to a new log file; the files read become one snapshot in the
-                // background, off the start-up path.
+                // background, off the start-up path. The new file comes first: a budget lowered
+                // since the files were written evicts while they load, and those evictions must
+                // be logged, or a crash before that snapshot would bring the sessions back.
                 log.rotate().map_err(|e| {
                     Error::InvalidConfig(format!(
                         "persist_path: cannot create a log file in {}: {e}",
@@ -335,6 +334,9 @@ impl StoreBuilder {
                             .display()
                     ))
                 })?;
+                inner.restore(log, found.image());
+                let compact_first = found.any();
+                drop(found);
                 Some(Arc::new(
                     persisted::LogThread::spawn(&inner, compact_first).map_err(|e| {
                         Error::InvalidConfig(format!("could not start the log thread: {e}"))

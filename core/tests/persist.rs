@@ -92,8 +92,9 @@ fn crash_copy_of(from: &Path, name: &str) -> TempDir {
     let to = TempDir::new(name);
     fs::create_dir(to.sessions()).unwrap();
     for entry in fs::read_dir(from).unwrap() {
-        let name = entry.unwrap().file_name();
-        if name != "lock" {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name != "lock" && entry.file_type().unwrap().is_file() {
             fs::copy(from.join(&name), to.sessions().join(&name)).unwrap();
         }
     }
@@ -881,6 +882,58 @@ fn a_restored_session_never_outlives_a_full_absolute_timeout_from_the_restart() 
     let restored = Store::new(cfg).unwrap();
     let capped = restored.peek("capped").unwrap().expect("restored");
     assert!(capped.expires_in <= Duration::from_secs(6), "{capped:?}");
+}
+
+/// A store restarted with a lower `max_sessions` evicts while it loads. Until its first
+/// snapshot is written, the old files still hold those sessions: the evictions must be in the
+/// log, or a crash brings them back (here, sessions logged out everywhere since).
+#[test]
+fn sessions_evicted_while_loading_stay_gone_after_a_crash() {
+    let dir = TempDir::new("evicted-on-load");
+    let mut cfg = config(&dir.sessions());
+    let first = Store::new(cfg.clone()).unwrap();
+    for _ in 0..10 {
+        let id = first.create(b"x", None).unwrap();
+        first.set_owner(&id, Some("u")).unwrap();
+    }
+    drop(first);
+    // The next store's first snapshot cannot be written (a directory where its temporary file
+    // would go), as when the process is killed before it is: the files stay as loaded.
+    for generation in 1..64u64 {
+        fs::create_dir(
+            dir.sessions()
+                .join(format!("snapshot.{generation:016x}.tmp")),
+        )
+        .unwrap();
+    }
+    cfg.max_sessions = Some(5);
+    let second = Store::new(cfg.clone()).unwrap();
+    assert_eq!(second.count_of("u").unwrap(), 5);
+    assert_eq!(second.destroy_owner("u", None).unwrap(), 5);
+    let crashed = crash_copy_of(&dir.sessions(), "evicted-on-load-copy");
+    cfg.persist_path = Some(crashed.sessions());
+    let third = Store::new(cfg).unwrap();
+    assert_eq!(
+        third.count_of("u").unwrap(),
+        0,
+        "evicted sessions came back"
+    );
+    assert_eq!(third.len(), 0);
+    drop(second);
+}
+
+/// A store that had no absolute timeout restarts with one: its sessions get one too, from the
+/// restart, or reads would keep them alive for ever.
+#[test]
+fn an_absolute_timeout_turned_on_bounds_the_sessions_written_without_one() {
+    let (dir, mut cfg, _clock, store) = on_a_set_clock("absolute-on", 600, None, 0);
+    store.set("older", b"x", None).unwrap();
+    drop(store);
+    cfg.absolute_timeout = Some(Duration::from_secs(6));
+    let restored = Store::new(cfg).unwrap();
+    let older = restored.peek("older").unwrap().expect("restored");
+    assert!(older.expires_in <= Duration::from_secs(6), "{older:?}");
+    drop(dir);
 }
 
 /// A regenerate is two changes in the log (the new id, the old one removed). A crash between

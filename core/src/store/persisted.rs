@@ -44,12 +44,13 @@ impl Inner {
         let mut restored = 0;
         for (id, s) in image.sessions {
             // No later than a full absolute timeout from now, even if the wall clock went back
-            // (or was ahead when the deadline was written)...
-            let absolute = s.absolute.map(|a| {
-                let a = log.to_clock(a);
-                self.absolute_ttl_ms
-                    .map_or(a, |ttl| a.min(now.saturating_add(ttl)))
-            });
+            // (or was ahead when the deadline was written), and one from now for a session
+            // written before the store had an absolute timeout...
+            let from_now = self.absolute_ttl_ms.map(|ttl| now.saturating_add(ttl));
+            let absolute = match (s.absolute.map(|a| log.to_clock(a)), from_now) {
+                (Some(a), Some(cap)) => Some(a.min(cap)),
+                (a, cap) => a.or(cap),
+            };
             // ...and likewise for a full idle timeout, nor than the absolute deadline.
             let deadline = log
                 .to_clock(s.deadline)
