@@ -1287,6 +1287,114 @@ fn sessions_a_restarted_redis_lost_come_back_though_the_first_resyncs_fail() {
     assert!(a.stats().tier.unwrap().restored >= 20);
 }
 
+/// Reads `id` until `store` holds a copy it trusts (one that would be written back).
+fn until_trusted(store: &Store, id: &str) {
+    eventually_for(Duration::from_secs(5), "the store trusts its copy", || {
+        assert!(store.get(id).unwrap().is_some());
+        store.get_local_with(id, |_| ()).unwrap().is_some()
+    });
+}
+
+/// A store linked to Redis through a proxy of its own, which the test can cut.
+fn through(proxy: &Proxy, redis: &RedisServer) -> Store {
+    let mut through_proxy = config(redis);
+    through_proxy.redis_url = Some(proxy.url());
+    let store = Store::new(through_proxy).unwrap();
+    assert!(store.stats().tier.unwrap().connected);
+    store
+}
+
+/// Redis restarts empty while `a` is cut off; `b` reconnects and writes its copies back.
+fn redis_loses_its_data_while_cut_off(
+    redis: &mut RedisServer,
+    proxy: &Proxy,
+    a: &Store,
+    b: &Store,
+) {
+    cut(proxy, a);
+    let b_links = b.stats().tier.unwrap().disconnects;
+    redis.kill();
+    redis.restart();
+    eventually_for(Duration::from_secs(5), "B reconnects", || {
+        let tier = b.stats().tier.unwrap();
+        tier.connected && tier.disconnects > b_links
+    });
+}
+
+#[test]
+fn a_session_logged_out_after_redis_lost_its_data_stays_out_when_a_late_process_reconnects() {
+    let mut redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    let destroyed = a.create(b"logged out after the restart", None).unwrap();
+    let owned = a.create(b"alice's phone", None).unwrap();
+    a.set_owner(&owned, Some("alice")).unwrap();
+    for id in [&destroyed, &owned] {
+        until_trusted(&a, id);
+        until_trusted(&b, id);
+    }
+    redis_loses_its_data_while_cut_off(&mut redis, &proxy, &a, &b);
+    eventually_for(Duration::from_secs(5), "B writes its copies back", || {
+        b.stats().tier.unwrap().restored >= 2
+    });
+    // The user logs out through B, and alice logs out everywhere, before A is back.
+    assert!(b.destroy(&destroyed).unwrap());
+    assert_eq!(b.destroy_owner("alice", None).unwrap(), 1);
+    reconnect(&proxy, &a);
+    std::thread::sleep(Duration::from_millis(300)); // A's resync walk
+    for id in [&destroyed, &owned] {
+        assert_eq!(
+            b.get(id).unwrap(),
+            None,
+            "A brought a logged-out session back"
+        );
+        assert_eq!(a.get(id).unwrap(), None);
+    }
+}
+
+#[test]
+fn after_redis_lost_its_data_the_newer_of_two_copies_is_the_one_written_back() {
+    let mut redis = RedisServer::start();
+    let (proxy_a, proxy_b) = (Proxy::to(redis.port), Proxy::to(redis.port));
+    let (a, b) = (through(&proxy_a, &redis), through(&proxy_b, &redis));
+    let id = a.create(b"v1", None).unwrap();
+    until_trusted(&b, &id);
+    // B is cut off holding v1; A writes v2; then Redis loses everything.
+    cut(&proxy_b, &b);
+    a.set(&id, b"v2", None).unwrap();
+    until_trusted(&a, &id);
+    cut(&proxy_a, &a);
+    redis.kill();
+    redis.restart();
+    // B comes back first and writes its older copy back; A follows with the newer one.
+    reconnect(&proxy_b, &b);
+    eventually_for(Duration::from_secs(5), "B writes v1 back", || {
+        b.stats().tier.unwrap().restored >= 1
+    });
+    reconnect(&proxy_a, &a);
+    eventually_for(Duration::from_secs(5), "both read v2", || {
+        b.get(&id).unwrap().as_deref() == Some(&b"v2"[..])
+            && a.get(&id).unwrap().as_deref() == Some(&b"v2"[..])
+    });
+}
+
+#[test]
+fn a_process_back_after_the_recovery_window_drops_its_copies_instead_of_writing_them_back() {
+    let mut redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    let id = a.create(b"held by A alone", None).unwrap();
+    until_trusted(&a, &id);
+    redis_loses_its_data_while_cut_off(&mut redis, &proxy, &a, &b);
+    // The window closes (60 s in production) before A is back.
+    redis.cli(&["DEL", "coatcheck:recovery"]);
+    reconnect(&proxy, &a);
+    eventually_for(Duration::from_secs(5), "A drops its copy", || {
+        a.get_local_with(&id, |_| ()).unwrap().is_none() && a.get(&id).unwrap().is_none()
+    });
+    assert_eq!(b.get(&id).unwrap(), None);
+}
+
 fn eventually_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {

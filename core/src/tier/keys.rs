@@ -113,6 +113,16 @@ impl Keys {
         format!("{}version", self.prefix)
     }
 
+    /// Which incarnation of Redis's data this is (see `scripts::EPOCH`).
+    pub(crate) fn epoch(&self) -> String {
+        format!("{}epoch", self.prefix)
+    }
+
+    /// Present while processes may write back the sessions Redis lost (see `scripts`).
+    pub(crate) fn recovery_window(&self) -> String {
+        format!("{}recovery", self.prefix)
+    }
+
     pub(crate) fn owner(&self, owner: &str) -> Vec<u8> {
         let mut key = format!("{}o:", self.prefix).into_bytes();
         key.extend_from_slice(owner.as_bytes());

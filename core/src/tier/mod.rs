@@ -61,6 +61,11 @@ const SETTLE_SPINS: u32 = 64;
 pub(crate) const RESYNC_BATCH: usize = 256;
 /// Keys one SCAN step looks at (listing and clearing the sessions in Redis).
 const SCAN_BATCH: usize = 128;
+/// How long after Redis lost its data the processes may write back the sessions they hold
+/// (see `scripts`): time for every process to reconnect (backoff at most `MAX_BACKOFF`) and
+/// walk its copies. A process away longer drops its copies rather than risk bringing back a
+/// session logged out meanwhile.
+const RECOVERY_WINDOW: Duration = Duration::from_secs(60);
 
 /// What the tier was configured with.
 pub(crate) struct Settings {
@@ -867,6 +872,16 @@ impl Tier {
     /// Removes every session and owner index under this store's prefix from Redis, a SCAN
     /// step per round trip. The version counter stays: a version is never issued twice.
     pub(crate) fn clear(&self) -> Result<()> {
+        // Nothing cleared may be written back by a process that reconnects later.
+        let window = self.shared.keys.recovery_window();
+        self.run(move |mut c| {
+            Box::pin(async move {
+                redis::cmd("DEL")
+                    .arg(window)
+                    .query_async::<Value>(&mut c)
+                    .await
+            })
+        })?;
         let (sessions, owners) = self.shared.keys.patterns();
         // Owner indexes first: a session filed under an owner while this runs keeps its entry
         // (an entry whose session is gone is dropped when the index is next read).
@@ -1419,19 +1434,33 @@ async fn connect_untimed(tier: &Shared, weak: &Weak<Shared>) -> redis::RedisResu
         .exec_async(&mut connection)
         .await?;
     // Which incarnation of Redis's data this is: the first store to find none sets it.
-    let key = format!("{}epoch", tier.keys.prefix());
     let fresh: u64 = {
         use rand::{RngCore, SeedableRng};
         rand::rngs::StdRng::from_os_rng().next_u64() | 1
     };
-    let epoch: u64 = redis::cmd("SET")
-        .arg(&key)
+    let found: Option<u64> = redis::cmd("SET")
+        .arg(tier.keys.epoch())
         .arg(fresh)
         .arg("NX")
         .arg("GET")
-        .query_async::<Option<u64>>(&mut connection)
-        .await?
-        .unwrap_or(fresh);
+        .query_async(&mut connection)
+        .await?;
+    let epoch = match found {
+        Some(epoch) => epoch,
+        None => {
+            // A new epoch opens the recovery window (see `scripts`). Plain commands, not a
+            // script: a link must come up even while Redis refuses scripts. Should this one
+            // fail, the window stays shut, and the copies are dropped rather than written back.
+            redis::cmd("SET")
+                .arg(tier.keys.recovery_window())
+                .arg(1)
+                .arg("PX")
+                .arg(RECOVERY_WINDOW.as_millis() as u64)
+                .exec_async(&mut connection)
+                .await?;
+            fresh
+        }
+    };
     Ok((Counted::new(connection, tier.input.clone()), epoch))
 }
 

@@ -12,6 +12,15 @@
 //! Keys are passed in `KEYS` where the script knows them in advance; the owner-index key of a
 //! session is derived inside the script from the prefix (a standalone server, not a cluster).
 //!
+//! When Redis has lost its data (a restart without persistence), the processes write back the
+//! copies they hold (`RESYNC`'s `keep`), each when it reconnects. That is allowed only within
+//! the recovery window (`<prefix>recovery`, a key set with a TTL by the process that begins
+//! the data's epoch, `<prefix>epoch`), and every session removed within it leaves a tombstone
+//! for the rest of the window (`<prefix>x:<hash>`, and `<prefix>xo:<owner>` for a log-out
+//! everywhere): a process that reconnects later must not bring back what was logged out since.
+//! A key written back is marked `r` until it is next written, so that a newer copy in another
+//! process may replace it.
+//!
 //! Every change to a session key goes through a script, never a plain command, and that keeps
 //! invalidations whole: within one pass of its event loop Redis remembers only the last client
 //! that changed a key and spares that client the key's invalidation under NOLOOP. Had this
@@ -63,6 +72,21 @@ local function reply(key, t)
   return {'s', f[1], f[2], ttl, f[3], arem, f[5] or '', kttl}
 end
 local function owner_key(prefix, owner) return prefix .. 'o:' .. owner end
+-- A session removed while the recovery window is open leaves a tombstone for the rest of it.
+local function bury(prefix, hash)
+  local left = redis.call('PTTL', prefix .. 'recovery')
+  if left > 0 then redis.call('SET', prefix .. 'x:' .. hash, '1', 'PX', left) end
+end
+-- Whether a copy may be written back now: within the window, and not removed since.
+local function restorable(prefix, hash, owner)
+  if redis.call('EXISTS', prefix .. 'recovery') == 0 then return false end
+  if redis.call('EXISTS', prefix .. 'x:' .. hash) == 1 then return false end
+  if owner ~= '' then
+    local kept = redis.call('GET', prefix .. 'xo:' .. owner)
+    if kept and kept ~= hash then return false end
+  end
+  return true
+end
 local function extend(key, ms)
   if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
 end
@@ -115,7 +139,7 @@ pub(crate) static WRITE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local key = KEYS[1]
-local cur = redis.call('HMGET', key, 'v', 'i', 'a', 'o', 'k')
+local cur = redis.call('HMGET', key, 'v', 'i', 'a', 'o', 'k', 'r')
 local exists = cur[1] ~= false
 local pre = ARGV[1]
 if pre == 'live' and not exists then return {'missing'} end
@@ -144,6 +168,7 @@ else
   redis.call('HSET', key, 'd', ARGV[3], 'v', v, 'i', idle)
 end
 if ARGV[8] ~= '' and cur[5] ~= ARGV[8] then redis.call('HSET', key, 'k', ARGV[8]) end
+if cur[6] then redis.call('HDEL', key, 'r') end
 if ttl < 1 then ttl = 1 end
 local arem = -1
 if abs then arem = tonumber(abs) - t end
@@ -162,6 +187,8 @@ pub(crate) static DESTROY: LazyLock<Script> = LazyLock::new(|| {
         r"
 local o = redis.call('HGET', KEYS[1], 'o')
 if o then redis.call('HDEL', owner_key(ARGV[1], o), ARGV[2]) end
+-- Even when gone already: it may be a session Redis lost that a process has yet to write back.
+bury(ARGV[1], ARGV[2])
 return redis.call('DEL', KEYS[1])
 ",
     )
@@ -176,7 +203,10 @@ pub(crate) static REGENERATE: LazyLock<Script> = LazyLock::new(|| {
         r"
 local t = now()
 local f = redis.call('HMGET', KEYS[1], 'd', 'i', 'a', 'o')
-if not f[1] then return false end
+if not f[1] then
+  bury(ARGV[1], ARGV[2])
+  return false
+end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'collision'} end
 local v = redis.call('INCR', KEYS[3])
 local ttl = tonumber(f[2])
@@ -199,6 +229,7 @@ if f[4] then
   extend(ok, kttl)
 end
 redis.call('DEL', KEYS[1])
+bury(ARGV[1], ARGV[2])
 -- With the deadline just set, which is exact.
 local out = reply(KEYS[2], t)
 out[4] = ttl
@@ -261,7 +292,14 @@ for _, h in ipairs(all) do
   if h ~= ARGV[2] then
     if redis.call('DEL', ARGV[1] .. 's:' .. h) == 1 then gone[#gone + 1] = h end
     redis.call('HDEL', KEYS[1], h)
+    bury(ARGV[1], h)
   end
+end
+-- Sessions Redis lost are in no index: the owner's tombstone covers them (but the one kept).
+local left = redis.call('PTTL', ARGV[1] .. 'recovery')
+if left > 0 then
+  local owner = string.sub(KEYS[1], #ARGV[1] + 3)
+  redis.call('SET', ARGV[1] .. 'xo:' .. owner, ARGV[2], 'PX', left)
 end
 return gone
 ",
@@ -319,7 +357,9 @@ return gone
 /// none). Modes:
 /// - `check`: a suspect copy; only compared, never written;
 /// - `keep`: a copy from before the outage; written back only if Redis lost its data (a key
-///   missing from a Redis that did not is a session revoked or expired meanwhile);
+///   missing from a Redis that did not is a session revoked or expired meanwhile), within the
+///   recovery window and not removed since (see the module's comment); it also replaces a
+///   key written back with an older version;
 /// - `replay`: written here during the outage over version `base` (0: created here); stored
 ///   under a new version if Redis still holds `base` (or, for a creation, nothing);
 /// - `force`: destroyed then written here during the outage; stored whatever Redis holds;
@@ -339,21 +379,26 @@ local old_owner = redis.call('HGET', key, 'o')
 if mode == 'destroy' then
   if old_owner then redis.call('HDEL', owner_key(ARGV[10], old_owner), ARGV[11]) end
   redis.call('DEL', key)
+  bury(ARGV[10], ARGV[11])
   return {'done'}
 end
+local lost = ARGV[9] == '1' and restorable(ARGV[10], ARGV[11], ARGV[8])
 if mode == 'check' or mode == 'keep' then
   if cur then
     if cur == ARGV[2] and (old_owner or '') == ARGV[8] then
       return {'same', redis.call('PTTL', key)}
     end
+    local older_restored = mode == 'keep' and lost and redis.call('HEXISTS', key, 'r') == 1
+      and tonumber(cur) < tonumber(ARGV[2])
+    if not older_restored then return {'stale'} end
+  elseif mode == 'check' or not lost then
     return {'stale'}
   end
-  if mode == 'check' or ARGV[9] ~= '1' then return {'stale'} end
 end
 if mode == 'replay' then
   if ARGV[3] == '0' then
     if cur then return {'stale'} end
-  elseif cur ~= ARGV[3] and not (cur == false and ARGV[9] == '1') then
+  elseif cur ~= ARGV[3] and not (cur == false and lost) then
     return {'stale'}
   end
 end
@@ -368,6 +413,7 @@ if old_owner and old_owner ~= ARGV[8] then
 end
 redis.call('DEL', key)
 redis.call('HSET', key, 'd', ARGV[4], 'v', v, 'i', ARGV[6])
+if mode == 'keep' then redis.call('HSET', key, 'r', '1') end
 if ARGV[13] ~= '' then redis.call('HSET', key, 'k', ARGV[13]) end
 local arem = false
 if tonumber(ARGV[7]) >= 0 then
