@@ -1607,3 +1607,51 @@ fn a_store_built_before_fork_works_in_the_child_and_the_parent() {
         Some(&b"child's own"[..])
     );
 }
+
+#[test]
+fn a_child_forked_while_redis_was_down_does_not_replay_the_parents_log_outs_later() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let parent = through(&proxy, &redis);
+    let first_login = parent.create(b"alice, first login", None).unwrap();
+    parent.set_owner(&first_login, Some("alice")).unwrap();
+    until_trusted(&parent, &first_login);
+    cut(&proxy, &parent);
+    // Logged out everywhere while Redis is down: noted, to be replayed on reconnect.
+    assert_eq!(parent.destroy_owner("alice", None).unwrap(), 1);
+    // SAFETY: the child only uses the store and redis-cli, then leaves with `_exit`, never
+    // returning into the test harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // Its first call waits until the parent has replayed the log-out and alice has logged
+        // in again; then it gives its own link time to resync.
+        let start = Instant::now();
+        while redis.cli(&["GET", "go"]).trim() != "1" && start.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = parent.get(&first_login);
+        std::thread::sleep(Duration::from_millis(1000));
+        // SAFETY: `_exit` ends the child at once, without running the parent's destructors.
+        unsafe { libc::_exit(0) };
+    }
+    reconnect(&proxy, &parent);
+    eventually_for(
+        Duration::from_secs(5),
+        "the parent replays the log-out",
+        || parent.count_of("alice").unwrap() == 0,
+    );
+    let second_login = parent.create(b"alice, second login", None).unwrap();
+    parent.set_owner(&second_login, Some("alice")).unwrap();
+    redis.cli(&["SET", "go", "1"]);
+    let mut status = 0;
+    // SAFETY: `pid` is the child just forked; `status` is a valid out-pointer.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(libc::WIFEXITED(status), "child failed: {status}");
+    assert_eq!(
+        parent.count_of("alice").unwrap(),
+        1,
+        "the child logged alice out again"
+    );
+    assert!(parent.get(&second_login).unwrap().is_some());
+}

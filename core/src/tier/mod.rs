@@ -1229,6 +1229,11 @@ impl Shared {
         self.generation.fetch_add(1, SeqCst);
         self.down_since.store(self.now_ms(), SeqCst);
         *self.touches.lock() = HashMap::new();
+        // Changes the parent made while Redis was down are the parent's to replay: replayed
+        // again from here, later, they would undo what happened since (a log-out everywhere
+        // replayed from here would log out the user's next login).
+        self.dirty.lock().clear();
+        self.revoked_owners.lock().clear();
         *slot = Some(spawn_runtime(self)?);
         self.fork_generation.store(now, SeqCst);
         drop(slot);
