@@ -1291,7 +1291,7 @@ fn sessions_a_restarted_redis_lost_come_back_though_the_first_resyncs_fail() {
 fn until_trusted(store: &Store, id: &str) {
     eventually_for(Duration::from_secs(5), "the store trusts its copy", || {
         assert!(store.get(id).unwrap().is_some());
-        store.get_local_with(id, |_| ()).unwrap().is_some()
+        store.get_local_with(id, |_| ()).unwrap() == Some(Some(()))
     });
 }
 
@@ -1654,4 +1654,42 @@ fn a_child_forked_while_redis_was_down_does_not_replay_the_parents_log_outs_late
         "the child logged alice out again"
     );
     assert!(parent.get(&second_login).unwrap().is_some());
+}
+
+#[test]
+fn a_read_made_while_cut_off_moves_the_redis_ttl_from_the_read_not_from_the_reconnect() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    // An 8 s idle timeout (a touch step of 2,048 ms), and room for one session.
+    let (a, _b) = cut_off_and_connected_with(&redis, &proxy, |c| {
+        c.idle_timeout = Duration::from_secs(8);
+        c.max_sessions = Some(1);
+    });
+    let id = a.create(b"read while cut off", None).unwrap();
+    until_trusted(&a, &id);
+    let key = the_one_session_key(&redis);
+    cut(&proxy, &a);
+    std::thread::sleep(Duration::from_millis(2200));
+    let read_at = Instant::now();
+    assert!(a.get(&id).unwrap().is_some()); // served locally: its deadline slides a step
+    // Another session takes the one place, so the copy is gone by the reconnect and only the
+    // queued touch speaks for the read.
+    a.create(b"another", None).unwrap();
+    assert_eq!(
+        a.get_local_with(&id, |_| ()).unwrap(),
+        Some(None),
+        "evicted"
+    );
+    std::thread::sleep(Duration::from_millis(2000));
+    reconnect(&proxy, &a);
+    eventually_for(Duration::from_secs(5), "the touch goes out", || {
+        a.stats().tier.unwrap().touches_sent > 0
+    });
+    let pttl: u64 = redis.cli(&["PTTL", &key]).trim().parse().unwrap();
+    // The read set the deadline 8 s after it, and the key lives a step past that.
+    let due = Duration::from_millis(8000 + 2048).saturating_sub(read_at.elapsed());
+    assert!(
+        Duration::from_millis(pttl) <= due + Duration::from_millis(300),
+        "key TTL {pttl} ms where the read's deadline and a step give {due:?}: the outage was added"
+    );
 }

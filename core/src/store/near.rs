@@ -502,11 +502,7 @@ impl Inner {
         let next_step = ((now + ttl_ms) / step + 1) * step;
         let needed = absolute_in_ms.map_or(next_step, |a| next_step.min(now + a));
         if now + key_ttl_ms < needed {
-            let touch = crate::tier::Touch {
-                ttl_ms,
-                idle_ms: None,
-                version,
-            };
+            let touch = crate::tier::Touch::new(ttl_ms, None, version);
             self.tier().queue_touch(place.key, touch);
         }
     }

@@ -149,11 +149,11 @@ impl Inner {
             if slide.after / step > slide.before / step {
                 tier.queue_touch(
                     crate::tier::KeyHash::of(id),
-                    crate::tier::Touch {
-                        ttl_ms: slide.after.saturating_sub(now).max(1),
-                        idle_ms: None,
-                        version: stripe.block(index).version(),
-                    },
+                    crate::tier::Touch::new(
+                        slide.after.saturating_sub(now).max(1),
+                        None,
+                        stripe.block(index).version(),
+                    ),
                 );
             }
         }
@@ -235,11 +235,11 @@ impl Inner {
             {
                 tier.queue_touch(
                     crate::tier::KeyHash::of(id),
-                    crate::tier::Touch {
-                        ttl_ms: after.saturating_sub(now).max(1),
-                        idle_ms: Some(stripe.record(index).ttl_ms()),
-                        version: stripe.block(index).version(),
-                    },
+                    crate::tier::Touch::new(
+                        after.saturating_sub(now).max(1),
+                        Some(stripe.record(index).ttl_ms()),
+                        stripe.block(index).version(),
+                    ),
                 );
             }
         }

@@ -220,13 +220,29 @@ pub(crate) enum Precondition {
 /// A queued move of a session's Redis TTL.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Touch {
-    /// The new TTL, in ms from when it is sent.
+    /// The new TTL, in ms from when it was queued (see `queued_ms`).
     pub(crate) ttl_ms: u64,
     /// A new idle timeout, if the touch set one: Redis then takes the TTL even if it is shorter,
     /// and the session's idle timeout for the processes that load it later...
     pub(crate) idle_ms: Option<u64>,
     /// ...if it still holds this version: a write since then set its own timeout.
     pub(crate) version: u64,
+    /// When it was queued (the link's clock): the time it waits to be sent (a whole outage,
+    /// at worst) comes off its TTL.
+    queued_ms: u64,
+}
+
+impl Touch {
+    /// A move of the TTL to `ttl_ms` from now; with `idle_ms`, a new idle timeout over
+    /// `version` (see the fields). Queued with [`Tier::queue_touch`].
+    pub(crate) fn new(ttl_ms: u64, idle_ms: Option<u64>, version: u64) -> Self {
+        Self {
+            ttl_ms,
+            idle_ms,
+            version,
+            queued_ms: 0,
+        }
+    }
 }
 
 /// A local change made while Redis could not be reached, to be replayed on reconnect.
@@ -519,7 +535,8 @@ impl Tier {
 
     /// Queues a move of the session's Redis TTL. Sent in a batch, off the request path; a new
     /// idle timeout queued earlier stays with the key until it is sent.
-    pub(crate) fn queue_touch(&self, hash: KeyHash, touch: Touch) {
+    pub(crate) fn queue_touch(&self, hash: KeyHash, mut touch: Touch) {
+        touch.queued_ms = self.shared.now_ms();
         let mut touches = self.shared.touches.lock();
         let queued = touches.entry(hash).or_insert(touch);
         if touch.idle_ms.is_some() || touch.version != queued.version {
@@ -527,6 +544,7 @@ impl Tier {
             *queued = touch;
         } else {
             queued.ttl_ms = touch.ttl_ms;
+            queued.queued_ms = touch.queued_ms;
         }
     }
 
@@ -1653,9 +1671,11 @@ async fn flush_touches(tier: &Shared, connection: &mut Counted) -> bool {
     for chunk in batch.chunks(RESYNC_BATCH) {
         let mut call = scripts::TOUCH.prepare_invoke();
         call.arg(tier.keys.prefix());
+        let now = tier.now_ms();
         for (hash, touch) in chunk {
+            let waited = now.saturating_sub(touch.queued_ms);
             call.key(tier.keys.session(hash))
-                .arg(touch.ttl_ms)
+                .arg(touch.ttl_ms.saturating_sub(waited).max(1))
                 .arg(touch.idle_ms.unwrap_or(0))
                 .arg(touch.version);
         }
