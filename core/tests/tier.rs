@@ -648,6 +648,30 @@ fn a_write_after_a_touch_that_shortened_the_timeout_keeps_its_own_timeout() {
 }
 
 #[test]
+fn a_write_or_regenerate_right_after_a_touch_that_changed_the_timeout_keeps_that_timeout() {
+    let redis = RedisServer::start();
+    let a = store(&redis);
+    let written = a.create(b"x", None).unwrap();
+    let moved = a.create(b"x", None).unwrap();
+    // Each touch is still queued (flushed every 250 ms) when the next call goes to Redis.
+    assert!(a.touch(&written, Some(Duration::from_secs(2))).unwrap());
+    a.set(&written, b"y", None).unwrap();
+    assert!(a.touch(&moved, Some(Duration::from_secs(2))).unwrap());
+    let moved = a.regenerate(&moved).unwrap().unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let b = store(&redis);
+    for id in [&written, &moved] {
+        let session = b.peek(id).unwrap().expect("in Redis");
+        assert!(
+            session.expires_in <= Duration::from_secs(2),
+            "the timeout set by the touch was lost: {session:?}"
+        );
+        let mine = a.peek(id).unwrap().expect("local");
+        assert!(mine.expires_in <= Duration::from_secs(2), "{mine:?}");
+    }
+}
+
+#[test]
 fn an_absolute_timeout_ends_the_session_everywhere_however_it_is_written_elsewhere() {
     let redis = RedisServer::start();
     let mut with_absolute = config(&redis);

@@ -533,6 +533,12 @@ impl Tier {
         }
     }
 
+    /// A new idle timeout a touch here set that has not been sent yet: a write or regenerate
+    /// made after that touch carries it, or the timeout Redis still holds would undo it.
+    fn queued_idle_ms(&self, hash: &KeyHash) -> Option<u64> {
+        self.shared.touches.lock().get(hash)?.idle_ms
+    }
+
     /// Queues a move of the session's Redis TTL. Sent in a batch, off the request path; a new
     /// idle timeout queued earlier stays with the key until it is sent.
     pub(crate) fn queue_touch(&self, hash: KeyHash, mut touch: Touch) {
@@ -691,7 +697,10 @@ impl Tier {
             Precondition::Absent => ("absent", 0),
         };
         let (ttl_ms, default_idle_ms, absolute_ttl_ms) = (
-            request.ttl_ms.unwrap_or(0),
+            request
+                .ttl_ms
+                .or_else(|| self.queued_idle_ms(request.hash))
+                .unwrap_or(0),
             request.default_idle_ms,
             request.absolute_ttl_ms.unwrap_or(0),
         );
@@ -766,18 +775,29 @@ impl Tier {
             new.encoded(),
             keys.seal(new, new_id),
             keys.seal_for_listing(new, new_id).unwrap_or_default(),
+            self.queued_idle_ms(old).unwrap_or(0),
         );
-        let reply = self.run(move |mut c| {
-            Box::pin(async move {
-                let (old_key, new_key, counter, prefix, old_field, new_field, sealed, listed) =
-                    args;
-                let mut call = scripts::REGENERATE.prepare_invoke();
-                call.key(old_key).key(new_key).key(counter);
-                call.arg(prefix).arg(old_field).arg(new_field).arg(sealed);
-                call.arg(listed);
-                call.invoke_async::<Value>(&mut c).await
-            })
-        })?;
+        let reply =
+            self.run(move |mut c| {
+                Box::pin(async move {
+                    let (
+                        old_key,
+                        new_key,
+                        counter,
+                        prefix,
+                        old_field,
+                        new_field,
+                        sealed,
+                        listed,
+                        idle,
+                    ) = args;
+                    let mut call = scripts::REGENERATE.prepare_invoke();
+                    call.key(old_key).key(new_key).key(counter);
+                    call.arg(prefix).arg(old_field).arg(new_field).arg(sealed);
+                    call.arg(listed).arg(idle);
+                    call.invoke_async::<Value>(&mut c).await
+                })
+            })?;
         if matches!(reply, Value::Nil) {
             return Ok(None);
         }

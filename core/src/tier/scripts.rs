@@ -195,9 +195,10 @@ return redis.call('DEL', KEYS[1])
 });
 
 /// KEYS: old session, new session, version counter. ARGV: prefix, old hash, new hash, the new
-/// id sealed for the owner index, and sealed for listing (empty: none). Reply: nil if the old session is gone, `{'collision'}` if the new key exists, else
-/// the new session. Keeps value, idle timeout, absolute deadline and owner; restarts the idle
-/// deadline; a new version.
+/// id sealed for the owner index, and sealed for listing (empty: none), an idle timeout set
+/// by a touch not sent yet (0: none). Reply: nil if the old session is gone, `{'collision'}`
+/// if the new key exists, else the new session. Keeps value, idle timeout (or takes the one
+/// given), absolute deadline and owner; restarts the idle deadline; a new version.
 pub(crate) static REGENERATE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
@@ -209,6 +210,7 @@ if not f[1] then
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'collision'} end
 local v = redis.call('INCR', KEYS[3])
+if ARGV[6] ~= '0' then f[2] = ARGV[6] end
 local ttl = tonumber(f[2])
 local arem = false
 redis.call('HSET', KEYS[2], 'd', f[1], 'v', v, 'i', f[2])
