@@ -1158,6 +1158,30 @@ fn a_log_out_everywhere_made_while_cut_off_reaches_the_other_stores_on_reconnect
 }
 
 #[test]
+fn a_write_replayed_after_a_cut_keeps_the_owner_another_store_set_meanwhile() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    let id = a.create(b"before the login", None).unwrap();
+    until_trusted(&a, &id);
+    cut(&proxy, &a);
+    a.set(&id, b"written while cut off", None).unwrap();
+    // The user logs in through B meanwhile: an owner change keeps the version.
+    b.set_owner(&id, Some("bob")).unwrap();
+    reconnect(&proxy, &a);
+    eventually_for(Duration::from_secs(5), "A's write is replayed", || {
+        b.get(&id).unwrap().as_deref() == Some(&b"written while cut off"[..])
+    });
+    assert_eq!(b.sessions_of("bob").unwrap(), vec![id.clone()]);
+    assert_eq!(a.peek(&id).unwrap().unwrap().owner.as_deref(), Some("bob"));
+    // "Log out everywhere" still reaches it.
+    assert_eq!(b.destroy_owner("bob", None).unwrap(), 1);
+    eventually_for(Duration::from_secs(5), "A drops it", || {
+        a.get(&id).unwrap().is_none()
+    });
+}
+
+#[test]
 fn a_write_made_while_cut_off_loses_to_a_newer_write_elsewhere() {
     let redis = RedisServer::start();
     let proxy = Proxy::to(redis.port);

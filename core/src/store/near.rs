@@ -814,7 +814,9 @@ impl Inner {
         self.fail_or_serve_local()?;
         let base = self.local_version(place, id);
         let version = self.write_as(id, value, ttl, precondition, generated)?;
-        self.tier().note_dirty(id, Dirty::Written { base });
+        let owner_set = false;
+        self.tier()
+            .note_dirty(id, Dirty::Written { base, owner_set });
         Ok(version)
     }
 
@@ -959,7 +961,13 @@ impl Inner {
         let new_id = self.regenerate(id)?;
         if let Some(new_id) = &new_id {
             tier.note_dirty(id, Dirty::Destroyed);
-            tier.note_dirty(new_id, Dirty::Written { base: 0 });
+            tier.note_dirty(
+                new_id,
+                Dirty::Written {
+                    base: 0,
+                    owner_set: true,
+                },
+            );
         }
         Ok(new_id)
     }
@@ -991,7 +999,8 @@ impl Inner {
         self.fail_or_serve_local()?;
         let base = self.local_version(&place, id);
         self.set_owner(id, owner)?;
-        tier.note_dirty(id, Dirty::Written { base });
+        let owner_set = true;
+        tier.note_dirty(id, Dirty::Written { base, owner_set });
         Ok(())
     }
 

@@ -249,7 +249,12 @@ impl Touch {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Dirty {
     /// Written here over Redis version `base` (0: created here).
-    Written { base: u64 },
+    Written {
+        base: u64,
+        /// Whether the owner was set here too: if not, the replay keeps the owner Redis
+        /// holds, which another process may have set meanwhile without a new version.
+        owner_set: bool,
+    },
     /// Destroyed here: replayed whatever Redis holds, so a revocation stays final.
     Destroyed,
 }
@@ -259,10 +264,21 @@ impl Dirty {
     fn then(earlier: Dirty, later: Dirty) -> Dirty {
         match (earlier, later) {
             // A second write keeps the base the first one started from.
-            (Dirty::Written { base }, Dirty::Written { .. }) => Dirty::Written { base },
+            (
+                Dirty::Written { base, owner_set },
+                Dirty::Written {
+                    owner_set: later, ..
+                },
+            ) => Dirty::Written {
+                base,
+                owner_set: owner_set || later,
+            },
             // A write after a destroy here (a caller-chosen id used again) starts from
             // nothing: Redis's copy is to be removed either way.
-            (Dirty::Destroyed, Dirty::Written { .. }) => Dirty::Written { base: u64::MAX },
+            (Dirty::Destroyed, Dirty::Written { .. }) => Dirty::Written {
+                base: u64::MAX,
+                owner_set: true,
+            },
             (_, Dirty::Destroyed) => Dirty::Destroyed,
         }
     }
@@ -977,12 +993,12 @@ impl Tier {
         let calls: Vec<_> = copies
             .iter()
             .map(|copy| {
-                let (mode, base) = match copy.dirty {
-                    None if copy.suspect => ("check", 0),
-                    None => ("keep", 0),
-                    Some(Dirty::Written { base: u64::MAX }) => ("force", 0),
-                    Some(Dirty::Written { base }) => ("replay", base),
-                    Some(Dirty::Destroyed) => ("destroy", 0),
+                let (mode, base, owner_set) = match copy.dirty {
+                    None if copy.suspect => ("check", 0, false),
+                    None => ("keep", 0, false),
+                    Some(Dirty::Written { base: u64::MAX, .. }) => ("force", 0, true),
+                    Some(Dirty::Written { base, owner_set }) => ("replay", base, owner_set),
+                    Some(Dirty::Destroyed) => ("destroy", 0, false),
                 };
                 let mut call = scripts::RESYNC.prepare_invoke();
                 call.key(keys.session(&copy.hash))
@@ -1001,6 +1017,7 @@ impl Tier {
                         keys.seal_for_listing(&copy.hash, &copy.id)
                             .unwrap_or_default(),
                     );
+                call.arg(u8::from(owner_set));
                 call
             })
             .collect();

@@ -356,7 +356,8 @@ return gone
 /// KEYS: session, version counter. ARGV: 1 mode, 2 local version, 3 base, 4 value, 5 ttl ms,
 /// 6 idle ms, 7 absolute remaining ms (-1: none), 8 owner, 9 whether Redis lost its data
 /// (1/0), 10 prefix, 11 session hash, 12 sealed id, 13 the id sealed for listing (empty:
-/// none). Modes:
+/// none), 14 whether the owner was set during the outage (1/0: a replay keeps the owner Redis
+/// holds, set elsewhere meanwhile without a new version). Modes:
 /// - `check`: a suspect copy; only compared, never written;
 /// - `keep`: a copy from before the outage; written back only if Redis lost its data (a key
 ///   missing from a Redis that did not is a session revoked or expired meanwhile), within the
@@ -404,13 +405,15 @@ if mode == 'replay' then
     return {'stale'}
   end
 end
+local owner = ARGV[8]
+if mode == 'replay' and ARGV[14] == '0' and cur then owner = old_owner or '' end
 local v = ARGV[2]
 if mode ~= 'keep' then
   v = redis.call('INCR', KEYS[2])
 elseif tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(v) then
   redis.call('SET', KEYS[2], v)
 end
-if old_owner and old_owner ~= ARGV[8] then
+if old_owner and old_owner ~= owner then
   redis.call('HDEL', owner_key(ARGV[10], old_owner), ARGV[11])
 end
 redis.call('DEL', key)
@@ -424,9 +427,9 @@ if tonumber(ARGV[7]) >= 0 then
 end
 local kttl = key_ttl(math.max(1, tonumber(ARGV[5])), tonumber(ARGV[6]), arem)
 redis.call('PEXPIRE', key, kttl)
-if ARGV[8] ~= '' then
-  local ok = owner_key(ARGV[10], ARGV[8])
-  redis.call('HSET', key, 'o', ARGV[8])
+if owner ~= '' then
+  local ok = owner_key(ARGV[10], owner)
+  redis.call('HSET', key, 'o', owner)
   redis.call('HSET', ok, ARGV[11], ARGV[12])
   extend(ok, kttl)
 end
