@@ -111,3 +111,8 @@ impl Clock for ManualClock {
 pub(crate) fn duration_to_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+/// A session lifetime in ms, capped at [`crate::config::LONGEST_TTL`].
+pub(crate) fn lifetime_ms(d: Duration) -> u64 {
+    duration_to_ms(d.min(crate::config::LONGEST_TTL))
+}

@@ -49,6 +49,11 @@ pub enum Fsync {
     Always,
 }
 
+/// The longest lifetime a session can be given (100 years): a longer timeout or TTL means
+/// "for ever" and is taken as this. (Redis's scripts read numbers as doubles: one of 10^14 ms
+/// or more would reach Redis as `1e+14`, which it refuses as a TTL.)
+pub const LONGEST_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Store configuration. Start from [`Config::default`] and change what you need.
 ///
 /// ```
@@ -62,7 +67,8 @@ pub enum Fsync {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Sliding lifetime: a session not read or touched for this long expires. Default: 1 day
-    /// (connect-redis's default TTL). A per-call TTL replaces it for that session.
+    /// (connect-redis's default TTL). A per-call TTL replaces it for that session. This, the
+    /// absolute timeout and per-call TTLs are capped at [`LONGEST_TTL`].
     pub idle_timeout: Duration,
     /// Hard lifetime from creation, never extended by activity. Default: none.
     pub absolute_timeout: Option<Duration>,

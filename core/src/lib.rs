@@ -69,7 +69,7 @@ mod tier;
 mod trim;
 
 pub use clock::{Clock, ManualClock, MonotonicClock};
-pub use config::{Config, Eviction, Fsync, WhenRedisDown};
+pub use config::{Config, Eviction, Fsync, LONGEST_TTL, WhenRedisDown};
 pub use error::{Error, Result};
 pub use id::{GENERATED_ID_LEN, MAX_ID_LEN, generate_id, validate_id};
 pub use persist::LogStats;

@@ -34,7 +34,7 @@ use std::time::Duration;
 use hashbrown::DefaultHashBuilder;
 use parking_lot::{Mutex, RwLock};
 
-use crate::clock::{Clock, MonotonicClock, duration_to_ms};
+use crate::clock::{Clock, MonotonicClock, duration_to_ms, lifetime_ms};
 use crate::config::{Config, Eviction};
 use crate::error::{Error, Result};
 use crate::id::validate_id;
@@ -295,8 +295,8 @@ impl StoreBuilder {
             shard_mask: shard_count - 1,
             hasher: DefaultHashBuilder::default(),
             clock: self.clock,
-            idle_ttl_ms: duration_to_ms(config.idle_timeout),
-            absolute_ttl_ms: config.absolute_timeout.map(duration_to_ms),
+            idle_ttl_ms: lifetime_ms(config.idle_timeout),
+            absolute_ttl_ms: config.absolute_timeout.map(lifetime_ms),
             slide_on_read: config.slide_on_read,
             max_sessions: config.max_sessions.unwrap_or(usize::MAX),
             max_bytes: config.max_bytes.unwrap_or(usize::MAX),
@@ -1098,7 +1098,7 @@ fn view(stripe: &Stripe, index: u32, now: u64) -> SessionView<'_> {
 fn ttl_ms(ttl: Option<Duration>) -> Result<Option<u64>> {
     match ttl {
         Some(t) if t.as_millis() == 0 => Err(Error::InvalidArgument("ttl must be at least 1 ms")),
-        Some(t) => Ok(Some(duration_to_ms(t))),
+        Some(t) => Ok(Some(lifetime_ms(t))),
         None => Ok(None),
     }
 }

@@ -672,6 +672,23 @@ fn a_write_or_regenerate_right_after_a_touch_that_changed_the_timeout_keeps_that
 }
 
 #[test]
+fn a_lifetime_of_thousands_of_years_is_a_hundred_years_in_redis_too() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis), store(&redis));
+    let forever = Some(Duration::from_millis(10u64.pow(17)));
+    let id = a.create(b"kept for ever", forever).unwrap();
+    a.set(&id, b"written for ever", forever).unwrap();
+    assert!(a.touch(&id, forever).unwrap());
+    std::thread::sleep(Duration::from_millis(600)); // the touch goes out
+    let session = b.peek(&id).unwrap().expect("in Redis");
+    assert_eq!(session.value, b"written for ever");
+    assert!(session.expires_in <= coatcheck::LONGEST_TTL);
+    assert!(session.expires_in > coatcheck::LONGEST_TTL - Duration::from_secs(60));
+    let key = the_one_session_key(&redis);
+    assert!(redis.cli(&["PTTL", &key]).trim().parse::<i64>().unwrap() > 0);
+}
+
+#[test]
 fn an_absolute_timeout_ends_the_session_everywhere_however_it_is_written_elsewhere() {
     let redis = RedisServer::start();
     let mut with_absolute = config(&redis);
