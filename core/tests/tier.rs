@@ -689,6 +689,27 @@ fn a_lifetime_of_thousands_of_years_is_a_hundred_years_in_redis_too() {
 }
 
 #[test]
+fn a_session_written_by_a_store_with_an_absolute_timeout_gets_one_if_it_had_none() {
+    let redis = RedisServer::start();
+    let without = store(&redis);
+    let mut with_absolute = config(&redis);
+    with_absolute.absolute_timeout = Some(Duration::from_millis(1_500));
+    let with = Store::new(with_absolute).expect("store on redis");
+    // Made before the setting was turned on (or by a store without it)...
+    let id = without.create(b"old", None).unwrap();
+    // ...then written by a store with it: it ends 1.5 s from that write, read or not.
+    let written = Instant::now();
+    with.set(&id, b"written", None).unwrap();
+    while written.elapsed() < Duration::from_millis(1_400) {
+        assert!(without.get(&id).unwrap().is_some());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1_600).saturating_sub(written.elapsed()));
+    assert_eq!(with.get(&id).unwrap(), None);
+    assert_eq!(without.get(&id).unwrap(), None);
+}
+
+#[test]
 fn an_absolute_timeout_ends_the_session_everywhere_however_it_is_written_elsewhere() {
     let redis = RedisServer::start();
     let mut with_absolute = config(&redis);

@@ -131,7 +131,8 @@ return out
 
 /// KEYS: session, version counter. ARGV: precondition (`none`, `live`, `version`, `absent`),
 /// expected version, value, idle timeout for this session (0: keep the session's, or
-/// the default for a new one), default idle timeout, absolute timeout (0: none), prefix, the
+/// the default for a new one), default idle timeout, absolute timeout (0: none; given to a
+/// session that has no absolute deadline yet), prefix, the
 /// id sealed for listing (empty: none; stored again when the first secret changed).
 /// Reply: `{'conflict', actual}`, `{'missing'}`, or the session as stored, its value left
 /// out (empty: the caller has it).
@@ -155,7 +156,8 @@ end
 local v = redis.call('INCR', KEYS[2])
 local ttl = idle
 local abs = exists and cur[3] or false
-local new_abs = not exists and tonumber(ARGV[6]) > 0
+-- A session without one gets this store's (new, or written before the store had one).
+local new_abs = not abs and tonumber(ARGV[6]) > 0
 -- The clock is read only where an absolute deadline is in play (stores have none by default):
 -- TIME is one of the few commands a write runs.
 local t = 0
