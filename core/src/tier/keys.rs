@@ -113,12 +113,13 @@ impl Keys {
         format!("{}version", self.prefix)
     }
 
-    /// Which incarnation of Redis's data this is (see `scripts::EPOCH`).
+    /// Which incarnation of Redis's data this is (set when a process finds none).
     pub(crate) fn epoch(&self) -> String {
         format!("{}epoch", self.prefix)
     }
 
-    /// Present while processes may write back the sessions Redis lost (see `scripts`).
+    /// Present while processes may write back the sessions Redis lost; holds the tombstones
+    /// of what was removed meanwhile (see `scripts`).
     pub(crate) fn recovery_window(&self) -> String {
         format!("{}recovery", self.prefix)
     }

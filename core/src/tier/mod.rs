@@ -227,8 +227,8 @@ pub(crate) struct Touch {
     pub(crate) idle_ms: Option<u64>,
     /// ...if it still holds this version: a write since then set its own timeout.
     pub(crate) version: u64,
-    /// When it was queued (the link's clock): the time it waits to be sent (a whole outage,
-    /// at worst) comes off its TTL.
+    /// When it was queued (the link's clock): time it waits to be sent beyond the batching
+    /// interval (a whole outage, at worst) comes off its TTL.
     queued_ms: u64,
 }
 
@@ -1498,29 +1498,33 @@ async fn connect_untimed(tier: &Shared, weak: &Weak<Shared>) -> redis::RedisResu
         use rand::{RngCore, SeedableRng};
         rand::rngs::StdRng::from_os_rng().next_u64() | 1
     };
+    // A new epoch opens the recovery window (see `scripts`), and the window must be open before
+    // the epoch can be seen: a process that finds the epoch goes on to write its copies back.
+    // Plain commands, not a script: a link must come up even while Redis refuses scripts.
+    let epoch_key = tier.keys.epoch();
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(&epoch_key)
+        .query_async(&mut connection)
+        .await?;
+    if !exists {
+        let window = tier.keys.recovery_window();
+        redis::pipe()
+            .atomic()
+            .hset(&window, "open", 1)
+            .ignore()
+            .pexpire(&window, RECOVERY_WINDOW.as_millis() as i64)
+            .ignore()
+            .exec_async(&mut connection)
+            .await?;
+    }
     let found: Option<u64> = redis::cmd("SET")
-        .arg(tier.keys.epoch())
+        .arg(&epoch_key)
         .arg(fresh)
         .arg("NX")
         .arg("GET")
         .query_async(&mut connection)
         .await?;
-    let epoch = match found {
-        Some(epoch) => epoch,
-        None => {
-            // A new epoch opens the recovery window (see `scripts`). Plain commands, not a
-            // script: a link must come up even while Redis refuses scripts. Should this one
-            // fail, the window stays shut, and the copies are dropped rather than written back.
-            redis::cmd("SET")
-                .arg(tier.keys.recovery_window())
-                .arg(1)
-                .arg("PX")
-                .arg(RECOVERY_WINDOW.as_millis() as u64)
-                .exec_async(&mut connection)
-                .await?;
-            fresh
-        }
-    };
+    let epoch = found.unwrap_or(fresh);
     Ok((Counted::new(connection, tier.input.clone()), epoch))
 }
 
@@ -1710,9 +1714,13 @@ async fn flush_touches(tier: &Shared, connection: &mut Counted) -> bool {
         call.arg(tier.keys.prefix());
         let now = tier.now_ms();
         for (hash, touch) in chunk {
+            // A touch sent within its batching interval counts from the send, as the key's
+            // step of slack allows; only a longer wait (an outage) comes off its TTL, which
+            // would otherwise stretch the key past the session's deadline by that much.
             let waited = now.saturating_sub(touch.queued_ms);
+            let overdue = waited.saturating_sub(TOUCH_FLUSH_INTERVAL.as_millis() as u64);
             call.key(tier.keys.session(hash))
-                .arg(touch.ttl_ms.saturating_sub(waited).max(1))
+                .arg(touch.ttl_ms.saturating_sub(overdue).max(1))
                 .arg(touch.idle_ms.unwrap_or(0))
                 .arg(touch.version);
         }

@@ -14,10 +14,11 @@
 //!
 //! When Redis has lost its data (a restart without persistence), the processes write back the
 //! copies they hold (`RESYNC`'s `keep`), each when it reconnects. That is allowed only within
-//! the recovery window (`<prefix>recovery`, a key set with a TTL by the process that begins
-//! the data's epoch, `<prefix>epoch`), and every session removed within it leaves a tombstone
-//! for the rest of the window (`<prefix>x:<hash>`, and `<prefix>xo:<owner>` for a log-out
-//! everywhere): a process that reconnects later must not bring back what was logged out since.
+//! the recovery window (`<prefix>recovery`, a hash with a TTL that the process beginning the
+//! data's epoch, `<prefix>epoch`, creates first), and every session removed within it leaves a
+//! tombstone there (field `s:<hash>`, and `o:<owner>` for a log-out everywhere, holding the
+//! session kept), gone with the window: a process that reconnects later must not bring back
+//! what was logged out since.
 //! A key written back is marked `r` until it is next written, so that a newer copy in another
 //! process may replace it.
 //!
@@ -72,17 +73,18 @@ local function reply(key, t)
   return {'s', f[1], f[2], ttl, f[3], arem, f[5] or '', kttl}
 end
 local function owner_key(prefix, owner) return prefix .. 'o:' .. owner end
--- A session removed while the recovery window is open leaves a tombstone for the rest of it.
-local function bury(prefix, hash)
-  local left = redis.call('PTTL', prefix .. 'recovery')
-  if left > 0 then redis.call('SET', prefix .. 'x:' .. hash, '1', 'PX', left) end
+-- While the recovery window is open, a removal leaves a tombstone (`field`) in it.
+local function bury(prefix, field, value)
+  local window = prefix .. 'recovery'
+  if redis.call('EXISTS', window) == 1 then redis.call('HSET', window, field, value) end
 end
 -- Whether a copy may be written back now: within the window, and not removed since.
 local function restorable(prefix, hash, owner)
-  if redis.call('EXISTS', prefix .. 'recovery') == 0 then return false end
-  if redis.call('EXISTS', prefix .. 'x:' .. hash) == 1 then return false end
+  local window = prefix .. 'recovery'
+  if redis.call('EXISTS', window) == 0 then return false end
+  if redis.call('HEXISTS', window, 's:' .. hash) == 1 then return false end
   if owner ~= '' then
-    local kept = redis.call('GET', prefix .. 'xo:' .. owner)
+    local kept = redis.call('HGET', window, 'o:' .. owner)
     if kept and kept ~= hash then return false end
   end
   return true
@@ -190,7 +192,7 @@ pub(crate) static DESTROY: LazyLock<Script> = LazyLock::new(|| {
 local o = redis.call('HGET', KEYS[1], 'o')
 if o then redis.call('HDEL', owner_key(ARGV[1], o), ARGV[2]) end
 -- Even when gone already: it may be a session Redis lost that a process has yet to write back.
-bury(ARGV[1], ARGV[2])
+bury(ARGV[1], 's:' .. ARGV[2], 1)
 return redis.call('DEL', KEYS[1])
 ",
     )
@@ -207,7 +209,7 @@ pub(crate) static REGENERATE: LazyLock<Script> = LazyLock::new(|| {
 local t = now()
 local f = redis.call('HMGET', KEYS[1], 'd', 'i', 'a', 'o')
 if not f[1] then
-  bury(ARGV[1], ARGV[2])
+  bury(ARGV[1], 's:' .. ARGV[2], 1)
   return false
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'collision'} end
@@ -233,7 +235,7 @@ if f[4] then
   extend(ok, kttl)
 end
 redis.call('DEL', KEYS[1])
-bury(ARGV[1], ARGV[2])
+bury(ARGV[1], 's:' .. ARGV[2], 1)
 -- With the deadline just set, which is exact.
 local out = reply(KEYS[2], t)
 out[4] = ttl
@@ -247,10 +249,12 @@ return out
 pub(crate) static SET_OWNER: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local old = redis.call('HGET', KEYS[1], 'o')
+local f = redis.call('HMGET', KEYS[1], 'v', 'o', 'r')
+if not f[1] then return 0 end
+local old = f[2]
 -- Unchanged: write nothing, so no process is told to distrust its copy.
 if (old or '') == ARGV[3] then return 1 end
+if f[3] then redis.call('HDEL', KEYS[1], 'r') end
 if old then redis.call('HDEL', owner_key(ARGV[1], old), ARGV[2]) end
 if ARGV[3] == '' then
   redis.call('HDEL', KEYS[1], 'o')
@@ -296,15 +300,11 @@ for _, h in ipairs(all) do
   if h ~= ARGV[2] then
     if redis.call('DEL', ARGV[1] .. 's:' .. h) == 1 then gone[#gone + 1] = h end
     redis.call('HDEL', KEYS[1], h)
-    bury(ARGV[1], h)
+    bury(ARGV[1], 's:' .. h, 1)
   end
 end
 -- Sessions Redis lost are in no index: the owner's tombstone covers them (but the one kept).
-local left = redis.call('PTTL', ARGV[1] .. 'recovery')
-if left > 0 then
-  local owner = string.sub(KEYS[1], #ARGV[1] + 3)
-  redis.call('SET', ARGV[1] .. 'xo:' .. owner, ARGV[2], 'PX', left)
-end
+bury(ARGV[1], 'o:' .. string.sub(KEYS[1], #ARGV[1] + 3), ARGV[2])
 return gone
 ",
     )
@@ -326,7 +326,7 @@ local t
 for n, key in ipairs(KEYS) do
   local ms = tonumber(ARGV[3 * n - 1])
   local idle = ARGV[3 * n]
-  local f = redis.call('HMGET', key, 'v', 'i', 'a', 'o')
+  local f = redis.call('HMGET', key, 'v', 'i', 'a', 'o', 'r')
   if not f[1] then
     gone[#gone + 1] = n
   else
@@ -337,6 +337,7 @@ for n, key in ipairs(KEYS) do
     end
     if idle ~= '0' and f[1] == ARGV[3 * n + 1] then
       if f[2] ~= idle then redis.call('HSET', key, 'i', idle) end
+      if f[5] then redis.call('HDEL', key, 'r') end
       ms = key_ttl(ms, tonumber(idle), arem)
       redis.call('PEXPIRE', key, ms)
     else
@@ -384,7 +385,7 @@ local old_owner = redis.call('HGET', key, 'o')
 if mode == 'destroy' then
   if old_owner then redis.call('HDEL', owner_key(ARGV[10], old_owner), ARGV[11]) end
   redis.call('DEL', key)
-  bury(ARGV[10], ARGV[11])
+  bury(ARGV[10], 's:' .. ARGV[11], 1)
   return {'done'}
 end
 local lost = ARGV[9] == '1' and restorable(ARGV[10], ARGV[11], ARGV[8])
