@@ -672,6 +672,39 @@ fn a_write_or_regenerate_right_after_a_touch_that_changed_the_timeout_keeps_that
 }
 
 #[test]
+fn a_regenerate_is_reported_as_the_new_id_then_the_old_one_replaced_by_it() {
+    use coatcheck::{Cause, ChangeKind};
+    use std::sync::{Arc, Mutex};
+    let redis = RedisServer::start();
+    let heard: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = heard.clone();
+    let a = Store::builder(config(&redis))
+        .listener(Duration::from_secs(60), move |change| {
+            let seen = match change.kind {
+                ChangeKind::Created { .. } => format!("created {}", change.id),
+                ChangeKind::Removed {
+                    cause: Cause::Replaced,
+                    replaced_by,
+                } => format!("{} replaced by {replaced_by:?}", change.id),
+                _ => return,
+            };
+            sink.lock().unwrap().push(seen);
+        })
+        .build()
+        .unwrap();
+    let old = a.create(b"x", None).unwrap();
+    let new = a.regenerate(&old).unwrap().unwrap();
+    let heard = heard.lock().unwrap().clone();
+    assert_eq!(
+        heard[heard.len() - 2..],
+        [
+            format!("created {new}"),
+            format!("{old} replaced by {:?}", Some(new.as_str()))
+        ]
+    );
+}
+
+#[test]
 fn a_lifetime_of_thousands_of_years_is_a_hundred_years_in_redis_too() {
     let redis = RedisServer::start();
     let (a, b) = (store(&redis), store(&redis));

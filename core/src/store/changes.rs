@@ -190,6 +190,17 @@ impl Pending<'_> {
         }
     }
 
+    /// A session moved to `new_id` by a regenerate.
+    pub(crate) fn replaced(removed: Removed, new_id: String) -> Self {
+        let absolute = removed.block.absolute();
+        Pending::Removed {
+            removed,
+            absolute,
+            cause: Cause::Replaced,
+            replaced_by: Some(new_id),
+        }
+    }
+
     fn change(&self) -> Change<'_> {
         fn with<'c>(
             id: &'c str,

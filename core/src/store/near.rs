@@ -19,7 +19,7 @@ use super::block::Block;
 use super::changes::{Cause, Outbox, Pending};
 use super::ops::Precondition as LocalPrecondition;
 use super::record::{ECHO, READ, REFERENCED, SUSPECT};
-use super::stripe::NewSession;
+use super::stripe::{NewSession, Removed};
 use super::tickets::Ticket;
 use super::{Inner, SessionView, bump, ttl_ms, validate_owner};
 use crate::config::WhenRedisDown;
@@ -84,7 +84,9 @@ impl NearWrite {
                 LocalPrecondition::Version(v) => Precondition::Version(v),
                 LocalPrecondition::Absent => Precondition::Absent,
             },
-            ttl_ms: self.ttl_ms,
+            ttl_ms: self
+                .ttl_ms
+                .or_else(|| inner.queued_idle_ms(&self.place, id)),
             default_idle_ms: inner.idle_ttl_ms,
             absolute_ttl_ms: inner.absolute_ttl_ms,
         }
@@ -683,6 +685,20 @@ impl Inner {
         cause: Cause,
         version: Option<u64>,
     ) -> Option<u64> {
+        self.drop_copy_as(place, id, cause, version, |removed| {
+            Pending::removed(removed, cause)
+        })
+    }
+
+    /// [`drop_copy`](Inner::drop_copy), reported to the listener as `change` says.
+    fn drop_copy_as(
+        &self,
+        place: &Place,
+        id: &str,
+        cause: Cause,
+        version: Option<u64>,
+        change: impl FnOnce(Removed) -> Pending<'static>,
+    ) -> Option<u64> {
         let shard = &self.shards[place.shard];
         let mut stripe = shard.state.write();
         shard.invalidations.note(&place.key);
@@ -693,7 +709,7 @@ impl Inner {
         }
         let removed = stripe.remove(index);
         self.retire(shard, &removed, cause);
-        self.release(shard, stripe, &[Pending::removed(removed, cause)]);
+        self.release(shard, stripe, &[change(removed)]);
         Some(had)
     }
 
@@ -820,6 +836,12 @@ impl Inner {
         Ok(version)
     }
 
+    /// A timeout set by a touch here that is still queued, over the local copy's version.
+    fn queued_idle_ms(&self, place: &Place, id: &str) -> Option<u64> {
+        self.tier()
+            .queued_idle_ms(&place.key, self.local_version(place, id))
+    }
+
     fn local_version(&self, place: &Place, id: &str) -> u64 {
         let stripe = self.shards[place.shard].state.read();
         stripe
@@ -925,17 +947,18 @@ impl Inner {
         let tier = self.tier();
         let old = self.place(id);
         if let Some(generation) = tier.up_generation() {
+            let idle_ms = self.queued_idle_ms(&old, id);
             loop {
                 let new_id = generate_id();
                 let new = self.place(&new_id);
                 let ticket = self.shards[new.shard].invalidations.ticket();
-                match tier.regenerate(&old.key, &new_id, &new.key) {
+                match tier.regenerate(&old.key, &new_id, &new.key, idle_ms) {
                     Ok(None) => {
                         self.drop_copy(&old, id, Cause::Invalidated, None);
                         return Ok(None);
                     }
                     Ok(Some(loaded)) => {
-                        self.drop_copy(&old, id, Cause::Replaced, None);
+                        // The new id first, as a regenerate in this process alone reports it.
                         let flags = ECHO | READ | REFERENCED;
                         self.fill(
                             &new,
@@ -947,6 +970,9 @@ impl Inner {
                             generation,
                             ticket,
                         );
+                        self.drop_copy_as(&old, id, Cause::Replaced, None, |removed| {
+                            Pending::replaced(removed, new_id.clone())
+                        });
                         return Ok(Some(new_id));
                     }
                     Err(Error::Conflict { .. }) => continue,

@@ -547,12 +547,7 @@ impl Inner {
                 meta,
                 owner,
             });
-            pending.push(Pending::Removed {
-                absolute,
-                removed,
-                cause: Cause::Replaced,
-                replaced_by: Some(new_id.to_string()),
-            });
+            pending.push(Pending::replaced(removed, new_id.to_string()));
         } else {
             pending.push(Pending::removed(removed, Cause::Replaced));
         }

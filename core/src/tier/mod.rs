@@ -549,10 +549,13 @@ impl Tier {
         }
     }
 
-    /// A new idle timeout a touch here set that has not been sent yet: a write or regenerate
-    /// made after that touch carries it, or the timeout Redis still holds would undo it.
-    fn queued_idle_ms(&self, hash: &KeyHash) -> Option<u64> {
-        self.shared.touches.lock().get(hash)?.idle_ms
+    /// A new idle timeout that a touch here set over `version` and that has not been sent yet:
+    /// a write or regenerate made over the same version comes after that touch and carries
+    /// it, or the timeout Redis still holds would undo it. (A write since has set its own.)
+    pub(crate) fn queued_idle_ms(&self, hash: &KeyHash, version: u64) -> Option<u64> {
+        let touches = self.shared.touches.lock();
+        let touch = touches.get(hash)?;
+        touch.idle_ms.filter(|_| touch.version == version)
     }
 
     /// Queues a move of the session's Redis TTL. Sent in a batch, off the request path; a new
@@ -713,10 +716,7 @@ impl Tier {
             Precondition::Absent => ("absent", 0),
         };
         let (ttl_ms, default_idle_ms, absolute_ttl_ms) = (
-            request
-                .ttl_ms
-                .or_else(|| self.queued_idle_ms(request.hash))
-                .unwrap_or(0),
+            request.ttl_ms.unwrap_or(0),
             request.default_idle_ms,
             request.absolute_ttl_ms.unwrap_or(0),
         );
@@ -775,11 +775,13 @@ impl Tier {
 
     /// Moves a session to `new_id` in Redis. `Ok(None)`: the old session is gone.
     /// `Err(Conflict)`: the new key exists (the caller draws another id).
+    /// `idle_ms`: a new idle timeout for the session (see `queued_idle_ms`).
     pub(crate) fn regenerate(
         &self,
         old: &KeyHash,
         new_id: &str,
         new: &KeyHash,
+        idle_ms: Option<u64>,
     ) -> Result<Option<Loaded>> {
         let keys = &self.shared.keys;
         let args = (
@@ -791,7 +793,7 @@ impl Tier {
             new.encoded(),
             keys.seal(new, new_id),
             keys.seal_for_listing(new, new_id).unwrap_or_default(),
-            self.queued_idle_ms(old).unwrap_or(0),
+            idle_ms.unwrap_or(0),
         );
         let reply =
             self.run(move |mut c| {
