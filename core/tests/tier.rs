@@ -1812,3 +1812,50 @@ fn a_read_made_while_cut_off_moves_the_redis_ttl_from_the_read_not_from_the_reco
         "key TTL {pttl} ms where the read's deadline and a step give {due:?}: the outage was added"
     );
 }
+
+#[test]
+fn a_child_forked_while_redis_was_down_serves_what_redis_holds_not_the_parents_local_write() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (parent, b) = cut_off_and_connected(&redis, &proxy);
+    let id = parent.create(b"v1", None).unwrap();
+    until_trusted(&parent, &id);
+    cut(&proxy, &parent);
+    // The parent's local write takes the next version locally, and B's takes the same
+    // version number in Redis, for other data.
+    parent
+        .set(&id, b"the parent's, while cut off", None)
+        .unwrap();
+    b.set(&id, b"B's", None).unwrap();
+    assert_eq!(
+        parent.peek(&id).unwrap().unwrap().version,
+        b.peek(&id).unwrap().unwrap().version
+    );
+    // SAFETY: the child only uses the store and redis-cli, then leaves with `_exit`, never
+    // returning into the test harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let start = Instant::now();
+        while redis.cli(&["GET", "go"]).trim() != "1" && start.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Once as its link comes up, and once after its resync has checked the copies.
+        let mut reads = Vec::new();
+        for _ in 0..2 {
+            let read = parent.get(&id).ok().flatten().unwrap_or_default();
+            reads.push(String::from_utf8_lossy(&read).into_owned());
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        redis.cli(&["SET", "child-read", &reads.join(" | ")]);
+        // SAFETY: `_exit` ends the child at once, without running the parent's destructors.
+        unsafe { libc::_exit(0) };
+    }
+    reconnect(&proxy, &parent);
+    redis.cli(&["SET", "go", "1"]);
+    let mut status = 0;
+    // SAFETY: `pid` is the child just forked; `status` is a valid out-pointer.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(libc::WIFEXITED(status), "child failed: {status}");
+    assert_eq!(redis.cli(&["GET", "child-read"]).trim(), "B's | B's");
+}

@@ -1323,6 +1323,10 @@ impl Sink for Inner {
         self.invalidate_copies(key, None)
     }
 
+    fn forget(&self, key: &KeyHash) {
+        self.invalidate_copies(key, Some(Cause::Invalidated));
+    }
+
     fn confirm(&self, suspect: &Suspect) {
         let (hash, stripe_bits) = suspect.hash.placement();
         let place = Place {

@@ -135,6 +135,8 @@ pub(crate) trait Sink: Send + Sync {
     /// reports script writes even under NOLOOP): mark the local copy suspect. Returns the
     /// copy to revalidate, if there is one.
     fn invalidate(&self, hash: &KeyHash) -> Option<Suspect>;
+    /// Removes the local copy: it holds a change that is not this process's to vouch for.
+    fn forget(&self, hash: &KeyHash);
     /// Redis still holds the suspect copy's version: trust it again, unless another
     /// invalidation came since.
     fn confirm(&self, suspect: &Suspect);
@@ -1277,6 +1279,7 @@ impl Shared {
         }
         if let Some(parents) = slot.take() {
             std::mem::forget(parents);
+            self.forget_parents_changes();
         }
         // The parent's tracking connection is not ours: every copy is unverified until the
         // child's own link has checked it.
@@ -1286,16 +1289,26 @@ impl Shared {
         self.generation.fetch_add(1, SeqCst);
         self.down_since.store(self.now_ms(), SeqCst);
         *self.touches.lock() = HashMap::new();
-        // Changes the parent made while Redis was down are the parent's to replay: replayed
-        // again from here, later, they would undo what happened since (a log-out everywhere
-        // replayed from here would log out the user's next login).
-        self.dirty.lock().clear();
-        self.revoked_owners.lock().clear();
         *slot = Some(spawn_runtime(self)?);
         self.fork_generation.store(now, SeqCst);
         drop(slot);
         self.wait_up(CONNECT_TIMEOUT);
         Ok(())
+    }
+
+    /// In a forked child, once: changes the parent made while Redis was down are the parent's
+    /// to replay. Replayed again from here, later, they would undo what happened since (a log-out
+    /// everywhere replayed from here would log out the user's next login). The copies they
+    /// left here go too: their versions were issued by the parent alone, and one may equal a
+    /// version Redis issued for other data meanwhile, which a check would then take for it.
+    fn forget_parents_changes(&self) {
+        let inherited: Vec<String> = self.dirty.lock().drain().map(|(id, _)| id).collect();
+        self.revoked_owners.lock().clear();
+        if let Some(sink) = self.sink() {
+            for id in &inherited {
+                sink.forget(&KeyHash::of(id));
+            }
+        }
     }
 
     /// Marks the link lost: every copy unverified, no request waits on it until reconnected.
