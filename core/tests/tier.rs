@@ -743,6 +743,41 @@ fn a_session_written_by_a_store_with_an_absolute_timeout_gets_one_if_it_had_none
 }
 
 #[test]
+fn a_session_only_read_or_regenerated_by_a_store_with_an_absolute_timeout_gets_one_too() {
+    let redis = RedisServer::start();
+    let mut short_idle = config(&redis);
+    short_idle.idle_timeout = Duration::from_secs(4); // reads tell Redis every 512 ms
+    let without = Store::new(short_idle.clone()).unwrap();
+    let mut with_absolute = short_idle;
+    with_absolute.absolute_timeout = Some(Duration::from_millis(1_500));
+    let with = Store::new(with_absolute).unwrap();
+    let read = without.create(b"only read", None).unwrap();
+    let moved = without.create(b"regenerated", None).unwrap();
+    let start = Instant::now();
+    let moved = with.regenerate(&moved).unwrap().unwrap();
+    // Read all the time, in both stores: the reads alone would keep both alive for ever.
+    let mut ended = [None, None];
+    while start.elapsed() < Duration::from_secs(5) && ended.contains(&None) {
+        for (n, id) in [&read, &moved].into_iter().enumerate() {
+            let live = with.get(id).unwrap().is_some() && without.get(id).unwrap().is_some();
+            if !live && ended[n].is_none() {
+                ended[n] = Some(start.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The regenerated one ends 1.5 s after the regenerate; the one only read, 1.5 s after the
+    // first touch that told Redis of a read (within a step of 512 ms).
+    let regenerated = ended[1].expect("the regenerated session never ended");
+    assert!(
+        regenerated <= Duration::from_millis(1_800),
+        "{regenerated:?}"
+    );
+    let only_read = ended[0].expect("the session only read never ended");
+    assert!(only_read <= Duration::from_millis(2_800), "{only_read:?}");
+}
+
+#[test]
 fn an_absolute_timeout_ends_the_session_everywhere_however_it_is_written_elsewhere() {
     let redis = RedisServer::start();
     let mut with_absolute = config(&redis);

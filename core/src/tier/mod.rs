@@ -75,6 +75,9 @@ pub(crate) struct Settings {
     timeout: Duration,
     pub(crate) when_down: WhenRedisDown,
     pub(crate) strict: bool,
+    /// The store's absolute timeout (ms), which touches and regenerates give a session that
+    /// has none yet (as writes do: see `WriteRequest::absolute_ttl_ms`).
+    absolute_ttl_ms: Option<u64>,
 }
 
 /// The touch step of a session with this idle timeout (ms): a read tells Redis of the deadline
@@ -123,6 +126,7 @@ impl Settings {
                 timeout: config.redis_timeout,
                 when_down: config.redis_when_down,
                 strict: config.redis_strict,
+                absolute_ttl_ms: config.absolute_timeout.map(crate::clock::lifetime_ms),
             },
             Keys::new(&config.redis_key_prefix, &config.secrets),
         )))
@@ -796,28 +800,29 @@ impl Tier {
             keys.seal(new, new_id),
             keys.seal_for_listing(new, new_id).unwrap_or_default(),
             idle_ms.unwrap_or(0),
+            self.shared.settings.absolute_ttl_ms.unwrap_or(0),
         );
-        let reply =
-            self.run(move |mut c| {
-                Box::pin(async move {
-                    let (
-                        old_key,
-                        new_key,
-                        counter,
-                        prefix,
-                        old_field,
-                        new_field,
-                        sealed,
-                        listed,
-                        idle,
-                    ) = args;
-                    let mut call = scripts::REGENERATE.prepare_invoke();
-                    call.key(old_key).key(new_key).key(counter);
-                    call.arg(prefix).arg(old_field).arg(new_field).arg(sealed);
-                    call.arg(listed).arg(idle);
-                    call.invoke_async::<Value>(&mut c).await
-                })
-            })?;
+        let reply = self.run(move |mut c| {
+            Box::pin(async move {
+                let (
+                    old_key,
+                    new_key,
+                    counter,
+                    prefix,
+                    old_field,
+                    new_field,
+                    sealed,
+                    listed,
+                    idle,
+                    absolute,
+                ) = args;
+                let mut call = scripts::REGENERATE.prepare_invoke();
+                call.key(old_key).key(new_key).key(counter);
+                call.arg(prefix).arg(old_field).arg(new_field).arg(sealed);
+                call.arg(listed).arg(idle).arg(absolute);
+                call.invoke_async::<Value>(&mut c).await
+            })
+        })?;
         if matches!(reply, Value::Nil) {
             return Ok(None);
         }
@@ -1726,7 +1731,8 @@ async fn flush_touches(tier: &Shared, connection: &mut Counted) -> bool {
     };
     for chunk in batch.chunks(RESYNC_BATCH) {
         let mut call = scripts::TOUCH.prepare_invoke();
-        call.arg(tier.keys.prefix());
+        call.arg(tier.keys.prefix())
+            .arg(tier.settings.absolute_ttl_ms.unwrap_or(0));
         let now = tier.now_ms();
         for (hash, touch) in chunk {
             // A touch sent within its batching interval counts from the send, as the key's

@@ -200,8 +200,9 @@ return redis.call('DEL', KEYS[1])
 
 /// KEYS: old session, new session, version counter. ARGV: prefix, old hash, new hash, the new
 /// id sealed for the owner index, and sealed for listing (empty: none), an idle timeout set
-/// by a touch not sent yet (0: none). Reply: nil if the old session is gone, `{'collision'}`
-/// if the new key exists, else the new session. Keeps value, idle timeout (or takes the one
+/// by a touch not sent yet (0: none), the absolute timeout (0: none; given to a session that
+/// has no absolute deadline yet). Reply: nil if the old session is gone, `{'collision'}` if
+/// the new key exists, else the new session. Keeps value, idle timeout (or takes the one
 /// given), absolute deadline and owner; restarts the idle deadline; a new version.
 pub(crate) static REGENERATE: LazyLock<Script> = LazyLock::new(|| {
     script(
@@ -215,6 +216,7 @@ end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'collision'} end
 local v = redis.call('INCR', KEYS[3])
 if ARGV[6] ~= '0' then f[2] = ARGV[6] end
+if not f[3] and ARGV[7] ~= '0' then f[3] = tostring(t + tonumber(ARGV[7])) end
 local ttl = tonumber(f[2])
 local arem = false
 redis.call('HSET', KEYS[2], 'd', f[1], 'v', v, 'i', f[2])
@@ -310,7 +312,8 @@ return gone
     )
 });
 
-/// KEYS: the sessions to touch. ARGV: prefix, then per key the idle deadline's distance (ms;
+/// KEYS: the sessions to touch. ARGV: prefix, the absolute timeout (ms, 0: none; given to a
+/// session that has no absolute deadline yet, with a new version), then per key the idle deadline's distance (ms;
 /// the key gets one touch step more), a new idle timeout (ms, 0: unchanged) and the version it
 /// was set over. A plain touch moves the expiry later
 /// only (`GT`: a late touch never shortens what a newer write set); one that sets a new idle
@@ -323,9 +326,10 @@ pub(crate) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
         r"
 local gone = {}
 local t
+local absolute = tonumber(ARGV[2])
 for n, key in ipairs(KEYS) do
-  local ms = tonumber(ARGV[3 * n - 1])
-  local idle = ARGV[3 * n]
+  local ms = tonumber(ARGV[3 * n])
+  local idle = ARGV[3 * n + 1]
   local f = redis.call('HMGET', key, 'v', 'i', 'a', 'o', 'r')
   if not f[1] then
     gone[#gone + 1] = n
@@ -334,8 +338,19 @@ for n, key in ipairs(KEYS) do
     if f[3] then
       t = t or now()
       arem = tonumber(f[3]) - t
+    elseif absolute > 0 then
+      -- A session only ever read here, made before this store had an absolute timeout. A new
+      -- version, once: every process's copy then loads the deadline, which a copy of the
+      -- same version would not.
+      t = t or now()
+      local v = redis.call('INCR', ARGV[1] .. 'version')
+      redis.call('HSET', key, 'a', tostring(t + absolute), 'v', v)
+      if f[5] then redis.call('HDEL', key, 'r') end
+      arem = absolute
+      -- The key ends with the session: the `GT` below would not shorten it.
+      if redis.call('PTTL', key) > arem then redis.call('PEXPIRE', key, arem) end
     end
-    if idle ~= '0' and f[1] == ARGV[3 * n + 1] then
+    if idle ~= '0' and f[1] == ARGV[3 * n + 2] then
       if f[2] ~= idle then redis.call('HSET', key, 'i', idle) end
       if f[5] then redis.call('HDEL', key, 'r') end
       ms = key_ttl(ms, tonumber(idle), arem)
