@@ -138,17 +138,17 @@ class SessionStore(SessionBase):
         if not expiry:
             # The store's own, passed explicitly: a custom expiry removed must not linger.
             return self._store.idle_timeout
-        when = _fixed_expiry(expiry)
         # A date: the time left to it, to the millisecond (get_expiry_age drops the fraction
         # of a second, which would end the session up to a second early).
-        age = (when - _now_like(when)).total_seconds() if when else self.get_expiry_age()
+        left = _seconds_to(expiry)
+        age = left if left is not None else self.get_expiry_age()
         return age if age > 0 else None
 
     def load(self) -> dict[str, Any]:
         data, self._state = self._backend.open(self.session_key)
         if self._state.token is None:
             self._session_key = None  # tampered, unknown or expired: a fresh session
-        elif _fixed_expiry_passed(data.get("_session_expiry")):
+        elif (left := _seconds_to(data.get("_session_expiry"))) is not None and left <= 0:
             # Reads slide the store's deadline; a date set by set_expiry does not move.
             self._state.destroy()
             self._session_key = None
@@ -259,23 +259,16 @@ class SessionStore(SessionBase):
         cls.clear_expired()  # a sweep of this process's table: no network
 
 
-def _fixed_expiry(expiry: Any) -> Optional[datetime]:
-    """The date of a ``set_expiry(datetime or timedelta)``, which Django stores as an ISO
-    string; ``None`` for seconds of inactivity, which are the store's to enforce."""
+def _seconds_to(expiry: Any) -> Optional[float]:
+    """Seconds left to the date of a ``set_expiry(datetime or timedelta)``, which Django stores
+    as an ISO string; ``None`` for seconds of inactivity, which are the store's to enforce."""
     if not isinstance(expiry, str):
         return None
     try:
-        return datetime.fromisoformat(expiry)
+        when = datetime.fromisoformat(expiry)
     except ValueError:
         return None  # not Django's format: the store's idle timeout still ends the session
-
-
-def _now_like(when: datetime) -> datetime:
-    """Now, aware or naive as ``when`` is (it may have been written under another USE_TZ;
-    naive means local time, which is what Django's ``timezone.now()`` gives without USE_TZ)."""
-    return datetime.now(dt_timezone.utc) if when.tzinfo is not None else datetime.now()
-
-
-def _fixed_expiry_passed(expiry: Any) -> bool:
-    when = _fixed_expiry(expiry)
-    return when is not None and when <= _now_like(when)
+    # Aware or naive as `when` is (it may have been written under another USE_TZ; naive means
+    # local time, which is what Django's `timezone.now()` gives without USE_TZ).
+    now = datetime.now(dt_timezone.utc) if when.tzinfo is not None else datetime.now()
+    return (when - now).total_seconds()
