@@ -381,13 +381,7 @@ function defineStore(BaseStore) {
         const loaded = loadedAs(sess, sid)
         if (ttlMs <= 0) return after(this.calls.destroy(sid), nothing)
         if (loaded !== undefined) return this._saveOverLoaded(sid, sess, loaded, ttlMs)
-        const value = this._stringify(sess)
-        return after(this.calls.set(sid, value, ttlMs), (version) => {
-          // Stored: from here on this request holds it as loaded, so a later save in the same
-          // request merges rather than overwrites, and finds a revocation final.
-          if (sess !== null && typeof sess === 'object') sess[LOADED] = new Loaded(sid, version, value)
-          return this._fileOwner(sid, sess)
-        })
+        return after(this.calls.set(sid, this._stringify(sess), ttlMs), () => this._fileOwner(sid, sess))
       })
     }
 
