@@ -49,10 +49,10 @@ pub enum Fsync {
     Always,
 }
 
-/// The longest lifetime a session can be given (100 years): a longer timeout or TTL means
-/// "for ever" and is taken as this. (Redis's scripts read numbers as doubles: one of 10^14 ms
-/// or more would reach Redis as `1e+14`, which it refuses as a TTL.)
-pub const LONGEST_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// The longest lifetime a session can be given (1,000 years): a longer timeout or TTL means
+/// "for ever" and is taken as this. (Redis's scripts read numbers as doubles and write them
+/// with 14 digits: a TTL of 10^14 ms or more would reach Redis as `1e+14`, which it refuses.)
+pub const LONGEST_TTL: Duration = Duration::from_secs(1000 * 365 * 24 * 3600);
 
 /// Store configuration. Start from [`Config::default`] and change what you need.
 ///

@@ -705,7 +705,7 @@ fn a_regenerate_is_reported_as_the_new_id_then_the_old_one_replaced_by_it() {
 }
 
 #[test]
-fn a_lifetime_of_thousands_of_years_is_a_hundred_years_in_redis_too() {
+fn a_lifetime_of_millions_of_years_is_a_thousand_years_in_redis_too() {
     let redis = RedisServer::start();
     let (a, b) = (store(&redis), store(&redis));
     let forever = Some(Duration::from_millis(10u64.pow(17)));

@@ -84,9 +84,7 @@ impl NearWrite {
                 LocalPrecondition::Version(v) => Precondition::Version(v),
                 LocalPrecondition::Absent => Precondition::Absent,
             },
-            ttl_ms: self
-                .ttl_ms
-                .or_else(|| inner.queued_idle_ms(&self.place, id)),
+            ttl_ms: self.ttl_ms,
             default_idle_ms: inner.idle_ttl_ms,
             absolute_ttl_ms: inner.absolute_ttl_ms,
         }
@@ -836,12 +834,6 @@ impl Inner {
         Ok(version)
     }
 
-    /// A timeout set by a touch here that is still queued, over the local copy's version.
-    fn queued_idle_ms(&self, place: &Place, id: &str) -> Option<u64> {
-        self.tier()
-            .queued_idle_ms(&place.key, self.local_version(place, id))
-    }
-
     fn local_version(&self, place: &Place, id: &str) -> u64 {
         let stripe = self.shards[place.shard].state.read();
         stripe
@@ -947,12 +939,11 @@ impl Inner {
         let tier = self.tier();
         let old = self.place(id);
         if let Some(generation) = tier.up_generation() {
-            let idle_ms = self.queued_idle_ms(&old, id);
             loop {
                 let new_id = generate_id();
                 let new = self.place(&new_id);
                 let ticket = self.shards[new.shard].invalidations.ticket();
-                match tier.regenerate(&old.key, &new_id, &new.key, idle_ms) {
+                match tier.regenerate(&old.key, &new_id, &new.key) {
                     Ok(None) => {
                         self.drop_copy(&old, id, Cause::Invalidated, None);
                         return Ok(None);
@@ -1323,8 +1314,12 @@ impl Sink for Inner {
         self.invalidate_copies(key, None)
     }
 
-    fn forget(&self, key: &KeyHash) {
-        self.invalidate_copies(key, Some(Cause::Invalidated));
+    fn forget_unverified(&self, generation: Option<u64>) {
+        for shard in self.shards.iter() {
+            if generation != Some(shard.verified.load(SeqCst)) {
+                self.clear_stripe(shard, Cause::Invalidated);
+            }
+        }
     }
 
     fn confirm(&self, suspect: &Suspect) {

@@ -586,18 +586,23 @@ impl Inner {
 
     pub(super) fn clear(&self) {
         for shard in self.shards.iter() {
-            let mut stripe = shard.state.write();
-            let removed = stripe.take_all();
-            let pending: Vec<Pending<'_>> = removed
-                .into_iter()
-                .map(|r| {
-                    self.retire(shard, &r, Cause::Cleared);
-                    Pending::removed(r, Cause::Cleared)
-                })
-                .collect();
-            shard.next_due.store(stripe.next_due(), Relaxed);
-            self.release(shard, stripe, &pending);
+            self.clear_stripe(shard, Cause::Cleared);
         }
+    }
+
+    /// Removes every session of one stripe, for `cause`.
+    pub(super) fn clear_stripe(&self, shard: &Shard, cause: Cause) {
+        let mut stripe = shard.state.write();
+        let removed = stripe.take_all();
+        let pending: Vec<Pending<'_>> = removed
+            .into_iter()
+            .map(|r| {
+                self.retire(shard, &r, cause);
+                Pending::removed(r, cause)
+            })
+            .collect();
+        shard.next_due.store(stripe.next_due(), Relaxed);
+        self.release(shard, stripe, &pending);
     }
 }
 

@@ -139,8 +139,10 @@ pub(crate) trait Sink: Send + Sync {
     /// reports script writes even under NOLOOP): mark the local copy suspect. Returns the
     /// copy to revalidate, if there is one.
     fn invalidate(&self, hash: &KeyHash) -> Option<Suspect>;
-    /// Removes the local copy: it holds a change that is not this process's to vouch for.
-    fn forget(&self, hash: &KeyHash);
+    /// Removes every copy in the stripes not verified under link `generation` (all of them
+    /// with `None`): in a forked child, those may hold the parent's changes made while Redis
+    /// was down, which are not this process's to vouch for.
+    fn forget_unverified(&self, generation: Option<u64>);
     /// Redis still holds the suspect copy's version: trust it again, unless another
     /// invalidation came since.
     fn confirm(&self, suspect: &Suspect);
@@ -555,13 +557,14 @@ impl Tier {
         }
     }
 
-    /// A new idle timeout that a touch here set over `version` and that has not been sent yet:
-    /// a write or regenerate made over the same version comes after that touch and carries
-    /// it, or the timeout Redis still holds would undo it. (A write since has set its own.)
-    pub(crate) fn queued_idle_ms(&self, hash: &KeyHash, version: u64) -> Option<u64> {
+    /// A new idle timeout that a touch here set and that has not been sent yet, and the
+    /// version it was set over: a write or regenerate made after that touch carries it, or
+    /// the timeout Redis still holds would undo it. The scripts take it only if the session
+    /// still holds that version, as the touch itself would (a write since set its own).
+    fn queued_idle(&self, hash: &KeyHash) -> Option<(u64, u64)> {
         let touches = self.shared.touches.lock();
         let touch = touches.get(hash)?;
-        touch.idle_ms.filter(|_| touch.version == version)
+        Some((touch.idle_ms?, touch.version))
     }
 
     /// Queues a move of the session's Redis TTL. Sent in a batch, off the request path; a new
@@ -726,6 +729,7 @@ impl Tier {
             request.default_idle_ms,
             request.absolute_ttl_ms.unwrap_or(0),
         );
+        let (queued_idle_ms, queued_over) = self.queued_idle(request.hash).unwrap_or((0, 0));
         let job = move |mut c: Counted| -> Job<Value> {
             Box::pin(async move {
                 let mut call = scripts::WRITE.prepare_invoke();
@@ -736,6 +740,7 @@ impl Tier {
                     .arg(value);
                 call.arg(ttl_ms).arg(default_idle_ms);
                 call.arg(absolute_ttl_ms).arg(prefix).arg(listed);
+                call.arg(queued_idle_ms).arg(queued_over);
                 call.invoke_async::<Value>(&mut c).await
             })
         };
@@ -781,13 +786,11 @@ impl Tier {
 
     /// Moves a session to `new_id` in Redis. `Ok(None)`: the old session is gone.
     /// `Err(Conflict)`: the new key exists (the caller draws another id).
-    /// `idle_ms`: a new idle timeout for the session (see `queued_idle_ms`).
     pub(crate) fn regenerate(
         &self,
         old: &KeyHash,
         new_id: &str,
         new: &KeyHash,
-        idle_ms: Option<u64>,
     ) -> Result<Option<Loaded>> {
         let keys = &self.shared.keys;
         let args = (
@@ -799,7 +802,7 @@ impl Tier {
             new.encoded(),
             keys.seal(new, new_id),
             keys.seal_for_listing(new, new_id).unwrap_or_default(),
-            idle_ms.unwrap_or(0),
+            self.queued_idle(old).unwrap_or((0, 0)),
             self.shared.settings.absolute_ttl_ms.unwrap_or(0),
         );
         let reply = self.run(move |mut c| {
@@ -819,7 +822,7 @@ impl Tier {
                 let mut call = scripts::REGENERATE.prepare_invoke();
                 call.key(old_key).key(new_key).key(counter);
                 call.arg(prefix).arg(old_field).arg(new_field).arg(sealed);
-                call.arg(listed).arg(idle).arg(absolute);
+                call.arg(listed).arg(idle.0).arg(absolute).arg(idle.1);
                 call.invoke_async::<Value>(&mut c).await
             })
         })?;
@@ -1284,7 +1287,8 @@ impl Shared {
         }
         if let Some(parents) = slot.take() {
             std::mem::forget(parents);
-            self.forget_parents_changes();
+            let parents_link = self.up.load(SeqCst).then(|| self.generation.load(SeqCst));
+            self.forget_parents_changes(parents_link);
         }
         // The parent's tracking connection is not ours: every copy is unverified until the
         // child's own link has checked it.
@@ -1303,16 +1307,16 @@ impl Shared {
 
     /// In a forked child, once: changes the parent made while Redis was down are the parent's
     /// to replay. Replayed again from here, later, they would undo what happened since (a log-out
-    /// everywhere replayed from here would log out the user's next login). The copies they
-    /// left here go too: their versions were issued by the parent alone, and one may equal a
-    /// version Redis issued for other data meanwhile, which a check would then take for it.
-    fn forget_parents_changes(&self) {
-        let inherited: Vec<String> = self.dirty.lock().drain().map(|(id, _)| id).collect();
+    /// everywhere replayed from here would log out the user's next login). The copies they left
+    /// go too: their versions were issued by the parent alone, and one may equal a version
+    /// Redis issued for other data meanwhile, which a check would take for it. Such a copy is
+    /// in a stripe the parent's link (`parents_link`, if up) had not verified, whether or not
+    /// the parent's resync had taken its change in hand when the fork came.
+    fn forget_parents_changes(&self, parents_link: Option<u64>) {
+        self.dirty.lock().clear();
         self.revoked_owners.lock().clear();
         if let Some(sink) = self.sink() {
-            for id in &inherited {
-                sink.forget(&KeyHash::of(id));
-            }
+            sink.forget_unverified(parents_link);
         }
     }
 
@@ -1527,15 +1531,7 @@ async fn connect_untimed(tier: &Shared, weak: &Weak<Shared>) -> redis::RedisResu
         .query_async(&mut connection)
         .await?;
     if !exists {
-        let window = tier.keys.recovery_window();
-        redis::pipe()
-            .atomic()
-            .hset(&window, "open", 1)
-            .ignore()
-            .pexpire(&window, RECOVERY_WINDOW.as_millis() as i64)
-            .ignore()
-            .exec_async(&mut connection)
-            .await?;
+        open_recovery_window(tier, &mut connection).await?;
     }
     let found: Option<u64> = redis::cmd("SET")
         .arg(&epoch_key)
@@ -1544,8 +1540,28 @@ async fn connect_untimed(tier: &Shared, weak: &Weak<Shared>) -> redis::RedisResu
         .arg("GET")
         .query_async(&mut connection)
         .await?;
+    if found.is_none() && exists {
+        // The epoch went between the two commands (a flush): late, but opened all the same.
+        open_recovery_window(tier, &mut connection).await?;
+    }
     let epoch = found.unwrap_or(fresh);
     Ok((Counted::new(connection, tier.input.clone()), epoch))
+}
+
+/// Opens (or restarts) the recovery window of a new data epoch (see `scripts`).
+async fn open_recovery_window(
+    tier: &Shared,
+    connection: &mut MultiplexedConnection,
+) -> redis::RedisResult<()> {
+    let window = tier.keys.recovery_window();
+    redis::pipe()
+        .atomic()
+        .hset(&window, "open", 1)
+        .ignore()
+        .pexpire(&window, RECOVERY_WINDOW.as_millis() as i64)
+        .ignore()
+        .exec_async(connection)
+        .await
 }
 
 async fn within_connect_timeout<T>(

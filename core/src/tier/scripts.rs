@@ -134,8 +134,10 @@ return out
 /// KEYS: session, version counter. ARGV: precondition (`none`, `live`, `version`, `absent`),
 /// expected version, value, idle timeout for this session (0: keep the session's, or
 /// the default for a new one), default idle timeout, absolute timeout (0: none; given to a
-/// session that has no absolute deadline yet), prefix, the
-/// id sealed for listing (empty: none; stored again when the first secret changed).
+/// session that has no absolute deadline yet), prefix, the id sealed for listing (empty:
+/// none; stored again when the first secret changed), an idle timeout set by a touch not sent
+/// yet (0: none) and the version it was set over: taken, where the caller gives none, if the
+/// session still holds that version (as the TOUCH script would).
 /// Reply: `{'conflict', actual}`, `{'missing'}`, or the session as stored, its value left
 /// out (empty: the caller has it).
 pub(crate) static WRITE: LazyLock<Script> = LazyLock::new(|| {
@@ -152,6 +154,8 @@ if pre == 'version' then
 end
 if pre == 'absent' and exists then return {'conflict', cur[1]} end
 local idle = tonumber(ARGV[4])
+-- A timeout a touch set and has not sent yet applies as the touch would: over its version.
+if idle == 0 and exists and ARGV[9] ~= '0' and cur[1] == ARGV[10] then idle = tonumber(ARGV[9]) end
 if idle == 0 then
   if exists then idle = tonumber(cur[2]) else idle = tonumber(ARGV[5]) end
 end
@@ -201,21 +205,22 @@ return redis.call('DEL', KEYS[1])
 /// KEYS: old session, new session, version counter. ARGV: prefix, old hash, new hash, the new
 /// id sealed for the owner index, and sealed for listing (empty: none), an idle timeout set
 /// by a touch not sent yet (0: none), the absolute timeout (0: none; given to a session that
-/// has no absolute deadline yet). Reply: nil if the old session is gone, `{'collision'}` if
+/// has no absolute deadline yet), the version that timeout was set over (taken only if the
+/// session still holds it, as the TOUCH script would). Reply: nil if the old session is gone, `{'collision'}` if
 /// the new key exists, else the new session. Keeps value, idle timeout (or takes the one
 /// given), absolute deadline and owner; restarts the idle deadline; a new version.
 pub(crate) static REGENERATE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local t = now()
-local f = redis.call('HMGET', KEYS[1], 'd', 'i', 'a', 'o')
+local f = redis.call('HMGET', KEYS[1], 'd', 'i', 'a', 'o', 'v')
 if not f[1] then
   bury(ARGV[1], 's:' .. ARGV[2], 1)
   return false
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'collision'} end
 local v = redis.call('INCR', KEYS[3])
-if ARGV[6] ~= '0' then f[2] = ARGV[6] end
+if ARGV[6] ~= '0' and f[5] == ARGV[8] then f[2] = ARGV[6] end
 if not f[3] and ARGV[7] ~= '0' then f[3] = tostring(t + tonumber(ARGV[7])) end
 local ttl = tonumber(f[2])
 local arem = false
