@@ -259,6 +259,24 @@ fn log_out_everywhere_reaches_the_copies_another_store_holds() {
 }
 
 #[test]
+fn an_owner_set_here_leaves_the_copy_trusted_without_a_round_trip_at_the_next_read() {
+    let redis = RedisServer::start();
+    let a = store(&redis);
+    let id = a.create(b"logged in", None).unwrap();
+    until_trusted(&a, &id);
+    a.set_owner(&id, Some("alice")).unwrap();
+    // Redis reports the owner change back to this store too; the copy is confirmed in the
+    // background, as after its own write, so no read has to ask Redis.
+    eventually("the copy is trusted again", || {
+        a.get_local_with(&id, |_| ()).unwrap() == Some(Some(()))
+    });
+    assert_eq!(
+        a.peek(&id).unwrap().unwrap().owner.as_deref(),
+        Some("alice")
+    );
+}
+
+#[test]
 fn an_owner_set_or_cleared_in_one_store_is_what_the_other_store_reads_next() {
     let redis = RedisServer::start();
     let (a, b) = (store(&redis), store(&redis));

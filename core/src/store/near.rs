@@ -997,11 +997,16 @@ impl Inner {
         let tier = self.tier();
         let place = self.place(id);
         if tier.is_up() {
+            let ticket = self.shards[place.shard].invalidations.ticket();
             match tier.set_owner(&place.key, id, owner) {
                 Ok(true) => {
                     // The local copy follows; if there is none, the next read loads it.
                     return match self.set_owner(id, owner) {
-                        Ok(()) | Err(Error::NotFound) => Ok(()),
+                        Ok(()) => {
+                            self.expect_own_echo(&place, id, ticket);
+                            Ok(())
+                        }
+                        Err(Error::NotFound) => Ok(()),
                         Err(e) => Err(e),
                     };
                 }
@@ -1019,6 +1024,35 @@ impl Inner {
         let owner_set = true;
         tier.note_dirty(id, Dirty::Written { base, owner_set });
         Ok(())
+    }
+
+    /// This process changed the session in Redis without a new version (its owner), and Redis
+    /// reports that change back to it too (see `ECHO`): the copy is confirmed in the
+    /// background, as after an own write, rather than asked about at the next read. `ticket`
+    /// was taken before the change was sent.
+    fn expect_own_echo(&self, place: &Place, id: &str, ticket: Ticket) {
+        let shard = &self.shards[place.shard];
+        let mut stripe = shard.state.write();
+        let Some(index) = stripe.find(place.hash, id) else {
+            return;
+        };
+        if !shard.invalidations.named_since(ticket, &place.key) {
+            stripe.set_flags(index, ECHO, true);
+            return;
+        }
+        // The report came first and left the copy suspect: confirmed now.
+        if stripe.record(index).flags() & SUSPECT == 0 {
+            return;
+        }
+        let suspect = Suspect {
+            hash: place.key,
+            id: id.to_string(),
+            version: stripe.block(index).version(),
+            owner: stripe.owner(index).map(Box::from),
+            marks: stripe.bump_marks(index),
+        };
+        drop(stripe);
+        self.tier().revalidate(suspect);
     }
 
     pub(super) fn near_sessions_of(&self, owner: &str) -> Result<Option<Vec<String>>> {
