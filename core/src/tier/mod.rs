@@ -1522,46 +1522,38 @@ async fn connect_untimed(tier: &Shared, weak: &Weak<Shared>) -> redis::RedisResu
         use rand::{RngCore, SeedableRng};
         rand::rngs::StdRng::from_os_rng().next_u64() | 1
     };
-    // A new epoch opens the recovery window (see `scripts`), and the window must be open before
-    // the epoch can be seen: a process that finds the epoch goes on to write its copies back.
-    // Plain commands, not a script: a link must come up even while Redis refuses scripts.
+    // A new epoch opens the recovery window (see `scripts`), in one transaction with it: a
+    // process that finds the epoch goes on to write its copies back, so the window must be open
+    // whenever the epoch can be seen. Plain commands, not a script: a link must come up even
+    // while Redis refuses scripts.
     let epoch_key = tier.keys.epoch();
-    let exists: bool = redis::cmd("EXISTS")
+    let found: Option<u64> = redis::cmd("GET")
         .arg(&epoch_key)
         .query_async(&mut connection)
         .await?;
-    if !exists {
-        open_recovery_window(tier, &mut connection).await?;
-    }
-    let found: Option<u64> = redis::cmd("SET")
-        .arg(&epoch_key)
-        .arg(fresh)
-        .arg("NX")
-        .arg("GET")
-        .query_async(&mut connection)
-        .await?;
-    if found.is_none() && exists {
-        // The epoch went between the two commands (a flush): late, but opened all the same.
-        open_recovery_window(tier, &mut connection).await?;
-    }
-    let epoch = found.unwrap_or(fresh);
+    let epoch = match found {
+        Some(epoch) => epoch,
+        None => {
+            let window = tier.keys.recovery_window();
+            let (other,): (Option<u64>,) = redis::pipe()
+                .atomic()
+                .hset(&window, "open", 1)
+                .ignore()
+                .pexpire(&window, RECOVERY_WINDOW.as_millis() as i64)
+                .ignore()
+                .cmd("SET")
+                .arg(&epoch_key)
+                .arg(fresh)
+                .arg("NX")
+                .arg("GET")
+                .query_async(&mut connection)
+                .await?;
+            // Another process began it first: its window was opened with it (this one only
+            // restarted the window's clock).
+            other.unwrap_or(fresh)
+        }
+    };
     Ok((Counted::new(connection, tier.input.clone()), epoch))
-}
-
-/// Opens (or restarts) the recovery window of a new data epoch (see `scripts`).
-async fn open_recovery_window(
-    tier: &Shared,
-    connection: &mut MultiplexedConnection,
-) -> redis::RedisResult<()> {
-    let window = tier.keys.recovery_window();
-    redis::pipe()
-        .atomic()
-        .hset(&window, "open", 1)
-        .ignore()
-        .pexpire(&window, RECOVERY_WINDOW.as_millis() as i64)
-        .ignore()
-        .exec_async(connection)
-        .await
 }
 
 async fn within_connect_timeout<T>(
