@@ -16,6 +16,7 @@ mod block;
 mod budget;
 mod changes;
 mod invariants;
+mod local_changes;
 mod near;
 mod ops;
 mod owners;
@@ -190,6 +191,8 @@ struct Shard {
     verified: AtomicU64,
     /// On the shared tier: the invalidations of this stripe's copies, for fill tickets.
     invalidations: tickets::Invalidations,
+    /// On the shared tier: changes made here while Redis was down, for the resync.
+    local_changes: local_changes::LocalChanges,
 }
 
 impl Shard {
@@ -290,6 +293,7 @@ impl StoreBuilder {
                     counters: Counters::default(),
                     verified: AtomicU64::new(0),
                     invalidations: tickets::Invalidations::default(),
+                    local_changes: local_changes::LocalChanges::default(),
                 })
                 .collect(),
             shard_mask: shard_count - 1,

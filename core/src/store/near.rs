@@ -825,6 +825,7 @@ impl Inner {
         precondition: LocalPrecondition,
         generated: bool,
     ) -> Result<u64> {
+        let _change = self.shards[place.shard].local_changes.begin();
         self.fail_or_serve_local()?;
         let base = self.local_version(place, id);
         let version = self.write_as(id, value, ttl, precondition, generated)?;
@@ -928,6 +929,7 @@ impl Inner {
     /// A destroy with the link down: applied locally and remembered for the resync, if the
     /// policy allows.
     fn destroy_locally(&self, place: &Place, id: &str) -> Result<bool> {
+        let _change = self.shards[place.shard].local_changes.begin();
         self.fail_or_serve_local()?;
         // Revocation stays final: the destroy is replayed on reconnect whatever the version.
         self.tier().note_dirty(id, Dirty::Destroyed);
@@ -974,6 +976,12 @@ impl Inner {
                 }
             }
         }
+        // The new id may fall in any stripe.
+        let _changes: Vec<_> = self
+            .shards
+            .iter()
+            .map(|shard| shard.local_changes.begin())
+            .collect();
         self.fail_or_serve_local()?;
         let new_id = self.regenerate(id)?;
         if let Some(new_id) = &new_id {
@@ -1018,6 +1026,7 @@ impl Inner {
                 Err(e) => return Err(e),
             }
         }
+        let _change = self.shards[place.shard].local_changes.begin();
         self.fail_or_serve_local()?;
         let base = self.local_version(&place, id);
         self.set_owner(id, owner)?;
@@ -1234,6 +1243,7 @@ impl Inner {
         if shard.verified.load(SeqCst) == generation {
             return true;
         }
+        let local_changes = shard.local_changes.before_snapshot();
         let copies: Vec<CopyState> = {
             let _pass = crate::fork::enter();
             let now = self.now();
@@ -1335,7 +1345,11 @@ impl Inner {
         }
         let _pass = crate::fork::enter();
         let _stripe = shard.state.write();
-        if tier.generation() != generation || !tier.is_up() {
+        // A change made here as the link came back may have missed the snapshot: checked again.
+        if tier.generation() != generation
+            || !tier.is_up()
+            || !shard.local_changes.none_since(local_changes)
+        {
             return false;
         }
         shard.verified.store(generation, SeqCst);
