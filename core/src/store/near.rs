@@ -19,7 +19,7 @@ use super::block::Block;
 use super::changes::{Cause, Outbox, Pending};
 use super::ops::Precondition as LocalPrecondition;
 use super::record::{ECHO, READ, REFERENCED, SUSPECT};
-use super::stripe::{NewSession, Removed};
+use super::stripe::{NewSession, Removed, Stripe};
 use super::tickets::Ticket;
 use super::{Inner, SessionView, bump, ttl_ms, validate_owner};
 use crate::config::WhenRedisDown;
@@ -1053,13 +1053,7 @@ impl Inner {
         if stripe.record(index).flags() & SUSPECT == 0 {
             return;
         }
-        let suspect = Suspect {
-            hash: place.key,
-            id: id.to_string(),
-            version: stripe.block(index).version(),
-            owner: stripe.owner(index).map(Box::from),
-            marks: stripe.bump_marks(index),
-        };
+        let suspect = suspect_copy(&mut stripe, index, place.key);
         drop(stripe);
         self.tier().revalidate(suspect);
     }
@@ -1155,15 +1149,12 @@ impl Inner {
                     let echo = stripe.record(index).flags() & ECHO != 0;
                     stripe.set_flags(index, SUSPECT, true);
                     stripe.set_flags(index, ECHO, false);
-                    let marks = stripe.bump_marks(index);
                     // Only this process's own write is confirmed ahead of need (see `ECHO`).
-                    suspect = echo.then(|| Suspect {
-                        hash: *key,
-                        id: stripe.block(index).id_str().to_string(),
-                        version: stripe.block(index).version(),
-                        owner: stripe.owner(index).map(Box::from),
-                        marks,
-                    });
+                    if echo {
+                        suspect = Some(suspect_copy(&mut stripe, index, *key));
+                    } else {
+                        stripe.bump_marks(index);
+                    }
                 }
                 Some(cause) => {
                     let removed = stripe.remove(index);
@@ -1429,5 +1420,16 @@ impl Sink for Inner {
         }
         (0..self.shards.len())
             .all(|shard_index| self.resync_stripe(tier, shard_index, generation, redis_lost_data))
+    }
+}
+
+/// The copy at `index`, just marked suspect, as its revalidation names it: counts the mark.
+fn suspect_copy(stripe: &mut Stripe, index: u32, key: KeyHash) -> Suspect {
+    Suspect {
+        hash: key,
+        id: stripe.block(index).id_str().to_string(),
+        version: stripe.block(index).version(),
+        owner: stripe.owner(index).map(Box::from),
+        marks: stripe.bump_marks(index),
     }
 }
