@@ -1791,22 +1791,12 @@ fn a_child_forked_while_redis_was_down_does_not_replay_the_parents_log_outs_late
     cut(&proxy, &parent);
     // Logged out everywhere while Redis is down: noted, to be replayed on reconnect.
     assert_eq!(parent.destroy_owner("alice", None).unwrap(), 1);
-    // SAFETY: the child only uses the store and redis-cli, then leaves with `_exit`, never
-    // returning into the test harness.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        // Its first call waits until the parent has replayed the log-out and alice has logged
-        // in again; then it gives its own link time to resync.
-        let start = Instant::now();
-        while redis.cli(&["GET", "go"]).trim() != "1" && start.elapsed() < Duration::from_secs(20) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    // The child's first call waits until the parent has replayed the log-out and alice has
+    // logged in again; then it gives its own link time to resync.
+    let child = fork_waiting_for_go(&redis, || {
         let _ = parent.get(&first_login);
         std::thread::sleep(Duration::from_millis(1000));
-        // SAFETY: `_exit` ends the child at once, without running the parent's destructors.
-        unsafe { libc::_exit(0) };
-    }
+    });
     reconnect(&proxy, &parent);
     eventually_for(
         Duration::from_secs(5),
@@ -1815,11 +1805,7 @@ fn a_child_forked_while_redis_was_down_does_not_replay_the_parents_log_outs_late
     );
     let second_login = parent.create(b"alice, second login", None).unwrap();
     parent.set_owner(&second_login, Some("alice")).unwrap();
-    redis.cli(&["SET", "go", "1"]);
-    let mut status = 0;
-    // SAFETY: `pid` is the child just forked; `status` is a valid out-pointer.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert!(libc::WIFEXITED(status), "child failed: {status}");
+    go_and_wait(&redis, child);
     assert_eq!(
         parent.count_of("alice").unwrap(),
         1,
@@ -1884,15 +1870,7 @@ fn a_child_forked_while_redis_was_down_serves_what_redis_holds_not_the_parents_l
         parent.peek(&id).unwrap().unwrap().version,
         b.peek(&id).unwrap().unwrap().version
     );
-    // SAFETY: the child only uses the store and redis-cli, then leaves with `_exit`, never
-    // returning into the test harness.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let start = Instant::now();
-        while redis.cli(&["GET", "go"]).trim() != "1" && start.elapsed() < Duration::from_secs(20) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    let child = fork_waiting_for_go(&redis, || {
         // Once as its link comes up, and once after its resync has checked the copies.
         let mut reads = Vec::new();
         for _ in 0..2 {
@@ -1901,14 +1879,36 @@ fn a_child_forked_while_redis_was_down_serves_what_redis_holds_not_the_parents_l
             std::thread::sleep(Duration::from_millis(300));
         }
         redis.cli(&["SET", "child-read", &reads.join(" | ")]);
+    });
+    reconnect(&proxy, &parent);
+    go_and_wait(&redis, child);
+    assert_eq!(redis.cli(&["GET", "child-read"]).trim(), "B's | B's");
+}
+
+/// Forks a child that waits (at most 20 s) until the test sets `go` in Redis, runs `child`
+/// and leaves with `_exit`; its pid, for [`go_and_wait`].
+fn fork_waiting_for_go(redis: &RedisServer, child: impl FnOnce()) -> libc::pid_t {
+    // SAFETY: the child only runs `child` and redis-cli, then leaves with `_exit`, never
+    // returning into the test harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let start = Instant::now();
+        while redis.cli(&["GET", "go"]).trim() != "1" && start.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child();
         // SAFETY: `_exit` ends the child at once, without running the parent's destructors.
         unsafe { libc::_exit(0) };
     }
-    reconnect(&proxy, &parent);
+    pid
+}
+
+/// Lets the child of [`fork_waiting_for_go`] go on, and waits until it has left.
+fn go_and_wait(redis: &RedisServer, pid: libc::pid_t) {
     redis.cli(&["SET", "go", "1"]);
     let mut status = 0;
-    // SAFETY: `pid` is the child just forked; `status` is a valid out-pointer.
+    // SAFETY: `pid` is a child this process forked; `status` is a valid out-pointer.
     unsafe { libc::waitpid(pid, &mut status, 0) };
     assert!(libc::WIFEXITED(status), "child failed: {status}");
-    assert_eq!(redis.cli(&["GET", "child-read"]).trim(), "B's | B's");
 }
