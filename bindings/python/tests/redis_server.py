@@ -19,11 +19,13 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self) -> None:
+    def __init__(self, *settings: str) -> None:
+        """`settings`: more redis-server arguments, such as `--maxmemory-policy allkeys-lru`."""
         binary = shutil.which("redis-server")
         assert binary, "redis-server is missing: apt-get install redis-server (make test does)"
         self.binary = binary
         self.port = free_port()
+        self.settings = settings
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -36,7 +38,7 @@ class RedisServer:
         # is killed outright leaves no server behind.
         self.process = subprocess.Popen(
             ["setpriv", "--pdeathsig", "KILL", "--", self.binary, "--port", str(self.port),
-             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *self.settings],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
@@ -54,8 +56,8 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
+def redis_server(*settings: str) -> Iterator[RedisServer]:
+    server = RedisServer(*settings)
     try:
         yield server
     finally:

@@ -151,6 +151,38 @@ def test_calls_waiting_on_redis_release_the_gil() -> None:
         assert spins > 200_000, spins
 
 
+def test_a_redis_that_may_evict_the_stores_keys_is_warned_about_once() -> None:
+    # Under allkeys-* Redis may evict the key that tells the stores whether it lost its data.
+    # The child's link comes up, then again after Redis restarts: one warning, not one a link.
+    child = (
+        "import sys, time, coatcheck\n"
+        "store = coatcheck.Store('s3cret', idle_timeout=60, redis_url=sys.argv[1], redis_timeout=1.0)\n"
+        "assert store.get(store.create(b'x')) == b'x'\n"
+        "print('up', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "deadline = time.monotonic() + 10\n"
+        "while not (store.stats()['tier_disconnects'] and store.stats()['tier_connected']):\n"
+        "    assert time.monotonic() < deadline, 'the link never came back'\n"
+        "    time.sleep(0.01)\n"
+    )
+    for settings, warned in (((), False), (("--maxmemory-policy", "allkeys-lru"), True)):
+        with redis_server(*settings) as redis:
+            run = subprocess.Popen(
+                [sys.executable, "-c", child, redis.url], text=True,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )
+            try:
+                assert run.stdout is not None and run.stdout.readline() == "up\n"
+                redis.kill()
+                redis.start()
+                _, stderr = run.communicate("go\n", timeout=30)
+            finally:
+                run.kill()
+                run.wait()
+            assert run.returncode == 0, stderr
+            assert stderr.count("coatcheck: Redis runs maxmemory-policy allkeys-lru") == warned, stderr
+
+
 # --- Multi-worker servers -----------------------------------------------------------------
 
 

@@ -403,6 +403,8 @@ struct Shared {
     connections: AtomicU64,
     /// Copies marked suspect by invalidations, to revalidate off the request path.
     suspects: Mutex<Vec<Suspect>>,
+    /// Whether this store has warned of a Redis that may evict keys without a TTL.
+    warned_of_eviction: AtomicBool,
 }
 
 struct Runtime {
@@ -440,6 +442,7 @@ impl Tier {
                 unrepaired_epoch: AtomicU64::new(0),
                 connections: AtomicU64::new(0),
                 suspects: Mutex::new(Vec::new()),
+                warned_of_eviction: AtomicBool::new(false),
             }),
         }
     }
@@ -1517,6 +1520,7 @@ async fn connect_untimed(tier: &Shared, weak: &Weak<Shared>) -> redis::RedisResu
         .arg("NOLOOP")
         .exec_async(&mut connection)
         .await?;
+    warn_if_redis_may_evict(tier, &mut connection).await;
     // Which incarnation of Redis's data this is: the first store to find none sets it.
     let fresh: u64 = {
         use rand::{RngCore, SeedableRng};
@@ -1554,6 +1558,39 @@ async fn connect_untimed(tier: &Shared, weak: &Weak<Shared>) -> redis::RedisResu
         }
     };
     Ok((Counted::new(connection, tier.input.clone()), epoch))
+}
+
+/// Says so, once per store, when Redis runs an `allkeys-*` maxmemory policy: under memory
+/// pressure it may then evict `<prefix>epoch`, which has no TTL and is read only when a link
+/// comes up, so it goes first; every store would take that for lost data and write its copies
+/// back, bringing back sessions logged out meanwhile by a process it cannot hear from. Job
+/// queues on Redis warn the same way. A server that refuses `CONFIG` (a managed service, an
+/// ACL) is not asked again and not warned about.
+async fn warn_if_redis_may_evict(tier: &Shared, connection: &mut MultiplexedConnection) {
+    if tier.warned_of_eviction.load(Relaxed) {
+        return;
+    }
+    let reply: redis::RedisResult<HashMap<String, String>> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query_async(connection)
+        .await;
+    let policy = match reply {
+        Ok(mut settings) => settings.remove("maxmemory-policy").unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    if policy.is_empty() || policy.starts_with("allkeys-") {
+        tier.warned_of_eviction.store(true, Relaxed);
+    }
+    if policy.starts_with("allkeys-") {
+        eprintln!(
+            "coatcheck: Redis runs maxmemory-policy {policy}: under memory pressure it may evict \
+             the key {:?}, which the stores under this prefix take for lost data, and sessions \
+             with it. Set maxmemory-policy to noeviction (Redis's default) or a volatile-* \
+             policy.",
+            tier.keys.epoch()
+        );
+    }
 }
 
 async fn within_connect_timeout<T>(
