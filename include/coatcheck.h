@@ -178,6 +178,7 @@ typedef struct coatcheck_bytes {
 // struct and the secrets and strings it points at may be freed once the store exists.
 typedef struct coatcheck_config {
   // Sliding lifetime: a session not read or touched for this long expires. Default: 1 day.
+  // Every lifetime, here and per call, is cut to 1,000 years (`LONGEST_TTL` in Rust).
   uint64_t idle_timeout_ms;
   // Hard lifetime from creation, never extended by activity. 0: none (the default).
   uint64_t absolute_timeout_ms;

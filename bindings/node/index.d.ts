@@ -46,7 +46,10 @@ export interface Serializer {
 }
 
 export interface CoatcheckStoreOptions {
-  /** Seconds a session lives when its cookie has no `expires`; or a function of the session. Default 86400. */
+  /**
+   * Seconds a session lives when its cookie has no `expires`; or a function of the session. Default 86400.
+   * Every lifetime, from `ttl` or from a cookie's `expires`, is cut to 1,000 years.
+   */
   ttl?: number | ((session: SessionData) => number)
   /** Seconds from creation after which a session expires whatever its activity. Default: none. */
   absoluteTimeout?: number

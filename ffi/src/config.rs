@@ -75,6 +75,7 @@ pub struct coatcheck_bytes {
 #[derive(Debug, Clone, Copy)]
 pub struct coatcheck_config {
     /// Sliding lifetime: a session not read or touched for this long expires. Default: 1 day.
+    /// Every lifetime, here and per call, is cut to 1,000 years (`LONGEST_TTL` in Rust).
     pub idle_timeout_ms: u64,
     /// Hard lifetime from creation, never extended by activity. 0: none (the default).
     pub absolute_timeout_ms: u64,
