@@ -50,7 +50,8 @@ pub use stripe::ENTRY_OVERHEAD_BYTES;
 use stripe::Stripe;
 
 /// A handle to a session store. Cloning is cheap and every clone shares the same table; the
-/// background sweeper stops when the last clone is dropped.
+/// background threads (the sweeper, the restart log's, the Redis link's) stop when the last
+/// clone is dropped, and it waits for them.
 ///
 /// # Concurrency
 /// Every method may be called from any number of threads at once. Reads take a shared stripe
@@ -67,8 +68,10 @@ pub struct Store {
     // Declared first so it is dropped first: the last handle joins the sweeper thread, then
     // frees the table on the caller's thread.
     sweeper: Option<Arc<sweeper::Sweeper>>,
-    /// Held, not read: the last handle stops and joins the restart log's thread.
+    /// Held, not read: the last handle stops and joins the restart log's thread...
     _log_thread: Option<Arc<persisted::LogThread>>,
+    /// ...and the shared tier's threads.
+    _tier_closer: Option<Arc<crate::tier::Closer>>,
     inner: Arc<Inner>,
 }
 
@@ -361,6 +364,7 @@ impl StoreBuilder {
         Ok(Store {
             sweeper,
             _log_thread: log_thread,
+            _tier_closer: inner.tier.as_ref().map(|tier| Arc::new(tier.closer())),
             inner,
         })
     }

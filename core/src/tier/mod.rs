@@ -415,6 +415,9 @@ struct Runtime {
     closing: AtomicBool,
     thread: Mutex<Option<JoinHandle<()>>>,
     thread_id: Mutex<Option<ThreadId>>,
+    /// The resync threads started by links that came up (one a link; finished ones are
+    /// pruned), joined when the store closes.
+    resyncs: Mutex<Vec<JoinHandle<()>>>,
 }
 
 type Job<T> = Pin<Box<dyn Future<Output = redis::RedisResult<T>> + Send>>;
@@ -449,6 +452,11 @@ impl Tier {
 
     /// Starts the link thread and waits (at most a second) for the first connection. A store
     /// whose Redis is down still starts: it follows `redis_when_down` until Redis is back.
+    /// What closes this tier when the last store handle holding it is dropped.
+    pub(crate) fn closer(&self) -> Closer {
+        Closer(self.shared.clone())
+    }
+
     pub(crate) fn start(&self, sink: Weak<dyn Sink>) -> Result<()> {
         *self.shared.sink.lock() = Some(sink);
         let runtime = spawn_runtime(&self.shared)?;
@@ -1197,22 +1205,58 @@ enum Stalled {
 
 impl Drop for Tier {
     fn drop(&mut self) {
-        let Some(runtime) = self.shared.runtime.lock().take() else {
+        self.shared.close();
+    }
+}
+
+/// Owned by the store handles: dropping the last one closes the tier on that thread, so no
+/// thread of the tier outlives the store (a C program may unload the library next). The
+/// tier's own threads may hold the store for a moment, and the store's last reference may
+/// then go on one of them, after the caller's handle is gone.
+pub(crate) struct Closer(Arc<Shared>);
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+impl Shared {
+    /// Stops the link thread and the resync threads, and waits for them: each is at most one
+    /// operation timeout from noticing. Idempotent.
+    fn close(&self) {
+        let Some(runtime) = self.runtime.lock().take() else {
             return;
         };
-        if self.shared.fork_generation.load(SeqCst) != fork::generation() {
-            // The parent's thread does not exist here; its state may hold locks forever.
+        if self.fork_generation.load(SeqCst) != fork::generation() {
+            // The parent's threads do not exist here; its state may hold locks forever.
             std::mem::forget(runtime);
             return;
         }
         runtime.closing.store(true, SeqCst);
         runtime.wake.notify_one();
-        let on_link_thread = *runtime.thread_id.lock() == Some(std::thread::current().id());
+        let here = std::thread::current().id();
+        let on_link_thread = *runtime.thread_id.lock() == Some(here);
         if let Some(thread) = runtime.thread.lock().take() {
             if !on_link_thread {
                 let _ = thread.join();
             }
         }
+        let resyncs = std::mem::take(&mut *runtime.resyncs.lock());
+        for resync in resyncs {
+            if resync.thread().id() != here {
+                resync.thread().unpark();
+                let _ = resync.join();
+            }
+        }
+    }
+
+    /// Whether the store is closing (or closed): its runtime is gone or going.
+    fn closing(&self) -> bool {
+        self.runtime
+            .lock()
+            .as_ref()
+            .is_none_or(|runtime| runtime.closing.load(SeqCst))
     }
 }
 
@@ -1365,6 +1409,7 @@ fn spawn_runtime(shared: &Arc<Shared>) -> Result<Arc<Runtime>> {
         closing: AtomicBool::new(false),
         thread: Mutex::new(None),
         thread_id: Mutex::new(None),
+        resyncs: Mutex::new(Vec::new()),
     });
     let weak = Arc::downgrade(shared);
     let for_thread = runtime.clone();
@@ -1401,7 +1446,11 @@ async fn supervise(shared: Weak<Shared>, runtime: Arc<Runtime>) {
                 let spawned = std::thread::Builder::new()
                     .name("coatcheck-resync".into())
                     .spawn(move || resync_until_done(&for_resync, generation, epoch, lost_data));
-                drop(spawned);
+                if let Ok(thread) = spawned {
+                    let mut resyncs = runtime.resyncs.lock();
+                    resyncs.retain(|resync| !resync.is_finished());
+                    resyncs.push(thread);
+                }
                 drop(tier);
                 serve(&shared, &runtime, connection).await;
             }
@@ -1426,7 +1475,8 @@ fn resync_until_done(shared: &Weak<Shared>, generation: u64, epoch: u64, lost_da
     loop {
         let sink = {
             let Some(tier) = shared.upgrade() else { return };
-            if tier.generation.load(SeqCst) != generation || !tier.up.load(SeqCst) {
+            if tier.generation.load(SeqCst) != generation || !tier.up.load(SeqCst) || tier.closing()
+            {
                 return;
             }
             let _pass = fork::enter();
@@ -1444,7 +1494,8 @@ fn resync_until_done(shared: &Weak<Shared>, generation: u64, epoch: u64, lost_da
             }
             return;
         }
-        std::thread::sleep(backoff);
+        // Woken early by a store that closes (`Shared::close`).
+        std::thread::park_timeout(backoff);
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
