@@ -170,7 +170,9 @@ impl coatcheck_status {
             S::InvalidId => c"invalid session id",
             S::InvalidConfig => c"invalid configuration",
             S::InvalidArgument => c"invalid argument",
-            S::Unavailable => c"session store unavailable: Redis did not answer",
+            S::Unavailable => {
+                c"session store unavailable: Redis did not answer, or the restart log cannot be written"
+            }
             S::Panic => c"internal error: the library panicked",
             S::UnknownError => c"unknown error",
         }
