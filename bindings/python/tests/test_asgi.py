@@ -275,12 +275,40 @@ def test_a_session_revoked_during_a_request_is_not_recreated(store: Store, view:
     client = TestClient(app)
     client.post("/login/ann")
     assert cookie(client) is not None and store.sessions_of("ann") != []
+    dead = cookie(client)
     response = client.post("/write")
     assert response.status_code == 200
-    assert "expires=Thu, 01 Jan 1970" in response.headers["set-cookie"]
-    assert cookie(client) is None
+    assert "set-cookie" not in response.headers  # the dead cookie is refused, not deleted
+    assert cookie(client) == dead
     assert len(store) == 0  # nothing was re-created from the request's data
     assert client.get("/me").json() == {"user": None, "cart": []}
+
+
+async def plain_login(request: Request) -> JSONResponse:
+    request.session.clear()
+    request.session["user"] = request.path_params["user"]
+    return JSONResponse({"ok": True})
+
+
+def test_data_set_after_clear_is_a_new_session_under_a_new_id(store: Store) -> None:
+    app = Starlette(
+        routes=[
+            Route("/plain-login/{user}", plain_login, methods=["POST"]),
+            Route("/cart/{item}", add, methods=["POST"]),
+            Route("/me", me),
+        ],
+        middleware=[Middleware(SessionMiddleware, store=store)],
+    )
+    client = TestClient(app)
+    client.post("/cart/apple")
+    planted = cookie(client)  # what an attacker could have planted in the victim's browser
+    assert planted is not None
+    client.post("/plain-login/ann")
+    fresh = cookie(client)
+    assert fresh is not None and fresh != planted
+    assert store.get(planted) is None
+    assert client.get("/me").json() == {"user": "ann", "cart": []}
+    assert len(store) == 1
 
 
 # -- concurrent requests of one session merge ---------------------------------------------------

@@ -392,13 +392,64 @@ def test_a_session_revoked_during_a_request_is_not_recreated(store: Store, path:
     client = owned_app(store).test_client()
     client.post("/login/ann")
     assert cookie(client) is not None
+    dead = cookie(client)
     response = client.post(path)
     assert response.status_code == 200
-    assert "session=;" in response.headers["Set-Cookie"]  # the cookie is deleted
-    assert cookie(client) is None
+    assert "Set-Cookie" not in response.headers  # the dead cookie is refused, not deleted
+    assert cookie(client) == dead
     assert len(store) == 0  # nothing was re-created from the request's data
     assert store.sessions_of("ann") == []
     assert client.get("/me").json == {"user": None, "cart": []}
+
+
+def test_a_second_click_on_login_leaves_the_cookie_the_first_one_set(store: Store) -> None:
+    app = owned_app(store)
+
+    @app.post("/second-click/<user>")
+    def second_click(user: str) -> str:
+        token = current_session().token
+        assert token is not None
+        # The first click's request, run meanwhile: its login moved the session to a new id,
+        # which the browser now holds.
+        first = store.regenerate(token)
+        assert first is not None
+        regenerate()
+        session["user"] = user
+        return first
+
+    client = app.test_client()
+    client.post("/login/ann")
+    response = client.post("/second-click/ann")
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers  # a deletion would log the user out
+    assert store.get(response.text) is not None
+
+
+def test_data_set_after_clear_is_a_new_session_under_a_new_id(store: Store) -> None:
+    app = owned_app(store)
+
+    @app.post("/plain-login/<user>")
+    def plain_login(user: str) -> str:
+        session.clear()  # Flask's tutorial login
+        session["user"] = user
+        return "ok"
+
+    @app.post("/visit")
+    def visit() -> str:
+        session["seen"] = True
+        return "ok"
+
+    client = app.test_client()
+    client.post("/visit")
+    planted = cookie(client)  # what an attacker could have planted in the victim's browser
+    assert planted is not None
+    client.post("/plain-login/ann")
+    fresh = cookie(client)
+    assert fresh is not None and fresh != planted
+    assert store.get(planted) is None
+    assert client.get("/me").json == {"user": "ann", "cart": []}
+    assert store.sessions_of("ann") == [store.unsign(fresh)]
+    assert len(store) == 1
 
 
 # -- concurrent requests of one session merge ---------------------------------------------------

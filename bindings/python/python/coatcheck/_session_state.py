@@ -89,7 +89,8 @@ class Outcome(enum.Enum):
     CREATED = "created"
     #: The session was emptied and destroyed: delete the cookie.
     DESTROYED = "destroyed"
-    #: The session was gone when this request saved it: delete the cookie; nothing was
+    #: The session was gone when this request saved it: no Set-Cookie (the browser may hold
+    #: a newer token by then, and the dead one is refused anyway); nothing was
     #: re-created.
     REVOKED = "revoked"
 
@@ -141,7 +142,7 @@ class SessionBackend:
 class SessionState:
     """One request's view of its session: the token, and the version and bytes it loaded."""
 
-    __slots__ = ("backend", "cookie_token", "token", "version", "raw", "revoked")
+    __slots__ = ("backend", "cookie_token", "token", "version", "raw", "revoked", "cleared")
 
     def __init__(self, backend: SessionBackend, cookie_token: Optional[str] = None) -> None:
         self.backend = backend
@@ -155,6 +156,8 @@ class SessionState:
         self.raw: Optional[bytes] = None
         #: Set when the session turned out to be gone (revoked) before this request saved.
         self.revoked = False
+        #: Set when the request called the session dict's ``clear()``.
+        self.cleared = False
 
     @property
     def store(self) -> Store:
@@ -229,6 +232,13 @@ class SessionState:
         """
         if self.revoked:
             return Outcome.REVOKED, data
+        if self.cleared and self.token is not None and data:
+            # Cleared, then filled again: Flask's and Starlette's login idiom
+            # (``session.clear(); session["user_id"] = ...``). Nothing of the old session is
+            # kept, its id included: a token planted in the browser before the login must not
+            # become the user's (session fixation), and other requests of the old session must
+            # not merge their data into the new one. They find it revoked.
+            self.destroy()
         if self.token is None:
             if not data:
                 return Outcome.NONE, data

@@ -17,7 +17,9 @@ the session writes it with a compare-and-set; if another request of the same ses
 first, this request's changes are merged into the newer data (keys it did not touch keep the
 other request's values). Emptying the session destroys it and deletes the cookie. A session
 that was destroyed meanwhile (logout in another tab, ``destroy_owner``, a timeout) is never
-re-created: the response deletes the cookie. Call `regenerate` (or
+re-created, and the response leaves the cookie alone (the browser may hold a newer token by
+then; the dead one is refused). Data set after ``request.session.clear()`` is stored as a new
+session under a new id, and the old one is destroyed. Call `regenerate` (or
 ``request.session.regenerate()``) at login to move the session to a new id.
 
 Lifetimes, one rule: the store's ``idle_timeout`` is the idle timeout of the sessions, its
@@ -147,7 +149,9 @@ class ServerSession(StoredSession, dict[str, Any]):
         super().update(*args, **kwargs)
 
     def clear(self, *args: Any, **kwargs: Any) -> None:
+        """Empties the session; data set afterwards is stored under a new id."""
         self.accessed = True
+        self.state.cleared = True
         super().clear(*args, **kwargs)
 
     def copy(self, *args: Any, **kwargs: Any) -> Any:
@@ -368,7 +372,10 @@ class SessionMiddleware:
             return
         if outcome in (Outcome.DESTROYED, Outcome.REVOKED):
             self._sent.forget(state.cookie_token)
-            if state.cookie_token is not None:
+            # Revoked: no Set-Cookie. The browser may hold a newer token by now (another
+            # request of this session logged in and moved it to a new id), and the dead one
+            # is refused anyway.
+            if outcome is Outcome.DESTROYED and state.cookie_token is not None:
                 self._set_cookie(headers, "null; expires=Thu, 01 Jan 1970 00:00:00 GMT")
             return
         token = state.token
@@ -380,8 +387,7 @@ class SessionMiddleware:
             # The cookie is due for a refresh: the session must still be there (no data
             # is written for it).
             if outcome is Outcome.UNCHANGED and not state.touch():
-                self._sent.forget(token)
-                self._set_cookie(headers, "null; expires=Thu, 01 Jan 1970 00:00:00 GMT")
+                self._sent.forget(token)  # revoked: no Set-Cookie, as above
                 return
         else:
             self._sent.forget(state.cookie_token)

@@ -28,10 +28,13 @@ A request that changes nothing writes nothing. A request that changes the sessio
 with a compare-and-set; if another request of the same session wrote first, this request's
 changes are merged into the newer data (keys it did not touch keep the other request's
 values). A session that was destroyed meanwhile (logout in another tab, ``destroy_owner``, a
-timeout) is never re-created: the response deletes the cookie.
+timeout) is never re-created, and the response leaves the cookie alone: the browser may hold a
+newer token by then (a login that moved the session to a new id), and the dead one is refused.
 
 Call `regenerate` at login to move the session to a new id; with Flask-Login installed,
-``login_user`` does it for you.
+``login_user`` does it for you. Flask's own idiom, ``session.clear()`` and then the new data,
+gives a new id too: data set after ``clear()`` is stored as a new session, and the old one is
+destroyed.
 """
 
 from __future__ import annotations
@@ -108,6 +111,11 @@ class ServerSideSession(StoredSession, SecureCookieSession):
     def version(self) -> Optional[int]:
         """The stored version this request last read or wrote, if known."""
         return self.state.version
+
+    def clear(self) -> None:
+        """Empties the session; data set afterwards is stored under a new id."""
+        self.state.cleared = True
+        super().clear()
 
 
 def current_session() -> ServerSideSession:
@@ -193,9 +201,12 @@ class CoatcheckSessionInterface(SessionInterface):
             if not state.touch():
                 outcome = Outcome.REVOKED
 
-        if outcome is Outcome.NONE:
+        # Revoked: no Set-Cookie. The browser may hold a newer token by now (a second click on
+        # a login form, whose first request moved the session to a new id), and the dead one
+        # it may still send is refused anyway. Django and express-session leave it too.
+        if outcome in (Outcome.NONE, Outcome.REVOKED):
             return
-        if outcome in (Outcome.DESTROYED, Outcome.REVOKED):
+        if outcome is Outcome.DESTROYED:
             if state.cookie_token is not None:
                 response.delete_cookie(name, **cookie)
                 response.vary.add("Cookie")
