@@ -39,6 +39,12 @@ async def logout(request: Request) -> JSONResponse:
     return JSONResponse({"ok": True})
 
 
+async def plain_login(request: Request) -> JSONResponse:
+    request.session.clear()  # Starlette's cookie-session login idiom
+    request.session["user"] = request.path_params["user"]
+    return JSONResponse({"ok": True})
+
+
 async def nothing(request: Request) -> PlainTextResponse:
     return PlainTextResponse("no session use")
 
@@ -47,6 +53,7 @@ def make_client(store: Store, **options: Any) -> TestClient:
     app = Starlette(
         routes=[
             Route("/login/{user}", login, methods=["POST"]),
+            Route("/plain-login/{user}", plain_login, methods=["POST"]),
             Route("/me", me),
             Route("/cart/{item}", add, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),
@@ -284,22 +291,8 @@ def test_a_session_revoked_during_a_request_is_not_recreated(store: Store, view:
     assert client.get("/me").json() == {"user": None, "cart": []}
 
 
-async def plain_login(request: Request) -> JSONResponse:
-    request.session.clear()
-    request.session["user"] = request.path_params["user"]
-    return JSONResponse({"ok": True})
-
-
 def test_data_set_after_clear_is_a_new_session_under_a_new_id(store: Store) -> None:
-    app = Starlette(
-        routes=[
-            Route("/plain-login/{user}", plain_login, methods=["POST"]),
-            Route("/cart/{item}", add, methods=["POST"]),
-            Route("/me", me),
-        ],
-        middleware=[Middleware(SessionMiddleware, store=store)],
-    )
-    client = TestClient(app)
+    client = make_client(store)
     client.post("/cart/apple")
     planted = cookie(client)  # what an attacker could have planted in the victim's browser
     assert planted is not None
