@@ -8,6 +8,7 @@
 const { EventEmitter } = require('node:events')
 const { createRequire } = require('node:module')
 const path = require('node:path')
+const { inspect } = require('node:util')
 const native = loadNative()
 
 function loadNative() {
@@ -87,7 +88,8 @@ function positiveSeconds(value, name) {
  * enumerable property because both frameworks rebuild the session object by copying the
  * enumerable properties of what `get` returned (symbols and hidden properties would be lost);
  * `toJSON` keeps it out of every JSON form (the stored value, express-session's and
- * @fastify/session's change hashes).
+ * @fastify/session's change hashes), and its inspected form leaves out the session id (a
+ * credential) and the stored text, so `console.log(req.session)` does not write them to logs.
  */
 class Loaded {
   constructor(sid, version, text) {
@@ -98,6 +100,10 @@ class Loaded {
 
   toJSON() {
     return undefined
+  }
+
+  [inspect.custom]() {
+    return `[coatcheck: loaded version ${this.version}]`
   }
 }
 
@@ -381,7 +387,9 @@ function defineStore(BaseStore) {
         const loaded = loadedAs(sess, sid)
         if (ttlMs <= 0) return after(this.calls.destroy(sid), nothing)
         if (loaded !== undefined) return this._saveOverLoaded(sid, sess, loaded, ttlMs)
-        return after(this.calls.set(sid, this._stringify(sess), ttlMs), () => this._fileOwner(sid, sess))
+        const value = this._stringify(sess)
+        const owner = this._ownerKeyOf(sess)
+        return after(this.calls.set(sid, value, ttlMs), () => this._fileOwner(sid, owner))
       })
     }
 
@@ -392,12 +400,14 @@ function defineStore(BaseStore) {
         // `rolling`): a touch, never a write.
         return after(this.calls.touch(sid, ttlMs), nothing)
       }
-      return this._writeOver(sid, sess, loaded, ttlMs, value, loaded.version, undefined, undefined, 0)
+      const owner = this._ownerKeyOf(sess)
+      return this._writeOver(sid, sess, loaded, ttlMs, value, owner, loaded.version, undefined, undefined, 0)
     }
 
-    // One attempt to write `value` over `version`; on a conflict, merges this request's
-    // changes into what is stored now and tries again, at most MAX_MERGES times.
-    _writeOver(sid, sess, loaded, ttlMs, value, version, base, merged, merges) {
+    // One attempt to write `value` (whose owner key is `owner`) over `version`; on a conflict,
+    // merges this request's changes into what is stored now and tries again, at most
+    // MAX_MERGES times.
+    _writeOver(sid, sess, loaded, ttlMs, value, owner, version, base, merged, merges) {
       return attempt(
         () => this.calls.setIfVersion(sid, value, version, ttlMs),
         (stored) => {
@@ -406,7 +416,7 @@ function defineStore(BaseStore) {
           // This request's session now holds what was stored, so that a later save of it in
           // the same request does not take the other request's keys for removals.
           if (merged !== undefined) adopt(sess, merged)
-          return this._fileOwner(sid, merged ?? sess)
+          return this._fileOwner(sid, owner)
         },
         (thrown) => {
           if (thrown?.code === 'not_found') return undefined // revoked meanwhile: dropped
@@ -417,16 +427,26 @@ function defineStore(BaseStore) {
             const current = this.serializer.parse(text.slice(VALUE_START))
             const next = mergeChanges(base, sess, current, (v) => this.serializer.stringify(v))
             const now = Number(text.slice(EXPIRY_WIDTH, VALUE_START))
-            return this._writeOver(sid, sess, loaded, ttlMs, this._stringify(next), now, base, next, merges + 1)
+            const nextValue = this._stringify(next)
+            const nextOwner = this._ownerKeyOf(next)
+            return this._writeOver(sid, sess, loaded, ttlMs, nextValue, nextOwner, now, base, next, merges + 1)
           })
         },
       )
     }
 
-    _fileOwner(sid, sess) {
+    // The owner key `ownerOf` gives `sess` (null: none), or undefined without `ownerOf`.
+    // Worked out before the write it goes with: a hook that throws, or an owner of the wrong
+    // type, fails the save with nothing stored.
+    _ownerKeyOf(sess) {
       if (!this.ownerOf) return undefined
       const owner = this.ownerOf(sess)
-      return after(this.calls.setOwner(sid, owner === undefined || owner === null ? null : ownerKey(owner)), nothing)
+      return owner === undefined || owner === null ? null : ownerKey(owner)
+    }
+
+    _fileOwner(sid, owner) {
+      if (owner === undefined) return undefined
+      return after(this.calls.setOwner(sid, owner), nothing)
     }
 
     /**
@@ -445,10 +465,18 @@ function defineStore(BaseStore) {
 
     /** Store contract. */
     destroy(sid, cb) {
-      return this._report(cb, () => {
+      const reported = this._report(cb, () => {
         checkSid(sid)
         return after(this.calls.destroy(sid), nothing)
       })
+      // express-session's `req.session.destroy()` with no callback passes `undefined` and drops
+      // what comes back: a failure (Redis away with `redisWhenDown: 'fail'`, a full disk under
+      // the restart log) would be an unhandled rejection, which ends the process. It becomes
+      // a process warning instead. A caller who awaits the Promise still sees the rejection.
+      if (reported instanceof Promise && arguments.length >= 2 && cb === undefined) {
+        reported.catch((error) => process.emitWarning(error))
+      }
+      return reported
     }
 
     /** Every live session, as an array of session objects with their `id`. On Redis, every process's. */
@@ -671,4 +699,10 @@ function coatcheck(session) {
 
 const generateId = () => native.generateId()
 
-module.exports = Object.assign(coatcheck, { coatcheck, CoatcheckStore, generateId, default: coatcheck })
+// One assignment per name, the form Node's scanner of CommonJS exports recognises, so that
+// `import { CoatcheckStore } from 'coatcheck'` works from an ES module.
+module.exports = coatcheck
+module.exports.coatcheck = coatcheck
+module.exports.CoatcheckStore = CoatcheckStore
+module.exports.generateId = generateId
+module.exports.default = coatcheck

@@ -140,6 +140,51 @@ test('all, length, ids and clear see every store on the Redis, off the main thre
   }
 })
 
+test("express-session's destroy() without a callback, failing on a silent Redis, is a warning and not an unhandled rejection", async () => {
+  const express = require('express')
+  const session = require('express-session')
+  const { Client, withHttp } = require('./helpers')
+  const redis = await startRedis()
+  const rejections = []
+  const warnings = []
+  const onRejection = (reason) => rejections.push(reason)
+  const onWarning = (warning) => warnings.push(warning)
+  process.on('unhandledRejection', onRejection)
+  process.on('warning', onWarning)
+  try {
+    const store = new CoatcheckStore({ redisUrl: redis.url, redisTimeout: 0.2, redisWhenDown: 'fail' })
+    const app = express()
+    app.use(session({ secret: 's', store, resave: false, saveUninitialized: false }))
+    app.post('/login', (req, res) => {
+      req.session.user = 'ann'
+      res.end('in')
+    })
+    app.post('/logout', (req, res) => {
+      req.session.destroy() // the common logout: no callback
+      res.end('out')
+    })
+    await withHttp(app, async (base) => {
+      const client = new Client(base)
+      await client.post('/login')
+      redis.pause() // SIGSTOP: connected, but silent
+      try {
+        assert.equal((await client.post('/logout')).text, 'out')
+        const deadline = performance.now() + 3000
+        while (warnings.length === 0 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+      } finally {
+        redis.resume()
+      }
+    })
+    assert.deepEqual(rejections, [])
+    assert.equal(warnings.length, 1)
+    assert.equal(warnings[0].code, 'unavailable')
+  } finally {
+    process.off('unhandledRejection', onRejection)
+    process.off('warning', onWarning)
+    await redis.stop()
+  }
+})
+
 test('redis options are checked', () => {
   assert.throws(() => new CoatcheckStore({ redisUrl: 'redis://127.0.0.1:1', secret: '' }), { code: 'invalid_config' })
   assert.throws(() => new CoatcheckStore({ redisUrl: 'redis://127.0.0.1:1', secret: [] }), { code: 'invalid_config' })

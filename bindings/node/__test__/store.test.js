@@ -23,6 +23,28 @@ test('is a real express-session Store', () => {
   }
 })
 
+test('an ES module imports every name by name, and the default', async () => {
+  const { pathToFileURL } = require('node:url')
+  const index = pathToFileURL(require.resolve('..')).href
+  const esm = await import(index)
+  const { CoatcheckStore: Store, generateId: generate, coatcheck, default: byDefault } = esm
+  assert.equal(Store, CoatcheckStore)
+  assert.equal(generate, generateId)
+  assert.equal(typeof coatcheck, 'function')
+  assert.equal(byDefault, coatcheck)
+})
+
+test('an inspected session shows neither its id nor its stored text', async () => {
+  const { inspect } = require('node:util')
+  const store = new CoatcheckStore()
+  const sid = generateId()
+  await store.set(sid, sess({ user: 'ann' }))
+  const shown = inspect(await store.get(sid), { depth: Infinity })
+  assert.ok(shown.includes("user: 'ann'"), shown)
+  assert.ok(!shown.includes(sid), shown)
+  assert.ok(!shown.includes('"user"'), shown) // the stored JSON text
+})
+
 test('set then get returns the session', async () => {
   const store = new CoatcheckStore()
   await store.set('sid-1', sess({ user: 'ada', n: 3 }))
@@ -327,6 +349,23 @@ test('owner index: sessionsOf and destroyAllForOwner keep the current session', 
   assert.notEqual(await store.get('other'), null)
   await store.setOwner('anon', 'u2')
   assert.deepEqual((await store.sessionsOf('u2')).sort(), ['anon', 'other'])
+})
+
+test('an owner hook that fails, or gives an owner of the wrong type, fails the save with nothing stored', async () => {
+  for (const ownerOf of [() => { throw new Error('no user table') }, () => ({ id: 1 })]) {
+    const store = new CoatcheckStore({ ownerOf })
+    await assert.rejects(store.set('new', sess({ userId: 'u1' })), { code: 'invalid_argument' })
+    assert.equal(await store.get('new'), null)
+  }
+  // A session loaded and saved again: the stored one stays as it was.
+  let fail = false
+  const store = new CoatcheckStore({ ownerOf: (s) => { if (fail) throw new Error('no user table'); return s.userId } })
+  await store.set('loaded', sess({ userId: 'u1', n: 1 }))
+  const loaded = await store.get('loaded')
+  loaded.n = 2
+  fail = true
+  await assert.rejects(store.set('loaded', loaded), { code: 'invalid_argument' })
+  assert.equal((await store.get('loaded')).n, 1)
 })
 
 test('numeric and bigint owners are the same owner as their decimal text', async () => {
