@@ -82,13 +82,15 @@ pub(crate) fn enter() -> Pass {
     Pass { slot, nested }
 }
 
-/// Runs `f`, which waits for another thread and takes no store lock, outside the gate, though
-/// the calling thread holds a pass: a fork may happen meanwhile. A call waiting on Redis must not
-/// hold the gate shut, or a fork would wait for the call, the call for the Redis link thread, and
-/// the link thread (which enters the gate to apply what Redis sends) for the fork.
+/// Runs `f`, which waits (for another thread, or for the disk) and takes no store lock, outside
+/// the gate, though the calling thread holds a pass: a fork may happen meanwhile. A call waiting
+/// on Redis must not hold the gate shut, or a fork would wait for the call, the call for the
+/// Redis link thread, and the link thread (which enters the gate to apply what Redis sends) for
+/// the fork. Nor may the restart log's syncs and file writes: every `fork()` of the process
+/// (a child process spawned by Node or Python) would wait for the disk.
 pub(crate) fn outside<R>(f: impl FnOnce() -> R) -> R {
     let slot = MY_SLOT.with(Cell::get);
-    if slot == usize::MAX {
+    if slot == usize::MAX || DEPTH.with(Cell::get) == 0 {
         return f();
     }
     INSIDE[slot].0.fetch_sub(1, SeqCst);

@@ -261,3 +261,57 @@ fn a_forked_child_does_not_keep_the_restart_log_locked() {
     drop(reopened);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Node's `child_process` and Python's `subprocess` fork: a fork must not wait for the restart
+/// log's background work (a compaction takes seconds on a large table, a sync as long as the
+/// disk), only for the moments that work holds a lock a child could need.
+#[test]
+fn a_fork_does_not_wait_for_the_restart_logs_compaction() {
+    let dir =
+        std::env::temp_dir().join(format!("coatcheck-fork-compaction-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = Config::default();
+    config.persist_path = Some(dir.clone());
+    {
+        let store = Store::new(config.clone()).unwrap();
+        let value = vec![b'x'; 4096];
+        for _ in 0..32_768 {
+            store.create(&value, None).unwrap();
+        }
+    }
+    // Opening the 128 MiB the clean close left compacts them in the background at once; the
+    // snapshot is written under a temporary name until it is done.
+    let store = Store::new(config).unwrap();
+    let compacting = || {
+        std::fs::read_dir(&dir).unwrap().any(|entry| {
+            entry
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp")
+        })
+    };
+    let wait = Instant::now();
+    while !compacting() {
+        assert!(
+            wait.elapsed() < Duration::from_secs(10),
+            "no compaction began"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let started = Instant::now();
+    let (mut forks, mut slowest) = (0, Duration::ZERO);
+    while compacting() {
+        let fork = Instant::now();
+        assert_eq!(in_child(|| 0), 0);
+        slowest = slowest.max(fork.elapsed());
+        forks += 1;
+    }
+    let compaction = started.elapsed();
+    assert!(
+        forks >= 3 && slowest < compaction / 2,
+        "{forks} fork(s) during a {compaction:?} compaction, the slowest {slowest:?}"
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -569,8 +569,8 @@ impl Log {
                     _ => continue,
                 }
             };
-            // Outside the segment's lock: appends go on while the disk syncs.
-            if let Err(e) = file.sync_data() {
+            // Outside the segment's lock: appends go on while the disk syncs (and forks too).
+            if let Err(e) = crate::fork::outside(|| file.sync_data()) {
                 self.fail(&e);
             }
         }
@@ -684,7 +684,7 @@ impl Log {
         // The new files' names reach the disk before any change in them can be acknowledged
         // as synced (as `append` does for a file it makes).
         if self.fsync != Fsync::Never {
-            sync_dir(&self.dir)?;
+            crate::fork::outside(|| sync_dir(&self.dir))?;
         }
         // Every segment switches under all their locks at once: a change appended after the
         // switch, wherever, lands in the new generation, and so does every later change of its
@@ -706,15 +706,17 @@ impl Log {
             if self.fsync == Fsync::Interval && old.synced_len != old.appender.len() {
                 // What the old files took since the last tick reaches the disk before the new
                 // files do: the new files' patches build on it.
-                if let Err(e) = old.appender.file().sync_data() {
+                if let Err(e) = crate::fork::outside(|| old.appender.file().sync_data()) {
                     self.fail(&e);
                     return Err(e);
                 }
             }
         }
         // Dropping the old appenders cuts their files to what they hold.
-        drop(old);
-        sync_dir(&self.dir)?;
+        crate::fork::outside(|| {
+            drop(old);
+            sync_dir(&self.dir)
+        })?;
         Ok(generation)
     }
 
@@ -782,13 +784,14 @@ impl Snapshot<'_> {
     /// # Errors
     /// The I/O error; the caller abandons the snapshot.
     pub(crate) fn flush(&mut self) -> io::Result<()> {
-        self.file.write_all(&self.buf)?;
+        // The snapshot's own file: no lock a forked child could need is held.
+        crate::fork::outside(|| self.file.write_all(&self.buf))?;
         self.bytes += self.buf.len() as u64;
         self.buf.clear();
         if self.bytes - self.synced >= WRITEBACK_STEP {
             // Writes back as it goes (Redis's `rdb-save-incremental-fsync`), so the final sync
             // does not flush hundreds of MB at once and stall the other writers of the disk.
-            self.file.sync_data()?;
+            crate::fork::outside(|| self.file.sync_data())?;
             self.synced = self.bytes;
         }
         self.log.sync_if_due();
@@ -809,21 +812,24 @@ impl Snapshot<'_> {
             &mut self.buf,
         );
         self.flush()?;
-        self.file.sync_all()?;
         let log = self.log;
-        let path = log.dir.join(snapshot_name(self.generation));
-        fs::rename(&self.tmp, &path)?;
-        sync_dir(&log.dir)?;
-        for entry in fs::read_dir(&log.dir)?.flatten() {
-            let name = entry.file_name();
-            let older = name
-                .to_str()
-                .and_then(parse_name)
-                .is_some_and(|named| named.generation() < self.generation);
-            if older {
-                let _ = fs::remove_file(entry.path());
+        crate::fork::outside(|| -> io::Result<()> {
+            self.file.sync_all()?;
+            let path = log.dir.join(snapshot_name(self.generation));
+            fs::rename(&self.tmp, &path)?;
+            sync_dir(&log.dir)?;
+            for entry in fs::read_dir(&log.dir)?.flatten() {
+                let name = entry.file_name();
+                let older = name
+                    .to_str()
+                    .and_then(parse_name)
+                    .is_some_and(|named| named.generation() < self.generation);
+                if older {
+                    let _ = fs::remove_file(entry.path());
+                }
             }
-        }
+            Ok(())
+        })?;
         log.snapshot_bytes.store(self.bytes, Relaxed);
         log.compactions.fetch_add(1, Relaxed);
         // A failed append of this generation leaves a gap that this snapshot may not cover:
