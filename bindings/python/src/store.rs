@@ -185,6 +185,14 @@ impl PyStore {
         self.shared
     }
 
+    /// Whether calls may wait on the network or the disk: a store on Redis, or one whose
+    /// restart log syncs every change (`persist_fsync="always"`). They do so with the GIL
+    /// released; the async adapters then run them in a worker thread.
+    #[getter]
+    fn waits_on_io(&self) -> bool {
+        self.waits
+    }
+
     /// Stores `data` as a new session and returns its signed token.
     #[pyo3(signature = (data, ttl=None))]
     fn create(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any, Callable
 
@@ -468,3 +469,31 @@ def test_a_destroyed_cookie_sent_again_stays_logged_out(store: Store) -> None:
     client.cookies.set("session", token, domain="testserver.local")
     assert client.get("/me").json() == {"user": None, "cart": []}
     assert store.get(token) is None and len(store) == 0
+
+
+def test_a_store_that_syncs_every_change_to_disk_is_used_off_the_event_loop(tmp_path: Any) -> None:
+    # persist_fsync="always" waits for the disk in every write: like a store on Redis, it is
+    # called from a worker thread, never from the event loop's.
+    used_from: set[int] = set()
+
+    class Recording(JSONSerializer):
+        def dumps(self, obj: Any) -> bytes:
+            used_from.add(threading.get_ident())
+            return super().dumps(obj)
+
+    loop_threads: set[int] = set()
+
+    async def write(request: Request) -> JSONResponse:
+        loop_threads.add(threading.get_ident())
+        request.session["n"] = request.session.get("n", 0) + 1
+        return JSONResponse({"n": request.session["n"]})
+
+    store = Store("s", idle_timeout=60, persist_path=tmp_path / "sessions", persist_fsync="always")
+    assert store.waits_on_io and not Store("s", idle_timeout=60).waits_on_io
+    app = Starlette(
+        routes=[Route("/write", write, methods=["POST"])],
+        middleware=[Middleware(SessionMiddleware, store=store, serializer=Recording())],
+    )
+    client = TestClient(app)
+    assert [client.post("/write").json()["n"] for _ in range(3)] == [1, 2, 3]
+    assert used_from and loop_threads and not used_from & loop_threads

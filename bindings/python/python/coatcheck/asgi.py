@@ -183,16 +183,18 @@ def current_session(request: HTTPConnection) -> ServerSession:
 def regenerate(request: HTTPConnection) -> None:
     """Moves the request's session to a new id, keeping its data: call it at login.
 
-    With a store on Redis this waits on the network (at most ``redis_timeout``): in an
-    ``async`` view, ``await regenerate_async(request)`` keeps the event loop free.
+    With a store on Redis this waits on the network (at most ``redis_timeout``), with
+    ``persist_fsync="always"`` on the disk: in an ``async`` view,
+    ``await regenerate_async(request)`` keeps the event loop free.
     """
     current_session(request).regenerate()
 
 
 async def regenerate_async(request: HTTPConnection) -> None:
-    """`regenerate` for ``async`` views: with a store on Redis it runs in a worker thread."""
+    """`regenerate` for ``async`` views: with a store that waits on I/O (``store.waits_on_io``)
+    it runs in a worker thread."""
     session = current_session(request)
-    if session.state.backend.store.shared:
+    if session.state.backend.store.waits_on_io:
         await anyio.to_thread.run_sync(session.regenerate)
     else:
         session.regenerate()
@@ -325,9 +327,10 @@ class SessionMiddleware:
             return
 
         cookie = HTTPConnection(scope).cookies.get(self.cookie_name)
-        # A store on Redis may wait on the network: off the event loop, in a worker thread.
-        shared = self.backend.store.shared
-        if shared:
+        # A store on Redis may wait on the network, one that syncs every change on the disk:
+        # off the event loop, in a worker thread.
+        off_loop = self.backend.store.waits_on_io
+        if off_loop:
             data, state = await anyio.to_thread.run_sync(self.backend.open, cookie)
         else:
             data, state = self.backend.open(cookie)
@@ -337,7 +340,7 @@ class SessionMiddleware:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", [])
                 headers = MutableHeaders(scope=message)
-                if shared:
+                if off_loop:
                     await anyio.to_thread.run_sync(self._save, scope["session"], state, headers)
                 else:
                     self._save(scope["session"], state, headers)

@@ -221,11 +221,12 @@ class SessionStore(SessionBase):
         get_store().sweep()
 
     # A store in this process answers in under a microsecond with no I/O: the async variants
-    # then run inline. A store on Redis may wait on the network (at most redis_timeout), so
-    # they run in a worker thread and the event loop stays free.
+    # then run inline. A store on Redis may wait on the network (at most redis_timeout), one
+    # with persist_fsync="always" on the disk, so they run in a worker thread and the event
+    # loop stays free.
 
     async def _off_loop(self, call: Callable[..., _T], *args: Any) -> _T:
-        if self._store.shared:
+        if self._store.waits_on_io:
             return await sync_to_async(call, thread_sensitive=False)(*args)
         return call(*args)
 
