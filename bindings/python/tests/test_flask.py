@@ -266,6 +266,21 @@ def test_without_a_store_the_secret_key_fallbacks_still_verify() -> None:
     assert ext.store.sign("some-id") == rotated.sign("some-id"), "the new key signs"
 
 
+def test_without_a_store_the_limits_come_from_the_app_config() -> None:
+    app = make_bare_app("k", COATCHECK_MAX_SESSIONS=100, COATCHECK_ABSOLUTE_TIMEOUT=600)
+    ext = CoatcheckSession(app)
+    assert ext.store is not None and ext.store.absolute_timeout == 600
+
+    @app.post("/visit")
+    def visit() -> str:
+        session["seen"] = True  # a CSRF token on a login form, say: every visitor is stored
+        return "ok"
+
+    for _ in range(200):
+        app.test_client().post("/visit")  # a crawler: no cookie jar
+    assert len(ext.store) == 100
+
+
 def make_bare_app(secret_key: str, **config: Any) -> Flask:
     app = Flask(__name__)
     app.secret_key = secret_key

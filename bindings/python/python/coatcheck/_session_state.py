@@ -56,6 +56,10 @@ def owner_key(key: str) -> OwnerHook:
 #: The Store arguments a framework setting may carry, by setting name (Flask ``app.config`` keys,
 #: Django ``settings`` attributes): the adapters pass them on when they build the store.
 STORE_SETTINGS = {
+    "COATCHECK_ABSOLUTE_TIMEOUT": "absolute_timeout",
+    "COATCHECK_MAX_SESSIONS": "max_sessions",
+    "COATCHECK_MAX_BYTES": "max_bytes",
+    "COATCHECK_MAX_SESSION_BYTES": "max_session_bytes",
     "COATCHECK_REDIS_URL": "redis_url",
     "COATCHECK_REDIS_KEY_PREFIX": "redis_key_prefix",
     "COATCHECK_REDIS_TIMEOUT": "redis_timeout",
@@ -67,8 +71,8 @@ STORE_SETTINGS = {
 
 
 def store_options(setting: Callable[[str], Any]) -> dict[str, Any]:
-    """The ``redis_*`` and ``persist_*`` arguments of `Store` from framework settings that are
-    set (not None)."""
+    """The arguments of `Store` (all but the secret and the idle timeout) from the framework
+    settings of `STORE_SETTINGS` that are set (not None)."""
     return {
         argument: setting(name)
         for name, argument in STORE_SETTINGS.items()
