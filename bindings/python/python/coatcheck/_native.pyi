@@ -1,6 +1,5 @@
 # Stubs of the native module; checked against the built extension by `python -m mypy.stubtest`
 # (see mk/python.mk and stubtest-allowlist.txt).
-from collections.abc import Sequence
 from os import PathLike
 from typing import ClassVar, Literal, final
 
@@ -14,7 +13,7 @@ class Store:
 
     def __new__(
         cls,
-        secret: str | bytes | Sequence[str | bytes],
+        secret: str | bytes | list[str | bytes] | tuple[str | bytes, ...],
         *,
         idle_timeout: _Seconds,
         absolute_timeout: _Seconds | None = None,
