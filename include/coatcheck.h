@@ -76,6 +76,8 @@ enum coatcheck_status
   // reached Redis; read the session again before retrying it. With `persist_path`: the
   // restart log cannot be written (a full or failing disk, or a child forked from the log's
   // owner), so the write was refused, or, if its own append failed, made in memory only.
+  // Either way a create or regenerate that returns it reports no id, though the session may
+  // have been made, or moved to a new id, which the caller then never learns.
   COATCHECK_STATUS_UNAVAILABLE = 208,
   // The library panicked. The call had no effect that can be relied on; the store handle is
   // still valid.
@@ -162,6 +164,20 @@ typedef uint32_t coatcheck_when_redis_down;
 
 // A session store: an opaque handle from `coatcheck_store_new`, freed with
 // `coatcheck_store_free`. One handle may be used from any number of threads at once.
+//
+// Output buffers: no output buffer may overlap another argument of the same call (signing a
+// token into the buffer that holds its id, say); copy the input first.
+//
+// On a store with a `redis_url` or a `persist_path`, every call that reads or changes
+// sessions may also return `COATCHECK_STATUS_UNAVAILABLE` (see that status).
+//
+// Fork: a store keeps working in a child made by `fork()`. The fork waits until no thread is
+// inside a call on any store (a call waiting on Redis or on the disk steps aside for it). In
+// the child, the first call starts the child's own background threads, and with a `redis_url`
+// its own link to Redis, waiting up to a second for it. With a `persist_path` the child reads
+// the parent's sessions but never writes the parent's log: its writes return
+// `COATCHECK_STATUS_UNAVAILABLE`, its reads do not log the deadlines they move, and freeing the
+// store in the child writes no snapshot.
 typedef struct coatcheck_store coatcheck_store;
 
 // A borrowed byte string: a pointer followed by its length. `data` may be NULL only when `len`
@@ -296,6 +312,22 @@ typedef struct coatcheck_stats {
   uint64_t tier_touches_sent;
   // Redis replies not cached because an invalidation or a lost link overtook them.
   uint64_t tier_fills_refused;
+  // Whether the store keeps a restart log (built with a `persist_path`). When false, every
+  // `log_` field below is 0 / false.
+  bool log_enabled;
+  // Records appended to the log since the store was built.
+  uint64_t log_records;
+  // Bytes in the current log files.
+  uint64_t log_bytes;
+  // Bytes in the last snapshot.
+  uint64_t log_snapshot_bytes;
+  // Snapshots written (one when the store was built from files, then one per compaction).
+  uint64_t log_compactions;
+  // Sessions restored from the directory when the store was built.
+  uint64_t log_restored;
+  // Appends, syncs or compactions that failed. While the last failure has not been cleared
+  // by a compaction, writes return `COATCHECK_STATUS_UNAVAILABLE`.
+  uint64_t log_failures;
 } coatcheck_stats;
 
 #ifdef __cplusplus
@@ -345,9 +377,13 @@ const char *coatcheck_status_name(uint32_t status);
 // Builds a store from `*config` and writes its handle to `*out_store`.
 //
 // Returns `COATCHECK_STATUS_INVALID_CONFIG` for an out-of-range setting (zero idle timeout,
-// shards not a power of two, sweep interval under 1 ms, an empty secret, an unknown eviction
-// or `redis_when_down` value, a `redis_url` or `redis_key_prefix` that is not UTF-8, a
-// `redis_url` that is not a Redis URL, a bad key prefix, a Redis timeout over 60 s).
+// a `max_session_bytes` of 0 or over 1 GiB, shards not a power of two, sweep interval under
+// 1 ms, an empty secret, an unknown eviction, `redis_when_down` or `persist_fsync` value, a
+// `redis_url`, `redis_key_prefix` or `persist_path` that is not UTF-8, a `redis_url` that is
+// not a Redis URL, a bad key prefix, a Redis timeout over 60 s, a `rediss://` URL with no CA
+// certificates to check it against, both `redis_url` and `persist_path`, a `persist_path`
+// whose parent does not exist or that another store holds), and
+// `COATCHECK_STATUS_INVALID_ARGUMENT` for a `secrets_len` too large to be an array.
 //
 // With a `redis_url` this starts the store's Redis link thread and waits up to a second for
 // the first connection. A store whose Redis is down still starts, and follows
@@ -357,8 +393,8 @@ const char *coatcheck_status_name(uint32_t status);
 // Ownership: the caller owns the new store and must pass it to `coatcheck_store_free`. The
 // config, its secrets and its strings are copied; the caller keeps ownership of them.
 // NULL: `config` or `out_store` NULL returns `COATCHECK_STATUS_NULL_ARGUMENT`; so does a NULL
-// `secrets` or secret `data` with a non-zero length. `redis_url` and `redis_key_prefix` may
-// be NULL (no Redis; the default prefix).
+// `secrets` or secret `data` with a non-zero length. `redis_url`, `redis_key_prefix` and
+// `persist_path` may be NULL (no Redis; the default prefix; no restart log).
 // Threads: safe to call from any thread at any time.
 coatcheck_status coatcheck_store_new(const struct coatcheck_config *config,
                                      struct coatcheck_store **out_store);
@@ -558,9 +594,10 @@ coatcheck_status coatcheck_store_count(const struct coatcheck_store *store, size
 // `coatcheck_store_free`; sessions written meanwhile may survive.
 coatcheck_status coatcheck_store_clear(const struct coatcheck_store *store);
 
-// Writes the store's size and counters to `*out_stats`, and the state and counters of its
-// shared tier (`tier_enabled` false and the `tier_` fields 0 for a store without
-// `redis_url`).
+// Writes the store's size and counters to `*out_stats`, the state and counters of its shared
+// tier (`tier_enabled` false and the `tier_` fields 0 for a store without `redis_url`), and
+// those of its restart log (`log_enabled` false and the `log_` fields 0 without
+// `persist_path`).
 //
 // Ownership: the caller owns `*out_stats`.
 // NULL: `store` or `out_stats` NULL returns `COATCHECK_STATUS_NULL_ARGUMENT`.

@@ -54,6 +54,8 @@ pub enum coatcheck_status {
     /// reached Redis; read the session again before retrying it. With `persist_path`: the
     /// restart log cannot be written (a full or failing disk, or a child forked from the log's
     /// owner), so the write was refused, or, if its own append failed, made in memory only.
+    /// Either way a create or regenerate that returns it reports no id, though the session may
+    /// have been made, or moved to a new id, which the caller then never learns.
     Unavailable = 208,
 
     /// The library panicked. The call had no effect that can be relied on; the store handle is

@@ -34,6 +34,20 @@ const _: () = assert!(COATCHECK_MAX_TOKEN_LEN == MAX_ID_LEN + SIGNATURE_SUFFIX_L
 
 /// A session store: an opaque handle from `coatcheck_store_new`, freed with
 /// `coatcheck_store_free`. One handle may be used from any number of threads at once.
+///
+/// Output buffers: no output buffer may overlap another argument of the same call (signing a
+/// token into the buffer that holds its id, say); copy the input first.
+///
+/// On a store with a `redis_url` or a `persist_path`, every call that reads or changes
+/// sessions may also return `COATCHECK_STATUS_UNAVAILABLE` (see that status).
+///
+/// Fork: a store keeps working in a child made by `fork()`. The fork waits until no thread is
+/// inside a call on any store (a call waiting on Redis or on the disk steps aside for it). In
+/// the child, the first call starts the child's own background threads, and with a `redis_url`
+/// its own link to Redis, waiting up to a second for it. With a `persist_path` the child reads
+/// the parent's sessions but never writes the parent's log: its writes return
+/// `COATCHECK_STATUS_UNAVAILABLE`, its reads do not log the deadlines they move, and freeing the
+/// store in the child writes no snapshot.
 #[allow(non_camel_case_types)]
 pub struct coatcheck_store {
     _private: [u8; 0],
@@ -102,6 +116,22 @@ pub struct coatcheck_stats {
     pub tier_touches_sent: u64,
     /// Redis replies not cached because an invalidation or a lost link overtook them.
     pub tier_fills_refused: u64,
+    /// Whether the store keeps a restart log (built with a `persist_path`). When false, every
+    /// `log_` field below is 0 / false.
+    pub log_enabled: bool,
+    /// Records appended to the log since the store was built.
+    pub log_records: u64,
+    /// Bytes in the current log files.
+    pub log_bytes: u64,
+    /// Bytes in the last snapshot.
+    pub log_snapshot_bytes: u64,
+    /// Snapshots written (one when the store was built from files, then one per compaction).
+    pub log_compactions: u64,
+    /// Sessions restored from the directory when the store was built.
+    pub log_restored: u64,
+    /// Appends, syncs or compactions that failed. While the last failure has not been cleared
+    /// by a compaction, writes return `COATCHECK_STATUS_UNAVAILABLE`.
+    pub log_failures: u64,
 }
 
 impl From<Stats> for coatcheck_stats {
@@ -135,6 +165,13 @@ impl From<Stats> for coatcheck_stats {
             tier_replay_conflicts: counter(|t| t.replay_conflicts),
             tier_touches_sent: counter(|t| t.touches_sent),
             tier_fills_refused: counter(|t| t.fills_refused),
+            log_enabled: s.log.is_some(),
+            log_records: s.log.as_ref().map_or(0, |l| l.records),
+            log_bytes: s.log.as_ref().map_or(0, |l| l.log_bytes),
+            log_snapshot_bytes: s.log.as_ref().map_or(0, |l| l.snapshot_bytes),
+            log_compactions: s.log.as_ref().map_or(0, |l| l.compactions),
+            log_restored: s.log.as_ref().map_or(0, |l| l.restored),
+            log_failures: s.log.as_ref().map_or(0, |l| l.failures),
         }
     }
 }
@@ -181,9 +218,13 @@ fn found(result: coatcheck::Result<bool>) -> coatcheck_status {
 /// Builds a store from `*config` and writes its handle to `*out_store`.
 ///
 /// Returns `COATCHECK_STATUS_INVALID_CONFIG` for an out-of-range setting (zero idle timeout,
-/// shards not a power of two, sweep interval under 1 ms, an empty secret, an unknown eviction
-/// or `redis_when_down` value, a `redis_url` or `redis_key_prefix` that is not UTF-8, a
-/// `redis_url` that is not a Redis URL, a bad key prefix, a Redis timeout over 60 s).
+/// a `max_session_bytes` of 0 or over 1 GiB, shards not a power of two, sweep interval under
+/// 1 ms, an empty secret, an unknown eviction, `redis_when_down` or `persist_fsync` value, a
+/// `redis_url`, `redis_key_prefix` or `persist_path` that is not UTF-8, a `redis_url` that is
+/// not a Redis URL, a bad key prefix, a Redis timeout over 60 s, a `rediss://` URL with no CA
+/// certificates to check it against, both `redis_url` and `persist_path`, a `persist_path`
+/// whose parent does not exist or that another store holds), and
+/// `COATCHECK_STATUS_INVALID_ARGUMENT` for a `secrets_len` too large to be an array.
 ///
 /// With a `redis_url` this starts the store's Redis link thread and waits up to a second for
 /// the first connection. A store whose Redis is down still starts, and follows
@@ -193,8 +234,8 @@ fn found(result: coatcheck::Result<bool>) -> coatcheck_status {
 /// Ownership: the caller owns the new store and must pass it to `coatcheck_store_free`. The
 /// config, its secrets and its strings are copied; the caller keeps ownership of them.
 /// NULL: `config` or `out_store` NULL returns `COATCHECK_STATUS_NULL_ARGUMENT`; so does a NULL
-/// `secrets` or secret `data` with a non-zero length. `redis_url` and `redis_key_prefix` may
-/// be NULL (no Redis; the default prefix).
+/// `secrets` or secret `data` with a non-zero length. `redis_url`, `redis_key_prefix` and
+/// `persist_path` may be NULL (no Redis; the default prefix; no restart log).
 /// Threads: safe to call from any thread at any time.
 #[unsafe(no_mangle)]
 pub extern "C" fn coatcheck_store_new(
@@ -208,7 +249,8 @@ pub extern "C" fn coatcheck_store_new(
         };
         let out = try_out!(out_store);
         // SAFETY: documented: `secrets` is NULL with length 0 or points at `secrets_len` valid
-        // entries for the duration of the call.
+        // entries, and `redis_url`, `redis_key_prefix` and `persist_path` are each NULL or a
+        // NUL-terminated string, for the duration of the call.
         let config = match unsafe { (*config).to_core() } {
             Ok(config) => config,
             Err(status) => return status,
@@ -600,9 +642,10 @@ pub extern "C" fn coatcheck_store_clear(store: *const coatcheck_store) -> coatch
     }
 }
 
-/// Writes the store's size and counters to `*out_stats`, and the state and counters of its
-/// shared tier (`tier_enabled` false and the `tier_` fields 0 for a store without
-/// `redis_url`).
+/// Writes the store's size and counters to `*out_stats`, the state and counters of its shared
+/// tier (`tier_enabled` false and the `tier_` fields 0 for a store without `redis_url`), and
+/// those of its restart log (`log_enabled` false and the `log_` fields 0 without
+/// `persist_path`).
 ///
 /// Ownership: the caller owns `*out_stats`.
 /// NULL: `store` or `out_stats` NULL returns `COATCHECK_STATUS_NULL_ARGUMENT`.

@@ -474,6 +474,8 @@ static void test_len_clear_stats(void) {
     CHECK(stats.tier_enabled == false && stats.tier_connected == false);
     CHECK(stats.tier_near_hits == 0 && stats.tier_near_misses == 0 && stats.tier_round_trips == 0);
     CHECK(stats.tier_failures == 0 && stats.tier_disconnects == 0 && stats.tier_down_ms == 0);
+    /* No persist_path: no restart log, and its counters stay 0. */
+    CHECK(stats.log_enabled == false && stats.log_records == 0 && stats.log_restored == 0);
     coatcheck_store_free(store);
 }
 
@@ -926,6 +928,7 @@ static void test_persist(void) {
     coatcheck_store *store, *second = NULL;
     uint64_t version = 0;
     char value[64];
+    coatcheck_stats stats;
 
     CHECK(mkdtemp(dir) != NULL);
     snprintf(path, sizeof path, "%s/sessions", dir);
@@ -941,6 +944,9 @@ static void test_persist(void) {
     store = new_store(&config);
     CHECK_OK(read_value(store, "kept", false, value, sizeof value, &version));
     CHECK(strcmp(value, "across restarts") == 0 && version == 1);
+    CHECK_OK(coatcheck_store_stats(store, &stats));
+    CHECK(stats.log_enabled && stats.log_restored == 1 && stats.log_failures == 0);
+    CHECK(stats.tier_enabled == false);
     coatcheck_store_free(store);
 
     config.redis_url = "redis://127.0.0.1:6379";
