@@ -172,7 +172,9 @@ typedef uint32_t coatcheck_when_redis_down;
 // sessions may also return `COATCHECK_STATUS_UNAVAILABLE` (see that status).
 //
 // Fork: a store keeps working in a child made by `fork()`. The fork waits until no thread is
-// inside a call on any store (a call waiting on Redis or on the disk steps aside for it). In
+// inside a call on any store (a call waiting on Redis steps aside for it, and so does the
+// restart log's background work as it writes; a write that syncs under
+// `COATCHECK_FSYNC_ALWAYS` does not). In
 // the child, the first call starts the child's own background threads, and with a `redis_url`
 // its own link to Redis, waiting up to a second for it. With a `persist_path` the child reads
 // the parent's sessions but never writes the parent's log: its writes return

@@ -631,7 +631,9 @@ impl Log {
         if crate::fork::generation() != self.fork_generation {
             return Ok(None);
         }
-        let one_at_a_time = self.compaction.lock();
+        // Waited for outside the fork gate: its holder steps outside to write and sync, and a
+        // fork must not wait for a thread that waits for it. (A forked child never takes it.)
+        let one_at_a_time = crate::fork::outside(|| self.compaction.lock());
         let generation = self.rotate()?;
         // Changes appended before the switch are in the table the snapshot reads; one whose
         // append fails from here on may be missing from both.

@@ -405,6 +405,8 @@ struct Shared {
     suspects: Mutex<Vec<Suspect>>,
     /// Whether this store has warned of a Redis that may evict keys without a TTL.
     warned_of_eviction: AtomicBool,
+    /// Set once the store closes: its threads stop.
+    closed: AtomicBool,
 }
 
 struct Runtime {
@@ -446,6 +448,7 @@ impl Tier {
                 connections: AtomicU64::new(0),
                 suspects: Mutex::new(Vec::new()),
                 warned_of_eviction: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
             }),
         }
     }
@@ -1225,6 +1228,7 @@ impl Shared {
     /// Stops the link thread and the resync threads, and waits for them: each is at most one
     /// operation timeout from noticing. Idempotent.
     fn close(&self) {
+        self.closed.store(true, SeqCst);
         let Some(runtime) = self.runtime.lock().take() else {
             return;
         };
@@ -1237,26 +1241,28 @@ impl Shared {
         runtime.wake.notify_one();
         let here = std::thread::current().id();
         let on_link_thread = *runtime.thread_id.lock() == Some(here);
-        if let Some(thread) = runtime.thread.lock().take() {
-            if !on_link_thread {
-                let _ = thread.join();
+        let link = runtime.thread.lock().take().filter(|_| !on_link_thread);
+        // Joined outside the fork gate: the last handle may go inside a pass (a completion on
+        // the link thread), and a thread joined may be waiting to enter the gate while a fork
+        // waits for that pass.
+        fork::outside(|| {
+            if let Some(link) = link {
+                let _ = link.join();
             }
-        }
-        let resyncs = std::mem::take(&mut *runtime.resyncs.lock());
-        for resync in resyncs {
-            if resync.thread().id() != here {
-                resync.thread().unpark();
-                let _ = resync.join();
+            // Taken once the link thread is gone: it starts no more of them.
+            let resyncs = std::mem::take(&mut *runtime.resyncs.lock());
+            for resync in resyncs {
+                if resync.thread().id() != here {
+                    let _ = resync.join();
+                }
             }
-        }
+        });
     }
 
-    /// Whether the store is closing (or closed): its runtime is gone or going.
+    /// Whether the store is closing (or closed). An atomic, not the runtime's lock: it is
+    /// read outside the fork gate.
     fn closing(&self) -> bool {
-        self.runtime
-            .lock()
-            .as_ref()
-            .is_none_or(|runtime| runtime.closing.load(SeqCst))
+        self.closed.load(SeqCst)
     }
 }
 
@@ -1494,8 +1500,15 @@ fn resync_until_done(shared: &Weak<Shared>, generation: u64, epoch: u64, lost_da
             }
             return;
         }
-        // Woken early by a store that closes (`Shared::close`).
-        std::thread::park_timeout(backoff);
+        // In steps, so that a store that closes waits for one step at most.
+        let until = Instant::now() + backoff;
+        while !shared.upgrade().is_none_or(|tier| tier.closing()) {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(10)));
+        }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
@@ -1628,7 +1641,9 @@ async fn warn_if_redis_may_evict(tier: &Shared, connection: &mut MultiplexedConn
         .await;
     let policy = match reply {
         Ok(mut settings) => settings.remove("maxmemory-policy").unwrap_or_default(),
-        Err(_) => String::new(),
+        // Refused (an error reply): not asked again. A connection that failed is, next time.
+        Err(e) if e.code().is_some() => String::new(),
+        Err(_) => return,
     };
     if policy.is_empty() || policy.starts_with("allkeys-") {
         tier.warned_of_eviction.store(true, Relaxed);
