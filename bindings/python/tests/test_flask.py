@@ -267,7 +267,9 @@ def test_without_a_store_the_secret_key_fallbacks_still_verify() -> None:
 
 
 def test_without_a_store_the_limits_come_from_the_app_config() -> None:
-    app = make_bare_app("k", COATCHECK_MAX_SESSIONS=100, COATCHECK_ABSOLUTE_TIMEOUT=600)
+    app = make_bare_app(
+        "k", COATCHECK_MAX_SESSIONS=100, COATCHECK_ABSOLUTE_TIMEOUT=datetime.timedelta(minutes=10)
+    )
     ext = CoatcheckSession(app)
     assert ext.store is not None and ext.store.absolute_timeout == 600
 
@@ -465,6 +467,41 @@ def test_data_set_after_clear_is_a_new_session_under_a_new_id(store: Store) -> N
     assert client.get("/me").json == {"user": "ann", "cart": []}
     assert store.sessions_of("ann") == [store.unsign(fresh)]
     assert len(store) == 1
+
+
+def test_after_clear_a_failing_owner_hook_or_a_revoked_session_stores_nothing_new(
+    store: Store,
+) -> None:
+    app = Flask(__name__)
+    app.secret_key = "k"
+    CoatcheckSession(app, store, owner=lambda data: data.get("user"))
+
+    @app.post("/visit")
+    def visit() -> str:
+        session["user"] = "ann"
+        return "ok"
+
+    @app.post("/relogin/<owner>")
+    def relogin(owner: str) -> str:
+        user = session["user"]
+        session.clear()
+        if owner == "everywhere-logged-out":
+            store.destroy_owner(user)  # a password change elsewhere, while this request runs
+        session["user"] = user if owner != "bad" else ["not", "an", "owner"]
+        return "ok"
+
+    client = app.test_client(use_cookies=True)
+    client.post("/visit")
+    token = cookie(client)
+    assert token is not None
+    # A bad owner fails the request with the old session intact, and stores nothing.
+    app.testing = False
+    assert client.post("/relogin/bad").status_code == 500
+    assert store.get(token) is not None and len(store) == 1
+    # A session logged out everywhere meanwhile does not come back under a new id.
+    response = client.post("/relogin/everywhere-logged-out")
+    assert response.status_code == 200 and "Set-Cookie" not in response.headers
+    assert len(store) == 0 and store.sessions_of("ann") == []
 
 
 # -- concurrent requests of one session merge ---------------------------------------------------

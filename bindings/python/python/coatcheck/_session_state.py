@@ -24,6 +24,7 @@ owner it computes from the data (``store.set_owner``), so that ``store.sessions_
 
 from __future__ import annotations
 
+import datetime
 import enum
 from collections.abc import Mapping
 from typing import Any, Callable, Optional, Union
@@ -72,12 +73,16 @@ STORE_SETTINGS = {
 
 def store_options(setting: Callable[[str], Any]) -> dict[str, Any]:
     """The arguments of `Store` (all but the secret and the idle timeout) from the framework
-    settings of `STORE_SETTINGS` that are set (not None)."""
-    return {
-        argument: setting(name)
-        for name, argument in STORE_SETTINGS.items()
-        if setting(name) is not None
-    }
+    settings of `STORE_SETTINGS` that are set (not None). A duration may be a ``timedelta``,
+    as Flask's own ``PERMANENT_SESSION_LIFETIME`` often is."""
+    options = {}
+    for name, argument in STORE_SETTINGS.items():
+        value = setting(name)
+        if isinstance(value, datetime.timedelta):
+            value = value.total_seconds()
+        if value is not None:
+            options[argument] = value
+    return options
 
 
 class Outcome(enum.Enum):
@@ -237,12 +242,7 @@ class SessionState:
         if self.revoked:
             return Outcome.REVOKED, data
         if self.cleared and self.token is not None and data:
-            # Cleared, then filled again: Flask's and Starlette's login idiom
-            # (``session.clear(); session["user_id"] = ...``). Nothing of the old session is
-            # kept, its id included: a token planted in the browser before the login must not
-            # become the user's (session fixation), and other requests of the old session must
-            # not merge their data into the new one. They find it revoked.
-            self.destroy()
+            return self._replace(data, ttl)
         if self.token is None:
             if not data:
                 return Outcome.NONE, data
@@ -269,6 +269,29 @@ class SessionState:
                 self.raw = raw
                 return Outcome.WRITTEN, data
         return self._write(data, raw, ttl, destroy_empty, version=self.version)
+
+    def _replace(
+        self, data: dict[str, Any], ttl: Optional[_Seconds]
+    ) -> tuple[Outcome, dict[str, Any]]:
+        """Stores ``data``, set after the session was cleared, as a new session, and destroys
+        the old one.
+
+        Flask's and Starlette's login idiom is ``session.clear(); session["user_id"] = ...``.
+        Nothing of the old session is kept, its id included: a token planted in the browser
+        before the login must not become the user's (session fixation), and other requests of
+        the old session must not merge their data into the new one (they find it revoked).
+        The new session comes first, so that a bad owner or value fails with the old one
+        intact; if the old one was revoked meanwhile, so is the new one.
+        """
+        old = self.token
+        assert old is not None
+        self.create(data, ttl)
+        if not self.store.destroy(old):
+            assert self.token is not None
+            self.store.destroy(self.token)
+            self._revoke()
+            return Outcome.REVOKED, data
+        return Outcome.CREATED, data
 
     def _write(
         self,
