@@ -494,6 +494,7 @@ def test_a_store_that_syncs_every_change_to_disk_is_used_off_the_event_loop(tmp_
         routes=[Route("/write", write, methods=["POST"])],
         middleware=[Middleware(SessionMiddleware, store=store, serializer=Recording())],
     )
-    client = TestClient(app)
-    assert [client.post("/write").json()["n"] for _ in range(3)] == [1, 2, 3]
-    assert used_from and loop_threads and not used_from & loop_threads
+    # One event loop thread for every request (thread ids are reused once a thread ends).
+    with TestClient(app) as client:
+        assert [client.post("/write").json()["n"] for _ in range(3)] == [1, 2, 3]
+        assert len(loop_threads) == 1 and used_from and not used_from & loop_threads
