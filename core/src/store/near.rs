@@ -497,10 +497,10 @@ impl Inner {
         absolute_in_ms: Option<u64>,
         version: u64,
     ) {
-        let step = crate::tier::touch_step_ms(idle_ms);
         let now = self.now();
-        let next_step = ((now + ttl_ms) / step + 1) * step;
-        let needed = absolute_in_ms.map_or(next_step, |a| next_step.min(now + a));
+        let next_point =
+            crate::tier::TouchPoints::new(idle_ms, place.hash).next_after(now + ttl_ms);
+        let needed = absolute_in_ms.map_or(next_point, |a| next_point.min(now + a));
         if now + key_ttl_ms < needed {
             let touch = crate::tier::Touch::new(ttl_ms, None, version);
             self.tier().queue_touch(place.key, touch);

@@ -145,8 +145,9 @@ impl Inner {
             stripe.note_first_read();
         }
         if let Some(tier) = &self.tier {
-            let step = crate::tier::touch_step_ms(stripe.record(index).ttl_ms());
-            if slide.after / step > slide.before / step {
+            let record = stripe.record(index);
+            let points = crate::tier::TouchPoints::new(record.ttl_ms(), record.hash);
+            if points.crossed(slide.before, slide.after) {
                 tier.queue_touch(
                     crate::tier::KeyHash::of(id),
                     crate::tier::Touch::new(
@@ -224,14 +225,18 @@ impl Inner {
             // multiples. The old step's multiples include the new one's when it is not
             // longer (`touch_step_ms`), so the crossing is checked on the shorter of the two.
             // The timeout itself goes with it, for processes that load it later.
-            let (old_step, new_step) = (
-                crate::tier::touch_step_ms(old_idle),
-                crate::tier::touch_step_ms(stripe.record(index).ttl_ms()),
+            let hash = stripe.record(index).hash;
+            let (old_points, new_points) = (
+                crate::tier::TouchPoints::new(old_idle, hash),
+                crate::tier::TouchPoints::new(stripe.record(index).ttl_ms(), hash),
             );
-            let step = old_step.min(new_step);
-            if new_step > old_step
-                || after / step > before / step
-                || after.saturating_add(step) < before
+            let points = match new_points.step() > old_points.step() {
+                true => old_points,
+                false => new_points,
+            };
+            if new_points.step() > old_points.step()
+                || points.crossed(before, after)
+                || after.saturating_add(points.step()) < before
             {
                 tier.queue_touch(
                     crate::tier::KeyHash::of(id),

@@ -98,6 +98,47 @@ pub(crate) fn touch_step_ms(idle_ms: u64) -> u64 {
 /// The longest touch step (ms).
 const MAX_TOUCH_STEP_MS: u64 = 1 << 16;
 
+/// A session's touch points: the deadlines (on this process's clock) whose crossing tells
+/// Redis, one per `step`, shifted by an offset from the session's `hash` (the table's, a keyed
+/// hash of the id). Unshifted, every session of a process with one idle timeout would cross at
+/// the same moment, once a step, and every process would then reload all of them at once (a
+/// TTL move invalidates every copy). The offset is the hash modulo the step, so the points of a
+/// step include those of every longer step, as `touch_step_ms` requires.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TouchPoints {
+    step: u64,
+    offset: u64,
+}
+
+impl TouchPoints {
+    pub(crate) fn new(idle_ms: u64, hash: u32) -> Self {
+        let step = touch_step_ms(idle_ms);
+        Self {
+            step,
+            offset: u64::from(hash) & (step - 1),
+        }
+    }
+
+    /// Which touch point `deadline` is in (the points before it).
+    fn count(self, deadline: u64) -> u64 {
+        deadline.saturating_add(self.offset) / self.step
+    }
+
+    /// Whether a deadline moved from `before` to `after` crossed a touch point.
+    pub(crate) fn crossed(self, before: u64, after: u64) -> bool {
+        self.count(after) > self.count(before)
+    }
+
+    /// The first touch point after `deadline`.
+    pub(crate) fn next_after(self, deadline: u64) -> u64 {
+        ((self.count(deadline) + 1) * self.step).saturating_sub(self.offset)
+    }
+
+    pub(crate) fn step(self) -> u64 {
+        self.step
+    }
+}
+
 impl Settings {
     pub(crate) fn from_config(config: &Config) -> Result<Option<(Self, Keys)>> {
         let Some(url) = &config.redis_url else {
@@ -1977,7 +2018,7 @@ fn number(value: &Value) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::touch_step_ms;
+    use super::{TouchPoints, touch_step_ms};
 
     #[test]
     fn touch_steps_are_powers_of_two_of_at_most_a_quarter_of_the_timeout_and_a_minute() {
@@ -2009,5 +2050,51 @@ mod tests {
         }
         // A timeout restated a few ms shorter on each request keeps its step.
         assert_eq!(touch_step_ms(4_000), touch_step_ms(3_993));
+    }
+
+    #[test]
+    fn sessions_of_one_timeout_cross_their_touch_points_at_different_moments() {
+        let idle_ms = 3_600_000; // express-session's maxAge of an hour: a step of 65,536 ms
+        let hashes = [0u32, 1, 20_000, 65_535, 65_536, 0x9e37_79b9, u32::MAX];
+        // Every deadline now + an hour, for the next two minutes, one ms apart: each session
+        // crosses one touch point per step, and not all in the same ms.
+        let mut first_crossings = Vec::new();
+        for hash in hashes {
+            let points = TouchPoints::new(idle_ms, hash);
+            let mut crossings = Vec::new();
+            for now in 0..120_000u64 {
+                if points.crossed(now + idle_ms - 1, now + idle_ms) {
+                    crossings.push(now);
+                }
+            }
+            assert_eq!(crossings.len(), 2, "hash {hash}: {crossings:?}");
+            assert_eq!(crossings[1] - crossings[0], points.step());
+            first_crossings.push(crossings[0]);
+            // The next point after a deadline is after it, within a step, and a deadline that
+            // reaches it has crossed.
+            for deadline in [0, 1, 65_535, 3_604_479, 3_604_480, u32::MAX.into()] {
+                let next = points.next_after(deadline);
+                assert!(next > deadline && next <= deadline + points.step());
+                assert!(points.crossed(deadline, next) && !points.crossed(deadline, next - 1));
+            }
+        }
+        first_crossings.sort_unstable();
+        first_crossings.dedup();
+        assert!(first_crossings.len() >= 5, "{first_crossings:?}");
+        // The points of a shorter step include those of a longer one, for the same session.
+        for hash in hashes {
+            let (long, short) = (
+                TouchPoints::new(idle_ms, hash),
+                TouchPoints::new(20_000, hash),
+            );
+            assert!(short.step() < long.step());
+            for deadline in (0..300_000u64).step_by(97) {
+                let point = long.next_after(deadline);
+                assert!(
+                    short.crossed(point - 1, point),
+                    "hash {hash}, point {point}"
+                );
+            }
+        }
     }
 }
