@@ -647,6 +647,30 @@ fn a_touch_that_shortens_the_idle_timeout_shortens_it_in_redis_and_for_other_sto
 }
 
 #[test]
+fn a_touch_that_lengthens_the_idle_timeout_by_less_than_a_step_reaches_redis() {
+    let redis = RedisServer::start();
+    let a = store(&redis); // 600 s idle timeout: a touch step of 65,536 ms
+    let ids: Vec<String> = (0..5).map(|_| a.create(b"x", None).unwrap()).collect();
+    // 5 s longer: the deadlines move by 5 s, which crosses a touch point for few sessions. Redis
+    // must still learn the timeout, or it would cap later touches' TTLs at the old one and end
+    // the key before this store's copy.
+    for id in &ids {
+        assert!(a.touch(id, Some(Duration::from_secs(605))).unwrap());
+    }
+    let keys = redis.cli(&["--scan", "--pattern", "coatcheck:s:*"]);
+    let keys: Vec<&str> = keys.lines().collect();
+    assert_eq!(keys.len(), ids.len());
+    eventually_for(
+        Duration::from_secs(2),
+        "Redis holds the longer timeout",
+        || {
+            keys.iter()
+                .all(|key| redis.cli(&["HGET", key, "i"]).trim() == "605000")
+        },
+    );
+}
+
+#[test]
 fn a_write_after_a_touch_that_shortened_the_timeout_keeps_its_own_timeout() {
     let redis = RedisServer::start();
     let a = store(&redis);

@@ -484,8 +484,8 @@ impl Inner {
     }
 
     /// A copy whose deadline is `ttl_ms` from now, in a session whose key Redis expires in
-    /// `key_ttl_ms`: its later reads tell Redis only when the deadline crosses a touch step
-    /// (see `Inner::slide`), so until the next step the key must outlive every deadline they
+    /// `key_ttl_ms`: its later reads tell Redis only when the deadline crosses a touch point
+    /// (see `Inner::slide`), so until the next point the key must outlive every deadline they
     /// set; if it may not, a touch moves it. No copy outlives the absolute deadline, so a key
     /// that ends there needs none.
     fn keep_key_past(

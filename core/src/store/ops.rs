@@ -130,7 +130,7 @@ impl Inner {
         Ok(Some(f(super::view(&stripe, index, now))))
     }
 
-    /// Slides a deadline under the shared lock; tells Redis if it crossed a touch step, and the
+    /// Slides a deadline under the shared lock; tells Redis if it crossed a touch point, and the
     /// listener if it crossed the listener's slack.
     pub(super) fn slide(
         &self,
@@ -217,26 +217,26 @@ impl Inner {
         shard.note_deadline(after);
         if let Some(tier) = &self.tier {
             // Every TTL move in Redis invalidates every process's copy: a new idle timeout
-            // moves it only when the deadline crossed a touch step (as a slide does, see
+            // moves it only when the deadline crossed a touch point (as a slide does, see
             // `slide`) or came earlier by more than a step (a shorter timeout, which Redis
             // then takes and must not outlive by much; every copy enforces its own deadline
-            // meanwhile), or when its step is longer than the old timeout's: the key was laid
-            // out on the old step, and later slides tell Redis only at the new step's
-            // multiples. The old step's multiples include the new one's when it is not
-            // longer (`touch_step_ms`), so the crossing is checked on the shorter of the two.
+            // meanwhile), or when the timeout grew by more than a sixteenth of its step, or
+            // its step grew. Redis holds the old timeout until told, and a later slide's touch
+            // carries no timeout: Redis caps its TTL at the old timeout and the key would end
+            // before the copy's next point. (Timeouts restated a few ms apart, as
+            // express-session's are, stay within the sixteenth.) A step that did not grow has
+            // points among the old step's (`TouchPoints`), so the crossing is checked on it.
             // The timeout itself goes with it, for processes that load it later.
+            let new_idle = stripe.record(index).ttl_ms();
             let hash = stripe.record(index).hash;
             let (old_points, new_points) = (
                 crate::tier::TouchPoints::new(old_idle, hash),
-                crate::tier::TouchPoints::new(stripe.record(index).ttl_ms(), hash),
+                crate::tier::TouchPoints::new(new_idle, hash),
             );
-            let points = match new_points.step() > old_points.step() {
-                true => old_points,
-                false => new_points,
-            };
             if new_points.step() > old_points.step()
-                || points.crossed(before, after)
-                || after.saturating_add(points.step()) < before
+                || new_idle > old_idle.saturating_add(new_points.step() / 16)
+                || new_points.crossed(before, after)
+                || after.saturating_add(new_points.step()) < before
             {
                 tier.queue_touch(
                     crate::tier::KeyHash::of(id),

@@ -81,13 +81,14 @@ pub(crate) struct Settings {
 }
 
 /// The touch step of a session with this idle timeout (ms): a read tells Redis of the deadline
-/// it slid only when that deadline crosses a multiple of the step, so a session's Redis TTL
-/// moves at most once per step, and its key lives one step past the deadline Redis was told
-/// (`key_ttl` in the scripts, whose `step` computes the same).
+/// it slid only when that deadline crosses one of the session's touch points, one per step
+/// (`TouchPoints`), so a session's Redis TTL moves at most once per step, and its key lives one
+/// step past the deadline Redis was told (`key_ttl` in the scripts, whose `step` computes the
+/// same).
 ///
 /// A power of two, the largest at most a quarter of the timeout, and at most 65,536 ms: the
-/// steps of two timeouts are then multiples of each other, so every multiple of the longer one
-/// is a multiple of the shorter one. A touch that changes the timeout relies on that (see
+/// steps of two timeouts are then multiples of each other, so every touch point of the longer
+/// one is a touch point of the shorter one. A touch that changes the timeout relies on that (see
 /// `Inner::touch`), and a timeout restated a few ms shorter on each request (as
 /// express-session does) keeps its step.
 pub(crate) fn touch_step_ms(idle_ms: u64) -> u64 {
@@ -99,8 +100,8 @@ pub(crate) fn touch_step_ms(idle_ms: u64) -> u64 {
 const MAX_TOUCH_STEP_MS: u64 = 1 << 16;
 
 /// A session's touch points: the deadlines (on this process's clock) whose crossing tells
-/// Redis, one per `step`, shifted by an offset from the session's `hash` (the table's, a keyed
-/// hash of the id). Unshifted, every session of a process with one idle timeout would cross at
+/// Redis, one per `step`, shifted by an offset from the session's `hash` (the table's: on the
+/// shared tier, bits of the id's `KeyHash`). Unshifted, every session of a process with one idle timeout would cross at
 /// the same moment, once a step, and every process would then reload all of them at once (a
 /// TTL move invalidates every copy). The offset is the hash modulo the step, so the points of a
 /// step include those of every longer step, as `touch_step_ms` requires.
