@@ -487,17 +487,20 @@ def test_after_clear_a_failing_owner_hook_or_a_revoked_session_stores_nothing_ne
         session.clear()
         if owner == "everywhere-logged-out":
             store.destroy_owner(user)  # a password change elsewhere, while this request runs
-        session["user"] = user if owner != "bad" else ["not", "an", "owner"]
+        bad = {"bad-type": ["not", "an", "owner"], "empty": ""}
+        session["user"] = bad.get(owner, user)
         return "ok"
 
     client = app.test_client(use_cookies=True)
     client.post("/visit")
     token = cookie(client)
     assert token is not None
-    # A bad owner fails the request with the old session intact, and stores nothing.
+    # A bad owner (of the wrong type, or one the store refuses) fails the request with the old
+    # session intact, and leaves no new one behind.
     app.testing = False
-    assert client.post("/relogin/bad").status_code == 500
-    assert store.get(token) is not None and len(store) == 1
+    for bad in ("bad-type", "empty"):
+        assert client.post(f"/relogin/{bad}").status_code == 500
+        assert store.get(token) is not None and len(store) == 1, bad
     # A session logged out everywhere meanwhile does not come back under a new id.
     response = client.post("/relogin/everywhere-logged-out")
     assert response.status_code == 200 and "Set-Cookie" not in response.headers

@@ -222,7 +222,13 @@ class SessionState:
         raw = self.backend.dump(data)
         token = self.store.create(raw, ttl)
         if owner is not None:
-            self.store.set_owner(token, owner)
+            try:
+                self.store.set_owner(token, owner)
+            except BaseException:
+                # An owner the store refuses (empty, too long): no session nobody can reach,
+                # outside its owner's index.
+                self.store.destroy(token)
+                raise
         self.token, self.raw, self.version = token, raw, None
         self.revoked = False
         return token
