@@ -456,10 +456,12 @@ impl Store {
     /// (made in memory all the same): a change is logged before its call returns, or the call
     /// says it was not.
     fn write<T>(&self, op: impl FnOnce(&Inner) -> Result<T>) -> Result<T> {
-        let entered = self.writing()?;
+        let entered = self.inner();
         let Some(log) = &entered.log else {
             return op(&entered);
         };
+        // Counted until logged: `close` waits for it before its final snapshot.
+        let _writing = log.begin_write()?;
         let failed_before = crate::persist::failed_appends_on_this_thread();
         let result = op(&entered);
         match log.unrecorded(failed_before) {
@@ -1055,6 +1057,50 @@ impl Store {
                 Err(Error::BadSignature)
             }
         }
+    }
+}
+
+impl Store {
+    /// Stops the store's background work and gives back what it holds besides memory, for
+    /// every clone at once: the sweeper thread, the Redis link (batched touches not sent yet
+    /// are dropped), and the restart log, which takes no more changes, is compacted into one
+    /// snapshot, and unlocks its directory, so that a new store may open it in this process
+    /// (a test suite, a reload). The table stays readable. Dropping the last handle does the
+    /// same; this is for when handles may outlive the store's use (a garbage-collected
+    /// binding).
+    ///
+    /// After it, calls that change sessions fail with [`Error::Unavailable`] on a store with a
+    /// restart log or on Redis, as do reads that need Redis; expired sessions are still never
+    /// returned, and [`sweep`](Store::sweep) still reclaims them. Idempotent. Must not be called
+    /// from a listener.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if the final snapshot could not be written: the log files it would
+    /// have replaced are kept, and a new store loads them all the same.
+    pub fn close(&self) -> Result<()> {
+        if let Some(tier) = &self.inner.tier {
+            tier.close();
+        }
+        if let Some(sweeper) = &self.sweeper {
+            sweeper.stop();
+        }
+        if let Some(log_thread) = &self._log_thread {
+            log_thread.stop();
+        }
+        let Some(log) = &self.inner.log else {
+            return Ok(());
+        };
+        log.stop_writes();
+        let compacted = {
+            let _pass = crate::fork::enter();
+            let compacted = self.inner.compact_log();
+            log.note_compaction(&compacted);
+            compacted
+        };
+        log.release();
+        compacted.map_err(|e| {
+            Error::Unavailable(format!("the final snapshot of the restart log failed: {e}"))
+        })
     }
 }
 

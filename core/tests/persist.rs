@@ -495,6 +495,83 @@ fn a_file_of_another_format_is_set_aside_whole_and_the_rest_still_loads() {
 }
 
 #[test]
+fn a_closed_store_unlocks_its_directory_for_a_new_store_in_the_same_process() {
+    let dir = TempDir::new("closed");
+    let store = Store::new(config(&dir.sessions())).unwrap();
+    store.set("kept", b"before the close", None).unwrap();
+    let clone = store.clone(); // a binding's handle that the garbage collector has not freed
+    clone.close().unwrap();
+    clone.close().unwrap(); // again: nothing more to do
+    assert!(matches!(
+        store.set("after", b"refused", None),
+        Err(Error::Unavailable(_))
+    ));
+    assert_eq!(
+        store.get("kept").unwrap().as_deref(),
+        Some(&b"before the close"[..])
+    );
+    let reopened = Store::new(config(&dir.sessions())).expect("the directory is free");
+    assert_eq!(
+        reopened.get("kept").unwrap().as_deref(),
+        Some(&b"before the close"[..])
+    );
+    assert_eq!(reopened.get("after").unwrap(), None);
+    // The closed store's last reads and its drop leave the new store's files alone.
+    store.get("kept").unwrap();
+    drop((store, clone));
+    reopened.set("new", b"by the second store", None).unwrap();
+    drop(reopened);
+    let third = Store::new(config(&dir.sessions())).unwrap();
+    assert_eq!(
+        third.get("kept").unwrap().as_deref(),
+        Some(&b"before the close"[..])
+    );
+    assert_eq!(
+        third.get("new").unwrap().as_deref(),
+        Some(&b"by the second store"[..])
+    );
+}
+
+#[test]
+fn every_write_acknowledged_before_a_close_is_in_the_store_opened_after_it() {
+    let dir = TempDir::new("close-under-writes");
+    let store = Store::new(config(&dir.sessions())).unwrap();
+    let writers: Vec<_> = (0..2)
+        .map(|thread| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut acknowledged = Vec::new();
+                for n in 0.. {
+                    let id = format!("t{thread}-{n}");
+                    match store.set(&id, id.as_bytes(), None) {
+                        Ok(_) => acknowledged.push(id),
+                        Err(Error::Unavailable(_)) => return acknowledged,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                unreachable!()
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    store.close().unwrap();
+    let acknowledged: Vec<String> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert!(acknowledged.len() > 100, "{}", acknowledged.len());
+    let reopened = Store::new(config(&dir.sessions())).unwrap();
+    for id in &acknowledged {
+        assert_eq!(
+            reopened.get(id).unwrap().as_deref(),
+            Some(id.as_bytes()),
+            "{id}"
+        );
+    }
+    assert_eq!(reopened.len(), acknowledged.len());
+}
+
+#[test]
 fn a_second_store_on_a_locked_directory_gets_a_clear_error() {
     let dir = TempDir::new("locked");
     let first = Store::new(config(&dir.sessions())).unwrap();

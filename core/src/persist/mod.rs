@@ -32,7 +32,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, MutexGuard};
@@ -126,9 +126,16 @@ pub(crate) fn failed_appends_on_this_thread() -> u64 {
 /// An open restart log. Built by [`Log::open`] with the files it found.
 pub(crate) struct Log {
     dir: PathBuf,
-    /// Held for the life of the store: the `flock` is released when it closes (and is never
-    /// held by a forked child).
-    _lock: crate::fork::ProcessLock,
+    /// Held until the store closes: the `flock` is released then (and is never held by a
+    /// forked child). `None` once released.
+    lock: Mutex<Option<crate::fork::ProcessLock>>,
+    /// Calls changing sessions in progress ([`Log::begin_write`]), which [`Log::stop_writes`]
+    /// waits for.
+    writers: std::sync::atomic::AtomicUsize,
+    /// Set by [`Log::stop_writes`]: writes are refused from then on.
+    writes_stopped: AtomicBool,
+    /// Set by [`Log::release`]: nothing is written to the directory any more.
+    released: AtomicBool,
     fsync: Fsync,
     /// Wall-clock ms minus store-clock ms: measured when the store was built, and again every
     /// tick and before every snapshot, so that a wall clock set right while the store runs
@@ -299,7 +306,10 @@ impl Log {
             last_generation: found.next_generation - 1,
             generation: AtomicU64::new(0),
             dir: dir.to_path_buf(),
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
+            writers: std::sync::atomic::AtomicUsize::new(0),
+            writes_stopped: AtomicBool::new(false),
+            released: AtomicBool::new(false),
             fsync,
             offset_ms: AtomicI64::new(offset_ms),
             fork_generation: crate::fork::generation(),
@@ -359,11 +369,56 @@ impl Log {
         }
     }
 
-    /// Whether a write may go ahead: not in a forked child, and not while appends fail.
+    /// A call changing sessions begins: counted until the guard is dropped, so that
+    /// [`Log::stop_writes`] can wait for it to be logged.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if it may not go ahead (see [`Log::writable`]).
+    pub(crate) fn begin_write(&self) -> Result<Writing<'_>> {
+        // Counted, then checked (SeqCst, as `stop_writes` sets, then waits): a write that finds
+        // writes going on is waited for.
+        self.writers.fetch_add(1, SeqCst);
+        let writing = Writing(self);
+        self.writable()?;
+        Ok(writing)
+    }
+
+    /// Refuses writes from now on ([`Error::Unavailable`]), and waits for those in progress to
+    /// end: the table then changes no more but for deadlines, and a snapshot holds it all. A
+    /// listener must not call it (its write would wait for itself).
+    pub(crate) fn stop_writes(&self) {
+        self.writes_stopped.store(true, SeqCst);
+        while self.writers.load(SeqCst) != 0 {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+
+    /// Closes the log files and unlocks the directory, which another store may then open:
+    /// nothing is appended after this (deadlines that reads move are no longer logged).
+    pub(crate) fn release(&self) {
+        self.released.store(true, SeqCst);
+        if crate::fork::generation() == self.fork_generation {
+            // Under every segment's lock, as a rotation switches them: no append is between
+            // its check and its copy. Dropping the appenders cuts their files to what they hold.
+            let mut guards: Vec<_> = self.segments.iter().map(|s| s.lock()).collect();
+            for guard in &mut guards {
+                **guard = None;
+            }
+        }
+        *self.lock.lock() = None;
+    }
+
+    /// Whether a write may go ahead: not in a forked child, not after the store closed, and not
+    /// while appends fail.
     ///
     /// # Errors
     /// [`Error::Unavailable`] saying why.
     pub(crate) fn writable(&self) -> Result<()> {
+        if self.writes_stopped.load(SeqCst) {
+            return Err(Error::Unavailable(
+                "the store was closed: its restart log takes no more changes".into(),
+            ));
+        }
         if crate::fork::generation() != self.fork_generation {
             return Err(Error::Unavailable(
                 "the restart log belongs to the process that opened persist_path; a forked \
@@ -436,7 +491,7 @@ impl Log {
             let mut guard = self.segments[segment].lock();
             if guard.is_none() {
                 let generation = self.generation.load(Relaxed);
-                if generation == 0 {
+                if generation == 0 || self.released.load(SeqCst) {
                     return;
                 }
                 // Made durable in the directory before the first change in it is acknowledged
@@ -628,7 +683,7 @@ impl Log {
     /// # Errors
     /// The I/O error if the new files cannot be created (appends then go on to the old log).
     pub(crate) fn begin_snapshot(&self) -> io::Result<Option<Snapshot<'_>>> {
-        if crate::fork::generation() != self.fork_generation {
+        if crate::fork::generation() != self.fork_generation || self.released.load(SeqCst) {
             return Ok(None);
         }
         // Waited for outside the fork gate: its holder steps outside to write and sync, and a
@@ -754,6 +809,15 @@ impl Log {
             restored: self.restored.load(Relaxed),
             failures: self.failures.load(Relaxed),
         }
+    }
+}
+
+/// A call changing sessions in progress (see [`Log::begin_write`]).
+pub(crate) struct Writing<'l>(&'l Log);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.writers.fetch_sub(1, SeqCst);
     }
 }
 

@@ -241,6 +241,14 @@ fn run(store: &Weak<Inner>, stopped: &Receiver<()>) {
 
 impl Drop for LogThread {
     fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl LogThread {
+    /// Stops the thread and waits for it (a tick or compaction in progress finishes first).
+    /// Idempotent.
+    pub(crate) fn stop(&self) {
         let mut running = self.running.lock();
         if self.generation != fork::generation() {
             // The parent's thread: absent here, and its channel's lock may have been held at

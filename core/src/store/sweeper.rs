@@ -108,6 +108,13 @@ fn forget_parents(running: &mut Running) {
 
 impl Drop for Sweeper {
     fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Sweeper {
+    /// Stops the thread and waits for it (a pass in progress finishes first). Idempotent.
+    pub(crate) fn stop(&self) {
         let mut running = self.running.lock();
         if self.generation.load(Ordering::Acquire) != fork::generation() {
             // Started before a fork, in the parent, and never restarted here.

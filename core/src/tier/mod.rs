@@ -497,6 +497,12 @@ impl Tier {
 
     /// Starts the link thread and waits (at most a second) for the first connection. A store
     /// whose Redis is down still starts: it follows `redis_when_down` until Redis is back.
+    /// Stops the link and resync threads and waits for them; calls that need Redis then fail
+    /// with [`Error::Unavailable`]. Idempotent.
+    pub(crate) fn close(&self) {
+        self.shared.close();
+    }
+
     /// What closes this tier when the last store handle holding it is dropped.
     pub(crate) fn closer(&self) -> Closer {
         Closer(self.shared.clone())
