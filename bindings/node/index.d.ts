@@ -153,6 +153,13 @@ export declare class CoatcheckStore extends EventEmitter {
   /** Removes every session (on Redis, every process's; `unavailable` while Redis is down). */
   clear(): Promise<void>
   clear(callback: (err?: any) => void): void
+  /**
+   * Stops the store's threads, closes its Redis connection, and compacts and unlocks its
+   * restart log, so that a new store may open `persistPath` in this process. Sessions stay
+   * readable; writes to a store with `persistPath` or `redisUrl` then fail with `unavailable`.
+   */
+  close(): Promise<void>
+  close(callback: (err?: any) => void): void
   /** express-session's Store methods (from express-session, or failing clearly without it). */
   createSession(req: any, session: SessionData): any
   load(sid: string, callback: (err: any, session?: any) => any): void

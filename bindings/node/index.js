@@ -506,6 +506,17 @@ function defineStore(BaseStore) {
       return this._report(cb, () => after(this.calls.clear(), nothing))
     }
 
+    /**
+     * Stops the store's threads and gives back what it holds besides memory: the Redis
+     * connection, and the restart log, which is compacted into one snapshot and unlocks its
+     * directory, so that a new store may open it in this process. Sessions stay readable;
+     * writes to a store with `persistPath` or `redisUrl` then fail with code `unavailable`.
+     * Idempotent. Garbage collection does the same, at a time of its choosing.
+     */
+    close(cb) {
+      return this._report(cb, () => after(unwrap(this.native.closeAsync()), nothing))
+    }
+
     // Runs `work` and reports its result or error through `cb` (or as a Promise); `work` may
     // return a Promise (a store on Redis), which is reported when it settles.
     _report(cb, work) {

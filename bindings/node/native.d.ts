@@ -58,6 +58,12 @@ export declare class NativeStore {
   allAsync(): Promise<NativeEntry[] | NativeFailure>
   countAsync(): Promise<number | NativeFailure>
   clearAsync(): Promise<undefined | NativeFailure>
+  /**
+   * Closes the store (see `Store::close`) on a waiting thread: the final snapshot of a
+   * restart log takes as long as the table is large. A named store is unregistered first,
+   * so that a new store of that name is a new store.
+   */
+  closeAsync(): Promise<undefined | NativeFailure>
   stats(): NativeStats
 }
 

@@ -127,3 +127,24 @@ test('persistPath: a second store on a directory in use, a log with Redis and ba
   assert.throws(() => new CoatcheckStore({ persistPath: 42 }), { code: 'invalid_config', message: /persistPath must be a string/ })
   assert.throws(() => new CoatcheckStore({ persistPath: path.join(dir, 'x'), persistFsync: 'sometimes' }), { code: 'invalid_config', message: /persistFsync/ })
 })
+
+test('close() frees the directory for a new store while the old one is still referenced, as in a test suite', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'coatcheck-close-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const sessions = path.join(dir, 'sessions')
+  const first = new CoatcheckStore({ persistPath: sessions, persistFsync: 'never' })
+  await first.set('kept', { cookie: {}, user: 'ann' })
+  await first.close()
+  assert.equal((await first.get('kept')).user, 'ann', 'still readable')
+  await assert.rejects(first.set('refused', { cookie: {} }), { code: 'unavailable' })
+  const second = new CoatcheckStore({ persistPath: sessions, persistFsync: 'never' })
+  assert.equal((await second.get('kept')).user, 'ann')
+  await new Promise((resolve, reject) => first.close((err) => (err ? reject(err) : resolve()))) // again, by callback
+  // A named store that is closed is unregistered: the next one of that name is a new store.
+  const named = new CoatcheckStore({ name: 'close-test', persistPath: path.join(dir, 'named'), persistFsync: 'never' })
+  await named.close()
+  const again = new CoatcheckStore({ name: 'close-test', persistPath: path.join(dir, 'named'), persistFsync: 'never' })
+  await again.set('new', { cookie: {} })
+  await again.close()
+  await second.close()
+})

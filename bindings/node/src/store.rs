@@ -115,6 +115,8 @@ static NAMED: LazyLock<Mutex<HashMap<String, (String, Store)>>> = LazyLock::new(
 #[napi]
 pub struct NativeStore {
     store: Store,
+    /// The name the store is registered under, if any: closing it unregisters it.
+    name: Option<String>,
 }
 
 fn millis(ms: f64, what: &str) -> Result<Duration> {
@@ -234,6 +236,7 @@ impl NativeStore {
         let Some(name) = options.name.clone() else {
             return Ok(Self {
                 store: Store::new(config).map_err(to_napi)?,
+                name: None,
             });
         };
         let mut named = NAMED
@@ -248,11 +251,15 @@ impl NativeStore {
             }
             return Ok(Self {
                 store: store.clone(),
+                name: Some(name),
             });
         }
         let store = Store::new(config).map_err(to_napi)?;
-        named.insert(name, (wanted, store.clone()));
-        Ok(Self { store })
+        named.insert(name.clone(), (wanted, store.clone()));
+        Ok(Self {
+            store,
+            name: Some(name),
+        })
     }
 
     /// Whether sessions are shared through Redis: then use the `…Async` methods, which never
@@ -470,6 +477,20 @@ impl NativeStore {
     #[napi(ts_return_type = "Promise<undefined | NativeFailure>")]
     pub fn clear_async<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
         self.call(env, |s| s.clear())
+    }
+
+    /// Closes the store (see `Store::close`) on a waiting thread: the final snapshot of a
+    /// restart log takes as long as the table is large. A named store is unregistered first,
+    /// so that a new store of that name is a new store.
+    #[napi(ts_return_type = "Promise<undefined | NativeFailure>")]
+    pub fn close_async<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
+        if let Some(name) = &self.name {
+            let mut named = NAMED
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            named.remove(name);
+        }
+        self.call(env, |s| s.close())
     }
 
     #[napi]

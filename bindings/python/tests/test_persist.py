@@ -59,6 +59,20 @@ def test_a_directory_in_use_and_a_log_with_redis_are_setup_errors(tmp_path: Path
     assert first.get(token) == b"x"
 
 
+def test_a_closed_store_frees_its_directory_while_still_referenced(tmp_path: Path) -> None:
+    # An app factory per test, say: the old app still holds its store.
+    path = tmp_path / "sessions"
+    first = store_on(path)
+    token = first.create(b'{"user": 1}')
+    first.close()
+    assert first.get(token) == b'{"user": 1}'  # still readable
+    with pytest.raises(coatcheck.UnavailableError, match="closed"):
+        first.create(b"refused")
+    second = store_on(path)  # first is still alive: close() freed the directory
+    assert second.get(token) == b'{"user": 1}'
+    first.close()  # again: nothing more to do
+
+
 def test_bad_persist_arguments_are_typed_errors(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="persist_path"):
         store_on(42)  # type: ignore[arg-type]
