@@ -509,9 +509,11 @@ function defineStore(BaseStore) {
     /**
      * Stops the store's threads and gives back what it holds besides memory: the Redis
      * connection, and the restart log, which is compacted into one snapshot and unlocks its
-     * directory, so that a new store may open it in this process. Sessions stay readable;
-     * writes to a store with `persistPath` or `redisUrl` then fail with code `unavailable`.
-     * Idempotent. Garbage collection does the same, at a time of its choosing.
+     * directory, so that a new store may open it in this process once this settles. Closes
+     * every store of the same `name`. Without `redisUrl` sessions stay readable; writes to a
+     * store with `persistPath`, and calls on one with `redisUrl` that need Redis, then fail
+     * with code `unavailable`. Idempotent. Garbage collection does the same, at a time of its
+     * choosing.
      */
     close(cb) {
       return this._report(cb, () => after(unwrap(this.native.closeAsync()), nothing))

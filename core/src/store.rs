@@ -681,7 +681,17 @@ impl Store {
         if inner.tier.is_some() {
             return inner.near_touch(id, ttl, None);
         }
+        let _logged = self.timeout_change(ttl)?;
         inner.touch(id, ttl, None)
+    }
+
+    /// With a restart log, a touch that sets a timeout counts as a write for
+    /// [`close`](Store::close): waited for, and refused after.
+    fn timeout_change(&self, ttl: Option<Duration>) -> Result<Option<crate::persist::Writing<'_>>> {
+        match (&self.inner.log, ttl) {
+            (Some(log), Some(_)) => log.begin_timeout_change().map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// [`touch`](Store::touch), skipped when the session was used less than `min_idle` ago
@@ -701,6 +711,7 @@ impl Store {
         if inner.tier.is_some() {
             return inner.near_touch(id, ttl, min_idle);
         }
+        let _logged = self.timeout_change(ttl)?;
         inner.touch(id, ttl, min_idle)
     }
 
@@ -723,6 +734,7 @@ impl Store {
         if inner.tier.is_some() {
             return inner.near_touch_local(id, ttl, min_idle);
         }
+        let _logged = self.timeout_change(ttl)?;
         inner.touch(id, ttl, min_idle).map(Some)
     }
 
@@ -1069,10 +1081,12 @@ impl Store {
     /// same; this is for when handles may outlive the store's use (a garbage-collected
     /// binding).
     ///
-    /// After it, calls that change sessions fail with [`Error::Unavailable`] on a store with a
-    /// restart log or on Redis, as do reads that need Redis; expired sessions are still never
-    /// returned, and [`sweep`](Store::sweep) still reclaims them. Idempotent. Must not be called
-    /// from a listener.
+    /// After it, on a store with a restart log, calls that change sessions (and touches that set
+    /// a timeout) fail with [`Error::Unavailable`]; deadlines that reads move are no longer
+    /// logged. On Redis every call that needs Redis fails with it, reads included: no local
+    /// copy is trusted once nothing invalidates it. Expired sessions are still never returned,
+    /// and [`sweep`](Store::sweep) still reclaims them. Idempotent. Must not be called from a
+    /// listener (it would wait for the write the listener is part of).
     ///
     /// # Errors
     /// [`Error::Unavailable`] if the final snapshot could not be written: the log files it would
@@ -1091,16 +1105,22 @@ impl Store {
             return Ok(());
         };
         log.stop_writes();
-        let compacted = {
-            let _pass = crate::fork::enter();
-            let compacted = self.inner.compact_log();
-            log.note_compaction(&compacted);
-            compacted
-        };
+        // Inside the fork gate: release holds every segment's lock, which a child's stats
+        // take.
+        let _pass = crate::fork::enter();
+        let compacted = self.inner.compact_log();
+        log.note_compaction(&compacted);
         log.release();
         compacted.map_err(|e| {
             Error::Unavailable(format!("the final snapshot of the restart log failed: {e}"))
         })
+    }
+}
+
+impl Store {
+    /// Whether `self` and `other` are handles of the same store.
+    pub fn same_store(&self, other: &Store) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 }
 

@@ -506,6 +506,12 @@ fn a_closed_store_unlocks_its_directory_for_a_new_store_in_the_same_process() {
         store.set("after", b"refused", None),
         Err(Error::Unavailable(_))
     ));
+    // A touch that sets a timeout is a change the log would have to record: refused too.
+    assert!(matches!(
+        store.touch("kept", Some(std::time::Duration::from_secs(5))),
+        Err(Error::Unavailable(_))
+    ));
+    assert_eq!(store.touch("kept", None), Ok(true));
     assert_eq!(
         store.get("kept").unwrap().as_deref(),
         Some(&b"before the close"[..])

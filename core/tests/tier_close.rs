@@ -90,4 +90,9 @@ fn close_stops_every_thread_while_handles_remain_and_calls_that_need_redis_fail(
         handle.destroy(&id),
         Err(coatcheck::Error::Unavailable(_))
     ));
+    // Nothing would invalidate its copy any more: it is not served, whatever the down policy.
+    assert!(matches!(
+        handle.get(&id),
+        Err(coatcheck::Error::Unavailable(_))
+    ));
 }

@@ -145,6 +145,10 @@ test('close() frees the directory for a new store while the old one is still ref
   await named.close()
   const again = new CoatcheckStore({ name: 'close-test', persistPath: path.join(dir, 'named'), persistFsync: 'never' })
   await again.set('new', { cookie: {} })
+  // Closing the old handle again leaves the name to the new store.
+  await named.close()
+  const third = new CoatcheckStore({ name: 'close-test', persistPath: path.join(dir, 'named'), persistFsync: 'never' })
+  assert.notEqual(await third.get('new'), null, 'the same store as `again`')
   await again.close()
   await second.close()
 })

@@ -488,7 +488,13 @@ impl NativeStore {
             let mut named = NAMED
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            named.remove(name);
+            // Only this store: a new one may hold the name since an earlier close.
+            if named
+                .get(name)
+                .is_some_and(|(_, store)| store.same_store(&self.store))
+            {
+                named.remove(name);
+            }
         }
         self.call(env, |s| s.close())
     }

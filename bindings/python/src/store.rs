@@ -426,9 +426,10 @@ impl PyStore {
 
     /// Stops the store's background threads and gives back what it holds besides memory: the
     /// Redis connection, and the restart log, which is compacted into one snapshot and unlocks
-    /// its directory, so that a new store may open it in this process. The sessions stay
-    /// readable; writes to a store with `persist_path` or `redis_url` then raise
-    /// `UnavailableError`. Idempotent; the store's garbage collection does the same.
+    /// its directory, so that a new store may open it in this process. Without `redis_url` the
+    /// sessions stay readable; writes to a store with `persist_path`, and every call on a
+    /// store with `redis_url` that needs Redis, then raise `UnavailableError`. Idempotent; the
+    /// store's garbage collection does the same.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let store = &*self.store;
         Ok(py.detach(|| store.close()).map_err(Error)?)

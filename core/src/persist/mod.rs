@@ -375,11 +375,28 @@ impl Log {
     /// # Errors
     /// [`Error::Unavailable`] if it may not go ahead (see [`Log::writable`]).
     pub(crate) fn begin_write(&self) -> Result<Writing<'_>> {
+        let writing = self.begin_timeout_change()?;
+        self.writable()?;
+        Ok(writing)
+    }
+
+    /// A touch that sets a new idle timeout begins: counted as a write, and refused once
+    /// writes are stopped (its record would land after the final snapshot), but not where
+    /// writes are refused for other reasons (a forked child, a failing disk), where touches
+    /// have always been made in memory.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] once the store is closed.
+    pub(crate) fn begin_timeout_change(&self) -> Result<Writing<'_>> {
         // Counted, then checked (SeqCst, as `stop_writes` sets, then waits): a write that finds
         // writes going on is waited for.
         self.writers.fetch_add(1, SeqCst);
         let writing = Writing(self);
-        self.writable()?;
+        if self.writes_stopped.load(SeqCst) {
+            return Err(Error::Unavailable(
+                "the store was closed: its restart log takes no more changes".into(),
+            ));
+        }
         Ok(writing)
     }
 
@@ -396,6 +413,9 @@ impl Log {
     /// Closes the log files and unlocks the directory, which another store may then open:
     /// nothing is appended after this (deadlines that reads move are no longer logged).
     pub(crate) fn release(&self) {
+        // After any compaction in progress, and before any that waits: one that began before
+        // this would otherwise write into a directory another store may have opened.
+        let _one_at_a_time = crate::fork::outside(|| self.compaction.lock());
         self.released.store(true, SeqCst);
         if crate::fork::generation() == self.fork_generation {
             // Under every segment's lock, as a rotation switches them: no append is between
@@ -689,6 +709,9 @@ impl Log {
         // Waited for outside the fork gate: its holder steps outside to write and sync, and a
         // fork must not wait for a thread that waits for it. (A forked child never takes it.)
         let one_at_a_time = crate::fork::outside(|| self.compaction.lock());
+        if self.released.load(SeqCst) {
+            return Ok(None);
+        }
         let generation = self.rotate()?;
         // Changes appended before the switch are in the table the snapshot reads; one whose
         // append fails from here on may be missing from both.

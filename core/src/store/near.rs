@@ -170,9 +170,13 @@ impl Inner {
         matches!(error, Error::Unavailable(_))
             && self.tier().settings().when_down == WhenRedisDown::ServeLocal
             && !self.tier().is_up()
+            && !self.tier().is_closed()
     }
 
     fn fail_or_serve_local(&self) -> Result<()> {
+        if self.tier().is_closed() {
+            return Err(self.tier().unavailable());
+        }
         match self.tier().settings().when_down {
             WhenRedisDown::ServeLocal => Ok(()),
             WhenRedisDown::Fail => Err(self.tier().unavailable()),

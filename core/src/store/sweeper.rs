@@ -26,6 +26,8 @@ pub(crate) struct Sweeper {
     interval: Duration,
     /// The fork generation the running thread was started in.
     generation: AtomicU64,
+    /// Set by [`Sweeper::stop`]: a forked child of a closed store starts none.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 struct Running {
@@ -39,13 +41,16 @@ impl Sweeper {
             generation: AtomicU64::new(fork::generation()),
             running: Mutex::new(start(inner, interval)?),
             interval,
+            stopped: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// In a child made by `fork()`, starts this process's own sweeper thread (once).
     #[inline]
     pub(super) fn restart_after_fork(&self, inner: &Arc<Inner>) {
-        if self.generation.load(Ordering::Relaxed) != fork::generation() {
+        if self.generation.load(Ordering::Relaxed) != fork::generation()
+            && !self.stopped.load(Ordering::Relaxed)
+        {
             self.restart(inner);
         }
     }
@@ -115,6 +120,7 @@ impl Drop for Sweeper {
 impl Sweeper {
     /// Stops the thread and waits for it (a pass in progress finishes first). Idempotent.
     pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
         let mut running = self.running.lock();
         if self.generation.load(Ordering::Acquire) != fork::generation() {
             // Started before a fork, in the parent, and never restarted here.

@@ -495,12 +495,16 @@ impl Tier {
         }
     }
 
-    /// Starts the link thread and waits (at most a second) for the first connection. A store
-    /// whose Redis is down still starts: it follows `redis_when_down` until Redis is back.
-    /// Stops the link and resync threads and waits for them; calls that need Redis then fail
-    /// with [`Error::Unavailable`]. Idempotent.
+    /// Stops the link and resync threads and waits for them; no copy is trusted from then on,
+    /// and every call that needs Redis fails with [`Error::Unavailable`], whatever
+    /// `redis_when_down` says. Idempotent.
     pub(crate) fn close(&self) {
         self.shared.close();
+    }
+
+    /// Whether [`Tier::close`] was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.closing()
     }
 
     /// What closes this tier when the last store handle holding it is dropped.
@@ -508,6 +512,8 @@ impl Tier {
         Closer(self.shared.clone())
     }
 
+    /// Starts the link thread and waits (at most a second) for the first connection. A store
+    /// whose Redis is down still starts: it follows `redis_when_down` until Redis is back.
     pub(crate) fn start(&self, sink: Weak<dyn Sink>) -> Result<()> {
         *self.shared.sink.lock() = Some(sink);
         let runtime = spawn_runtime(&self.shared)?;
@@ -593,6 +599,9 @@ impl Tier {
 
     /// The error a call gets when Redis cannot answer.
     pub(crate) fn unavailable(&self) -> Error {
+        if self.is_closed() {
+            return Error::Unavailable("the store was closed".into());
+        }
         Error::Unavailable("Redis is not reachable".into())
     }
 
@@ -1277,6 +1286,9 @@ impl Shared {
     /// operation timeout from noticing. Idempotent.
     fn close(&self) {
         self.closed.store(true, SeqCst);
+        // As a lost link: no copy is trusted any more (nothing would invalidate it).
+        self.up.store(false, SeqCst);
+        self.generation.fetch_add(1, SeqCst);
         let Some(runtime) = self.runtime.lock().take() else {
             return;
         };
@@ -1385,6 +1397,9 @@ impl Shared {
         let mut slot = self.runtime.lock();
         if self.fork_generation.load(SeqCst) == now {
             return Ok(());
+        }
+        if self.closing() {
+            return Err(Error::Unavailable("the store was closed".into()));
         }
         if let Some(parents) = slot.take() {
             std::mem::forget(parents);
