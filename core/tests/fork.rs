@@ -262,13 +262,21 @@ fn a_forked_child_does_not_keep_the_restart_log_locked() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Node's `child_process` and Python's `subprocess` fork: a fork must not wait for the restart
-/// log's background work (a compaction takes seconds on a large table, a sync as long as the
-/// disk), only for the moments that work holds a lock a child could need.
-#[test]
-fn a_fork_does_not_wait_for_the_restart_logs_compaction() {
-    let dir =
-        std::env::temp_dir().join(format!("coatcheck-fork-compaction-{}", std::process::id()));
+/// Whether the restart log in `dir` is writing a snapshot (under a temporary name until done).
+fn compacting(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|entry| {
+        entry
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".tmp")
+    })
+}
+
+/// A store on a restart log in a fresh directory named after `name`, opened on 128 MiB of
+/// sessions, once the compaction that opening starts in the background is under way.
+fn store_compacting(name: &str) -> (Store, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("coatcheck-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut config = Config::default();
     config.persist_path = Some(dir.clone());
@@ -279,29 +287,27 @@ fn a_fork_does_not_wait_for_the_restart_logs_compaction() {
             store.create(&value, None).unwrap();
         }
     }
-    // Opening the 128 MiB the clean close left compacts them in the background at once; the
-    // snapshot is written under a temporary name until it is done.
     let store = Store::new(config).unwrap();
-    let compacting = || {
-        std::fs::read_dir(&dir).unwrap().any(|entry| {
-            entry
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".tmp")
-        })
-    };
     let wait = Instant::now();
-    while !compacting() {
+    while !compacting(&dir) {
         assert!(
             wait.elapsed() < Duration::from_secs(10),
             "no compaction began"
         );
         std::thread::sleep(Duration::from_micros(200));
     }
+    (store, dir)
+}
+
+/// Node's `child_process` and Python's `subprocess` fork: a fork must not wait for the restart
+/// log's background work (a compaction takes seconds on a large table, a sync as long as the
+/// disk), only for the moments that work holds a lock a child could need.
+#[test]
+fn a_fork_does_not_wait_for_the_restart_logs_compaction() {
+    let (store, dir) = store_compacting("fork-compaction");
     let started = Instant::now();
     let (mut forks, mut slowest) = (0, Duration::ZERO);
-    while compacting() {
+    while compacting(&dir) {
         let fork = Instant::now();
         assert_eq!(in_child(|| 0), 0);
         slowest = slowest.max(fork.elapsed());
@@ -312,6 +318,23 @@ fn a_fork_does_not_wait_for_the_restart_logs_compaction() {
         forks >= 3 && slowest < compaction / 2,
         "{forks} fork(s) during a {compaction:?} compaction, the slowest {slowest:?}"
     );
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A worker forked while its parent compacts (gunicorn `--preload`) closes its copy of the
+/// store: the compaction's lock, held by a parent thread the child does not have, must not
+/// keep it waiting.
+#[test]
+fn a_child_forked_during_a_compaction_can_close_its_store() {
+    let (store, dir) = store_compacting("fork-close");
+    let in_the_child = store.clone();
+    let code = in_child(move || {
+        // SAFETY: alarm(2) only schedules SIGALRM, which ends a child that hangs.
+        unsafe { libc::alarm(10) };
+        i32::from(in_the_child.close().is_err())
+    });
+    assert_eq!(code, 0, "the child's close failed");
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }

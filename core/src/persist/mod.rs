@@ -414,8 +414,10 @@ impl Log {
     /// nothing is appended after this (deadlines that reads move are no longer logged).
     pub(crate) fn release(&self) {
         // After any compaction in progress, and before any that waits: one that began before
-        // this would otherwise write into a directory another store may have opened.
-        let _one_at_a_time = crate::fork::outside(|| self.compaction.lock());
+        // this would otherwise write into a directory another store may have opened. Not in a
+        // forked child: it runs no compaction, and a fork may have caught the lock held.
+        let _one_at_a_time = (crate::fork::generation() == self.fork_generation)
+            .then(|| crate::fork::outside(|| self.compaction.lock()));
         self.released.store(true, SeqCst);
         if crate::fork::generation() == self.fork_generation {
             // Under every segment's lock, as a rotation switches them: no append is between

@@ -63,6 +63,12 @@ impl Sweeper {
             return;
         }
         forget_parents(&mut running);
+        // Stopped meanwhile (a close in this child): the parent's thread is forgotten all the
+        // same, and none is started.
+        if self.stopped.load(Ordering::Relaxed) {
+            self.generation.store(now, Ordering::Release);
+            return;
+        }
         // If no thread can be started, expired sessions are still never returned, and
         // `Store::sweep` and eviction reclaim them.
         if let Ok(fresh) = start(inner, self.interval) {

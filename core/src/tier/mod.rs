@@ -546,6 +546,8 @@ impl Tier {
     pub(crate) fn is_up(&self) -> bool {
         self.shared.up.load(SeqCst)
             && self.shared.fork_generation.load(SeqCst) == fork::generation()
+            // A link that came up while the store closed is not one.
+            && !self.shared.closing()
     }
 
     /// The generation to stamp a copy with, if the link is up (a fill ticket).
