@@ -68,9 +68,9 @@ pub struct Store {
     // Declared first so it is dropped first: the last handle joins the sweeper thread, then
     // frees the table on the caller's thread.
     sweeper: Option<Arc<sweeper::Sweeper>>,
-    /// Held, not read: the last handle stops and joins the restart log's thread...
-    _log_thread: Option<Arc<persisted::LogThread>>,
-    /// ...and the shared tier's threads.
+    /// The restart log's thread, which the last handle (or `close`) stops and joins...
+    log_thread: Option<Arc<persisted::LogThread>>,
+    /// ...and the shared tier's threads (held, not read: `close` goes through the tier).
     _tier_closer: Option<Arc<crate::tier::Closer>>,
     inner: Arc<Inner>,
 }
@@ -363,7 +363,7 @@ impl StoreBuilder {
         };
         Ok(Store {
             sweeper,
-            _log_thread: log_thread,
+            log_thread,
             _tier_closer: inner.tier.as_ref().map(|tier| Arc::new(tier.closer())),
             inner,
         })
@@ -1098,7 +1098,7 @@ impl Store {
         if let Some(sweeper) = &self.sweeper {
             sweeper.stop();
         }
-        if let Some(log_thread) = &self._log_thread {
+        if let Some(log_thread) = &self.log_thread {
             log_thread.stop();
         }
         let Some(log) = &self.inner.log else {
@@ -1115,9 +1115,7 @@ impl Store {
             Error::Unavailable(format!("the final snapshot of the restart log failed: {e}"))
         })
     }
-}
 
-impl Store {
     /// Whether `self` and `other` are handles of the same store.
     pub fn same_store(&self, other: &Store) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
