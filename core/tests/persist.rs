@@ -577,6 +577,57 @@ fn every_write_acknowledged_before_a_close_is_in_the_store_opened_after_it() {
     assert_eq!(reopened.len(), acknowledged.len());
 }
 
+/// A close must wait for a call that is still making its changes: here a `destroy_owner`
+/// held inside its first removal (by a listener) while another thread closes the store. The
+/// final snapshot must not be taken, and the directory released, before its last removal is
+/// logged.
+#[test]
+fn close_waits_for_a_call_still_making_its_changes() {
+    use std::sync::{Mutex, mpsc};
+    let dir = TempDir::new("close-waits");
+    let (entered_tx, entered) = mpsc::channel();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let hold_first_removal = Arc::new(AtomicBool::new(false));
+    let hold = hold_first_removal.clone();
+    let (entered_tx, go_rx) = (Mutex::new(entered_tx), Mutex::new(go_rx));
+    let store = Store::builder(config(&dir.sessions()))
+        .listener(Duration::from_secs(1), move |change| {
+            if matches!(change.kind, coatcheck::ChangeKind::Removed { .. })
+                && hold.swap(false, Ordering::SeqCst)
+            {
+                entered_tx.lock().unwrap().send(()).unwrap();
+                go_rx.lock().unwrap().recv().unwrap();
+            }
+        })
+        .build()
+        .unwrap();
+    for n in 0..8 {
+        let id = format!("device-{n}");
+        store.set(&id, b"x", None).unwrap();
+        store.set_owner(&id, Some("alice")).unwrap();
+    }
+    hold_first_removal.store(true, Ordering::SeqCst);
+    let logging_out = {
+        let store = store.clone();
+        std::thread::spawn(move || store.destroy_owner("alice", None))
+    };
+    entered.recv().unwrap();
+    let closing = {
+        let store = store.clone();
+        std::thread::spawn(move || store.close())
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !closing.is_finished(),
+        "close returned while a call was still changing sessions"
+    );
+    go.send(()).unwrap();
+    assert_eq!(logging_out.join().unwrap().unwrap(), 8);
+    closing.join().unwrap().unwrap();
+    let reopened = Store::new(config(&dir.sessions())).unwrap();
+    assert_eq!(reopened.len(), 0, "{:?}", reopened.ids().unwrap());
+}
+
 #[test]
 fn a_second_store_on_a_locked_directory_gets_a_clear_error() {
     let dir = TempDir::new("locked");

@@ -85,9 +85,16 @@ struct Writer {
     synced_len: u64,
 }
 
-/// The mutex of one segment's end, starting a cache line of its own.
+/// One segment's end and its threads' writes in progress, starting a cache line of their own.
 #[repr(align(64))]
-struct Tail(Mutex<Option<Writer>>);
+struct Tail {
+    end: Mutex<Option<Writer>>,
+    /// Calls changing sessions in progress on this segment's threads ([`Log::begin_write`]),
+    /// which [`Log::stop_writes`] waits for. Counted per segment, as the appends are, so that
+    /// writers on several cores share no counter: one for the whole log moved between cores
+    /// twice per write.
+    writing: std::sync::atomic::AtomicUsize,
+}
 
 /// At most this many segments (threads beyond it share them).
 const MAX_SEGMENTS: usize = 8;
@@ -104,7 +111,7 @@ impl std::ops::Deref for Tail {
     type Target = Mutex<Option<Writer>>;
 
     fn deref(&self) -> &Self::Target {
-        &self.0
+        &self.end
     }
 }
 
@@ -129,9 +136,6 @@ pub(crate) struct Log {
     /// Held until the store closes: the `flock` is released then (and is never held by a
     /// forked child). `None` once released.
     lock: Mutex<Option<crate::fork::ProcessLock>>,
-    /// Calls changing sessions in progress ([`Log::begin_write`]), which [`Log::stop_writes`]
-    /// waits for.
-    writers: std::sync::atomic::AtomicUsize,
     /// Set by [`Log::stop_writes`]: writes are refused from then on.
     writes_stopped: AtomicBool,
     /// Set by [`Log::release`]: nothing is written to the directory any more.
@@ -307,7 +311,6 @@ impl Log {
             generation: AtomicU64::new(0),
             dir: dir.to_path_buf(),
             lock: Mutex::new(Some(lock)),
-            writers: std::sync::atomic::AtomicUsize::new(0),
             writes_stopped: AtomicBool::new(false),
             released: AtomicBool::new(false),
             fsync,
@@ -315,7 +318,10 @@ impl Log {
             fork_generation: crate::fork::generation(),
             slide_slack: slide_slack(idle_timeout),
             segments: (0..segment_count())
-                .map(|_| Tail(Mutex::new(None)))
+                .map(|_| Tail {
+                    end: Mutex::new(None),
+                    writing: std::sync::atomic::AtomicUsize::new(0),
+                })
                 .collect(),
             failure: Mutex::new(None),
             failed: AtomicBool::new(false),
@@ -388,10 +394,11 @@ impl Log {
     /// # Errors
     /// [`Error::Unavailable`] once the store is closed.
     pub(crate) fn begin_timeout_change(&self) -> Result<Writing<'_>> {
-        // Counted, then checked (SeqCst, as `stop_writes` sets, then waits): a write that finds
-        // writes going on is waited for.
-        self.writers.fetch_add(1, SeqCst);
-        let writing = Writing(self);
+        // Counted, then checked (SeqCst, as `stop_writes` sets, then reads each segment's
+        // count): a write that finds writes going on is waited for.
+        let segment = &self.segments[WRITING_THREAD.with(|n| *n) % self.segments.len()];
+        segment.writing.fetch_add(1, SeqCst);
+        let writing = Writing(&segment.writing);
         if self.writes_stopped.load(SeqCst) {
             return Err(Error::Unavailable(
                 "the store was closed: its restart log takes no more changes".into(),
@@ -405,7 +412,13 @@ impl Log {
     /// listener must not call it (its write would wait for itself).
     pub(crate) fn stop_writes(&self) {
         self.writes_stopped.store(true, SeqCst);
-        while self.writers.load(SeqCst) != 0 {
+        // A count read as 0 after the flag was set means that every write counted there before
+        // that read has ended; any counted after it finds the flag set.
+        while self
+            .segments
+            .iter()
+            .any(|segment| segment.writing.load(SeqCst) != 0)
+        {
             std::thread::sleep(Duration::from_micros(100));
         }
     }
@@ -837,12 +850,13 @@ impl Log {
     }
 }
 
-/// A call changing sessions in progress (see [`Log::begin_write`]).
-pub(crate) struct Writing<'l>(&'l Log);
+/// A call changing sessions in progress (see [`Log::begin_write`]): the count of the segment
+/// it was counted in, wherever it is dropped.
+pub(crate) struct Writing<'l>(&'l std::sync::atomic::AtomicUsize);
 
 impl Drop for Writing<'_> {
     fn drop(&mut self) {
-        self.0.writers.fetch_sub(1, SeqCst);
+        self.0.fetch_sub(1, SeqCst);
     }
 }
 
