@@ -671,6 +671,28 @@ fn a_touch_that_lengthens_the_idle_timeout_by_less_than_a_step_reaches_redis() {
 }
 
 #[test]
+fn a_close_sends_the_touches_still_queued() {
+    let redis = RedisServer::start();
+    let a = store(&redis);
+    let ids: Vec<String> = (0..5).map(|_| a.create(b"x", None).unwrap()).collect();
+    // Queued, to be sent within 250 ms: the close comes first.
+    for id in &ids {
+        assert!(a.touch(id, Some(Duration::from_secs(605))).unwrap());
+    }
+    a.close().unwrap();
+    let keys = redis.cli(&["--scan", "--pattern", "coatcheck:s:*"]);
+    let keys: Vec<&str> = keys.lines().collect();
+    assert_eq!(keys.len(), ids.len());
+    for key in keys {
+        assert_eq!(
+            redis.cli(&["HGET", key, "i"]).trim(),
+            "605000",
+            "a touch queued before the close never reached Redis"
+        );
+    }
+}
+
+#[test]
 fn a_write_after_a_touch_that_shortened_the_timeout_keeps_its_own_timeout() {
     let redis = RedisServer::start();
     let a = store(&redis);

@@ -1822,10 +1822,17 @@ async fn serve(shared: &Weak<Shared>, runtime: &Runtime, mut connection: Counted
     let mut last_ping = Instant::now();
     loop {
         let _ = tokio::time::timeout(TOUCH_FLUSH_INTERVAL, runtime.wake.notified()).await;
-        if runtime.closing.load(SeqCst) {
+        let Some(tier) = shared.upgrade() else { return };
+        // `closed` is set before `up` is cleared: a close is told from a lost link.
+        if runtime.closing.load(SeqCst) || tier.closing() {
+            // A clean close sends the touches still queued, as a store that sends each touch
+            // at once (connect-redis) would have: else the keys of sessions read in the last
+            // interval would end up to a touch step before their users' deadlines. Bounded:
+            // a close waits no longer for a Redis that does not answer.
+            let _ = tokio::time::timeout(HEARTBEAT_TIMEOUT, flush_touches(&tier, &mut connection))
+                .await;
             return;
         }
-        let Some(tier) = shared.upgrade() else { return };
         if !tier.up.load(SeqCst) {
             return;
         }
