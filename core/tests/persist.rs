@@ -611,19 +611,25 @@ fn close_waits_for_a_call_still_making_its_changes() {
         let store = store.clone();
         std::thread::spawn(move || store.destroy_owner("alice", None))
     };
-    entered.recv().unwrap();
-    let closing = {
+    entered
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the listener saw the first removal");
+    // Not joined: a close that never returned fails the test instead of hanging it.
+    let (closed_tx, closed) = mpsc::channel();
+    {
         let store = store.clone();
-        std::thread::spawn(move || store.close())
-    };
-    std::thread::sleep(Duration::from_millis(300));
+        std::thread::spawn(move || closed_tx.send(store.close()));
+    }
     assert!(
-        !closing.is_finished(),
+        closed.recv_timeout(Duration::from_millis(300)).is_err(),
         "close returned while a call was still changing sessions"
     );
     go.send(()).unwrap();
     assert_eq!(logging_out.join().unwrap().unwrap(), 8);
-    closing.join().unwrap().unwrap();
+    closed
+        .recv_timeout(Duration::from_secs(10))
+        .expect("close returned once the call ended")
+        .unwrap();
     let reopened = Store::new(config(&dir.sessions())).unwrap();
     assert_eq!(reopened.len(), 0, "{:?}", reopened.ids().unwrap());
 }

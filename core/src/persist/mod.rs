@@ -86,13 +86,15 @@ struct Writer {
 }
 
 /// One segment's end and its threads' writes in progress, starting a cache line of their own.
-#[repr(align(64))]
+/// `end` first (`repr(C)`): the mutex and the writer's hot fields keep their one line.
+#[repr(C, align(64))]
 struct Tail {
     end: Mutex<Option<Writer>>,
-    /// Calls changing sessions in progress on this segment's threads ([`Log::begin_write`]),
-    /// which [`Log::stop_writes`] waits for. Counted per segment, as the appends are, so that
-    /// writers on several cores share no counter: one for the whole log moved between cores
-    /// twice per write.
+    /// Calls changing sessions (and touches that set a timeout) in progress on this segment's
+    /// threads ([`Log::begin_write`], [`Log::begin_timeout_change`]), which
+    /// [`Log::stop_writes`] waits for. Counted per segment, as the appends are: a count for
+    /// the whole log was written by every writer twice per write, so its line moved between
+    /// cores; now only threads that share a segment (more of them than segments) share one.
     writing: std::sync::atomic::AtomicUsize,
 }
 
@@ -104,7 +106,8 @@ fn segment_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_SEGMENTS))
 }
 
-/// Numbers the threads that append, in the order they first do.
+/// Numbers the threads that write (that count a write in progress, or append), in the order
+/// they first do: a thread's segment is its number modulo the segment count.
 static WRITING_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl std::ops::Deref for Tail {
@@ -1409,6 +1412,50 @@ mod tests {
         assert_eq!(&image.sessions["s"].value[..11], b"{\"count\":4,");
         drop(image);
         drop((log, found));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stop_writes_waits_for_a_write_counted_in_any_segment_and_refuses_later_ones() {
+        let dir = temp_dir("stop-writes");
+        let (mut log, found) = Log::open(&dir, Fsync::Never, Duration::from_secs(60), 0).unwrap();
+        drop(found);
+        // Three segments whatever the core count: a wait on the closing thread's segment alone,
+        // or on the first, would show.
+        log.segments = (0..3)
+            .map(|_| Tail {
+                end: Mutex::new(None),
+                writing: std::sync::atomic::AtomicUsize::new(0),
+            })
+            .collect();
+        // Shared with a thread not joined: a stop_writes that never returned fails the test
+        // instead of hanging it.
+        let log = std::sync::Arc::new(log);
+        for segment in 0..log.segments.len() {
+            // A write in progress on that segment's threads.
+            log.segments[segment].writing.fetch_add(1, SeqCst);
+            let (stopped_tx, stopped) = std::sync::mpsc::channel();
+            let stopping = std::sync::Arc::clone(&log);
+            std::thread::spawn(move || {
+                stopping.stop_writes();
+                let _ = stopped_tx.send(());
+            });
+            assert!(
+                stopped.recv_timeout(Duration::from_millis(100)).is_err(),
+                "stop_writes returned with a write in progress in segment {segment}"
+            );
+            log.segments[segment].writing.fetch_sub(1, SeqCst);
+            stopped
+                .recv_timeout(Duration::from_secs(10))
+                .expect("stop_writes still waits once the write ended");
+        }
+        assert!(matches!(log.begin_write(), Err(Error::Unavailable(_))));
+        assert!(matches!(
+            log.begin_timeout_change(),
+            Err(Error::Unavailable(_))
+        ));
+        assert!(log.segments.iter().all(|s| s.writing.load(SeqCst) == 0));
+        drop(log);
         fs::remove_dir_all(&dir).unwrap();
     }
 
