@@ -534,9 +534,11 @@ function defineStore(BaseStore) {
           throw asStoreError(thrown)
         })
         if (typeof cb !== 'function') return reported
+        // Through `settle`, on a tick of its own: a callback that throws is then an uncaught
+        // exception, as on the local path, and not a rejection of a Promise nobody holds.
         reported.then(
-          (value) => (value === undefined ? cb() : cb(null, value)),
-          (thrown) => cb(thrown),
+          (value) => settle(cb, null, value),
+          (thrown) => settle(cb, thrown),
         )
         return undefined
       }

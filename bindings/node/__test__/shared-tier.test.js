@@ -185,6 +185,32 @@ test("express-session's destroy() without a callback, failing on a silent Redis,
   }
 })
 
+test("a callback that throws is an uncaught exception on Redis as without it, not an unhandled rejection", async () => {
+  const { execFile } = require('node:child_process')
+  const redis = await startRedis()
+  // In a process of its own: the test runner takes an uncaught exception for a failed test.
+  const child = `
+    const { CoatcheckStore } = require(${JSON.stringify(path.join(__dirname, '..'))})
+    const report = (how) => (e) => { console.log(how + ': ' + e.message); process.exit(0) }
+    process.on('uncaughtException', report('uncaught'))
+    process.on('unhandledRejection', report('unhandled'))
+    const store = new CoatcheckStore(process.env.REDIS_URL ? { redisUrl: process.env.REDIS_URL, redisTimeout: 1 } : {})
+    store.set('sid-1', { cookie: {}, user: 'ann' }, () => { throw new Error('thrown by the callback') })
+  `
+  const outcome = (env) =>
+    new Promise((resolve, reject) => {
+      execFile(process.execPath, ['-e', child], { env: { ...process.env, ...env }, timeout: 20000 }, (error, stdout) =>
+        error ? reject(error) : resolve(stdout.trim()),
+      )
+    })
+  try {
+    assert.equal(await outcome({ REDIS_URL: '' }), 'uncaught: thrown by the callback')
+    assert.equal(await outcome({ REDIS_URL: redis.url }), 'uncaught: thrown by the callback')
+  } finally {
+    await redis.stop()
+  }
+})
+
 test('redis options are checked', () => {
   assert.throws(() => new CoatcheckStore({ redisUrl: 'redis://127.0.0.1:1', secret: '' }), { code: 'invalid_config' })
   assert.throws(() => new CoatcheckStore({ redisUrl: 'redis://127.0.0.1:1', secret: [] }), { code: 'invalid_config' })
