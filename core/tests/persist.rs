@@ -729,10 +729,14 @@ mod model {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
-        /// Any sequence of changes, a crash at its end: the restored store holds exactly what
-        /// the running one held, and its invariants hold after every step of both.
+        /// Any sequence of changes, then a crash or a clean close: the store restored from the
+        /// files holds exactly what the running one held, and its invariants hold after every
+        /// step of both.
         #[test]
-        fn a_restored_store_equals_the_one_that_crashed(ops in proptest::collection::vec(op(), 1..40)) {
+        fn a_restored_store_equals_the_one_that_crashed_or_closed(
+            ops in proptest::collection::vec(op(), 1..40),
+            closed_cleanly in any::<bool>(),
+        ) {
             let dir = TempDir::new("model");
             let store = Store::new(config(&dir.sessions())).unwrap();
             let mut ids: Vec<String> = (0..8).map(|k| format!("k{k}")).collect();
@@ -759,18 +763,30 @@ mod model {
                 }
                 store.check_invariants().map_err(TestCaseError::fail)?;
             }
-            let crashed = crash_copy(&dir, "model-copy");
-            let restored = Store::new(config(&crashed.sessions())).unwrap();
-            restored.check_invariants().map_err(TestCaseError::fail)?;
-            prop_assert_eq!(contents(&restored), contents(&store));
-            for o in 0..3 {
-                let owner = format!("u{o}");
-                prop_assert_eq!(restored.sessions_of(&owner).unwrap(), store.sessions_of(&owner).unwrap());
-            }
-            // Versions go on above everything issued before the crash.
             let before = store.set("k0", b"next", None).unwrap();
-            let after = restored.set("k0", b"next", None).unwrap();
-            prop_assert!(after >= before, "{} < {}", after, before);
+            let held = contents(&store);
+            let owned: Vec<Vec<String>> =
+                (0..3).map(|o| store.sessions_of(&format!("u{o}")).unwrap()).collect();
+            let crashed;
+            let restored = if closed_cleanly {
+                store.close().unwrap();
+                store.check_invariants().map_err(TestCaseError::fail)?;
+                prop_assert!(matches!(store.set("k0", b"late", None), Err(Error::Unavailable(_))));
+                prop_assert_eq!(contents(&store), held.clone(), "a closed store stays readable");
+                // The same directory, in the same process: the close unlocked it.
+                Store::new(config(&dir.sessions())).unwrap()
+            } else {
+                crashed = crash_copy(&dir, "model-copy");
+                Store::new(config(&crashed.sessions())).unwrap()
+            };
+            restored.check_invariants().map_err(TestCaseError::fail)?;
+            prop_assert_eq!(contents(&restored), held);
+            for (o, owned) in owned.iter().enumerate() {
+                prop_assert_eq!(&restored.sessions_of(&format!("u{o}")).unwrap(), owned);
+            }
+            // Versions go on above everything issued before the crash or close.
+            let after = restored.set("k0", b"after", None).unwrap();
+            prop_assert!(after > before, "{} <= {}", after, before);
         }
     }
 }
