@@ -675,18 +675,32 @@ fn a_close_sends_the_touches_still_queued() {
     let redis = RedisServer::start();
     let a = store(&redis);
     let ids: Vec<String> = (0..5).map(|_| a.create(b"x", None).unwrap()).collect();
-    // Queued, to be sent within 250 ms: the close comes first.
-    for id in &ids {
-        assert!(a.touch(id, Some(Duration::from_secs(605))).unwrap());
-    }
+    let sent = || a.stats().tier.expect("tier stats").touches_sent;
+    // Touches queued after the link thread settled (the creates' own invalidations wake it,
+    // and it flushes touches as it serves them), so that only the close can send them. Again,
+    // with a new timeout, in the rare case that its 250 ms tick came in between (each 5 s
+    // longer: more than a sixteenth of the touch step, so that Redis is told).
+    let mut timeout_s = 605;
+    let before = loop {
+        std::thread::sleep(Duration::from_millis(600));
+        let before = sent();
+        for id in &ids {
+            assert!(a.touch(id, Some(Duration::from_secs(timeout_s))).unwrap());
+        }
+        if sent() == before || timeout_s == 615 {
+            break before;
+        }
+        timeout_s += 5;
+    };
     a.close().unwrap();
+    assert_eq!(sent(), before + 5);
     let keys = redis.cli(&["--scan", "--pattern", "coatcheck:s:*"]);
     let keys: Vec<&str> = keys.lines().collect();
     assert_eq!(keys.len(), ids.len());
     for key in keys {
         assert_eq!(
             redis.cli(&["HGET", key, "i"]).trim(),
-            "605000",
+            format!("{}", timeout_s * 1000),
             "a touch queued before the close never reached Redis"
         );
     }

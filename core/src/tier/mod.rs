@@ -1500,6 +1500,11 @@ async fn supervise(shared: Weak<Shared>, runtime: Arc<Runtime>) {
     let mut backoff = Duration::from_millis(25);
     while !runtime.closing.load(SeqCst) {
         let Some(tier) = shared.upgrade() else { return };
+        // Set before `runtime.closing`: a link that served until the close does not come up
+        // again in between.
+        if tier.closing() {
+            break;
+        }
         match connect(&tier, &shared).await {
             Ok(connection) => {
                 backoff = Duration::from_millis(25);
@@ -1823,7 +1828,9 @@ async fn serve(shared: &Weak<Shared>, runtime: &Runtime, mut connection: Counted
     loop {
         let _ = tokio::time::timeout(TOUCH_FLUSH_INTERVAL, runtime.wake.notified()).await;
         let Some(tier) = shared.upgrade() else { return };
-        // `closed` is set before `up` is cleared: a close is told from a lost link.
+        // Read before `closed`, which a close sets before it clears `up`: a link found down
+        // here by a close is then found closing too, and not taken for a lost link.
+        let up = tier.up.load(SeqCst);
         if runtime.closing.load(SeqCst) || tier.closing() {
             // A clean close sends the touches still queued, as a store that sends each touch
             // at once (connect-redis) would have: else the keys of sessions read in the last
@@ -1833,7 +1840,7 @@ async fn serve(shared: &Weak<Shared>, runtime: &Runtime, mut connection: Counted
                 .await;
             return;
         }
-        if !tier.up.load(SeqCst) {
+        if !up {
             return;
         }
         revalidate(&tier, &connection).await;
