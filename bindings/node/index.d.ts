@@ -154,12 +154,11 @@ export declare class CoatcheckStore extends EventEmitter {
   clear(): Promise<void>
   clear(callback: (err?: any) => void): void
   /**
-   * Stops the store's threads, closes its Redis connection (after sending the touches it batched:
-   * up to 2 s more for a Redis that does not answer), and compacts and unlocks its restart log, so
-   * that a new store may open `persistPath` in this process once the promise settles. Closes every
-   * store of the same `name`. Sessions stay readable without `redisUrl`; writes to a store with
-   * `persistPath`, and every call on a store with `redisUrl` that needs Redis, then fail with
-   * `unavailable`.
+   * Stops the store's threads, closes its Redis connection (after sending the touches it batched,
+   * within `redisTimeout`), and compacts and unlocks its restart log, so that a new store may open
+   * `persistPath` in this process once the promise settles. Closes every store of the same `name`.
+   * Sessions stay readable without `redisUrl`; writes to a store with `persistPath`, and every call
+   * on a store with `redisUrl` that needs Redis, then fail with `unavailable`.
    */
   close(): Promise<void>
   close(callback: (err?: any) => void): void

@@ -1075,11 +1075,11 @@ impl Store {
 impl Store {
     /// Stops the store's background work and gives back what it holds besides memory, for every
     /// clone at once: the sweeper thread, the Redis link (which first sends the touches it batched,
-    /// if it is up: up to 2 s more for a Redis that does not answer), and the restart log, which
-    /// takes no more changes, is compacted into one snapshot, and unlocks its directory, so that a
-    /// new store may open it in this process (a test suite, a reload). The table stays readable.
-    /// Dropping the last handle does the same; this is for when handles may outlive the store's use
-    /// (a garbage-collected binding).
+    /// if it is up, within `redis_timeout`), and the restart log, which takes no more changes, is
+    /// compacted into one snapshot, and unlocks its directory, so that a new store may open it in
+    /// this process (a test suite, a reload). The table stays readable. Dropping the last handle
+    /// does the same; this is for when handles may outlive the store's use (a garbage-collected
+    /// binding).
     ///
     /// After it, on a store with a restart log, calls that change sessions (and touches that set
     /// a timeout) fail with [`Error::Unavailable`]; deadlines that reads move are no longer

@@ -1834,10 +1834,12 @@ async fn serve(shared: &Weak<Shared>, runtime: &Runtime, mut connection: Counted
         if runtime.closing.load(SeqCst) || tier.closing() {
             // A clean close sends the touches still queued, as a store that sends each touch
             // at once (connect-redis) would have: else the keys of sessions read in the last
-            // interval would end up to a touch step before their users' deadlines. Bounded:
-            // a close waits no longer for a Redis that does not answer.
-            let _ = tokio::time::timeout(HEARTBEAT_TIMEOUT, flush_touches(&tier, &mut connection))
-                .await;
+            // interval would end up to a touch step before their users' deadlines. Within one
+            // operation timeout, as any call: the last handle may be dropped where waiting
+            // hurts (a garbage collector's finalizer on Node's main thread).
+            let _ =
+                tokio::time::timeout(tier.settings.timeout, flush_touches(&tier, &mut connection))
+                    .await;
             return;
         }
         if !up {
