@@ -110,6 +110,15 @@ fn segment_count() -> usize {
 /// they first do: a thread's segment is its number modulo the segment count.
 static WRITING_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+impl Tail {
+    fn new() -> Tail {
+        Tail {
+            end: Mutex::new(None),
+            writing: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+}
+
 impl std::ops::Deref for Tail {
     type Target = Mutex<Option<Writer>>;
 
@@ -320,12 +329,7 @@ impl Log {
             offset_ms: AtomicI64::new(offset_ms),
             fork_generation: crate::fork::generation(),
             slide_slack: slide_slack(idle_timeout),
-            segments: (0..segment_count())
-                .map(|_| Tail {
-                    end: Mutex::new(None),
-                    writing: std::sync::atomic::AtomicUsize::new(0),
-                })
-                .collect(),
+            segments: (0..segment_count()).map(|_| Tail::new()).collect(),
             failure: Mutex::new(None),
             failed: AtomicBool::new(false),
             append_failures: AtomicU64::new(0),
@@ -1422,12 +1426,7 @@ mod tests {
         drop(found);
         // Three segments whatever the core count: a wait on the closing thread's segment alone,
         // or on the first, would show.
-        log.segments = (0..3)
-            .map(|_| Tail {
-                end: Mutex::new(None),
-                writing: std::sync::atomic::AtomicUsize::new(0),
-            })
-            .collect();
+        log.segments = (0..3).map(|_| Tail::new()).collect();
         // Shared with a thread not joined: a stop_writes that never returned fails the test
         // instead of hanging it.
         let log = std::sync::Arc::new(log);
