@@ -451,3 +451,15 @@ impl PyStore {
         format!("<coatcheck.Store sessions={}>", self.store.len())
     }
 }
+
+impl Drop for PyStore {
+    /// The store's garbage collection closes it (this object holds the binding's only handle):
+    /// joins its threads, compacts its restart log and sends the touches batched for Redis.
+    /// With the GIL released, which every other Python thread would otherwise wait for, as
+    /// long as a compaction. Not at interpreter shutdown, when the GIL cannot be let go: the
+    /// fields' own drop then compacts the log and stops the threads with the GIL held.
+    fn drop(&mut self) {
+        let store = &*self.store;
+        let _ = Python::try_attach(|py| py.detach(|| store.close()));
+    }
+}

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,6 +72,39 @@ def test_a_closed_store_frees_its_directory_while_still_referenced(tmp_path: Pat
     second = store_on(path)  # first is still alive: close() freed the directory
     assert second.get(token) == b'{"user": 1}'
     first.close()  # again: nothing more to do
+
+
+def test_a_store_collected_by_the_garbage_collector_closes_without_holding_the_gil(
+    tmp_path: Path,
+) -> None:
+    # The last reference goes: the store compacts its log (a few hundred ms for these sessions)
+    # and unlocks its directory. Another Python thread runs meanwhile: it could not run a
+    # single bytecode while a call held the GIL.
+    path = tmp_path / "sessions"
+    store = store_on(path)
+    for n in range(400_000):
+        store.create(b'{"user": %d, "cart": "..............................."}' % n)
+    ticks: list[float] = []
+    stop = threading.Event()
+
+    def ticker() -> None:
+        while not stop.is_set():
+            ticks.append(time.monotonic())
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=ticker)
+    thread.start()
+    time.sleep(0.05)
+    began = time.monotonic()
+    del store
+    ended = time.monotonic()
+    stop.set()
+    thread.join()
+    assert ended - began > 0.05, "the store closed too fast to tell"
+    during = [t for t in ticks if began + 0.01 < t < ended - 0.01]
+    assert len(during) >= 5, f"{len(during)} ticks in {ended - began:.3f} s of closing"
+    reopened = store_on(path)  # the directory was unlocked, and every session kept
+    assert len(reopened) == 400_000
 
 
 def test_bad_persist_arguments_are_typed_errors(tmp_path: Path) -> None:
