@@ -42,12 +42,18 @@ export interface SessionData {
 
 export interface Serializer {
   stringify(session: unknown): string
+  /**
+   * The session itself (not a Promise). A stored session it throws on is taken for missing,
+   * with one process warning (`COATCHECK_UNREADABLE_SESSION`) per store.
+   */
   parse(text: string): any
 }
 
+/** The constructor refuses any other option with `invalid_config` (connect-redis's `client` included). */
 export interface CoatcheckStoreOptions {
   /**
-   * Seconds a session lives when its cookie has no `expires`; or a function of the session. Default 86400.
+   * Seconds a session lives when its cookie has no `expires`. Default 86400. Or a function of the
+   * session giving its seconds, which decides over the cookie's `expires` (as in connect-redis).
    * Every lifetime, from `ttl` or from a cookie's `expires`, is cut to 1,000 years.
    */
   ttl?: number | ((session: SessionData) => number)

@@ -84,7 +84,8 @@ function positiveSeconds(value, name) {
 }
 
 /**
- * What a request loaded: the session's id, version and stored text. It rides along as an
+ * What a request loaded: from which store, the session's id, version and stored text. It
+ * rides along as an
  * enumerable property because both frameworks rebuild the session object by copying the
  * enumerable properties of what `get` returned (symbols and hidden properties would be lost);
  * `toJSON` keeps it out of every JSON form (the stored value, express-session's and
@@ -92,7 +93,11 @@ function positiveSeconds(value, name) {
  * credential) and the stored text, so `console.log(req.session)` does not write them to logs.
  */
 class Loaded {
-  constructor(sid, version, text) {
+  constructor(origin, sid, version, text) {
+    // The store it was loaded from (`CoatcheckStore.origin`): a session loaded from another
+    // store (a script copying sessions across) is stored as given there, not as a save over a
+    // version that store never held.
+    this.origin = origin
     this.sid = sid
     this.version = version
     this.text = text
@@ -107,10 +112,15 @@ class Loaded {
   }
 }
 
-function loadedAs(sess, sid) {
+// What `sess` was loaded as from the store of `origin`, if it was; `sid`, if given, must match.
+function loadedAs(sess, origin, sid) {
   const loaded = sess !== null && typeof sess === 'object' ? sess[LOADED] : undefined
-  return loaded instanceof Loaded && loaded.sid === sid ? loaded : undefined
+  if (!(loaded instanceof Loaded) || loaded.origin !== origin) return undefined
+  return sid === undefined || loaded.sid === sid ? loaded : undefined
 }
+
+// Numbers the stores of this thread, for `Loaded.origin`.
+let storesMade = 0
 
 /**
  * The merge rule: `current` (what another request stored meanwhile) with this request's own
@@ -252,6 +262,32 @@ function positiveInteger(value, name) {
   return value
 }
 
+// The options the constructor reads (index.d.ts documents them).
+const OPTIONS = new Set([
+  'ttl', 'serializer', 'ownerOf', 'name', 'disableTouch', 'touchAfter', 'regenerateKeepsData',
+  'absoluteTimeout', 'maxSessions', 'maxBytes', 'maxSessionBytes', 'shards', 'sweepInterval',
+  'redisUrl', 'redisKeyPrefix', 'redisTimeout', 'redisWhenDown', 'redisStrict', 'secret',
+  'persistPath', 'persistFsync',
+])
+// connect-redis's own options, which a user switching from it may still pass: ignored, `client`
+// would leave sessions in one process, lost across a cluster's workers and every deploy.
+const CONNECT_REDIS_OPTIONS = {
+  client: 'coatcheck makes its own Redis connection: pass redisUrl instead',
+  prefix: 'use redisKeyPrefix',
+  scanCount: 'coatcheck sizes its own SCAN steps: leave it out',
+  disableTTL: 'coatcheck sessions always expire: give a long ttl instead',
+}
+
+// Refuses options the store does not read (a typo, or another store's option), which would
+// otherwise be ignored without a word. Options given as undefined are skipped.
+function checkOptionNames(options) {
+  for (const [key, value] of Object.entries(options)) {
+    if (value === undefined || OPTIONS.has(key)) continue
+    const instead = Object.hasOwn(CONNECT_REDIS_OPTIONS, key) ? ` (a connect-redis option: ${CONNECT_REDIS_OPTIONS[key]})` : ''
+    throw codedError('invalid_config', `unknown option ${JSON.stringify(key)}${instead}`)
+  }
+}
+
 function defineStore(BaseStore) {
   // The class over `BaseStore`: express-session's `Store`, or `StandaloneStore` without it.
   return class CoatcheckStore extends BaseStore {
@@ -261,6 +297,7 @@ function defineStore(BaseStore) {
     constructor(options = {}) {
       super()
       if (options === null || typeof options !== 'object') throw codedError('invalid_config', 'options must be an object')
+      checkOptionNames(options)
       const ttl = options.ttl ?? ONE_DAY_SECONDS
       if (typeof ttl !== 'function') positiveSeconds(ttl, 'ttl')
       const serializer = options.serializer ?? JSON
@@ -282,6 +319,9 @@ function defineStore(BaseStore) {
       }
       this.ownerOf = options.ownerOf
       this.regenerateKeepsData = Boolean(options.regenerateKeepsData)
+      // Stores of one name share their sessions, and so what was loaded from them.
+      this.origin = options.name === undefined ? ++storesMade : `named:${options.name}`
+      this.warnedUnreadable = false
       this.native = new native.NativeStore({
         name: options.name,
         ttlMs: typeof ttl === 'number' ? ttl * 1000 : undefined,
@@ -310,28 +350,52 @@ function defineStore(BaseStore) {
       this.calls = this.shared ? sharedCalls(this.native, this.handle) : localCalls(this.native, this.handle)
     }
 
-    // Milliseconds the session should live: until `cookie.expires` if it has one (as
-    // connect-redis does), else the `ttl` option.
+    // Milliseconds the session should live, as connect-redis reckons it: what a `ttl` function
+    // says of the session; else until `cookie.expires` if it has one; else the `ttl` seconds.
     _ttlMs(sess) {
+      if (typeof this.ttl === 'function') {
+        const ttl = this.ttl(sess)
+        if (typeof ttl !== 'number' || !Number.isFinite(ttl)) throw codedError('invalid_argument', 'ttl(session) must return seconds')
+        return ttl * 1000
+      }
       const expires = sess?.cookie?.expires
       if (expires) {
         const at = expires instanceof Date ? expires.getTime() : Date.parse(expires)
         if (!Number.isNaN(at)) return at - Date.now()
       }
-      const ttl = typeof this.ttl === 'function' ? this.ttl(sess) : this.ttl
-      if (typeof ttl !== 'number' || !Number.isFinite(ttl)) throw codedError('invalid_argument', 'ttl(session) must return seconds')
-      return ttl * 1000
+      return this.ttl * 1000
     }
 
-    // The session in a native getText() answer, remembering what it was loaded as.
+    // The session in a native getText() answer, remembering what it was loaded as. One that
+    // `serializer.parse` cannot read is taken for missing, with a warning, as Django's backends
+    // take corrupted session data: an error would answer every request of its user with a 500
+    // for as long as the session lives, and each of those reads keeps it alive.
     _parse(sid, text) {
-      const sess = this.serializer.parse(text.slice(VALUE_START))
+      let sess
+      try {
+        sess = this.serializer.parse(text.slice(VALUE_START))
+      } catch (thrown) {
+        if (!this.warnedUnreadable) {
+          this.warnedUnreadable = true
+          const why = thrown instanceof Error ? thrown.message : String(thrown)
+          process.emitWarning(
+            `coatcheck: serializer.parse could not read a stored session (${why}); such sessions are taken for missing (said once per store)`,
+            { code: 'COATCHECK_UNREADABLE_SESSION' },
+          )
+        }
+        return null
+      }
+      if (typeof sess?.then === 'function') {
+        throw codedError('invalid_config', 'serializer.parse returned a Promise: it must return the session itself')
+      }
       if (sess === null || typeof sess !== 'object') return sess
       // The store's deadline is authoritative: after a touch, the cookie's expiry has moved.
-      if (sess.cookie?.expires) {
+      // Not for a cookie with a fixed date and no max age, which @fastify/session stores with
+      // `originalMaxAge: null`: it keeps that date, and starts a new session once it passed.
+      if (sess.cookie?.expires && sess.cookie.originalMaxAge !== null) {
         sess.cookie.expires = text.slice(0, EXPIRY_WIDTH)
       }
-      sess[LOADED] = new Loaded(sid, Number(text.slice(EXPIRY_WIDTH, VALUE_START)), text.slice(VALUE_START))
+      sess[LOADED] = new Loaded(this.origin, sid, Number(text.slice(EXPIRY_WIDTH, VALUE_START)), text.slice(VALUE_START))
       return sess
     }
 
@@ -384,7 +448,7 @@ function defineStore(BaseStore) {
       return this._report(cb, () => {
         checkSid(sid)
         const ttlMs = this._ttlMs(sess)
-        const loaded = loadedAs(sess, sid)
+        const loaded = loadedAs(sess, this.origin, sid)
         if (ttlMs <= 0) return after(this.calls.destroy(sid), nothing)
         if (loaded !== undefined) return this._saveOverLoaded(sid, sess, loaded, ttlMs)
         const value = this._stringify(sess)
@@ -581,14 +645,14 @@ function defineStore(BaseStore) {
       // saveUninitialized false): no marker, so the save stores it as the new session it is.
       // Written by another request since this one loaded it: version 0 again, so the save
       // merges this request's changes into what is stored instead of overwriting it.
-      const loaded = current[LOADED]
+      const loaded = loadedAs(current, this.origin)
       if (text === null) {
-        if (loaded instanceof Loaded) data[LOADED] = new Loaded(newId, 0, loaded.text)
+        if (loaded !== undefined) data[LOADED] = new Loaded(this.origin, newId, 0, loaded.text)
       } else {
         const stored = text.slice(VALUE_START)
-        const base = loaded instanceof Loaded ? loaded.text : stored
+        const base = loaded !== undefined ? loaded.text : stored
         const version = base === stored ? Number(text.slice(EXPIRY_WIDTH, VALUE_START)) : 0
-        data[LOADED] = new Loaded(newId, version, base)
+        data[LOADED] = new Loaded(this.origin, newId, version, base)
       }
       req.sessionID = newId
       if (typeof this.createSession === 'function') {

@@ -129,6 +129,74 @@ test('ttl may be a function of the session', async () => {
   assert.notEqual(await store.get('l'), null)
 })
 
+test('a ttl function decides over cookie.expires, as in connect-redis', async () => {
+  // "Remember me": a long life for some sessions whatever the cookie's maxAge says.
+  const store = new CoatcheckStore({ ttl: (s) => (s.remember ? 3600 : 0.1) })
+  const tenSeconds = new Date(Date.now() + 10_000)
+  await store.set('remembered', sess({ remember: true }, tenSeconds))
+  await store.set('anonymous', sess({ remember: false }, tenSeconds))
+  await sleep(200)
+  assert.equal(await store.get('anonymous'), null)
+  const left = Date.parse((await store.get('remembered')).cookie.expires) - Date.now()
+  assert.ok(left > 3_500_000, `${left} ms left`)
+})
+
+test('a session loaded from one store and set in another is stored there (a copying script)', async () => {
+  const from = new CoatcheckStore()
+  const to = new CoatcheckStore()
+  await from.set('moved', sess({ user: 'ann' }))
+  await to.set('moved', await from.get('moved'))
+  assert.equal((await to.get('moved')).user, 'ann')
+  // Stores of one name share their sessions: a save there is still a save over what was loaded.
+  const a = new CoatcheckStore({ name: 'loaded-across-instances' })
+  const b = new CoatcheckStore({ name: 'loaded-across-instances' })
+  await a.set('shared', sess({ n: 0 }))
+  const loaded = await a.get('shared')
+  await a.destroy('shared')
+  loaded.n = 1
+  await b.set('shared', loaded)
+  assert.equal(await a.get('shared'), null, 'a session destroyed meanwhile stays destroyed')
+})
+
+test('a stored session the serializer cannot read is missing, with one warning, not an error on every request', async () => {
+  const serializer = {
+    stringify: JSON.stringify,
+    parse: (text) => {
+      if (text.includes('"old-format"')) throw new Error('unknown format')
+      return JSON.parse(text)
+    },
+  }
+  const store = new CoatcheckStore({ serializer })
+  await store.set('unreadable', sess({ 'old-format': true }))
+  await store.set('readable', sess({ user: 'ann' }))
+  const warnings = []
+  const onWarning = (w) => warnings.push(w)
+  process.on('warning', onWarning)
+  try {
+    assert.equal(await store.get('unreadable'), null)
+    assert.equal(await store.get('unreadable'), null)
+    assert.equal((await store.get('readable')).user, 'ann')
+    await new Promise((r) => setImmediate(r))
+  } finally {
+    process.off('warning', onWarning)
+  }
+  assert.equal(warnings.length, 1)
+  assert.equal(warnings[0].code, 'COATCHECK_UNREADABLE_SESSION')
+  assert.match(warnings[0].message, /unknown format/)
+  // A serializer whose parse is asynchronous is a setup error, said as one.
+  const later = new CoatcheckStore({ serializer: { stringify: JSON.stringify, parse: async (t) => JSON.parse(t) } })
+  await later.set('p', sess({}))
+  await assert.rejects(later.get('p'), { code: 'invalid_config', message: /Promise/ })
+})
+
+test('a cookie with a fixed date and no max age keeps its date through reads (@fastify/session)', async () => {
+  const store = new CoatcheckStore()
+  const fixed = new Date(Date.now() + 60_000).toISOString()
+  await store.set('fixed', { cookie: { originalMaxAge: null, expires: fixed } })
+  await sleep(50)
+  assert.equal((await store.get('fixed')).cookie.expires, fixed)
+})
+
 test('touch extends the expiry without rewriting data, and get shows the moved cookie.expires', async () => {
   const store = new CoatcheckStore()
   await store.set('t', sess({ keep: 'me' }, new Date(Date.now() + 1000)))
@@ -316,6 +384,15 @@ test('invalid options throw an Error with code invalid_config', () => {
   for (const options of [{ ttl: -1 }, { maxSessions: 0 }, { maxBytes: 1.5 }, { touchAfter: 'x' }, { serializer: {} }, { name: '' }, { shards: 3 }, { absoluteTimeout: 0 }]) {
     assert.throws(() => new CoatcheckStore(options), { code: 'invalid_config' }, JSON.stringify(options))
   }
+})
+
+test('an unknown option is refused, and connect-redis options say what takes their place', () => {
+  assert.throws(() => new CoatcheckStore({ maxSesions: 10 }), { code: 'invalid_config', message: /unknown option "maxSesions"/ })
+  // Ignored, `client` would leave sessions in one process: lost across a cluster's workers.
+  assert.throws(() => new CoatcheckStore({ client: {}, prefix: 'sess:' }), { code: 'invalid_config', message: /redisUrl/ })
+  assert.throws(() => new CoatcheckStore({ prefix: 'sess:' }), { code: 'invalid_config', message: /redisKeyPrefix/ })
+  // An option given as undefined (a config object spread in) is no option at all.
+  assert.equal(new CoatcheckStore({ client: undefined, redisUrl: undefined }).shared, false)
 })
 
 test('absoluteTimeout caps the life of a session whatever the activity', async () => {
