@@ -91,6 +91,12 @@ def password_of_other_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"ok": True})
 
 
+def clear_view(request: HttpRequest) -> JsonResponse:
+    # A hand-written logout that never reads the session first.
+    request.session.clear()
+    return JsonResponse({"ok": True})
+
+
 def short_view(request: HttpRequest) -> JsonResponse:
     request.session["cart"] = ["short-lived"]
     request.session.set_expiry(0.2)
@@ -153,6 +159,7 @@ urlpatterns = [
     path("me", me_view),
     path("cart/<str:item>", cart_view),
     path("logout", logout_view),
+    path("clear", clear_view),
     path("short", short_view),
     path("password-of-other", password_of_other_view),
     path("devices", devices),
@@ -182,6 +189,20 @@ def test_login_creates_a_server_side_session_that_the_next_request_sees() -> Non
     assert b"_auth_user_id" in (STORE.get(token) or b"")
     assert client.get("/me").json() == {"user_id": "3", "cart": []}
     assert len(STORE) == 1
+
+
+def test_a_session_cleared_without_being_read_is_stored_empty() -> None:
+    client = Client()
+    client.get("/cart/apple")
+    token = session_cookie(client)
+    response = client.get("/clear")
+    assert response.status_code == 200
+    assert client.get("/me").json() == {"user_id": None, "cart": []}
+    assert token is not None and STORE.get(token) is not None  # the session, emptied
+    # Cleared after it was destroyed elsewhere: not revived (Django's db backend: a 400).
+    STORE.destroy(token)
+    assert client.get("/clear").status_code == 400
+    assert STORE.get(token) is None
 
 
 def test_login_rotates_the_key_through_cycle_key() -> None:

@@ -107,6 +107,23 @@ def test_a_store_collected_by_the_garbage_collector_closes_without_holding_the_g
     assert len(reopened) == 400_000
 
 
+def test_django_clearsessions_runs_while_the_server_holds_the_restart_log(tmp_path: Path) -> None:
+    # `manage.py clearsessions`, which Django's docs schedule from cron, runs in a process of
+    # its own: it must not try to open the directory the serving process has locked.
+    path = tmp_path / "sessions"
+    serving = store_on(path)
+    token = serving.create(b'{"user": 1}')
+    done = subprocess.run(
+        [sys.executable, "-c", "import shared_django\n"
+         "from django.core.management import call_command\n"
+         "call_command('clearsessions')"],
+        cwd=APPS, env={**os.environ, "COATCHECK_PERSIST_PATH": str(path), "COATCHECK_REDIS_URL": ""},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert serving.get(token) == b'{"user": 1}'
+
+
 def test_bad_persist_arguments_are_typed_errors(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="persist_path"):
         store_on(42)  # type: ignore[arg-type]

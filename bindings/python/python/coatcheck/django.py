@@ -174,6 +174,13 @@ class SessionStore(SessionBase):
         if self.session_key is None or must_create:
             return self.create()
         session = self._get_session()
+        if self.session_key is not None and self._state.token is None:
+            # Never loaded: `clear()` empties the cache without loading (a logout written as
+            # `request.session.clear()`). The stored session is opened now, as what this save
+            # replaces.
+            _, self._state = self._backend.open(self.session_key)
+            if self._state.token is None:
+                self._session_key = None
         if self.session_key is None:
             # Loading just found the key stale: the session was destroyed or expired before
             # this save. Never revive it; as Django's database backend, an UpdateError.
@@ -218,6 +225,12 @@ class SessionStore(SessionBase):
 
     @classmethod
     def clear_expired(cls) -> None:
+        # Expired sessions are reclaimed by the sweeper of the process that holds them (and by
+        # their TTLs in Redis). Sweeping needs no store made for it: a store made here, in
+        # `manage.py clearsessions` as Django's docs schedule it, would be empty, and on
+        # COATCHECK_PERSIST_PATH would fail on the directory the server holds.
+        if _default_store is None and getattr(settings, "COATCHECK_STORE", None) is None:
+            return
         get_store().sweep()
 
     # A store in this process answers in under a microsecond with no I/O: the async variants
