@@ -88,6 +88,17 @@ def test_login_creates_a_server_side_session_that_the_next_request_sees(store: S
     assert client.get("/me").json() == {"user": "ann", "cart": []}
 
 
+def test_a_token_signed_with_a_fallback_secret_is_sent_back_signed_with_the_current_one() -> None:
+    rotated = Store(["new secret", "asgi secret"], idle_timeout=3600)
+    session_id = rotated.unsign(rotated.create(b'{"user":"ann"}'))
+    assert session_id is not None
+    client = make_client(rotated)
+    old_token = Store("asgi secret", idle_timeout=3600).sign(session_id)
+    client.cookies.set("session", old_token, domain="testserver.local")
+    assert client.get("/me").json() == {"user": "ann", "cart": []}
+    assert cookie(client) == rotated.sign(session_id)
+
+
 def test_logout_destroys_the_session(store: Store) -> None:
     client = make_client(store)
     client.post("/login/ann")

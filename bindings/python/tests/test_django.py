@@ -205,6 +205,27 @@ def test_a_session_cleared_without_being_read_is_stored_empty() -> None:
     assert STORE.get(token) is None
 
 
+def test_a_key_signed_with_a_fallback_secret_is_sent_back_signed_with_the_current_one() -> None:
+    # SECRET_KEY rotated, the old one in SECRET_KEY_FALLBACKS: a visitor's session moves to the
+    # current signature on their next request, so dropping the fallback later logs nobody out.
+    from django.test import override_settings
+
+    rotated = Store(["new django secret", "old django secret"], idle_timeout=3600)
+    with override_settings(COATCHECK_STORE=rotated):
+        s = SessionStore()
+        s["cart"] = ["apple"]
+        s.save()
+        session_id = rotated.unsign(s.session_key or "")
+        assert session_id is not None
+        client = Client()
+        client.cookies[settings.SESSION_COOKIE_NAME] = Store(
+            "old django secret", idle_timeout=3600
+        ).sign(session_id)
+        assert client.get("/me").json() == {"user_id": None, "cart": ["apple"]}
+        assert session_cookie(client) == rotated.sign(session_id)
+        assert client.get("/me").cookies.get(settings.SESSION_COOKIE_NAME) is None
+
+
 def test_login_rotates_the_key_through_cycle_key() -> None:
     client = Client()
     client.get("/cart/apple")

@@ -266,6 +266,71 @@ def test_without_a_store_the_secret_key_fallbacks_still_verify() -> None:
     assert ext.store.sign("some-id") == rotated.sign("some-id"), "the new key signs"
 
 
+def test_a_token_signed_with_a_fallback_secret_is_sent_back_signed_with_the_current_one() -> None:
+    # Else, once the fallback is dropped, every session from before the rotation is logged out,
+    # however active its user was: Flask re-signs its cookie each time it sets it.
+    rotated = Store(["new secret", "old secret"], idle_timeout=3600)
+    session_id = rotated.unsign(rotated.create(b'{"user": "ann"}'))
+    assert session_id is not None
+    old_token = Store("old secret", idle_timeout=3600).sign(session_id)
+    client = make_app(rotated).test_client()
+    client.set_cookie("session", old_token)
+    assert client.get("/me").json == {"user": "ann", "cart": []}
+    assert cookie(client) == rotated.sign(session_id)
+    assert Store("new secret", idle_timeout=3600).unsign(cookie(client) or "") == session_id
+    # A token already signed with the current secret is not sent again.
+    assert "Set-Cookie" not in client.get("/nothing").headers
+
+
+def test_a_session_holding_only_the_permanent_flag_is_not_stored(store: Store) -> None:
+    # `session.permanent = True` in a before_request, a common idiom: a request without a
+    # cookie (a bot, a health check) must not store a session, as in Flask-Session.
+    app = make_app(store)
+
+    @app.before_request
+    def permanent() -> None:
+        session.permanent = True
+
+    @app.post("/forget")
+    def forget() -> str:
+        session.pop("user")
+        return "ok"
+
+    for _ in range(20):
+        response = app.test_client().get("/nothing")
+        assert "Set-Cookie" not in response.headers
+    assert len(store) == 0
+    client = app.test_client()
+    client.post("/login/ann")
+    assert len(store) == 1 and cookie(client) is not None
+    assert client.post("/forget").headers["Set-Cookie"].startswith("session=;")
+    assert len(store) == 0
+
+
+def test_flask_sessions_regenerate_and_session_permanent_settings_work(store: Store) -> None:
+    # What an app written for Flask-Session uses: SESSION_PERMANENT (new sessions permanent)
+    # and app.session_interface.regenerate(session) at login.
+    app = make_app(store, SESSION_PERMANENT=True)
+
+    @app.post("/login-as-flask-session-does/<user>")
+    def login_as_flask_session_does(user: str) -> str:
+        app.session_interface.regenerate(session)  # type: ignore[attr-defined]
+        session["user"] = user
+        return "ok"
+
+    client = app.test_client()
+    client.post("/cart/apple")
+    before = cookie(client)
+    response = client.post("/login-as-flask-session-does/ann")
+    after = cookie(client)
+    assert before is not None and after is not None and after != before
+    assert store.get(before) is None
+    assert "Expires=" in response.headers["Set-Cookie"]  # a permanent session's cookie
+    assert client.get("/me").json == {"user": "ann", "cart": ["apple"]}
+    assert "Set-Cookie" not in app.test_client().get("/nothing").headers
+    assert len(store) == 1
+
+
 def test_without_a_store_the_limits_come_from_the_app_config() -> None:
     app = make_bare_app(
         "k", COATCHECK_MAX_SESSIONS=100, COATCHECK_ABSOLUTE_TIMEOUT=datetime.timedelta(minutes=10)

@@ -125,9 +125,18 @@ class SessionBackend:
             if found is not None:
                 data = load_dict(self.serializer, found[0])
                 if data is not None:
-                    state.token, state.raw, state.version = token, found[0], found[1]
+                    state.token, state.raw, state.version = self._resigned(token), *found
                     return data, state
         return {}, state
+
+    def _resigned(self, token: str) -> str:
+        """``token`` signed with the current secret. One that verified with a fallback secret
+        gets a new signature (the session id stays), which the client is then sent
+        (`SessionState.token_changed`): else every session from before a rotation would be
+        logged out once the fallback is dropped, its users' activity notwithstanding. Flask
+        re-signs its cookie each time it sets it."""
+        session_id = self.store.unsign(token)
+        return token if session_id is None else self.store.sign(session_id)
 
     def owner_of(self, data: Mapping[str, Any]) -> Optional[str]:
         """The owner the hook computes for ``data``, as the store takes it."""

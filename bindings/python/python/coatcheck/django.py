@@ -148,6 +148,11 @@ class SessionStore(SessionBase):
         data, self._state = self._backend.open(self.session_key)
         if self._state.token is None:
             self._session_key = None  # tampered, unknown or expired: a fresh session
+        elif self._state.token != self.session_key:
+            # Verified with a fallback secret: the same session under a current signature,
+            # which the client is sent (see SessionBackend.open).
+            self._session_key = self._state.token
+            self.modified = True
         elif (left := _seconds_to(data.get("_session_expiry"))) is not None and left <= 0:
             # Reads slide the store's deadline; a date set by set_expiry does not move.
             self._state.destroy()

@@ -153,7 +153,17 @@ class CoatcheckSessionInterface(SessionInterface):
 
     def open_session(self, app: Flask, request: Request) -> ServerSideSession:
         data, state = self.backend.open(request.cookies.get(self.get_cookie_name(app)))
+        if state.token is None and app.config.get("SESSION_PERMANENT"):
+            # Flask-Session's setting: new sessions are permanent. Not a change of the session:
+            # a session holding nothing else is still not stored.
+            data["_permanent"] = True
         return self.session_class(data, state=state)
+
+    def regenerate(self, session: SessionMixin) -> None:
+        """Flask-Session's ``app.session_interface.regenerate(session)``: a new id, the data
+        kept (see `ServerSideSession.regenerate`)."""
+        if isinstance(session, ServerSideSession):
+            session.regenerate()
 
     def get_expiration_time(
         self, app: Flask, session: SessionMixin
@@ -184,7 +194,13 @@ class CoatcheckSessionInterface(SessionInterface):
 
         state = session.state
         if accessed or modified:
-            outcome, _ = state.save(dict(session))
+            data = dict(session)
+            if data.keys() == {"_permanent"}:
+                # Nothing but the flag (`session.permanent = True` in a before_request): empty,
+                # as in Flask-Session. Else every request without a cookie (a bot, a health
+                # check) would store a session for PERMANENT_SESSION_LIFETIME.
+                data = {}
+            outcome, _ = state.save(data)
         elif state.revoked:
             outcome = Outcome.REVOKED
         else:
