@@ -456,10 +456,21 @@ impl Drop for PyStore {
     /// The store's garbage collection closes it (this object holds the binding's only handle):
     /// joins its threads, compacts its restart log and sends the touches batched for Redis.
     /// With the GIL released, which every other Python thread would otherwise wait for, as
-    /// long as a compaction. Not at interpreter shutdown, when the GIL cannot be let go: the
-    /// fields' own drop then compacts the log and stops the threads with the GIL held.
+    /// long as a compaction. Not at interpreter shutdown: a daemon thread that takes the GIL
+    /// then may be ended inside the re-attach (CPython gh-87135), so the close runs with it held.
     fn drop(&mut self) {
         let store = &*self.store;
-        let _ = Python::try_attach(|py| py.detach(|| store.close()));
+        let _ = Python::try_attach(|py| {
+            let finalizing = py
+                .import("sys")
+                .and_then(|sys| sys.call_method0("is_finalizing"))
+                .and_then(|answer| answer.extract::<bool>())
+                .unwrap_or(true);
+            if finalizing {
+                store.close()
+            } else {
+                py.detach(|| store.close())
+            }
+        });
     }
 }

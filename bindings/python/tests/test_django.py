@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import threading
 import time
@@ -224,6 +225,25 @@ def test_a_key_signed_with_a_fallback_secret_is_sent_back_signed_with_the_curren
         assert client.get("/me").json() == {"user_id": None, "cart": ["apple"]}
         assert session_cookie(client) == rotated.sign(session_id)
         assert client.get("/me").cookies.get(settings.SESSION_COOKIE_NAME) is None
+        # A logout by clear(), the cookie still the old signature's: emptied, and re-signed.
+        old = Client()
+        old.cookies[settings.SESSION_COOKIE_NAME] = Store(
+            "old django secret", idle_timeout=3600
+        ).sign(session_id)
+        assert old.get("/clear").status_code == 200
+        assert session_cookie(old) == rotated.sign(session_id)
+        assert old.get("/me").json() == {"user_id": None, "cart": []}
+        # An expiry date that has passed ends the session, whatever signed its key.
+        s = SessionStore()
+        s["cart"] = ["pear"]
+        s.set_expiry(datetime.timedelta(milliseconds=100))
+        s.save()
+        expiring_id = rotated.unsign(s.session_key or "")
+        assert expiring_id is not None
+        time.sleep(0.2)
+        late = SessionStore(Store("old django secret", idle_timeout=3600).sign(expiring_id))
+        assert late.load() == {}
+        assert rotated.get(rotated.sign(expiring_id)) is None
 
 
 def test_login_rotates_the_key_through_cycle_key() -> None:

@@ -296,6 +296,15 @@ def test_a_session_holding_only_the_permanent_flag_is_not_stored(store: Store) -
         session.pop("user")
         return "ok"
 
+    @app.post("/forget-race")
+    def forget_race() -> str:
+        token = current_session().token
+        assert token is not None
+        session.get("user")
+        store.set(token, FlaskSessionSerializer().dumps({**session, "theme": "dark"}))
+        session.pop("user")
+        return "ok"
+
     for _ in range(20):
         response = app.test_client().get("/nothing")
         assert "Set-Cookie" not in response.headers
@@ -305,6 +314,16 @@ def test_a_session_holding_only_the_permanent_flag_is_not_stored(store: Store) -
     assert len(store) == 1 and cookie(client) is not None
     assert client.post("/forget").headers["Set-Cookie"].startswith("session=;")
     assert len(store) == 0
+
+    # Another request of the session adds a key while this one removes the user: the merged
+    # session keeps that key, and stays permanent.
+    client = app.test_client()
+    client.post("/login/ann")
+    token = cookie(client)
+    assert token is not None
+    client.post("/forget-race")
+    kept = FlaskSessionSerializer().loads(store.get(token) or b"")
+    assert kept == {"_permanent": True, "theme": "dark"}
 
 
 def test_flask_sessions_regenerate_and_session_permanent_settings_work(store: Store) -> None:

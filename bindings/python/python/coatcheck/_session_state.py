@@ -108,11 +108,22 @@ class SessionBackend:
     """What a framework backend was set up with: the store, the serializer, the owner hook."""
 
     def __init__(
-        self, store: Store, serializer: Serializer, owner: Optional[OwnerHook] = None
+        self,
+        store: Store,
+        serializer: Serializer,
+        owner: Optional[OwnerHook] = None,
+        flag_keys: frozenset[str] = frozenset(),
     ) -> None:
         self.store = store
         self.serializer = serializer
         self.owner = owner
+        #: Keys that on their own hold nothing worth storing (Flask's ``_permanent``): a
+        #: session with no other key is stored as an empty one would be, that is, not at all.
+        self.flag_keys = flag_keys
+
+    def holds_nothing(self, data: Mapping[str, Any]) -> bool:
+        """Whether ``data`` is empty but for flag keys."""
+        return data.keys() <= self.flag_keys
 
     def open(self, token: Optional[str]) -> tuple[dict[str, Any], SessionState]:
         """The session of ``token`` and its state; an empty new session if there is none.
@@ -130,13 +141,13 @@ class SessionBackend:
         return {}, state
 
     def _resigned(self, token: str) -> str:
-        """``token`` signed with the current secret. One that verified with a fallback secret
-        gets a new signature (the session id stays), which the client is then sent
-        (`SessionState.token_changed`): else every session from before a rotation would be
-        logged out once the fallback is dropped, its users' activity notwithstanding. Flask
-        re-signs its cookie each time it sets it."""
-        session_id = self.store.unsign(token)
-        return token if session_id is None else self.store.sign(session_id)
+        """``token``, which the store just verified, signed with the current secret. One that
+        verified with a fallback secret gets a new signature (the session id stays), which the
+        client is then sent (`SessionState.token_changed`): else every session from before a
+        rotation would be logged out once the fallback is dropped, its users' activity
+        notwithstanding. Flask re-signs its cookie each time it sets it. The id is what comes
+        before the token's last dot (``<id>.<signature>``), so one signature is computed."""
+        return self.store.sign(token.rpartition(".")[0])
 
     def owner_of(self, data: Mapping[str, Any]) -> Optional[str]:
         """The owner the hook computes for ``data``, as the store takes it."""
@@ -256,14 +267,14 @@ class SessionState:
         """
         if self.revoked:
             return Outcome.REVOKED, data
-        if self.cleared and self.token is not None and data:
+        if self.cleared and self.token is not None and not self.backend.holds_nothing(data):
             return self._replace(data, ttl)
         if self.token is None:
-            if not data:
+            if self.backend.holds_nothing(data):
                 return Outcome.NONE, data
             self.create(data, ttl)
             return Outcome.CREATED, data
-        if not data and destroy_empty:
+        if self.backend.holds_nothing(data) and destroy_empty:
             # Emptied: only what this request loaded goes; keys another request added since
             # stay, and the session is destroyed only if nothing is left (see `_write`).
             return self._write(data, b"", ttl, destroy_empty, version=None)
@@ -368,7 +379,8 @@ class SessionState:
             data.update(changed)
             for key in removed:
                 data.pop(key, None)
-            if not data and destroy_empty:  # it removed all that was left
+            # It removed all that was left.
+            if self.backend.holds_nothing(data) and destroy_empty:
                 self.destroy()
                 return Outcome.DESTROYED, data
             payload = self.backend.dump(data)

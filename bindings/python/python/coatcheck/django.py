@@ -148,17 +148,21 @@ class SessionStore(SessionBase):
         data, self._state = self._backend.open(self.session_key)
         if self._state.token is None:
             self._session_key = None  # tampered, unknown or expired: a fresh session
-        elif self._state.token != self.session_key:
-            # Verified with a fallback secret: the same session under a current signature,
-            # which the client is sent (see SessionBackend.open).
-            self._session_key = self._state.token
-            self.modified = True
-        elif (left := _seconds_to(data.get("_session_expiry"))) is not None and left <= 0:
+            return data
+        if (left := _seconds_to(data.get("_session_expiry"))) is not None and left <= 0:
             # Reads slide the store's deadline; a date set by set_expiry does not move.
             self._state.destroy()
             self._session_key = None
             return {}
+        self._adopt_resigned_key()
         return data
+
+    def _adopt_resigned_key(self) -> None:
+        """A key verified with a fallback secret: the same session under a current signature
+        (see SessionBackend.open), which the client is sent."""
+        if self._state.token is not None and self._state.token != self.session_key:
+            self._session_key = self._state.token
+            self.modified = True
 
     def exists(self, session_key: Optional[str]) -> bool:
         if not session_key:
@@ -186,6 +190,7 @@ class SessionStore(SessionBase):
             _, self._state = self._backend.open(self.session_key)
             if self._state.token is None:
                 self._session_key = None
+            self._adopt_resigned_key()
         if self.session_key is None:
             # Loading just found the key stale: the session was destroyed or expired before
             # this save. Never revive it; as Django's database backend, an UpdateError.

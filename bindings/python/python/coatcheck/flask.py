@@ -149,7 +149,10 @@ class CoatcheckSessionInterface(SessionInterface):
     ) -> None:
         self.store = store
         self.serializer: Serializer = serializer or FlaskSessionSerializer()
-        self.backend = SessionBackend(store, self.serializer, owner)
+        # A session holding nothing but the permanent flag (`session.permanent = True` in a
+        # before_request) is an empty one, as in Flask-Session: else every request without a
+        # cookie (a bot, a health check) would store one for PERMANENT_SESSION_LIFETIME.
+        self.backend = SessionBackend(store, self.serializer, owner, frozenset({"_permanent"}))
 
     def open_session(self, app: Flask, request: Request) -> ServerSideSession:
         data, state = self.backend.open(request.cookies.get(self.get_cookie_name(app)))
@@ -194,13 +197,7 @@ class CoatcheckSessionInterface(SessionInterface):
 
         state = session.state
         if accessed or modified:
-            data = dict(session)
-            if data.keys() == {"_permanent"}:
-                # Nothing but the flag (`session.permanent = True` in a before_request): empty,
-                # as in Flask-Session. Else every request without a cookie (a bot, a health
-                # check) would store a session for PERMANENT_SESSION_LIFETIME.
-                data = {}
-            outcome, _ = state.save(data)
+            outcome, _ = state.save(dict(session))
         elif state.revoked:
             outcome = Outcome.REVOKED
         else:
