@@ -30,6 +30,8 @@ const VALUE_START = EXPIRY_WIDTH + 16
 const MAX_MERGES = 16
 // The key under which a loaded session remembers what it was loaded as (see `Loaded`).
 const LOADED = '__coatcheckLoaded'
+// What `_parseValue` answers for a stored value the serializer cannot read.
+const UNREADABLE = Symbol('unreadable session')
 
 // Callbacks must never run synchronously inside the Store method. process.nextTick is the
 // cheapest deferral that keeps call order (measured against queueMicrotask and setImmediate
@@ -366,14 +368,14 @@ function defineStore(BaseStore) {
       return this.ttl * 1000
     }
 
-    // The session in a native getText() answer, remembering what it was loaded as. One that
-    // `serializer.parse` cannot read is taken for missing, with a warning, as Django's backends
-    // take corrupted session data: an error would answer every request of its user with a 500
-    // for as long as the session lives, and each of those reads keeps it alive.
-    _parse(sid, text) {
+    // What `serializer.parse` makes of a stored value, or UNREADABLE if it throws: such a
+    // session is taken for missing, with a warning, as Django's backends take corrupted
+    // session data. An error would answer every request of its user with a 500 for as long
+    // as the session lives.
+    _parseValue(value) {
       let sess
       try {
-        sess = this.serializer.parse(text.slice(VALUE_START))
+        sess = this.serializer.parse(value)
       } catch (thrown) {
         if (!this.warnedUnreadable) {
           this.warnedUnreadable = true
@@ -383,11 +385,19 @@ function defineStore(BaseStore) {
             { code: 'COATCHECK_UNREADABLE_SESSION' },
           )
         }
-        return null
+        return UNREADABLE
       }
       if (typeof sess?.then === 'function') {
+        sess.then(undefined, nothing) // answered by the error below: not an unhandled rejection
         throw codedError('invalid_config', 'serializer.parse returned a Promise: it must return the session itself')
       }
+      return sess
+    }
+
+    // The session in a native getText() answer, remembering what it was loaded as.
+    _parse(sid, text) {
+      const sess = this._parseValue(text.slice(VALUE_START))
+      if (sess === UNREADABLE) return null
       if (sess === null || typeof sess !== 'object') return sess
       // The store's deadline is authoritative: after a touch, the cookie's expiry has moved.
       // Not for a cookie with a fixed date and no max age, which @fastify/session stores with
@@ -547,9 +557,10 @@ function defineStore(BaseStore) {
     all(cb) {
       return this._report(cb, () =>
         after(this.calls.all(), (entries) =>
-          entries.map(({ id, value }) => {
-            const sess = this.serializer.parse(value)
-            return sess && typeof sess === 'object' ? Object.assign(sess, { id }) : sess
+          entries.flatMap(({ id, value }) => {
+            const sess = this._parseValue(value)
+            if (sess === UNREADABLE) return []
+            return [sess && typeof sess === 'object' ? Object.assign(sess, { id }) : sess]
           }),
         ),
       )

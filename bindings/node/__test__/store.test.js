@@ -183,10 +183,22 @@ test('a stored session the serializer cannot read is missing, with one warning, 
   assert.equal(warnings.length, 1)
   assert.equal(warnings[0].code, 'COATCHECK_UNREADABLE_SESSION')
   assert.match(warnings[0].message, /unknown format/)
-  // A serializer whose parse is asynchronous is a setup error, said as one.
-  const later = new CoatcheckStore({ serializer: { stringify: JSON.stringify, parse: async (t) => JSON.parse(t) } })
-  await later.set('p', sess({}))
-  await assert.rejects(later.get('p'), { code: 'invalid_config', message: /Promise/ })
+  // all() lists the readable ones.
+  assert.deepEqual((await store.all()).map((s) => s.id), ['readable'])
+  // A serializer whose parse is asynchronous is a setup error, said as one; a parse that
+  // rejects does not become an unhandled rejection as well.
+  const rejections = []
+  const onRejection = (reason) => rejections.push(reason)
+  process.on('unhandledRejection', onRejection)
+  try {
+    const later = new CoatcheckStore({ serializer: { stringify: JSON.stringify, parse: async (t) => JSON.parse(t.slice(1)) } })
+    await later.set('p', sess({}))
+    await assert.rejects(later.get('p'), { code: 'invalid_config', message: /Promise/ })
+    await new Promise((r) => setImmediate(r))
+  } finally {
+    process.off('unhandledRejection', onRejection)
+  }
+  assert.deepEqual(rejections, [])
 })
 
 test('a cookie with a fixed date and no max age keeps its date through reads (@fastify/session)', async () => {
