@@ -321,8 +321,11 @@ function defineStore(BaseStore) {
       }
       this.ownerOf = options.ownerOf
       this.regenerateKeepsData = Boolean(options.regenerateKeepsData)
-      // Stores of one name share their sessions, and so what was loaded from them.
-      this.origin = options.name === undefined ? ++storesMade : `named:${options.name}`
+      // Stores of one name share their sessions, and so what was loaded from them; so do
+      // stores on one Redis and key prefix (their versions are Redis's).
+      if (options.name !== undefined) this.origin = `named:${options.name}`
+      else if (options.redisUrl) this.origin = `redis:${options.redisKeyPrefix ?? ''}@${options.redisUrl}`
+      else this.origin = ++storesMade
       this.warnedUnreadable = false
       this.native = new native.NativeStore({
         name: options.name,

@@ -49,6 +49,13 @@ test('two stores on one Redis share sessions, versions and revocation', async ()
     await b.set('sid-1', stale)
     assert.equal(await a.get('sid-1'), null)
     assert.equal(await b.get('sid-1'), null)
+    // So is a save through one store of what another loaded from the same Redis.
+    await a.set('sid-2', { cookie: {}, user: 'u2' })
+    const loadedByA = await a.get('sid-2')
+    await a.destroy('sid-2')
+    loadedByA.revived = true
+    await b.set('sid-2', loadedByA)
+    assert.equal(await b.get('sid-2'), null)
   } finally {
     await redis.stop()
   }
