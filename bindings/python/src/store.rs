@@ -456,21 +456,10 @@ impl Drop for PyStore {
     /// The store's garbage collection closes it (this object holds the binding's only handle):
     /// joins its threads, compacts its restart log and sends the touches batched for Redis.
     /// With the GIL released, which every other Python thread would otherwise wait for, as
-    /// long as a compaction. Not at interpreter shutdown: a daemon thread that takes the GIL
-    /// then may be ended inside the re-attach (CPython gh-87135), so the close runs with it held.
+    /// long as a compaction. Releasing it keeps an exception being raised as it was (it lives
+    /// in the thread's state); no Python code runs here.
     fn drop(&mut self) {
         let store = &*self.store;
-        let _ = Python::try_attach(|py| {
-            let finalizing = py
-                .import("sys")
-                .and_then(|sys| sys.call_method0("is_finalizing"))
-                .and_then(|answer| answer.extract::<bool>())
-                .unwrap_or(true);
-            if finalizing {
-                store.close()
-            } else {
-                py.detach(|| store.close())
-            }
-        });
+        let _ = Python::try_attach(|py| py.detach(|| store.close()));
     }
 }

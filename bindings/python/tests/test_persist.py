@@ -107,6 +107,14 @@ def test_a_store_collected_by_the_garbage_collector_closes_without_holding_the_g
     assert len(reopened) == 400_000
 
 
+def test_an_error_from_a_store_nobody_keeps_reaches_the_caller_intact(tmp_path: Path) -> None:
+    # The store is collected while the error is being raised: its close must leave the error
+    # as it is.
+    with pytest.raises(coatcheck.BadSignatureError):
+        store_on(tmp_path / "sessions").set("not a token", b"x")
+    store_on(tmp_path / "sessions")  # and the directory was unlocked
+
+
 def test_django_clearsessions_runs_while_the_server_holds_the_restart_log(tmp_path: Path) -> None:
     # `manage.py clearsessions`, which Django's docs schedule from cron, runs in a process of
     # its own: it must not try to open the directory the serving process has locked.
