@@ -121,8 +121,26 @@ function loadedAs(sess, origin, sid) {
   return sid === undefined || loaded.sid === sid ? loaded : undefined
 }
 
-// Numbers the stores of this thread, for `Loaded.origin`.
+// Numbers the stores of this thread, for `Loaded.origin`, and the keys of those that share
+// their sessions.
 let storesMade = 0
+const sharedOrigins = new Map()
+
+// Which sessions a store shares, as a number: stores on one Redis and key prefix share theirs
+// (versions are Redis's), and so do stores of one name; any other store its own. (A Redis URL
+// spelled two ways counts as two Redis; the password in it goes no further than this Map.)
+function originOf(options) {
+  let key
+  if (options.redisUrl) key = JSON.stringify(['redis', options.redisKeyPrefix ?? 'coatcheck:', options.redisUrl])
+  else if (options.name !== undefined) key = JSON.stringify(['name', options.name])
+  else return ++storesMade
+  let origin = sharedOrigins.get(key)
+  if (origin === undefined) {
+    origin = ++storesMade
+    sharedOrigins.set(key, origin)
+  }
+  return origin
+}
 
 /**
  * The merge rule: `current` (what another request stored meanwhile) with this request's own
@@ -321,11 +339,7 @@ function defineStore(BaseStore) {
       }
       this.ownerOf = options.ownerOf
       this.regenerateKeepsData = Boolean(options.regenerateKeepsData)
-      // Stores of one name share their sessions, and so what was loaded from them; so do
-      // stores on one Redis and key prefix (their versions are Redis's).
-      if (options.name !== undefined) this.origin = `named:${options.name}`
-      else if (options.redisUrl) this.origin = `redis:${options.redisKeyPrefix ?? ''}@${options.redisUrl}`
-      else this.origin = ++storesMade
+      this.origin = originOf(options)
       this.warnedUnreadable = false
       this.native = new native.NativeStore({
         name: options.name,
@@ -391,7 +405,7 @@ function defineStore(BaseStore) {
         return UNREADABLE
       }
       if (typeof sess?.then === 'function') {
-        sess.then(undefined, nothing) // answered by the error below: not an unhandled rejection
+        Promise.resolve(sess).catch(nothing) // answered by the error below: not an unhandled rejection
         throw codedError('invalid_config', 'serializer.parse returned a Promise: it must return the session itself')
       }
       return sess

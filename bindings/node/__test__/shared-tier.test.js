@@ -56,6 +56,14 @@ test('two stores on one Redis share sessions, versions and revocation', async ()
     loadedByA.revived = true
     await b.set('sid-2', loadedByA)
     assert.equal(await b.get('sid-2'), null)
+    // Whatever the stores' names, and with the default prefix given or not.
+    const c = new CoatcheckStore({ redisUrl: redis.url, redisTimeout: 1, redisKeyPrefix: 'coatcheck:', name: 'origin-test' })
+    await a.set('sid-3', { cookie: {}, user: 'u3' })
+    const alsoLoadedByA = await a.get('sid-3')
+    await a.destroy('sid-3')
+    await c.set('sid-3', alsoLoadedByA)
+    assert.equal(await c.get('sid-3'), null)
+    await c.close()
   } finally {
     await redis.stop()
   }
