@@ -402,8 +402,10 @@ coatcheck_status coatcheck_store_new(const struct coatcheck_config *config,
                                      struct coatcheck_store **out_store);
 
 // Frees a store and every session in it (sessions in Redis stay there). Its background
-// sweeper thread stops shortly after; its Redis link thread, if any, is stopped and joined
-// before this returns.
+// threads (the sweeper, the restart log's, the Redis link's) are stopped and joined before
+// this returns: the Redis link first sends the touches it batched (waiting at most
+// `redis_timeout_ms`), and a restart log is compacted into one snapshot and its directory
+// unlocked.
 //
 // Ownership: takes back ownership of `store`; the handle must not be used afterwards.
 // NULL: `store` NULL does nothing.

@@ -268,8 +268,10 @@ pub extern "C" fn coatcheck_store_new(
 }
 
 /// Frees a store and every session in it (sessions in Redis stay there). Its background
-/// sweeper thread stops shortly after; its Redis link thread, if any, is stopped and joined
-/// before this returns.
+/// threads (the sweeper, the restart log's, the Redis link's) are stopped and joined before
+/// this returns: the Redis link first sends the touches it batched (waiting at most
+/// `redis_timeout_ms`), and a restart log is compacted into one snapshot and its directory
+/// unlocked.
 ///
 /// Ownership: takes back ownership of `store`; the handle must not be used afterwards.
 /// NULL: `store` NULL does nothing.
