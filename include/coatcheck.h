@@ -403,9 +403,10 @@ coatcheck_status coatcheck_store_new(const struct coatcheck_config *config,
 
 // Frees a store and every session in it (sessions in Redis stay there). Its background
 // threads (the sweeper, the restart log's, the Redis link's) are stopped and joined before
-// this returns: the Redis link first sends the touches it batched (waiting at most
-// `redis_timeout_ms`), and a restart log is compacted into one snapshot and its directory
-// unlocked.
+// this returns, and a restart log is compacted into one snapshot and its directory unlocked.
+// The Redis link, if it is up, first sends the touches it batched, waiting at most
+// `redis_timeout_ms` for that; a Redis request already in flight (a heartbeat, a batch of
+// checks: up to a few seconds against a Redis that does not answer) finishes first.
 //
 // Ownership: takes back ownership of `store`; the handle must not be used afterwards.
 // NULL: `store` NULL does nothing.

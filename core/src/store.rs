@@ -1125,12 +1125,17 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         // The last handle closes the store cleanly: the restart log becomes one snapshot, so
-        // the next start reads it alone. (Not closing costs only a longer load.)
-        if self.inner.log.is_some() && Arc::strong_count(&self.inner) == 1 {
-            let _pass = crate::fork::enter();
-            if let Some(log) = &self.inner.log {
-                log.note_compaction(&self.inner.compact_log());
-            }
+        // the next start reads it alone. (Not closing costs only a longer load.) The last
+        // handle is told by the log thread's count, which only handles hold: the table's own
+        // count includes the background threads, which hold it a moment on each pass, so a
+        // drop in that moment skipped the snapshot.
+        let last_handle = match &self.log_thread {
+            Some(log_thread) => Arc::strong_count(log_thread) == 1,
+            None => Arc::strong_count(&self.inner) == 1,
+        };
+        if self.inner.log.is_some() && last_handle {
+            // A snapshot that failed is noted in the log's stats, as any compaction's.
+            let _ = self.close();
         }
     }
 }
