@@ -339,7 +339,6 @@ function defineStore(BaseStore) {
       }
       this.ownerOf = options.ownerOf
       this.regenerateKeepsData = Boolean(options.regenerateKeepsData)
-      this.origin = originOf(options)
       this.warnedUnreadable = false
       this.native = new native.NativeStore({
         name: options.name,
@@ -363,6 +362,8 @@ function defineStore(BaseStore) {
         persistFsync: stringOption(options.persistFsync, 'persistFsync'),
         secrets: secretsOption(options.secret),
       })
+      // After the native store checked the options originOf reads.
+      this.origin = originOf(options)
       /** Whether sessions are shared through Redis (`redisUrl`). */
       this.shared = this.native.shared
       this.handle = this.native.handle
