@@ -497,6 +497,9 @@ test('stores with the same name share a table; other options under that name are
   await a.set('one', sess({ from: 'a' }))
   assert.equal((await b.get('one')).from, 'a')
   assert.throws(() => new CoatcheckStore({ name: 'shared-in-process', ttl: 5 }), { code: 'invalid_config' })
+  // An option given at its default is the option left out.
+  const d = new CoatcheckStore({ name: 'shared-in-process', ttl: 600, maxSessionBytes: 1024 * 1024 })
+  assert.equal((await d.get('one')).from, 'a')
   const c = new CoatcheckStore()
   assert.equal(await c.get('one'), null)
 })

@@ -205,25 +205,26 @@ fn config_from(options: &NativeOptions) -> Result<Config> {
     Ok(config)
 }
 
-/// What must match for two stores of the same name to share a table.
-fn fingerprint(options: &NativeOptions) -> String {
+/// What must match for two stores of the same name to share a table: the settings they take
+/// effect with, so that an option left out and one given at its default match.
+fn fingerprint(config: &Config) -> String {
     format!(
         "{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}",
-        options.ttl_ms,
-        options.absolute_timeout_ms,
-        options.max_sessions,
-        options.max_bytes,
-        options.max_session_bytes,
-        options.shards,
-        options.sweep_interval_ms,
-        options.slide_on_read,
-        options.redis_url,
-        options.redis_key_prefix,
-        options.redis_timeout_ms,
-        options.redis_when_down,
-        options.redis_strict,
-        options.persist_path,
-        options.persist_fsync
+        config.idle_timeout,
+        config.absolute_timeout,
+        config.max_sessions,
+        config.max_bytes,
+        config.max_session_bytes,
+        config.shards,
+        config.sweep_interval,
+        config.slide_on_read,
+        config.redis_url,
+        config.redis_key_prefix,
+        config.redis_timeout,
+        config.redis_when_down,
+        config.redis_strict,
+        config.persist_path,
+        config.persist_fsync
     )
 }
 
@@ -242,7 +243,7 @@ impl NativeStore {
         let mut named = NAMED
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let wanted = fingerprint(&options);
+        let wanted = fingerprint(&config);
         if let Some((existing, store)) = named.get(&name) {
             if *existing != wanted {
                 return Err(invalid_config(&format!(
