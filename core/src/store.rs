@@ -1124,17 +1124,17 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        // The last handle closes the store cleanly: the restart log becomes one snapshot, so
-        // the next start reads it alone. (Not closing costs only a longer load.) The last
-        // handle is told by the log thread's count, which only handles hold: the table's own
-        // count includes the background threads, which hold it a moment on each pass, so a
-        // drop in that moment skipped the snapshot.
-        let last_handle = match &self.log_thread {
-            Some(log_thread) => Arc::strong_count(log_thread) == 1,
-            None => Arc::strong_count(&self.inner) == 1,
-        };
-        if self.inner.log.is_some() && last_handle {
-            // A snapshot that failed is noted in the log's stats, as any compaction's.
+        // The last handle of a store with a restart log (which has a log thread) closes it
+        // cleanly: the log becomes one snapshot, so the next start reads it alone. (Not
+        // closing costs only a longer load.) The last handle is told by the log thread's
+        // count, which only handles hold: the table's own count includes the background
+        // threads, which hold it a moment on each pass, so a drop in that moment skipped the
+        // snapshot. A snapshot that fails is noted in the log's stats, as any compaction's.
+        if self
+            .log_thread
+            .as_ref()
+            .is_some_and(|log_thread| Arc::strong_count(log_thread) == 1)
+        {
             let _ = self.close();
         }
     }
