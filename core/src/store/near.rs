@@ -579,8 +579,10 @@ impl Inner {
         let stale_ticket = tier.generation() != generation
             || !tier.is_up()
             || shard.invalidations.named_since(ticket, &place.key);
-        if stale_ticket {
-            // Cached all the same, but not trusted until Redis confirms the version.
+        if stale_ticket && flags & ECHO == 0 {
+            // Cached all the same, but not trusted until Redis confirms the version. Not
+            // counted for an own write: Redis reports every one back, so its reply is always
+            // overtaken, and a counter of writes would hide the races it is there to show.
             tier.count_invalidation_race();
         }
         // Stale on an own write: its report from Redis (see `ECHO`) came before this reply was

@@ -387,7 +387,9 @@ pub struct TierStats {
     pub replay_conflicts: u64,
     /// Session TTL extensions sent in batches.
     pub touches_sent: u64,
-    /// Replies not cached because an invalidation or a lost link overtook them.
+    /// Read replies an invalidation or a lost link overtook: cached as unconfirmed, checked
+    /// with Redis before they are served. (A process's own writes, which Redis reports back
+    /// to it, are confirmed the same way and not counted.)
     pub fills_refused: u64,
 }
 
