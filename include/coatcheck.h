@@ -195,7 +195,8 @@ typedef struct coatcheck_bytes {
 // Durations are in milliseconds. `coatcheck_store_new` copies everything it needs, so the
 // struct and the secrets and strings it points at may be freed once the store exists.
 typedef struct coatcheck_config {
-  // Sliding lifetime: a session not read or touched for this long expires. Default: 1 day.
+  // Sliding lifetime: a session not read or touched for this long expires. Default: 1 day;
+  // 0 is refused (`COATCHECK_STATUS_INVALID_CONFIG`).
   // Every lifetime, here and per call, is cut to 1,000 years (`LONGEST_TTL` in Rust).
   uint64_t idle_timeout_ms;
   // Hard lifetime from creation, never extended by activity. 0: none (the default).
@@ -204,11 +205,12 @@ typedef struct coatcheck_config {
   size_t max_sessions;
   // Most bytes (values, ids and a fixed overhead per session). 0: unlimited (the default).
   size_t max_bytes;
-  // Largest single value. Default: 1 MiB.
+  // Largest single value. Default: 1 MiB; 0 or more than 1 GiB is refused.
   size_t max_session_bytes;
   // Number of lock stripes, a power of two up to 65536. 0: 16 per core (the default).
   size_t shards;
-  // How often the background sweeper reclaims expired sessions. Default: 1000.
+  // How often the background sweeper reclaims expired sessions. Default: 1000; 0 is refused,
+  // even with `background_sweeper` false.
   uint64_t sweep_interval_ms;
   // Run the background sweeper thread. Default: true. Without it, expired sessions are still
   // never returned; `coatcheck_store_sweep` reclaims them.
@@ -312,7 +314,9 @@ typedef struct coatcheck_stats {
   uint64_t tier_replay_conflicts;
   // Session TTL extensions sent to Redis in batches.
   uint64_t tier_touches_sent;
-  // Redis replies not cached because an invalidation or a lost link overtook them.
+  // Read replies an invalidation or a lost link overtook: cached as unconfirmed, checked
+  // with Redis before they are served. (A process's own writes, which Redis reports back
+  // to it, are confirmed the same way and not counted.)
   uint64_t tier_fills_refused;
   // Whether the store keeps a restart log (built with a `persist_path`). When false, every
   // `log_` field below is 0 / false.
@@ -381,11 +385,13 @@ const char *coatcheck_status_name(uint32_t status);
 // Returns `COATCHECK_STATUS_INVALID_CONFIG` for an out-of-range setting (zero idle timeout,
 // a `max_session_bytes` of 0 or over 1 GiB, shards not a power of two, sweep interval under
 // 1 ms, an empty secret, an unknown eviction, `redis_when_down` or `persist_fsync` value, a
-// `redis_url`, `redis_key_prefix` or `persist_path` that is not UTF-8, a `redis_url` that is
-// not a Redis URL, a bad key prefix, a Redis timeout over 60 s, a `rediss://` URL with no CA
-// certificates to check it against, both `redis_url` and `persist_path`, a `persist_path`
-// whose parent does not exist or that another store holds), and
-// `COATCHECK_STATUS_INVALID_ARGUMENT` for a `secrets_len` too large to be an array.
+// `redis_url` or `redis_key_prefix` that is not UTF-8, a `redis_url` that is not a Redis URL,
+// a bad key prefix, a Redis timeout over 60 s, a `rediss://` URL with no CA certificates to
+// check it against, both `redis_url` and `persist_path`, a `persist_path` whose parent does
+// not exist or that another store holds), and `COATCHECK_STATUS_INVALID_ARGUMENT` for a
+// `secrets_len` too large to be an array. `COATCHECK_STATUS_INVALID_CONFIG` is also what a
+// store that cannot start for want of resources gets: a `persist_path` the process may not
+// write, a full or read-only disk, a background thread the system refuses.
 //
 // With a `redis_url` this starts the store's Redis link thread and waits up to a second for
 // the first connection. A store whose Redis is down still starts, and follows
@@ -475,6 +481,10 @@ coatcheck_status coatcheck_store_peek(const struct coatcheck_store *store,
 // version (1 for a new session) to `*out_version`. Resets the idle deadline; `ttl_ms`
 // replaces the store's idle timeout for this session, 0 keeps it.
 //
+// For the write at the end of a request that read the session, use
+// `coatcheck_store_set_if_version` or `coatcheck_store_update`: this call would bring back a
+// session destroyed since the read (a logout, `coatcheck_store_destroy_owner`).
+//
 // Returns `COATCHECK_STATUS_INVALID_ID`, `COATCHECK_STATUS_TOO_LARGE`,
 // `COATCHECK_STATUS_STORE_FULL`; on any error the store is unchanged, but for a
 // `COATCHECK_STATUS_UNAVAILABLE` that says the restart log could not record the change (made
@@ -492,6 +502,25 @@ coatcheck_status coatcheck_store_set(const struct coatcheck_store *store,
                                      size_t value_len,
                                      uint64_t ttl_ms,
                                      uint64_t *out_version);
+
+// Like `coatcheck_store_set`, but only if the session exists and is live: never creates one,
+// so a session destroyed or expired since the caller read it stays gone.
+//
+// Returns `COATCHECK_STATUS_NOT_FOUND` if the session is gone, and the errors of
+// `coatcheck_store_set`; on any error the store is unchanged, as there.
+//
+// Ownership: `value` is copied; the caller keeps ownership of every buffer.
+// NULL: `store`, or `id` / `value` with a non-zero length NULL returns
+// `COATCHECK_STATUS_NULL_ARGUMENT`. `out_version` may be NULL if the version is not wanted.
+// Threads: safe to call concurrently with any call on the same store except
+// `coatcheck_store_free`.
+coatcheck_status coatcheck_store_update(const struct coatcheck_store *store,
+                                        const char *id,
+                                        size_t id_len,
+                                        const uint8_t *value,
+                                        size_t value_len,
+                                        uint64_t ttl_ms,
+                                        uint64_t *out_version);
 
 // Like `coatcheck_store_set`, but only if the session still has version `expected_version`
 // (as returned by `coatcheck_store_get`), so two requests that read the same version cannot

@@ -239,6 +239,14 @@ int main(int argc, char **argv) {
     }
     secrets[0].data = (const uint8_t *)secret;
     secrets[0].len = strlen(secret);
+    /* Block the stop signals in every thread, before any is started: the store's and the
+     * daemon's threads inherit the mask, so only the main thread, in sigwait, takes them (a
+     * signal delivered to another thread would end the process without freeing the store). */
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+
     coatcheck_config_default(&config);
     config.idle_timeout_ms = 30u * 60u * 1000u;
     config.max_sessions = 100000;
@@ -249,13 +257,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "coatcheck_store_new: %s\n", coatcheck_status_message(status));
         return 1;
     }
-
-    /* Block the stop signals in every thread (the daemon's threads inherit the mask); the main
-     * thread waits for them with sigwait. */
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 
     memset(&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;

@@ -74,7 +74,8 @@ pub struct coatcheck_bytes {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct coatcheck_config {
-    /// Sliding lifetime: a session not read or touched for this long expires. Default: 1 day.
+    /// Sliding lifetime: a session not read or touched for this long expires. Default: 1 day;
+    /// 0 is refused (`COATCHECK_STATUS_INVALID_CONFIG`).
     /// Every lifetime, here and per call, is cut to 1,000 years (`LONGEST_TTL` in Rust).
     pub idle_timeout_ms: u64,
     /// Hard lifetime from creation, never extended by activity. 0: none (the default).
@@ -83,11 +84,12 @@ pub struct coatcheck_config {
     pub max_sessions: usize,
     /// Most bytes (values, ids and a fixed overhead per session). 0: unlimited (the default).
     pub max_bytes: usize,
-    /// Largest single value. Default: 1 MiB.
+    /// Largest single value. Default: 1 MiB; 0 or more than 1 GiB is refused.
     pub max_session_bytes: usize,
     /// Number of lock stripes, a power of two up to 65536. 0: 16 per core (the default).
     pub shards: usize,
-    /// How often the background sweeper reclaims expired sessions. Default: 1000.
+    /// How often the background sweeper reclaims expired sessions. Default: 1000; 0 is refused,
+    /// even with `background_sweeper` false.
     pub sweep_interval_ms: u64,
     /// Run the background sweeper thread. Default: true. Without it, expired sessions are still
     /// never returned; `coatcheck_store_sweep` reclaims them.

@@ -116,7 +116,9 @@ pub struct coatcheck_stats {
     pub tier_replay_conflicts: u64,
     /// Session TTL extensions sent to Redis in batches.
     pub tier_touches_sent: u64,
-    /// Redis replies not cached because an invalidation or a lost link overtook them.
+    /// Read replies an invalidation or a lost link overtook: cached as unconfirmed, checked
+    /// with Redis before they are served. (A process's own writes, which Redis reports back
+    /// to it, are confirmed the same way and not counted.)
     pub tier_fills_refused: u64,
     /// Whether the store keeps a restart log (built with a `persist_path`). When false, every
     /// `log_` field below is 0 / false.
@@ -222,11 +224,13 @@ fn found(result: coatcheck::Result<bool>) -> coatcheck_status {
 /// Returns `COATCHECK_STATUS_INVALID_CONFIG` for an out-of-range setting (zero idle timeout,
 /// a `max_session_bytes` of 0 or over 1 GiB, shards not a power of two, sweep interval under
 /// 1 ms, an empty secret, an unknown eviction, `redis_when_down` or `persist_fsync` value, a
-/// `redis_url`, `redis_key_prefix` or `persist_path` that is not UTF-8, a `redis_url` that is
-/// not a Redis URL, a bad key prefix, a Redis timeout over 60 s, a `rediss://` URL with no CA
-/// certificates to check it against, both `redis_url` and `persist_path`, a `persist_path`
-/// whose parent does not exist or that another store holds), and
-/// `COATCHECK_STATUS_INVALID_ARGUMENT` for a `secrets_len` too large to be an array.
+/// `redis_url` or `redis_key_prefix` that is not UTF-8, a `redis_url` that is not a Redis URL,
+/// a bad key prefix, a Redis timeout over 60 s, a `rediss://` URL with no CA certificates to
+/// check it against, both `redis_url` and `persist_path`, a `persist_path` whose parent does
+/// not exist or that another store holds), and `COATCHECK_STATUS_INVALID_ARGUMENT` for a
+/// `secrets_len` too large to be an array. `COATCHECK_STATUS_INVALID_CONFIG` is also what a
+/// store that cannot start for want of resources gets: a `persist_path` the process may not
+/// write, a full or read-only disk, a background thread the system refuses.
 ///
 /// With a `redis_url` this starts the store's Redis link thread and waits up to a second for
 /// the first connection. A store whose Redis is down still starts, and follows
@@ -435,6 +439,10 @@ pub extern "C" fn coatcheck_store_peek(
 /// version (1 for a new session) to `*out_version`. Resets the idle deadline; `ttl_ms`
 /// replaces the store's idle timeout for this session, 0 keeps it.
 ///
+/// For the write at the end of a request that read the session, use
+/// `coatcheck_store_set_if_version` or `coatcheck_store_update`: this call would bring back a
+/// session destroyed since the read (a logout, `coatcheck_store_destroy_owner`).
+///
 /// Returns `COATCHECK_STATUS_INVALID_ID`, `COATCHECK_STATUS_TOO_LARGE`,
 /// `COATCHECK_STATUS_STORE_FULL`; on any error the store is unchanged, but for a
 /// `COATCHECK_STATUS_UNAVAILABLE` that says the restart log could not record the change (made
@@ -461,6 +469,36 @@ pub extern "C" fn coatcheck_store_set(
         let value = try_bytes!(value, value_len);
         let out_version = optional_out!(out_version);
         deliver(store.set(id, value, ttl(ttl_ms)), out_version)
+    }
+}
+
+/// Like `coatcheck_store_set`, but only if the session exists and is live: never creates one,
+/// so a session destroyed or expired since the caller read it stays gone.
+///
+/// Returns `COATCHECK_STATUS_NOT_FOUND` if the session is gone, and the errors of
+/// `coatcheck_store_set`; on any error the store is unchanged, as there.
+///
+/// Ownership: `value` is copied; the caller keeps ownership of every buffer.
+/// NULL: `store`, or `id` / `value` with a non-zero length NULL returns
+/// `COATCHECK_STATUS_NULL_ARGUMENT`. `out_version` may be NULL if the version is not wanted.
+/// Threads: safe to call concurrently with any call on the same store except
+/// `coatcheck_store_free`.
+#[unsafe(no_mangle)]
+pub extern "C" fn coatcheck_store_update(
+    store: *const coatcheck_store,
+    id: *const std::ffi::c_char,
+    id_len: usize,
+    value: *const u8,
+    value_len: usize,
+    ttl_ms: u64,
+    out_version: *mut u64,
+) -> coatcheck_status {
+    ffi_boundary! {
+        let store = try_ref!(store);
+        let id = try_id!(id, id_len);
+        let value = try_bytes!(value, value_len);
+        let out_version = optional_out!(out_version);
+        deliver(store.update(id, value, ttl(ttl_ms)), out_version)
     }
 }
 

@@ -39,7 +39,7 @@ static int check_failures = 0;
 /* Bytes of a string literal or char array, for `const uint8_t *` value arguments. */
 #define BYTES(s) ((const uint8_t *)(s))
 
-static void sleep_ms(long ms) {
+static inline void sleep_ms(long ms) {
     struct timespec ts;
     ts.tv_sec = ms / 1000;
     ts.tv_nsec = (ms % 1000) * 1000000L;
@@ -47,12 +47,6 @@ static void sleep_ms(long ms) {
     }
 }
 
-/* Frees a store and gives its background sweeper thread time to notice and exit, so that
- * valgrind sees no thread still running at exit. */
-static void free_store(coatcheck_store *store) {
-    coatcheck_store_free(store);
-    sleep_ms(20);
-}
 
 static int check_report(const char *name) {
     if (check_failures != 0) {

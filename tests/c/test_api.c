@@ -234,7 +234,7 @@ static void test_default_config_store(void) {
     create(store, "{\"user\":42}", id);
     CHECK_OK(read_value(store, id, false, value, sizeof value, NULL));
     CHECK(strcmp(value, "{\"user\":42}") == 0);
-    free_store(store);
+    coatcheck_store_free(store);
 }
 
 static void test_create_get_peek(void) {
@@ -354,6 +354,35 @@ static void test_set_and_versions(void) {
     CHECK(stats.inserts == 1);
     CHECK(stats.updates == 3);
     CHECK(stats.sessions == 1);
+    coatcheck_store_free(store);
+}
+
+/* update writes only over a live session: a logout between a request's read and its write is
+ * not undone, where set would bring the session back. */
+static void test_update_never_brings_a_destroyed_session_back(void) {
+    coatcheck_config config = quiet_config();
+    coatcheck_store *store = new_store(&config);
+    char id[COATCHECK_GENERATED_ID_LEN + 1];
+    char value[64];
+    uint64_t version = 0;
+    size_t len = 0;
+
+    create(store, "v1", id);
+    CHECK_OK(coatcheck_store_update(store, id, strlen(id), BYTES("v2"), 2, 0, &version));
+    CHECK(version == 2);
+    CHECK_OK(read_value(store, id, true, value, sizeof value, &version));
+    CHECK(strcmp(value, "v2") == 0 && version == 2);
+
+    CHECK_OK(coatcheck_store_destroy(store, id, strlen(id)));  /* the logout */
+    version = SENTINEL_VERSION;
+    CHECK_STATUS(coatcheck_store_update(store, id, strlen(id), BYTES("v3"), 2, 0, &version),
+                 COATCHECK_STATUS_NOT_FOUND);
+    CHECK(version == SENTINEL_VERSION);
+    CHECK_STATUS(coatcheck_store_get(store, id, strlen(id), NULL, 0, &len, NULL), COATCHECK_STATUS_NOT_FOUND);
+    CHECK_STATUS(coatcheck_store_update(store, "never-was", 9, BYTES("x"), 1, 0, NULL),
+                 COATCHECK_STATUS_NOT_FOUND);
+    CHECK_OK(coatcheck_store_len(store, &len));
+    CHECK(len == 0);
     coatcheck_store_free(store);
 }
 
@@ -826,6 +855,7 @@ static void test_invalid_ids(void) {
         CHECK_STATUS(coatcheck_store_get(store, id, n, (uint8_t *)buf, sizeof buf, &len, NULL), COATCHECK_STATUS_INVALID_ID);
         CHECK_STATUS(coatcheck_store_peek(store, id, n, (uint8_t *)buf, sizeof buf, &len, NULL), COATCHECK_STATUS_INVALID_ID);
         CHECK_STATUS(coatcheck_store_set(store, id, n, BYTES("v"), 1, 0, NULL), COATCHECK_STATUS_INVALID_ID);
+        CHECK_STATUS(coatcheck_store_update(store, id, n, BYTES("v"), 1, 0, NULL), COATCHECK_STATUS_INVALID_ID);
         CHECK_STATUS(coatcheck_store_set_if_version(store, id, n, BYTES("v"), 1, 1, 0, NULL), COATCHECK_STATUS_INVALID_ID);
         CHECK_STATUS(coatcheck_store_touch(store, id, n, 0), COATCHECK_STATUS_INVALID_ID);
         CHECK_STATUS(coatcheck_store_destroy(store, id, n), COATCHECK_STATUS_INVALID_ID);
@@ -861,6 +891,7 @@ static void test_null_arguments(void) {
     CHECK_STATUS(coatcheck_store_get(NULL, id, 32, value, sizeof value, &len, NULL), N);
     CHECK_STATUS(coatcheck_store_peek(NULL, id, 32, value, sizeof value, &len, NULL), N);
     CHECK_STATUS(coatcheck_store_set(NULL, id, 32, BYTES("v"), 1, 0, NULL), N);
+    CHECK_STATUS(coatcheck_store_update(NULL, id, 32, BYTES("v"), 1, 0, NULL), N);
     CHECK_STATUS(coatcheck_store_set_if_version(NULL, id, 32, BYTES("v"), 1, 1, 0, NULL), N);
     CHECK_STATUS(coatcheck_store_touch(NULL, id, 32, 0), N);
     CHECK_STATUS(coatcheck_store_destroy(NULL, id, 32), N);
@@ -896,6 +927,7 @@ static void test_null_arguments(void) {
     CHECK_STATUS(coatcheck_store_get(store, id, 32, NULL, 8, &len, NULL), N);
     CHECK_STATUS(coatcheck_store_peek(store, id, 32, NULL, 8, &len, NULL), N);
     CHECK_STATUS(coatcheck_store_set(store, id, 32, NULL, 1, 0, NULL), N);
+    CHECK_STATUS(coatcheck_store_update(store, id, 32, NULL, 1, 0, NULL), N);
     CHECK_STATUS(coatcheck_store_set_if_version(store, id, 32, NULL, 1, 1, 0, NULL), N);
     CHECK_STATUS(coatcheck_store_touch(store, NULL, 32, 0), N);
     CHECK_STATUS(coatcheck_store_destroy(store, NULL, 32), N);
@@ -967,6 +999,7 @@ int main(void) {
     test_default_config_store();
     test_create_get_peek();
     test_set_and_versions();
+    test_update_never_brings_a_destroyed_session_back();
     test_touch_destroy_expiry();
     test_reads_that_do_not_slide();
     test_regenerate();

@@ -225,6 +225,6 @@ int main(void) {
     CHECK(stats.sessions == live_total + 1);
     printf("test_threads: %d threads, %lu increments, %lu conflicts, %lu live sessions\n", THREADS, increments,
            conflicts, live_total);
-    free_store(store);
+    coatcheck_store_free(store);
     return check_report("test_threads");
 }

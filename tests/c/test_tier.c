@@ -298,8 +298,8 @@ static void test_two_stores_share_sessions(const char *url) {
     stats = stats_of(a);
     CHECK(stats.tier_enabled && stats.tier_connected);
     CHECK(stats.tier_failures == 0 && stats.tier_disconnects == 0);
-    free_store(a);
-    free_store(b);
+    coatcheck_store_free(a);
+    coatcheck_store_free(b);
 }
 
 static void test_fail_policy_once_redis_is_killed(const char *url) {
@@ -372,7 +372,7 @@ static void test_fail_policy_once_redis_is_killed(const char *url) {
     stats = stats_of(store);
     CHECK(stats.tier_enabled && !stats.tier_connected);
     CHECK(stats.tier_disconnects >= 1);
-    free_store(store); /* joins its link thread, which is retrying the dead port */
+    coatcheck_store_free(store); /* joins its link thread, which is retrying the dead port */
 }
 
 int main(void) {
