@@ -49,7 +49,7 @@ class SessionMiddleware(coatcheck.asgi.SessionMiddleware):
         super().__init__(
             app,
             store=store,
-            cookie_name=session_cookie,
+            session_cookie=session_cookie,
             max_age=max_age,
             path=path,
             same_site=same_site,  # type: ignore[arg-type]

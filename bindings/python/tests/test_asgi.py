@@ -40,6 +40,12 @@ async def logout(request: Request) -> JSONResponse:
     return JSONResponse({"ok": True})
 
 
+async def delete_cookie_logout(request: Request) -> JSONResponse:
+    response = JSONResponse({"ok": True})
+    response.delete_cookie("session")  # the logout of Starlette's cookie sessions
+    return response
+
+
 async def plain_login(request: Request) -> JSONResponse:
     request.session.clear()  # Starlette's cookie-session login idiom
     request.session["user"] = request.path_params["user"]
@@ -58,6 +64,7 @@ def make_client(store: Store, **options: Any) -> TestClient:
             Route("/me", me),
             Route("/cart/{item}", add, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),
+            Route("/delete-cookie-logout", delete_cookie_logout, methods=["POST"]),
             Route("/nothing", nothing),
         ],
         middleware=[Middleware(SessionMiddleware, store=store, **options)],
@@ -183,13 +190,51 @@ def test_only_a_change_writes_and_sets_the_cookie(store: Store) -> None:
 
 def test_options_shape_the_cookie(store: Store) -> None:
     client = make_client(
-        store, cookie_name="sid", max_age=3600, same_site="strict", https_only=True,
+        store, session_cookie="sid", max_age=3600, same_site="strict", https_only=True,
         path="/", domain="testserver.local", partitioned=True,
     )  # fmt: skip
     header = client.post("/login/ann").headers["set-cookie"]
     assert header.startswith("sid=")
     assert "Max-Age=3600" in header and "samesite=strict" in header and "secure" in header
     assert "domain=testserver.local" in header and "partitioned" in header
+
+
+def test_the_cookie_name_is_also_taken_under_the_name_earlier_versions_used(store: Store) -> None:
+    client = make_client(store, cookie_name="sid")
+    assert client.post("/login/ann").headers["set-cookie"].startswith("sid=")
+    with pytest.raises(ValueError, match="not both"):
+        SessionMiddleware(nothing, store, session_cookie="a", cookie_name="b")
+
+
+def test_an_app_that_deletes_the_cookie_logs_out_and_the_token_stops_working() -> None:
+    store = Store("asgi secret", idle_timeout=2.0)  # a cookie refresh is due after 0.5 s
+    client = make_client(store)
+    client.post("/login/ann")
+    token = cookie(client)
+    assert token is not None
+    time.sleep(0.6)  # the refresh is due: it must not undo the app's deletion
+    response = client.post("/delete-cookie-logout")
+    headers = response.headers.get_list("set-cookie")
+    assert len(headers) == 1 and 'session=""' in headers[0] and "Max-Age=0" in headers[0]
+    assert cookie(client) is None
+    assert store.get(token) is None
+    # A copy of the token, replayed, opens nothing.
+    client.cookies.set("session", token)
+    assert client.get("/me").json() == {"user": None, "cart": []}
+
+
+def test_a_logout_of_a_session_already_gone_still_deletes_the_cookie(store: Store) -> None:
+    client = make_client(store)
+    client.post("/login/ann")
+    token = cookie(client)
+    assert token is not None and store.destroy(token)  # e.g. destroy_owner from another device
+    response = client.post("/logout")
+    assert "expires=Thu, 01 Jan 1970" in response.headers["set-cookie"]
+    assert cookie(client) is None
+    # A request that only finds its session gone leaves the cookie alone: it may be racing a
+    # login that moved the session, whose new cookie it must not delete.
+    client.cookies.set("session", token)
+    assert "set-cookie" not in client.get("/me").headers
 
 
 def test_fastapi_style_add_middleware(store: Store) -> None:

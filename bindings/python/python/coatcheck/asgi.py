@@ -36,12 +36,14 @@ expired: no session outlives its request, and nothing is stored.
 
 from __future__ import annotations
 
+import email.utils
 import enum
 import math
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from http.cookies import CookieError, SimpleCookie
 from typing import Any, Final, Literal, Optional, Union
 
 import anyio.to_thread
@@ -246,7 +248,8 @@ class SessionMiddleware:
         app: The wrapped ASGI app.
         store: Where sessions live; its ``idle_timeout`` and ``absolute_timeout`` are the
             sessions' lifetimes.
-        cookie_name: The cookie that carries the token.
+        session_cookie: The cookie that carries the token (Starlette's name for this option).
+        cookie_name: The same as ``session_cookie``, under the name earlier versions took.
         max_age: Left out, the cookie follows the store's idle timeout (see the module
             docstring). ``None``: a cookie that lasts until the browser closes. A positive
             number must equal ``store.idle_timeout``: the store, not the cookie, decides how
@@ -263,15 +266,20 @@ class SessionMiddleware:
             under it, so ``store.sessions_of(user)`` lists a user's sessions and
             ``store.destroy_owner(user)`` logs them all out.
 
+    A response on which the app itself sets or deletes this cookie (Starlette's logout by
+    ``response.delete_cookie("session")``) keeps the app's ``Set-Cookie``; a deletion also
+    destroys the stored session, so the token it carried stops working at once.
+
     Raises:
-        ValueError: A positive ``max_age`` differs from the store's idle timeout.
+        ValueError: A positive ``max_age`` differs from the store's idle timeout, or both
+            ``session_cookie`` and ``cookie_name`` are given.
     """
 
     def __init__(
         self,
         app: ASGIApp,
         store: Store,
-        cookie_name: str = "session",
+        session_cookie: Optional[str] = None,
         max_age: Union[float, None, Literal[_Default.STORE_IDLE_TIMEOUT]] = STORE_IDLE_TIMEOUT,
         path: str = "/",
         same_site: Literal["lax", "strict", "none"] = "lax",
@@ -280,7 +288,11 @@ class SessionMiddleware:
         partitioned: bool = False,
         serializer: Optional[Serializer] = None,
         owner: Optional[OwnerHook] = None,
+        *,
+        cookie_name: Optional[str] = None,
     ) -> None:
+        if session_cookie is not None and cookie_name is not None:
+            raise ValueError("give session_cookie or cookie_name (the same option), not both")
         #: Sessions end with their request (``max_age`` <= 0): nothing is stored.
         self.expired_at_once = False
         if max_age is STORE_IDLE_TIMEOUT:
@@ -301,7 +313,7 @@ class SessionMiddleware:
             lifetime = float(max_age)
         self.app = app
         self.store = store
-        self.cookie_name = cookie_name
+        self.cookie_name = session_cookie or cookie_name or "session"
         self.serializer: Serializer = serializer or JSONSerializer()
         self.backend = SessionBackend(store, self.serializer, owner)
         #: Seconds between two refreshes of a session's cookie, if the cookie has a lifetime.
@@ -350,6 +362,13 @@ class SessionMiddleware:
 
     def _save(self, session: Any, state: SessionState, headers: MutableHeaders) -> None:
         """Writes the session if it changed, and sets or deletes the cookie as needed."""
+        app_cookie = _app_cookie(headers, self.cookie_name)
+        if app_cookie is _AppCookie.DELETED:
+            # The app logged out by deleting the cookie, as with Starlette's cookie sessions:
+            # the stored session goes too, so a copy of the token opens nothing.
+            state.destroy()
+            self._sent.forget(state.cookie_token)
+            return
         if isinstance(session, ServerSession):
             accessed = session.accessed
         else:
@@ -371,7 +390,15 @@ class SessionMiddleware:
         else:
             outcome = Outcome.NONE if state.token is None else Outcome.UNCHANGED
 
+        if app_cookie is _AppCookie.SET:
+            return  # the app's own value for the cookie stands
         if outcome is Outcome.NONE:
+            if state.cleared and state.cookie_token is not None and not session:
+                # A logout (``clear()``) of a session already gone from the store (timed
+                # out, logged out elsewhere): the cookie is deleted all the same. Only on
+                # ``clear()``: a request that merely found its session gone may be racing a
+                # login that moved it, whose new cookie this must not delete.
+                self._set_cookie(headers, "null; expires=Thu, 01 Jan 1970 00:00:00 GMT")
             return
         if outcome in (Outcome.DESTROYED, Outcome.REVOKED):
             self._sent.forget(state.cookie_token)
@@ -402,6 +429,49 @@ class SessionMiddleware:
     def _set_cookie(self, headers: MutableHeaders, value: str) -> None:
         headers.append("Set-Cookie", f"{self.cookie_name}={value}{self.cookie_flags}")
         _vary_on_cookie(headers)
+
+
+class _AppCookie(enum.Enum):
+    """What the app's own ``Set-Cookie`` headers do with the session cookie."""
+
+    NONE = enum.auto()
+    SET = enum.auto()
+    DELETED = enum.auto()
+
+
+def _app_cookie(headers: MutableHeaders, name: str) -> _AppCookie:
+    """Whether the app set or deleted the cookie ``name`` on this response (the last header
+    for it decides, as in a browser)."""
+    found = _AppCookie.NONE
+    for header in headers.getlist("set-cookie"):
+        if header.partition("=")[0].strip() != name:
+            continue
+        parsed: SimpleCookie = SimpleCookie()
+        try:
+            parsed.load(header)
+        except CookieError:
+            continue
+        morsel = parsed.get(name)
+        if morsel is None:
+            continue
+        found = _AppCookie.DELETED if _deletes(morsel["max-age"], morsel["expires"]) else _AppCookie.SET
+    return found
+
+
+def _deletes(max_age: str, expires: str) -> bool:
+    """Whether a cookie with these attributes is already expired: a ``Max-Age`` of 0 or less,
+    or else an ``Expires`` in the past (``Max-Age`` wins where both are given)."""
+    if max_age.strip():
+        try:
+            return int(max_age) <= 0
+        except ValueError:
+            return False
+    if expires.strip():
+        try:
+            return email.utils.parsedate_to_datetime(expires).timestamp() <= time.time()
+        except (TypeError, ValueError):
+            return False
+    return False
 
 
 def _vary_on_cookie(headers: MutableHeaders) -> None:
