@@ -8,14 +8,54 @@
 // process's load on Redis is made of (commands run inside our Lua scripts count one by one;
 // the tier's own round trips are in its counters, printed at the end).
 //
+// `CONTENDERS=coatcheck+Redis,connect-redis,MemoryStore,parse-only` adds two what-ifs that
+// share nothing between processes: express-session's MemoryStore (a JavaScript Map, no
+// network, no native call), and a store that holds one serialized session and whose get only
+// parses it (`JSON.parse`) and answers on the next tick, the least any store that hands
+// express-session a session object of its own must do. Their ratios to connect-redis bound
+// what any store can reach through express-session's callback API in this harness.
+//
 // Run: `make bench-node` (all Node benchmarks) or `node bench-tier.js` in benches/node.
 
 const { startRedis, makeStore, call, sessionOf, commandStats, timeOps } = require('./common')
 const { CoatcheckStore } = require('coatcheck')
+const session = require('express-session')
 
 const N = Number(process.env.OPS ?? 20_000)
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
 const OPS = ['get', 'set', 'touch']
+const CONTENDERS = (process.env.CONTENDERS ?? 'coatcheck+Redis,connect-redis').split(',')
+
+// See CONTENDERS above. Not a store: every id reads the same session, writes keep nothing.
+class ParseOnlyStore extends session.Store {
+  constructor() {
+    super()
+    this.text = JSON.stringify(sessionOf(200))
+  }
+  get(sid, cb) {
+    process.nextTick(cb, null, JSON.parse(this.text))
+  }
+  set(sid, sess, cb) {
+    process.nextTick(cb)
+  }
+  touch(sid, sess, cb) {
+    process.nextTick(cb)
+  }
+  destroy(sid, cb) {
+    process.nextTick(cb)
+  }
+}
+
+async function makeContender(name, url, port) {
+  switch (name) {
+    case 'coatcheck+Redis':
+      return { store: new CoatcheckStore({ redisUrl: url }), close: async () => {} }
+    case 'parse-only':
+      return { store: new ParseOnlyStore(), close: async () => {} }
+    default:
+      return makeStore(name, { redisPort: port })
+  }
+}
 
 // Total commands Redis has run, from INFO commandstats.
 async function commandsRun(port) {
@@ -48,10 +88,9 @@ async function main() {
   const redis = await startRedis()
   try {
     const url = `redis://127.0.0.1:${redis.port}/0`
-    const stores = {
-      'coatcheck+Redis': { store: new CoatcheckStore({ redisUrl: url }), close: async () => {} },
-      'connect-redis': await makeStore('connect-redis', { redisPort: redis.port }),
-    }
+    const stores = {}
+    for (const name of CONTENDERS) stores[name] = await makeContender(name, url, redis.port)
+    const others = CONTENDERS.filter((name) => name !== 'coatcheck+Redis' && name !== 'connect-redis')
     console.log(`store ops/s on one redis-server, ${N} ops per cell, median of ${ROUNDS} rounds (rounds alternate the stores)`)
     const results = {}
     for (let round = 0; round < ROUNDS; round++) {
@@ -66,14 +105,25 @@ async function main() {
       }
     }
     const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-    console.log(['workload'.padEnd(12), 'coatcheck+Redis'.padStart(16), 'connect-redis'.padStart(14), 'ratio'.padStart(7), 'redis cmds/op ours'.padStart(19), 'theirs'.padStart(7)].join(' '))
+    const opsPerSecond = (row, name) => median(row[name].map((r) => r.opsPerSecond))
+    console.log(
+      ['workload'.padEnd(12), 'coatcheck+Redis'.padStart(16), 'connect-redis'.padStart(14), 'ratio'.padStart(7), 'redis cmds/op ours'.padStart(19), 'theirs'.padStart(7)]
+        .concat(others.flatMap((name) => [name.padStart(14), '÷ connect-redis'.padStart(16)]))
+        .join(' '),
+    )
     for (const [key, row] of Object.entries(results)) {
-      const ours = median(row['coatcheck+Redis'].map((r) => r.opsPerSecond))
-      const theirs = median(row['connect-redis'].map((r) => r.opsPerSecond))
+      const ours = opsPerSecond(row, 'coatcheck+Redis')
+      const theirs = opsPerSecond(row, 'connect-redis')
       const oursCmds = median(row['coatcheck+Redis'].map((r) => r.commandsPerOp))
       const theirsCmds = median(row['connect-redis'].map((r) => r.commandsPerOp))
+      const whatIfs = others.flatMap((name) => {
+        const theirOps = opsPerSecond(row, name)
+        return [Math.round(theirOps).toLocaleString('en').padStart(14), `${(theirOps / theirs).toFixed(1)}x`.padStart(16)]
+      })
       console.log(
-        [key.padEnd(12), Math.round(ours).toLocaleString('en').padStart(16), Math.round(theirs).toLocaleString('en').padStart(14), `${(ours / theirs).toFixed(1)}x`.padStart(7), oursCmds.toFixed(2).padStart(19), theirsCmds.toFixed(2).padStart(7)].join(' '),
+        [key.padEnd(12), Math.round(ours).toLocaleString('en').padStart(16), Math.round(theirs).toLocaleString('en').padStart(14), `${(ours / theirs).toFixed(1)}x`.padStart(7), oursCmds.toFixed(2).padStart(19), theirsCmds.toFixed(2).padStart(7)]
+          .concat(whatIfs)
+          .join(' '),
       )
     }
     const tier = stores['coatcheck+Redis'].store.stats().tier
