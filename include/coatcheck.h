@@ -369,6 +369,23 @@ coatcheck_status coatcheck_config_default(struct coatcheck_config *out_config);
 // Threads: safe to call from any thread at any time.
 const char *coatcheck_status_message(uint32_t status);
 
+// Copies the message of the last engine error (a 2xx status) that a coatcheck call returned on
+// the calling thread: what was wrong and where, e.g. which setting `coatcheck_store_new`
+// refused and why, or what the restart log's directory could not do. Every call that returns
+// a 2xx status sets it; calls that succeed, and calling mistakes (1xx statuses, which
+// `coatcheck_status_message` explains), leave it as it was, so read it right after the call
+// that failed. The text is UTF-8 and not NUL-terminated; it is empty if no call on this thread
+// has returned such an error.
+//
+// Returns `COATCHECK_STATUS_BUFFER_TOO_SMALL`, with the length needed in `*out_len`, if the
+// message does not fit in `buf_len` bytes (pass `NULL, 0` to ask).
+//
+// Ownership: the caller owns `buf`; nothing is allocated.
+// NULL: `out_len`, or `buf` with a non-zero length, NULL returns
+// `COATCHECK_STATUS_NULL_ARGUMENT`.
+// Threads: safe to call from any thread at any time; each thread has its own message.
+coatcheck_status coatcheck_last_error_message(char *buf, size_t buf_len, size_t *out_len);
+
 // The stable, machine-readable name of a status code: "ok", "not_found", "bad_signature", ...
 // For the 2xx codes this is the core's error code, the same string the Python and Node
 // bindings expose.

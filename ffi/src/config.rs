@@ -7,7 +7,7 @@ use coatcheck::{Config, Eviction, Fsync, WhenRedisDown};
 
 use crate::boundary::ffi_boundary;
 use crate::cast::try_out;
-use crate::error::coatcheck_status;
+use crate::error::{coatcheck_status, map_error};
 use crate::slice;
 
 /// What a store does when a write would take it over `max_sessions` or `max_bytes`; the values
@@ -203,10 +203,16 @@ impl coatcheck_config {
         config.eviction = match self.eviction {
             0 => Eviction::LeastValuable,
             1 => Eviction::Refuse,
-            _ => return Err(coatcheck_status::InvalidConfig),
+            n => {
+                return Err(refused(format_args!(
+                    "eviction: {n} is no coatcheck_eviction"
+                )));
+            }
         };
         if self.secrets_len > isize::MAX as usize / size_of::<coatcheck_bytes>() {
-            return Err(coatcheck_status::InvalidArgument);
+            return Err(map_error(&coatcheck::Error::InvalidArgument(
+                "secrets_len: too large to be an array",
+            )));
         }
         let secrets: &[coatcheck_bytes] = if self.secrets.is_null() {
             if self.secrets_len != 0 {
@@ -225,9 +231,9 @@ impl coatcheck_config {
             .collect::<Result<_, _>>()?;
         config.slide_on_read = self.slide_on_read;
         // SAFETY: this function's contract: NULL or a readable NUL-terminated string.
-        config.redis_url = unsafe { text(self.redis_url) }?.map(str::to_owned);
+        config.redis_url = unsafe { text(self.redis_url, "redis_url") }?.map(str::to_owned);
         // SAFETY: as above.
-        if let Some(prefix) = unsafe { text(self.redis_key_prefix) }? {
+        if let Some(prefix) = unsafe { text(self.redis_key_prefix, "redis_key_prefix") }? {
             prefix.clone_into(&mut config.redis_key_prefix);
         }
         if self.redis_timeout_ms != 0 {
@@ -236,7 +242,11 @@ impl coatcheck_config {
         config.redis_when_down = match self.redis_when_down {
             0 => WhenRedisDown::ServeLocal,
             1 => WhenRedisDown::Fail,
-            _ => return Err(coatcheck_status::InvalidConfig),
+            n => {
+                return Err(refused(format_args!(
+                    "redis_when_down: {n} is no coatcheck_when_redis_down"
+                )));
+            }
         };
         config.redis_strict = self.redis_strict;
         if !self.persist_path.is_null() {
@@ -250,19 +260,28 @@ impl coatcheck_config {
             0 => Fsync::Interval,
             1 => Fsync::Never,
             2 => Fsync::Always,
-            _ => return Err(coatcheck_status::InvalidConfig),
+            n => {
+                return Err(refused(format_args!(
+                    "persist_fsync: {n} is no coatcheck_fsync"
+                )));
+            }
         };
         Ok(config)
     }
 }
 
-/// A NUL-terminated UTF-8 setting; `None` for NULL. Text that is not UTF-8 is an invalid
-/// configuration, like any other setting out of range.
+/// `INVALID_CONFIG`, with `why` in the thread's last error message, as the core reports its own.
+fn refused(why: std::fmt::Arguments<'_>) -> coatcheck_status {
+    map_error(&coatcheck::Error::InvalidConfig(why.to_string()))
+}
+
+/// The NUL-terminated UTF-8 setting `name`; `None` for NULL. Text that is not UTF-8 is an
+/// invalid configuration, like any other setting out of range.
 ///
 /// # Safety
 /// `ptr` is NULL or points at a NUL-terminated string that stays readable and unchanged for
 /// `'a`.
-unsafe fn text<'a>(ptr: *const c_char) -> Result<Option<&'a str>, coatcheck_status> {
+unsafe fn text<'a>(ptr: *const c_char, name: &str) -> Result<Option<&'a str>, coatcheck_status> {
     if ptr.is_null() {
         return Ok(None);
     }
@@ -271,7 +290,7 @@ unsafe fn text<'a>(ptr: *const c_char) -> Result<Option<&'a str>, coatcheck_stat
     bytes
         .to_str()
         .map(Some)
-        .map_err(|_| coatcheck_status::InvalidConfig)
+        .map_err(|_| refused(format_args!("{name} is not UTF-8")))
 }
 
 /// Writes the default configuration to `*out_config`: 1 day idle timeout that reads slide, no

@@ -1,10 +1,14 @@
 //! Status codes: the one place where `coatcheck::Error` becomes a number ([`map_error`]).
 
+use std::cell::RefCell;
 use std::ffi::c_char;
+use std::fmt::Write as _;
 
 use coatcheck::Error;
 
 use crate::boundary::ffi_boundary;
+use crate::cast::try_out;
+use crate::slice::{emit, try_out_buf};
 
 /// The result of every coatcheck call that can fail.
 ///
@@ -65,8 +69,25 @@ pub enum coatcheck_status {
     UnknownError = 901,
 }
 
-/// The one mapping from the core's errors to C status codes.
+thread_local! {
+    /// What the last engine error returned on this thread said (`coatcheck_last_error_message`).
+    /// One buffer per thread, rewritten in place: an error costs no allocation once it has grown.
+    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// The one mapping from the core's errors to C status codes; the error's message becomes this
+/// thread's last error message.
 pub(crate) fn map_error(error: &Error) -> coatcheck_status {
+    LAST_ERROR.with(|last| {
+        let mut last = last.borrow_mut();
+        last.clear();
+        // Writing into a String cannot fail.
+        let _ = write!(last, "{error}");
+    });
+    status_of(error)
+}
+
+fn status_of(error: &Error) -> coatcheck_status {
     use coatcheck_status as S;
     match error {
         Error::BadSignature => S::BadSignature,
@@ -196,6 +217,34 @@ pub extern "C" fn coatcheck_status_message(status: u32) -> *const c_char {
     }
 }
 
+/// Copies the message of the last engine error (a 2xx status) that a coatcheck call returned on
+/// the calling thread: what was wrong and where, e.g. which setting `coatcheck_store_new`
+/// refused and why, or what the restart log's directory could not do. Every call that returns
+/// a 2xx status sets it; calls that succeed, and calling mistakes (1xx statuses, which
+/// `coatcheck_status_message` explains), leave it as it was, so read it right after the call
+/// that failed. The text is UTF-8 and not NUL-terminated; it is empty if no call on this thread
+/// has returned such an error.
+///
+/// Returns `COATCHECK_STATUS_BUFFER_TOO_SMALL`, with the length needed in `*out_len`, if the
+/// message does not fit in `buf_len` bytes (pass `NULL, 0` to ask).
+///
+/// Ownership: the caller owns `buf`; nothing is allocated.
+/// NULL: `out_len`, or `buf` with a non-zero length, NULL returns
+/// `COATCHECK_STATUS_NULL_ARGUMENT`.
+/// Threads: safe to call from any thread at any time; each thread has its own message.
+#[unsafe(no_mangle)]
+pub extern "C" fn coatcheck_last_error_message(
+    buf: *mut c_char,
+    buf_len: usize,
+    out_len: *mut usize,
+) -> coatcheck_status {
+    ffi_boundary! {
+        let buf = try_out_buf!(buf, buf_len);
+        let out_len = try_out!(out_len);
+        LAST_ERROR.with(|last| emit(buf, last.borrow().as_bytes(), out_len))
+    }
+}
+
 /// The stable, machine-readable name of a status code: "ok", "not_found", "bad_signature", ...
 /// For the 2xx codes this is the core's error code, the same string the Python and Node
 /// bindings expose.
@@ -223,6 +272,42 @@ mod tests {
             assert_eq!(coatcheck_status::from_u32(status as u32), Some(status));
         }
         assert_eq!(coatcheck_status::from_u32(1), None);
+    }
+
+    fn last_error_message() -> String {
+        let mut buf = [0u8; 256];
+        let mut len = 0;
+        let status = coatcheck_last_error_message(buf.as_mut_ptr().cast(), buf.len(), &mut len);
+        assert_eq!(status, coatcheck_status::Ok);
+        String::from_utf8(buf[..len].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn each_thread_reads_the_message_of_its_own_last_engine_error() {
+        map_error(&Error::InvalidConfig(
+            "idle_timeout must be at least 1 ms".into(),
+        ));
+        assert_eq!(
+            last_error_message(),
+            "invalid configuration: idle_timeout must be at least 1 ms"
+        );
+        // Another thread has its own, empty until one of its calls fails.
+        std::thread::spawn(|| {
+            assert_eq!(last_error_message(), "");
+            map_error(&Error::NotFound);
+            assert_eq!(last_error_message(), Error::NotFound.to_string());
+        })
+        .join()
+        .unwrap();
+        assert!(last_error_message().contains("idle_timeout"));
+        // Too small a buffer: the length needed, nothing written past the buffer.
+        let mut byte = [b'#'; 1];
+        let mut needed = 0;
+        let status = coatcheck_last_error_message(byte.as_mut_ptr().cast(), 1, &mut needed);
+        assert_eq!(status, coatcheck_status::BufferTooSmall);
+        assert_eq!(needed, last_error_message().len());
+        let status = coatcheck_last_error_message(std::ptr::null_mut(), 0, std::ptr::null_mut());
+        assert_eq!(status, coatcheck_status::NullArgument);
     }
 
     #[test]

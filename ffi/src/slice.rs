@@ -5,7 +5,8 @@
 //! - an output buffer pointer may be NULL only if its capacity is 0 (asking for the size);
 //! - output buffers must not overlap any other argument.
 
-use crate::error::coatcheck_status;
+use crate::cast::Out;
+use crate::error::{coatcheck_status, map_error};
 
 /// An input buffer as a byte slice.
 ///
@@ -21,7 +22,9 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], c
         };
     }
     if len > isize::MAX as usize {
-        return Err(coatcheck_status::InvalidArgument);
+        return Err(map_error(&coatcheck::Error::InvalidArgument(
+            "a length larger than any buffer",
+        )));
     }
     // SAFETY: non-NULL, `len` fits in isize, and the caller promises `len` readable bytes that
     // do not change during the call.
@@ -33,7 +36,9 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], c
 /// several times cheaper than general UTF-8 validation on every call.
 pub(crate) fn id(bytes: &[u8]) -> Result<&str, coatcheck_status> {
     if !bytes.is_ascii() {
-        return Err(coatcheck_status::InvalidId);
+        return Err(map_error(&coatcheck::Error::InvalidId(
+            "a byte outside printable ASCII",
+        )));
     }
     // SAFETY: every ASCII byte sequence is valid UTF-8.
     Ok(unsafe { std::str::from_utf8_unchecked(bytes) })
@@ -119,6 +124,18 @@ impl OutBuf {
 }
 
 /// An output buffer (`uint8_t *` or `char *`, then its capacity).
+/// Writes a value or a generated string to an output buffer and its length, or reports the
+/// length needed.
+pub(crate) fn emit(mut buf: OutBuf, bytes: &[u8], out_len: Out<'_, usize>) -> coatcheck_status {
+    let fits = buf.write(bytes);
+    out_len.write(bytes.len());
+    if fits {
+        coatcheck_status::Ok
+    } else {
+        coatcheck_status::BufferTooSmall
+    }
+}
+
 macro_rules! try_out_buf {
     ($ptr:expr, $capacity:expr) => {
         // SAFETY: every entry point documents that an output buffer is NULL with capacity 0, or

@@ -10,7 +10,7 @@ use crate::cast::{
 };
 use crate::config::coatcheck_config;
 use crate::error::{coatcheck_status, map_error};
-use crate::slice::{OutBuf, try_bytes, try_id, try_out_buf, try_text};
+use crate::slice::{OutBuf, emit, try_bytes, try_id, try_out_buf, try_text};
 
 /// Length of an id made by `coatcheck_store_create` or `coatcheck_store_regenerate`.
 pub const COATCHECK_GENERATED_ID_LEN: usize = 32;
@@ -185,18 +185,6 @@ fn ttl(ttl_ms: u64) -> Option<Duration> {
     (ttl_ms != 0).then(|| Duration::from_millis(ttl_ms))
 }
 
-/// Writes a value or a generated string to an output buffer and its length, or reports the
-/// length needed.
-fn emit(mut buf: OutBuf, bytes: &[u8], out_len: Out<'_, usize>) -> coatcheck_status {
-    let fits = buf.write(bytes);
-    out_len.write(bytes.len());
-    if fits {
-        coatcheck_status::Ok
-    } else {
-        coatcheck_status::BufferTooSmall
-    }
-}
-
 /// The status of a core result; on success its value goes to `out`, if the caller wants it.
 fn deliver<T>(result: coatcheck::Result<T>, out: Option<Out<'_, T>>) -> coatcheck_status {
     match result {
@@ -214,7 +202,7 @@ fn deliver<T>(result: coatcheck::Result<T>, out: Option<Out<'_, T>>) -> coatchec
 fn found(result: coatcheck::Result<bool>) -> coatcheck_status {
     match result {
         Ok(true) => coatcheck_status::Ok,
-        Ok(false) => coatcheck_status::NotFound,
+        Ok(false) => map_error(&coatcheck::Error::NotFound),
         Err(e) => map_error(&e),
     }
 }
@@ -369,7 +357,7 @@ fn read(
             out_len.write(needed);
             coatcheck_status::BufferTooSmall
         }
-        Ok(None) => coatcheck_status::NotFound,
+        Ok(None) => map_error(&coatcheck::Error::NotFound),
         Err(e) => map_error(&e),
     }
 }
@@ -618,7 +606,7 @@ pub extern "C" fn coatcheck_store_regenerate(
         }
         match store.regenerate(id) {
             Ok(Some(new_id)) => emit(buf, new_id.as_bytes(), out_len),
-            Ok(None) => coatcheck_status::NotFound,
+            Ok(None) => map_error(&coatcheck::Error::NotFound),
             Err(e) => map_error(&e),
         }
     }
@@ -951,7 +939,7 @@ pub extern "C" fn coatcheck_store_unsign(
                 out.write(id.len());
                 coatcheck_status::Ok
             }
-            Ok(_) => coatcheck_status::BadSignature,
+            Ok(_) => map_error(&coatcheck::Error::BadSignature),
             Err(e) => map_error(&e),
         }
     }

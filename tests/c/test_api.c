@@ -386,6 +386,52 @@ static void test_update_never_brings_a_destroyed_session_back(void) {
     coatcheck_store_free(store);
 }
 
+/* Copies this thread's last error message into out (NUL-terminated for strstr). */
+static void last_error(char *out, size_t cap) {
+    size_t len = 0;
+    CHECK_OK(coatcheck_last_error_message(out, cap - 1, &len));
+    out[len < cap ? len : cap - 1] = '\0';
+}
+
+/* After an engine error (2xx) the thread's last error message says what was wrong; a success
+ * or a calling mistake leaves it as it was. */
+static void test_last_error_message(void) {
+    coatcheck_config config = quiet_config();
+    coatcheck_store *store = NULL;
+    char why[256];
+    char buf[64];
+    size_t len = 0;
+
+    config.eviction = 7;
+    CHECK_STATUS(coatcheck_store_new(&config, &store), COATCHECK_STATUS_INVALID_CONFIG);
+    last_error(why, sizeof why);
+    CHECK(strstr(why, "eviction") != NULL && strstr(why, "7") != NULL);
+    /* NULL, 0 asks for the length. */
+    CHECK_STATUS(coatcheck_last_error_message(NULL, 0, &len), COATCHECK_STATUS_BUFFER_TOO_SMALL);
+    CHECK(len == strlen(why));
+
+    config = quiet_config();
+    config.persist_path = "/nonexistent-coatcheck-parent/sessions";
+    CHECK_STATUS(coatcheck_store_new(&config, &store), COATCHECK_STATUS_INVALID_CONFIG);
+    last_error(why, sizeof why);
+    CHECK(strstr(why, "/nonexistent-coatcheck-parent") != NULL);
+
+    config = quiet_config();
+    store = new_store(&config);
+    CHECK_STATUS(coatcheck_store_get(store, "missing", 7, NULL, 0, &len, NULL), COATCHECK_STATUS_NOT_FOUND);
+    last_error(why, sizeof why);
+    CHECK(strstr(why, "not found") != NULL);
+    CHECK_STATUS(coatcheck_store_get(store, "caf\xc3\xa9", 5, NULL, 0, &len, NULL), COATCHECK_STATUS_INVALID_ID);
+    last_error(why, sizeof why);
+    CHECK(strstr(why, "invalid session id") != NULL);
+    /* A success and a calling mistake leave it. */
+    CHECK_OK(coatcheck_store_create(store, BYTES("v"), 1, 0, buf, sizeof buf, &len));
+    CHECK_STATUS(coatcheck_store_len(store, NULL), COATCHECK_STATUS_NULL_ARGUMENT);
+    last_error(why, sizeof why);
+    CHECK(strstr(why, "invalid session id") != NULL);
+    coatcheck_store_free(store);
+}
+
 static void test_touch_destroy_expiry(void) {
     coatcheck_config config = quiet_config();
     coatcheck_store *store;
@@ -1000,6 +1046,7 @@ int main(void) {
     test_create_get_peek();
     test_set_and_versions();
     test_update_never_brings_a_destroyed_session_back();
+    test_last_error_message();
     test_touch_destroy_expiry();
     test_reads_that_do_not_slide();
     test_regenerate();
