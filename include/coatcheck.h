@@ -315,8 +315,8 @@ typedef struct coatcheck_stats {
   // Session TTL extensions sent to Redis in batches.
   uint64_t tier_touches_sent;
   // Read replies an invalidation or a lost link overtook: cached as unconfirmed, checked
-  // with Redis before they are served. (A process's own writes, which Redis reports back
-  // to it, are confirmed the same way and not counted.)
+  // with Redis again before a read trusts them. (A process's own writes, which Redis
+  // reports back to it, are confirmed in the background and not counted.)
   uint64_t tier_fills_refused;
   // Whether the store keeps a restart log (built with a `persist_path`). When false, every
   // `log_` field below is 0 / false.

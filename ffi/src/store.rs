@@ -117,8 +117,8 @@ pub struct coatcheck_stats {
     /// Session TTL extensions sent to Redis in batches.
     pub tier_touches_sent: u64,
     /// Read replies an invalidation or a lost link overtook: cached as unconfirmed, checked
-    /// with Redis before they are served. (A process's own writes, which Redis reports back
-    /// to it, are confirmed the same way and not counted.)
+    /// with Redis again before a read trusts them. (A process's own writes, which Redis
+    /// reports back to it, are confirmed in the background and not counted.)
     pub tier_fills_refused: u64,
     /// Whether the store keeps a restart log (built with a `persist_path`). When false, every
     /// `log_` field below is 0 / false.

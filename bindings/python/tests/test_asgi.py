@@ -46,6 +46,14 @@ async def delete_cookie_logout(request: Request) -> JSONResponse:
     return response
 
 
+async def raw_set_cookie(request: Request) -> JSONResponse:
+    """Sends the Set-Cookie header given in the query, as an app writing its own would."""
+    request.session["seen"] = True
+    response = JSONResponse({"ok": True})
+    response.headers.append("set-cookie", request.query_params["header"])
+    return response
+
+
 async def plain_login(request: Request) -> JSONResponse:
     request.session.clear()  # Starlette's cookie-session login idiom
     request.session["user"] = request.path_params["user"]
@@ -65,6 +73,8 @@ def make_client(store: Store, **options: Any) -> TestClient:
             Route("/cart/{item}", add, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),
             Route("/delete-cookie-logout", delete_cookie_logout, methods=["POST"]),
+            Route("/raw-set-cookie", raw_set_cookie, methods=["POST"]),
+            Route("/deep/raw-set-cookie", raw_set_cookie, methods=["POST"]),
             Route("/nothing", nothing),
         ],
         middleware=[Middleware(SessionMiddleware, store=store, **options)],
@@ -221,6 +231,55 @@ def test_an_app_that_deletes_the_cookie_logs_out_and_the_token_stops_working() -
     # A copy of the token, replayed, opens nothing.
     client.cookies.set("session", token)
     assert client.get("/me").json() == {"user": None, "cart": []}
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "session=; Path=/; Max-Age=0; Partitioned",  # an attribute older parsers do not know
+        "session=x; Priority=High; Max-Age=0; Path=/",
+        "session=x; Path=/; Expires=Thursday, 01-Jan-70 00:00:00 GMT",  # RFC 850
+        "session=x; Path=/; Max-Age=soon; Expires=Thu, 01 Jan 1970 00:00:00 +0000",
+        "session=x; Max-Age=-1; Domain=",  # no Path from /raw-set-cookie: Path=/
+    ],
+)
+def test_any_spelling_of_a_deletion_of_this_cookie_logs_out(store: Store, header: str) -> None:
+    client = make_client(store)
+    client.post("/login/ann")
+    token = cookie(client)
+    assert token is not None
+    response = client.post("/raw-set-cookie", params={"header": header})
+    assert response.headers.get_list("set-cookie") == [header]
+    assert store.get(token) is None
+
+
+@pytest.mark.parametrize(
+    ("path", "header"),
+    [
+        ("/raw-set-cookie", "session=; Path=/; Domain=old.example; Max-Age=0"),  # another domain
+        ("/raw-set-cookie", "session=; Path=/admin; Max-Age=0"),  # another path
+        ("/deep/raw-set-cookie", "session=; Max-Age=0"),  # no Path: /deep, another cookie
+        ("/raw-set-cookie", "session2=; Path=/; Max-Age=0"),  # another name
+    ],
+)
+def test_a_deletion_of_another_cookie_of_the_name_leaves_the_session(
+    store: Store, path: str, header: str
+) -> None:
+    client = make_client(store)
+    client.post("/login/ann")
+    token = cookie(client)
+    assert token is not None
+    client.post(path, params={"header": header})
+    assert store.get(token) is not None
+    assert client.get("/me").json()["user"] == "ann"
+
+
+def test_a_cookie_the_app_sets_itself_stands_and_nothing_is_stored_for_it(store: Store) -> None:
+    client = make_client(store)
+    header = "session=the-apps-own; Path=/; Max-Age=60"
+    response = client.post("/raw-set-cookie", params={"header": header})
+    assert response.headers.get_list("set-cookie") == [header]
+    assert len(store) == 0
 
 
 def test_a_logout_of_a_session_already_gone_still_deletes_the_cookie(store: Store) -> None:

@@ -388,8 +388,8 @@ pub struct TierStats {
     /// Session TTL extensions sent in batches.
     pub touches_sent: u64,
     /// Read replies an invalidation or a lost link overtook: cached as unconfirmed, checked
-    /// with Redis before they are served. (A process's own writes, which Redis reports back
-    /// to it, are confirmed the same way and not counted.)
+    /// with Redis again before a read trusts them. (A process's own writes, which Redis
+    /// reports back to it, are confirmed in the background and not counted.)
     pub fills_refused: u64,
 }
 

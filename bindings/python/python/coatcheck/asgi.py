@@ -18,7 +18,7 @@ first, this request's changes are merged into the newer data (keys it did not to
 other request's values). Emptying the session destroys it and deletes the cookie. A session
 that was destroyed meanwhile (logout in another tab, ``destroy_owner``, a timeout) is never
 re-created, and the response leaves the cookie alone (the browser may hold a newer token by
-then; the dead one is refused). Data set after ``request.session.clear()`` is stored as a new
+then; the dead one is refused), unless the request called ``clear()``, a logout. Data set after ``request.session.clear()`` is stored as a new
 session under a new id, and the old one is destroyed. Call `regenerate` (or
 ``request.session.regenerate()``) at login to move the session to a new id.
 
@@ -39,11 +39,11 @@ from __future__ import annotations
 import email.utils
 import enum
 import math
+import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from http.cookies import CookieError, SimpleCookie
 from typing import Any, Final, Literal, Optional, Union
 
 import anyio.to_thread
@@ -266,9 +266,10 @@ class SessionMiddleware:
             under it, so ``store.sessions_of(user)`` lists a user's sessions and
             ``store.destroy_owner(user)`` logs them all out.
 
-    A response on which the app itself sets or deletes this cookie (Starlette's logout by
-    ``response.delete_cookie("session")``) keeps the app's ``Set-Cookie``; a deletion also
-    destroys the stored session, so the token it carried stops working at once.
+    A response on which the app itself sets or deletes this cookie (its name, ``path`` and
+    ``domain``; Starlette's logout is ``response.delete_cookie("session")``) keeps the app's
+    ``Set-Cookie``. A deletion also destroys the stored session, so the token it carried stops
+    working at once; a cookie the app sets itself means the request stores nothing.
 
     Raises:
         ValueError: A positive ``max_age`` differs from the store's idle timeout, or both
@@ -313,7 +314,13 @@ class SessionMiddleware:
             lifetime = float(max_age)
         self.app = app
         self.store = store
-        self.cookie_name = session_cookie or cookie_name or "session"
+        if session_cookie is not None:
+            self.cookie_name = session_cookie
+        else:
+            self.cookie_name = cookie_name if cookie_name is not None else "session"
+        #: The cookie's Path and Domain, which tell the app's own Set-Cookie for it apart.
+        self.cookie_path = path
+        self.cookie_domain = _domain_key(domain)
         self.serializer: Serializer = serializer or JSONSerializer()
         self.backend = SessionBackend(store, self.serializer, owner)
         #: Seconds between two refreshes of a session's cookie, if the cookie has a lifetime.
@@ -339,6 +346,7 @@ class SessionMiddleware:
             return
 
         cookie = HTTPConnection(scope).cookies.get(self.cookie_name)
+        request_path = scope.get("path", "/")
         # A store on Redis may wait on the network, one that syncs every change on the disk:
         # off the event loop, in a worker thread.
         off_loop = self.backend.store.waits_on_io
@@ -353,21 +361,30 @@ class SessionMiddleware:
                 message.setdefault("headers", [])
                 headers = MutableHeaders(scope=message)
                 if off_loop:
-                    await anyio.to_thread.run_sync(self._save, scope["session"], state, headers)
+                    await anyio.to_thread.run_sync(
+                        self._save, scope["session"], state, headers, request_path
+                    )
                 else:
-                    self._save(scope["session"], state, headers)
+                    self._save(scope["session"], state, headers, request_path)
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
 
-    def _save(self, session: Any, state: SessionState, headers: MutableHeaders) -> None:
+    def _save(
+        self, session: Any, state: SessionState, headers: MutableHeaders, request_path: str
+    ) -> None:
         """Writes the session if it changed, and sets or deletes the cookie as needed."""
-        app_cookie = _app_cookie(headers, self.cookie_name)
+        app_cookie = self._app_cookie(headers, request_path)
         if app_cookie is _AppCookie.DELETED:
             # The app logged out by deleting the cookie, as with Starlette's cookie sessions:
             # the stored session goes too, so a copy of the token opens nothing.
             state.destroy()
             self._sent.forget(state.cookie_token)
+            _vary_on_cookie(headers)
+            return
+        if app_cookie is _AppCookie.SET:
+            # The app took the cookie over: whatever this request would store could not reach
+            # the browser under a token of ours, so nothing is.
             return
         if isinstance(session, ServerSession):
             accessed = session.accessed
@@ -390,22 +407,21 @@ class SessionMiddleware:
         else:
             outcome = Outcome.NONE if state.token is None else Outcome.UNCHANGED
 
-        if app_cookie is _AppCookie.SET:
-            return  # the app's own value for the cookie stands
+        # A logout (``clear()``) deletes the cookie even where the session was gone already
+        # (timed out, logged out elsewhere, before or during this request). Only a logout: a
+        # request that merely finds its session gone may be racing a login that moved it,
+        # whose new cookie this must not delete.
+        logout = state.cleared and not session and state.cookie_token is not None
         if outcome is Outcome.NONE:
-            if state.cleared and state.cookie_token is not None and not session:
-                # A logout (``clear()``) of a session already gone from the store (timed
-                # out, logged out elsewhere): the cookie is deleted all the same. Only on
-                # ``clear()``: a request that merely found its session gone may be racing a
-                # login that moved it, whose new cookie this must not delete.
+            if logout:
                 self._set_cookie(headers, "null; expires=Thu, 01 Jan 1970 00:00:00 GMT")
             return
         if outcome in (Outcome.DESTROYED, Outcome.REVOKED):
             self._sent.forget(state.cookie_token)
-            # Revoked: no Set-Cookie. The browser may hold a newer token by now (another
-            # request of this session logged in and moved it to a new id), and the dead one
-            # is refused anyway.
-            if outcome is Outcome.DESTROYED and state.cookie_token is not None:
+            # Revoked, without a logout: no Set-Cookie. The browser may hold a newer token by
+            # now (another request of this session logged in and moved it to a new id), and
+            # the dead one is refused anyway.
+            if (outcome is Outcome.DESTROYED or logout) and state.cookie_token is not None:
                 self._set_cookie(headers, "null; expires=Thu, 01 Jan 1970 00:00:00 GMT")
             return
         token = state.token
@@ -426,6 +442,26 @@ class SessionMiddleware:
         if self.refresh_interval is not None:
             self._sent.sent(token, now)
 
+    def _app_cookie(self, headers: MutableHeaders, request_path: str) -> _AppCookie:
+        """What the app's own ``Set-Cookie`` headers do with the session cookie: one of the
+        same name, Path and Domain (the last such header decides, as in a browser)."""
+        found = _AppCookie.NONE
+        for header in headers.getlist("set-cookie"):
+            pair, *attributes = header.split(";")
+            name, equals, _ = pair.partition("=")
+            if not equals or name.strip() != self.cookie_name:
+                continue
+            given: dict[str, str] = {}
+            for attribute in attributes:
+                key, _, value = attribute.partition("=")
+                given[key.strip().lower()] = value.strip()
+            path = given.get("path") or _default_path(request_path)
+            if path != self.cookie_path or _domain_key(given.get("domain")) != self.cookie_domain:
+                continue  # another cookie of the same name, which the browser keeps apart
+            expired = _expired(given.get("max-age"), given.get("expires"))
+            found = _AppCookie.DELETED if expired else _AppCookie.SET
+        return found
+
     def _set_cookie(self, headers: MutableHeaders, value: str) -> None:
         headers.append("Set-Cookie", f"{self.cookie_name}={value}{self.cookie_flags}")
         _vary_on_cookie(headers)
@@ -439,38 +475,28 @@ class _AppCookie(enum.Enum):
     DELETED = enum.auto()
 
 
-def _app_cookie(headers: MutableHeaders, name: str) -> _AppCookie:
-    """Whether the app set or deleted the cookie ``name`` on this response (the last header
-    for it decides, as in a browser)."""
-    found = _AppCookie.NONE
-    for header in headers.getlist("set-cookie"):
-        if header.partition("=")[0].strip() != name:
-            continue
-        parsed: SimpleCookie = SimpleCookie()
-        try:
-            parsed.load(header)
-        except CookieError:
-            continue
-        morsel = parsed.get(name)
-        if morsel is None:
-            continue
-        found = _AppCookie.DELETED if _deletes(morsel["max-age"], morsel["expires"]) else _AppCookie.SET
-    return found
+def _domain_key(domain: Optional[str]) -> Optional[str]:
+    """A cookie's Domain as browsers compare it: no leading dot, any case; None for none."""
+    key = (domain or "").strip().lstrip(".").lower()
+    return key or None
 
 
-def _deletes(max_age: str, expires: str) -> bool:
-    """Whether a cookie with these attributes is already expired: a ``Max-Age`` of 0 or less,
-    or else an ``Expires`` in the past (``Max-Age`` wins where both are given)."""
-    if max_age.strip():
-        try:
-            return int(max_age) <= 0
-        except ValueError:
-            return False
-    if expires.strip():
-        try:
-            return email.utils.parsedate_to_datetime(expires).timestamp() <= time.time()
-        except (TypeError, ValueError):
-            return False
+def _default_path(request_path: str) -> str:
+    """The Path a browser gives a cookie set without one (RFC 6265, 5.1.4)."""
+    if not request_path.startswith("/") or request_path.count("/") == 1:
+        return "/"
+    return request_path[: request_path.rindex("/")]
+
+
+def _expired(max_age: Optional[str], expires: Optional[str]) -> bool:
+    """Whether a cookie with these attributes is deleted at once: a ``Max-Age`` of 0 or less,
+    or, without a valid ``Max-Age``, an ``Expires`` in the past (RFC 6265, 5.2.1-5.2.2). A
+    date that cannot be read deletes nothing."""
+    if max_age and re.fullmatch(r"-?[0-9]+", max_age):
+        return int(max_age) <= 0
+    if expires:
+        date = email.utils.parsedate_tz(expires)
+        return date is not None and email.utils.mktime_tz(date) <= time.time()
     return False
 
 
