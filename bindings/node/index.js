@@ -515,10 +515,16 @@ function defineStore(BaseStore) {
           if (thrown?.code !== 'conflict' || merges === MAX_MERGES) throw thrown
           return after(this.calls.getText(sid), (text) => {
             if (text === null) return undefined // revoked meanwhile: dropped
-            base ??= this.serializer.parse(loaded.text)
-            const current = this.serializer.parse(text.slice(VALUE_START))
-            const next = mergeChanges(base, sess, current, (v) => this.serializer.stringify(v))
             const now = Number(text.slice(EXPIRY_WIDTH, VALUE_START))
+            const current = this._parseValue(text.slice(VALUE_START))
+            if (current === UNREADABLE) {
+              // What the other request stored cannot be read here, so reads take the session
+              // for missing: this request's session is written over it, whole, rather than
+              // the save failing and its user being logged out by the next read.
+              return this._writeOver(sid, sess, loaded, ttlMs, value, owner, now, base, merged, merges + 1)
+            }
+            base ??= this.serializer.parse(loaded.text)
+            const next = mergeChanges(base, sess, current, (v) => this.serializer.stringify(v))
             const nextValue = this._stringify(next)
             const nextOwner = this._ownerKeyOf(next)
             return this._writeOver(sid, sess, loaded, ttlMs, nextValue, nextOwner, now, base, next, merges + 1)

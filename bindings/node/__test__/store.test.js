@@ -185,6 +185,15 @@ test('a stored session the serializer cannot read is missing, with one warning, 
   assert.match(warnings[0].message, /unknown format/)
   // all() lists the readable ones.
   assert.deepEqual((await store.all()).map((s) => s.id), ['readable'])
+  // A save over a session that another request meanwhile stored unreadably writes this
+  // request's session whole (a merge cannot read the other), rather than failing.
+  const loaded = await store.get('readable')
+  await store.set('readable', sess({ 'old-format': true }))
+  loaded.cart = ['apple']
+  await store.set('readable', loaded)
+  const after = await store.get('readable')
+  assert.equal(after.user, 'ann')
+  assert.deepEqual(after.cart, ['apple'])
   // A serializer whose parse is asynchronous is a setup error, said as one; a parse that
   // rejects does not become an unhandled rejection as well.
   const rejections = []
