@@ -54,6 +54,32 @@ async def raw_set_cookie(request: Request) -> JSONResponse:
     return response
 
 
+async def remember_me(request: Request) -> JSONResponse:
+    """A login that re-sends the session's cookie itself, with a longer Max-Age."""
+    regenerate(request)
+    request.session["user"] = request.path_params["user"]
+    response = JSONResponse({"ok": True})
+    response.set_cookie("session", current_session(request).token or "", max_age=30 * 86400)
+    return response
+
+
+async def blank_cookie_logout(request: Request) -> JSONResponse:
+    request.session.clear()
+    response = JSONResponse({"ok": True})
+    response.set_cookie("session", "")  # blanked, not expired
+    return response
+
+
+async def logout_after_revocation(request: Request) -> JSONResponse:
+    """A logout whose session another request destroyed while this one ran."""
+    token = current_session(request).token
+    assert token is not None
+    request.session.get("user")
+    current_session(request).store.destroy(token)
+    request.session.clear()
+    return JSONResponse({"ok": True})
+
+
 async def plain_login(request: Request) -> JSONResponse:
     request.session.clear()  # Starlette's cookie-session login idiom
     request.session["user"] = request.path_params["user"]
@@ -74,6 +100,9 @@ def make_client(store: Store, **options: Any) -> TestClient:
             Route("/logout", logout, methods=["POST"]),
             Route("/delete-cookie-logout", delete_cookie_logout, methods=["POST"]),
             Route("/raw-set-cookie", raw_set_cookie, methods=["POST"]),
+            Route("/remember-me/{user}", remember_me, methods=["POST"]),
+            Route("/blank-cookie-logout", blank_cookie_logout, methods=["POST"]),
+            Route("/logout-after-revocation", logout_after_revocation, methods=["POST"]),
             Route("/deep/raw-set-cookie", raw_set_cookie, methods=["POST"]),
             Route("/nothing", nothing),
         ],
@@ -241,6 +270,8 @@ def test_an_app_that_deletes_the_cookie_logs_out_and_the_token_stops_working() -
         "session=x; Path=/; Expires=Thursday, 01-Jan-70 00:00:00 GMT",  # RFC 850
         "session=x; Path=/; Max-Age=soon; Expires=Thu, 01 Jan 1970 00:00:00 +0000",
         "session=x; Max-Age=-1; Domain=",  # no Path from /raw-set-cookie: Path=/
+        "session=x; Path=/; Expires=Thu, 01 Jan 1970 00:00:00",  # no zone: UTC, not local
+        "session=x; Path=/; Max-Age=0; Max-Age=bad",  # an invalid attribute is ignored
     ],
 )
 def test_any_spelling_of_a_deletion_of_this_cookie_logs_out(store: Store, header: str) -> None:
@@ -274,12 +305,34 @@ def test_a_deletion_of_another_cookie_of_the_name_leaves_the_session(
     assert client.get("/me").json()["user"] == "ann"
 
 
-def test_a_cookie_the_app_sets_itself_stands_and_nothing_is_stored_for_it(store: Store) -> None:
+def test_a_cookie_the_app_sets_itself_stands_and_the_session_is_saved(store: Store) -> None:
     client = make_client(store)
+    client.post("/cart/apple")
+    # "Remember me": the app re-sends the moved session's token with a longer Max-Age.
+    response = client.post("/remember-me/ann")
+    headers = response.headers.get_list("set-cookie")
+    assert len(headers) == 1 and "Max-Age=2592000" in headers[0]
+    assert client.get("/me").json() == {"user": "ann", "cart": ["apple"]}
+    assert len(store) == 1
+    # A logout that blanks the cookie rather than expiring it still destroys the session.
+    token = cookie(client)
+    assert token is not None
+    response = client.post("/blank-cookie-logout")
+    assert response.headers.get_list("set-cookie")[0].startswith('session="";')
+    assert store.get(token) is None and len(store) == 0
+    # A new session under a token the app does not send could never be reached: not kept.
     header = "session=the-apps-own; Path=/; Max-Age=60"
     response = client.post("/raw-set-cookie", params={"header": header})
     assert response.headers.get_list("set-cookie") == [header]
     assert len(store) == 0
+
+
+def test_a_logout_of_a_session_revoked_during_the_request_deletes_the_cookie(store: Store) -> None:
+    client = make_client(store)
+    client.post("/login/ann")
+    response = client.post("/logout-after-revocation")
+    assert "expires=Thu, 01 Jan 1970" in response.headers["set-cookie"]
+    assert cookie(client) is None
 
 
 def test_a_logout_of_a_session_already_gone_still_deletes_the_cookie(store: Store) -> None:

@@ -18,9 +18,10 @@ first, this request's changes are merged into the newer data (keys it did not to
 other request's values). Emptying the session destroys it and deletes the cookie. A session
 that was destroyed meanwhile (logout in another tab, ``destroy_owner``, a timeout) is never
 re-created, and the response leaves the cookie alone (the browser may hold a newer token by
-then; the dead one is refused), unless the request called ``clear()``, a logout. Data set after ``request.session.clear()`` is stored as a new
-session under a new id, and the old one is destroyed. Call `regenerate` (or
-``request.session.regenerate()``) at login to move the session to a new id.
+then; the dead one is refused), unless the request called ``clear()``: a logout. Data set
+after ``request.session.clear()`` is stored as a new session under a new id, and the old one
+is destroyed. Call `regenerate` (or ``request.session.regenerate()``) at login to move the
+session to a new id.
 
 Lifetimes, one rule: the store's ``idle_timeout`` is the idle timeout of the sessions, its
 ``absolute_timeout`` their absolute timeout, and the cookie is sent so that it does not
@@ -36,6 +37,7 @@ expired: no session outlives its request, and nothing is stored.
 
 from __future__ import annotations
 
+import calendar
 import email.utils
 import enum
 import math
@@ -268,8 +270,8 @@ class SessionMiddleware:
 
     A response on which the app itself sets or deletes this cookie (its name, ``path`` and
     ``domain``; Starlette's logout is ``response.delete_cookie("session")``) keeps the app's
-    ``Set-Cookie``. A deletion also destroys the stored session, so the token it carried stops
-    working at once; a cookie the app sets itself means the request stores nothing.
+    ``Set-Cookie``, and the middleware adds none. A deletion also destroys the stored session,
+    so the token it carried stops working at once.
 
     Raises:
         ValueError: A positive ``max_age`` differs from the store's idle timeout, or both
@@ -374,17 +376,13 @@ class SessionMiddleware:
         self, session: Any, state: SessionState, headers: MutableHeaders, request_path: str
     ) -> None:
         """Writes the session if it changed, and sets or deletes the cookie as needed."""
-        app_cookie = self._app_cookie(headers, request_path)
+        app_cookie, app_value = self._app_cookie(headers, request_path)
         if app_cookie is _AppCookie.DELETED:
             # The app logged out by deleting the cookie, as with Starlette's cookie sessions:
             # the stored session goes too, so a copy of the token opens nothing.
             state.destroy()
             self._sent.forget(state.cookie_token)
             _vary_on_cookie(headers)
-            return
-        if app_cookie is _AppCookie.SET:
-            # The app took the cookie over: whatever this request would store could not reach
-            # the browser under a token of ours, so nothing is.
             return
         if isinstance(session, ServerSession):
             accessed = session.accessed
@@ -396,7 +394,7 @@ class SessionMiddleware:
             state.destroy()
             if accessed:
                 _vary_on_cookie(headers)
-                if session:
+                if session and app_cookie is _AppCookie.NONE:
                     self._set_cookie(headers, f"null; Max-Age={self.max_age}")
             return
         if accessed:
@@ -407,6 +405,13 @@ class SessionMiddleware:
         else:
             outcome = Outcome.NONE if state.token is None else Outcome.UNCHANGED
 
+        if app_cookie is _AppCookie.SET:
+            # The app sends the cookie itself (a token of ours with another Max-Age, a blank
+            # value): its Set-Cookie stands and none is added. A session this request moved to
+            # a token the app did not send could never be reached again: it goes.
+            if state.token_changed and app_value != state.token:
+                state.destroy()
+            return
         # A logout (``clear()``) deletes the cookie even where the session was gone already
         # (timed out, logged out elsewhere, before or during this request). Only a logout: a
         # request that merely finds its session gone may be racing a login that moved it,
@@ -442,24 +447,41 @@ class SessionMiddleware:
         if self.refresh_interval is not None:
             self._sent.sent(token, now)
 
-    def _app_cookie(self, headers: MutableHeaders, request_path: str) -> _AppCookie:
-        """What the app's own ``Set-Cookie`` headers do with the session cookie: one of the
-        same name, Path and Domain (the last such header decides, as in a browser)."""
-        found = _AppCookie.NONE
+    def _app_cookie(
+        self, headers: MutableHeaders, request_path: str
+    ) -> tuple[_AppCookie, Optional[str]]:
+        """What the app's own ``Set-Cookie`` headers do with the session cookie, and the value
+        they give it: one of the same name, Path and Domain (the last such header decides, as
+        in a browser). Attributes are read as RFC 6265 (5.2) says browsers read them."""
+        found: tuple[_AppCookie, Optional[str]] = (_AppCookie.NONE, None)
         for header in headers.getlist("set-cookie"):
             pair, *attributes = header.split(";")
-            name, equals, _ = pair.partition("=")
-            if not equals or name.strip() != self.cookie_name:
+            name, equals, value = pair.partition("=")
+            if not equals or name.strip(" \t") != self.cookie_name:
                 continue
-            given: dict[str, str] = {}
+            max_age: Optional[int] = None
+            expires: Optional[float] = None
+            path = domain = None
             for attribute in attributes:
-                key, _, value = attribute.partition("=")
-                given[key.strip().lower()] = value.strip()
-            path = given.get("path") or _default_path(request_path)
-            if path != self.cookie_path or _domain_key(given.get("domain")) != self.cookie_domain:
+                key, _, given = attribute.partition("=")
+                key, given = key.strip(" \t").lower(), given.strip(" \t")
+                if key == "max-age" and re.fullmatch(r"-?[0-9]{1,4000}", given):
+                    max_age = int(given)
+                elif key == "expires" and (when := _cookie_date(given)) is not None:
+                    expires = when
+                elif key == "path" and given.startswith("/"):
+                    path = given
+                elif key == "domain" and given:
+                    domain = given
+            if (path or _default_path(request_path)) != self.cookie_path:
                 continue  # another cookie of the same name, which the browser keeps apart
-            expired = _expired(given.get("max-age"), given.get("expires"))
-            found = _AppCookie.DELETED if expired else _AppCookie.SET
+            if _domain_key(domain) != self.cookie_domain:
+                continue
+            if max_age is not None:
+                expired = max_age <= 0
+            else:
+                expired = expires is not None and expires <= time.time()
+            found = (_AppCookie.DELETED if expired else _AppCookie.SET, value.strip(" \t\""))
         return found
 
     def _set_cookie(self, headers: MutableHeaders, value: str) -> None:
@@ -488,16 +510,15 @@ def _default_path(request_path: str) -> str:
     return request_path[: request_path.rindex("/")]
 
 
-def _expired(max_age: Optional[str], expires: Optional[str]) -> bool:
-    """Whether a cookie with these attributes is deleted at once: a ``Max-Age`` of 0 or less,
-    or, without a valid ``Max-Age``, an ``Expires`` in the past (RFC 6265, 5.2.1-5.2.2). A
-    date that cannot be read deletes nothing."""
-    if max_age and re.fullmatch(r"-?[0-9]+", max_age):
-        return int(max_age) <= 0
-    if expires:
-        date = email.utils.parsedate_tz(expires)
-        return date is not None and email.utils.mktime_tz(date) <= time.time()
-    return False
+def _cookie_date(text: str) -> Optional[float]:
+    """An ``Expires`` date as a Unix time (UTC, zone or not), or None if it cannot be read."""
+    date = email.utils.parsedate_tz(text)
+    if date is None:
+        return None
+    try:
+        return calendar.timegm(date[:6] + (0, 1, 0)) - (date[9] or 0)
+    except (OverflowError, ValueError):
+        return None
 
 
 def _vary_on_cookie(headers: MutableHeaders) -> None:
