@@ -369,13 +369,13 @@ coatcheck_status coatcheck_config_default(struct coatcheck_config *out_config);
 // Threads: safe to call from any thread at any time.
 const char *coatcheck_status_message(uint32_t status);
 
-// Copies the message of the last engine error (a 2xx status) that a coatcheck call returned on
-// the calling thread: what was wrong and where, e.g. which setting `coatcheck_store_new`
-// refused and why, or what the restart log's directory could not do. Every call that returns
-// a 2xx status sets it; calls that succeed, and calling mistakes (1xx statuses, which
-// `coatcheck_status_message` explains), leave it as it was, so read it right after the call
-// that failed. The text is UTF-8 and not NUL-terminated; it is empty if no call on this thread
-// has returned such an error.
+// Copies the message of the last engine error that a coatcheck call returned on the calling
+// thread: what was wrong and where, e.g. which setting `coatcheck_store_new` refused and why,
+// or what the restart log's directory could not do. Every call that returns an engine status
+// (2xx, or `COATCHECK_STATUS_UNKNOWN_ERROR`) sets it; calls that succeed, calling mistakes
+// (1xx statuses, which `coatcheck_status_message` explains) and `COATCHECK_STATUS_PANIC`
+// leave it as it was, so read it right after the call that failed. The text is UTF-8 and not
+// NUL-terminated; it is empty if no call on this thread has returned such an error.
 //
 // Returns `COATCHECK_STATUS_BUFFER_TOO_SMALL`, with the length needed in `*out_len`, if the
 // message does not fit in `buf_len` bytes (pass `NULL, 0` to ask).

@@ -254,7 +254,7 @@ int main(int argc, char **argv) {
     config.secrets_len = 1;
     status = coatcheck_store_new(&config, &store);
     if (status != COATCHECK_STATUS_OK) {
-        char why[256];
+        char why[1024];
         size_t why_len = 0;
         if (coatcheck_last_error_message(why, sizeof why, &why_len) != COATCHECK_STATUS_OK) why_len = 0;
         fprintf(stderr, "coatcheck_store_new: %s: %.*s\n", coatcheck_status_message(status), (int)why_len, why);

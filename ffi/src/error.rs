@@ -2,7 +2,6 @@
 
 use std::cell::RefCell;
 use std::ffi::c_char;
-use std::fmt::Write as _;
 
 use coatcheck::Error;
 
@@ -70,19 +69,21 @@ pub enum coatcheck_status {
 }
 
 thread_local! {
-    /// What the last engine error returned on this thread said (`coatcheck_last_error_message`).
-    /// One buffer per thread, rewritten in place: an error costs no allocation once it has grown.
-    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
+    /// The last engine error returned on this thread, for `coatcheck_last_error_message`. The
+    /// error is kept and only formatted when asked for: a missing session (`NOT_FOUND`, common
+    /// on a server's read path) costs a store of a small value, no formatting.
+    static LAST_ERROR: RefCell<Option<Error>> = const { RefCell::new(None) };
 }
 
-/// The one mapping from the core's errors to C status codes; the error's message becomes this
-/// thread's last error message.
+/// The one mapping from the core's errors to C status codes; the error becomes this thread's
+/// last error.
 pub(crate) fn map_error(error: &Error) -> coatcheck_status {
-    LAST_ERROR.with(|last| {
-        let mut last = last.borrow_mut();
-        last.clear();
-        // Writing into a String cannot fail.
-        let _ = write!(last, "{error}");
+    // `try_with`: during thread exit, after this thread's locals were destroyed (a C
+    // destructor or `atexit` handler calling in), the status is still returned.
+    let _ = LAST_ERROR.try_with(|last| {
+        if let Ok(mut last) = last.try_borrow_mut() {
+            *last = Some(error.clone());
+        }
     });
     status_of(error)
 }
@@ -217,13 +218,13 @@ pub extern "C" fn coatcheck_status_message(status: u32) -> *const c_char {
     }
 }
 
-/// Copies the message of the last engine error (a 2xx status) that a coatcheck call returned on
-/// the calling thread: what was wrong and where, e.g. which setting `coatcheck_store_new`
-/// refused and why, or what the restart log's directory could not do. Every call that returns
-/// a 2xx status sets it; calls that succeed, and calling mistakes (1xx statuses, which
-/// `coatcheck_status_message` explains), leave it as it was, so read it right after the call
-/// that failed. The text is UTF-8 and not NUL-terminated; it is empty if no call on this thread
-/// has returned such an error.
+/// Copies the message of the last engine error that a coatcheck call returned on the calling
+/// thread: what was wrong and where, e.g. which setting `coatcheck_store_new` refused and why,
+/// or what the restart log's directory could not do. Every call that returns an engine status
+/// (2xx, or `COATCHECK_STATUS_UNKNOWN_ERROR`) sets it; calls that succeed, calling mistakes
+/// (1xx statuses, which `coatcheck_status_message` explains) and `COATCHECK_STATUS_PANIC`
+/// leave it as it was, so read it right after the call that failed. The text is UTF-8 and not
+/// NUL-terminated; it is empty if no call on this thread has returned such an error.
 ///
 /// Returns `COATCHECK_STATUS_BUFFER_TOO_SMALL`, with the length needed in `*out_len`, if the
 /// message does not fit in `buf_len` bytes (pass `NULL, 0` to ask).
@@ -241,7 +242,12 @@ pub extern "C" fn coatcheck_last_error_message(
     ffi_boundary! {
         let buf = try_out_buf!(buf, buf_len);
         let out_len = try_out!(out_len);
-        LAST_ERROR.with(|last| emit(buf, last.borrow().as_bytes(), out_len))
+        let message = LAST_ERROR
+            .try_with(|last| last.try_borrow().ok()?.as_ref().map(Error::to_string))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        emit(buf, message.as_bytes(), out_len)
     }
 }
 

@@ -123,7 +123,6 @@ impl OutBuf {
     }
 }
 
-/// An output buffer (`uint8_t *` or `char *`, then its capacity).
 /// Writes a value or a generated string to an output buffer and its length, or reports the
 /// length needed.
 pub(crate) fn emit(mut buf: OutBuf, bytes: &[u8], out_len: Out<'_, usize>) -> coatcheck_status {
@@ -136,6 +135,7 @@ pub(crate) fn emit(mut buf: OutBuf, bytes: &[u8], out_len: Out<'_, usize>) -> co
     }
 }
 
+/// An output buffer (`uint8_t *` or `char *`, then its capacity).
 macro_rules! try_out_buf {
     ($ptr:expr, $capacity:expr) => {
         // SAFETY: every entry point documents that an output buffer is NULL with capacity 0, or

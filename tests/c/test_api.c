@@ -389,8 +389,9 @@ static void test_update_never_brings_a_destroyed_session_back(void) {
 /* Copies this thread's last error message into out (NUL-terminated for strstr). */
 static void last_error(char *out, size_t cap) {
     size_t len = 0;
+    out[0] = '\0';
     CHECK_OK(coatcheck_last_error_message(out, cap - 1, &len));
-    out[len < cap ? len : cap - 1] = '\0';
+    if (len < cap) out[len] = '\0';
 }
 
 /* After an engine error (2xx) the thread's last error message says what was wrong; a success
