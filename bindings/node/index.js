@@ -47,6 +47,8 @@ function codedError(code, message, cause) {
 // Native errors already carry the core's code; anything else thrown while adapting a call
 // (a serializer failing, a user callback option throwing) becomes `invalid_argument`.
 function asStoreError(error) {
+  // A panic inside the addon (a bug) arrives as N-API's GenericFailure: `internal`.
+  if (error instanceof Error && error.code === 'GenericFailure') return codedError('internal', error.message, error)
   if (error instanceof Error && typeof error.code === 'string' && /^[a-z_]+$/.test(error.code)) return error
   const message = error instanceof Error ? error.message : String(error)
   return codedError('invalid_argument', message, error)

@@ -402,7 +402,7 @@ test('a full store refuses nothing but evicts never-read sessions first', async 
 })
 
 test('invalid options throw an Error with code invalid_config', () => {
-  for (const options of [{ ttl: -1 }, { maxSessions: 0 }, { maxBytes: 1.5 }, { touchAfter: 'x' }, { serializer: {} }, { name: '' }, { shards: 3 }, { absoluteTimeout: 0 }]) {
+  for (const options of [{ ttl: -1 }, { maxSessions: 0 }, { maxBytes: 1.5 }, { touchAfter: 'x' }, { serializer: {} }, { name: '' }, { shards: 3 }, { shards: 2 ** 32 + 16 }, { absoluteTimeout: 0 }]) {
     assert.throws(() => new CoatcheckStore(options), { code: 'invalid_config' }, JSON.stringify(options))
   }
 })
@@ -511,4 +511,8 @@ test('stores with the same name share a table; other options under that name are
   assert.equal((await d.get('one')).from, 'a')
   const c = new CoatcheckStore()
   assert.equal(await c.get('one'), null)
+  // Another secret is another store: it would have signed with the first one's.
+  new CoatcheckStore({ name: 'signed-in-process', secret: 'first secret' })
+  assert.throws(() => new CoatcheckStore({ name: 'signed-in-process', secret: 'other secret' }), { code: 'invalid_config' })
+  assert.doesNotThrow(() => new CoatcheckStore({ name: 'signed-in-process', secret: ['first secret'] }))
 })

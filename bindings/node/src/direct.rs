@@ -27,7 +27,7 @@ pub type StoreHandle = External<Store>;
 /// digits, then the value (one string crosses the boundary in less than half the time of an
 /// object with three fields). The JS string is built while the value is lent by the store, so
 /// the value is copied once.
-#[napi(ts_return_type = "string | null")]
+#[napi(catch_unwind, ts_return_type = "string | null")]
 pub fn get_text<'env>(
     env: &'env Env,
     #[napi(ts_arg_type = "ExternalObject<NativeStore>")] store: &StoreHandle,
@@ -40,7 +40,7 @@ pub fn get_text<'env>(
 }
 
 /// `getText` when it needs no network (a verified local copy); `null`: ask `getTextAsync`.
-#[napi(ts_return_type = "string | null")]
+#[napi(catch_unwind, ts_return_type = "string | null")]
 pub fn get_text_local<'env>(
     env: &'env Env,
     #[napi(ts_arg_type = "ExternalObject<NativeStore>")] store: &StoreHandle,
@@ -56,7 +56,7 @@ pub fn get_text_local<'env>(
 }
 
 /// Upsert; returns the new version.
-#[napi]
+#[napi(catch_unwind)]
 pub fn set(
     #[napi(ts_arg_type = "ExternalObject<NativeStore>")] store: &StoreHandle,
     #[napi(ts_arg_type = "string")] sid: Text,
@@ -70,7 +70,7 @@ pub fn set(
 }
 
 /// Writes only over `expected`, the version the caller read; returns the new version.
-#[napi]
+#[napi(catch_unwind)]
 pub fn set_if_version(
     #[napi(ts_arg_type = "ExternalObject<NativeStore>")] store: &StoreHandle,
     #[napi(ts_arg_type = "string")] sid: Text,
@@ -87,7 +87,7 @@ pub fn set_if_version(
 }
 
 /// Slides the deadline; with `minIdleMs`, only if the session was idle at least that long.
-#[napi]
+#[napi(catch_unwind)]
 pub fn touch(
     #[napi(ts_arg_type = "ExternalObject<NativeStore>")] store: &StoreHandle,
     #[napi(ts_arg_type = "string")] sid: Text,
@@ -104,7 +104,7 @@ pub fn touch(
 
 /// `touch` if it needs no network (a store on Redis with a trusted copy here): whether the
 /// session is live, or null when only Redis can tell (then `touchAsync`).
-#[napi]
+#[napi(catch_unwind)]
 pub fn touch_local(
     #[napi(ts_arg_type = "ExternalObject<NativeStore>")] store: &StoreHandle,
     #[napi(ts_arg_type = "string")] sid: Text,
@@ -119,7 +119,7 @@ pub fn touch_local(
 }
 
 /// Whether a live session was destroyed.
-#[napi]
+#[napi(catch_unwind)]
 pub fn destroy(
     #[napi(ts_arg_type = "ExternalObject<NativeStore>")] store: &StoreHandle,
     #[napi(ts_arg_type = "string")] sid: Text,

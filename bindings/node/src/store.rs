@@ -32,7 +32,7 @@ pub struct NativeOptions {
     /// Largest serialized session in bytes. Default: 1 MiB.
     pub max_session_bytes: Option<f64>,
     /// Lock stripes, a power of two. Default: from the number of cores.
-    pub shards: Option<u32>,
+    pub shards: Option<f64>,
     /// Sweeper period in ms. Default: 1000.
     pub sweep_interval_ms: Option<f64>,
     /// Whether reads slide the idle deadline. Default: true.
@@ -165,7 +165,7 @@ fn config_from(options: &NativeOptions) -> Result<Config> {
     if let Some(n) = options.max_session_bytes {
         config.max_session_bytes = count(n, "maxSessionBytes")?;
     }
-    config.shards = options.shards.map(|n| n as usize);
+    config.shards = options.shards.map(|n| count(n, "shards")).transpose()?;
     config.slide_on_read = options.slide_on_read.unwrap_or(true);
     config.redis_url = options.redis_url.clone();
     config.secrets = options
@@ -206,10 +206,18 @@ fn config_from(options: &NativeOptions) -> Result<Config> {
 }
 
 /// What must match for two stores of the same name to share a table: the settings they take
-/// effect with, so that an option left out and one given at its default match.
+/// effect with, so that an option left out and one given at its default match. The secrets
+/// count too (a store given another secret would sign with the first store's), as a hash, so
+/// that the registry keeps no second copy of them.
 fn fingerprint(config: &Config) -> String {
+    let secrets = {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut hasher = DefaultHasher::new();
+        config.secrets.hash(&mut hasher);
+        hasher.finish()
+    };
     format!(
-        "{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}",
+        "{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{:?}/{secrets:x}",
         config.idle_timeout,
         config.absolute_timeout,
         config.max_sessions,
@@ -230,7 +238,7 @@ fn fingerprint(config: &Config) -> String {
 
 #[napi]
 impl NativeStore {
-    #[napi(constructor)]
+    #[napi(catch_unwind, constructor)]
     pub fn new(options: Option<NativeOptions>) -> Result<Self> {
         let options = options.unwrap_or_default();
         let config = config_from(&options)?;
@@ -278,7 +286,10 @@ impl NativeStore {
         External::new(self.store.clone())
     }
 
-    #[napi(ts_return_type = "Promise<string | null | NativeFailure>")]
+    #[napi(
+        catch_unwind,
+        ts_return_type = "Promise<string | null | NativeFailure>"
+    )]
     pub fn get_text_async<'env>(
         &self,
         env: &'env Env,
@@ -286,17 +297,18 @@ impl NativeStore {
     ) -> Result<Object<'env>> {
         // Sent from this thread and settled from the Redis link thread, like writes: a read
         // miss holds no waiting thread.
+        // The argument first: a deferred made and then dropped would never settle.
+        let sid = sid.into_string()?;
         let (deferred, promise) = env.create_deferred().map_err(internal)?;
         let text = |view: coatcheck::SessionView<'_>| String::from_utf8(prefixed(view)).ok();
-        self.store
-            .get_then(sid.into_string()?, text, move |outcome| {
-                let outcome = outcome.map(Option::flatten);
-                deferred.resolve(move |_env| Ok(settled(outcome)));
-            });
+        self.store.get_then(sid, text, move |outcome| {
+            let outcome = outcome.map(Option::flatten);
+            deferred.resolve(move |_env| Ok(settled(outcome)));
+        });
         Ok(promise)
     }
 
-    #[napi(ts_return_type = "Promise<number | NativeFailure>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<number | NativeFailure>")]
     pub fn set_async<'env>(
         &self,
         env: &'env Env,
@@ -308,7 +320,7 @@ impl NativeStore {
         self.write_then(env, sid.into_string()?, value.into_bytes(), ttl, None)
     }
 
-    #[napi(ts_return_type = "Promise<number | NativeFailure>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<number | NativeFailure>")]
     pub fn set_if_version_async<'env>(
         &self,
         env: &'env Env,
@@ -329,7 +341,7 @@ impl NativeStore {
         )
     }
 
-    #[napi(ts_return_type = "Promise<boolean | NativeFailure>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<boolean | NativeFailure>")]
     pub fn touch_async<'env>(
         &self,
         env: &'env Env,
@@ -346,25 +358,29 @@ impl NativeStore {
         })
     }
 
-    #[napi(ts_return_type = "Promise<boolean | NativeFailure>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<boolean | NativeFailure>")]
     pub fn destroy_async<'env>(
         &self,
         env: &'env Env,
         #[napi(ts_arg_type = "string")] sid: Text,
     ) -> Result<Object<'env>> {
+        let sid = sid.into_string()?; // before the deferred, as in `get_text_async`
         let (deferred, promise) = env.create_deferred().map_err(internal)?;
-        self.store.destroy_then(sid.into_string()?, move |outcome| {
+        self.store.destroy_then(sid, move |outcome| {
             deferred.resolve(move |_env| Ok(settled(outcome)));
         });
         Ok(promise)
     }
 
-    #[napi(ts_return_type = "Promise<string | null | NativeFailure>")]
+    #[napi(
+        catch_unwind,
+        ts_return_type = "Promise<string | null | NativeFailure>"
+    )]
     pub fn regenerate_async<'env>(&self, env: &'env Env, sid: String) -> Result<Object<'env>> {
         self.call(env, move |s| s.regenerate(&sid))
     }
 
-    #[napi(ts_return_type = "Promise<undefined | NativeFailure>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<undefined | NativeFailure>")]
     pub fn set_owner_async<'env>(
         &self,
         env: &'env Env,
@@ -374,12 +390,12 @@ impl NativeStore {
         self.call(env, move |s| s.set_owner(&sid, owner.as_deref()))
     }
 
-    #[napi(ts_return_type = "Promise<string[] | NativeFailure>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<string[] | NativeFailure>")]
     pub fn sessions_of_async<'env>(&self, env: &'env Env, owner: String) -> Result<Object<'env>> {
         self.call(env, move |s| s.sessions_of(&owner))
     }
 
-    #[napi(ts_return_type = "Promise<number | NativeFailure>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<number | NativeFailure>")]
     pub fn destroy_owner_async<'env>(
         &self,
         env: &'env Env,
@@ -392,31 +408,31 @@ impl NativeStore {
         })
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn create(&self, value: String, ttl_ms: Option<f64>) -> Result<String> {
         self.store
             .create(value.as_bytes(), ttl(ttl_ms)?)
             .map_err(to_napi)
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn regenerate(&self, sid: String) -> Result<Option<String>> {
         self.store.regenerate(&sid).map_err(to_napi)
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn set_owner(&self, sid: String, owner: Option<String>) -> Result<()> {
         self.store
             .set_owner(&sid, owner.as_deref())
             .map_err(to_napi)
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn sessions_of(&self, owner: String) -> Result<Vec<String>> {
         self.store.sessions_of(&owner).map_err(to_napi)
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn destroy_owner(&self, owner: String, keep: Option<String>) -> Result<u32> {
         let n = self
             .store
@@ -426,56 +442,59 @@ impl NativeStore {
     }
 
     /// Sessions in the table (expired ones count until the next sweep).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn len(&self) -> u32 {
         u32::try_from(self.store.len()).unwrap_or(u32::MAX)
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn is_empty(&self) -> bool {
         self.store.is_empty()
     }
 
     /// Ids of all live sessions (on Redis: use `idsAsync`).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn ids(&self) -> Result<Vec<String>> {
         self.store.ids().map_err(to_napi)
     }
 
     /// Every live session with its id, read without sliding deadlines (on Redis: `allAsync`).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn all(&self) -> Result<Vec<NativeEntry>> {
         all_entries(&self.store).map_err(to_napi)
     }
 
     /// Live sessions: on Redis every process's (use `countAsync`); `len` is the local table.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn count(&self) -> Result<u32> {
         count_of_all(&self.store).map_err(to_napi)
     }
 
     /// Removes every session (on Redis: `clearAsync`).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn clear(&self) -> Result<()> {
         self.store.clear().map_err(to_napi)
     }
 
-    #[napi(ts_return_type = "Promise<string[] | NativeFailure>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<string[] | NativeFailure>")]
     pub fn ids_async<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
         self.call(env, |s| s.ids())
     }
 
-    #[napi(ts_return_type = "Promise<NativeEntry[] | NativeFailure>")]
+    #[napi(
+        catch_unwind,
+        ts_return_type = "Promise<NativeEntry[] | NativeFailure>"
+    )]
     pub fn all_async<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
         self.call(env, all_entries)
     }
 
-    #[napi(ts_return_type = "Promise<number | NativeFailure>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<number | NativeFailure>")]
     pub fn count_async<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
         self.call(env, count_of_all)
     }
 
-    #[napi(ts_return_type = "Promise<undefined | NativeFailure>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<undefined | NativeFailure>")]
     pub fn clear_async<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
         self.call(env, |s| s.clear())
     }
@@ -483,7 +502,7 @@ impl NativeStore {
     /// Closes the store (see `Store::close`) on a waiting thread: the final snapshot of a
     /// restart log takes as long as the table is large. A named store is unregistered first,
     /// so that a new store of that name is a new store.
-    #[napi(ts_return_type = "Promise<undefined | NativeFailure>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<undefined | NativeFailure>")]
     pub fn close_async<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
         if let Some(name) = &self.name {
             let mut named = NAMED
@@ -500,7 +519,7 @@ impl NativeStore {
         self.call(env, |s| s.close())
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn stats(&self) -> NativeStats {
         let s = self.store.stats();
         NativeStats {
@@ -695,7 +714,7 @@ fn push_digits(text: &mut Vec<u8>, mut n: u64, digits: usize) {
 }
 
 /// A new session id from the core's CSPRNG: 24 random bytes as 32 base64url characters.
-#[napi]
+#[napi(catch_unwind)]
 pub fn generate_id() -> String {
     coatcheck::generate_id()
 }
