@@ -19,10 +19,10 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyString};
 
 use crate::config::{StoreArgs, ttl};
-use crate::error::Error;
+use crate::error::{Error, invalid_argument, type_error};
 
 type Core = coatcheck::Store;
 
@@ -55,6 +55,20 @@ fn owner_text<'a>(owner: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, str>> {
 
 fn forged() -> Error {
     Error(coatcheck::Error::BadSignature)
+}
+
+/// A version argument: an `int` the store returned, so 0 to 2**64 - 1. A `bool` or another
+/// type is a `TypeError`, any other int an `InvalidArgumentError`, as the other arguments.
+fn version(value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
+        return Err(type_error(format!(
+            "version must be an int, not {}",
+            value.get_type().name()?
+        )));
+    }
+    value
+        .extract::<u64>()
+        .map_err(|_| invalid_argument("version must be one the store returned (0 to 2**64 - 1)"))
 }
 
 impl PyStore {
@@ -250,9 +264,10 @@ impl PyStore {
         py: Python<'_>,
         token: &Bound<'_, PyString>,
         data: &[u8],
-        version: u64,
+        version: &Bound<'_, PyAny>,
         ttl: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
+        let version = self::version(version)?;
         let ttl = self::ttl(ttl)?;
         let token = text(token).ok_or_else(forged)?;
         let id = self.require_id(&token)?;
@@ -362,7 +377,13 @@ impl PyStore {
 
     /// Size and counters since the store was built.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.store.stats();
+        // In a child forked with the store on Redis (gunicorn --preload), the first call
+        // reconnects, waiting up to a second: without the GIL, as every call that may wait.
+        let s = if self.waits {
+            py.detach(|| self.store.stats())
+        } else {
+            self.store.stats()
+        };
         let dict = PyDict::new(py);
         dict.set_item("sessions", s.sessions)?;
         dict.set_item("bytes", s.bytes)?;

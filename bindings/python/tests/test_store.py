@@ -78,6 +78,25 @@ def test_set_if_version_writes_only_on_the_expected_version(store: Store) -> Non
     assert store.stats()["conflicts"] == 1
 
 
+@pytest.mark.parametrize(
+    ("version", "error"),
+    [
+        (True, TypeError),  # bool is an int subclass, but no version
+        (2.0, TypeError),
+        ("2", TypeError),
+        (-1, coatcheck.InvalidArgumentError),
+        (2**64, coatcheck.InvalidArgumentError),
+    ],
+)
+def test_a_version_that_no_store_returns_is_refused_and_changes_nothing(
+    store: Store, version: Any, error: type[Exception]
+) -> None:
+    token = store.create(b"a")
+    with pytest.raises(error, match="version"):
+        store.set_if_version(token, b"b", version)
+    assert store.get_with_version(token) == (b"a", 1)
+
+
 def test_values_are_binary_safe(store: Store) -> None:
     data = bytes(range(256)) * 4
     token = store.create(data)
@@ -480,10 +499,3 @@ def test_out_of_range_ttls_are_invalid_arguments(store: Store, ttl: float) -> No
             call()
     assert store.get_with_version(token) == (b"x", 1)
     assert len(store) == 1
-
-
-def test_negative_version_is_an_overflow_not_a_crash(store: Store) -> None:
-    token = store.create(b"x")
-    with pytest.raises(OverflowError):
-        store.set_if_version(token, b"y", -1)
-    assert store.get(token) == b"x"
