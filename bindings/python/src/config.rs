@@ -51,16 +51,23 @@ fn count(value: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<usize>
     let Some(value) = value.filter(|v| !v.is_none()) else {
         return Ok(None);
     };
+    require_int(value, what)?;
+    value
+        .extract::<usize>()
+        .map(Some)
+        .map_err(|_| invalid_config(format!("{what} must be a positive integer")))
+}
+
+/// A `TypeError` unless `value` is an `int`: a `bool` is an int subclass, but no count,
+/// version or size.
+pub fn require_int(value: &Bound<'_, PyAny>, what: &str) -> PyResult<()> {
     if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
         return Err(type_error(format!(
             "{what} must be an int, not {}",
             value.get_type().name()?
         )));
     }
-    value
-        .extract::<usize>()
-        .map(Some)
-        .map_err(|_| invalid_config(format!("{what} must be a positive integer")))
+    Ok(())
 }
 
 /// One secret: `str` (its UTF-8 bytes) or `bytes`.

@@ -19,10 +19,10 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyString};
+use pyo3::types::{PyBytes, PyDict, PyString};
 
-use crate::config::{StoreArgs, ttl};
-use crate::error::{Error, invalid_argument, type_error};
+use crate::config::{StoreArgs, require_int, ttl};
+use crate::error::{Error, invalid_argument};
 
 type Core = coatcheck::Store;
 
@@ -60,12 +60,7 @@ fn forged() -> Error {
 /// A version argument: an `int` the store returned, so 0 to 2**64 - 1. A `bool` or another
 /// type is a `TypeError`, any other int an `InvalidArgumentError`, as the other arguments.
 fn version(value: &Bound<'_, PyAny>) -> PyResult<u64> {
-    if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
-        return Err(type_error(format!(
-            "version must be an int, not {}",
-            value.get_type().name()?
-        )));
-    }
+    require_int(value, "version")?;
     value
         .extract::<u64>()
         .map_err(|_| invalid_argument("version must be one the store returned (0 to 2**64 - 1)"))
