@@ -181,6 +181,10 @@ pub(crate) struct Log {
     compaction: Mutex<()>,
     /// When the last [`Fsync::Interval`] sync began.
     last_sync: Mutex<std::time::Instant>,
+    /// Under [`Fsync::Interval`]: a log file was made since the directory was last synced. The
+    /// next tick syncs it, where the writer that made the file would have, on the caller's
+    /// thread (an event loop's, or under the GIL) and under its segment's lock.
+    directory_unsynced: AtomicBool,
     /// Records appended to the log files of the generations before the current one.
     records_before: AtomicU64,
     snapshot_bytes: AtomicU64,
@@ -336,6 +340,7 @@ impl Log {
             compaction_failing: AtomicBool::new(false),
             compaction: Mutex::new(()),
             last_sync: Mutex::new(std::time::Instant::now()),
+            directory_unsynced: AtomicBool::new(false),
             records_before: AtomicU64::new(0),
             snapshot_bytes: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
@@ -537,10 +542,13 @@ impl Log {
                     return;
                 }
                 // Made durable in the directory before the first change in it is acknowledged
-                // as synced (`rotate` does the same for the files it makes).
+                // as synced (`rotate` does the same for the files it makes): at once under
+                // `Always`, with the next tick's sync under `Interval`.
                 let opened = self.open_segment(generation, segment).and_then(|writer| {
-                    if self.fsync != Fsync::Never {
-                        sync_dir(&self.dir)?;
+                    match self.fsync {
+                        Fsync::Always => sync_dir(&self.dir)?,
+                        Fsync::Interval => self.directory_unsynced.store(true, SeqCst),
+                        Fsync::Never => {}
                     }
                     Ok(writer)
                 });
@@ -655,6 +663,12 @@ impl Log {
             return;
         }
         *self.last_sync.lock() = std::time::Instant::now();
+        if self.directory_unsynced.swap(false, SeqCst)
+            && let Err(e) = crate::fork::outside(|| sync_dir(&self.dir))
+        {
+            self.directory_unsynced.store(true, SeqCst);
+            self.fail(&e);
+        }
         for segment in self.segments.iter() {
             let file = {
                 let mut guard = segment.lock();
@@ -1507,6 +1521,58 @@ mod tests {
         snapshot.flush().unwrap();
         assert_eq!(unsynced(segment), 0);
         snapshot.finish(0).unwrap();
+        drop(log);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn under_interval_a_log_file_a_write_makes_is_synced_in_its_directory_by_the_next_tick() {
+        let dir = temp_dir("directory-sync");
+        let (mut log, found) =
+            Log::open(&dir, Fsync::Interval, Duration::from_secs(60), 0).unwrap();
+        drop(found);
+        log.segments = (0..64).map(|_| Tail::new()).collect();
+        log.rotate().unwrap(); // makes (and syncs) this thread's file
+        assert!(!log.directory_unsynced.load(SeqCst));
+        let mine = WRITING_THREAD.with(|n| *n) % log.segments.len();
+        let log = std::sync::Arc::new(log);
+        // Another segment's first write makes its file: the write does not sync the directory
+        // (on the caller's thread, under the segment's lock); the next tick does.
+        loop {
+            let log = std::sync::Arc::clone(&log);
+            let wrote = std::thread::spawn(move || {
+                if WRITING_THREAD.with(|n| *n) % log.segments.len() == mine {
+                    return false; // the same segment: try another thread
+                }
+                log.append(&Change {
+                    id: "s",
+                    kind: ChangeKind::Removed {
+                        cause: crate::Cause::Destroyed,
+                        replaced_by: None,
+                    },
+                    version: 1,
+                    deadline_ms: 0,
+                    idle_timeout: Duration::from_secs(60),
+                    absolute_deadline_ms: None,
+                    owner: None,
+                    previous: None,
+                    sequence: 1,
+                });
+                true
+            })
+            .join()
+            .unwrap();
+            if wrote {
+                break;
+            }
+        }
+        assert_eq!(
+            log.segments.iter().filter(|s| s.lock().is_some()).count(),
+            2
+        );
+        assert!(log.directory_unsynced.load(SeqCst));
+        log.sync_if_dirty();
+        assert!(!log.directory_unsynced.load(SeqCst));
         drop(log);
         fs::remove_dir_all(&dir).unwrap();
     }
