@@ -1318,6 +1318,48 @@ fn a_session_revoked_elsewhere_while_cut_off_stays_revoked_after_the_reconnect()
 }
 
 #[test]
+fn a_session_logged_out_elsewhere_does_not_come_back_under_the_id_a_cut_off_store_moved_it_to() {
+    // A regenerate made while cut off (a login served from the local copy) must not undo a
+    // logout made meanwhile elsewhere: the moved session is not written back.
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    let logged_out = a.create(b"logged out elsewhere", None).unwrap();
+    let kept = a.create(b"still logged in", None).unwrap();
+    std::thread::sleep(Duration::from_millis(100)); // A confirms its own writes
+    assert!(a.get(&logged_out).unwrap().is_some() && a.get(&kept).unwrap().is_some());
+    cut(&proxy, &a);
+    assert!(b.destroy(&logged_out).unwrap());
+    let moved_out = a.regenerate(&logged_out).unwrap().unwrap();
+    // Moved twice while cut off: the second move follows the first's fate.
+    let moved_out_again = a.regenerate(&moved_out).unwrap().unwrap();
+    let moved_kept = a.regenerate(&kept).unwrap().unwrap();
+    let moved_kept_again = a.regenerate(&moved_kept).unwrap().unwrap();
+    reconnect(&proxy, &a);
+    std::thread::sleep(Duration::from_millis(300)); // the resync walk
+    for revoked in [&logged_out, &moved_out, &moved_out_again] {
+        assert_eq!(
+            a.get(revoked).unwrap(),
+            None,
+            "A brought a logged-out session back"
+        );
+        assert_eq!(
+            b.get(revoked).unwrap(),
+            None,
+            "Redis holds a logged-out session again"
+        );
+    }
+    // A move of a session nobody revoked stands, in Redis too.
+    for gone in [&kept, &moved_kept] {
+        assert_eq!(b.get(gone).unwrap(), None);
+    }
+    assert_eq!(
+        b.get(&moved_kept_again).unwrap().as_deref(),
+        Some(&b"still logged in"[..])
+    );
+}
+
+#[test]
 fn a_log_out_everywhere_made_while_cut_off_reaches_the_other_stores_on_reconnect() {
     let redis = RedisServer::start();
     let proxy = Proxy::to(redis.port);

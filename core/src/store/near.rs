@@ -11,6 +11,7 @@
 //! - With the link down, `WhenRedisDown` decides: serve and write locally (remembering what to
 //!   replay), or fail with `Error::Unavailable`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
@@ -26,7 +27,7 @@ use crate::config::WhenRedisDown;
 use crate::error::{Error, Result};
 use crate::id::{generate_id, validate_id};
 use crate::tier::{
-    CopyState, Dirty, Found, KeyHash, Loaded, Precondition, Resynced, Sink, Suspect, Tier,
+    CopyState, Dirty, Found, KeyHash, Loaded, Move, Precondition, Resynced, Sink, Suspect, Tier,
     WriteRequest,
 };
 
@@ -989,6 +990,10 @@ impl Inner {
             .map(|shard| shard.local_changes.begin())
             .collect();
         self.fail_or_serve_local()?;
+        let from_made_here = matches!(tier.dirty_of(id), Some(Dirty::Written { base: 0, .. }));
+        let owner = self
+            .read(id, false, |view| view.owner.map(str::to_string))?
+            .flatten();
         let new_id = self.regenerate(id)?;
         if let Some(new_id) = &new_id {
             tier.note_dirty(id, Dirty::Destroyed);
@@ -999,6 +1004,12 @@ impl Inner {
                     owner_set: true,
                 },
             );
+            tier.note_moved(Move {
+                from: id.to_string(),
+                from_made_here,
+                owner,
+                to: new_id.clone(),
+            });
         }
         Ok(new_id)
     }
@@ -1132,6 +1143,47 @@ impl Inner {
             let _pass = crate::fork::enter();
             for key in &gone {
                 let _ = self.invalidate_copies(key, Some(Cause::Destroyed));
+            }
+        }
+        true
+    }
+
+    /// Regenerates made while Redis was down: a session revoked meanwhile elsewhere (a logout,
+    /// a log-out everywhere) must not come back under the id this process moved it to. Such a
+    /// move's new id is destroyed instead of written back, and so is any later move from it.
+    /// Checked before the moved-from ids' own destroys are replayed, which would hide whether
+    /// Redis still held them.
+    fn replay_moves(&self, tier: &Tier, redis_lost_data: bool) -> bool {
+        let moves = {
+            let _pass = crate::fork::enter();
+            tier.take_moves()
+        };
+        let mut revoked: HashSet<&str> = HashSet::new();
+        for moved in &moves {
+            let movable = if revoked.contains(moved.from.as_str()) {
+                false
+            } else if moved.from_made_here {
+                true
+            } else {
+                let _pass = crate::fork::enter();
+                match tier.movable(
+                    &KeyHash::of(&moved.from),
+                    moved.owner.as_deref(),
+                    redis_lost_data,
+                ) {
+                    Ok(movable) => movable,
+                    Err(_) => {
+                        // All checked again on the next try: a move revoked in this pass is
+                        // noted destroyed already, which a second pass repeats harmlessly.
+                        tier.restore_moves(moves);
+                        return false;
+                    }
+                }
+            };
+            if !movable {
+                revoked.insert(&moved.to);
+                let _pass = crate::fork::enter();
+                tier.note_dirty(&moved.to, Dirty::Destroyed);
             }
         }
         true
@@ -1393,6 +1445,10 @@ impl Sink for Inner {
         // First, so that nothing this process wrote back after its log-out everywhere is
         // taken for a session of before it.
         if !self.replay_revoked_owners(tier) {
+            return false;
+        }
+        // Before the destroys below, which include the ids regenerates moved from.
+        if !self.replay_moves(tier, redis_lost_data) {
             return false;
         }
         // Destroys made while down whose copies are gone already.

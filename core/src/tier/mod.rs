@@ -334,6 +334,19 @@ impl Dirty {
     }
 }
 
+/// A regenerate made while Redis was down: the session at `from` moved to `to`. On reconnect
+/// the move stands only if the session at `from` was not revoked meanwhile (a logout in
+/// another process): see `Inner::replay_moves`.
+#[derive(Clone, Debug)]
+pub(crate) struct Move {
+    pub(crate) from: String,
+    /// `from` was itself made here while Redis was down (a create, or an earlier move's
+    /// target): Redis never held it, so its fate is this process's own.
+    pub(crate) from_made_here: bool,
+    pub(crate) owner: Option<String>,
+    pub(crate) to: String,
+}
+
 /// One local copy for the resync walk.
 pub(crate) struct CopyState {
     pub(crate) hash: KeyHash,
@@ -434,6 +447,8 @@ struct Shared {
     dirty: Mutex<HashMap<String, Dirty>>,
     /// Log-outs everywhere (`destroy_owner`) made while Redis was down: owner and kept session.
     revoked_owners: Mutex<Vec<(String, Option<KeyHash>)>>,
+    /// Regenerates made while Redis was down, oldest first.
+    moves: Mutex<Vec<Move>>,
     sink: Mutex<Option<Weak<dyn Sink>>>,
     /// Whether the link has received input not yet handled.
     input: Arc<watched::Input>,
@@ -485,6 +500,7 @@ impl Tier {
                 touches: Mutex::new(HashMap::new()),
                 dirty: Mutex::new(HashMap::new()),
                 revoked_owners: Mutex::new(Vec::new()),
+                moves: Mutex::new(Vec::new()),
                 sink: Mutex::new(None),
                 input: Arc::new(watched::Input::new()),
                 data_epoch: AtomicU64::new(0),
@@ -686,6 +702,54 @@ impl Tier {
 
     pub(crate) fn take_dirty(&self, id: &str) -> Option<Dirty> {
         self.shared.dirty.lock().remove(id)
+    }
+
+    /// What is noted for `id` to replay, left in place.
+    pub(crate) fn dirty_of(&self, id: &str) -> Option<Dirty> {
+        self.shared.dirty.lock().get(id).copied()
+    }
+
+    /// Remembers a regenerate made while Redis was down (after the changes it noted).
+    pub(crate) fn note_moved(&self, moved: Move) {
+        self.shared.moves.lock().push(moved);
+    }
+
+    pub(crate) fn take_moves(&self) -> Vec<Move> {
+        std::mem::take(&mut *self.shared.moves.lock())
+    }
+
+    /// Puts back moves that could not all be checked (the link went down again), before any
+    /// made since.
+    pub(crate) fn restore_moves(&self, mut pending: Vec<Move>) {
+        let mut moves = self.shared.moves.lock();
+        pending.append(&mut moves);
+        *moves = pending;
+    }
+
+    /// Whether a session this process moved to a new id while Redis was down may stay moved:
+    /// Redis still holds it, or lost it with its data and may have it written back (see
+    /// `scripts::MOVABLE`). False: it was revoked (or expired) meanwhile.
+    pub(crate) fn movable(
+        &self,
+        from: &KeyHash,
+        owner: Option<&str>,
+        redis_lost_data: bool,
+    ) -> Result<bool> {
+        let key = self.shared.keys.session(from);
+        let (prefix, hash) = (self.shared.keys.prefix().to_string(), from.encoded());
+        let owner = owner.unwrap_or("").to_string();
+        let reply = self.run(move |mut c| {
+            Box::pin(async move {
+                let mut call = scripts::MOVABLE.prepare_invoke();
+                call.key(key)
+                    .arg(u8::from(redis_lost_data))
+                    .arg(prefix)
+                    .arg(hash)
+                    .arg(owner);
+                call.invoke_async::<i64>(&mut c).await
+            })
+        })?;
+        Ok(reply == 1)
     }
 
     /// Remembers a log-out everywhere made while Redis was down. Replayed on reconnect before
@@ -1435,6 +1499,7 @@ impl Shared {
     fn forget_parents_changes(&self, parents_link: Option<u64>) {
         self.dirty.lock().clear();
         self.revoked_owners.lock().clear();
+        self.moves.lock().clear();
         if let Some(sink) = self.sink() {
             sink.forget_unverified(parents_link);
         }

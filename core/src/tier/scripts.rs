@@ -375,6 +375,22 @@ return gone
     )
 });
 
+/// After a reconnect: whether a session this process moved to a new id (a regenerate) while
+/// Redis was down may stay moved, because it was not revoked meanwhile.
+/// KEYS: the session it moved from. ARGV: 1 whether Redis lost its data (1/0), 2 prefix,
+/// 3 that session's hash, 4 its owner (empty: none).
+/// Reply: 1 if Redis holds it, or lost it with its data and may have it written back (see
+/// `RESYNC`'s `keep`); 0 if it is gone (logged out, moved or expired elsewhere).
+pub(crate) static MOVABLE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
+if ARGV[1] == '1' and restorable(ARGV[2], ARGV[3], ARGV[4]) then return 1 end
+return 0
+",
+    )
+});
+
 /// After a reconnect, one local copy checked against Redis.
 /// KEYS: session, version counter. ARGV: 1 mode, 2 local version, 3 base, 4 value, 5 ttl ms,
 /// 6 idle ms, 7 absolute remaining ms (-1: none), 8 owner, 9 whether Redis lost its data
