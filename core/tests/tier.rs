@@ -123,6 +123,27 @@ fn a_write_costs_the_other_stores_no_round_trip_until_they_read_the_session() {
 }
 
 #[test]
+fn a_log_out_everywhere_reaches_only_sessions_that_still_name_the_owner() {
+    // An owner index entry can outlive what it named: an id of the caller's choosing used
+    // again by another user after it expired. Logging the first user out everywhere must not
+    // log out the second.
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis), store(&redis));
+    let bobs = a.create(b"bob", None).unwrap();
+    a.set_owner(&bobs, Some("bob")).unwrap();
+    let key = the_one_session_key(&redis);
+    let hash = key.trim_start_matches("coatcheck:s:");
+    redis.cli(&["HSET", "coatcheck:o:alice", hash, "left from before"]);
+    assert_eq!(b.sessions_of("alice").unwrap(), Vec::<String>::new());
+    assert_eq!(b.destroy_owner("alice", None).unwrap(), 0);
+    assert_eq!(a.get(&bobs).unwrap().as_deref(), Some(&b"bob"[..]));
+    assert_eq!(b.get(&bobs).unwrap().as_deref(), Some(&b"bob"[..]));
+    assert_eq!(redis.cli(&["HLEN", "coatcheck:o:alice"]).trim(), "0");
+    assert_eq!(b.destroy_owner("bob", None).unwrap(), 1);
+    assert_eq!(a.get(&bobs).unwrap(), None);
+}
+
+#[test]
 fn own_writes_are_not_counted_as_fills_an_invalidation_overtook() {
     // Redis reports each of a process's own writes back to it, so every write's reply is
     // overtaken by that report: counting them made the counter a count of writes.

@@ -277,14 +277,17 @@ return 1
 });
 
 /// KEYS: owner index. ARGV: prefix. Drops entries whose session is gone (expired, or
-/// removed by a process that crashed before cleaning up); replies with `{hash, sealed id}` pairs.
+/// removed by a process that crashed before cleaning up) or now names another owner (an id
+/// of the caller's choosing used again after it expired); replies with `{hash, sealed id}`
+/// pairs.
 pub(crate) static OWNER_SESSIONS: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local all = redis.call('HGETALL', KEYS[1])
+local owner = string.sub(KEYS[1], #ARGV[1] + 3)
 local out = {}
 for n = 1, #all, 2 do
-  if redis.call('EXISTS', ARGV[1] .. 's:' .. all[n]) == 1 then
+  if redis.call('HGET', ARGV[1] .. 's:' .. all[n], 'o') == owner then
     out[#out + 1] = all[n]
     out[#out + 1] = all[n + 1]
   else
@@ -297,17 +300,27 @@ return out
 });
 
 /// KEYS: owner index. ARGV: prefix, hash to keep (empty: none). Reply: the hashes of the
-/// sessions removed.
+/// sessions removed. An entry whose session now names another owner (an id of the caller's
+/// choosing used again after it expired) is dropped from the index, and the session left.
 pub(crate) static DESTROY_OWNER: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local all = redis.call('HKEYS', KEYS[1])
+local owner = string.sub(KEYS[1], #ARGV[1] + 3)
 local gone = {}
 for _, h in ipairs(all) do
   if h ~= ARGV[2] then
-    if redis.call('DEL', ARGV[1] .. 's:' .. h) == 1 then gone[#gone + 1] = h end
+    local key = ARGV[1] .. 's:' .. h
+    local holder = redis.call('HGET', key, 'o')
+    if holder == owner then
+      redis.call('DEL', key)
+      gone[#gone + 1] = h
+      bury(ARGV[1], 's:' .. h, 1)
+    elseif redis.call('EXISTS', key) == 0 then
+      -- Gone already, or lost with Redis's data: not to be written back either.
+      bury(ARGV[1], 's:' .. h, 1)
+    end
     redis.call('HDEL', KEYS[1], h)
-    bury(ARGV[1], 's:' .. h, 1)
   end
 end
 -- Sessions Redis lost are in no index: the owner's tombstone covers them (but the one kept).
