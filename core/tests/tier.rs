@@ -1174,6 +1174,45 @@ fn with_redis_killed_calls_never_wait_past_the_timeout_and_a_restarted_redis_get
 }
 
 #[test]
+fn sessions_read_while_redis_was_down_are_written_back_when_it_restarts_empty() {
+    // Reads made while Redis was down queue touches; sent right after the reconnect, they find
+    // the keys of a Redis that restarted empty missing. That must not cost the copies their
+    // write-back, which the resync has not made yet.
+    let mut redis = RedisServer::start();
+    let mut short = config(&redis);
+    short.idle_timeout = Duration::from_secs(4); // a touch step of 512 ms
+    let (a, b) = (Store::new(short).unwrap(), store(&redis));
+    let ids: Vec<String> = (0..300)
+        .map(|n| a.create(format!("s{n}").as_bytes(), None).unwrap())
+        .collect();
+    for id in &ids {
+        eventually("A trusts its own write", || {
+            a.get_local_with(id, |_| ()).unwrap().is_some()
+        });
+    }
+    redis.kill();
+    eventually_for(Duration::from_secs(5), "A notices", || {
+        !a.stats().tier.unwrap().connected
+    });
+    std::thread::sleep(Duration::from_millis(600)); // past a touch point
+    // The copies A serves while down (one whose confirmation the kill cut off is not served).
+    let served: Vec<&String> = ids
+        .iter()
+        .filter(|id| a.get(id).unwrap().is_some())
+        .collect();
+    assert!(served.len() > ids.len() / 2, "{} served", served.len());
+    redis.restart();
+    eventually_for(Duration::from_secs(5), "A reconnects", || {
+        a.stats().tier.unwrap().connected
+    });
+    for id in served {
+        eventually_for(Duration::from_secs(5), "B reads what A held", || {
+            b.get(id).unwrap().is_some()
+        });
+    }
+}
+
+#[test]
 fn with_the_fail_policy_a_dead_redis_is_a_typed_error_within_the_timeout() {
     let mut redis = RedisServer::start();
     let mut config = config(&redis);

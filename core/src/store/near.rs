@@ -1411,6 +1411,13 @@ impl Sink for Inner {
         self.invalidate_copies(key, None)
     }
 
+    fn gone_from_redis(&self, key: &KeyHash, generation: u64) {
+        let shard = &self.shards[(key.placement().1 as usize) & self.shard_mask];
+        if shard.verified.load(SeqCst) == generation {
+            let _ = self.invalidate_copies(key, None);
+        }
+    }
+
     fn forget_unverified(&self, generation: Option<u64>) {
         for shard in self.shards.iter() {
             if generation != Some(shard.verified.load(SeqCst)) {

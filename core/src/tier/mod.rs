@@ -181,6 +181,11 @@ pub(crate) trait Sink: Send + Sync {
     /// reports script writes even under NOLOOP): mark the local copy suspect. Returns the
     /// copy to revalidate, if there is one.
     fn invalidate(&self, hash: &KeyHash) -> Option<Suspect>;
+    /// A touch found the session gone from Redis (expired there first): mark the local copy
+    /// suspect, but only in a stripe already checked under link `generation`. A copy not yet
+    /// checked is the resync's to judge: after Redis lost its data, its key is missing
+    /// because it was not written back yet, and a suspect copy would be dropped instead.
+    fn gone_from_redis(&self, hash: &KeyHash, generation: u64);
     /// Removes every copy in the stripes not verified under link `generation` (all of them
     /// with `None`): in a forked child, those may hold the parent's changes made while Redis
     /// was down, which are not this process's to vouch for.
@@ -2022,12 +2027,13 @@ async fn flush_touches(tier: &Shared, connection: &mut Counted) -> bool {
         // the revalidation drops... nothing: a suspect copy is never served while up.
         let _pass = fork::enter();
         if let Some(sink) = tier.sink() {
+            let generation = tier.generation.load(SeqCst);
             for n in &gone {
                 if let Some((hash, _)) = usize::try_from(number(n))
                     .ok()
                     .and_then(|n| chunk.get(n.wrapping_sub(1)))
                 {
-                    let _ = sink.invalidate(hash);
+                    sink.gone_from_redis(hash, generation);
                 }
             }
         }
