@@ -1173,6 +1173,20 @@ fn with_redis_killed_calls_never_wait_past_the_timeout_and_a_restarted_redis_get
     assert!(a.stats().tier.unwrap().restored >= 51);
 }
 
+/// `n` sessions `store` created, each once the store trusts its copy: Redis 7.0 reports a
+/// store's own writes back to it, and it confirms them in the background.
+fn sessions_trusted_by(store: &Store, n: usize) -> Vec<String> {
+    let ids: Vec<String> = (0..n)
+        .map(|n| store.create(format!("s{n}").as_bytes(), None).unwrap())
+        .collect();
+    for id in &ids {
+        eventually("the store trusts its own write", || {
+            store.get_local_with(id, |_| ()).unwrap().is_some()
+        });
+    }
+    ids
+}
+
 #[test]
 fn sessions_read_while_redis_was_down_are_written_back_when_it_restarts_empty() {
     // Reads made while Redis was down queue touches; sent right after the reconnect, they find
@@ -1182,14 +1196,7 @@ fn sessions_read_while_redis_was_down_are_written_back_when_it_restarts_empty() 
     let mut short = config(&redis);
     short.idle_timeout = Duration::from_secs(4); // a touch step of 512 ms
     let (a, b) = (Store::new(short).unwrap(), store(&redis));
-    let ids: Vec<String> = (0..300)
-        .map(|n| a.create(format!("s{n}").as_bytes(), None).unwrap())
-        .collect();
-    for id in &ids {
-        eventually("A trusts its own write", || {
-            a.get_local_with(id, |_| ()).unwrap().is_some()
-        });
-    }
+    let ids = sessions_trusted_by(&a, 300);
     redis.kill();
     eventually_for(Duration::from_secs(5), "A notices", || {
         !a.stats().tier.unwrap().connected
@@ -1596,14 +1603,7 @@ fn a_key_overwritten_with_something_else_costs_its_copy_alone_and_the_resync_com
 fn sessions_a_restarted_redis_lost_come_back_though_the_first_resyncs_fail() {
     let mut redis = RedisServer::start();
     let (a, b) = (store(&redis), store(&redis));
-    let ids: Vec<String> = (0..20)
-        .map(|n| a.create(format!("s{n}").as_bytes(), None).unwrap())
-        .collect();
-    for id in &ids {
-        eventually("A trusts its own write", || {
-            a.get_local_with(id, |_| ()).unwrap().is_some()
-        });
-    }
+    let ids = sessions_trusted_by(&a, 20);
     redis.kill();
     // Back empty, and refusing scripts for now: A's resync fails.
     redis.restart_with(&[
