@@ -1427,6 +1427,35 @@ fn a_session_logged_out_elsewhere_does_not_come_back_under_the_id_a_cut_off_stor
 }
 
 #[test]
+fn a_log_out_everywhere_but_a_session_moved_while_cut_off_keeps_that_session() {
+    // The OWASP pattern on a password change, made while cut off: a new id for this session,
+    // then every other session of the user logged out. On reconnect the kept session stays.
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    let current = a.create(b"this device", None).unwrap();
+    a.set_owner(&current, Some("ann")).unwrap();
+    let other = b.create(b"another device", None).unwrap();
+    b.set_owner(&other, Some("ann")).unwrap();
+    std::thread::sleep(Duration::from_millis(100)); // A confirms its own writes
+    assert!(a.get(&current).unwrap().is_some());
+    cut(&proxy, &a);
+    let moved = a.regenerate(&current).unwrap().unwrap();
+    a.destroy_owner("ann", Some(&moved)).unwrap();
+    reconnect(&proxy, &a);
+    std::thread::sleep(Duration::from_millis(300)); // the resync walk
+    assert_eq!(b.get(&moved).unwrap().as_deref(), Some(&b"this device"[..]));
+    assert_eq!(a.get(&moved).unwrap().as_deref(), Some(&b"this device"[..]));
+    assert_eq!(b.get(&current).unwrap(), None);
+    assert_eq!(
+        b.get(&other).unwrap(),
+        None,
+        "the log-out everywhere reached B's session"
+    );
+    assert_eq!(b.sessions_of("ann").unwrap(), vec![moved]);
+}
+
+#[test]
 fn a_log_out_everywhere_made_while_cut_off_reaches_the_other_stores_on_reconnect() {
     let redis = RedisServer::start();
     let proxy = Proxy::to(redis.port);

@@ -663,12 +663,6 @@ impl Log {
             return;
         }
         *self.last_sync.lock() = std::time::Instant::now();
-        if self.directory_unsynced.swap(false, SeqCst)
-            && let Err(e) = crate::fork::outside(|| sync_dir(&self.dir))
-        {
-            self.directory_unsynced.store(true, SeqCst);
-            self.fail(&e);
-        }
         for segment in self.segments.iter() {
             let file = {
                 let mut guard = segment.lock();
@@ -684,6 +678,14 @@ impl Log {
             if let Err(e) = crate::fork::outside(|| file.sync_data()) {
                 self.fail(&e);
             }
+        }
+        // After the files: one made while they synced, whose data did not, is synced whole
+        // (data and name) by the next tick.
+        if self.directory_unsynced.swap(false, SeqCst)
+            && let Err(e) = crate::fork::outside(|| sync_dir(&self.dir))
+        {
+            self.directory_unsynced.store(true, SeqCst);
+            self.fail(&e);
         }
     }
 
@@ -798,7 +800,7 @@ impl Log {
             });
         }
         // The new files' names reach the disk before any change in them can be acknowledged
-        // as synced (as `append` does for a file it makes).
+        // as synced (as a file `append` makes does by the next tick).
         if self.fsync != Fsync::Never {
             crate::fork::outside(|| sync_dir(&self.dir))?;
         }

@@ -990,12 +990,28 @@ impl Inner {
             .map(|shard| shard.local_changes.begin())
             .collect();
         self.fail_or_serve_local()?;
-        let from_made_here = matches!(tier.dirty_of(id), Some(Dirty::Written { base: 0, .. }));
+        // Written here whatever Redis holds: a creation (base 0), or a re-creation after a
+        // destroy (u64::MAX), which the replay forces.
+        let from_made_here = matches!(
+            tier.dirty_of(id),
+            Some(Dirty::Written {
+                base: 0 | u64::MAX,
+                ..
+            })
+        );
         let owner = self
             .read(id, false, |view| view.owner.map(str::to_string))?
             .flatten();
         let new_id = self.regenerate(id)?;
         if let Some(new_id) = &new_id {
+            // The move first: while it is pending, the destroy of `id` is not replayed (see
+            // `Tier::take_destroyed`), whenever a resync comes.
+            tier.note_moved(Move {
+                from: id.to_string(),
+                from_made_here,
+                owner,
+                to: new_id.clone(),
+            });
             tier.note_dirty(id, Dirty::Destroyed);
             tier.note_dirty(
                 new_id,
@@ -1004,12 +1020,6 @@ impl Inner {
                     owner_set: true,
                 },
             );
-            tier.note_moved(Move {
-                from: id.to_string(),
-                from_made_here,
-                owner,
-                to: new_id.clone(),
-            });
         }
         Ok(new_id)
     }
@@ -1183,6 +1193,9 @@ impl Inner {
             if !movable {
                 revoked.insert(&moved.to);
                 let _pass = crate::fork::enter();
+                // The copy goes now, not at the stripe walk: served and saved again in a second
+                // outage before that, it would be forced back into Redis.
+                let _ = self.invalidate_copies(&KeyHash::of(&moved.to), Some(Cause::Destroyed));
                 tier.note_dirty(&moved.to, Dirty::Destroyed);
             }
         }
@@ -1449,16 +1462,18 @@ impl Sink for Inner {
 
     fn resync(&self, generation: u64, redis_lost_data: bool) -> bool {
         let tier = self.tier();
-        // First, so that nothing this process wrote back after its log-out everywhere is
-        // taken for a session of before it.
-        if !self.replay_revoked_owners(tier) {
-            return false;
-        }
-        // Before the destroys below, which include the ids regenerates moved from.
+        // First: whether Redis still holds what a regenerate moved, before this process's own
+        // log-outs everywhere and destroys are replayed, which would take that away. (Moves
+        // write nothing to Redis.)
         if !self.replay_moves(tier, redis_lost_data) {
             return false;
         }
-        // Destroys made while down whose copies are gone already.
+        // Then, before anything is written back, so that nothing this process wrote back after
+        // its log-out everywhere is taken for a session of before it.
+        if !self.replay_revoked_owners(tier) {
+            return false;
+        }
+        // Destroys made while down whose copies are gone (revoked moves' targets included).
         let taken = {
             let _pass = crate::fork::enter();
             tier.take_destroyed()

@@ -345,8 +345,9 @@ impl Dirty {
 #[derive(Clone, Debug)]
 pub(crate) struct Move {
     pub(crate) from: String,
-    /// `from` was itself made here while Redis was down (a create, or an earlier move's
-    /// target): Redis never held it, so its fate is this process's own.
+    /// `from` was written here while Redis was down in a way the replay stores whatever Redis
+    /// holds (a creation or an upsert of an id this process held no copy of, a re-creation
+    /// after a destroy, an earlier move's target): its fate is this process's own.
     pub(crate) from_made_here: bool,
     pub(crate) owner: Option<String>,
     pub(crate) to: String,
@@ -779,14 +780,20 @@ impl Tier {
         *revoked = pending;
     }
 
-    /// Destroys made while Redis was down whose sessions are no longer in the local table.
+    /// Destroys made while Redis was down whose sessions are no longer in the local table,
+    /// but for ids a move still to be checked came from: replayed after that check (which
+    /// asks whether Redis still holds them), on the next resync.
     pub(crate) fn take_destroyed(&self) -> Vec<String> {
         let mut map = self.shared.dirty.lock();
+        let moves = self.shared.moves.lock();
         let ids: Vec<String> = map
             .iter()
-            .filter(|(_, d)| matches!(d, Dirty::Destroyed))
+            .filter(|(id, d)| {
+                matches!(d, Dirty::Destroyed) && !moves.iter().any(|m| &m.from == *id)
+            })
             .map(|(id, _)| id.clone())
             .collect();
+        drop(moves);
         for id in &ids {
             map.remove(id);
         }
@@ -2023,8 +2030,9 @@ async fn flush_touches(tier: &Shared, connection: &mut Counted) -> bool {
         if gone.is_empty() {
             continue;
         }
-        // Sessions Redis no longer holds (expired there first): the copies become suspect, and
-        // the revalidation drops... nothing: a suspect copy is never served while up.
+        // Sessions Redis no longer holds (expired there first): the copies in checked stripes
+        // become suspect, and a suspect copy is never served while up (see
+        // `Sink::gone_from_redis`).
         let _pass = fork::enter();
         if let Some(sink) = tier.sink() {
             let generation = tier.generation.load(SeqCst);

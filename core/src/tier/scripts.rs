@@ -324,7 +324,7 @@ for _, h in ipairs(all) do
   end
 end
 -- Sessions Redis lost are in no index: the owner's tombstone covers them (but the one kept).
-bury(ARGV[1], 'o:' .. string.sub(KEYS[1], #ARGV[1] + 3), ARGV[2])
+bury(ARGV[1], 'o:' .. owner, ARGV[2])
 return gone
 ",
     )
@@ -393,7 +393,8 @@ return gone
 /// KEYS: the session it moved from. ARGV: 1 whether Redis lost its data (1/0), 2 prefix,
 /// 3 that session's hash, 4 its owner (empty: none).
 /// Reply: 1 if Redis holds it, or lost it with its data and may have it written back (see
-/// `RESYNC`'s `keep`); 0 if it is gone (logged out, moved or expired elsewhere).
+/// `RESYNC`'s `keep`); 0 if it is gone (logged out, moved or expired elsewhere). Asked before
+/// this process's own log-outs are replayed.
 pub(crate) static MOVABLE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
