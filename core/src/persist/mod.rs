@@ -679,8 +679,8 @@ impl Log {
                 self.fail(&e);
             }
         }
-        // After the files: one made while they synced, whose data did not, is synced whole
-        // (data and name) by the next tick.
+        // After the files, so that a file made before them has data and name synced in this
+        // tick (one made while they synced: its name in this tick, its data in the next).
         if self.directory_unsynced.swap(false, SeqCst)
             && let Err(e) = crate::fork::outside(|| sync_dir(&self.dir))
         {

@@ -1504,6 +1504,7 @@ impl Sink for Inner {
         }
         (0..self.shards.len())
             .all(|shard_index| self.resync_stripe(tier, shard_index, generation, redis_lost_data))
+            && !tier.has_unreplayed()
     }
 }
 

@@ -345,9 +345,9 @@ impl Dirty {
 #[derive(Clone, Debug)]
 pub(crate) struct Move {
     pub(crate) from: String,
-    /// `from` was written here while Redis was down in a way the replay stores whatever Redis
-    /// holds (a creation or an upsert of an id this process held no copy of, a re-creation
-    /// after a destroy, an earlier move's target): its fate is this process's own.
+    /// `from` was written here while Redis was down with no version of Redis's to check
+    /// against (a creation or an upsert of an id this process held no copy of, a re-creation
+    /// after a destroy, an earlier move's target): the move follows that write's own replay.
     pub(crate) from_made_here: bool,
     pub(crate) owner: Option<String>,
     pub(crate) to: String,
@@ -710,12 +710,27 @@ impl Tier {
         self.shared.dirty.lock().remove(id)
     }
 
+    /// Whether changes made while Redis was down were noted after a resync pass took them (a
+    /// call that found the link down as it came back, which ended before the pass looked at
+    /// its stripe): then another pass replays them. Writes are not asked about: the stripe
+    /// walk takes a write's change with its copy.
+    pub(crate) fn has_unreplayed(&self) -> bool {
+        !self.shared.moves.lock().is_empty()
+            || !self.shared.revoked_owners.lock().is_empty()
+            || self
+                .shared
+                .dirty
+                .lock()
+                .values()
+                .any(|d| matches!(d, Dirty::Destroyed))
+    }
+
     /// What is noted for `id` to replay, left in place.
     pub(crate) fn dirty_of(&self, id: &str) -> Option<Dirty> {
         self.shared.dirty.lock().get(id).copied()
     }
 
-    /// Remembers a regenerate made while Redis was down (after the changes it noted).
+    /// Remembers a regenerate made while Redis was down (before the changes it notes).
     pub(crate) fn note_moved(&self, moved: Move) {
         self.shared.moves.lock().push(moved);
     }
@@ -782,7 +797,8 @@ impl Tier {
 
     /// Destroys made while Redis was down whose sessions are no longer in the local table,
     /// but for ids a move still to be checked came from: replayed after that check (which
-    /// asks whether Redis still holds them), on the next resync.
+    /// asks whether Redis still holds them), in the resync's next pass (see
+    /// [`has_unreplayed`](Tier::has_unreplayed)).
     pub(crate) fn take_destroyed(&self) -> Vec<String> {
         let mut map = self.shared.dirty.lock();
         let moves = self.shared.moves.lock();
