@@ -451,12 +451,35 @@ pub extern "C" fn coatcheck_store_set(
     ttl_ms: u64,
     out_version: *mut u64,
 ) -> coatcheck_status {
+    write_value(
+        store,
+        id,
+        id_len,
+        value,
+        value_len,
+        out_version,
+        |store, id, value| store.set(id, value, ttl(ttl_ms)),
+    )
+}
+
+/// The body of the calls that write a value (`set`, `update`, `set_if_version`): their
+/// arguments checked as each documents, then `write` given the store, the id and the value,
+/// its new version delivered to `*out_version`. The panic boundary is here.
+fn write_value(
+    store: *const coatcheck_store,
+    id: *const std::ffi::c_char,
+    id_len: usize,
+    value: *const u8,
+    value_len: usize,
+    out_version: *mut u64,
+    write: impl FnOnce(&Store, &str, &[u8]) -> coatcheck::Result<u64>,
+) -> coatcheck_status {
     ffi_boundary! {
         let store = try_ref!(store);
         let id = try_id!(id, id_len);
         let value = try_bytes!(value, value_len);
         let out_version = optional_out!(out_version);
-        deliver(store.set(id, value, ttl(ttl_ms)), out_version)
+        deliver(write(store, id, value), out_version)
     }
 }
 
@@ -481,13 +504,15 @@ pub extern "C" fn coatcheck_store_update(
     ttl_ms: u64,
     out_version: *mut u64,
 ) -> coatcheck_status {
-    ffi_boundary! {
-        let store = try_ref!(store);
-        let id = try_id!(id, id_len);
-        let value = try_bytes!(value, value_len);
-        let out_version = optional_out!(out_version);
-        deliver(store.update(id, value, ttl(ttl_ms)), out_version)
-    }
+    write_value(
+        store,
+        id,
+        id_len,
+        value,
+        value_len,
+        out_version,
+        |store, id, value| store.update(id, value, ttl(ttl_ms)),
+    )
 }
 
 /// Like `coatcheck_store_set`, but only if the session still has version `expected_version`
@@ -515,16 +540,15 @@ pub extern "C" fn coatcheck_store_set_if_version(
     ttl_ms: u64,
     out_version: *mut u64,
 ) -> coatcheck_status {
-    ffi_boundary! {
-        let store = try_ref!(store);
-        let id = try_id!(id, id_len);
-        let value = try_bytes!(value, value_len);
-        let out_version = optional_out!(out_version);
-        deliver(
-            store.set_if_version(id, value, expected_version, ttl(ttl_ms)),
-            out_version,
-        )
-    }
+    write_value(
+        store,
+        id,
+        id_len,
+        value,
+        value_len,
+        out_version,
+        |store, id, value| store.set_if_version(id, value, expected_version, ttl(ttl_ms)),
+    )
 }
 
 /// Slides a live session's idle deadline without touching its data; `ttl_ms` replaces its
