@@ -1427,6 +1427,56 @@ fn a_session_logged_out_elsewhere_does_not_come_back_under_the_id_a_cut_off_stor
 }
 
 #[test]
+fn a_log_out_everywhere_made_elsewhere_while_a_store_replays_its_regenerates_reaches_every_moved_session()
+ {
+    // A regenerate made while cut off is written back on reconnect in one step with the check
+    // that the session it moved was not revoked. A log-out everywhere made elsewhere during
+    // that replay must find each session under its old id or its new one: none of the user's
+    // sessions lives on after it.
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    let before: Vec<String> = (0..300)
+        .map(|n| {
+            let id = a.create(format!("device {n}").as_bytes(), None).unwrap();
+            a.set_owner(&id, Some("zoe")).unwrap();
+            id
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100)); // A confirms its own writes
+    for id in &before {
+        assert!(a.get(id).unwrap().is_some());
+    }
+    assert!(b.get(&before[0]).unwrap().is_some());
+    cut(&proxy, &a);
+    let moved: Vec<String> = before
+        .iter()
+        .map(|id| a.regenerate(id).unwrap().unwrap())
+        .collect();
+    proxy.restore();
+    // B logs the user out everywhere as soon as it sees A's replay begin.
+    eventually_for(Duration::from_secs(5), "A begins its replay", || {
+        b.get(&before[0]).unwrap().is_none()
+    });
+    b.destroy_owner("zoe", None).unwrap();
+    eventually_for(Duration::from_secs(5), "A reconnects", || {
+        a.stats().tier.unwrap().connected
+    });
+    std::thread::sleep(Duration::from_millis(500)); // the rest of the replay
+    let survivors: Vec<&String> = before
+        .iter()
+        .chain(&moved)
+        .filter(|id| b.get(id).unwrap().is_some() || a.get(id).unwrap().is_some())
+        .collect();
+    assert!(
+        survivors.is_empty(),
+        "{} of the user's sessions outlived the log-out everywhere",
+        survivors.len()
+    );
+    assert_eq!(b.sessions_of("zoe").unwrap(), Vec::<String>::new());
+}
+
+#[test]
 fn a_log_out_everywhere_but_a_session_moved_while_cut_off_keeps_that_session() {
     // The OWASP pattern on a password change, made while cut off: a new id for this session,
     // then every other session of the user logged out. On reconnect the kept session stays.
@@ -1726,6 +1776,37 @@ fn a_session_logged_out_after_redis_lost_its_data_stays_out_when_a_late_process_
             None,
             "A brought a logged-out session back"
         );
+        assert_eq!(a.get(id).unwrap(), None);
+    }
+}
+
+#[test]
+fn after_redis_lost_its_data_a_regenerate_made_while_cut_off_is_written_back_unless_logged_out() {
+    let mut redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    let held_by_a_alone = a.create(b"A's login", None).unwrap();
+    a.set_owner(&held_by_a_alone, Some("alice")).unwrap();
+    let logged_out = a.create(b"logged out after the restart", None).unwrap();
+    until_trusted(&a, &held_by_a_alone);
+    until_trusted(&a, &logged_out);
+    until_trusted(&b, &logged_out);
+    redis_loses_its_data_while_cut_off(&mut redis, &proxy, &a, &b);
+    eventually_for(Duration::from_secs(5), "B writes its copy back", || {
+        b.stats().tier.unwrap().restored >= 1
+    });
+    assert!(b.destroy(&logged_out).unwrap());
+    let moved = a.regenerate(&held_by_a_alone).unwrap().unwrap();
+    let moved_out = a.regenerate(&logged_out).unwrap().unwrap();
+    reconnect(&proxy, &a);
+    eventually_for(Duration::from_secs(5), "B reads A's moved login", || {
+        b.get(&moved).unwrap().as_deref() == Some(&b"A's login"[..])
+    });
+    assert_eq!(b.get(&held_by_a_alone).unwrap(), None);
+    assert_eq!(b.sessions_of("alice").unwrap(), vec![moved]);
+    std::thread::sleep(Duration::from_millis(300)); // the rest of A's resync
+    for id in [&logged_out, &moved_out] {
+        assert_eq!(b.get(id).unwrap(), None, "a logged-out session came back");
         assert_eq!(a.get(id).unwrap(), None);
     }
 }

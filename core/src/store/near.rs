@@ -27,8 +27,8 @@ use crate::config::WhenRedisDown;
 use crate::error::{Error, Result};
 use crate::id::{generate_id, validate_id};
 use crate::tier::{
-    CopyState, Dirty, Found, KeyHash, Loaded, Move, Precondition, Resynced, Sink, Suspect, Tier,
-    WriteRequest,
+    CopyState, Dirty, Found, KeyHash, Loaded, Move, MovedFrom, Precondition, Resynced, Sink,
+    Suspect, Tier, WriteRequest,
 };
 
 /// What an untrusted local copy holds, for Redis to say whether it is current: its version
@@ -1159,38 +1159,52 @@ impl Inner {
     }
 
     /// Regenerates made while Redis was down: a session revoked meanwhile elsewhere (a logout,
-    /// a log-out everywhere) must not come back under the id this process moved it to. Such a
-    /// move's new id is destroyed instead of written back, and so is any later move from it.
-    /// Checked before the moved-from ids' own destroys are replayed, which would hide whether
-    /// Redis still held them.
+    /// a log-out everywhere) must not come back under the id this process moved it to. The
+    /// copy at the end of each chain of moves is written back in one step with the check that
+    /// Redis still holds the session the chain began from (which it removes); if it does not,
+    /// the copy and every id the chain passed through are destroyed instead. Done before this
+    /// process's own log-outs everywhere and destroys are replayed, which would take that
+    /// session away.
     fn replay_moves(&self, tier: &Tier, redis_lost_data: bool) -> bool {
         let moves = {
             let _pass = crate::fork::enter();
             tier.take_moves()
         };
         let mut revoked: HashSet<&str> = HashSet::new();
-        for moved in &moves {
-            let movable = if revoked.contains(moved.from.as_str()) {
+        for (n, moved) in moves.iter().enumerate() {
+            let stands = if revoked.contains(moved.from.as_str()) {
                 false
             } else if moved.from_made_here {
+                // Nothing of Redis's to check (or the chain's first move checked it): the
+                // copy is written back by the stripe walk.
                 true
             } else {
+                let last = moves[n + 1..].iter().fold(&moved.to, |at, next| {
+                    if next.from == *at { &next.to } else { at }
+                });
                 let _pass = crate::fork::enter();
-                match tier.movable(
-                    &KeyHash::of(&moved.from),
-                    moved.owner.as_deref(),
-                    redis_lost_data,
-                ) {
-                    Ok(movable) => movable,
-                    Err(_) => {
-                        // All checked again on the next try: a move revoked in this pass is
-                        // noted destroyed already, which a second pass repeats harmlessly.
+                let Some(copy) = self.moved_copy(tier, last, moved) else {
+                    // No copy left to write back (destroyed, expired or evicted here).
+                    continue;
+                };
+                match tier.resync(std::slice::from_ref(&copy), redis_lost_data)[0] {
+                    Resynced::Restored(version) => {
+                        self.settle_moved(tier, &copy, version);
+                        true
+                    }
+                    Resynced::Unknown => {
+                        // All tried again on the next pass: a move written already is
+                        // answered the same (its mark), one revoked is revoked again.
+                        if let Some(dirty) = copy.dirty {
+                            tier.restore_dirty(&copy.id, dirty);
+                        }
                         tier.restore_moves(moves);
                         return false;
                     }
+                    Resynced::Stale | Resynced::Same { .. } => false,
                 }
             };
-            if !movable {
+            if !stands {
                 revoked.insert(&moved.to);
                 let _pass = crate::fork::enter();
                 // The copy goes now, not at the stripe walk: served and saved again in a second
@@ -1200,6 +1214,44 @@ impl Inner {
             }
         }
         true
+    }
+
+    /// The local copy of `id`, where the chain of moves beginning with `moved` left the
+    /// session, with what it has to replay; `None` if there is none.
+    fn moved_copy(&self, tier: &Tier, id: &str, moved: &Move) -> Option<CopyState> {
+        let place = self.place(id);
+        let now = self.now();
+        let stripe = self.shards[place.shard].state.read();
+        let index = stripe.find(place.hash, id)?;
+        if stripe.record(index).is_expired(now) {
+            return None;
+        }
+        let mut copy = copy_state(&stripe, index, now, tier);
+        copy.moved_from = Some(MovedFrom {
+            hash: KeyHash::of(&moved.from),
+            owner: moved.owner.clone(),
+        });
+        Some(copy)
+    }
+
+    /// Redis now holds the moved `copy` at `version`. The copy gives way (the next read loads
+    /// it, trusted) unless it was written again meanwhile: that write is replayed over
+    /// `version`.
+    fn settle_moved(&self, tier: &Tier, copy: &CopyState, version: u64) {
+        tier.rebase_dirty(&copy.id, version);
+        if version != copy.session.version {
+            let place = Place {
+                key: copy.hash,
+                hash: copy.hash.placement().0,
+                shard: (copy.hash.placement().1 as usize) & self.shard_mask,
+            };
+            self.drop_copy(
+                &place,
+                &copy.id,
+                Cause::Invalidated,
+                Some(copy.session.version),
+            );
+        }
     }
 
     /// Marks every local copy whose Redis hash is `key` suspect (`None`) or removes it, and
@@ -1313,28 +1365,7 @@ impl Inner {
             stripe
                 .live_indices()
                 .filter(|&i| !stripe.record(i).is_expired(now))
-                .map(|i| {
-                    let block = stripe.block(i);
-                    let record = stripe.record(i);
-                    let id = block.id_str().to_string();
-                    let ttl_ms = record.deadline().saturating_sub(now).max(1);
-                    CopyState {
-                        hash: KeyHash::of(&id),
-                        dirty: tier.take_dirty(&id),
-                        suspect: record.flags() & SUSPECT != 0,
-                        id,
-                        session: Loaded {
-                            value: block.value().to_vec(),
-                            version: block.version(),
-                            ttl_ms,
-                            // RESYNC gives the key its step past the deadline.
-                            key_ttl_ms: ttl_ms,
-                            idle_ms: record.ttl_ms(),
-                            absolute_in_ms: block.absolute().map(|a| a.saturating_sub(now).max(1)),
-                            owner: stripe.owner(i).map(str::to_string),
-                        },
-                    }
-                })
+                .map(|i| copy_state(&stripe, i, now, tier))
                 .collect()
         };
         let mut batches = copies.chunks(crate::tier::RESYNC_BATCH);
@@ -1462,9 +1493,9 @@ impl Sink for Inner {
 
     fn resync(&self, generation: u64, redis_lost_data: bool) -> bool {
         let tier = self.tier();
-        // First: whether Redis still holds what a regenerate moved, before this process's own
-        // log-outs everywhere and destroys are replayed, which would take that away. (Moves
-        // write nothing to Redis.)
+        // First: the regenerates, each written back only if Redis still holds what it moved,
+        // before this process's own log-outs everywhere and destroys are replayed, which
+        // would take that away.
         if !self.replay_moves(tier, redis_lost_data) {
             return false;
         }
@@ -1486,6 +1517,7 @@ impl Sink for Inner {
                 session: Loaded::default(),
                 dirty: Some(Dirty::Destroyed),
                 suspect: false,
+                moved_from: None,
             })
             .collect();
         let mut batches = destroyed.chunks(crate::tier::RESYNC_BATCH);
@@ -1505,6 +1537,32 @@ impl Sink for Inner {
         (0..self.shards.len())
             .all(|shard_index| self.resync_stripe(tier, shard_index, generation, redis_lost_data))
             && !tier.has_unreplayed()
+    }
+}
+
+/// The copy at `index` as a resync checks it, taking what it has to replay (put back if the
+/// check fails).
+fn copy_state(stripe: &Stripe, index: u32, now: u64, tier: &Tier) -> CopyState {
+    let block = stripe.block(index);
+    let record = stripe.record(index);
+    let id = block.id_str().to_string();
+    let ttl_ms = record.deadline().saturating_sub(now).max(1);
+    CopyState {
+        hash: KeyHash::of(&id),
+        dirty: tier.take_dirty(&id),
+        suspect: record.flags() & SUSPECT != 0,
+        id,
+        session: Loaded {
+            value: block.value().to_vec(),
+            version: block.version(),
+            ttl_ms,
+            // RESYNC gives the key its step past the deadline.
+            key_ttl_ms: ttl_ms,
+            idle_ms: record.ttl_ms(),
+            absolute_in_ms: block.absolute().map(|a| a.saturating_sub(now).max(1)),
+            owner: stripe.owner(index).map(str::to_string),
+        },
+        moved_from: None,
     }
 }
 

@@ -362,6 +362,17 @@ pub(crate) struct CopyState {
     pub(crate) dirty: Option<Dirty>,
     /// An invalidation named it: never written back, only compared.
     pub(crate) suspect: bool,
+    /// The copy is where a regenerate made while Redis was down moved the session at this
+    /// id: it is written only if that session was not revoked meanwhile, and in the same
+    /// step (see `scripts::RESYNC`'s `move`).
+    pub(crate) moved_from: Option<MovedFrom>,
+}
+
+/// The session a [`Move`] came from, as the write of its new id checks it.
+pub(crate) struct MovedFrom {
+    pub(crate) hash: KeyHash,
+    /// Its owner when it moved, for the recovery window's tombstones.
+    pub(crate) owner: Option<String>,
 }
 
 /// What the resync walk learned about one copy.
@@ -369,7 +380,8 @@ pub(crate) struct CopyState {
 pub(crate) enum Resynced {
     /// Redis holds this version: keep it. Its key expires in `key_ttl_ms`.
     Same { key_ttl_ms: u64 },
-    /// Redis holds another version, or no session at all: drop the copy.
+    /// Redis holds another version, or no session at all: drop the copy. For a moved copy:
+    /// the session it moved from was revoked.
     Stale,
     /// Redis had lost it and holds it again, at this version.
     Restored(u64),
@@ -710,6 +722,16 @@ impl Tier {
         self.shared.dirty.lock().remove(id)
     }
 
+    /// A write noted for `id` as a creation now writes over `version`: the session was
+    /// created in Redis meanwhile, at that version, from the copy as it was before that write.
+    pub(crate) fn rebase_dirty(&self, id: &str, version: u64) {
+        if let Some(Dirty::Written { base, .. }) = self.shared.dirty.lock().get_mut(id) {
+            if *base == 0 {
+                *base = version;
+            }
+        }
+    }
+
     /// Whether changes made while Redis was down were noted after a resync pass took them (a
     /// call that found the link down as it came back, which ended before the pass looked at
     /// its stripe): then another pass replays them. Writes are not asked about: the stripe
@@ -747,32 +769,6 @@ impl Tier {
         *moves = pending;
     }
 
-    /// Whether a session this process moved to a new id while Redis was down may stay moved:
-    /// Redis still holds it, or lost it with its data and may have it written back (see
-    /// `scripts::MOVABLE`). False: it was revoked (or expired) meanwhile.
-    pub(crate) fn movable(
-        &self,
-        from: &KeyHash,
-        owner: Option<&str>,
-        redis_lost_data: bool,
-    ) -> Result<bool> {
-        let key = self.shared.keys.session(from);
-        let (prefix, hash) = (self.shared.keys.prefix().to_string(), from.encoded());
-        let owner = owner.unwrap_or("").to_string();
-        let reply = self.run(move |mut c| {
-            Box::pin(async move {
-                let mut call = scripts::MOVABLE.prepare_invoke();
-                call.key(key)
-                    .arg(u8::from(redis_lost_data))
-                    .arg(prefix)
-                    .arg(hash)
-                    .arg(owner);
-                call.invoke_async::<i64>(&mut c).await
-            })
-        })?;
-        Ok(reply == 1)
-    }
-
     /// Remembers a log-out everywhere made while Redis was down. Replayed on reconnect before
     /// anything is written back, so it reaches every process's sessions of `owner` and spares
     /// the logins this process made after it.
@@ -796,8 +792,8 @@ impl Tier {
     }
 
     /// Destroys made while Redis was down whose sessions are no longer in the local table,
-    /// but for ids a move still to be checked came from: replayed after that check (which
-    /// asks whether Redis still holds them), in the resync's next pass (see
+    /// but for ids a move not yet replayed came from: replayed after that move (which asks
+    /// whether Redis still holds them), in the resync's next pass (see
     /// [`has_unreplayed`](Tier::has_unreplayed)).
     pub(crate) fn take_destroyed(&self) -> Vec<String> {
         let mut map = self.shared.dirty.lock();
@@ -1179,9 +1175,17 @@ impl Tier {
                     Some(Dirty::Written { base, owner_set }) => ("replay", base, owner_set),
                     Some(Dirty::Destroyed) => ("destroy", 0, false),
                 };
+                let mode = if copy.moved_from.is_some() {
+                    "move"
+                } else {
+                    mode
+                };
                 let mut call = scripts::RESYNC.prepare_invoke();
                 call.key(keys.session(&copy.hash))
                     .key(keys.version_counter());
+                if let Some(from) = &copy.moved_from {
+                    call.key(keys.session(&from.hash));
+                }
                 let session = &copy.session;
                 call.arg(mode).arg(session.version).arg(base);
                 call.arg(session.value.as_slice());
@@ -1197,6 +1201,10 @@ impl Tier {
                             .unwrap_or_default(),
                     );
                 call.arg(u8::from(owner_set));
+                if let Some(from) = &copy.moved_from {
+                    call.arg(from.hash.encoded())
+                        .arg(from.owner.as_deref().unwrap_or(""));
+                }
                 call
             })
             .collect();

@@ -20,7 +20,8 @@
 //! session kept), gone with the window: a process that reconnects later must not bring back
 //! what was logged out since.
 //! A key written back is marked `r` until it is next written, so that a newer copy in another
-//! process may replace it.
+//! process may replace it; a key written by the replay of a regenerate is marked `m` with the
+//! hash of the session it moved from (see `RESYNC`'s `move`).
 //!
 //! Every change to a session key goes through a script, never a plain command, and that keeps
 //! invalidations whole: within one pass of its event loop Redis remembers only the last client
@@ -388,23 +389,6 @@ return gone
     )
 });
 
-/// After a reconnect: whether a session this process moved to a new id (a regenerate) while
-/// Redis was down may stay moved, because it was not revoked meanwhile.
-/// KEYS: the session it moved from. ARGV: 1 whether Redis lost its data (1/0), 2 prefix,
-/// 3 that session's hash, 4 its owner (empty: none).
-/// Reply: 1 if Redis holds it, or lost it with its data and may have it written back (see
-/// `RESYNC`'s `keep`); 0 if it is gone (logged out, moved or expired elsewhere). Asked before
-/// this process's own log-outs are replayed.
-pub(crate) static MOVABLE: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
-if ARGV[1] == '1' and restorable(ARGV[2], ARGV[3], ARGV[4]) then return 1 end
-return 0
-",
-    )
-});
-
 /// After a reconnect, one local copy checked against Redis.
 /// KEYS: session, version counter. ARGV: 1 mode, 2 local version, 3 base, 4 value, 5 ttl ms,
 /// 6 idle ms, 7 absolute remaining ms (-1: none), 8 owner, 9 whether Redis lost its data
@@ -420,6 +404,14 @@ return 0
 ///   under a new version if Redis still holds `base` (or, for a creation, nothing);
 /// - `force`: destroyed then written here during the outage; stored whatever Redis holds;
 /// - `destroy`: destroyed here during the outage; removed whatever Redis holds.
+/// - `move`: the new id of a regenerate made here during the outage. KEYS[3]: the session it
+///   moved from; ARGV 15 that session's hash, 16 its owner when it moved (empty: none).
+///   Stored (marked `m` with that hash, so that a retry whose reply was lost is answered
+///   the same) only if Redis still holds the old session, or lost it with its data and may
+///   have it written back; that session is removed in the same step. Otherwise it was
+///   revoked meanwhile (a logout, a log-out everywhere): `{'stale'}`. The check and the write
+///   are one step so that a log-out everywhere elsewhere finds the session under one id or
+///   the other, never between them.
 ///
 /// Reply: `{'same', key TTL}` Redis holds this copy (its version and its owner); `{'stale'}` it
 /// does not and the copy must go;
@@ -437,6 +429,20 @@ if mode == 'destroy' then
   redis.call('DEL', key)
   bury(ARGV[10], 's:' .. ARGV[11], 1)
   return {'done'}
+end
+if mode == 'move' then
+  if cur then
+    if redis.call('HGET', key, 'm') == ARGV[15] then return {'restored', cur} end
+    return {'stale'}
+  end
+  if redis.call('EXISTS', KEYS[3]) == 0
+    and not (ARGV[9] == '1' and restorable(ARGV[10], ARGV[15], ARGV[16])) then
+    return {'stale'}
+  end
+  local from_owner = redis.call('HGET', KEYS[3], 'o')
+  if from_owner then redis.call('HDEL', owner_key(ARGV[10], from_owner), ARGV[15]) end
+  redis.call('DEL', KEYS[3])
+  bury(ARGV[10], 's:' .. ARGV[15], 1)
 end
 local lost = ARGV[9] == '1' and restorable(ARGV[10], ARGV[11], ARGV[8])
 if mode == 'check' or mode == 'keep' then
@@ -472,6 +478,7 @@ end
 redis.call('DEL', key)
 redis.call('HSET', key, 'd', ARGV[4], 'v', v, 'i', ARGV[6])
 if mode == 'keep' then redis.call('HSET', key, 'r', '1') end
+if mode == 'move' then redis.call('HSET', key, 'm', ARGV[15]) end
 if ARGV[13] ~= '' then redis.call('HSET', key, 'k', ARGV[13]) end
 local arem = false
 if tonumber(ARGV[7]) >= 0 then
