@@ -1545,6 +1545,81 @@ fn a_log_out_everywhere_made_while_cut_off_reaches_the_other_stores_on_reconnect
 }
 
 #[test]
+fn a_login_by_regenerate_after_a_log_out_everywhere_made_while_cut_off_survives_the_replay() {
+    // While cut off: alice logs out everywhere, then logs in again on a session that was
+    // anonymous (moved to a new id at login, then filed under her). On reconnect the log-out
+    // reaches her sessions of before it, not the login made after it.
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    let (devices, _bobs) = alice_on_three_devices_and_bob(&b);
+    let anonymous = a.create(b"a visitor", None).unwrap();
+    until_trusted(&a, &anonymous);
+    cut(&proxy, &a);
+    a.destroy_owner("alice", None).unwrap();
+    let login = a.regenerate(&anonymous).unwrap().unwrap();
+    a.set_owner(&login, Some("alice")).unwrap();
+    reconnect(&proxy, &a);
+    for id in &devices {
+        eventually_for(Duration::from_secs(5), "the log-out reaches B", || {
+            b.get(id).unwrap().is_none()
+        });
+    }
+    eventually_for(Duration::from_secs(5), "the login is written back", || {
+        b.get(&login).unwrap().is_some()
+    });
+    std::thread::sleep(Duration::from_millis(300)); // the rest of A's resync
+    assert_eq!(
+        b.get(&login).unwrap().as_deref(),
+        Some(&b"a visitor"[..]),
+        "the login made after the log-out was logged out"
+    );
+    assert_eq!(a.get(&login).unwrap().as_deref(), Some(&b"a visitor"[..]));
+    assert_eq!(b.sessions_of("alice").unwrap(), vec![login]);
+    assert_eq!(b.get(&anonymous).unwrap(), None);
+}
+
+#[test]
+fn a_session_made_while_cut_off_is_read_and_written_as_the_link_comes_back() {
+    // Between the reconnect and the resync's write-back, Redis does not know a session made
+    // while cut off (a login during the outage): a request in that window must still find it
+    // and save it, not be logged out.
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    cut(&proxy, &a);
+    let made: Vec<String> = (0..2000)
+        .map(|n| a.create(format!("login {n}").as_bytes(), None).unwrap())
+        .collect();
+    proxy.restore();
+    eventually_for(Duration::from_secs(5), "A reconnects", || {
+        a.stats().tier.unwrap().connected
+    });
+    for (n, id) in made.iter().enumerate() {
+        let saved = format!("saved {n}");
+        // As the adapters save: a write that lost to another version reads again and
+        // retries. (Written back, a session takes the version Redis gives it.)
+        for attempt in 1.. {
+            let session = a
+                .get_session(id)
+                .unwrap()
+                .unwrap_or_else(|| panic!("session {n} made while cut off was lost"));
+            assert!(session.value == format!("login {n}").as_bytes() || attempt > 1);
+            match a.set_if_version(id, saved.as_bytes(), session.version, None) {
+                Ok(_) => break,
+                Err(Error::Conflict { .. }) if attempt < 3 => continue,
+                Err(e) => panic!("session {n}: the save failed: {e}"),
+            }
+        }
+    }
+    for (n, id) in made.iter().enumerate() {
+        eventually_for(Duration::from_secs(5), "B reads the save", || {
+            b.get(id).unwrap().as_deref() == Some(format!("saved {n}").as_bytes())
+        });
+    }
+}
+
+#[test]
 fn a_write_replayed_after_a_cut_keeps_the_owner_another_store_set_meanwhile() {
     let redis = RedisServer::start();
     let proxy = Proxy::to(redis.port);

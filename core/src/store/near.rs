@@ -27,8 +27,8 @@ use crate::config::WhenRedisDown;
 use crate::error::{Error, Result};
 use crate::id::{generate_id, validate_id};
 use crate::tier::{
-    CopyState, Dirty, Found, KeyHash, Loaded, Move, MovedFrom, Precondition, Resynced, Sink,
-    Suspect, Tier, WriteRequest,
+    CopyState, Dirty, Found, KeyHash, Loaded, Move, MovedFrom, Precondition, Replay, Resynced,
+    Sink, Suspect, Tier, WriteRequest,
 };
 
 /// What an untrusted local copy holds, for Redis to say whether it is current: its version
@@ -367,6 +367,15 @@ impl Inner {
             Ok(found) => found,
         };
         match found {
+            // A session made here while Redis was down (a login, a regenerate's new id) is not
+            // in Redis until the resync writes it back: meanwhile its copy is the session.
+            // Written back (or made elsewhere) since the question was sent: asked again.
+            Found::Gone if shard.invalidations.named_since(read.ticket, &place.key) => {
+                AfterLoad::LoadAgain(f)
+            }
+            Found::Gone if self.made_here_unreplayed(id) => {
+                AfterLoad::Done(self.read_locally(id, slide, f))
+            }
             Found::Gone => {
                 bump(&shard.counters.misses);
                 self.drop_copy(place, id, Cause::Invalidated, None);
@@ -432,6 +441,7 @@ impl Inner {
                 read.ticket,
                 f,
             ))),
+            Found::Gone if self.made_here_unreplayed(id) => self.read_locally(id, read.slide, f),
             _ => Ok(None),
         }
     }
@@ -513,6 +523,18 @@ impl Inner {
     }
 
     /// A read with the link down: the local copy, unverified, if the policy allows.
+    /// Whether `id` was created here while Redis was down (or created again after a destroy)
+    /// and not yet written back.
+    fn made_here_unreplayed(&self, id: &str) -> bool {
+        matches!(
+            self.tier().dirty_of(id),
+            Some(Dirty::Written {
+                base: 0 | u64::MAX,
+                ..
+            })
+        )
+    }
+
     fn read_locally<R>(
         &self,
         id: &str,
@@ -803,20 +825,28 @@ impl Inner {
                 bump(&shard.counters.updates);
                 Ok(stored.version)
             }
+            // The link is down; or the session was made here while it was, and the resync
+            // has not written it back yet (see `made_here_unreplayed`): written here, for the
+            // resync to write back.
+            Err(ref e)
+                if self.falls_back(e)
+                    || (matches!(e, Error::NotFound) && self.made_here_unreplayed(id)) =>
+            {
+                self.write_locally(
+                    place,
+                    id,
+                    value,
+                    write.ttl,
+                    write.precondition,
+                    write.generated,
+                )
+            }
             Err(e @ (Error::Conflict { .. } | Error::NotFound)) => {
                 // The local copy, if any, is not what Redis holds.
                 self.drop_copy(place, id, Cause::Invalidated, None);
                 bump(&shard.counters.conflicts);
                 Err(e)
             }
-            Err(ref e) if self.falls_back(e) => self.write_locally(
-                place,
-                id,
-                value,
-                write.ttl,
-                write.precondition,
-                write.generated,
-            ),
             Err(e) => Err(e),
         }
     }
@@ -992,13 +1022,7 @@ impl Inner {
         self.fail_or_serve_local()?;
         // Written here whatever Redis holds: a creation (base 0), or a re-creation after a
         // destroy (u64::MAX), which the replay forces.
-        let from_made_here = matches!(
-            tier.dirty_of(id),
-            Some(Dirty::Written {
-                base: 0 | u64::MAX,
-                ..
-            })
-        );
+        let from_made_here = self.made_here_unreplayed(id);
         let owner = self
             .read(id, false, |view| view.owner.map(str::to_string))?
             .flatten();
@@ -1134,83 +1158,118 @@ impl Inner {
         Ok(None)
     }
 
-    /// Replays the log-outs everywhere made while Redis was down; false if the link failed.
-    fn replay_revoked_owners(&self, tier: &Tier) -> bool {
-        let revoked = {
+    /// Replays the regenerates and log-outs everywhere made while Redis was down, in the order
+    /// made; false if the link failed (all of it is tried again on the next pass but for the
+    /// log-outs replayed already).
+    ///
+    /// A session revoked meanwhile elsewhere (a logout, a log-out everywhere) must not come
+    /// back under the id a regenerate here moved it to. The copy at the end of each chain of
+    /// moves is written back in one step with the check that Redis still holds the session
+    /// the chain began from (which that step removes); if it does not, the copy and every id
+    /// the chain passed through are destroyed instead. A log-out everywhere replayed in its
+    /// place reaches the sessions moved before it and spares those moved after it.
+    fn replay_journal(&self, tier: &Tier, redis_lost_data: bool) -> bool {
+        let replays = {
             let _pass = crate::fork::enter();
-            tier.take_revoked_owners()
+            tier.take_replays()
         };
-        for (n, (owner, keep)) in revoked.iter().enumerate() {
-            let gone = {
-                let _pass = crate::fork::enter();
-                tier.destroy_owner(owner, keep.as_ref())
+        let moves: Vec<&Move> = replays
+            .iter()
+            .filter_map(|r| match r {
+                Replay::Moved(m) => Some(m),
+                Replay::OwnerRevoked { .. } => None,
+            })
+            .collect();
+        // Ids a chain's replay dealt with already, by the chain's first move.
+        let mut settled: HashSet<&str> = HashSet::new();
+        for (n, replay) in replays.iter().enumerate() {
+            let done = match replay {
+                Replay::OwnerRevoked { owner, keep } => {
+                    self.replay_owner_revoked(tier, owner, keep.as_ref())
+                }
+                Replay::Moved(moved) => {
+                    if settled.contains(moved.from.as_str()) {
+                        continue;
+                    }
+                    // The chain this move begins: each later move from where it arrived.
+                    let chain: Vec<&str> = std::iter::successors(Some(moved), |at| {
+                        moves.iter().copied().find(|next| next.from == at.to)
+                    })
+                    .take(moves.len())
+                    .map(|m| m.to.as_str())
+                    .collect();
+                    settled.extend(chain.iter().copied());
+                    if moved.from_made_here {
+                        // Nothing of Redis's to check: the copy is written back by the
+                        // stripe walk, as any made here.
+                        continue;
+                    }
+                    self.replay_chain(tier, moved, &chain, redis_lost_data)
+                }
             };
-            let Ok(gone) = gone else {
+            if !done {
                 let _pass = crate::fork::enter();
-                tier.restore_revoked_owners(revoked[n..].to_vec());
+                // Moves are tried again from the first (a chain written already is answered
+                // the same, one revoked is revoked again); log-outs only where not replayed.
+                let again: Vec<Replay> = replays
+                    .iter()
+                    .enumerate()
+                    .filter(|&(k, r)| k >= n || matches!(r, Replay::Moved(_)))
+                    .map(|(_, r)| r.clone())
+                    .collect();
+                tier.restore_replays(again);
                 return false;
-            };
-            let _pass = crate::fork::enter();
-            for key in &gone {
-                let _ = self.invalidate_copies(key, Some(Cause::Destroyed));
             }
         }
         true
     }
 
-    /// Regenerates made while Redis was down: a session revoked meanwhile elsewhere (a logout,
-    /// a log-out everywhere) must not come back under the id this process moved it to. The
-    /// copy at the end of each chain of moves is written back in one step with the check that
-    /// Redis still holds the session the chain began from (which it removes); if it does not,
-    /// the copy and every id the chain passed through are destroyed instead. Done before this
-    /// process's own log-outs everywhere and destroys are replayed, which would take that
-    /// session away.
-    fn replay_moves(&self, tier: &Tier, redis_lost_data: bool) -> bool {
-        let moves = {
+    /// Replays one log-out everywhere made while Redis was down; false if the link failed.
+    fn replay_owner_revoked(&self, tier: &Tier, owner: &str, keep: Option<&KeyHash>) -> bool {
+        let gone = {
             let _pass = crate::fork::enter();
-            tier.take_moves()
+            tier.destroy_owner(owner, keep)
         };
-        let mut revoked: HashSet<&str> = HashSet::new();
-        for (n, moved) in moves.iter().enumerate() {
-            let stands = if revoked.contains(moved.from.as_str()) {
-                false
-            } else if moved.from_made_here {
-                // Nothing of Redis's to check (or the chain's first move checked it): the
-                // copy is written back by the stripe walk.
-                true
-            } else {
-                let last = moves[n + 1..].iter().fold(&moved.to, |at, next| {
-                    if next.from == *at { &next.to } else { at }
-                });
-                let _pass = crate::fork::enter();
-                let Some(copy) = self.moved_copy(tier, last, moved) else {
-                    // No copy left to write back (destroyed, expired or evicted here).
-                    continue;
-                };
-                match tier.resync(std::slice::from_ref(&copy), redis_lost_data)[0] {
-                    Resynced::Restored(version) => {
-                        self.settle_moved(tier, &copy, version);
-                        true
-                    }
-                    Resynced::Unknown => {
-                        // All tried again on the next pass: a move written already is
-                        // answered the same (its mark), one revoked is revoked again.
-                        if let Some(dirty) = copy.dirty {
-                            tier.restore_dirty(&copy.id, dirty);
-                        }
-                        tier.restore_moves(moves);
-                        return false;
-                    }
-                    Resynced::Stale | Resynced::Same { .. } => false,
+        let Ok(gone) = gone else {
+            return false;
+        };
+        let _pass = crate::fork::enter();
+        for key in &gone {
+            let _ = self.invalidate_copies(key, Some(Cause::Destroyed));
+        }
+        true
+    }
+
+    /// Replays the chain of moves that `moved` begins, which ends at the last id of `chain`;
+    /// false if the link failed.
+    fn replay_chain(
+        &self,
+        tier: &Tier,
+        moved: &Move,
+        chain: &[&str],
+        redis_lost_data: bool,
+    ) -> bool {
+        let _pass = crate::fork::enter();
+        let Some(last) = chain.last() else {
+            return true;
+        };
+        let Some(copy) = self.moved_copy(tier, last, moved) else {
+            // No copy left to write back (destroyed, expired or evicted here).
+            return true;
+        };
+        let place = self.place(&copy.id);
+        match tier.resync(std::slice::from_ref(&copy), redis_lost_data)[0] {
+            Resynced::Restored(version) => self.give_way(tier, &place, &copy, Some(version)),
+            // Written under its new id since the reconnect: the copy gives way.
+            Resynced::Taken => self.give_way(tier, &place, &copy, None),
+            Resynced::Unknown => return false,
+            Resynced::Stale | Resynced::Same { .. } => {
+                for id in chain {
+                    // The copies go now, not at the stripe walk: served and saved again in a
+                    // second outage before that, they would be forced back into Redis.
+                    let _ = self.invalidate_copies(&KeyHash::of(id), Some(Cause::Destroyed));
+                    tier.note_dirty(id, Dirty::Destroyed);
                 }
-            };
-            if !stands {
-                revoked.insert(&moved.to);
-                let _pass = crate::fork::enter();
-                // The copy goes now, not at the stripe walk: served and saved again in a second
-                // outage before that, it would be forced back into Redis.
-                let _ = self.invalidate_copies(&KeyHash::of(&moved.to), Some(Cause::Destroyed));
-                tier.note_dirty(&moved.to, Dirty::Destroyed);
             }
         }
         true
@@ -1234,23 +1293,24 @@ impl Inner {
         Some(copy)
     }
 
-    /// Redis now holds the moved `copy` at `version`. The copy gives way (the next read loads
-    /// it, trusted) unless it was written again meanwhile: that write is replayed over
-    /// `version`.
-    fn settle_moved(&self, tier: &Tier, copy: &CopyState, version: u64) {
-        tier.rebase_dirty(&copy.id, version);
-        if version != copy.session.version {
-            let place = Place {
-                key: copy.hash,
-                hash: copy.hash.placement().0,
-                shard: (copy.hash.placement().1 as usize) & self.shard_mask,
-            };
-            self.drop_copy(
-                &place,
-                &copy.id,
-                Cause::Invalidated,
-                Some(copy.session.version),
-            );
+    /// A resync answered `copy`: Redis holds another session under its id, or none, or
+    /// (`written`) this copy, written back at that version. The copy gives way to what Redis
+    /// holds (the next read loads it, trusted), and the change it had to replay is done. Not
+    /// if the copy was written here since the resync read it (the link down again): then
+    /// that write stays noted, over the version written back.
+    fn give_way(&self, tier: &Tier, place: &Place, copy: &CopyState, written: Option<u64>) {
+        let local = copy.session.version;
+        let gone = written == Some(local)
+            || self
+                .drop_copy(place, &copy.id, Cause::Invalidated, Some(local))
+                .is_some()
+            || self.local_version(place, &copy.id) == 0;
+        if gone {
+            if let Some(replayed) = copy.dirty {
+                tier.settle_dirty(&copy.id, replayed);
+            }
+        } else if let Some(version) = written {
+            tier.rebase_dirty(&copy.id, local, version);
         }
     }
 
@@ -1368,8 +1428,7 @@ impl Inner {
                 .map(|i| copy_state(&stripe, i, now, tier))
                 .collect()
         };
-        let mut batches = copies.chunks(crate::tier::RESYNC_BATCH);
-        while let Some(batch) = batches.next() {
+        for batch in copies.chunks(crate::tier::RESYNC_BATCH) {
             // The pass keeps a fork from catching this thread inside the tier's locks.
             let results = {
                 let _pass = crate::fork::enter();
@@ -1393,46 +1452,23 @@ impl Inner {
                         copy.session.absolute_in_ms,
                         copy.session.version,
                     ),
-                    Resynced::Stale => {
+                    // (`Taken` answers moves alone, which the walk does not send.)
+                    Resynced::Stale | Resynced::Taken => {
                         if matches!(copy.dirty, Some(Dirty::Written { .. })) {
                             tier.count_replay_conflict();
                         }
-                        self.drop_copy(
-                            &place,
-                            &copy.id,
-                            Cause::Invalidated,
-                            Some(copy.session.version),
-                        );
+                        self.give_way(tier, &place, copy, None);
                     }
                     Resynced::Restored(version) => {
                         tier.count_restored();
-                        if version != copy.session.version {
-                            // Replayed under a new version: the copy takes it.
-                            self.drop_copy(
-                                &place,
-                                &copy.id,
-                                Cause::Invalidated,
-                                Some(copy.session.version),
-                            );
-                        }
+                        self.give_way(tier, &place, copy, Some(version));
                     }
-                    Resynced::Unknown => {
-                        checked = false;
-                        if let Some(dirty) = copy.dirty {
-                            tier.restore_dirty(&copy.id, dirty);
-                        }
-                    }
+                    Resynced::Unknown => checked = false,
                 }
             }
-            // A copy that could not be checked keeps its stripe unverified, and the copies not
-            // sent keep what they have to write back, for the next try.
+            // A copy that could not be checked keeps its stripe unverified, and it and the
+            // copies not sent keep what they have to write back, for the next try.
             if !checked || tier.generation() != generation {
-                let _pass = crate::fork::enter();
-                for copy in batches.flatten() {
-                    if let Some(dirty) = copy.dirty {
-                        tier.restore_dirty(&copy.id, dirty);
-                    }
-                }
                 return false;
             }
         }
@@ -1493,15 +1529,11 @@ impl Sink for Inner {
 
     fn resync(&self, generation: u64, redis_lost_data: bool) -> bool {
         let tier = self.tier();
-        // First: the regenerates, each written back only if Redis still holds what it moved,
-        // before this process's own log-outs everywhere and destroys are replayed, which
-        // would take that away.
-        if !self.replay_moves(tier, redis_lost_data) {
-            return false;
-        }
-        // Then, before anything is written back, so that nothing this process wrote back after
-        // its log-out everywhere is taken for a session of before it.
-        if !self.replay_revoked_owners(tier) {
+        // First, in the order made: the regenerates, each written back only if Redis still
+        // holds what it moved, and the log-outs everywhere. Before this process's destroys
+        // are replayed, which would take a moved session away, and before any copy is
+        // written back, which a log-out everywhere would take for a session of before it.
+        if !self.replay_journal(tier, redis_lost_data) {
             return false;
         }
         // Destroys made while down whose copies are gone (revoked moves' targets included).
@@ -1540,8 +1572,9 @@ impl Sink for Inner {
     }
 }
 
-/// The copy at `index` as a resync checks it, taking what it has to replay (put back if the
-/// check fails).
+/// The copy at `index` as a resync checks it, with what it has to replay. That stays noted
+/// until the resync's answer settles it (see [`Inner::give_way`]): until then a read or a
+/// write of a copy made here knows that Redis cannot hold it yet.
 fn copy_state(stripe: &Stripe, index: u32, now: u64, tier: &Tier) -> CopyState {
     let block = stripe.block(index);
     let record = stripe.record(index);
@@ -1549,7 +1582,7 @@ fn copy_state(stripe: &Stripe, index: u32, now: u64, tier: &Tier) -> CopyState {
     let ttl_ms = record.deadline().saturating_sub(now).max(1);
     CopyState {
         hash: KeyHash::of(&id),
-        dirty: tier.take_dirty(&id),
+        dirty: tier.dirty_of(&id),
         suspect: record.flags() & SUSPECT != 0,
         id,
         session: Loaded {

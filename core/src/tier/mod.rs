@@ -301,7 +301,7 @@ impl Touch {
 }
 
 /// A local change made while Redis could not be reached, to be replayed on reconnect.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Dirty {
     /// Written here over Redis version `base` (0: created here).
     Written {
@@ -341,7 +341,7 @@ impl Dirty {
 
 /// A regenerate made while Redis was down: the session at `from` moved to `to`. On reconnect
 /// the move stands only if the session at `from` was not revoked meanwhile (a logout in
-/// another process): see `Inner::replay_moves`.
+/// another process): see `Inner::replay_journal`.
 #[derive(Clone, Debug)]
 pub(crate) struct Move {
     pub(crate) from: String,
@@ -351,6 +351,19 @@ pub(crate) struct Move {
     pub(crate) from_made_here: bool,
     pub(crate) owner: Option<String>,
     pub(crate) to: String,
+}
+
+/// A change made while Redis was down that is replayed before any copy is written back, in
+/// the order made: a log-out everywhere spares the logins made after it (a regenerate at
+/// login included), and reaches those made before it.
+#[derive(Clone, Debug)]
+pub(crate) enum Replay {
+    Moved(Move),
+    /// `destroy_owner`: the owner, and the session it kept.
+    OwnerRevoked {
+        owner: String,
+        keep: Option<KeyHash>,
+    },
 }
 
 /// One local copy for the resync walk.
@@ -381,10 +394,13 @@ pub(crate) enum Resynced {
     /// Redis holds this version: keep it. Its key expires in `key_ttl_ms`.
     Same { key_ttl_ms: u64 },
     /// Redis holds another version, or no session at all: drop the copy. For a moved copy:
-    /// the session it moved from was revoked.
+    /// the session it moved from was revoked (or its key holds something else).
     Stale,
     /// Redis had lost it and holds it again, at this version.
     Restored(u64),
+    /// For a moved copy: Redis holds a session under its id already, written by another
+    /// call (the copy gives way to it; the session it moved from is not revoked by that).
+    Taken,
     /// Could not be checked (the link went down again, or Redis refused the batch): leave it
     /// unverified.
     Unknown,
@@ -463,10 +479,8 @@ struct Shared {
     touches: Mutex<HashMap<KeyHash, Touch>>,
     /// Changes made locally while Redis was down, by id.
     dirty: Mutex<HashMap<String, Dirty>>,
-    /// Log-outs everywhere (`destroy_owner`) made while Redis was down: owner and kept session.
-    revoked_owners: Mutex<Vec<(String, Option<KeyHash>)>>,
-    /// Regenerates made while Redis was down, oldest first.
-    moves: Mutex<Vec<Move>>,
+    /// Regenerates and log-outs everywhere made while Redis was down, in the order made.
+    replays: Mutex<Vec<Replay>>,
     sink: Mutex<Option<Weak<dyn Sink>>>,
     /// Whether the link has received input not yet handled.
     input: Arc<watched::Input>,
@@ -517,8 +531,7 @@ impl Tier {
                 fork_generation: AtomicU64::new(fork::generation()),
                 touches: Mutex::new(HashMap::new()),
                 dirty: Mutex::new(HashMap::new()),
-                revoked_owners: Mutex::new(Vec::new()),
-                moves: Mutex::new(Vec::new()),
+                replays: Mutex::new(Vec::new()),
                 sink: Mutex::new(None),
                 input: Arc::new(watched::Input::new()),
                 data_epoch: AtomicU64::new(0),
@@ -718,15 +731,20 @@ impl Tier {
         map.insert(id.to_string(), merged);
     }
 
-    pub(crate) fn take_dirty(&self, id: &str) -> Option<Dirty> {
-        self.shared.dirty.lock().remove(id)
+    /// The change a resync wrote back (`replayed`, as it was when the resync read it) is done,
+    /// unless another was noted for the session since.
+    pub(crate) fn settle_dirty(&self, id: &str, replayed: Dirty) {
+        let mut map = self.shared.dirty.lock();
+        if map.get(id) == Some(&replayed) {
+            map.remove(id);
+        }
     }
 
-    /// A write noted for `id` as a creation now writes over `version`: the session was
-    /// created in Redis meanwhile, at that version, from the copy as it was before that write.
-    pub(crate) fn rebase_dirty(&self, id: &str, version: u64) {
+    /// A write noted for `id` over the copy at local version `local` (or as a creation)
+    /// now writes over `version`: that copy was written to Redis meanwhile, at that version.
+    pub(crate) fn rebase_dirty(&self, id: &str, local: u64, version: u64) {
         if let Some(Dirty::Written { base, .. }) = self.shared.dirty.lock().get_mut(id) {
-            if *base == 0 {
+            if *base == 0 || *base == local {
                 *base = version;
             }
         }
@@ -737,8 +755,7 @@ impl Tier {
     /// its stripe): then another pass replays them. Writes are not asked about: the stripe
     /// walk takes a write's change with its copy.
     pub(crate) fn has_unreplayed(&self) -> bool {
-        !self.shared.moves.lock().is_empty()
-            || !self.shared.revoked_owners.lock().is_empty()
+        !self.shared.replays.lock().is_empty()
             || self
                 .shared
                 .dirty
@@ -754,41 +771,30 @@ impl Tier {
 
     /// Remembers a regenerate made while Redis was down (before the changes it notes).
     pub(crate) fn note_moved(&self, moved: Move) {
-        self.shared.moves.lock().push(moved);
-    }
-
-    pub(crate) fn take_moves(&self) -> Vec<Move> {
-        std::mem::take(&mut *self.shared.moves.lock())
-    }
-
-    /// Puts back moves that could not all be checked (the link went down again), before any
-    /// made since.
-    pub(crate) fn restore_moves(&self, mut pending: Vec<Move>) {
-        let mut moves = self.shared.moves.lock();
-        pending.append(&mut moves);
-        *moves = pending;
+        self.shared.replays.lock().push(Replay::Moved(moved));
     }
 
     /// Remembers a log-out everywhere made while Redis was down. Replayed on reconnect before
-    /// anything is written back, so it reaches every process's sessions of `owner` and spares
-    /// the logins this process made after it.
+    /// anything is written back, so it reaches every process's sessions of `owner`, and in
+    /// its place among the regenerates, so it spares the logins this process made after it.
     pub(crate) fn note_owner_revoked(&self, owner: &str, keep: Option<KeyHash>) {
-        self.shared
-            .revoked_owners
-            .lock()
-            .push((owner.to_string(), keep));
+        self.shared.replays.lock().push(Replay::OwnerRevoked {
+            owner: owner.to_string(),
+            keep,
+        });
     }
 
-    /// The log-outs everywhere to replay, oldest first.
-    pub(crate) fn take_revoked_owners(&self) -> Vec<(String, Option<KeyHash>)> {
-        std::mem::take(&mut *self.shared.revoked_owners.lock())
+    /// The regenerates and log-outs everywhere to replay, oldest first.
+    pub(crate) fn take_replays(&self) -> Vec<Replay> {
+        std::mem::take(&mut *self.shared.replays.lock())
     }
 
-    /// Puts back log-outs everywhere that could not be replayed (the link went down again).
-    pub(crate) fn restore_revoked_owners(&self, mut pending: Vec<(String, Option<KeyHash>)>) {
-        let mut revoked = self.shared.revoked_owners.lock();
-        pending.append(&mut revoked);
-        *revoked = pending;
+    /// Puts back what could not all be replayed (the link went down again), before anything
+    /// noted since.
+    pub(crate) fn restore_replays(&self, mut pending: Vec<Replay>) {
+        let mut replays = self.shared.replays.lock();
+        pending.append(&mut replays);
+        *replays = pending;
     }
 
     /// Destroys made while Redis was down whose sessions are no longer in the local table,
@@ -797,15 +803,18 @@ impl Tier {
     /// [`has_unreplayed`](Tier::has_unreplayed)).
     pub(crate) fn take_destroyed(&self) -> Vec<String> {
         let mut map = self.shared.dirty.lock();
-        let moves = self.shared.moves.lock();
+        let replays = self.shared.replays.lock();
         let ids: Vec<String> = map
             .iter()
             .filter(|(id, d)| {
-                matches!(d, Dirty::Destroyed) && !moves.iter().any(|m| &m.from == *id)
+                matches!(d, Dirty::Destroyed)
+                    && !replays
+                        .iter()
+                        .any(|r| matches!(r, Replay::Moved(m) if &m.from == *id))
             })
             .map(|(id, _)| id.clone())
             .collect();
-        drop(moves);
+        drop(replays);
         for id in &ids {
             map.remove(id);
         }
@@ -1263,6 +1272,7 @@ impl Tier {
                     Resynced::Restored(items.get(1).map_or(0, unsigned))
                 }
                 Some(Ok((b"done", _))) => Resynced::Stale,
+                Some(Ok((b"taken", _))) => Resynced::Taken,
                 Some(_) => Resynced::Unknown,
             })
             .collect()
@@ -1534,8 +1544,7 @@ impl Shared {
     /// the parent's resync had taken its change in hand when the fork came.
     fn forget_parents_changes(&self, parents_link: Option<u64>) {
         self.dirty.lock().clear();
-        self.revoked_owners.lock().clear();
-        self.moves.lock().clear();
+        self.replays.lock().clear();
         if let Some(sink) = self.sink() {
             sink.forget_unverified(parents_link);
         }

@@ -13,12 +13,12 @@
 //! session is derived inside the script from the prefix (a standalone server, not a cluster).
 //!
 //! When Redis has lost its data (a restart without persistence), the processes write back the
-//! copies they hold (`RESYNC`'s `keep`), each when it reconnects. That is allowed only within
-//! the recovery window (`<prefix>recovery`, a hash with a TTL that the process beginning the
-//! data's epoch, `<prefix>epoch`, creates first), and every session removed within it leaves a
-//! tombstone there (field `s:<hash>`, and `o:<owner>` for a log-out everywhere, holding the
-//! session kept), gone with the window: a process that reconnects later must not bring back
-//! what was logged out since.
+//! copies they hold (`RESYNC`'s `keep`, and `move` for a regenerate), each when it reconnects.
+//! That is allowed only within the recovery window (`<prefix>recovery`, a hash with a TTL that
+//! the process beginning the data's epoch, `<prefix>epoch`, creates first), and every session
+//! removed within it leaves a tombstone there (field `s:<hash>`, and `o:<owner>` for a log-out
+//! everywhere, holding the session kept), gone with the window: a process that reconnects
+//! later must not bring back what was logged out since.
 //! A key written back is marked `r` until it is next written, so that a newer copy in another
 //! process may replace it; a key written by the replay of a regenerate is marked `m` with the
 //! hash of the session it moved from (see `RESYNC`'s `move`).
@@ -409,7 +409,8 @@ return gone
 ///   Stored (marked `m` with that hash, so that a retry whose reply was lost is answered
 ///   the same) only if Redis still holds the old session, or lost it with its data and may
 ///   have it written back; that session is removed in the same step. Otherwise it was
-///   revoked meanwhile (a logout, a log-out everywhere): `{'stale'}`. The check and the write
+///   revoked meanwhile (a logout, a log-out everywhere): `{'stale'}`. `{'taken'}`: a call
+///   since the reconnect wrote the new id itself (nothing is changed). The check and the write
 ///   are one step so that a log-out everywhere elsewhere finds the session under one id or
 ///   the other, never between them.
 ///
@@ -433,7 +434,7 @@ end
 if mode == 'move' then
   if cur then
     if redis.call('HGET', key, 'm') == ARGV[15] then return {'restored', cur} end
-    return {'stale'}
+    return {'taken'}
   end
   if redis.call('EXISTS', KEYS[3]) == 0
     and not (ARGV[9] == '1' and restorable(ARGV[10], ARGV[15], ARGV[16])) then

@@ -34,6 +34,10 @@ impl Proxy {
                         let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) else {
                             continue;
                         };
+                        // As the client and Redis themselves do: else a reply the proxy
+                        // forwards in two writes waits on a delayed ACK (40 ms).
+                        let _ = client.set_nodelay(true);
+                        let _ = server.set_nodelay(true);
                         let mut list = open2.lock().unwrap();
                         list.push(client.try_clone().unwrap());
                         list.push(server.try_clone().unwrap());
