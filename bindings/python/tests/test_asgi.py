@@ -11,8 +11,9 @@ import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
+from starlette.websockets import WebSocket
 from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 
 from coatcheck import JSONSerializer, Store
@@ -90,6 +91,18 @@ async def nothing(request: Request) -> PlainTextResponse:
     return PlainTextResponse("no session use")
 
 
+async def websocket_session(websocket: WebSocket) -> None:
+    """Sends the user the session names, then whether a regenerate was allowed."""
+    await websocket.accept()
+    await websocket.send_text(str(websocket.session.get("user")))
+    try:
+        current_session(websocket).regenerate()
+        await websocket.send_text("regenerated")
+    except RuntimeError as error:
+        await websocket.send_text(f"refused: {error}")
+    await websocket.close()
+
+
 def make_client(store: Store, **options: Any) -> TestClient:
     app = Starlette(
         routes=[
@@ -105,6 +118,7 @@ def make_client(store: Store, **options: Any) -> TestClient:
             Route("/logout-after-revocation", logout_after_revocation, methods=["POST"]),
             Route("/deep/raw-set-cookie", raw_set_cookie, methods=["POST"]),
             Route("/nothing", nothing),
+            WebSocketRoute("/ws", websocket_session),
         ],
         middleware=[Middleware(SessionMiddleware, store=store, **options)],
     )
@@ -666,3 +680,16 @@ def test_a_store_that_syncs_every_change_to_disk_is_used_off_the_event_loop(tmp_
     with TestClient(app) as client:
         assert [client.post("/write").json()["n"] for _ in range(3)] == [1, 2, 3]
         assert len(loop_threads) == 1 and used_from and not used_from & loop_threads
+
+
+def test_a_websocket_reads_the_session_but_cannot_move_it_to_a_token_it_cannot_send(
+    store: Store,
+) -> None:
+    client = make_client(store)
+    client.post("/login/ann")
+    token = cookie(client)
+    with client.websocket_connect("/ws") as websocket:
+        assert websocket.receive_text() == "ann"
+        assert websocket.receive_text().startswith("refused: a session cannot be regenerated")
+    assert cookie(client) == token
+    assert client.get("/me").json()["user"] == "ann", "the websocket logged the user out"

@@ -330,3 +330,94 @@ def test_without_redis_four_workers_lose_sessions() -> None:
     # user at a time, as few as 26 in one busy CI run). Any loss shows that a session lives in
     # one worker only.
     assert counts["lost"] > 0, counts
+
+
+def test_with_redis_down_only_requests_that_use_the_session_fail_and_the_app_handles_it() -> None:
+    # With the fail policy, Flask and Starlette load the session before the app runs. A
+    # request that never uses it (a health check, a static file) is served while Redis is
+    # down; one that does meets UnavailableError in the view, where the app's handler turns it
+    # into a 503; and no cookie is touched, so the user is still logged in once Redis is back.
+    import flask
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse, Response
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from coatcheck.asgi import SessionMiddleware
+    from coatcheck.flask import CoatcheckSession
+
+    with redis_server() as redis:
+        store = shared_store(redis, redis_when_down="fail", redis_timeout=0.2)
+
+        flask_app = flask.Flask(__name__)
+        CoatcheckSession(flask_app, store)
+
+        @flask_app.post("/login")
+        def flask_login() -> str:
+            flask.session["user"] = "ann"
+            return "in"
+
+        @flask_app.get("/health")
+        def flask_health() -> str:
+            return "ok"
+
+        @flask_app.get("/me")
+        def flask_me() -> str:
+            return str(flask.session.get("user"))
+
+        @flask_app.errorhandler(coatcheck.UnavailableError)
+        def flask_down(error: coatcheck.UnavailableError) -> tuple[str, int]:
+            return f"sessions down: {error.code}", 503
+
+        async def login(request: Request) -> Response:
+            request.session["user"] = "ann"
+            return PlainTextResponse("in")
+
+        async def health(request: Request) -> Response:
+            return PlainTextResponse("ok")
+
+        async def me(request: Request) -> Response:
+            return PlainTextResponse(str(request.session.get("user")))
+
+        async def down(request: Request, error: Exception) -> Response:
+            assert isinstance(error, coatcheck.UnavailableError)
+            return PlainTextResponse(f"sessions down: {error.code}", status_code=503)
+
+        starlette_app = Starlette(
+            routes=[
+                Route("/login", login, methods=["POST"]),
+                Route("/health", health),
+                Route("/me", me),
+            ],
+            middleware=[Middleware(SessionMiddleware, store=store)],
+            exception_handlers={coatcheck.UnavailableError: down},
+        )
+
+        flask_client = flask_app.test_client()
+        with TestClient(starlette_app) as asgi_client:
+            assert flask_client.post("/login").status_code == 200
+            assert asgi_client.post("/login").status_code == 200
+            redis.kill()
+            deadline = time.monotonic() + 5
+            while store.stats()["tier_connected"]:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+
+            for name, get in (("Flask", flask_client.get), ("Starlette", asgi_client.get)):
+                health_response = get("/health")
+                assert (health_response.status_code, health_response.text) == (200, "ok"), name
+                assert "set-cookie" not in health_response.headers, name
+                me_response = get("/me")
+                assert me_response.status_code == 503, name
+                assert me_response.text == "sessions down: unavailable", name
+                assert "set-cookie" not in me_response.headers, name
+
+            redis.start()  # empty: the store writes back the sessions it holds
+            deadline = time.monotonic() + 5
+            while not store.stats()["tier_connected"] or flask_client.get("/me").status_code != 200:
+                assert time.monotonic() < deadline, "the store never came back"
+                time.sleep(0.05)
+            for name, get in (("Flask", flask_client.get), ("Starlette", asgi_client.get)):
+                assert get("/me").text == "ann", f"{name}: the user was logged out"

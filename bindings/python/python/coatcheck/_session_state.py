@@ -27,12 +27,21 @@ from __future__ import annotations
 import datetime
 import enum
 from collections.abc import Mapping
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, TypeVar, Union
 
-from coatcheck._native import ConflictError, NotFoundError, Store
+from coatcheck._native import ConflictError, NotFoundError, Store, UnavailableError
 from coatcheck.serializers import Serializer, dump_bytes, load_dict
 
-__all__ = ["STORE_SETTINGS", "Outcome", "OwnerHook", "SessionBackend", "SessionState", "StoredSession", "owner_key"]
+__all__ = [
+    "STORE_SETTINGS",
+    "Outcome",
+    "OwnerHook",
+    "SessionBackend",
+    "SessionState",
+    "StoredSession",
+    "owner_key",
+    "raise_on_use",
+]
 
 #: Computes the owner (a user id) of a session from its data: a ``str``, an ``int`` or ``None``.
 OwnerHook = Callable[[Mapping[str, Any]], Union[str, int, None]]
@@ -140,6 +149,20 @@ class SessionBackend:
                     return data, state
         return {}, state
 
+    def open_eagerly(self, token: Optional[str]) -> tuple[dict[str, Any], SessionState]:
+        """`open` for a framework that loads the session before the app runs (Flask, ASGI),
+        whether the request uses it or not. An `UnavailableError` (Redis unreachable) is kept
+        in the state, for the session dict to raise where the app uses it (see
+        `raise_on_use`): a request that never does (a health check, a static file) is served
+        while Redis is down, and one that does meets the error in the app's own handlers, as
+        with Django's sessions, which load on first use."""
+        try:
+            return self.open(token)
+        except UnavailableError as error:
+            state = SessionState(self, cookie_token=token or None)
+            state.unavailable = error
+            return {}, state
+
     def _resigned(self, token: str) -> str:
         """``token``, which the store just verified, signed with the current secret. One that
         verified with a fallback secret gets a new signature (the session id stays), which the
@@ -171,7 +194,16 @@ class SessionBackend:
 class SessionState:
     """One request's view of its session: the token, and the version and bytes it loaded."""
 
-    __slots__ = ("backend", "cookie_token", "token", "version", "raw", "revoked", "cleared")
+    __slots__ = (
+        "backend",
+        "cookie_token",
+        "token",
+        "version",
+        "raw",
+        "revoked",
+        "cleared",
+        "unavailable",
+    )
 
     def __init__(self, backend: SessionBackend, cookie_token: Optional[str] = None) -> None:
         self.backend = backend
@@ -187,6 +219,9 @@ class SessionState:
         self.revoked = False
         #: Set when the request called the session dict's ``clear()``.
         self.cleared = False
+        #: The error that kept the session from loading (see `SessionBackend.open_eagerly`):
+        #: nothing is known of it, so nothing is written for it.
+        self.unavailable: Optional[UnavailableError] = None
 
     @property
     def store(self) -> Store:
@@ -234,6 +269,10 @@ class SessionState:
         """Destroys the stored session, if any; the state becomes a new session's."""
         if self.token is not None:
             self.store.destroy(self.token)
+        elif self.unavailable is not None and self.cookie_token is not None:
+            # The session could not be loaded, but a logout must still end whatever the
+            # client's token names (or fail saying so).
+            self.store.destroy(self.cookie_token)
         self.token = self.raw = self.version = None
 
     def create(self, data: Mapping[str, Any], ttl: Optional[_Seconds] = None) -> str:
@@ -434,3 +473,46 @@ class StoredSession:
         """
         self.state.regenerate()
         self.accessed = True
+
+
+#: The dict methods through which an app reads or changes a session.
+_DICT_METHODS = (
+    "__getitem__",
+    "__setitem__",
+    "__delitem__",
+    "__contains__",
+    "__iter__",
+    "__len__",
+    "get",
+    "keys",
+    "values",
+    "items",
+    "setdefault",
+    "pop",
+    "popitem",
+    "update",
+    "clear",
+    "copy",
+    "__or__",
+    "__ior__",
+    "regenerate",
+)
+
+
+_Session = TypeVar("_Session", bound=StoredSession)
+
+
+def raise_on_use(cls: type[_Session]) -> type[_Session]:
+    """Makes a session dict class for requests whose session could not be loaded: every use
+    of its data, and `regenerate`, raises the `UnavailableError` the load met."""
+
+    def unavailable(self: StoredSession, *args: Any, **kwargs: Any) -> Any:
+        self.accessed = True
+        error = self.state.unavailable
+        assert error is not None, "only for a session whose load failed"
+        raise error.with_traceback(None)
+
+    for name in _DICT_METHODS:
+        setattr(cls, name, unavailable)
+    return cls
+

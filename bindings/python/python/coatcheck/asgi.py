@@ -60,6 +60,7 @@ from coatcheck._session_state import (
     SessionBackend,
     SessionState,
     StoredSession,
+    raise_on_use,
 )
 from coatcheck.serializers import JSONSerializer, Serializer
 
@@ -169,6 +170,25 @@ class ServerSession(StoredSession, dict[str, Any]):
     def __ior__(self, *args: Any, **kwargs: Any) -> Any:
         self.accessed = True
         return super().__ior__(*args, **kwargs)
+
+
+class _WebSocketSession(ServerSession):
+    """The session of a websocket: read as over HTTP, but changes are not saved (as with
+    Starlette's sessions: a websocket sends no cookie)."""
+
+    def regenerate(self) -> None:
+        """Refused: the new token could never reach the browser, and the old one would stop
+        working at once."""
+        raise RuntimeError(
+            "a session cannot be regenerated over a websocket: no cookie can carry its new"
+            " token; regenerate it in an HTTP request (at login)"
+        )
+
+
+@raise_on_use
+class _UnloadedSession(ServerSession):
+    """The session of a request whose session could not be loaded (Redis unreachable): every
+    use raises `UnavailableError` (see `SessionBackend.open_eagerly`)."""
 
 
 def current_session(request: HTTPConnection) -> ServerSession:
@@ -353,10 +373,15 @@ class SessionMiddleware:
         # off the event loop, in a worker thread.
         off_loop = self.backend.store.waits_on_io
         if off_loop:
-            data, state = await anyio.to_thread.run_sync(self.backend.open, cookie)
+            data, state = await anyio.to_thread.run_sync(self.backend.open_eagerly, cookie)
         else:
-            data, state = self.backend.open(cookie)
-        scope["session"] = ServerSession(data, state=state)
+            data, state = self.backend.open_eagerly(cookie)
+        session_class: type[ServerSession] = ServerSession
+        if state.unavailable is not None:
+            session_class = _UnloadedSession
+        elif scope["type"] == "websocket":
+            session_class = _WebSocketSession
+        scope["session"] = session_class(data, state=state)
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -388,6 +413,11 @@ class SessionMiddleware:
             accessed = session.accessed
         else:
             accessed = True  # the app replaced scope["session"] with a dict of its own
+        if state.unavailable is not None:
+            # Not loaded: nothing to write, and the client keeps its cookie.
+            if accessed:
+                _vary_on_cookie(headers)
+            return
         if self.expired_at_once:
             # Starlette's max_age <= 0: the session is sent in an expired cookie and kept
             # nowhere, so the next request starts afresh.

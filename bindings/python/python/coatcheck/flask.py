@@ -55,6 +55,7 @@ from coatcheck._session_state import (
     SessionBackend,
     SessionState,
     StoredSession,
+    raise_on_use,
 )
 from coatcheck.serializers import Serializer
 
@@ -118,6 +119,12 @@ class ServerSideSession(StoredSession, SecureCookieSession):
         super().clear()
 
 
+@raise_on_use
+class _UnloadedSession(ServerSideSession):
+    """The session of a request whose session could not be loaded (Redis unreachable): every
+    use raises `UnavailableError` (see `SessionBackend.open_eagerly`)."""
+
+
 def current_session() -> ServerSideSession:
     """``flask.session``, typed as what coatcheck keeps (for ``.token``, ``.regenerate()``).
 
@@ -155,7 +162,9 @@ class CoatcheckSessionInterface(SessionInterface):
         self.backend = SessionBackend(store, self.serializer, owner, frozenset({"_permanent"}))
 
     def open_session(self, app: Flask, request: Request) -> ServerSideSession:
-        data, state = self.backend.open(request.cookies.get(self.get_cookie_name(app)))
+        data, state = self.backend.open_eagerly(request.cookies.get(self.get_cookie_name(app)))
+        if state.unavailable is not None:
+            return _UnloadedSession(state=state)
         if state.token is None and app.config.get("SESSION_PERMANENT"):
             # Flask-Session's setting: new sessions are permanent. Not a change of the session:
             # a session holding nothing else is still not stored.
@@ -194,6 +203,8 @@ class CoatcheckSessionInterface(SessionInterface):
         accessed, modified = session.accessed, session.modified
         if accessed:
             response.vary.add("Cookie")
+        if session.state.unavailable is not None:
+            return  # not loaded: nothing to write, and the client keeps its cookie
 
         state = session.state
         if accessed or modified:
