@@ -90,7 +90,7 @@ impl PyStore {
         &self,
         py: Python<'_>,
         token: &Bound<'_, PyString>,
-        build: impl Fn(&[u8], u64) -> T,
+        build: impl Fn(&[u8], u64) -> PyResult<T>,
     ) -> PyResult<Option<T>> {
         let Some(token) = text(token) else {
             return Ok(None);
@@ -105,7 +105,7 @@ impl PyStore {
             self.store.get_with(id, |s| build(s.value, s.version))
         };
         match found {
-            Ok(found) => Ok(found),
+            Ok(found) => found.transpose(),
             Err(e @ coatcheck::Error::Unavailable(_)) => Err(Error(e).into()),
             Err(_) => Ok(None),
         }
@@ -222,7 +222,7 @@ impl PyStore {
         py: Python<'py>,
         token: &Bound<'_, PyString>,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        self.read(py, token, |value, _| PyBytes::new(py, value))
+        self.read(py, token, |value, _| bytes(py, value))
     }
 
     /// `(data, version)` of a live session, sliding its idle deadline; `None` otherwise.
@@ -231,9 +231,7 @@ impl PyStore {
         py: Python<'py>,
         token: &Bound<'_, PyString>,
     ) -> PyResult<Option<(Bound<'py, PyBytes>, u64)>> {
-        self.read(py, token, |value, version| {
-            (PyBytes::new(py, value), version)
-        })
+        self.read(py, token, |value, version| Ok((bytes(py, value)?, version)))
     }
 
     /// Replaces a live session's data; returns its new version.
@@ -478,4 +476,13 @@ impl Drop for PyStore {
         let store = &*self.store;
         let _ = Python::try_attach(|py| py.detach(|| store.close()));
     }
+}
+
+/// `value` as Python `bytes`; `MemoryError` if Python cannot allocate them (`PyBytes::new`
+/// panics instead).
+fn bytes<'py>(py: Python<'py>, value: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    PyBytes::new_with(py, value.len(), |buffer| {
+        buffer.copy_from_slice(value);
+        Ok(())
+    })
 }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from typing import Any, Callable
 
 import pytest
@@ -499,3 +501,25 @@ def test_out_of_range_ttls_are_invalid_arguments(store: Store, ttl: float) -> No
             call()
     assert store.get_with_version(token) == (b"x", 1)
     assert len(store) == 1
+
+
+def test_a_read_that_python_cannot_allocate_raises_memory_error_and_the_session_stays() -> None:
+    # In a child process whose address space is capped just above its size, a 48 MiB value
+    # cannot be handed to Python: a MemoryError, as with any allocation, not a panic.
+    script = """
+import resource, coatcheck
+store = coatcheck.Store("s", idle_timeout=60, max_session_bytes=64 * 1024 * 1024)
+token = store.create(b"x" * (48 * 1024 * 1024))
+with open("/proc/self/status") as status:
+    size = next(int(line.split()[1]) for line in status if line.startswith("VmSize:")) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (size + 16 * 1024 * 1024, resource.RLIM_INFINITY))
+try:
+    store.get(token)
+    print("read")
+except MemoryError:
+    print("MemoryError")
+resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+print(len(store.get(token)))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["MemoryError", str(48 * 1024 * 1024)], done.stderr
