@@ -259,6 +259,36 @@ pub extern "C" fn coatcheck_store_new(
     }
 }
 
+/// Stops the store's background work and gives back what it holds besides memory, and says
+/// whether that went well: what `coatcheck_store_free` does first, for a caller that must know
+/// whether the final snapshot of the restart log was written (`coatcheck_store_free` cannot
+/// report it). The background threads (the sweeper, the restart log's, the Redis link's) are
+/// stopped and joined, the Redis link first sending the touches it batched (within
+/// `redis_timeout_ms`), and the restart log is compacted into one snapshot and its directory
+/// unlocked, so that a new store may open it.
+///
+/// The store stays valid until `coatcheck_store_free`, and readable. With a restart log, calls
+/// that change sessions then return `COATCHECK_STATUS_UNAVAILABLE`; on Redis, every call that
+/// needs Redis does, reads included. Calling it again does nothing more and returns
+/// `COATCHECK_STATUS_OK`.
+///
+/// Returns `COATCHECK_STATUS_UNAVAILABLE` if the final snapshot could not be written (the
+/// reason: `coatcheck_last_error_message`): the log files it would have replaced are kept, and
+/// a new store on the directory loads them all the same.
+///
+/// Ownership: nothing is allocated or taken.
+/// NULL: `store` NULL returns `COATCHECK_STATUS_NULL_ARGUMENT`.
+/// Threads: safe to call concurrently with any call on the same store except
+/// `coatcheck_store_free`; a call that changes a session as it runs may fail with
+/// `COATCHECK_STATUS_UNAVAILABLE`.
+#[unsafe(no_mangle)]
+pub extern "C" fn coatcheck_store_close(store: *const coatcheck_store) -> coatcheck_status {
+    ffi_boundary! {
+        let store = try_ref!(store);
+        deliver(store.close(), None)
+    }
+}
+
 /// Frees a store and every session in it (sessions in Redis stay there). Its background
 /// threads (the sweeper, the restart log's, the Redis link's) are stopped and joined before
 /// this returns, and a restart log is compacted into one snapshot and its directory unlocked.

@@ -1002,11 +1002,11 @@ static void test_null_arguments(void) {
  * a second store on a directory in use, or a log together with Redis, is an invalid config. */
 static void test_persist(void) {
     char dir[] = "/tmp/coatcheck-c-persist-XXXXXX";
-    char path[64], cmd[96];
+    char path[64], gone[64], cmd[96];
     coatcheck_config config = quiet_config();
     coatcheck_store *store, *second = NULL;
     uint64_t version = 0;
-    char value[64];
+    char value[64], why[256];
     coatcheck_stats stats;
 
     CHECK(mkdtemp(dir) != NULL);
@@ -1026,6 +1026,32 @@ static void test_persist(void) {
     CHECK_OK(coatcheck_store_stats(store, &stats));
     CHECK(stats.log_enabled && stats.log_restored == 1 && stats.log_failures == 0);
     CHECK(stats.tier_enabled == false);
+    coatcheck_store_free(store);
+
+    /* close: the final snapshot is written and reported; the handle stays readable, refuses
+     * changes, and no longer holds the directory. */
+    store = new_store(&config);
+    CHECK_OK(coatcheck_store_close(store));
+    CHECK_OK(read_value(store, "kept", false, value, sizeof value, &version));
+    CHECK(strcmp(value, "across restarts") == 0);
+    CHECK_STATUS(coatcheck_store_set(store, "later", 5, BYTES("x"), 1, 0, &version),
+                 COATCHECK_STATUS_UNAVAILABLE);
+    CHECK_OK(coatcheck_store_close(store));
+    second = new_store(&config);
+    CHECK_OK(read_value(second, "kept", false, value, sizeof value, &version));
+    coatcheck_store_free(second);
+    second = NULL;
+    coatcheck_store_free(store);
+    CHECK_STATUS(coatcheck_store_close(NULL), COATCHECK_STATUS_NULL_ARGUMENT);
+
+    /* A final snapshot that cannot be written (its directory moved away) is reported. */
+    store = new_store(&config);
+    snprintf(gone, sizeof gone, "%s/moved-away", dir);
+    CHECK(rename(path, gone) == 0);
+    CHECK_OK(coatcheck_store_set(store, "unsaved", 7, BYTES("x"), 1, 0, &version));
+    CHECK_STATUS(coatcheck_store_close(store), COATCHECK_STATUS_UNAVAILABLE);
+    last_error(why, sizeof why);
+    CHECK(strlen(why) > 0);
     coatcheck_store_free(store);
 
     config.redis_url = "redis://127.0.0.1:6379";
