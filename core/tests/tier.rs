@@ -1580,6 +1580,79 @@ fn a_login_by_regenerate_after_a_log_out_everywhere_made_while_cut_off_survives_
 }
 
 #[test]
+fn a_logout_as_the_link_comes_back_of_a_session_made_while_cut_off_stays_a_logout() {
+    // Between the reconnect and the write-back, a destroy of a session made while cut off
+    // must not be undone by the write-back.
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    cut(&proxy, &a);
+    let made: Vec<String> = (0..2000)
+        .map(|n| a.create(format!("login {n}").as_bytes(), None).unwrap())
+        .collect();
+    proxy.restore();
+    eventually_for(Duration::from_secs(5), "A reconnects", || {
+        a.stats().tier.unwrap().connected
+    });
+    for id in &made {
+        assert!(
+            a.destroy(id).unwrap(),
+            "a session made while cut off was lost"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500)); // A's resync
+    let back = made
+        .iter()
+        .filter(|id| b.get(id).unwrap().is_some() || a.get(id).unwrap().is_some())
+        .count();
+    assert_eq!(back, 0, "sessions logged out came back");
+}
+
+#[test]
+fn a_log_out_everywhere_between_two_moves_made_while_cut_off_keeps_the_session_it_kept() {
+    // While cut off: ann's session moves (a login), she logs out everywhere else keeping it,
+    // then it moves again (the id rotated). Her other device's session, also moved before
+    // the log-out, is logged out. On reconnect: the kept session lives on under its last id.
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    let (devices, _bobs) = alice_on_three_devices_and_bob(&b);
+    let phone = a.create(b"phone", None).unwrap();
+    a.set_owner(&phone, Some("alice")).unwrap();
+    let laptop = a.create(b"laptop", None).unwrap();
+    a.set_owner(&laptop, Some("alice")).unwrap();
+    until_trusted(&a, &phone);
+    until_trusted(&a, &laptop);
+    cut(&proxy, &a);
+    let phone_login = a.regenerate(&phone).unwrap().unwrap();
+    let laptop_moved = a.regenerate(&laptop).unwrap().unwrap();
+    a.destroy_owner("alice", Some(&phone_login)).unwrap();
+    let phone_rotated = a.regenerate(&phone_login).unwrap().unwrap();
+    reconnect(&proxy, &a);
+    eventually_for(
+        Duration::from_secs(5),
+        "the kept session is written back",
+        || b.get(&phone_rotated).unwrap().is_some(),
+    );
+    std::thread::sleep(Duration::from_millis(300)); // the rest of A's resync
+    assert_eq!(
+        b.get(&phone_rotated).unwrap().as_deref(),
+        Some(&b"phone"[..])
+    );
+    for gone in devices
+        .iter()
+        .chain([&phone, &phone_login, &laptop, &laptop_moved])
+    {
+        assert_eq!(
+            b.get(gone).unwrap(),
+            None,
+            "a session of before the log-out lives"
+        );
+    }
+    assert_eq!(b.sessions_of("alice").unwrap(), vec![phone_rotated]);
+}
+
+#[test]
 fn a_session_made_while_cut_off_is_read_and_written_as_the_link_comes_back() {
     // Between the reconnect and the resync's write-back, Redis does not know a session made
     // while cut off (a login during the outage): a request in that window must still find it

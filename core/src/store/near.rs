@@ -11,7 +11,6 @@
 //! - With the link down, `WhenRedisDown` decides: serve and write locally (remembering what to
 //!   replay), or fail with `Error::Unavailable`.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
@@ -163,6 +162,19 @@ impl Inner {
             .unwrap_or_else(|| unreachable!("near-cache path without a tier"))
     }
 
+    /// The link generation under which a call on `id` may ask Redis; `None`: the call is made
+    /// locally, as while Redis is down. So are calls on an id with changes made while it was
+    /// down that the resync has not written back yet (see `tier::pending`): Redis does not
+    /// hold them, so a read would miss a session made during the outage (and drop its copy)
+    /// and a write would fail past it.
+    fn link_for(&self, id: &str) -> Option<u64> {
+        let tier = self.tier();
+        if tier.is_pending(id) {
+            return None;
+        }
+        tier.up_generation()
+    }
+
     /// Whether a failed Redis call goes the local way: only under `ServeLocal`, and only once
     /// the link is declared lost (a single slow reply or an error reply from a live server,
     /// such as OOM or READONLY, is the caller's error: writing locally past a live Redis would
@@ -239,7 +251,7 @@ impl Inner {
         let place = self.place(id);
         match self.trusted_hit(&place, id, slide, Settling::Wait, f) {
             Ok(answer) => Ok(Some(Some(answer))),
-            Err((f, _)) if !self.tier().is_up() => self.read_locally(id, slide, f).map(Some),
+            Err((f, _)) if self.link_for(id).is_none() => self.read_locally(id, slide, f).map(Some),
             Err(_) => Ok(None),
         }
     }
@@ -333,7 +345,7 @@ impl Inner {
             Err(untrusted) => untrusted,
         };
         // A suspect copy outside a verified stripe is asked about like any other miss.
-        let Some(generation) = self.tier().up_generation() else {
+        let Some(generation) = self.link_for(id) else {
             return Begun::Answered(self.read_locally(id, slide, f));
         };
         let ticket = self.shards[place.shard].invalidations.ticket();
@@ -369,13 +381,6 @@ impl Inner {
         match found {
             // A session made here while Redis was down (a login, a regenerate's new id) is not
             // in Redis until the resync writes it back: meanwhile its copy is the session.
-            // Written back (or made elsewhere) since the question was sent: asked again.
-            Found::Gone if shard.invalidations.named_since(read.ticket, &place.key) => {
-                AfterLoad::LoadAgain(f)
-            }
-            Found::Gone if self.made_here_unreplayed(id) => {
-                AfterLoad::Done(self.read_locally(id, slide, f))
-            }
             Found::Gone => {
                 bump(&shard.counters.misses);
                 self.drop_copy(place, id, Cause::Invalidated, None);
@@ -441,7 +446,6 @@ impl Inner {
                 read.ticket,
                 f,
             ))),
-            Found::Gone if self.made_here_unreplayed(id) => self.read_locally(id, read.slide, f),
             _ => Ok(None),
         }
     }
@@ -524,7 +528,7 @@ impl Inner {
 
     /// A read with the link down: the local copy, unverified, if the policy allows.
     /// Whether `id` was created here while Redis was down (or created again after a destroy)
-    /// and not yet written back.
+    /// and that is not yet sent back.
     fn made_here_unreplayed(&self, id: &str) -> bool {
         matches!(
             self.tier().dirty_of(id),
@@ -543,8 +547,11 @@ impl Inner {
     ) -> Result<Option<R>> {
         self.fail_or_serve_local()?;
         // A copy an invalidation named is not served unverified: it may be a revoked session.
+        // But for one with changes Redis does not hold yet (see `link_for`), which the
+        // resync's own write-back names too: it is served as while Redis was down, until the
+        // resync's answer decides.
         let place = self.place(id);
-        {
+        if !self.tier().is_pending(id) {
             let stripe = self.shards[place.shard].state.read();
             let suspect = stripe
                 .find(place.hash, id)
@@ -749,7 +756,7 @@ impl Inner {
         generated: bool,
     ) -> Result<u64> {
         let write = NearWrite::new(self, id, value, ttl, precondition, generated)?;
-        let Some((generation, ticket)) = self.write_ticket(&write.place) else {
+        let Some((generation, ticket)) = self.write_ticket(id, &write.place) else {
             return self.write_locally(&write.place, id, value, ttl, precondition, generated);
         };
         let written = self.tier().write(write.request(self, id, value));
@@ -770,7 +777,7 @@ impl Inner {
             Ok(write) => write,
             Err(e) => return done(Err(e)),
         };
-        let Some((generation, ticket)) = self.write_ticket(&write.place) else {
+        let Some((generation, ticket)) = self.write_ticket(&id, &write.place) else {
             let local = self.write_locally(&write.place, &id, &value, ttl, precondition, false);
             return done(local);
         };
@@ -787,8 +794,8 @@ impl Inner {
 
     /// The link generation and the stripe's fill ticket a write starts from; `None` if the
     /// link is down.
-    fn write_ticket(&self, place: &Place) -> Option<(u64, Ticket)> {
-        let generation = self.tier().up_generation()?;
+    fn write_ticket(&self, id: &str, place: &Place) -> Option<(u64, Ticket)> {
+        let generation = self.link_for(id)?;
         Some((generation, self.shards[place.shard].invalidations.ticket()))
     }
 
@@ -825,28 +832,20 @@ impl Inner {
                 bump(&shard.counters.updates);
                 Ok(stored.version)
             }
-            // The link is down; or the session was made here while it was, and the resync
-            // has not written it back yet (see `made_here_unreplayed`): written here, for the
-            // resync to write back.
-            Err(ref e)
-                if self.falls_back(e)
-                    || (matches!(e, Error::NotFound) && self.made_here_unreplayed(id)) =>
-            {
-                self.write_locally(
-                    place,
-                    id,
-                    value,
-                    write.ttl,
-                    write.precondition,
-                    write.generated,
-                )
-            }
             Err(e @ (Error::Conflict { .. } | Error::NotFound)) => {
                 // The local copy, if any, is not what Redis holds.
                 self.drop_copy(place, id, Cause::Invalidated, None);
                 bump(&shard.counters.conflicts);
                 Err(e)
             }
+            Err(ref e) if self.falls_back(e) => self.write_locally(
+                place,
+                id,
+                value,
+                write.ttl,
+                write.precondition,
+                write.generated,
+            ),
             Err(e) => Err(e),
         }
     }
@@ -919,7 +918,7 @@ impl Inner {
     pub(super) fn near_destroy(&self, id: &str) -> Result<bool> {
         validate_id(id)?;
         let place = self.place(id);
-        if !self.tier().is_up() {
+        if self.link_for(id).is_none() {
             return self.destroy_locally(&place, id);
         }
         let destroyed = self.tier().destroy(&place.key);
@@ -937,7 +936,7 @@ impl Inner {
             return done(Err(e));
         }
         let place = self.place(&id);
-        if !self.tier().is_up() {
+        if self.link_for(&id).is_none() {
             return done(self.destroy_locally(&place, &id));
         }
         let inner = Arc::clone(self);
@@ -977,7 +976,7 @@ impl Inner {
         validate_id(id)?;
         let tier = self.tier();
         let old = self.place(id);
-        if let Some(generation) = tier.up_generation() {
+        if let Some(generation) = self.link_for(id) {
             loop {
                 let new_id = generate_id();
                 let new = self.place(&new_id);
@@ -1055,7 +1054,7 @@ impl Inner {
         }
         let tier = self.tier();
         let place = self.place(id);
-        if tier.is_up() {
+        if self.link_for(id).is_some() {
             let ticket = self.shards[place.shard].invalidations.ticket();
             match tier.set_owner(&place.key, id, owner) {
                 Ok(true) => {
@@ -1159,15 +1158,17 @@ impl Inner {
     }
 
     /// Replays the regenerates and log-outs everywhere made while Redis was down, in the order
-    /// made; false if the link failed (all of it is tried again on the next pass but for the
-    /// log-outs replayed already).
+    /// made; false if the link failed (what was not replayed is tried again on the next pass).
     ///
     /// A session revoked meanwhile elsewhere (a logout, a log-out everywhere) must not come
     /// back under the id a regenerate here moved it to. The copy at the end of each chain of
     /// moves is written back in one step with the check that Redis still holds the session
-    /// the chain began from (which that step removes); if it does not, the copy and every id
-    /// the chain passed through are destroyed instead. A log-out everywhere replayed in its
-    /// place reaches the sessions moved before it and spares those moved after it.
+    /// the chain began from (which that step removes), filed under the owner that session
+    /// had; if Redis does not hold it, the copy and every id the chain passed through are
+    /// destroyed instead. A log-out everywhere replayed in its place reaches the sessions
+    /// moved before it, spares those moved after it and the session it kept wherever that
+    /// moved to, and a session given to the owner after it gets that owner only afterwards
+    /// (the stripe walk replays the change).
     fn replay_journal(&self, tier: &Tier, redis_lost_data: bool) -> bool {
         let replays = {
             let _pass = crate::fork::enter();
@@ -1180,44 +1181,32 @@ impl Inner {
                 Replay::OwnerRevoked { .. } => None,
             })
             .collect();
-        // Ids a chain's replay dealt with already, by the chain's first move.
-        let mut settled: HashSet<&str> = HashSet::new();
         for (n, replay) in replays.iter().enumerate() {
             let done = match replay {
                 Replay::OwnerRevoked { owner, keep } => {
+                    // The kept session, where the moves made after it took it.
+                    let keep = keep.map(|keep| {
+                        moves
+                            .iter()
+                            .find(|m| KeyHash::of(&m.from) == keep)
+                            .and_then(|m| {
+                                chain_from(&moves, &m.from).last().map(|id| KeyHash::of(id))
+                            })
+                            .unwrap_or(keep)
+                    });
                     self.replay_owner_revoked(tier, owner, keep.as_ref())
                 }
+                // Nothing of Redis's to check: a session made here, whose chain the stripe
+                // walk writes back, or a move its chain's first move replays.
+                Replay::Moved(moved) if moved.from_made_here => true,
                 Replay::Moved(moved) => {
-                    if settled.contains(moved.from.as_str()) {
-                        continue;
-                    }
-                    // The chain this move begins: each later move from where it arrived.
-                    let chain: Vec<&str> = std::iter::successors(Some(moved), |at| {
-                        moves.iter().copied().find(|next| next.from == at.to)
-                    })
-                    .take(moves.len())
-                    .map(|m| m.to.as_str())
-                    .collect();
-                    settled.extend(chain.iter().copied());
-                    if moved.from_made_here {
-                        // Nothing of Redis's to check: the copy is written back by the
-                        // stripe walk, as any made here.
-                        continue;
-                    }
+                    let chain = chain_from(&moves, &moved.from);
                     self.replay_chain(tier, moved, &chain, redis_lost_data)
                 }
             };
             if !done {
                 let _pass = crate::fork::enter();
-                // Moves are tried again from the first (a chain written already is answered
-                // the same, one revoked is revoked again); log-outs only where not replayed.
-                let again: Vec<Replay> = replays
-                    .iter()
-                    .enumerate()
-                    .filter(|&(k, r)| k >= n || matches!(r, Replay::Moved(_)))
-                    .map(|(_, r)| r.clone())
-                    .collect();
-                tier.restore_replays(again);
+                tier.restore_replays(replays[n..].to_vec());
                 return false;
             }
         }
@@ -1240,8 +1229,8 @@ impl Inner {
         true
     }
 
-    /// Replays the chain of moves that `moved` begins, which ends at the last id of `chain`;
-    /// false if the link failed.
+    /// Replays the chain of moves that `moved` begins, whose ids are `chain` (the session is
+    /// at the last); false if the link failed.
     fn replay_chain(
         &self,
         tier: &Tier,
@@ -1253,31 +1242,60 @@ impl Inner {
         let Some(last) = chain.last() else {
             return true;
         };
-        let Some(copy) = self.moved_copy(tier, last, moved) else {
+        let Some((copy, owner_now)) = self.moved_copy(tier, last, moved) else {
             // No copy left to write back (destroyed, expired or evicted here).
             return true;
         };
         let place = self.place(&copy.id);
         match tier.resync(std::slice::from_ref(&copy), redis_lost_data)[0] {
+            Resynced::Restored(version) if owner_now != copy.session.owner => {
+                // Written under the owner of the session it moved from; the owner given here
+                // since is replayed by the stripe walk, after every log-out everywhere.
+                tier.rebase_dirty(last, copy.session.version, version);
+                tier.note_dirty(
+                    last,
+                    Dirty::Written {
+                        base: version,
+                        owner_set: true,
+                    },
+                );
+                tier.landed(last);
+            }
             Resynced::Restored(version) => self.give_way(tier, &place, &copy, Some(version)),
-            // Written under its new id since the reconnect: the copy gives way.
-            Resynced::Taken => self.give_way(tier, &place, &copy, None),
-            Resynced::Unknown => return false,
-            Resynced::Stale | Resynced::Same { .. } => {
+            Resynced::Unknown => {
+                if let Some(dirty) = copy.dirty {
+                    tier.restore_dirty(last, dirty);
+                }
+                return false;
+            }
+            answer => {
                 for id in chain {
                     // The copies go now, not at the stripe walk: served and saved again in a
                     // second outage before that, they would be forced back into Redis.
-                    let _ = self.invalidate_copies(&KeyHash::of(id), Some(Cause::Destroyed));
-                    tier.note_dirty(id, Dirty::Destroyed);
+                    let key = KeyHash::of(id);
+                    if answer == Resynced::Taken {
+                        // Its id holds another session: only the copies go.
+                        let _ = self.invalidate_copies(&key, Some(Cause::Invalidated));
+                    } else {
+                        let _ = self.invalidate_copies(&key, Some(Cause::Destroyed));
+                        tier.note_dirty(id, Dirty::Destroyed);
+                    }
                 }
+                tier.landed(last);
             }
         }
         true
     }
 
     /// The local copy of `id`, where the chain of moves beginning with `moved` left the
-    /// session, with what it has to replay; `None` if there is none.
-    fn moved_copy(&self, tier: &Tier, id: &str, moved: &Move) -> Option<CopyState> {
+    /// session, with what it has to replay, to be written under the owner of the session the
+    /// chain began from; and the copy's own owner. `None` if there is no copy.
+    fn moved_copy(
+        &self,
+        tier: &Tier,
+        id: &str,
+        moved: &Move,
+    ) -> Option<(CopyState, Option<String>)> {
         let place = self.place(id);
         let now = self.now();
         let stripe = self.shards[place.shard].state.read();
@@ -1286,32 +1304,31 @@ impl Inner {
             return None;
         }
         let mut copy = copy_state(&stripe, index, now, tier);
+        let owner_now = std::mem::replace(&mut copy.session.owner, moved.owner.clone());
         copy.moved_from = Some(MovedFrom {
             hash: KeyHash::of(&moved.from),
             owner: moved.owner.clone(),
         });
-        Some(copy)
+        Some((copy, owner_now))
     }
 
     /// A resync answered `copy`: Redis holds another session under its id, or none, or
     /// (`written`) this copy, written back at that version. The copy gives way to what Redis
-    /// holds (the next read loads it, trusted), and the change it had to replay is done. Not
-    /// if the copy was written here since the resync read it (the link down again): then
-    /// that write stays noted, over the version written back.
+    /// holds (the next read loads it, trusted), unless it was written here since it was sent
+    /// (the link down again, or a call while it was pending): that write stays noted, over
+    /// the version written back. The session is pending no more for this change.
     fn give_way(&self, tier: &Tier, place: &Place, copy: &CopyState, written: Option<u64>) {
         let local = copy.session.version;
-        let gone = written == Some(local)
-            || self
+        if written != Some(local)
+            && self
                 .drop_copy(place, &copy.id, Cause::Invalidated, Some(local))
-                .is_some()
-            || self.local_version(place, &copy.id) == 0;
-        if gone {
-            if let Some(replayed) = copy.dirty {
-                tier.settle_dirty(&copy.id, replayed);
+                .is_none()
+        {
+            if let Some(version) = written {
+                tier.rebase_dirty(&copy.id, local, version);
             }
-        } else if let Some(version) = written {
-            tier.rebase_dirty(&copy.id, local, version);
         }
+        tier.landed(&copy.id);
     }
 
     /// Marks every local copy whose Redis hash is `key` suspect (`None`) or removes it, and
@@ -1428,7 +1445,8 @@ impl Inner {
                 .map(|i| copy_state(&stripe, i, now, tier))
                 .collect()
         };
-        for batch in copies.chunks(crate::tier::RESYNC_BATCH) {
+        let mut unsent = copies.chunks(crate::tier::RESYNC_BATCH);
+        while let Some(batch) = unsent.next() {
             // The pass keeps a fork from catching this thread inside the tier's locks.
             let results = {
                 let _pass = crate::fork::enter();
@@ -1463,12 +1481,23 @@ impl Inner {
                         tier.count_restored();
                         self.give_way(tier, &place, copy, Some(version));
                     }
-                    Resynced::Unknown => checked = false,
+                    Resynced::Unknown => {
+                        checked = false;
+                        if let Some(dirty) = copy.dirty {
+                            tier.restore_dirty(&copy.id, dirty);
+                        }
+                    }
                 }
             }
-            // A copy that could not be checked keeps its stripe unverified, and it and the
-            // copies not sent keep what they have to write back, for the next try.
+            // A copy that could not be checked keeps its stripe unverified, and the copies not
+            // sent keep what they have to write back, for the next try.
             if !checked || tier.generation() != generation {
+                let _pass = crate::fork::enter();
+                for copy in unsent.flatten() {
+                    if let Some(dirty) = copy.dirty {
+                        tier.restore_dirty(&copy.id, dirty);
+                    }
+                }
                 return false;
             }
         }
@@ -1565,6 +1594,9 @@ impl Sink for Inner {
                 }
                 return false;
             }
+            for copy in batch {
+                tier.landed(&copy.id);
+            }
         }
         (0..self.shards.len())
             .all(|shard_index| self.resync_stripe(tier, shard_index, generation, redis_lost_data))
@@ -1572,9 +1604,27 @@ impl Sink for Inner {
     }
 }
 
-/// The copy at `index` as a resync checks it, with what it has to replay. That stays noted
-/// until the resync's answer settles it (see [`Inner::give_way`]): until then a read or a
-/// write of a copy made here knows that Redis cannot hold it yet.
+/// Where the session at `id` ended up: the ids each move of `moves` took it to, from the first
+/// that moved it, through each later one made from where it arrived before that was replayed.
+fn chain_from<'a>(moves: &[&'a Move], id: &str) -> Vec<&'a str> {
+    let mut chain: Vec<&'a str> = Vec::new();
+    let mut at = id;
+    while let Some(next) = moves
+        .iter()
+        .find(|m| m.from == at && (chain.is_empty() || m.from_made_here))
+    {
+        at = &next.to;
+        chain.push(&next.to);
+        // Ids are never reused by a move, but a bound costs nothing.
+        if chain.len() > moves.len() {
+            break;
+        }
+    }
+    chain
+}
+
+/// The copy at `index` as a resync checks it, taking what it has to replay (put back if no
+/// answer comes; the session stays pending meanwhile: see `tier::pending`).
 fn copy_state(stripe: &Stripe, index: u32, now: u64, tier: &Tier) -> CopyState {
     let block = stripe.block(index);
     let record = stripe.record(index);
@@ -1582,7 +1632,7 @@ fn copy_state(stripe: &Stripe, index: u32, now: u64, tier: &Tier) -> CopyState {
     let ttl_ms = record.deadline().saturating_sub(now).max(1);
     CopyState {
         hash: KeyHash::of(&id),
-        dirty: tier.dirty_of(&id),
+        dirty: tier.take_dirty(&id),
         suspect: record.flags() & SUSPECT != 0,
         id,
         session: Loaded {

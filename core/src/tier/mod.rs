@@ -16,6 +16,7 @@
 //! then marks the stripe verified again.
 
 mod keys;
+mod pending;
 mod scripts;
 mod tls;
 mod watched;
@@ -394,7 +395,7 @@ pub(crate) enum Resynced {
     /// Redis holds this version: keep it. Its key expires in `key_ttl_ms`.
     Same { key_ttl_ms: u64 },
     /// Redis holds another version, or no session at all: drop the copy. For a moved copy:
-    /// the session it moved from was revoked (or its key holds something else).
+    /// the session it moved from was revoked.
     Stale,
     /// Redis had lost it and holds it again, at this version.
     Restored(u64),
@@ -478,7 +479,7 @@ struct Shared {
     /// Sessions whose Redis TTL should move.
     touches: Mutex<HashMap<KeyHash, Touch>>,
     /// Changes made locally while Redis was down, by id.
-    dirty: Mutex<HashMap<String, Dirty>>,
+    pending: pending::PendingChanges,
     /// Regenerates and log-outs everywhere made while Redis was down, in the order made.
     replays: Mutex<Vec<Replay>>,
     sink: Mutex<Option<Weak<dyn Sink>>>,
@@ -530,7 +531,7 @@ impl Tier {
                 runtime: Mutex::new(None),
                 fork_generation: AtomicU64::new(fork::generation()),
                 touches: Mutex::new(HashMap::new()),
-                dirty: Mutex::new(HashMap::new()),
+                pending: pending::PendingChanges::default(),
                 replays: Mutex::new(Vec::new()),
                 sink: Mutex::new(None),
                 input: Arc::new(watched::Input::new()),
@@ -714,59 +715,50 @@ impl Tier {
 
     /// Remembers a change made locally while Redis was down, keeping the first base version.
     pub(crate) fn note_dirty(&self, id: &str, dirty: Dirty) {
-        let mut map = self.shared.dirty.lock();
-        let merged = map
-            .get(id)
-            .map_or(dirty, |&noted| Dirty::then(noted, dirty));
-        map.insert(id.to_string(), merged);
+        self.shared.pending.note(id, dirty);
     }
 
-    /// Puts back a change taken for a resync that did not get to write it: it came before
-    /// anything noted for the session since.
+    /// Puts back a change a resync took and could not get answered: it came before anything
+    /// noted for the session since.
     pub(crate) fn restore_dirty(&self, id: &str, dirty: Dirty) {
-        let mut map = self.shared.dirty.lock();
-        let merged = map
-            .get(id)
-            .map_or(dirty, |&noted| Dirty::then(dirty, noted));
-        map.insert(id.to_string(), merged);
+        self.shared.pending.restore(id, dirty);
     }
 
-    /// The change a resync wrote back (`replayed`, as it was when the resync read it) is done,
-    /// unless another was noted for the session since.
-    pub(crate) fn settle_dirty(&self, id: &str, replayed: Dirty) {
-        let mut map = self.shared.dirty.lock();
-        if map.get(id) == Some(&replayed) {
-            map.remove(id);
-        }
+    /// Takes the change noted for `id`, for a resync to send: the session stays pending (see
+    /// [`is_pending`](Tier::is_pending)) until [`landed`](Tier::landed) or
+    /// [`restore_dirty`](Tier::restore_dirty).
+    pub(crate) fn take_dirty(&self, id: &str) -> Option<Dirty> {
+        self.shared.pending.take(id)
     }
 
-    /// A write noted for `id` over the copy at local version `local` (or as a creation)
-    /// now writes over `version`: that copy was written to Redis meanwhile, at that version.
+    /// The answer to the resync that sent `id`'s change has been applied.
+    pub(crate) fn landed(&self, id: &str) {
+        self.shared.pending.landed(id);
+    }
+
+    /// Whether `id` has changes made while Redis was down that Redis does not hold yet: its
+    /// calls are then made locally (see `pending`).
+    pub(crate) fn is_pending(&self, id: &str) -> bool {
+        self.shared.pending.is_pending(id)
+    }
+
+    /// A write noted for `id` over the copy at local version `local`, which a resync just wrote
+    /// back at `version`, now writes over `version`.
     pub(crate) fn rebase_dirty(&self, id: &str, local: u64, version: u64) {
-        if let Some(Dirty::Written { base, .. }) = self.shared.dirty.lock().get_mut(id) {
-            if *base == 0 || *base == local {
-                *base = version;
-            }
-        }
+        self.shared.pending.rebase(id, local, version);
     }
 
     /// Whether changes made while Redis was down were noted after a resync pass took them (a
     /// call that found the link down as it came back, which ended before the pass looked at
     /// its stripe): then another pass replays them. Writes are not asked about: the stripe
-    /// walk takes a write's change with its copy.
+    /// walk finds a write's change with its copy.
     pub(crate) fn has_unreplayed(&self) -> bool {
-        !self.shared.replays.lock().is_empty()
-            || self
-                .shared
-                .dirty
-                .lock()
-                .values()
-                .any(|d| matches!(d, Dirty::Destroyed))
+        !self.shared.replays.lock().is_empty() || self.shared.pending.has_destroyed()
     }
 
-    /// What is noted for `id` to replay, left in place.
+    /// What is noted for `id` to replay and not yet sent, left in place.
     pub(crate) fn dirty_of(&self, id: &str) -> Option<Dirty> {
-        self.shared.dirty.lock().get(id).copied()
+        self.shared.pending.noted(id)
     }
 
     /// Remembers a regenerate made while Redis was down (before the changes it notes).
@@ -801,24 +793,15 @@ impl Tier {
     /// but for ids a move not yet replayed came from: replayed after that move (which asks
     /// whether Redis still holds them), in the resync's next pass (see
     /// [`has_unreplayed`](Tier::has_unreplayed)).
+    /// They stay pending until [`landed`](Tier::landed).
     pub(crate) fn take_destroyed(&self) -> Vec<String> {
-        let mut map = self.shared.dirty.lock();
-        let replays = self.shared.replays.lock();
-        let ids: Vec<String> = map
-            .iter()
-            .filter(|(id, d)| {
-                matches!(d, Dirty::Destroyed)
-                    && !replays
-                        .iter()
-                        .any(|r| matches!(r, Replay::Moved(m) if &m.from == *id))
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        drop(replays);
-        for id in &ids {
-            map.remove(id);
-        }
-        ids
+        self.shared.pending.take_destroyed(|id| {
+            self.shared
+                .replays
+                .lock()
+                .iter()
+                .any(|r| matches!(r, Replay::Moved(m) if m.from == id))
+        })
     }
 
     /// The session in Redis; with `known` (the version and owner of a local copy, version 0:
@@ -1543,7 +1526,7 @@ impl Shared {
     /// in a stripe the parent's link (`parents_link`, if up) had not verified, whether or not
     /// the parent's resync had taken its change in hand when the fork came.
     fn forget_parents_changes(&self, parents_link: Option<u64>) {
-        self.dirty.lock().clear();
+        self.pending.clear();
         self.replays.lock().clear();
         if let Some(sink) = self.sink() {
             sink.forget_unverified(parents_link);

@@ -416,7 +416,8 @@ return gone
 ///
 /// Reply: `{'same', key TTL}` Redis holds this copy (its version and its owner); `{'stale'}` it
 /// does not and the copy must go;
-/// `{'restored', version}` Redis now holds the copy at that version; `{'done'}`.
+/// `{'restored', version}` Redis now holds the copy at that version; `{'done'}`; `{'taken'}`
+/// (`move` alone, see above).
 pub(crate) static RESYNC: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"

@@ -1,0 +1,224 @@
+//! The changes made locally while Redis was down, by session id, until a resync has written
+//! them back: the invariant is that an id is *pending* from its first such change until Redis
+//! has answered the resync request that carried its last one.
+//!
+//! While an id is pending its calls are made here, as while Redis is down (see
+//! `Inner::link_for`): Redis does not hold those changes yet, so a read asked of it would miss
+//! a session made during the outage and drop its copy, and a write would fail past it. A
+//! resync takes an id's change to send it (`take`); the id stays pending, as *replaying*, until
+//! the answer is applied (`landed`), or the change is put back (`restore`) if none came.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use parking_lot::Mutex;
+
+use super::Dirty;
+
+#[derive(Default)]
+pub(crate) struct PendingChanges {
+    inner: Mutex<Pending>,
+    /// Whether any id is pending: read without the lock, so that calls pay nothing for this
+    /// when no outage left changes to replay (set under the lock).
+    any: AtomicBool,
+}
+
+#[derive(Default)]
+struct Pending {
+    /// Changes not yet sent.
+    noted: HashMap<String, Dirty>,
+    /// Ids whose change a resync has sent and whose answer is not yet applied.
+    replaying: HashSet<String>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.noted.is_empty() && self.replaying.is_empty()
+    }
+}
+
+impl PendingChanges {
+    /// Runs `change` under the lock and keeps `any` true to what it leaves.
+    fn with<T>(&self, change: impl FnOnce(&mut Pending) -> T) -> T {
+        let mut pending = self.inner.lock();
+        let out = change(&mut pending);
+        self.any.store(!pending.is_empty(), Relaxed);
+        out
+    }
+
+    pub(crate) fn is_pending(&self, id: &str) -> bool {
+        if !self.any.load(Relaxed) {
+            return false;
+        }
+        let pending = self.inner.lock();
+        pending.noted.contains_key(id) || pending.replaying.contains(id)
+    }
+
+    /// Notes a change, merged after anything noted for the id before (keeping the first base
+    /// version).
+    pub(crate) fn note(&self, id: &str, dirty: Dirty) {
+        self.with(|p| {
+            let merged = p
+                .noted
+                .get(id)
+                .map_or(dirty, |&noted| Dirty::then(noted, dirty));
+            p.noted.insert(id.to_string(), merged);
+        });
+    }
+
+    /// Puts back a change a resync took and could not get answered: it came before anything
+    /// noted for the id since.
+    pub(crate) fn restore(&self, id: &str, dirty: Dirty) {
+        self.with(|p| {
+            p.replaying.remove(id);
+            let merged = p
+                .noted
+                .get(id)
+                .map_or(dirty, |&noted| Dirty::then(dirty, noted));
+            p.noted.insert(id.to_string(), merged);
+        });
+    }
+
+    /// Takes the id's change for a resync to send; the id stays pending until
+    /// [`landed`](Self::landed) or [`restore`](Self::restore).
+    pub(crate) fn take(&self, id: &str) -> Option<Dirty> {
+        self.with(|p| {
+            let taken = p.noted.remove(id);
+            if taken.is_some() {
+                p.replaying.insert(id.to_string());
+            }
+            taken
+        })
+    }
+
+    /// The answer to the resync that sent the id's change has been applied.
+    pub(crate) fn landed(&self, id: &str) {
+        self.with(|p| {
+            p.replaying.remove(id);
+        });
+    }
+
+    /// What is noted for the id and not yet sent.
+    pub(crate) fn noted(&self, id: &str) -> Option<Dirty> {
+        if !self.any.load(Relaxed) {
+            return None;
+        }
+        self.inner.lock().noted.get(id).copied()
+    }
+
+    /// A write noted for `id` over the copy at local version `local` (the copy a resync just
+    /// wrote back, unchanged since it was sent) now writes over `version`, the version Redis
+    /// gave that copy.
+    pub(crate) fn rebase(&self, id: &str, local: u64, version: u64) {
+        self.with(|p| {
+            if let Some(Dirty::Written { base, .. }) = p.noted.get_mut(id) {
+                if *base == local {
+                    *base = version;
+                }
+            }
+        });
+    }
+
+    /// Whether a destroy is noted and not yet sent.
+    pub(crate) fn has_destroyed(&self) -> bool {
+        self.any.load(Relaxed)
+            && self
+                .inner
+                .lock()
+                .noted
+                .values()
+                .any(|d| matches!(d, Dirty::Destroyed))
+    }
+
+    /// Takes every destroy noted for an id that `wait` does not hold back, for a resync to
+    /// send.
+    pub(crate) fn take_destroyed(&self, wait: impl Fn(&str) -> bool) -> Vec<String> {
+        self.with(|p| {
+            let ids: Vec<String> = p
+                .noted
+                .iter()
+                .filter(|(id, d)| matches!(d, Dirty::Destroyed) && !wait(id))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in &ids {
+                p.noted.remove(id);
+                p.replaying.insert(id.clone());
+            }
+            ids
+        })
+    }
+
+    pub(crate) fn clear(&self) {
+        self.with(|p| {
+            p.noted.clear();
+            p.replaying.clear();
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_stays_pending_from_its_change_until_its_replay_has_landed() {
+        let pending = PendingChanges::default();
+        assert!(!pending.is_pending("a"));
+        pending.note(
+            "a",
+            Dirty::Written {
+                base: 0,
+                owner_set: false,
+            },
+        );
+        assert!(pending.is_pending("a"));
+        assert!(pending.take("a").is_some());
+        assert!(pending.is_pending("a"), "sent, not yet answered");
+        assert_eq!(pending.noted("a"), None);
+        pending.landed("a");
+        assert!(!pending.is_pending("a"));
+        assert!(!pending.any.load(Relaxed));
+    }
+
+    #[test]
+    fn a_change_put_back_comes_before_one_noted_while_it_was_out() {
+        let pending = PendingChanges::default();
+        pending.note("a", Dirty::Destroyed);
+        let taken = pending.take("a").unwrap();
+        pending.note(
+            "a",
+            Dirty::Written {
+                base: 7,
+                owner_set: false,
+            },
+        );
+        pending.restore("a", taken);
+        // A write after a destroy: replayed whatever Redis holds.
+        assert_eq!(
+            pending.noted("a"),
+            Some(Dirty::Written {
+                base: u64::MAX,
+                owner_set: true
+            })
+        );
+        assert!(pending.take_destroyed(|_| false).is_empty());
+    }
+
+    #[test]
+    fn a_write_over_a_copy_written_back_is_rebased_on_the_version_redis_gave_it() {
+        let pending = PendingChanges::default();
+        let over = |base| Dirty::Written {
+            base,
+            owner_set: false,
+        };
+        pending.note("a", over(3));
+        pending.rebase("a", 3, 40);
+        assert_eq!(pending.noted("a"), Some(over(40)));
+        pending.rebase("a", 3, 50);
+        assert_eq!(
+            pending.noted("a"),
+            Some(over(40)),
+            "over another copy: left"
+        );
+    }
+}
