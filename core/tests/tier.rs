@@ -1307,6 +1307,24 @@ fn cut_off_and_connected_with(
     (a, store(redis))
 }
 
+/// `count` sessions ("login N") that `a` makes while cut off; returned once its link is up
+/// again, before its resync has written them back.
+fn logins_made_while_cut_off_as_the_link_comes_back(
+    proxy: &Proxy,
+    a: &Store,
+    count: usize,
+) -> Vec<String> {
+    cut(proxy, a);
+    let made = (0..count)
+        .map(|n| a.create(format!("login {n}").as_bytes(), None).unwrap())
+        .collect();
+    proxy.restore();
+    eventually_for(Duration::from_secs(5), "A reconnects", || {
+        a.stats().tier.unwrap().connected
+    });
+    made
+}
+
 fn cut(proxy: &Proxy, a: &Store) {
     proxy.cut();
     eventually_for(Duration::from_secs(5), "A notices the cut", || {
@@ -1586,14 +1604,7 @@ fn a_logout_as_the_link_comes_back_of_a_session_made_while_cut_off_stays_a_logou
     let redis = RedisServer::start();
     let proxy = Proxy::to(redis.port);
     let (a, b) = cut_off_and_connected(&redis, &proxy);
-    cut(&proxy, &a);
-    let made: Vec<String> = (0..2000)
-        .map(|n| a.create(format!("login {n}").as_bytes(), None).unwrap())
-        .collect();
-    proxy.restore();
-    eventually_for(Duration::from_secs(5), "A reconnects", || {
-        a.stats().tier.unwrap().connected
-    });
+    let made = logins_made_while_cut_off_as_the_link_comes_back(&proxy, &a, 2000);
     for id in &made {
         assert!(
             a.destroy(id).unwrap(),
@@ -1660,14 +1671,7 @@ fn a_session_made_while_cut_off_is_read_and_written_as_the_link_comes_back() {
     let redis = RedisServer::start();
     let proxy = Proxy::to(redis.port);
     let (a, b) = cut_off_and_connected(&redis, &proxy);
-    cut(&proxy, &a);
-    let made: Vec<String> = (0..2000)
-        .map(|n| a.create(format!("login {n}").as_bytes(), None).unwrap())
-        .collect();
-    proxy.restore();
-    eventually_for(Duration::from_secs(5), "A reconnects", || {
-        a.stats().tier.unwrap().connected
-    });
+    let made = logins_made_while_cut_off_as_the_link_comes_back(&proxy, &a, 2000);
     for (n, id) in made.iter().enumerate() {
         let saved = format!("saved {n}");
         // As the adapters save: a write that lost to another version reads again and
