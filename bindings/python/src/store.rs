@@ -90,6 +90,7 @@ impl PyStore {
         &self,
         py: Python<'_>,
         token: &Bound<'_, PyString>,
+        slide: bool,
         build: impl Fn(&[u8], u64) -> PyResult<T>,
     ) -> PyResult<Option<T>> {
         let Some(token) = text(token) else {
@@ -99,10 +100,19 @@ impl PyStore {
             return Ok(None);
         };
         let found = if self.waits {
-            self.core(py, |s| s.get_with(id, |s| (s.value.to_vec(), s.version)))
-                .map(|found| found.map(|(value, version)| build(&value, version)))
-        } else {
+            self.core(py, |s| {
+                let copy = |s: coatcheck::SessionView<'_>| (s.value.to_vec(), s.version);
+                if slide {
+                    s.get_with(id, copy)
+                } else {
+                    s.peek_with(id, copy)
+                }
+            })
+            .map(|found| found.map(|(value, version)| build(&value, version)))
+        } else if slide {
             self.store.get_with(id, |s| build(s.value, s.version))
+        } else {
+            self.store.peek_with(id, |s| build(s.value, s.version))
         };
         match found {
             Ok(found) => found.transpose(),
@@ -222,7 +232,17 @@ impl PyStore {
         py: Python<'py>,
         token: &Bound<'_, PyString>,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        self.read(py, token, |value, _| bytes(py, value))
+        self.read(py, token, true, |value, _| bytes(py, value))
+    }
+
+    /// The session's data without sliding its idle deadline or marking it used (as a
+    /// backend's `exists` checks a key); `None` if the token is bad or the session is gone.
+    fn peek<'py>(
+        &self,
+        py: Python<'py>,
+        token: &Bound<'_, PyString>,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        self.read(py, token, false, |value, _| bytes(py, value))
     }
 
     /// `(data, version)` of a live session, sliding its idle deadline; `None` otherwise.
@@ -231,7 +251,9 @@ impl PyStore {
         py: Python<'py>,
         token: &Bound<'_, PyString>,
     ) -> PyResult<Option<(Bound<'py, PyBytes>, u64)>> {
-        self.read(py, token, |value, version| Ok((bytes(py, value)?, version)))
+        self.read(py, token, true, |value, version| {
+            Ok((bytes(py, value)?, version))
+        })
     }
 
     /// Replaces a live session's data; returns its new version.

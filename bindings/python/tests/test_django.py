@@ -466,6 +466,18 @@ def test_an_expiry_date_ends_the_session_then_however_often_it_is_read(api: Api,
     assert STORE.get(s.session_key) is None
 
 
+def test_exists_is_a_look_that_does_not_keep_the_session_alive(api: Api) -> None:
+    s = SessionStore()
+    s["x"] = 1
+    s.set_expiry(0.3)  # seconds of inactivity
+    api(s, "save")
+    key = s.session_key
+    time.sleep(0.2)
+    assert api(SessionStore(), "exists", key) is True
+    time.sleep(0.2)
+    assert api(SessionStore(), "exists", key) is False, "exists() slid the idle deadline"
+
+
 def test_removing_a_custom_expiry_gives_back_the_stores_idle_timeout(api: Api) -> None:
     s = SessionStore()
     s["x"] = 1

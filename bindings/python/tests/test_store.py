@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import time
 from typing import Any, Callable
 
 import pytest
@@ -523,3 +524,14 @@ print(len(store.get(token)))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == ["MemoryError", str(48 * 1024 * 1024)], done.stderr
+
+
+def test_peek_reads_a_session_without_sliding_its_idle_deadline() -> None:
+    store = Store("peek secret", idle_timeout=0.3)
+    peeked, read = store.create(b"peeked"), store.create(b"read")
+    time.sleep(0.2)
+    assert store.peek(peeked) == b"peeked" and store.get(read) == b"read"
+    time.sleep(0.2)
+    assert store.peek(peeked) is None, "peek slid the deadline"
+    assert store.get(read) == b"read"
+    assert store.peek("forged.token") is None

@@ -167,7 +167,9 @@ class SessionStore(SessionBase):
     def exists(self, session_key: Optional[str]) -> bool:
         if not session_key:
             return False
-        return self._store.get_with_version(session_key) is not None
+        # A look, not a use: it neither slides the session's idle deadline nor keeps it from
+        # eviction, as Django's database backend's filter(...).exists() leaves it alone.
+        return self._store.peek(session_key) is not None
 
     def create(self) -> None:
         # The store names sessions itself (ids never collide), so there is no retry loop.
