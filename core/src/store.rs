@@ -199,6 +199,14 @@ struct Shard {
 }
 
 impl Shard {
+    /// On the shared tier: a change made here without Redis (the link down, or a session
+    /// Redis does not hold yet) begins. The stripe is no longer verified: a resync that had
+    /// checked it already checks it again, and writes the change back.
+    fn begin_local_change(&self) -> local_changes::LocalChange<'_> {
+        self.verified.store(0, std::sync::atomic::Ordering::SeqCst);
+        self.local_changes.begin()
+    }
+
     /// After filing a session with `deadline` (under the stripe's exclusive lock).
     fn note_deadline(&self, deadline: u64) {
         if deadline < self.next_due.load(Relaxed) {

@@ -1620,6 +1620,69 @@ fn a_logout_as_the_link_comes_back_of_a_session_made_while_cut_off_stays_a_logou
 }
 
 #[test]
+fn logins_and_owners_given_as_the_link_comes_back_to_sessions_made_while_cut_off_reach_redis() {
+    // Between the reconnect and the write-back: a session made while cut off is moved to a
+    // new id (a login) or filed under its user. Both reach Redis with the write-back.
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    let made = logins_made_while_cut_off_as_the_link_comes_back(&proxy, &a, 400);
+    let mut moved = Vec::new();
+    for (n, id) in made.iter().enumerate() {
+        if n % 2 == 0 {
+            moved.push(a.regenerate(id).unwrap().expect("the session is here"));
+        } else {
+            a.set_owner(id, Some("zed")).unwrap();
+        }
+    }
+    for (n, id) in moved.iter().enumerate() {
+        eventually_for(Duration::from_secs(5), "B reads the moved session", || {
+            b.get(id).unwrap().as_deref() == Some(format!("login {}", 2 * n).as_bytes())
+        });
+    }
+    let mut owned: Vec<String> = made.iter().skip(1).step_by(2).cloned().collect();
+    owned.sort();
+    eventually_for(Duration::from_secs(5), "B lists zed's sessions", || {
+        b.sessions_of("zed").unwrap() == owned
+    });
+    for id in made.iter().step_by(2) {
+        assert_eq!(
+            b.get(id).unwrap(),
+            None,
+            "an id moved away still opens a session"
+        );
+    }
+}
+
+#[test]
+fn a_log_out_everywhere_then_a_move_of_the_kept_session_made_while_cut_off_keeps_it() {
+    // The password-change order: log out everywhere else keeping this session, then move it
+    // to a new id. On reconnect it lives on under the new id.
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    let (devices, _bobs) = alice_on_three_devices_and_bob(&b);
+    let here = a.create(b"this device", None).unwrap();
+    a.set_owner(&here, Some("alice")).unwrap();
+    until_trusted(&a, &here);
+    cut(&proxy, &a);
+    a.destroy_owner("alice", Some(&here)).unwrap();
+    let moved = a.regenerate(&here).unwrap().unwrap();
+    reconnect(&proxy, &a);
+    eventually_for(
+        Duration::from_secs(5),
+        "the moved session is written back",
+        || b.get(&moved).unwrap().is_some(),
+    );
+    std::thread::sleep(Duration::from_millis(300)); // the rest of A's resync
+    assert_eq!(b.get(&moved).unwrap().as_deref(), Some(&b"this device"[..]));
+    for gone in devices.iter().chain([&here]) {
+        assert_eq!(b.get(gone).unwrap(), None);
+    }
+    assert_eq!(b.sessions_of("alice").unwrap(), vec![moved]);
+}
+
+#[test]
 fn a_log_out_everywhere_between_two_moves_made_while_cut_off_keeps_the_session_it_kept() {
     // While cut off: ann's session moves (a login), she logs out everywhere else keeping it,
     // then it moves again (the id rotated). Her other device's session, also moved before

@@ -527,18 +527,6 @@ impl Inner {
     }
 
     /// A read with the link down: the local copy, unverified, if the policy allows.
-    /// Whether `id` was created here while Redis was down (or created again after a destroy)
-    /// and that is not yet sent back.
-    fn made_here_unreplayed(&self, id: &str) -> bool {
-        matches!(
-            self.tier().dirty_of(id),
-            Some(Dirty::Written {
-                base: 0 | u64::MAX,
-                ..
-            })
-        )
-    }
-
     fn read_locally<R>(
         &self,
         id: &str,
@@ -547,11 +535,10 @@ impl Inner {
     ) -> Result<Option<R>> {
         self.fail_or_serve_local()?;
         // A copy an invalidation named is not served unverified: it may be a revoked session.
-        // But for one with changes Redis does not hold yet (see `link_for`), which the
-        // resync's own write-back names too: it is served as while Redis was down, until the
-        // resync's answer decides.
+        // But for one made here while Redis was down and not yet written back (see
+        // `link_for`), which only the resync's own write-back can name.
         let place = self.place(id);
-        if !self.tier().is_pending(id) {
+        if !self.tier().made_here(id) {
             let stripe = self.shards[place.shard].state.read();
             let suspect = stripe
                 .find(place.hash, id)
@@ -861,7 +848,7 @@ impl Inner {
         precondition: LocalPrecondition,
         generated: bool,
     ) -> Result<u64> {
-        let _change = self.shards[place.shard].local_changes.begin();
+        let _change = self.shards[place.shard].begin_local_change();
         self.fail_or_serve_local()?;
         let base = self.local_version(place, id);
         let version = self.write_as(id, value, ttl, precondition, generated)?;
@@ -965,7 +952,7 @@ impl Inner {
     /// A destroy with the link down: applied locally and remembered for the resync, if the
     /// policy allows.
     fn destroy_locally(&self, place: &Place, id: &str) -> Result<bool> {
-        let _change = self.shards[place.shard].local_changes.begin();
+        let _change = self.shards[place.shard].begin_local_change();
         self.fail_or_serve_local()?;
         // Revocation stays final: the destroy is replayed on reconnect whatever the version.
         self.tier().note_dirty(id, Dirty::Destroyed);
@@ -1016,12 +1003,12 @@ impl Inner {
         let _changes: Vec<_> = self
             .shards
             .iter()
-            .map(|shard| shard.local_changes.begin())
+            .map(|shard| shard.begin_local_change())
             .collect();
         self.fail_or_serve_local()?;
         // Written here whatever Redis holds: a creation (base 0), or a re-creation after a
         // destroy (u64::MAX), which the replay forces.
-        let from_made_here = self.made_here_unreplayed(id);
+        let from_made_here = self.tier().made_here(id);
         let owner = self
             .read(id, false, |view| view.owner.map(str::to_string))?
             .flatten();
@@ -1076,7 +1063,7 @@ impl Inner {
                 Err(e) => return Err(e),
             }
         }
-        let _change = self.shards[place.shard].local_changes.begin();
+        let _change = self.shards[place.shard].begin_local_change();
         self.fail_or_serve_local()?;
         let base = self.local_version(&place, id);
         self.set_owner(id, owner)?;
@@ -1137,14 +1124,26 @@ impl Inner {
         let tier = self.tier();
         if tier.is_up() {
             let keep = keep.map(KeyHash::of);
-            match tier.destroy_owner(owner, keep.as_ref()) {
+            match tier.destroy_owner(owner, keep.as_slice()) {
                 Ok(gone) => {
                     // Drop the copies now rather than when Redis's report of the deletions
                     // comes back: no copy is left to serve once the call returns.
                     for key in &gone {
                         let _ = self.invalidate_copies(key, Some(Cause::Destroyed));
                     }
-                    return Ok(Some(gone.len()));
+                    // Sessions of the owner changed here while Redis was down and not yet
+                    // written back are not in Redis's index: destroyed here, the destroy
+                    // replayed with them.
+                    let mut pending_gone = 0;
+                    for id in self.owners.ids_of(owner) {
+                        if keep.is_some_and(|k| k == KeyHash::of(&id)) || !tier.is_pending(&id) {
+                            continue;
+                        }
+                        if self.destroy_locally(&self.place(&id), &id)? {
+                            pending_gone += 1;
+                        }
+                    }
+                    return Ok(Some(gone.len() + pending_gone));
                 }
                 Err(ref e) if self.falls_back(e) => {}
                 Err(e) => return Err(e),
@@ -1163,12 +1162,12 @@ impl Inner {
     /// A session revoked meanwhile elsewhere (a logout, a log-out everywhere) must not come
     /// back under the id a regenerate here moved it to. The copy at the end of each chain of
     /// moves is written back in one step with the check that Redis still holds the session
-    /// the chain began from (which that step removes), filed under the owner that session
-    /// had; if Redis does not hold it, the copy and every id the chain passed through are
-    /// destroyed instead. A log-out everywhere replayed in its place reaches the sessions
-    /// moved before it, spares those moved after it and the session it kept wherever that
-    /// moved to, and a session given to the owner after it gets that owner only afterwards
-    /// (the stripe walk replays the change).
+    /// the chain began from (which that step removes); if Redis does not, the copy and every
+    /// id the chain passed through are destroyed instead. A log-out everywhere replayed in its
+    /// place reaches the sessions moved before it, and spares the session it kept and every
+    /// session written back by a move before it: a copy still here survived that log-out
+    /// when it was made here (which destroyed the copies it reached at once), whatever owner
+    /// it has now.
     fn replay_journal(&self, tier: &Tier, redis_lost_data: bool) -> bool {
         let replays = {
             let _pass = crate::fork::enter();
@@ -1181,27 +1180,27 @@ impl Inner {
                 Replay::OwnerRevoked { .. } => None,
             })
             .collect();
+        // The sessions moves wrote back in this pass.
+        let mut written_back: Vec<KeyHash> = Vec::new();
         for (n, replay) in replays.iter().enumerate() {
             let done = match replay {
                 Replay::OwnerRevoked { owner, keep } => {
-                    // The kept session, where the moves made after it took it.
-                    let keep = keep.map(|keep| {
-                        moves
-                            .iter()
-                            .find(|m| KeyHash::of(&m.from) == keep)
-                            .and_then(|m| {
-                                chain_from(&moves, &m.from).last().map(|id| KeyHash::of(id))
-                            })
-                            .unwrap_or(keep)
-                    });
-                    self.replay_owner_revoked(tier, owner, keep.as_ref())
+                    let spared: Vec<KeyHash> = keep.iter().chain(&written_back).copied().collect();
+                    self.replay_owner_revoked(tier, owner, &spared)
                 }
                 // Nothing of Redis's to check: a session made here, whose chain the stripe
                 // walk writes back, or a move its chain's first move replays.
                 Replay::Moved(moved) if moved.from_made_here => true,
                 Replay::Moved(moved) => {
                     let chain = chain_from(&moves, &moved.from);
-                    self.replay_chain(tier, moved, &chain, redis_lost_data)
+                    match self.replay_chain(tier, moved, &chain, redis_lost_data) {
+                        Some(Some(end)) => {
+                            written_back.push(end);
+                            true
+                        }
+                        Some(None) => true,
+                        None => false,
+                    }
                 }
             };
             if !done {
@@ -1214,10 +1213,10 @@ impl Inner {
     }
 
     /// Replays one log-out everywhere made while Redis was down; false if the link failed.
-    fn replay_owner_revoked(&self, tier: &Tier, owner: &str, keep: Option<&KeyHash>) -> bool {
+    fn replay_owner_revoked(&self, tier: &Tier, owner: &str, spared: &[KeyHash]) -> bool {
         let gone = {
             let _pass = crate::fork::enter();
-            tier.destroy_owner(owner, keep)
+            tier.destroy_owner(owner, spared)
         };
         let Ok(gone) = gone else {
             return false;
@@ -1230,43 +1229,32 @@ impl Inner {
     }
 
     /// Replays the chain of moves that `moved` begins, whose ids are `chain` (the session is
-    /// at the last); false if the link failed.
+    /// at the last): `Some(Some(hash))` if the session was written back under that hash,
+    /// `Some(None)` if not (revoked, or no copy left), `None` if the link failed.
     fn replay_chain(
         &self,
         tier: &Tier,
         moved: &Move,
         chain: &[&str],
         redis_lost_data: bool,
-    ) -> bool {
+    ) -> Option<Option<KeyHash>> {
         let _pass = crate::fork::enter();
-        let Some(last) = chain.last() else {
-            return true;
-        };
-        let Some((copy, owner_now)) = self.moved_copy(tier, last, moved) else {
+        let last = chain.last()?;
+        let Some(copy) = self.moved_copy(tier, last, moved) else {
             // No copy left to write back (destroyed, expired or evicted here).
-            return true;
+            return Some(None);
         };
         let place = self.place(&copy.id);
         match tier.resync(std::slice::from_ref(&copy), redis_lost_data)[0] {
-            Resynced::Restored(version) if owner_now != copy.session.owner => {
-                // Written under the owner of the session it moved from; the owner given here
-                // since is replayed by the stripe walk, after every log-out everywhere.
-                tier.rebase_dirty(last, copy.session.version, version);
-                tier.note_dirty(
-                    last,
-                    Dirty::Written {
-                        base: version,
-                        owner_set: true,
-                    },
-                );
-                tier.landed(last);
+            Resynced::Restored(version) => {
+                self.give_way(tier, &place, &copy, Some(version));
+                Some(Some(copy.hash))
             }
-            Resynced::Restored(version) => self.give_way(tier, &place, &copy, Some(version)),
             Resynced::Unknown => {
                 if let Some(dirty) = copy.dirty {
                     tier.restore_dirty(last, dirty);
                 }
-                return false;
+                None
             }
             answer => {
                 for id in chain {
@@ -1282,20 +1270,14 @@ impl Inner {
                     }
                 }
                 tier.landed(last);
+                Some(None)
             }
         }
-        true
     }
 
     /// The local copy of `id`, where the chain of moves beginning with `moved` left the
-    /// session, with what it has to replay, to be written under the owner of the session the
-    /// chain began from; and the copy's own owner. `None` if there is no copy.
-    fn moved_copy(
-        &self,
-        tier: &Tier,
-        id: &str,
-        moved: &Move,
-    ) -> Option<(CopyState, Option<String>)> {
+    /// session, with what it has to replay; `None` if there is none.
+    fn moved_copy(&self, tier: &Tier, id: &str, moved: &Move) -> Option<CopyState> {
         let place = self.place(id);
         let now = self.now();
         let stripe = self.shards[place.shard].state.read();
@@ -1304,12 +1286,11 @@ impl Inner {
             return None;
         }
         let mut copy = copy_state(&stripe, index, now, tier);
-        let owner_now = std::mem::replace(&mut copy.session.owner, moved.owner.clone());
         copy.moved_from = Some(MovedFrom {
             hash: KeyHash::of(&moved.from),
             owner: moved.owner.clone(),
         });
-        Some((copy, owner_now))
+        Some(copy)
     }
 
     /// A resync answered `copy`: Redis holds another session under its id, or none, or
@@ -1319,16 +1300,22 @@ impl Inner {
     /// the version written back. The session is pending no more for this change.
     fn give_way(&self, tier: &Tier, place: &Place, copy: &CopyState, written: Option<u64>) {
         let local = copy.session.version;
-        if written != Some(local)
-            && self
-                .drop_copy(place, &copy.id, Cause::Invalidated, Some(local))
-                .is_none()
-        {
-            if let Some(version) = written {
-                tier.rebase_dirty(&copy.id, local, version);
+        // Asked of what is noted, not of the copy's version: an owner set here keeps it.
+        if tier.dirty_of(&copy.id).is_none() {
+            if written != Some(local) {
+                self.drop_copy(place, &copy.id, Cause::Invalidated, Some(local));
             }
+        } else if let Some(version) = written {
+            tier.rebase_dirty(&copy.id, local, version);
         }
         tier.landed(&copy.id);
+    }
+
+    /// Whether the table holds a live copy of `id`.
+    fn has_live_copy(&self, id: &str) -> bool {
+        let place = self.place(id);
+        let stripe = self.shards[place.shard].state.read();
+        stripe.find_live(place.hash, id, self.now()).is_some()
     }
 
     /// Marks every local copy whose Redis hash is `key` suspect (`None`) or removes it, and
@@ -1598,9 +1585,11 @@ impl Sink for Inner {
                 tier.landed(&copy.id);
             }
         }
-        (0..self.shards.len())
-            .all(|shard_index| self.resync_stripe(tier, shard_index, generation, redis_lost_data))
-            && !tier.has_unreplayed()
+        let walked = (0..self.shards.len())
+            .all(|shard_index| self.resync_stripe(tier, shard_index, generation, redis_lost_data));
+        // A write noted for a copy gone since (evicted, expired) has nothing to write back.
+        tier.forget_writes_without_copies(|id| self.has_live_copy(id));
+        walked && !tier.has_unreplayed()
     }
 }
 

@@ -399,8 +399,8 @@ pub(crate) enum Resynced {
     Stale,
     /// Redis had lost it and holds it again, at this version.
     Restored(u64),
-    /// For a moved copy: Redis holds a session under its id already, written by another
-    /// call (the copy gives way to it; the session it moved from is not revoked by that).
+    /// For a moved copy: Redis holds a session under its id already, not written by this
+    /// move: the copy gives way to it, and nothing is destroyed.
     Taken,
     /// Could not be checked (the link went down again, or Redis refused the batch): leave it
     /// unverified.
@@ -748,12 +748,22 @@ impl Tier {
         self.shared.pending.rebase(id, local, version);
     }
 
-    /// Whether changes made while Redis was down were noted after a resync pass took them (a
-    /// call that found the link down as it came back, which ended before the pass looked at
-    /// its stripe): then another pass replays them. Writes are not asked about: the stripe
-    /// walk finds a write's change with its copy.
+    /// Whether anything made while Redis was down is left to replay after a resync pass: a
+    /// change noted by a call that found the link down as it came back and ended before the
+    /// pass looked at its stripe, or made locally on a pending session (see `pending`) after
+    /// the walk had passed it. Then another pass replays it.
     pub(crate) fn has_unreplayed(&self) -> bool {
-        !self.shared.replays.lock().is_empty() || self.shared.pending.has_destroyed()
+        !self.shared.replays.lock().is_empty() || self.shared.pending.has_noted()
+    }
+
+    /// See [`PendingChanges::made_here`](pending::PendingChanges::made_here).
+    pub(crate) fn made_here(&self, id: &str) -> bool {
+        self.shared.pending.made_here(id)
+    }
+
+    /// See [`PendingChanges::forget_writes_without_copies`](pending::PendingChanges::forget_writes_without_copies).
+    pub(crate) fn forget_writes_without_copies(&self, has_copy: impl Fn(&str) -> bool) {
+        self.shared.pending.forget_writes_without_copies(has_copy);
     }
 
     /// What is noted for `id` to replay and not yet sent, left in place.
@@ -795,13 +805,17 @@ impl Tier {
     /// [`has_unreplayed`](Tier::has_unreplayed)).
     /// They stay pending until [`landed`](Tier::landed).
     pub(crate) fn take_destroyed(&self) -> Vec<String> {
-        self.shared.pending.take_destroyed(|id| {
-            self.shared
-                .replays
-                .lock()
-                .iter()
-                .any(|r| matches!(r, Replay::Moved(m) if m.from == id))
-        })
+        let moved_from: std::collections::HashSet<String> = self
+            .shared
+            .replays
+            .lock()
+            .iter()
+            .filter_map(|r| match r {
+                Replay::Moved(m) => Some(m.from.clone()),
+                Replay::OwnerRevoked { .. } => None,
+            })
+            .collect();
+        self.shared.pending.take_destroyed(&moved_from)
     }
 
     /// The session in Redis; with `known` (the version and owner of a local copy, version 0:
@@ -1038,18 +1052,11 @@ impl Tier {
             .collect())
     }
 
-    /// Destroys `owner`'s sessions in Redis except `keep`; the hashes of those removed.
-    pub(crate) fn destroy_owner(
-        &self,
-        owner: &str,
-        keep: Option<&KeyHash>,
-    ) -> Result<Vec<KeyHash>> {
+    /// Destroys `owner`'s sessions in Redis but those in `keep`; the hashes of those removed.
+    pub(crate) fn destroy_owner(&self, owner: &str, keep: &[KeyHash]) -> Result<Vec<KeyHash>> {
         let keys = &self.shared.keys;
-        let args = (
-            keys.owner(owner),
-            keys.prefix().to_string(),
-            keep.map(KeyHash::encoded).unwrap_or_default(),
-        );
+        let kept: Vec<String> = keep.iter().map(KeyHash::encoded).collect();
+        let args = (keys.owner(owner), keys.prefix().to_string(), kept.join(" "));
         let reply = self.run(move |mut c| {
             Box::pin(async move {
                 let (index, prefix, keep) = args;

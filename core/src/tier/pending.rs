@@ -6,9 +6,12 @@
 //! `Inner::link_for`): Redis does not hold those changes yet, so a read asked of it would miss
 //! a session made during the outage and drop its copy, and a write would fail past it. A
 //! resync takes an id's change to send it (`take`); the id stays pending, as *replaying*, until
-//! the answer is applied (`landed`), or the change is put back (`restore`) if none came.
+//! the answer is applied (`landed`), or the change is put back (`restore`) if none came. A
+//! write noted for a copy that is gone since (evicted, expired) has nothing to send: each
+//! resync pass forgets those (`forget_writes_without_copies`), so that no id stays pending
+//! without a copy to serve, and a pass ends only when nothing is left noted.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use parking_lot::Mutex;
@@ -27,8 +30,8 @@ pub(crate) struct PendingChanges {
 struct Pending {
     /// Changes not yet sent.
     noted: HashMap<String, Dirty>,
-    /// Ids whose change a resync has sent and whose answer is not yet applied.
-    replaying: HashSet<String>,
+    /// Changes a resync has sent and whose answer is not yet applied.
+    replaying: HashMap<String, Dirty>,
 }
 
 impl Pending {
@@ -51,7 +54,26 @@ impl PendingChanges {
             return false;
         }
         let pending = self.inner.lock();
-        pending.noted.contains_key(id) || pending.replaying.contains(id)
+        pending.noted.contains_key(id) || pending.replaying.contains_key(id)
+    }
+
+    /// Whether `id` was created here while Redis was down (or created again after a
+    /// destroy), and Redis has not answered its write-back yet.
+    pub(crate) fn made_here(&self, id: &str) -> bool {
+        if !self.any.load(Relaxed) {
+            return false;
+        }
+        let pending = self.inner.lock();
+        let made_here = |d: Option<&Dirty>| {
+            matches!(
+                d,
+                Some(Dirty::Written {
+                    base: 0 | u64::MAX,
+                    ..
+                })
+            )
+        };
+        made_here(pending.noted.get(id)) || made_here(pending.replaying.get(id))
     }
 
     /// Notes a change, merged after anything noted for the id before (keeping the first base
@@ -82,10 +104,13 @@ impl PendingChanges {
     /// Takes the id's change for a resync to send; the id stays pending until
     /// [`landed`](Self::landed) or [`restore`](Self::restore).
     pub(crate) fn take(&self, id: &str) -> Option<Dirty> {
+        if !self.any.load(Relaxed) {
+            return None;
+        }
         self.with(|p| {
             let taken = p.noted.remove(id);
-            if taken.is_some() {
-                p.replaying.insert(id.to_string());
+            if let Some(dirty) = taken {
+                p.replaying.insert(id.to_string(), dirty);
             }
             taken
         })
@@ -119,30 +144,52 @@ impl PendingChanges {
         });
     }
 
-    /// Whether a destroy is noted and not yet sent.
-    pub(crate) fn has_destroyed(&self) -> bool {
-        self.any.load(Relaxed)
-            && self
-                .inner
-                .lock()
-                .noted
-                .values()
-                .any(|d| matches!(d, Dirty::Destroyed))
+    /// Whether a change is noted and not yet sent.
+    pub(crate) fn has_noted(&self) -> bool {
+        self.any.load(Relaxed) && !self.inner.lock().noted.is_empty()
     }
 
-    /// Takes every destroy noted for an id that `wait` does not hold back, for a resync to
-    /// send.
-    pub(crate) fn take_destroyed(&self, wait: impl Fn(&str) -> bool) -> Vec<String> {
+    /// Forgets the writes noted for ids that `has_copy` says have no copy left (evicted,
+    /// expired or removed since): there is nothing to write back, and a pending id with no
+    /// copy would be missing here while Redis holds it.
+    pub(crate) fn forget_writes_without_copies(&self, has_copy: impl Fn(&str) -> bool) {
+        let noted: Vec<String> = {
+            let pending = self.inner.lock();
+            pending
+                .noted
+                .iter()
+                .filter(|(_, d)| matches!(d, Dirty::Written { .. }))
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        // Checked outside the lock (`has_copy` takes a stripe's); a write noted since comes
+        // after its copy was made, so a copy missing now was missing when it was noted or
+        // went afterwards.
+        let gone: Vec<String> = noted.into_iter().filter(|id| !has_copy(id)).collect();
+        if gone.is_empty() {
+            return;
+        }
+        self.with(|p| {
+            for id in &gone {
+                if matches!(p.noted.get(id), Some(Dirty::Written { .. })) {
+                    p.noted.remove(id);
+                }
+            }
+        });
+    }
+
+    /// Takes every destroy noted for an id not in `wait`, for a resync to send.
+    pub(crate) fn take_destroyed(&self, wait: &std::collections::HashSet<String>) -> Vec<String> {
         self.with(|p| {
             let ids: Vec<String> = p
                 .noted
                 .iter()
-                .filter(|(id, d)| matches!(d, Dirty::Destroyed) && !wait(id))
+                .filter(|(id, d)| matches!(d, Dirty::Destroyed) && !wait.contains(*id))
                 .map(|(id, _)| id.clone())
                 .collect();
             for id in &ids {
                 p.noted.remove(id);
-                p.replaying.insert(id.clone());
+                p.replaying.insert(id.clone(), Dirty::Destroyed);
             }
             ids
         })
@@ -201,7 +248,7 @@ mod tests {
                 owner_set: true
             })
         );
-        assert!(pending.take_destroyed(|_| false).is_empty());
+        assert!(pending.take_destroyed(&Default::default()).is_empty());
     }
 
     #[test]

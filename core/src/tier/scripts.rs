@@ -86,7 +86,9 @@ local function restorable(prefix, hash, owner)
   if redis.call('HEXISTS', window, 's:' .. hash) == 1 then return false end
   if owner ~= '' then
     local kept = redis.call('HGET', window, 'o:' .. owner)
-    if kept and kept ~= hash then return false end
+    if kept and not string.find(' ' .. kept .. ' ', ' ' .. hash .. ' ', 1, true) then
+      return false
+    end
   end
   return true
 end
@@ -300,17 +302,19 @@ return out
     )
 });
 
-/// KEYS: owner index. ARGV: prefix, hash to keep (empty: none). Reply: the hashes of the
-/// sessions removed. An entry whose session now names another owner (an id of the caller's
+/// KEYS: owner index. ARGV: prefix, the hashes to keep, separated by spaces (empty: none).
+/// Reply: the hashes of the sessions removed. An entry whose session now names another owner (an id of the caller's
 /// choosing used again after it expired) is dropped from the index, and the session left.
 pub(crate) static DESTROY_OWNER: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local all = redis.call('HKEYS', KEYS[1])
 local owner = string.sub(KEYS[1], #ARGV[1] + 3)
+local keep = {}
+for h in string.gmatch(ARGV[2], '%S+') do keep[h] = true end
 local gone = {}
 for _, h in ipairs(all) do
-  if h ~= ARGV[2] then
+  if not keep[h] then
     local key = ARGV[1] .. 's:' .. h
     local holder = redis.call('HGET', key, 'o')
     if holder == owner then
@@ -324,7 +328,7 @@ for _, h in ipairs(all) do
     redis.call('HDEL', KEYS[1], h)
   end
 end
--- Sessions Redis lost are in no index: the owner's tombstone covers them (but the one kept).
+-- Sessions Redis lost are in no index: the owner's tombstone covers them (but those kept).
 bury(ARGV[1], 'o:' .. owner, ARGV[2])
 return gone
 ",
