@@ -200,11 +200,20 @@ struct Shard {
 
 impl Shard {
     /// On the shared tier: a change made here without Redis (the link down, or a session
-    /// Redis does not hold yet) begins. The stripe is no longer verified: a resync that had
-    /// checked it already checks it again, and writes the change back.
+    /// Redis does not hold yet) begins. The stripe is no longer verified, so the resync
+    /// checks it (again) and writes the change back.
     fn begin_local_change(&self) -> local_changes::LocalChange<'_> {
+        let change = self.local_changes.begin();
+        self.unverify();
+        change
+    }
+
+    /// Marks the stripe unverified. Under its lock: a resync marks it verified under the
+    /// exclusive lock after checking that no local change began, so this comes either before
+    /// that check (which then fails) or after the mark (which this undoes).
+    fn unverify(&self) {
+        let _stripe = self.state.read();
         self.verified.store(0, std::sync::atomic::Ordering::SeqCst);
-        self.local_changes.begin()
     }
 
     /// After filing a session with `deadline` (under the stripe's exclusive lock).

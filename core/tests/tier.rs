@@ -1655,6 +1655,38 @@ fn logins_and_owners_given_as_the_link_comes_back_to_sessions_made_while_cut_off
 }
 
 #[test]
+fn a_session_given_to_another_user_before_a_log_out_everywhere_made_while_cut_off_survives_it() {
+    // While cut off: a shared device's session passes from alice to bob, then alice logs out
+    // everywhere. On reconnect bob's session stays, alice's others go.
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    let (devices, _bobs) = alice_on_three_devices_and_bob(&b);
+    let shared = a.create(b"shared device", None).unwrap();
+    a.set_owner(&shared, Some("alice")).unwrap();
+    until_trusted(&a, &shared);
+    cut(&proxy, &a);
+    a.set_owner(&shared, Some("carol")).unwrap();
+    a.destroy_owner("alice", None).unwrap();
+    reconnect(&proxy, &a);
+    for id in &devices {
+        eventually_for(Duration::from_secs(5), "the log-out reaches B", || {
+            b.get(id).unwrap().is_none()
+        });
+    }
+    eventually_for(
+        Duration::from_secs(5),
+        "carol's session is written back",
+        || b.sessions_of("carol").unwrap() == vec![shared.clone()],
+    );
+    assert_eq!(
+        b.get(&shared).unwrap().as_deref(),
+        Some(&b"shared device"[..])
+    );
+    assert_eq!(b.sessions_of("alice").unwrap(), Vec::<String>::new());
+}
+
+#[test]
 fn a_log_out_everywhere_then_a_move_of_the_kept_session_made_while_cut_off_keeps_it() {
     // The password-change order: log out everywhere else keeping this session, then move it
     // to a new id. On reconnect it lives on under the new id.

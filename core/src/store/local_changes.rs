@@ -34,6 +34,11 @@ impl LocalChanges {
         Before(self.finished.load(SeqCst))
     }
 
+    /// Whether a local change is under way.
+    pub(super) fn under_way(&self) -> bool {
+        self.started.load(SeqCst) != self.finished.load(SeqCst)
+    }
+
     /// Whether no local change ended since `before` and none is under way (checked under the
     /// stripe's exclusive lock, just before the stripe is marked verified).
     pub(super) fn none_since(&self, before: Before) -> bool {

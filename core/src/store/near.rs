@@ -535,10 +535,11 @@ impl Inner {
     ) -> Result<Option<R>> {
         self.fail_or_serve_local()?;
         // A copy an invalidation named is not served unverified: it may be a revoked session.
-        // But for one made here while Redis was down and not yet written back (see
-        // `link_for`), which only the resync's own write-back can name.
+        // But for one with changes Redis does not hold yet (see `link_for`), which the
+        // resync's own write-back names too: served as while Redis was down, until its
+        // write-back is answered.
         let place = self.place(id);
-        if !self.tier().made_here(id) {
+        if !self.tier().is_pending(id) {
             let stripe = self.shards[place.shard].state.read();
             let suspect = stripe
                 .find(place.hash, id)
@@ -1003,8 +1004,9 @@ impl Inner {
         let _changes: Vec<_> = self
             .shards
             .iter()
-            .map(|shard| shard.begin_local_change())
+            .map(|shard| shard.local_changes.begin())
             .collect();
+        self.shards[old.shard].unverify();
         self.fail_or_serve_local()?;
         // Written here whatever Redis holds: a creation (base 0), or a re-creation after a
         // destroy (u64::MAX), which the replay forces.
@@ -1030,6 +1032,7 @@ impl Inner {
                     owner_set: true,
                 },
             );
+            self.shards[self.place(new_id).shard].unverify();
         }
         Ok(new_id)
     }
@@ -1123,6 +1126,18 @@ impl Inner {
         }
         let tier = self.tier();
         if tier.is_up() {
+            // The owner's sessions changed here while Redis was down and not yet written
+            // back (Redis may not have them, or not under this owner): destroyed here first,
+            // the destroy replayed with them.
+            let mut pending_gone = 0;
+            for id in self.owners.ids_of(owner) {
+                if keep == Some(id.as_str()) || !tier.is_pending(&id) {
+                    continue;
+                }
+                if self.destroy_locally(&self.place(&id), &id)? {
+                    pending_gone += 1;
+                }
+            }
             let keep = keep.map(KeyHash::of);
             match tier.destroy_owner(owner, keep.as_slice()) {
                 Ok(gone) => {
@@ -1130,18 +1145,6 @@ impl Inner {
                     // comes back: no copy is left to serve once the call returns.
                     for key in &gone {
                         let _ = self.invalidate_copies(key, Some(Cause::Destroyed));
-                    }
-                    // Sessions of the owner changed here while Redis was down and not yet
-                    // written back are not in Redis's index: destroyed here, the destroy
-                    // replayed with them.
-                    let mut pending_gone = 0;
-                    for id in self.owners.ids_of(owner) {
-                        if keep.is_some_and(|k| k == KeyHash::of(&id)) || !tier.is_pending(&id) {
-                            continue;
-                        }
-                        if self.destroy_locally(&self.place(&id), &id)? {
-                            pending_gone += 1;
-                        }
                     }
                     return Ok(Some(gone.len() + pending_gone));
                 }
@@ -1164,10 +1167,10 @@ impl Inner {
     /// moves is written back in one step with the check that Redis still holds the session
     /// the chain began from (which that step removes); if Redis does not, the copy and every
     /// id the chain passed through are destroyed instead. A log-out everywhere replayed in its
-    /// place reaches the sessions moved before it, and spares the session it kept and every
-    /// session written back by a move before it: a copy still here survived that log-out
-    /// when it was made here (which destroyed the copies it reached at once), whatever owner
-    /// it has now.
+    /// place reaches the sessions moved before it, and spares the session it kept, every
+    /// session written back by a move before it, and every session changed here while Redis
+    /// was down whose copy is still here: such a copy survived that log-out when it was made
+    /// here (which destroyed the copies it reached at once), whatever owner it has now.
     fn replay_journal(&self, tier: &Tier, redis_lost_data: bool) -> bool {
         let replays = {
             let _pass = crate::fork::enter();
@@ -1185,7 +1188,19 @@ impl Inner {
         for (n, replay) in replays.iter().enumerate() {
             let done = match replay {
                 Replay::OwnerRevoked { owner, keep } => {
-                    let spared: Vec<KeyHash> = keep.iter().chain(&written_back).copied().collect();
+                    // Copies here of sessions changed while Redis was down survived this
+                    // log-out when it was made here, which destroyed those it reached.
+                    let survivors = tier
+                        .pending_ids()
+                        .into_iter()
+                        .filter(|id| self.has_live_copy(id))
+                        .map(|id| KeyHash::of(&id));
+                    let spared: Vec<KeyHash> = keep
+                        .iter()
+                        .chain(&written_back)
+                        .copied()
+                        .chain(survivors)
+                        .collect();
                     self.replay_owner_revoked(tier, owner, &spared)
                 }
                 // Nothing of Redis's to check: a session made here, whose chain the stripe
@@ -1205,7 +1220,19 @@ impl Inner {
             };
             if !done {
                 let _pass = crate::fork::enter();
-                tier.restore_replays(replays[n..].to_vec());
+                // What moves wrote back stays spared by the log-outs after them.
+                let again = replays[n..]
+                    .iter()
+                    .cloned()
+                    .map(|replay| match replay {
+                        Replay::OwnerRevoked { owner, mut keep } => {
+                            keep.extend_from_slice(&written_back);
+                            Replay::OwnerRevoked { owner, keep }
+                        }
+                        moved => moved,
+                    })
+                    .collect();
+                tier.restore_replays(again);
                 return false;
             }
         }
@@ -1300,6 +1327,9 @@ impl Inner {
     /// the version written back. The session is pending no more for this change.
     fn give_way(&self, tier: &Tier, place: &Place, copy: &CopyState, written: Option<u64>) {
         let local = copy.session.version;
+        // Pending no more first: a call that finds it not pending asks Redis, which has the
+        // answer; one that found it pending still finds the copy.
+        tier.landed(&copy.id);
         // Asked of what is noted, not of the copy's version: an owner set here keeps it.
         if tier.dirty_of(&copy.id).is_none() {
             if written != Some(local) {
@@ -1308,7 +1338,16 @@ impl Inner {
         } else if let Some(version) = written {
             tier.rebase_dirty(&copy.id, local, version);
         }
-        tier.landed(&copy.id);
+    }
+
+    /// Until no change made without Redis is under way, or a second has passed.
+    fn wait_for_local_changes(&self) {
+        let until = std::time::Instant::now() + Duration::from_secs(1);
+        while self.shards.iter().any(|s| s.local_changes.under_way())
+            && std::time::Instant::now() < until
+        {
+            std::thread::yield_now();
+        }
     }
 
     /// Whether the table holds a live copy of `id`.
@@ -1422,6 +1461,14 @@ impl Inner {
             return true;
         }
         let local_changes = shard.local_changes.before_snapshot();
+        // A regenerate's new id is written back by the replay of its move, which checks that
+        // the session it came from was not revoked: a move noted after this pass replayed
+        // the journal leaves its copy, and the stripe, to the next pass.
+        let move_targets = {
+            let _pass = crate::fork::enter();
+            tier.move_targets()
+        };
+        let mut left_to_a_move = false;
         let copies: Vec<CopyState> = {
             let _pass = crate::fork::enter();
             let now = self.now();
@@ -1429,6 +1476,11 @@ impl Inner {
             stripe
                 .live_indices()
                 .filter(|&i| !stripe.record(i).is_expired(now))
+                .filter(|&i| {
+                    let target = move_targets.contains(stripe.block(i).id_str());
+                    left_to_a_move |= target;
+                    !target
+                })
                 .map(|i| copy_state(&stripe, i, now, tier))
                 .collect()
         };
@@ -1494,6 +1546,7 @@ impl Inner {
         if tier.generation() != generation
             || !tier.is_up()
             || !shard.local_changes.none_since(local_changes)
+            || left_to_a_move
         {
             return false;
         }
@@ -1545,6 +1598,7 @@ impl Sink for Inner {
 
     fn resync(&self, generation: u64, redis_lost_data: bool) -> bool {
         let tier = self.tier();
+        let _one_pass = tier.resync_pass();
         // First, in the order made: the regenerates, each written back only if Redis still
         // holds what it moved, and the log-outs everywhere. Before this process's destroys
         // are replayed, which would take a moved session away, and before any copy is
@@ -1589,7 +1643,17 @@ impl Sink for Inner {
             .all(|shard_index| self.resync_stripe(tier, shard_index, generation, redis_lost_data));
         // A write noted for a copy gone since (evicted, expired) has nothing to write back.
         tier.forget_writes_without_copies(|id| self.has_live_copy(id));
-        walked && !tier.has_unreplayed()
+        if !walked || tier.has_unreplayed() || !tier.mark_resynced(generation) {
+            return false;
+        }
+        // From the mark no call is made locally; one that began before it may still note a
+        // change: waited for, and then another pass if it did.
+        self.wait_for_local_changes();
+        if tier.has_unreplayed() {
+            tier.unmark_resynced();
+            return false;
+        }
+        true
     }
 }
 

@@ -360,10 +360,11 @@ pub(crate) struct Move {
 #[derive(Clone, Debug)]
 pub(crate) enum Replay {
     Moved(Move),
-    /// `destroy_owner`: the owner, and the session it kept.
+    /// `destroy_owner`: the owner, and the sessions it spares (the one it kept; and, when a
+    /// pass that wrote back moves before it failed, those).
     OwnerRevoked {
         owner: String,
-        keep: Option<KeyHash>,
+        keep: Vec<KeyHash>,
     },
 }
 
@@ -400,7 +401,7 @@ pub(crate) enum Resynced {
     /// Redis had lost it and holds it again, at this version.
     Restored(u64),
     /// For a moved copy: Redis holds a session under its id already, not written by this
-    /// move: the copy gives way to it, and nothing is destroyed.
+    /// move (ids of 192 random bits: in practice never): the copy gives way to it.
     Taken,
     /// Could not be checked (the link went down again, or Redis refused the batch): leave it
     /// unverified.
@@ -482,6 +483,12 @@ struct Shared {
     pending: pending::PendingChanges,
     /// Regenerates and log-outs everywhere made while Redis was down, in the order made.
     replays: Mutex<Vec<Replay>>,
+    /// The link generation whose resync has replayed everything (0: none): from then on no
+    /// session is pending (see `pending`).
+    resynced: AtomicU64,
+    /// Held by a resync pass: a pass of an earlier link still running (stuck in a batch)
+    /// must not take changes from under the next one.
+    resync_pass: Mutex<()>,
     sink: Mutex<Option<Weak<dyn Sink>>>,
     /// Whether the link has received input not yet handled.
     input: Arc<watched::Input>,
@@ -533,6 +540,8 @@ impl Tier {
                 touches: Mutex::new(HashMap::new()),
                 pending: pending::PendingChanges::default(),
                 replays: Mutex::new(Vec::new()),
+                resynced: AtomicU64::new(0),
+                resync_pass: Mutex::new(()),
                 sink: Mutex::new(None),
                 input: Arc::new(watched::Input::new()),
                 data_epoch: AtomicU64::new(0),
@@ -740,6 +749,33 @@ impl Tier {
     /// calls are then made locally (see `pending`).
     pub(crate) fn is_pending(&self, id: &str) -> bool {
         self.shared.pending.is_pending(id)
+            && self.shared.resynced.load(SeqCst) != self.shared.generation.load(SeqCst)
+    }
+
+    /// Every id with a change made while Redis was down that Redis has not answered yet.
+    pub(crate) fn pending_ids(&self) -> Vec<String> {
+        self.shared.pending.ids()
+    }
+
+    /// Held for one resync pass at a time.
+    pub(crate) fn resync_pass(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.shared.resync_pass.lock()
+    }
+
+    /// The resync of link `generation` has replayed everything: calls on sessions that were
+    /// pending go to Redis from now on. `false` (and nothing marked) if the link moved on.
+    pub(crate) fn mark_resynced(&self, generation: u64) -> bool {
+        self.shared.resynced.store(generation, SeqCst);
+        if self.shared.generation.load(SeqCst) != generation {
+            self.shared.resynced.store(0, SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// Takes back [`mark_resynced`](Tier::mark_resynced): a change was noted as it was made.
+    pub(crate) fn unmark_resynced(&self) {
+        self.shared.resynced.store(0, SeqCst);
     }
 
     /// A write noted for `id` over the copy at local version `local`, which a resync just wrote
@@ -782,8 +818,21 @@ impl Tier {
     pub(crate) fn note_owner_revoked(&self, owner: &str, keep: Option<KeyHash>) {
         self.shared.replays.lock().push(Replay::OwnerRevoked {
             owner: owner.to_string(),
-            keep,
+            keep: keep.into_iter().collect(),
         });
+    }
+
+    /// The ids regenerates not yet replayed moved sessions to.
+    pub(crate) fn move_targets(&self) -> std::collections::HashSet<String> {
+        self.shared
+            .replays
+            .lock()
+            .iter()
+            .filter_map(|r| match r {
+                Replay::Moved(m) => Some(m.to.clone()),
+                Replay::OwnerRevoked { .. } => None,
+            })
+            .collect()
     }
 
     /// The regenerates and log-outs everywhere to replay, oldest first.

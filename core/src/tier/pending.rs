@@ -9,7 +9,9 @@
 //! the answer is applied (`landed`), or the change is put back (`restore`) if none came. A
 //! write noted for a copy that is gone since (evicted, expired) has nothing to send: each
 //! resync pass forgets those (`forget_writes_without_copies`), so that no id stays pending
-//! without a copy to serve, and a pass ends only when nothing is left noted.
+//! without a copy to serve, and a pass ends only when nothing is left noted. Once the resync
+//! of a link has replayed everything, no id is pending under that link whatever is noted
+//! (`Tier::is_pending`): no call is made locally past a live Redis for longer than a resync.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -28,8 +30,10 @@ pub(crate) struct PendingChanges {
 
 #[derive(Default)]
 struct Pending {
-    /// Changes not yet sent.
-    noted: HashMap<String, Dirty>,
+    /// Changes not yet sent, each with the number of the last note merged into it.
+    noted: HashMap<String, (Dirty, u64)>,
+    /// Numbers notes, so that a sweep can tell a note unchanged since it looked.
+    notes: u64,
     /// Changes a resync has sent and whose answer is not yet applied.
     replaying: HashMap<String, Dirty>,
 }
@@ -37,6 +41,13 @@ struct Pending {
 impl Pending {
     fn is_empty(&self) -> bool {
         self.noted.is_empty() && self.replaying.is_empty()
+    }
+
+    /// Files `dirty` for `id`, merged with what is noted as `merge` says.
+    fn file(&mut self, id: &str, merge: impl FnOnce(Option<Dirty>) -> Dirty) {
+        self.notes += 1;
+        let merged = merge(self.noted.get(id).map(|&(d, _)| d));
+        self.noted.insert(id.to_string(), (merged, self.notes));
     }
 }
 
@@ -57,6 +68,20 @@ impl PendingChanges {
         pending.noted.contains_key(id) || pending.replaying.contains_key(id)
     }
 
+    /// Every pending id.
+    pub(crate) fn ids(&self) -> Vec<String> {
+        if !self.any.load(Relaxed) {
+            return Vec::new();
+        }
+        let pending = self.inner.lock();
+        pending
+            .noted
+            .keys()
+            .chain(pending.replaying.keys())
+            .cloned()
+            .collect()
+    }
+
     /// Whether `id` was created here while Redis was down (or created again after a
     /// destroy), and Redis has not answered its write-back yet.
     pub(crate) fn made_here(&self, id: &str) -> bool {
@@ -73,19 +98,13 @@ impl PendingChanges {
                 })
             )
         };
-        made_here(pending.noted.get(id)) || made_here(pending.replaying.get(id))
+        made_here(pending.noted.get(id).map(|(d, _)| d)) || made_here(pending.replaying.get(id))
     }
 
     /// Notes a change, merged after anything noted for the id before (keeping the first base
     /// version).
     pub(crate) fn note(&self, id: &str, dirty: Dirty) {
-        self.with(|p| {
-            let merged = p
-                .noted
-                .get(id)
-                .map_or(dirty, |&noted| Dirty::then(noted, dirty));
-            p.noted.insert(id.to_string(), merged);
-        });
+        self.with(|p| p.file(id, |noted| noted.map_or(dirty, |n| Dirty::then(n, dirty))));
     }
 
     /// Puts back a change a resync took and could not get answered: it came before anything
@@ -93,11 +112,7 @@ impl PendingChanges {
     pub(crate) fn restore(&self, id: &str, dirty: Dirty) {
         self.with(|p| {
             p.replaying.remove(id);
-            let merged = p
-                .noted
-                .get(id)
-                .map_or(dirty, |&noted| Dirty::then(dirty, noted));
-            p.noted.insert(id.to_string(), merged);
+            p.file(id, |noted| noted.map_or(dirty, |n| Dirty::then(dirty, n)));
         });
     }
 
@@ -108,7 +123,7 @@ impl PendingChanges {
             return None;
         }
         self.with(|p| {
-            let taken = p.noted.remove(id);
+            let taken = p.noted.remove(id).map(|(d, _)| d);
             if let Some(dirty) = taken {
                 p.replaying.insert(id.to_string(), dirty);
             }
@@ -128,7 +143,7 @@ impl PendingChanges {
         if !self.any.load(Relaxed) {
             return None;
         }
-        self.inner.lock().noted.get(id).copied()
+        self.inner.lock().noted.get(id).map(|&(d, _)| d)
     }
 
     /// A write noted for `id` over the copy at local version `local` (the copy a resync just
@@ -136,7 +151,7 @@ impl PendingChanges {
     /// gave that copy.
     pub(crate) fn rebase(&self, id: &str, local: u64, version: u64) {
         self.with(|p| {
-            if let Some(Dirty::Written { base, .. }) = p.noted.get_mut(id) {
+            if let Some((Dirty::Written { base, .. }, _)) = p.noted.get_mut(id) {
                 if *base == local {
                     *base = version;
                 }
@@ -153,25 +168,24 @@ impl PendingChanges {
     /// expired or removed since): there is nothing to write back, and a pending id with no
     /// copy would be missing here while Redis holds it.
     pub(crate) fn forget_writes_without_copies(&self, has_copy: impl Fn(&str) -> bool) {
-        let noted: Vec<String> = {
+        let noted: Vec<(String, u64)> = {
             let pending = self.inner.lock();
             pending
                 .noted
                 .iter()
-                .filter(|(_, d)| matches!(d, Dirty::Written { .. }))
-                .map(|(id, _)| id.clone())
+                .filter(|(_, (d, _))| matches!(d, Dirty::Written { .. }))
+                .map(|(id, &(_, note))| (id.clone(), note))
                 .collect()
         };
-        // Checked outside the lock (`has_copy` takes a stripe's); a write noted since comes
-        // after its copy was made, so a copy missing now was missing when it was noted or
-        // went afterwards.
-        let gone: Vec<String> = noted.into_iter().filter(|id| !has_copy(id)).collect();
+        // Checked outside the lock (`has_copy` takes a stripe's). A write noted since (which
+        // makes its copy first) changed the note's number: that note stays.
+        let gone: Vec<(String, u64)> = noted.into_iter().filter(|(id, _)| !has_copy(id)).collect();
         if gone.is_empty() {
             return;
         }
         self.with(|p| {
-            for id in &gone {
-                if matches!(p.noted.get(id), Some(Dirty::Written { .. })) {
+            for (id, note) in &gone {
+                if p.noted.get(id).is_some_and(|&(_, n)| n == *note) {
                     p.noted.remove(id);
                 }
             }
@@ -184,7 +198,7 @@ impl PendingChanges {
             let ids: Vec<String> = p
                 .noted
                 .iter()
-                .filter(|(id, d)| matches!(d, Dirty::Destroyed) && !wait.contains(*id))
+                .filter(|(id, (d, _))| matches!(d, Dirty::Destroyed) && !wait.contains(*id))
                 .map(|(id, _)| id.clone())
                 .collect();
             for id in &ids {

@@ -17,8 +17,8 @@
 //! That is allowed only within the recovery window (`<prefix>recovery`, a hash with a TTL that
 //! the process beginning the data's epoch, `<prefix>epoch`, creates first), and every session
 //! removed within it leaves a tombstone there (field `s:<hash>`, and `o:<owner>` for a log-out
-//! everywhere, holding the session kept), gone with the window: a process that reconnects
-//! later must not bring back what was logged out since.
+//! everywhere, holding the hashes of the sessions it spared, separated by spaces), gone with
+//! the window: a process that reconnects later must not bring back what was logged out since.
 //! A key written back is marked `r` until it is next written, so that a newer copy in another
 //! process may replace it; a key written by the replay of a regenerate is marked `m` with the
 //! hash of the session it moved from (see `RESYNC`'s `move`).
