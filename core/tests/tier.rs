@@ -1687,6 +1687,36 @@ fn a_session_given_to_another_user_before_a_log_out_everywhere_made_while_cut_of
 }
 
 #[test]
+fn a_log_out_everywhere_made_while_cut_off_reaches_a_session_filed_under_the_user_elsewhere() {
+    // While A is cut off, B logs alice in on a session A holds as anonymous, and A writes that
+    // session. Alice then logs out everywhere through A. On reconnect the session is gone:
+    // A's copy survived the log-out only because A did not know its owner.
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    let session = a.create(b"visitor", None).unwrap();
+    until_trusted(&a, &session);
+    cut(&proxy, &a);
+    b.set_owner(&session, Some("alice")).unwrap();
+    a.update(&session, b"written while cut off", None).unwrap();
+    a.destroy_owner("alice", None).unwrap();
+    reconnect(&proxy, &a);
+    eventually_for(
+        Duration::from_secs(5),
+        "the log-out reaches the session",
+        || b.get(&session).unwrap().is_none(),
+    );
+    std::thread::sleep(Duration::from_millis(300)); // the rest of A's resync
+    assert_eq!(
+        b.get(&session).unwrap(),
+        None,
+        "alice's session outlived her log-out"
+    );
+    assert_eq!(a.get(&session).unwrap(), None);
+    assert_eq!(b.sessions_of("alice").unwrap(), Vec::<String>::new());
+}
+
+#[test]
 fn a_log_out_everywhere_then_a_move_of_the_kept_session_made_while_cut_off_keeps_it() {
     // The password-change order: log out everywhere else keeping this session, then move it
     // to a new id. On reconnect it lives on under the new id.

@@ -1168,9 +1168,10 @@ impl Inner {
     /// the chain began from (which that step removes); if Redis does not, the copy and every
     /// id the chain passed through are destroyed instead. A log-out everywhere replayed in its
     /// place reaches the sessions moved before it, and spares the session it kept, every
-    /// session written back by a move before it, and every session changed here while Redis
-    /// was down whose copy is still here: such a copy survived that log-out when it was made
-    /// here (which destroyed the copies it reached at once), whatever owner it has now.
+    /// session written back by a move before it, and every session given an owner here while
+    /// Redis was down whose copy is still here: such a copy survived that log-out when it was
+    /// made here (which destroyed the copies it reached at once), whatever owner Redis files
+    /// it under.
     fn replay_journal(&self, tier: &Tier, redis_lost_data: bool) -> bool {
         let replays = {
             let _pass = crate::fork::enter();
@@ -1188,10 +1189,11 @@ impl Inner {
         for (n, replay) in replays.iter().enumerate() {
             let done = match replay {
                 Replay::OwnerRevoked { owner, keep } => {
-                    // Copies here of sessions changed while Redis was down survived this
-                    // log-out when it was made here, which destroyed those it reached.
+                    // Copies here of sessions given an owner while Redis was down survived
+                    // this log-out when it was made here, which destroyed those it reached:
+                    // Redis may still file them under this owner.
                     let survivors = tier
-                        .pending_ids()
+                        .pending_ids_given_an_owner()
                         .into_iter()
                         .filter(|id| self.has_live_copy(id))
                         .map(|id| KeyHash::of(&id));
@@ -1328,7 +1330,8 @@ impl Inner {
     fn give_way(&self, tier: &Tier, place: &Place, copy: &CopyState, written: Option<u64>) {
         let local = copy.session.version;
         // Pending no more first: a call that finds it not pending asks Redis, which has the
-        // answer; one that found it pending still finds the copy.
+        // answer. (One that found it pending just before and reads after the drop below finds
+        // no copy: that request sees no session.)
         tier.landed(&copy.id);
         // Asked of what is noted, not of the copy's version: an owner set here keeps it.
         if tier.dirty_of(&copy.id).is_none() {
@@ -1340,13 +1343,17 @@ impl Inner {
         }
     }
 
-    /// Until no change made without Redis is under way, or a second has passed.
-    fn wait_for_local_changes(&self) {
+    /// Until no change made without Redis is under way (true), or a second has passed.
+    fn wait_for_local_changes(&self) -> bool {
         let until = std::time::Instant::now() + Duration::from_secs(1);
-        while self.shards.iter().any(|s| s.local_changes.under_way())
-            && std::time::Instant::now() < until
-        {
-            std::thread::yield_now();
+        loop {
+            if !self.shards.iter().any(|s| s.local_changes.under_way()) {
+                return true;
+            }
+            if std::time::Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(200));
         }
     }
 
@@ -1647,9 +1654,16 @@ impl Sink for Inner {
             return false;
         }
         // From the mark no call is made locally; one that began before it may still note a
-        // change: waited for, and then another pass if it did.
-        self.wait_for_local_changes();
-        if tier.has_unreplayed() {
+        // change: waited for, and then another pass if it did, or if it unverified a stripe.
+        // (One that decided before the mark and notes its change after this check starts
+        // another resync itself: see `Tier::note_dirty`.)
+        if !self.wait_for_local_changes()
+            || tier.has_unreplayed()
+            || self
+                .shards
+                .iter()
+                .any(|s| s.verified.load(SeqCst) != generation)
+        {
             tier.unmark_resynced();
             return false;
         }

@@ -354,6 +354,15 @@ pub(crate) struct Move {
     pub(crate) to: String,
 }
 
+/// One resync pass's hold (see `Shared::resync_pass`).
+pub(crate) struct ResyncPass<'a>(&'a AtomicU64);
+
+impl Drop for ResyncPass<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, SeqCst);
+    }
+}
+
 /// A change made while Redis was down that is replayed before any copy is written back, in
 /// the order made: a log-out everywhere spares the logins made after it (a regenerate at
 /// login included), and reaches those made before it.
@@ -486,9 +495,14 @@ struct Shared {
     /// The link generation whose resync has replayed everything (0: none): from then on no
     /// session is pending (see `pending`).
     resynced: AtomicU64,
-    /// Held by a resync pass: a pass of an earlier link still running (stuck in a batch)
-    /// must not take changes from under the next one.
-    resync_pass: Mutex<()>,
+    /// Held by a resync pass (1 + the fork generation it runs in; 0: free): a pass of an
+    /// earlier link still running (stuck in a batch) must not take changes from under the
+    /// next one. A hold inherited through `fork()` names a thread the child does not have,
+    /// and is not waited for.
+    resync_pass: AtomicU64,
+    /// The link generation a resync was last started for, with its data epoch and whether
+    /// Redis had lost its data: what [`Tier::resync_again`] starts another with.
+    last_resync: Mutex<(u64, u64, bool)>,
     sink: Mutex<Option<Weak<dyn Sink>>>,
     /// Whether the link has received input not yet handled.
     input: Arc<watched::Input>,
@@ -541,7 +555,8 @@ impl Tier {
                 pending: pending::PendingChanges::default(),
                 replays: Mutex::new(Vec::new()),
                 resynced: AtomicU64::new(0),
-                resync_pass: Mutex::new(()),
+                resync_pass: AtomicU64::new(0),
+                last_resync: Mutex::new((0, 0, false)),
                 sink: Mutex::new(None),
                 input: Arc::new(watched::Input::new()),
                 data_epoch: AtomicU64::new(0),
@@ -725,6 +740,33 @@ impl Tier {
     /// Remembers a change made locally while Redis was down, keeping the first base version.
     pub(crate) fn note_dirty(&self, id: &str, dirty: Dirty) {
         self.shared.pending.note(id, dirty);
+        // A call that found its session pending just before the resync ended makes its change
+        // now: the session is pending again, and another resync writes it back.
+        let generation = self.shared.generation.load(SeqCst);
+        if self.shared.resynced.load(SeqCst) == generation {
+            self.unmark_resynced();
+            self.resync_again(generation);
+        }
+    }
+
+    /// Starts another resync of link `generation`, if it is still the current one.
+    fn resync_again(&self, generation: u64) {
+        let (last, epoch, lost_data) = *self.shared.last_resync.lock();
+        if last != generation || !self.is_up() {
+            return;
+        }
+        let Some(runtime) = self.shared.runtime.lock().clone() else {
+            return;
+        };
+        let for_resync = Arc::downgrade(&self.shared);
+        let spawned = std::thread::Builder::new()
+            .name("coatcheck-resync".into())
+            .spawn(move || resync_until_done(&for_resync, generation, epoch, lost_data));
+        if let Ok(thread) = spawned {
+            let mut resyncs = runtime.resyncs.lock();
+            resyncs.retain(|resync| !resync.is_finished());
+            resyncs.push(thread);
+        }
     }
 
     /// Puts back a change a resync took and could not get answered: it came before anything
@@ -752,14 +794,25 @@ impl Tier {
             && self.shared.resynced.load(SeqCst) != self.shared.generation.load(SeqCst)
     }
 
-    /// Every id with a change made while Redis was down that Redis has not answered yet.
-    pub(crate) fn pending_ids(&self) -> Vec<String> {
-        self.shared.pending.ids()
+    /// Every pending id (see [`is_pending`](Tier::is_pending)) whose owner was set here
+    /// while Redis was down.
+    pub(crate) fn pending_ids_given_an_owner(&self) -> Vec<String> {
+        self.shared.pending.ids_given_an_owner()
     }
 
-    /// Held for one resync pass at a time.
-    pub(crate) fn resync_pass(&self) -> parking_lot::MutexGuard<'_, ()> {
-        self.shared.resync_pass.lock()
+    /// Waits until no other resync pass of this process runs, and holds that until dropped.
+    pub(crate) fn resync_pass(&self) -> ResyncPass<'_> {
+        let mine = fork::generation().wrapping_add(1).max(1);
+        let slot = &self.shared.resync_pass;
+        loop {
+            let held = slot.load(SeqCst);
+            if (held == 0 || held != mine)
+                && slot.compare_exchange(held, mine, SeqCst, SeqCst).is_ok()
+            {
+                return ResyncPass(slot);
+            }
+            fork::outside(|| std::thread::sleep(Duration::from_millis(1)));
+        }
     }
 
     /// The resync of link `generation` has replayed everything: calls on sessions that were
@@ -1669,6 +1722,7 @@ async fn supervise(shared: Weak<Shared>, runtime: Arc<Runtime>) {
                     let _pass = fork::enter();
                     tier.link_up(&runtime, connection.clone())
                 };
+                *tier.last_resync.lock() = (generation, epoch, lost_data);
                 let for_resync = shared.clone();
                 let spawned = std::thread::Builder::new()
                     .name("coatcheck-resync".into())

@@ -68,17 +68,26 @@ impl PendingChanges {
         pending.noted.contains_key(id) || pending.replaying.contains_key(id)
     }
 
-    /// Every pending id.
-    pub(crate) fn ids(&self) -> Vec<String> {
+    /// Every pending id whose owner was set here while Redis was down.
+    pub(crate) fn ids_given_an_owner(&self) -> Vec<String> {
         if !self.any.load(Relaxed) {
             return Vec::new();
         }
+        let owner_set = |d: &Dirty| {
+            matches!(
+                d,
+                Dirty::Written {
+                    owner_set: true,
+                    ..
+                }
+            )
+        };
         let pending = self.inner.lock();
-        pending
-            .noted
-            .keys()
-            .chain(pending.replaying.keys())
-            .cloned()
+        let noted = pending.noted.iter().map(|(id, (d, _))| (id, d));
+        noted
+            .chain(pending.replaying.iter())
+            .filter(|(_, d)| owner_set(d))
+            .map(|(id, _)| id.clone())
             .collect()
     }
 
