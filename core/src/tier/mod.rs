@@ -758,15 +758,13 @@ impl Tier {
         let Some(runtime) = self.shared.runtime.lock().clone() else {
             return;
         };
-        let for_resync = Arc::downgrade(&self.shared);
-        let spawned = std::thread::Builder::new()
-            .name("coatcheck-resync".into())
-            .spawn(move || resync_until_done(&for_resync, generation, epoch, lost_data));
-        if let Ok(thread) = spawned {
-            let mut resyncs = runtime.resyncs.lock();
-            resyncs.retain(|resync| !resync.is_finished());
-            resyncs.push(thread);
-        }
+        start_resync(
+            &runtime,
+            Arc::downgrade(&self.shared),
+            generation,
+            epoch,
+            lost_data,
+        );
     }
 
     /// Puts back a change a resync took and could not get answered: it came before anything
@@ -1723,15 +1721,7 @@ async fn supervise(shared: Weak<Shared>, runtime: Arc<Runtime>) {
                     tier.link_up(&runtime, connection.clone())
                 };
                 *tier.last_resync.lock() = (generation, epoch, lost_data);
-                let for_resync = shared.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("coatcheck-resync".into())
-                    .spawn(move || resync_until_done(&for_resync, generation, epoch, lost_data));
-                if let Ok(thread) = spawned {
-                    let mut resyncs = runtime.resyncs.lock();
-                    resyncs.retain(|resync| !resync.is_finished());
-                    resyncs.push(thread);
-                }
+                start_resync(&runtime, shared.clone(), generation, epoch, lost_data);
                 drop(tier);
                 serve(&shared, &runtime, connection).await;
             }
@@ -1744,6 +1734,24 @@ async fn supervise(shared: Weak<Shared>, runtime: Arc<Runtime>) {
     }
     let _pass = fork::enter();
     *runtime.connection.lock() = None;
+}
+
+/// Starts [`resync_until_done`] on a thread of its own, which `runtime` joins when it stops.
+fn start_resync(
+    runtime: &Runtime,
+    shared: Weak<Shared>,
+    generation: u64,
+    epoch: u64,
+    lost_data: bool,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("coatcheck-resync".into())
+        .spawn(move || resync_until_done(&shared, generation, epoch, lost_data));
+    if let Ok(thread) = spawned {
+        let mut resyncs = runtime.resyncs.lock();
+        resyncs.retain(|resync| !resync.is_finished());
+        resyncs.push(thread);
+    }
 }
 
 /// Checks the local copies after the link came up at `generation`, and tries again, with
