@@ -1192,17 +1192,19 @@ impl Inner {
                     // Copies here of sessions given an owner while Redis was down survived
                     // this log-out when it was made here, which destroyed those it reached:
                     // Redis may still file them under this owner.
-                    let survivors = tier
-                        .pending_ids_given_an_owner()
-                        .into_iter()
-                        .filter(|id| self.has_live_copy(id))
-                        .map(|id| KeyHash::of(&id));
-                    let spared: Vec<KeyHash> = keep
-                        .iter()
-                        .chain(&written_back)
-                        .copied()
-                        .chain(survivors)
-                        .collect();
+                    let spared: Vec<KeyHash> = {
+                        let _pass = crate::fork::enter();
+                        let survivors = tier
+                            .pending_ids_given_an_owner()
+                            .into_iter()
+                            .filter(|id| self.has_live_copy(id))
+                            .map(|id| KeyHash::of(&id));
+                        keep.iter()
+                            .chain(&written_back)
+                            .copied()
+                            .chain(survivors)
+                            .collect()
+                    };
                     self.replay_owner_revoked(tier, owner, &spared)
                 }
                 // Nothing of Redis's to check: a session made here, whose chain the stripe
@@ -1330,13 +1332,21 @@ impl Inner {
     fn give_way(&self, tier: &Tier, place: &Place, copy: &CopyState, written: Option<u64>) {
         let local = copy.session.version;
         // Pending no more first: a call that finds it not pending asks Redis, which has the
-        // answer. (One that found it pending just before and reads after the drop below finds
-        // no copy: that request sees no session.)
+        // answer.
         tier.landed(&copy.id);
         // Asked of what is noted, not of the copy's version: an owner set here keeps it.
         if tier.dirty_of(&copy.id).is_none() {
-            if written != Some(local) {
-                self.drop_copy(place, &copy.id, Cause::Invalidated, Some(local));
+            match written {
+                // Written back: the copy is what Redis holds, and takes its version. A call that
+                // found the session pending just before and goes on here finds it, as Redis
+                // has it (a change it makes is noted over that version and written back).
+                Some(version) if version != local => {
+                    self.take_version(place, &copy.id, local, version);
+                }
+                Some(_) => {}
+                None => {
+                    self.drop_copy(place, &copy.id, Cause::Invalidated, Some(local));
+                }
             }
         } else if let Some(version) = written {
             tier.rebase_dirty(&copy.id, local, version);
@@ -1355,6 +1365,21 @@ impl Inner {
             }
             std::thread::sleep(Duration::from_micros(200));
         }
+    }
+
+    /// The copy of `id` at version `local`, if it still is, takes version `version`.
+    fn take_version(&self, place: &Place, id: &str, local: u64, version: u64) {
+        let shard = &self.shards[place.shard];
+        let mut stripe = shard.state.write();
+        let Some(index) = stripe.find(place.hash, id) else {
+            return;
+        };
+        if stripe.block(index).version() != local {
+            return;
+        }
+        let old = stripe.take_version(index, version);
+        drop(stripe);
+        drop(old);
     }
 
     /// Whether the table holds a live copy of `id`.
@@ -1648,9 +1673,17 @@ impl Sink for Inner {
         }
         let walked = (0..self.shards.len())
             .all(|shard_index| self.resync_stripe(tier, shard_index, generation, redis_lost_data));
-        // A write noted for a copy gone since (evicted, expired) has nothing to write back.
-        tier.forget_writes_without_copies(|id| self.has_live_copy(id));
-        if !walked || tier.has_unreplayed() || !tier.mark_resynced(generation) {
+        // Locks are taken inside the fork gate: a fork must not catch this thread holding one.
+        let unreplayed = || {
+            let _pass = crate::fork::enter();
+            tier.has_unreplayed()
+        };
+        {
+            // A write noted for a copy gone since (evicted, expired) has nothing to write back.
+            let _pass = crate::fork::enter();
+            tier.forget_writes_without_copies(|id| self.has_live_copy(id));
+        }
+        if !walked || unreplayed() || !tier.mark_resynced(generation) {
             return false;
         }
         // From the mark no call is made locally; one that began before it may still note a
@@ -1658,7 +1691,7 @@ impl Sink for Inner {
         // (One that decided before the mark and notes its change after this check starts
         // another resync itself: see `Tier::note_dirty`.)
         if !self.wait_for_local_changes()
-            || tier.has_unreplayed()
+            || unreplayed()
             || self
                 .shards
                 .iter()

@@ -316,6 +316,24 @@ impl Stripe {
         (old, version, before, after)
     }
 
+    /// Gives a live session the version `version`, its contents unchanged: a copy the shared
+    /// tier wrote back to Redis, which issued that version. Returns the old block, to be
+    /// dropped once the lock is released.
+    pub(crate) fn take_version(&mut self, index: u32, version: u64) -> Block {
+        let record = &mut self.records[index as usize];
+        let old = record
+            .block
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("versioning vacant slab index {index}"));
+        let mut block = Block::new(old.id(), old.value(), old.absolute());
+        block.set_version(version);
+        self.versions = self.versions.max(version);
+        record
+            .block
+            .replace(block)
+            .unwrap_or_else(|| unreachable!("versioning vacant slab index {index}"))
+    }
+
     /// Sets a live session's deadline from `now` (with a new idle timeout, if given). A later
     /// deadline leaves the record where it is filed, as a read's slide does: it is filed again
     /// when its slot falls due, which spares a write the wheel's neighbouring records (three

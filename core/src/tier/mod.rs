@@ -530,8 +530,8 @@ struct Runtime {
     closing: AtomicBool,
     thread: Mutex<Option<JoinHandle<()>>>,
     thread_id: Mutex<Option<ThreadId>>,
-    /// The resync threads started by links that came up (one a link; finished ones are
-    /// pruned), joined when the store closes.
+    /// The resync threads, started by links that came up and by changes noted after a
+    /// resync ended (finished ones are pruned), joined when the store closes.
     resyncs: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -741,10 +741,15 @@ impl Tier {
     pub(crate) fn note_dirty(&self, id: &str, dirty: Dirty) {
         self.shared.pending.note(id, dirty);
         // A call that found its session pending just before the resync ended makes its change
-        // now: the session is pending again, and another resync writes it back.
+        // now: the session is pending again, and another resync writes it back (one, for
+        // racing notes: the first takes the mark back).
         let generation = self.shared.generation.load(SeqCst);
-        if self.shared.resynced.load(SeqCst) == generation {
-            self.unmark_resynced();
+        if self
+            .shared
+            .resynced
+            .compare_exchange(generation, 0, SeqCst, SeqCst)
+            .is_ok()
+        {
             self.resync_again(generation);
         }
     }
@@ -792,8 +797,8 @@ impl Tier {
             && self.shared.resynced.load(SeqCst) != self.shared.generation.load(SeqCst)
     }
 
-    /// Every pending id (see [`is_pending`](Tier::is_pending)) whose owner was set here
-    /// while Redis was down.
+    /// Every id with a change noted or in flight whose owner was set here while Redis was
+    /// down (or which was created here again after a destroy).
     pub(crate) fn pending_ids_given_an_owner(&self) -> Vec<String> {
         self.shared.pending.ids_given_an_owner()
     }
@@ -1513,7 +1518,7 @@ impl Shared {
             if let Some(link) = link {
                 let _ = link.join();
             }
-            // Taken once the link thread is gone: it starts no more of them.
+            // Taken once the link thread is gone, and `closing` set: no more are started.
             let resyncs = std::mem::take(&mut *runtime.resyncs.lock());
             for resync in resyncs {
                 if resync.thread().id() != here {
@@ -1718,9 +1723,10 @@ async fn supervise(shared: Weak<Shared>, runtime: Arc<Runtime>) {
                 let lost_data = tier.unrepaired_epoch.load(SeqCst) == epoch;
                 let generation = {
                     let _pass = fork::enter();
-                    tier.link_up(&runtime, connection.clone())
+                    let generation = tier.link_up(&runtime, connection.clone());
+                    *tier.last_resync.lock() = (generation, epoch, lost_data);
+                    generation
                 };
-                *tier.last_resync.lock() = (generation, epoch, lost_data);
                 start_resync(&runtime, shared.clone(), generation, epoch, lost_data);
                 drop(tier);
                 serve(&shared, &runtime, connection).await;
@@ -1736,7 +1742,8 @@ async fn supervise(shared: Weak<Shared>, runtime: Arc<Runtime>) {
     *runtime.connection.lock() = None;
 }
 
-/// Starts [`resync_until_done`] on a thread of its own, which `runtime` joins when it stops.
+/// Starts [`resync_until_done`] on a thread of its own, which the store's close joins; none
+/// once the close has begun (checked under the lock the close takes the threads under).
 fn start_resync(
     runtime: &Runtime,
     shared: Weak<Shared>,
@@ -1744,11 +1751,14 @@ fn start_resync(
     epoch: u64,
     lost_data: bool,
 ) {
+    let mut resyncs = runtime.resyncs.lock();
+    if runtime.closing.load(SeqCst) {
+        return;
+    }
     let spawned = std::thread::Builder::new()
         .name("coatcheck-resync".into())
         .spawn(move || resync_until_done(&shared, generation, epoch, lost_data));
     if let Ok(thread) = spawned {
-        let mut resyncs = runtime.resyncs.lock();
         resyncs.retain(|resync| !resync.is_finished());
         resyncs.push(thread);
     }
