@@ -1278,7 +1278,23 @@ impl Inner {
         let place = self.place(&copy.id);
         match tier.resync(std::slice::from_ref(&copy), redis_lost_data)[0] {
             Resynced::Restored(version) => {
-                self.give_way(tier, &place, &copy, Some(version));
+                self.give_way(tier, &place, &copy, Some(version), true);
+                Some(Some(copy.hash))
+            }
+            Resynced::Rewritten(version) => {
+                self.give_way(tier, &place, &copy, Some(version), false);
+                Some(Some(copy.hash))
+            }
+            Resynced::MovedBefore(version) => {
+                // The copy as it is now is written over what that try wrote, by the walk.
+                tier.landed(last);
+                tier.note_dirty(
+                    last,
+                    Dirty::Written {
+                        base: version,
+                        owner_set: true,
+                    },
+                );
                 Some(Some(copy.hash))
             }
             Resynced::Unknown => {
@@ -1325,11 +1341,20 @@ impl Inner {
     }
 
     /// A resync answered `copy`: Redis holds another session under its id, or none, or
-    /// (`written`) this copy, written back at that version. The copy gives way to what Redis
-    /// holds (the next read loads it, trusted), unless it was written here since it was sent
-    /// (the link down again, or a call while it was pending): that write stays noted, over
-    /// the version written back. The session is pending no more for this change.
-    fn give_way(&self, tier: &Tier, place: &Place, copy: &CopyState, written: Option<u64>) {
+    /// (`written`) this copy's value, written back at that version, with this copy's owner
+    /// (`as_sent`) or the one Redis held. The session is pending no more for this change.
+    /// Unless it was changed here since it was sent (the link down again, or a call while it
+    /// was pending), the copy then takes Redis's version if Redis holds it as it is, and
+    /// otherwise gives way (the next read loads what Redis holds). A change made since stays
+    /// noted, over the version written back.
+    fn give_way(
+        &self,
+        tier: &Tier,
+        place: &Place,
+        copy: &CopyState,
+        written: Option<u64>,
+        as_sent: bool,
+    ) {
         let local = copy.session.version;
         // Pending no more first: a call that finds it not pending asks Redis, which has the
         // answer.
@@ -1337,14 +1362,13 @@ impl Inner {
         // Asked of what is noted, not of the copy's version: an owner set here keeps it.
         if tier.dirty_of(&copy.id).is_none() {
             match written {
-                // Written back: the copy is what Redis holds, and takes its version. A call that
-                // found the session pending just before and goes on here finds it, as Redis
-                // has it (a change it makes is noted over that version and written back).
-                Some(version) if version != local => {
+                // Kept, rather than dropped: a call that found the session pending just before
+                // and goes on here still finds it.
+                Some(version) if as_sent && version != local => {
                     self.take_version(place, &copy.id, local, version);
                 }
-                Some(_) => {}
-                None => {
+                Some(version) if as_sent && version == local => {}
+                _ => {
                     self.drop_copy(place, &copy.id, Cause::Invalidated, Some(local));
                 }
             }
@@ -1367,7 +1391,8 @@ impl Inner {
         }
     }
 
-    /// The copy of `id` at version `local`, if it still is, takes version `version`.
+    /// The copy of `id` at version `local`, if it still is, takes version `version` (reported
+    /// to the listener as a store of the same value, as a fill is).
     fn take_version(&self, place: &Place, id: &str, local: u64, version: u64) {
         let shard = &self.shards[place.shard];
         let mut stripe = shard.state.write();
@@ -1378,7 +1403,20 @@ impl Inner {
             return;
         }
         let old = stripe.take_version(index, version);
-        drop(stripe);
+        if self.listener.is_some() {
+            let value = stripe.block(index).value().to_vec();
+            let pending = [Pending::Stored {
+                id,
+                value: &value,
+                created: false,
+                meta: self.meta(&stripe, index),
+                owner: stripe.owner(index).map(Box::from),
+                previous: None,
+            }];
+            self.release(shard, stripe, &pending);
+        } else {
+            drop(stripe);
+        }
         drop(old);
     }
 
@@ -1541,16 +1579,21 @@ impl Inner {
                         copy.session.absolute_in_ms,
                         copy.session.version,
                     ),
-                    // (`Taken` answers moves alone, which the walk does not send.)
-                    Resynced::Stale | Resynced::Taken => {
+                    // (`Taken` and `MovedBefore` answer moves alone, which the walk does not
+                    // send.)
+                    Resynced::Stale | Resynced::Taken | Resynced::MovedBefore(_) => {
                         if matches!(copy.dirty, Some(Dirty::Written { .. })) {
                             tier.count_replay_conflict();
                         }
-                        self.give_way(tier, &place, copy, None);
+                        self.give_way(tier, &place, copy, None, false);
                     }
                     Resynced::Restored(version) => {
                         tier.count_restored();
-                        self.give_way(tier, &place, copy, Some(version));
+                        self.give_way(tier, &place, copy, Some(version), true);
+                    }
+                    Resynced::Rewritten(version) => {
+                        tier.count_restored();
+                        self.give_way(tier, &place, copy, Some(version), false);
                     }
                     Resynced::Unknown => {
                         checked = false;

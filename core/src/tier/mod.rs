@@ -407,8 +407,14 @@ pub(crate) enum Resynced {
     /// Redis holds another version, or no session at all: drop the copy. For a moved copy:
     /// the session it moved from was revoked.
     Stale,
-    /// Redis had lost it and holds it again, at this version.
+    /// Redis holds this copy, written back, at this version.
     Restored(u64),
+    /// Redis holds this copy's value, written back at this version, under the owner it held
+    /// (set elsewhere meanwhile): the copy must give way.
+    Rewritten(u64),
+    /// For a moved copy: an earlier try of the move wrote it, at this version; the copy may
+    /// have changed since.
+    MovedBefore(u64),
     /// For a moved copy: Redis holds a session under its id already, not written by this
     /// move (ids of 192 random bits: in practice never): the copy gives way to it.
     Taken,
@@ -1364,7 +1370,15 @@ impl Tier {
                 },
                 Some(Ok((b"stale", _))) => Resynced::Stale,
                 Some(Ok((b"restored", items))) => {
-                    Resynced::Restored(items.get(1).map_or(0, unsigned))
+                    let version = items.get(1).map_or(0, unsigned);
+                    if items.get(2).and_then(bytes) == Some(&b"o"[..]) {
+                        Resynced::Rewritten(version)
+                    } else {
+                        Resynced::Restored(version)
+                    }
+                }
+                Some(Ok((b"moved", items))) => {
+                    Resynced::MovedBefore(items.get(1).map_or(0, unsigned))
                 }
                 Some(Ok((b"done", _))) => Resynced::Stale,
                 Some(Ok((b"taken", _))) => Resynced::Taken,

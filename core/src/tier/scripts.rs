@@ -410,8 +410,8 @@ return gone
 /// - `destroy`: destroyed here during the outage; removed whatever Redis holds.
 /// - `move`: the new id of a regenerate made here during the outage. KEYS[3]: the session it
 ///   moved from; ARGV 15 that session's hash, 16 its owner when it moved (empty: none).
-///   Stored (marked `m` with that hash, so that a retry whose reply was lost is answered
-///   the same) only if Redis still holds the old session, or lost it with its data and may
+///   Stored (marked `m` with that hash, so that a retry whose reply was lost is told so)
+///   only if Redis still holds the old session, or lost it with its data and may
 ///   have it written back; that session is removed in the same step. Otherwise it was
 ///   revoked meanwhile (a logout, a log-out everywhere): `{'stale'}`. `{'taken'}`: a call
 ///   since the reconnect wrote the new id itself (nothing is changed). The check and the write
@@ -420,8 +420,9 @@ return gone
 ///
 /// Reply: `{'same', key TTL}` Redis holds this copy (its version and its owner); `{'stale'}` it
 /// does not and the copy must go;
-/// `{'restored', version}` Redis now holds the copy at that version; `{'done'}`; `{'taken'}`
-/// (`move` alone, see above).
+/// `{'restored', version}` Redis now holds the copy at that version (`{'restored', version,
+/// 'o'}`: its value, under the owner Redis held); `{'done'}`; for `move` alone, `{'taken'}`
+/// and `{'moved', version}` (an earlier try of this move wrote it, at that version).
 pub(crate) static RESYNC: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
@@ -438,7 +439,7 @@ if mode == 'destroy' then
 end
 if mode == 'move' then
   if cur then
-    if redis.call('HGET', key, 'm') == ARGV[15] then return {'restored', cur} end
+    if redis.call('HGET', key, 'm') == ARGV[15] then return {'moved', cur} end
     return {'taken'}
   end
   if redis.call('EXISTS', KEYS[3]) == 0
@@ -499,6 +500,7 @@ if owner ~= '' then
   redis.call('HSET', ok, ARGV[11], ARGV[12])
   extend(ok, kttl)
 end
+if owner ~= ARGV[8] then return {'restored', v, 'o'} end
 return {'restored', v}
 ",
     )
