@@ -1286,9 +1286,9 @@ impl Inner {
                 Some(Some(copy.hash))
             }
             Resynced::MovedBefore(version) => {
-                // The copy as it is now is written over what that try wrote, by the walk.
-                tier.landed(last);
-                tier.note_dirty(
+                // The copy as it is now is written over what that try wrote, by the walk;
+                // before anything noted for it since (a destroy stays a destroy).
+                tier.restore_dirty(
                     last,
                     Dirty::Written {
                         base: version,
