@@ -494,6 +494,9 @@ struct Shared {
     fork_generation: AtomicU64,
     /// Sessions whose Redis TTL should move.
     touches: Mutex<HashMap<KeyHash, Touch>>,
+    /// New idle timeouts in a batch of touches sent and not yet answered, with the version
+    /// each was set over: a write sent meanwhile still carries them (see `queued_idle`).
+    touches_in_flight: Mutex<HashMap<KeyHash, (u64, u64)>>,
     /// Changes made locally while Redis was down, by id.
     pending: pending::PendingChanges,
     /// Regenerates and log-outs everywhere made while Redis was down, in the order made.
@@ -558,6 +561,7 @@ impl Tier {
                 runtime: Mutex::new(None),
                 fork_generation: AtomicU64::new(fork::generation()),
                 touches: Mutex::new(HashMap::new()),
+                touches_in_flight: Mutex::new(HashMap::new()),
                 pending: pending::PendingChanges::default(),
                 replays: Mutex::new(Vec::new()),
                 resynced: AtomicU64::new(0),
@@ -710,14 +714,19 @@ impl Tier {
         }
     }
 
-    /// A new idle timeout that a touch here set and that has not been sent yet, and the
+    /// A new idle timeout that a touch here set and that Redis has not answered yet, and the
     /// version it was set over: a write or regenerate made after that touch carries it, or
     /// the timeout Redis still holds would undo it. The scripts take it only if the session
     /// still holds that version, as the touch itself would (a write since set its own).
     fn queued_idle(&self, hash: &KeyHash) -> Option<(u64, u64)> {
-        let touches = self.shared.touches.lock();
-        let touch = touches.get(hash)?;
-        Some((touch.idle_ms?, touch.version))
+        let queued = self
+            .shared
+            .touches
+            .lock()
+            .get(hash)
+            .and_then(|touch| Some((touch.idle_ms?, touch.version)));
+        // Taken for a batch and not yet answered: the write may reach Redis first.
+        queued.or_else(|| self.shared.touches_in_flight.lock().get(hash).copied())
     }
 
     /// Queues a move of the session's Redis TTL. Sent in a batch, off the request path; a new
@@ -1637,6 +1646,7 @@ impl Shared {
         self.generation.fetch_add(1, SeqCst);
         self.down_since.store(self.now_ms(), SeqCst);
         *self.touches.lock() = HashMap::new();
+        *self.touches_in_flight.lock() = HashMap::new();
         *slot = Some(spawn_runtime(self)?);
         self.fork_generation.store(now, SeqCst);
         drop(slot);
@@ -2156,8 +2166,31 @@ async fn flush_touches(tier: &Shared, connection: &mut Counted) -> bool {
         if touches.is_empty() {
             return true;
         }
-        std::mem::take(&mut *touches).into_iter().collect()
+        let batch: Vec<(KeyHash, Touch)> = std::mem::take(&mut *touches).into_iter().collect();
+        let mut in_flight = tier.touches_in_flight.lock();
+        for (hash, touch) in &batch {
+            if let Some(idle) = touch.idle_ms {
+                in_flight.insert(*hash, (idle, touch.version));
+            }
+        }
+        batch
     };
+    let sent = flush_batch(tier, connection, &batch).await;
+    // Answered (or not at all): a write sent from now on comes after the batch.
+    let _pass = fork::enter();
+    let mut in_flight = tier.touches_in_flight.lock();
+    for (hash, touch) in &batch {
+        if let Some(idle) = touch.idle_ms {
+            if in_flight.get(hash) == Some(&(idle, touch.version)) {
+                in_flight.remove(hash);
+            }
+        }
+    }
+    sent
+}
+
+/// Sends one batch of touches taken from the queue; false if the link failed.
+async fn flush_batch(tier: &Shared, connection: &mut Counted, batch: &[(KeyHash, Touch)]) -> bool {
     for chunk in batch.chunks(RESYNC_BATCH) {
         let mut call = scripts::TOUCH.prepare_invoke();
         call.arg(tier.keys.prefix())
