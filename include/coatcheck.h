@@ -318,6 +318,10 @@ typedef struct coatcheck_stats {
   // with Redis again before a read trusts them. (A process's own writes, which Redis
   // reports back to it, are confirmed in the background and not counted.)
   uint64_t tier_fills_refused;
+  // Changes made here while Redis was down that Redis does not hold yet (sessions to write
+  // back, destroys, regenerates, log-outs everywhere): 0 once the resync after a reconnect
+  // has ended.
+  uint64_t tier_to_replay;
   // Whether the store keeps a restart log (built with a `persist_path`). When false, every
   // `log_` field below is 0 / false.
   bool log_enabled;

@@ -177,6 +177,7 @@ export interface NativeTierStats {
   replayConflicts: number
   touchesSent: number
   fillsRefused: number
+  toReplay: number
 }
 
 /** Upsert; returns the new version. */

@@ -1325,6 +1325,13 @@ fn logins_made_while_cut_off_as_the_link_comes_back(
     made
 }
 
+/// Until A has replayed every change it made while cut off.
+fn replayed(a: &Store) {
+    eventually_for(Duration::from_secs(10), "A replays its changes", || {
+        a.stats().tier.unwrap().to_replay == 0
+    });
+}
+
 fn cut(proxy: &Proxy, a: &Store) {
     proxy.cut();
     eventually_for(Duration::from_secs(5), "A notices the cut", || {
@@ -1356,6 +1363,11 @@ fn a_write_made_while_cut_off_from_redis_is_written_back_on_reconnect() {
     a.set(&id, b"written while cut off", None).unwrap();
     assert!(a.destroy(&revoked).unwrap());
     assert_eq!(b.get(&id).unwrap().as_deref(), Some(&b"v1"[..]));
+    assert_eq!(
+        a.stats().tier.unwrap().to_replay,
+        2,
+        "a write and a destroy"
+    );
     reconnect(&proxy, &a);
     eventually_for(
         Duration::from_secs(5),
@@ -1368,6 +1380,7 @@ fn a_write_made_while_cut_off_from_redis_is_written_back_on_reconnect() {
         "B stops serving the session A destroyed",
         || b.get(&revoked).unwrap().is_none(),
     );
+    replayed(&a);
 }
 
 #[test]
@@ -1421,7 +1434,7 @@ fn a_session_logged_out_elsewhere_does_not_come_back_under_the_id_a_cut_off_stor
     let moved_kept = a.regenerate(&kept).unwrap().unwrap();
     let moved_kept_again = a.regenerate(&moved_kept).unwrap().unwrap();
     reconnect(&proxy, &a);
-    std::thread::sleep(Duration::from_millis(300)); // the resync walk
+    replayed(&a);
     for revoked in [&logged_out, &moved_out, &moved_out_again] {
         assert_eq!(
             a.get(revoked).unwrap(),
@@ -1480,7 +1493,7 @@ fn a_log_out_everywhere_made_elsewhere_while_a_store_replays_its_regenerates_rea
     eventually_for(Duration::from_secs(5), "A reconnects", || {
         a.stats().tier.unwrap().connected
     });
-    std::thread::sleep(Duration::from_millis(500)); // the rest of the replay
+    replayed(&a);
     let survivors: Vec<&String> = before
         .iter()
         .chain(&moved)
@@ -1511,7 +1524,7 @@ fn a_log_out_everywhere_but_a_session_moved_while_cut_off_keeps_that_session() {
     let moved = a.regenerate(&current).unwrap().unwrap();
     a.destroy_owner("ann", Some(&moved)).unwrap();
     reconnect(&proxy, &a);
-    std::thread::sleep(Duration::from_millis(300)); // the resync walk
+    replayed(&a);
     assert_eq!(b.get(&moved).unwrap().as_deref(), Some(&b"this device"[..]));
     assert_eq!(a.get(&moved).unwrap().as_deref(), Some(&b"this device"[..]));
     assert_eq!(b.get(&current).unwrap(), None);
@@ -1586,7 +1599,7 @@ fn a_login_by_regenerate_after_a_log_out_everywhere_made_while_cut_off_survives_
     eventually_for(Duration::from_secs(5), "the login is written back", || {
         b.get(&login).unwrap().is_some()
     });
-    std::thread::sleep(Duration::from_millis(300)); // the rest of A's resync
+    replayed(&a);
     assert_eq!(
         b.get(&login).unwrap().as_deref(),
         Some(&b"a visitor"[..]),
@@ -1611,7 +1624,8 @@ fn a_logout_as_the_link_comes_back_of_a_session_made_while_cut_off_stays_a_logou
             "a session made while cut off was lost"
         );
     }
-    std::thread::sleep(Duration::from_millis(500)); // A's resync
+    // Until then A serves them (destroyed) here, and B may read them from the write-back.
+    replayed(&a);
     let back = made
         .iter()
         .filter(|id| b.get(id).unwrap().is_some() || a.get(id).unwrap().is_some())
@@ -1706,7 +1720,7 @@ fn a_log_out_everywhere_made_while_cut_off_reaches_a_session_filed_under_the_use
         "the log-out reaches the session",
         || b.get(&session).unwrap().is_none(),
     );
-    std::thread::sleep(Duration::from_millis(300)); // the rest of A's resync
+    replayed(&a);
     assert_eq!(
         b.get(&session).unwrap(),
         None,
@@ -1736,7 +1750,7 @@ fn a_log_out_everywhere_then_a_move_of_the_kept_session_made_while_cut_off_keeps
         "the moved session is written back",
         || b.get(&moved).unwrap().is_some(),
     );
-    std::thread::sleep(Duration::from_millis(300)); // the rest of A's resync
+    replayed(&a);
     assert_eq!(b.get(&moved).unwrap().as_deref(), Some(&b"this device"[..]));
     for gone in devices.iter().chain([&here]) {
         assert_eq!(b.get(gone).unwrap(), None);
@@ -1770,7 +1784,7 @@ fn a_log_out_everywhere_between_two_moves_made_while_cut_off_keeps_the_session_i
         "the kept session is written back",
         || b.get(&phone_rotated).unwrap().is_some(),
     );
-    std::thread::sleep(Duration::from_millis(300)); // the rest of A's resync
+    replayed(&a);
     assert_eq!(
         b.get(&phone_rotated).unwrap().as_deref(),
         Some(&b"phone"[..])
@@ -2081,7 +2095,7 @@ fn after_redis_lost_its_data_a_regenerate_made_while_cut_off_is_written_back_unl
     });
     assert_eq!(b.get(&held_by_a_alone).unwrap(), None);
     assert_eq!(b.sessions_of("alice").unwrap(), vec![moved]);
-    std::thread::sleep(Duration::from_millis(300)); // the rest of A's resync
+    replayed(&a);
     for id in [&logged_out, &moved_out] {
         assert_eq!(b.get(id).unwrap(), None, "a logged-out session came back");
         assert_eq!(a.get(id).unwrap(), None);

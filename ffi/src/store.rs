@@ -120,6 +120,10 @@ pub struct coatcheck_stats {
     /// with Redis again before a read trusts them. (A process's own writes, which Redis
     /// reports back to it, are confirmed in the background and not counted.)
     pub tier_fills_refused: u64,
+    /// Changes made here while Redis was down that Redis does not hold yet (sessions to write
+    /// back, destroys, regenerates, log-outs everywhere): 0 once the resync after a reconnect
+    /// has ended.
+    pub tier_to_replay: u64,
     /// Whether the store keeps a restart log (built with a `persist_path`). When false, every
     /// `log_` field below is 0 / false.
     pub log_enabled: bool,
@@ -169,6 +173,7 @@ impl From<Stats> for coatcheck_stats {
             tier_replay_conflicts: counter(|t| t.replay_conflicts),
             tier_touches_sent: counter(|t| t.touches_sent),
             tier_fills_refused: counter(|t| t.fills_refused),
+            tier_to_replay: counter(|t| t.to_replay),
             log_enabled: s.log.is_some(),
             log_records: s.log.as_ref().map_or(0, |l| l.records),
             log_bytes: s.log.as_ref().map_or(0, |l| l.log_bytes),

@@ -549,6 +549,7 @@ static void test_len_clear_stats(void) {
     /* No redis_url: no shared tier, and its counters stay 0. */
     CHECK(stats.tier_enabled == false && stats.tier_connected == false);
     CHECK(stats.tier_near_hits == 0 && stats.tier_near_misses == 0 && stats.tier_round_trips == 0);
+    CHECK(stats.tier_to_replay == 0);
     CHECK(stats.tier_failures == 0 && stats.tier_disconnects == 0 && stats.tier_down_ms == 0);
     /* No persist_path: no restart log, and its counters stay 0. */
     CHECK(stats.log_enabled == false && stats.log_records == 0 && stats.log_restored == 0);

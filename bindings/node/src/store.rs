@@ -106,6 +106,7 @@ pub struct NativeTierStats {
     pub replay_conflicts: f64,
     pub touches_sent: f64,
     pub fills_refused: f64,
+    pub to_replay: f64,
 }
 
 /// Named stores of this process. The addon is loaded once per process, so every worker
@@ -549,6 +550,7 @@ impl NativeStore {
                 replay_conflicts: t.replay_conflicts as f64,
                 touches_sent: t.touches_sent as f64,
                 fills_refused: t.fills_refused as f64,
+                to_replay: t.to_replay as f64,
             }),
             log: s.log.map(|l| NativeLogStats {
                 records: l.records as f64,

@@ -426,6 +426,7 @@ impl PyStore {
             dict.set_item("tier_replay_conflicts", t.replay_conflicts)?;
             dict.set_item("tier_touches_sent", t.touches_sent)?;
             dict.set_item("tier_fills_refused", t.fills_refused)?;
+            dict.set_item("tier_to_replay", t.to_replay)?;
         }
         if let Some(l) = s.log {
             dict.set_item("log_records", l.records)?;

@@ -113,6 +113,15 @@ def test_a_dead_redis_is_unavailable_error_with_the_fail_policy_and_local_servic
             failing.create(b"new")
         assert time.monotonic() - start < 0.2
         assert serving.get(token_s) == b"s"  # serve-local: the local copy, unverified
+        # A change made while down waits here for Redis, and stats say so until it is back.
+        serving.set(token_s, b"written while down")
+        assert serving.stats()["tier_to_replay"] == 1
+        redis.start()  # empty, on the same port
+        deadline = time.monotonic() + 10
+        while serving.stats()["tier_to_replay"]:
+            assert time.monotonic() < deadline, "the write made while down is not written back"
+            time.sleep(0.01)
+        assert shared_store(redis).get(token_s) == b"written while down"
 
 
 def test_redis_settings_are_checked() -> None:

@@ -26,8 +26,8 @@ use crate::config::WhenRedisDown;
 use crate::error::{Error, Result};
 use crate::id::{generate_id, validate_id};
 use crate::tier::{
-    CopyState, Dirty, Found, KeyHash, Loaded, Move, MovedFrom, Precondition, Replay, Resynced,
-    Sink, Suspect, Tier, WriteRequest,
+    CopyState, Dirty, Found, KeyHash, Loaded, Move, MovedFrom, PassOutcome, Precondition, Replay,
+    Resynced, Sink, Suspect, Tier, WriteRequest,
 };
 
 /// What an untrusted local copy holds, for Redis to say whether it is current: its version
@@ -1240,6 +1240,7 @@ impl Inner {
                 return false;
             }
         }
+        tier.replays_done();
         true
     }
 
@@ -1516,19 +1517,21 @@ impl Inner {
         }
     }
 
-    /// Checks one stripe's copies against Redis; false if the link went down meanwhile or a
-    /// copy could not be checked. A stripe already checked under `generation` is not checked
-    /// again: a resync that is tried again goes on where it stopped.
+    /// Checks one stripe's copies against Redis: `Failed` if the link went down meanwhile or a
+    /// copy could not be checked, `ChangedMeanwhile` if a call changed the stripe as it was
+    /// checked or left a copy to a move not yet replayed. A stripe already checked under
+    /// `generation` is not checked again: a resync that is tried again goes on where it
+    /// stopped.
     fn resync_stripe(
         &self,
         tier: &Tier,
         shard_index: usize,
         generation: u64,
         redis_lost_data: bool,
-    ) -> bool {
+    ) -> PassOutcome {
         let shard = &self.shards[shard_index];
         if shard.verified.load(SeqCst) == generation {
-            return true;
+            return PassOutcome::Done;
         }
         let local_changes = shard.local_changes.before_snapshot();
         // A regenerate's new id is written back by the replay of its move, which checks that
@@ -1612,21 +1615,20 @@ impl Inner {
                         tier.restore_dirty(&copy.id, dirty);
                     }
                 }
-                return false;
+                return PassOutcome::Failed;
             }
         }
         let _pass = crate::fork::enter();
         let _stripe = shard.state.write();
+        if tier.generation() != generation || !tier.is_up() {
+            return PassOutcome::Failed;
+        }
         // A change made here as the link came back may have missed the snapshot: checked again.
-        if tier.generation() != generation
-            || !tier.is_up()
-            || !shard.local_changes.none_since(local_changes)
-            || left_to_a_move
-        {
-            return false;
+        if !shard.local_changes.none_since(local_changes) || left_to_a_move {
+            return PassOutcome::ChangedMeanwhile;
         }
         shard.verified.store(generation, SeqCst);
-        true
+        PassOutcome::Done
     }
 }
 
@@ -1671,7 +1673,7 @@ impl Sink for Inner {
         }
     }
 
-    fn resync(&self, generation: u64, redis_lost_data: bool) -> bool {
+    fn resync(&self, generation: u64, redis_lost_data: bool) -> PassOutcome {
         let tier = self.tier();
         let _one_pass = tier.resync_pass();
         // First, in the order made: the regenerates, each written back only if Redis still
@@ -1679,7 +1681,7 @@ impl Sink for Inner {
         // are replayed, which would take a moved session away, and before any copy is
         // written back, which a log-out everywhere would take for a session of before it.
         if !self.replay_journal(tier, redis_lost_data) {
-            return false;
+            return PassOutcome::Failed;
         }
         // Destroys made while down whose copies are gone (revoked moves' targets included).
         let taken = {
@@ -1708,14 +1710,22 @@ impl Sink for Inner {
                 for copy in batch.iter().chain(batches.flatten()) {
                     tier.restore_dirty(&copy.id, Dirty::Destroyed);
                 }
-                return false;
+                return PassOutcome::Failed;
             }
             for copy in batch {
                 tier.landed(&copy.id);
             }
         }
-        let walked = (0..self.shards.len())
-            .all(|shard_index| self.resync_stripe(tier, shard_index, generation, redis_lost_data));
+        // Every stripe, past one changed as it was checked: the next pass checks only those
+        // left unverified.
+        let mut walked = PassOutcome::Done;
+        for shard_index in 0..self.shards.len() {
+            match self.resync_stripe(tier, shard_index, generation, redis_lost_data) {
+                PassOutcome::Done => {}
+                PassOutcome::ChangedMeanwhile => walked = PassOutcome::ChangedMeanwhile,
+                PassOutcome::Failed => return PassOutcome::Failed,
+            }
+        }
         // Locks are taken inside the fork gate: a fork must not catch this thread holding one.
         let unreplayed = || {
             let _pass = crate::fork::enter();
@@ -1726,24 +1736,31 @@ impl Sink for Inner {
             let _pass = crate::fork::enter();
             tier.forget_writes_without_copies(|id| self.has_live_copy(id));
         }
-        if !walked || unreplayed() || !tier.mark_resynced(generation) {
-            return false;
+        if walked != PassOutcome::Done || unreplayed() {
+            return PassOutcome::ChangedMeanwhile;
+        }
+        if !tier.mark_resynced(generation) {
+            // The link moved on: its own resync takes over.
+            return PassOutcome::Failed;
         }
         // From the mark no call is made locally; one that began before it may still note a
         // change: waited for, and then another pass if it did, or if it unverified a stripe.
         // (One that decided before the mark and notes its change after this check starts
         // another resync itself: see `Tier::note_dirty`.)
-        if !self.wait_for_local_changes()
-            || unreplayed()
+        if !self.wait_for_local_changes() {
+            tier.unmark_resynced();
+            return PassOutcome::Failed;
+        }
+        if unreplayed()
             || self
                 .shards
                 .iter()
                 .any(|s| s.verified.load(SeqCst) != generation)
         {
             tier.unmark_resynced();
-            return false;
+            return PassOutcome::ChangedMeanwhile;
         }
-        true
+        PassOutcome::Done
     }
 }
 

@@ -197,10 +197,22 @@ pub(crate) trait Sink: Send + Sync {
     /// The link is up at `generation`: check the local copies against Redis, then trust them.
     /// `redis_lost_data`: Redis no longer holds what it held before (restarted empty, or
     /// flushed), so copies missing there are written back rather than taken as revoked. Runs on
-    /// a thread of its own and may call the tier. True once every copy has been checked (and
-    /// every change made while down replayed); false if one could not be, and then what was
-    /// not replayed stays noted for the next try.
-    fn resync(&self, generation: u64, redis_lost_data: bool) -> bool;
+    /// a thread of its own and may call the tier. What was not replayed stays noted for the
+    /// next pass.
+    fn resync(&self, generation: u64, redis_lost_data: bool) -> PassOutcome;
+}
+
+/// How a resync pass ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PassOutcome {
+    /// Every copy checked and every change made while down replayed.
+    Done,
+    /// Calls changed sessions here as the pass went (on pending sessions, or as the link came
+    /// back): another pass at once. Waiting would keep those sessions served here, and a
+    /// logout among them visible elsewhere, for the length of the wait.
+    ChangedMeanwhile,
+    /// Redis did not answer, or answered with an error: another pass after a backoff.
+    Failed,
 }
 
 /// A copy marked suspect by an invalidation, to be revalidated in the background.
@@ -455,6 +467,10 @@ pub struct TierStats {
     /// with Redis again before a read trusts them. (A process's own writes, which Redis
     /// reports back to it, are confirmed in the background and not counted.)
     pub fills_refused: u64,
+    /// Changes made here while Redis was down that Redis does not hold yet: sessions to write
+    /// back, destroys, regenerates and log-outs everywhere to replay. Served here until then;
+    /// 0 once the resync after a reconnect has ended.
+    pub to_replay: u64,
 }
 
 #[derive(Default)]
@@ -501,6 +517,9 @@ struct Shared {
     pending: pending::PendingChanges,
     /// Regenerates and log-outs everywhere made while Redis was down, in the order made.
     replays: Mutex<Vec<Replay>>,
+    /// How many of those a resync pass has taken and not yet replayed or put back (for
+    /// `TierStats::to_replay`).
+    replays_in_flight: AtomicU64,
     /// The link generation whose resync has replayed everything (0: none): from then on no
     /// session is pending (see `pending`).
     resynced: AtomicU64,
@@ -564,6 +583,7 @@ impl Tier {
                 touches_in_flight: Mutex::new(HashMap::new()),
                 pending: pending::PendingChanges::default(),
                 replays: Mutex::new(Vec::new()),
+                replays_in_flight: AtomicU64::new(0),
                 resynced: AtomicU64::new(0),
                 resync_pass: AtomicU64::new(0),
                 last_resync: Mutex::new((0, 0, false)),
@@ -711,6 +731,9 @@ impl Tier {
             replay_conflicts: c.replay_conflicts.load(Relaxed),
             touches_sent: c.touches_sent.load(Relaxed),
             fills_refused: c.fills_refused.load(Relaxed),
+            to_replay: self.shared.pending.len() as u64
+                + self.shared.replays.lock().len() as u64
+                + self.shared.replays_in_flight.load(SeqCst),
         }
     }
 
@@ -908,7 +931,16 @@ impl Tier {
 
     /// The regenerates and log-outs everywhere to replay, oldest first.
     pub(crate) fn take_replays(&self) -> Vec<Replay> {
-        std::mem::take(&mut *self.shared.replays.lock())
+        let mut replays = self.shared.replays.lock();
+        self.shared
+            .replays_in_flight
+            .store(replays.len() as u64, SeqCst);
+        std::mem::take(&mut *replays)
+    }
+
+    /// What [`take_replays`](Tier::take_replays) took has been replayed.
+    pub(crate) fn replays_done(&self) {
+        self.shared.replays_in_flight.store(0, SeqCst);
     }
 
     /// Puts back what could not all be replayed (the link went down again), before anything
@@ -917,6 +949,7 @@ impl Tier {
         let mut replays = self.shared.replays.lock();
         pending.append(&mut replays);
         *replays = pending;
+        self.shared.replays_in_flight.store(0, SeqCst);
     }
 
     /// Destroys made while Redis was down whose sessions are no longer in the local table,
@@ -1806,16 +1839,26 @@ fn resync_until_done(shared: &Weak<Shared>, generation: u64, epoch: u64, lost_da
             let Some(sink) = tier.sink() else { return };
             sink
         };
-        let done = sink.resync(generation, lost_data);
+        let outcome = sink.resync(generation, lost_data);
         drop(sink);
-        if done {
-            if let Some(tier) = shared.upgrade() {
-                // Written back: a later link need not take missing sessions for lost.
-                let _ = tier
-                    .unrepaired_epoch
-                    .compare_exchange(epoch, 0, SeqCst, SeqCst);
+        match outcome {
+            PassOutcome::Done => {
+                if let Some(tier) = shared.upgrade() {
+                    // Written back: a later link need not take missing sessions for lost.
+                    let _ = tier
+                        .unrepaired_epoch
+                        .compare_exchange(epoch, 0, SeqCst, SeqCst);
+                }
+                return;
             }
-            return;
+            PassOutcome::ChangedMeanwhile => {
+                backoff = Duration::from_millis(25);
+                // A millisecond, not a backoff: enough that a pass with nothing to send
+                // cannot spin.
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            PassOutcome::Failed => {}
         }
         // In steps, so that a store that closes waits for one step at most.
         let until = Instant::now() + backoff;

@@ -60,6 +60,20 @@ impl PendingChanges {
         out
     }
 
+    /// How many ids are pending.
+    pub(crate) fn len(&self) -> usize {
+        if !self.any.load(Relaxed) {
+            return 0;
+        }
+        let pending = self.inner.lock();
+        let both = pending
+            .noted
+            .keys()
+            .filter(|id| pending.replaying.contains_key(*id))
+            .count();
+        pending.noted.len() + pending.replaying.len() - both
+    }
+
     pub(crate) fn is_pending(&self, id: &str) -> bool {
         if !self.any.load(Relaxed) {
             return false;
