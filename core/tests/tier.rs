@@ -1833,6 +1833,35 @@ fn a_session_made_while_cut_off_is_read_and_written_as_the_link_comes_back() {
             b.get(id).unwrap().as_deref() == Some(format!("saved {n}").as_bytes())
         });
     }
+    // A save that returned was never refused at its write-back (nothing else wrote them).
+    assert_eq!(a.stats().tier.unwrap().replay_conflicts, 0);
+}
+
+#[test]
+fn a_new_idle_timeout_set_as_the_link_comes_back_on_a_session_made_while_cut_off_reaches_redis() {
+    // Between the reconnect and the write-back, a touch sets a shorter idle timeout (as
+    // express-session does on a rolling cookie): the write-back, or one after it, carries
+    // it. Redis must not keep the session alive past it.
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    let made = logins_made_while_cut_off_as_the_link_comes_back(&proxy, &a, 1000);
+    for id in &made {
+        assert!(a.touch(id, Some(Duration::from_secs(60))).unwrap());
+    }
+    replayed(&a);
+    std::thread::sleep(Duration::from_millis(600)); // the batched touches, had they applied
+    let kept_longer = made
+        .iter()
+        .filter(|id| {
+            let session = b.peek(id).unwrap().expect("written back");
+            session.expires_in > Duration::from_secs(60)
+        })
+        .count();
+    assert_eq!(
+        kept_longer, 0,
+        "sessions that Redis keeps past their new timeout"
+    );
 }
 
 #[test]

@@ -744,11 +744,19 @@ impl Inner {
         generated: bool,
     ) -> Result<u64> {
         let write = NearWrite::new(self, id, value, ttl, precondition, generated)?;
-        let Some((generation, ticket)) = self.write_ticket(id, &write.place) else {
-            return self.write_locally(&write.place, id, value, ttl, precondition, generated);
-        };
-        let written = self.tier().write(write.request(self, id, value));
-        self.finish_write(&write, id, value, generation, ticket, written)
+        loop {
+            let Some((generation, ticket)) = self.write_ticket(id, &write.place) else {
+                let local = self.change_if_still_local(&write.place, id, || {
+                    self.write_here(&write.place, id, value, ttl, precondition, generated)
+                })?;
+                match local {
+                    Some(version) => return Ok(version),
+                    None => continue,
+                }
+            };
+            let written = self.tier().write(write.request(self, id, value));
+            return self.finish_write(&write, id, value, generation, ticket, written);
+        }
     }
 
     /// [`near_write`](Inner::near_write) for a caller that must not wait: `done` gets the
@@ -766,8 +774,14 @@ impl Inner {
             Err(e) => return done(Err(e)),
         };
         let Some((generation, ticket)) = self.write_ticket(&id, &write.place) else {
-            let local = self.write_locally(&write.place, &id, &value, ttl, precondition, false);
-            return done(local);
+            let local = self.change_if_still_local(&write.place, &id, || {
+                self.write_here(&write.place, &id, &value, ttl, precondition, false)
+            });
+            return match local {
+                Ok(Some(version)) => done(Ok(version)),
+                Ok(None) => self.near_write_then(id, value, ttl, precondition, done),
+                Err(e) => done(Err(e)),
+            };
         };
         let prepared = self.tier().prepare_write(write.request(self, &id, &value));
         let inner = Arc::clone(self);
@@ -778,6 +792,36 @@ impl Inner {
             }));
             done(finished.unwrap_or_else(|_| Err(applying_failed())));
         });
+    }
+
+    /// Runs `change`, made here without Redis, as a local change of `place`'s stripe (see
+    /// `local_changes`), if the policy allows.
+    fn change_locally<T>(&self, place: &Place, change: impl FnOnce() -> Result<T>) -> Result<T> {
+        let _change = self.shards[place.shard].begin_local_change();
+        self.fail_or_serve_local()?;
+        change()
+    }
+
+    /// [`change_locally`](Inner::change_locally) for a call that [`link_for`](Inner::link_for)
+    /// sent here, if it still does: `Ok(None)` if a resync answered the session's write-back
+    /// in between (adopting Redis's version for the copy, or dropping it), and the call goes
+    /// to Redis instead. Checked inside the local change, where no answer is applied to the
+    /// stripe.
+    fn change_if_still_local<T>(
+        &self,
+        place: &Place,
+        id: &str,
+        change: impl FnOnce() -> Result<T>,
+    ) -> Result<Option<T>> {
+        let shard = &self.shards[place.shard];
+        let _change = shard.local_changes.begin();
+        if self.link_for(id).is_some() {
+            // Before the stripe is unverified: no resync may be left to verify it again.
+            return Ok(None);
+        }
+        shard.unverify();
+        self.fail_or_serve_local()?;
+        change().map(Some)
     }
 
     /// The link generation and the stripe's fill ticket a write starts from; `None` if the
@@ -826,21 +870,23 @@ impl Inner {
                 bump(&shard.counters.conflicts);
                 Err(e)
             }
-            Err(ref e) if self.falls_back(e) => self.write_locally(
-                place,
-                id,
-                value,
-                write.ttl,
-                write.precondition,
-                write.generated,
-            ),
+            Err(ref e) if self.falls_back(e) => self.change_locally(place, || {
+                self.write_here(
+                    place,
+                    id,
+                    value,
+                    write.ttl,
+                    write.precondition,
+                    write.generated,
+                )
+            }),
             Err(e) => Err(e),
         }
     }
 
-    /// A write with the link down: applied locally and remembered for the resync, if the
-    /// policy allows.
-    fn write_locally(
+    /// A write made here without Redis (inside a local change): applied to the local table
+    /// and remembered for the resync.
+    fn write_here(
         &self,
         place: &Place,
         id: &str,
@@ -849,8 +895,6 @@ impl Inner {
         precondition: LocalPrecondition,
         generated: bool,
     ) -> Result<u64> {
-        let _change = self.shards[place.shard].begin_local_change();
-        self.fail_or_serve_local()?;
         let base = self.local_version(place, id);
         let version = self.write_as(id, value, ttl, precondition, generated)?;
         let owner_set = false;
@@ -900,14 +944,47 @@ impl Inner {
     /// Touches the local copy; `Inner::touch` queues the TTL move for Redis when there is one
     /// to make, and the batched touches carry it.
     fn touch_copy(&self, id: &str, ttl: Option<Duration>, min_idle: Option<u64>) -> Result<bool> {
+        if ttl.is_some() && self.tier().is_pending(id) {
+            let place = self.place(id);
+            let local = self
+                .change_if_still_local(&place, id, || self.touch_here(&place, id, ttl, min_idle))?;
+            if let Some(touched) = local {
+                return Ok(touched);
+            }
+        }
         self.touch(id, ttl, min_idle)
+    }
+
+    /// A new idle timeout on a session whose changes made while Redis was down are not written
+    /// back yet (inside a local change): noted as a change of its own, which the write-back
+    /// carries. The queued touch names the version the copy holds here, which Redis refuses
+    /// once the write-back has given the session a version of its own, and a write-back
+    /// already sent carries the old timeout.
+    fn touch_here(
+        &self,
+        place: &Place,
+        id: &str,
+        ttl: Option<Duration>,
+        min_idle: Option<u64>,
+    ) -> Result<bool> {
+        let base = self.local_version(place, id);
+        let touched = self.touch(id, ttl, min_idle)?;
+        if touched {
+            let owner_set = false;
+            self.tier()
+                .note_dirty(id, Dirty::Written { base, owner_set });
+        }
+        Ok(touched)
     }
 
     pub(super) fn near_destroy(&self, id: &str) -> Result<bool> {
         validate_id(id)?;
         let place = self.place(id);
-        if self.link_for(id).is_none() {
-            return self.destroy_locally(&place, id);
+        while self.link_for(id).is_none() {
+            let local = self.change_if_still_local(&place, id, || self.destroy_here(&place, id))?;
+            if let Some(existed) = local {
+                return Ok(existed);
+            }
         }
         let destroyed = self.tier().destroy(&place.key);
         self.finish_destroy(&place, id, destroyed)
@@ -925,7 +1002,12 @@ impl Inner {
         }
         let place = self.place(&id);
         if self.link_for(&id).is_none() {
-            return done(self.destroy_locally(&place, &id));
+            return match self.change_if_still_local(&place, &id, || self.destroy_here(&place, &id))
+            {
+                Ok(Some(existed)) => done(Ok(existed)),
+                Ok(None) => self.near_destroy_then(id, done),
+                Err(e) => done(Err(e)),
+            };
         }
         let inner = Arc::clone(self);
         let key = place.key;
@@ -945,16 +1027,16 @@ impl Inner {
                 self.drop_copy(place, id, Cause::Destroyed, None);
                 Ok(existed)
             }
-            Err(ref e) if self.falls_back(e) => self.destroy_locally(place, id),
+            Err(ref e) if self.falls_back(e) => {
+                self.change_locally(place, || self.destroy_here(place, id))
+            }
             Err(e) => Err(e),
         }
     }
 
-    /// A destroy with the link down: applied locally and remembered for the resync, if the
-    /// policy allows.
-    fn destroy_locally(&self, place: &Place, id: &str) -> Result<bool> {
-        let _change = self.shards[place.shard].begin_local_change();
-        self.fail_or_serve_local()?;
+    /// A destroy made here without Redis (inside a local change): applied to the local table
+    /// and remembered for the resync.
+    fn destroy_here(&self, place: &Place, id: &str) -> Result<bool> {
         // Revocation stays final: the destroy is replayed on reconnect whatever the version.
         self.tier().note_dirty(id, Dirty::Destroyed);
         Ok(self.drop_copy(place, id, Cause::Destroyed, None).is_some())
@@ -962,55 +1044,81 @@ impl Inner {
 
     pub(super) fn near_regenerate(&self, id: &str) -> Result<Option<String>> {
         validate_id(id)?;
-        let tier = self.tier();
         let old = self.place(id);
-        if let Some(generation) = self.link_for(id) {
-            loop {
-                let new_id = generate_id();
-                let new = self.place(&new_id);
-                let ticket = self.shards[new.shard].invalidations.ticket();
-                match tier.regenerate(&old.key, &new_id, &new.key) {
-                    Ok(None) => {
-                        self.drop_copy(&old, id, Cause::Invalidated, None);
-                        return Ok(None);
-                    }
-                    Ok(Some(loaded)) => {
-                        // The new id first, as a regenerate in this process alone reports it.
-                        let flags = ECHO | READ | REFERENCED;
-                        self.fill(
-                            &new,
-                            &new_id,
-                            &loaded,
-                            &loaded.value,
-                            loaded.ttl_ms,
-                            flags,
-                            generation,
-                            ticket,
-                        );
-                        self.drop_copy_as(&old, id, Cause::Replaced, None, |removed| {
-                            Pending::replaced(removed, new_id.clone())
-                        });
-                        return Ok(Some(new_id));
-                    }
-                    Err(Error::Conflict { .. }) => continue,
-                    Err(ref e) if self.falls_back(e) => {
-                        break;
-                    }
-                    Err(e) => return Err(e),
+        loop {
+            let sent_here = match self.link_for(id) {
+                None => true,
+                Some(generation) => match self.regenerate_on_redis(id, &old, generation)? {
+                    Some(answer) => return Ok(answer),
+                    None => false,
+                },
+            };
+            // The new id may fall in any stripe.
+            let _changes: Vec<_> = self
+                .shards
+                .iter()
+                .map(|shard| shard.local_changes.begin())
+                .collect();
+            // Unless a resync answered the session's write-back meanwhile (see
+            // `change_if_still_local`).
+            if sent_here && self.link_for(id).is_some() {
+                continue;
+            }
+            self.shards[old.shard].unverify();
+            self.fail_or_serve_local()?;
+            return self.regenerate_here(id);
+        }
+    }
+
+    /// The regenerate made in Redis: `None` if the link was lost meanwhile and the regenerate
+    /// goes the local way.
+    fn regenerate_on_redis(
+        &self,
+        id: &str,
+        old: &Place,
+        generation: u64,
+    ) -> Result<Option<Option<String>>> {
+        loop {
+            let new_id = generate_id();
+            let new = self.place(&new_id);
+            let ticket = self.shards[new.shard].invalidations.ticket();
+            match self.tier().regenerate(&old.key, &new_id, &new.key) {
+                Ok(None) => {
+                    self.drop_copy(old, id, Cause::Invalidated, None);
+                    return Ok(Some(None));
                 }
+                Ok(Some(loaded)) => {
+                    // The new id first, as a regenerate in this process alone reports it.
+                    let flags = ECHO | READ | REFERENCED;
+                    self.fill(
+                        &new,
+                        &new_id,
+                        &loaded,
+                        &loaded.value,
+                        loaded.ttl_ms,
+                        flags,
+                        generation,
+                        ticket,
+                    );
+                    self.drop_copy_as(old, id, Cause::Replaced, None, |removed| {
+                        Pending::replaced(removed, new_id.clone())
+                    });
+                    return Ok(Some(Some(new_id)));
+                }
+                Err(Error::Conflict { .. }) => continue,
+                Err(ref e) if self.falls_back(e) => return Ok(None),
+                Err(e) => return Err(e),
             }
         }
-        // The new id may fall in any stripe.
-        let _changes: Vec<_> = self
-            .shards
-            .iter()
-            .map(|shard| shard.local_changes.begin())
-            .collect();
-        self.shards[old.shard].unverify();
-        self.fail_or_serve_local()?;
+    }
+
+    /// A regenerate made here without Redis (inside local changes of every stripe, where the
+    /// new id may fall): applied to the local table and remembered for the resync.
+    fn regenerate_here(&self, id: &str) -> Result<Option<String>> {
+        let tier = self.tier();
         // Written here whatever Redis holds: a creation (base 0), or a re-creation after a
         // destroy (u64::MAX), which the replay forces.
-        let from_made_here = self.tier().made_here(id);
+        let from_made_here = tier.made_here(id);
         let owner = self
             .read(id, false, |view| view.owner.map(str::to_string))?
             .flatten();
@@ -1044,34 +1152,48 @@ impl Inner {
         }
         let tier = self.tier();
         let place = self.place(id);
-        if self.link_for(id).is_some() {
+        loop {
+            if self.link_for(id).is_none() {
+                let local = self
+                    .change_if_still_local(&place, id, || self.set_owner_here(&place, id, owner))?;
+                match local {
+                    Some(()) => return Ok(()),
+                    None => continue,
+                }
+            }
             let ticket = self.shards[place.shard].invalidations.ticket();
-            match tier.set_owner(&place.key, id, owner) {
+            return match tier.set_owner(&place.key, id, owner) {
                 Ok(true) => {
                     // The local copy follows; if there is none, the next read loads it.
-                    return match self.set_owner(id, owner) {
+                    match self.set_owner(id, owner) {
                         Ok(()) => {
                             self.expect_own_echo(&place, id, ticket);
                             Ok(())
                         }
                         Err(Error::NotFound) => Ok(()),
                         Err(e) => Err(e),
-                    };
+                    }
                 }
                 Ok(false) => {
                     self.drop_copy(&place, id, Cause::Invalidated, None);
-                    return Err(Error::NotFound);
+                    Err(Error::NotFound)
                 }
-                Err(ref e) if self.falls_back(e) => {}
-                Err(e) => return Err(e),
-            }
+                Err(ref e) if self.falls_back(e) => {
+                    self.change_locally(&place, || self.set_owner_here(&place, id, owner))
+                }
+                Err(e) => Err(e),
+            };
         }
-        let _change = self.shards[place.shard].begin_local_change();
-        self.fail_or_serve_local()?;
-        let base = self.local_version(&place, id);
+    }
+
+    /// An owner set here without Redis (inside a local change): applied to the local table and
+    /// remembered for the resync.
+    fn set_owner_here(&self, place: &Place, id: &str, owner: Option<&str>) -> Result<()> {
+        let base = self.local_version(place, id);
         self.set_owner(id, owner)?;
         let owner_set = true;
-        tier.note_dirty(id, Dirty::Written { base, owner_set });
+        self.tier()
+            .note_dirty(id, Dirty::Written { base, owner_set });
         Ok(())
     }
 
@@ -1134,7 +1256,11 @@ impl Inner {
                 if keep == Some(id.as_str()) || !tier.is_pending(&id) {
                     continue;
                 }
-                if self.destroy_locally(&self.place(&id), &id)? {
+                // Pending no more (written back meanwhile): Redis's log-out below reaches it.
+                let place = self.place(&id);
+                let local =
+                    self.change_if_still_local(&place, &id, || self.destroy_here(&place, &id))?;
+                if local == Some(true) {
                     pending_gone += 1;
                 }
             }
@@ -1327,8 +1453,11 @@ impl Inner {
     /// session, with what it has to replay; `None` if there is none.
     fn moved_copy(&self, tier: &Tier, id: &str, moved: &Move) -> Option<CopyState> {
         let place = self.place(id);
+        let shard = &self.shards[place.shard];
+        // A copy and what is noted for it are taken together, between local changes.
+        let _no_local_change = shard.local_changes.hold_off();
         let now = self.now();
-        let stripe = self.shards[place.shard].state.read();
+        let stripe = shard.state.read();
         let index = stripe.find(place.hash, id)?;
         if stripe.record(index).is_expired(now) {
             return None;
@@ -1357,6 +1486,9 @@ impl Inner {
         as_sent: bool,
     ) {
         let local = copy.session.version;
+        // A local change on the copy comes wholly before this (and is noted) or wholly after
+        // (and reads what this leaves): see `local_changes`.
+        let _no_local_change = self.shards[place.shard].local_changes.hold_off();
         // Pending no more first: a call that finds it not pending asks Redis, which has the
         // answer.
         tier.landed(&copy.id);
@@ -1544,6 +1676,8 @@ impl Inner {
         let mut left_to_a_move = false;
         let copies: Vec<CopyState> = {
             let _pass = crate::fork::enter();
+            // A copy and what is noted for it are taken together, between local changes.
+            let _no_local_change = shard.local_changes.hold_off();
             let now = self.now();
             let stripe = shard.state.read();
             stripe

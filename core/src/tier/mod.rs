@@ -56,6 +56,8 @@ const TIMEOUTS_FOR_LOSS: u32 = 3;
 const TOUCH_FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest pause between resync passes that calls overtook (see `PassOutcome`).
+const MAX_CHANGED_PAUSE: Duration = Duration::from_millis(16);
 /// How many times a read yields to the link thread before it asks Redis instead.
 const SETTLE_SPINS: u32 = 64;
 /// Copies checked per round trip by the resync walk.
@@ -208,8 +210,9 @@ pub(crate) enum PassOutcome {
     /// Every copy checked and every change made while down replayed.
     Done,
     /// Calls changed sessions here as the pass went (on pending sessions, or as the link came
-    /// back): another pass at once. Waiting would keep those sessions served here, and a
-    /// logout among them visible elsewhere, for the length of the wait.
+    /// back): another pass soon (within `MAX_CHANGED_PAUSE`). Waiting longer would keep those
+    /// sessions served here, and a logout among them visible elsewhere, for the length of the
+    /// wait.
     ChangedMeanwhile,
     /// Redis did not answer, or answered with an error: another pass after a backoff.
     Failed,
@@ -467,9 +470,10 @@ pub struct TierStats {
     /// with Redis again before a read trusts them. (A process's own writes, which Redis
     /// reports back to it, are confirmed in the background and not counted.)
     pub fills_refused: u64,
-    /// Changes made here while Redis was down that Redis does not hold yet: sessions to write
-    /// back, destroys, regenerates and log-outs everywhere to replay. Served here until then;
-    /// 0 once the resync after a reconnect has ended.
+    /// Changes made here while Redis was down that Redis has not answered yet: sessions to
+    /// write back, destroys, regenerates and log-outs everywhere to replay. Those sessions are
+    /// served here until then. 0 once the resync after a reconnect has replayed everything
+    /// (it may check unchanged copies a moment longer).
     pub to_replay: u64,
 }
 
@@ -1697,6 +1701,7 @@ impl Shared {
     fn forget_parents_changes(&self, parents_link: Option<u64>) {
         self.pending.clear();
         self.replays.lock().clear();
+        self.replays_in_flight.store(0, SeqCst);
         if let Some(sink) = self.sink() {
             sink.forget_unverified(parents_link);
         }
@@ -1828,6 +1833,7 @@ fn start_resync(
 /// unreplayed until the next disconnect. Holds the store only while it checks.
 fn resync_until_done(shared: &Weak<Shared>, generation: u64, epoch: u64, lost_data: bool) {
     let mut backoff = Duration::from_millis(25);
+    let mut changed_pause = Duration::from_millis(1);
     loop {
         let sink = {
             let Some(tier) = shared.upgrade() else { return };
@@ -1852,10 +1858,11 @@ fn resync_until_done(shared: &Weak<Shared>, generation: u64, epoch: u64, lost_da
                 return;
             }
             PassOutcome::ChangedMeanwhile => {
-                backoff = Duration::from_millis(25);
-                // A millisecond, not a backoff: enough that a pass with nothing to send
-                // cannot spin.
-                std::thread::sleep(Duration::from_millis(1));
+                // Soon, not after the backoff for a Redis that did not answer: a pause of a
+                // few ms at most, so that calls on a session changed on every request do not
+                // make passes back to back, each sending the stripe's copies again.
+                std::thread::sleep(changed_pause);
+                changed_pause = (changed_pause * 2).min(MAX_CHANGED_PAUSE);
                 continue;
             }
             PassOutcome::Failed => {}
