@@ -8,37 +8,43 @@
 //! would keep the copy. So each local change is counted as it starts and as it ends, and the
 //! resync marks the stripe verified only if none ended since its snapshot and none is under way.
 //!
-//! A resync holds the local changes off (`hold_off`) while it takes a copy and what is noted
-//! for it, and while it applies Redis's answer (it adopts the version Redis gave the copy, or
-//! drops it, unless a change was noted since it was sent). A local change reads the copy's
-//! version as its base, changes the copy and notes the change: all of it before (the answer
-//! then sees the note and keeps it over the version written back) or all after (it then reads
-//! what the answer left, and a call that found the session pending before the answer goes to
-//! Redis instead: see `Inner::change_if_pending`). Interleaved, the change was noted over a
-//! version Redis no longer held, or made on a copy just dropped, and its replay was refused as
-//! a conflict: a write that had returned was lost.
+//! The local changes of a stripe also take turns, one at a time, and a resync holds them off
+//! (`hold_off`) while it takes a copy with what is noted for it, and while it applies Redis's
+//! answer (it adopts the version Redis gave the copy, or drops it, unless a change was noted
+//! since it was sent). A local change reads the copy's version as its base, changes the copy
+//! and notes the change, all in its turn:
+//! - before an answer, which then sees the note and keeps it over the version written back;
+//!   or after it, reading what the answer left (a call that found the session pending before
+//!   the answer goes to Redis instead: see `Inner::change_if_still_local`). Interleaved, the
+//!   change was noted over a version Redis no longer held, or made on a copy just dropped,
+//!   and its replay was refused as a conflict: a write that had returned was lost.
+//! - before or after another local change, so that notes merge in the order the changes were
+//!   made. Interleaved, a touch applied before a destroy but noted after it turned the destroy
+//!   into a write with no copy to send, and the logout was lost.
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use parking_lot::{Mutex, MutexGuard};
 
 #[derive(Default)]
 pub(super) struct LocalChanges {
     started: AtomicU64,
     finished: AtomicU64,
-    /// Shared by each local change for its length, exclusive while a resync applies an answer.
-    gate: RwLock<()>,
+    /// Held by each local change for its length, and by a resync taking or applying a copy.
+    turn: Mutex<()>,
 }
 
 /// A local change under way; ends when dropped (after its change is noted for the resync).
 pub(super) struct LocalChange<'a> {
     changes: &'a LocalChanges,
-    _gate: RwLockReadGuard<'a, ()>,
+    /// False once abandoned: nothing was changed.
+    counted: bool,
+    _turn: MutexGuard<'a, ()>,
 }
 
 /// Proof that no local change in the stripe is under way, and none begins, while it is held.
 pub(super) struct NoLocalChange<'a> {
-    _gate: RwLockWriteGuard<'a, ()>,
+    _turn: MutexGuard<'a, ()>,
 }
 
 /// How many local changes had ended when a resync took its snapshot.
@@ -46,26 +52,28 @@ pub(super) struct NoLocalChange<'a> {
 pub(super) struct Before(u64);
 
 impl LocalChanges {
+    /// Waits for the stripe's turn. No thread takes one stripe's twice (a regenerate takes
+    /// every stripe's once, in order); the lock is fair, so a waiting `hold_off` gets in past
+    /// a stream of changes.
     pub(super) fn begin(&self) -> LocalChange<'_> {
-        // Not recursive: no change takes one stripe's twice (a regenerate takes each once, in
-        // order), and a fair lock lets a waiting `hold_off` in past a stream of changes.
-        let gate = self.gate.read();
+        let turn = self.turn.lock();
         self.started.fetch_add(1, SeqCst);
         LocalChange {
             changes: self,
-            _gate: gate,
+            counted: true,
+            _turn: turn,
         }
     }
 
-    /// Waits for the local changes under way to end, and keeps new ones from beginning until
+    /// Waits for the local change under way to end, and keeps new ones from beginning until
     /// dropped. Taken before any stripe lock.
     pub(super) fn hold_off(&self) -> NoLocalChange<'_> {
         NoLocalChange {
-            _gate: self.gate.write(),
+            _turn: self.turn.lock(),
         }
     }
 
-    /// Taken before the resync reads the stripe's copies.
+    /// Taken before the resync reads the stripe's copies (under `hold_off`).
     pub(super) fn before_snapshot(&self) -> Before {
         Before(self.finished.load(SeqCst))
     }
@@ -83,9 +91,20 @@ impl LocalChanges {
     }
 }
 
+impl LocalChange<'_> {
+    /// Ends a change that changed nothing: not counted as one, so a resync need not check the
+    /// stripe again for it.
+    pub(super) fn abandon(mut self) {
+        self.counted = false;
+        self.changes.started.fetch_sub(1, SeqCst);
+    }
+}
+
 impl Drop for LocalChange<'_> {
     fn drop(&mut self) {
-        self.changes.finished.fetch_add(1, SeqCst);
+        if self.counted {
+            self.changes.finished.fetch_add(1, SeqCst);
+        }
     }
 }
 
@@ -103,5 +122,35 @@ mod tests {
         drop(change);
         assert!(!changes.none_since(before), "ended since the snapshot");
         assert!(changes.none_since(changes.before_snapshot()));
+    }
+
+    #[test]
+    fn an_abandoned_change_leaves_the_stripe_as_it_was() {
+        let changes = LocalChanges::default();
+        let before = changes.before_snapshot();
+        changes.begin().abandon();
+        assert!(changes.none_since(before));
+        assert!(!changes.under_way());
+    }
+
+    #[test]
+    fn a_resync_holding_local_changes_off_waits_for_the_one_under_way() {
+        use std::sync::atomic::AtomicBool;
+        let changes = LocalChanges::default();
+        let noted = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let change = changes.begin();
+            let resync = scope.spawn(|| {
+                let _held = changes.hold_off();
+                noted.load(SeqCst)
+            });
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            noted.store(true, SeqCst);
+            drop(change);
+            assert!(
+                resync.join().unwrap(),
+                "held off before the change was noted"
+            );
+        });
     }
 }

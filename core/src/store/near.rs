@@ -814,11 +814,13 @@ impl Inner {
         change: impl FnOnce() -> Result<T>,
     ) -> Result<Option<T>> {
         let shard = &self.shards[place.shard];
-        let _change = shard.local_changes.begin();
+        let turn = shard.local_changes.begin();
         if self.link_for(id).is_some() {
             // Before the stripe is unverified: no resync may be left to verify it again.
+            turn.abandon();
             return Ok(None);
         }
+        let _turn = turn;
         shard.unverify();
         self.fail_or_serve_local()?;
         change().map(Some)
@@ -903,6 +905,14 @@ impl Inner {
         Ok(version)
     }
 
+    /// The local copy's version (0: none) and idle timeout.
+    fn local_version_and_idle(&self, place: &Place, id: &str) -> (u64, Option<u64>) {
+        let stripe = self.shards[place.shard].state.read();
+        stripe.find(place.hash, id).map_or((0, None), |i| {
+            (stripe.block(i).version(), Some(stripe.record(i).ttl_ms()))
+        })
+    }
+
     fn local_version(&self, place: &Place, id: &str) -> u64 {
         let stripe = self.shards[place.shard].state.read();
         stripe
@@ -919,10 +929,14 @@ impl Inner {
         ttl_ms(ttl)?;
         // Make sure a verified copy is here (or learn the session is gone), then touch it
         // locally: the slide reaches Redis through the batched touches.
-        if self.near_read(id, false, |_| ())?.is_none() {
-            return Ok(false);
+        loop {
+            if self.near_read(id, false, |_| ())?.is_none() {
+                return Ok(false);
+            }
+            if let Some(touched) = self.touch_copy(id, ttl, min_idle)? {
+                return Ok(touched);
+            }
         }
-        self.touch_copy(id, ttl, min_idle)
     }
 
     /// A touch that never waits on the network: `None` if only Redis can tell whether the
@@ -935,24 +949,27 @@ impl Inner {
     ) -> Result<Option<bool>> {
         ttl_ms(ttl)?;
         match self.near_read_local(id, false, |_| ())? {
-            Some(Some(())) => self.touch_copy(id, ttl, min_idle).map(Some),
+            Some(Some(())) => self.touch_copy(id, ttl, min_idle),
             Some(None) => Ok(Some(false)),
             None => Ok(None),
         }
     }
 
     /// Touches the local copy; `Inner::touch` queues the TTL move for Redis when there is one
-    /// to make, and the batched touches carry it.
-    fn touch_copy(&self, id: &str, ttl: Option<Duration>, min_idle: Option<u64>) -> Result<bool> {
+    /// to make, and the batched touches carry it. `None` if the session was pending and a
+    /// resync answered its write-back meanwhile (the copy may be gone): Redis is asked again.
+    fn touch_copy(
+        &self,
+        id: &str,
+        ttl: Option<Duration>,
+        min_idle: Option<u64>,
+    ) -> Result<Option<bool>> {
         if ttl.is_some() && self.tier().is_pending(id) {
             let place = self.place(id);
-            let local = self
-                .change_if_still_local(&place, id, || self.touch_here(&place, id, ttl, min_idle))?;
-            if let Some(touched) = local {
-                return Ok(touched);
-            }
+            return self
+                .change_if_still_local(&place, id, || self.touch_here(&place, id, ttl, min_idle));
         }
-        self.touch(id, ttl, min_idle)
+        self.touch(id, ttl, min_idle).map(Some)
     }
 
     /// A new idle timeout on a session whose changes made while Redis was down are not written
@@ -967,9 +984,11 @@ impl Inner {
         ttl: Option<Duration>,
         min_idle: Option<u64>,
     ) -> Result<bool> {
-        let base = self.local_version(place, id);
+        let (base, idle_before) = self.local_version_and_idle(place, id);
         let touched = self.touch(id, ttl, min_idle)?;
-        if touched {
+        // A touch that kept the timeout (or was skipped by `min_idle`) leaves nothing that the
+        // write-back does not carry.
+        if touched && self.local_version_and_idle(place, id).1 != idle_before {
             let owner_set = false;
             self.tier()
                 .note_dirty(id, Dirty::Written { base, owner_set });
@@ -1054,7 +1073,7 @@ impl Inner {
                 },
             };
             // The new id may fall in any stripe.
-            let _changes: Vec<_> = self
+            let changes: Vec<_> = self
                 .shards
                 .iter()
                 .map(|shard| shard.local_changes.begin())
@@ -1062,8 +1081,10 @@ impl Inner {
             // Unless a resync answered the session's write-back meanwhile (see
             // `change_if_still_local`).
             if sent_here && self.link_for(id).is_some() {
+                changes.into_iter().for_each(|change| change.abandon());
                 continue;
             }
+            let _changes = changes;
             self.shards[old.shard].unverify();
             self.fail_or_serve_local()?;
             return self.regenerate_here(id);
@@ -1665,22 +1686,20 @@ impl Inner {
         if shard.verified.load(SeqCst) == generation {
             return PassOutcome::Done;
         }
-        let local_changes = shard.local_changes.before_snapshot();
-        // A regenerate's new id is written back by the replay of its move, which checks that
-        // the session it came from was not revoked: a move noted after this pass replayed
-        // the journal leaves its copy, and the stripe, to the next pass.
-        let move_targets = {
-            let _pass = crate::fork::enter();
-            tier.move_targets()
-        };
         let mut left_to_a_move = false;
-        let copies: Vec<CopyState> = {
+        let (local_changes, copies): (_, Vec<CopyState>) = {
             let _pass = crate::fork::enter();
             // A copy and what is noted for it are taken together, between local changes.
             let _no_local_change = shard.local_changes.hold_off();
+            let local_changes = shard.local_changes.before_snapshot();
+            // A regenerate's new id is written back by the replay of its move, which checks
+            // that the session it came from was not revoked: a move noted after this pass
+            // replayed the journal leaves its copy, and the stripe, to the next pass. (Read
+            // between local changes: a regenerate notes its move in its change.)
+            let move_targets = tier.move_targets();
             let now = self.now();
             let stripe = shard.state.read();
-            stripe
+            let copies = stripe
                 .live_indices()
                 .filter(|&i| !stripe.record(i).is_expired(now))
                 .filter(|&i| {
@@ -1688,8 +1707,8 @@ impl Inner {
                     left_to_a_move |= target;
                     !target
                 })
-                .map(|i| copy_state(&stripe, i, now, tier))
-                .collect()
+                .map(|i| copy_state(&stripe, i, now, tier));
+            (local_changes, copies.collect())
         };
         let mut unsent = copies.chunks(crate::tier::RESYNC_BATCH);
         while let Some(batch) = unsent.next() {

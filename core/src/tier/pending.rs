@@ -189,7 +189,8 @@ impl PendingChanges {
 
     /// Forgets the writes noted for ids that `has_copy` says have no copy left (evicted,
     /// expired or removed since): there is nothing to write back, and a pending id with no
-    /// copy would be missing here while Redis holds it.
+    /// copy would be missing here while Redis holds it. A write that followed a destroy made
+    /// here goes back to being that destroy: Redis's copy, from before it, is still to go.
     pub(crate) fn forget_writes_without_copies(&self, has_copy: impl Fn(&str) -> bool) {
         let noted: Vec<(String, u64)> = {
             let pending = self.inner.lock();
@@ -208,8 +209,17 @@ impl PendingChanges {
         }
         self.with(|p| {
             for (id, note) in &gone {
-                if p.noted.get(id).is_some_and(|&(_, n)| n == *note) {
-                    p.noted.remove(id);
+                let Some((dirty, n)) = p.noted.get_mut(id) else {
+                    continue;
+                };
+                if *n != *note {
+                    continue;
+                }
+                match *dirty {
+                    Dirty::Written { base: u64::MAX, .. } => *dirty = Dirty::Destroyed,
+                    _ => {
+                        p.noted.remove(id);
+                    }
                 }
             }
         });
@@ -286,6 +296,23 @@ mod tests {
             })
         );
         assert!(pending.take_destroyed(&Default::default()).is_empty());
+    }
+
+    #[test]
+    fn a_write_without_a_copy_is_forgotten_unless_it_followed_a_destroy() {
+        let pending = PendingChanges::default();
+        let written = Dirty::Written {
+            base: 3,
+            owner_set: false,
+        };
+        pending.note("evicted", written);
+        pending.note("recreated", Dirty::Destroyed);
+        pending.note("recreated", written);
+        pending.note("kept", written);
+        pending.forget_writes_without_copies(|id| id == "kept");
+        assert_eq!(pending.noted("evicted"), None);
+        assert_eq!(pending.noted("recreated"), Some(Dirty::Destroyed));
+        assert_eq!(pending.noted("kept"), Some(written));
     }
 
     #[test]
