@@ -1659,6 +1659,38 @@ fn a_logout_racing_a_touch_as_the_link_comes_back_stays_a_logout() {
 }
 
 #[test]
+fn a_login_as_the_link_comes_back_from_a_session_logged_out_elsewhere_meanwhile_is_logged_out() {
+    // As the link comes back, a session made while cut off is moved to a new id (a login)
+    // while its write-back is in flight; the write-back lands, and another process logs the
+    // session out before the move is replayed. The move must not bring it back.
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    // Write-backs long in flight, as over a slow network.
+    proxy.slow_down(Duration::from_millis(20));
+    let made = logins_made_while_cut_off_as_the_link_comes_back(&proxy, &a, 1000);
+    let mut logged_out = Vec::new();
+    for id in &made {
+        let login = a.regenerate(id).unwrap().expect("the session is here");
+        if b.get(id).unwrap().is_some() {
+            assert!(b.destroy(id).unwrap());
+            logged_out.push(login);
+        }
+    }
+    replayed(&a);
+    eprintln!(
+        "{} of {} logged out in the window",
+        logged_out.len(),
+        made.len()
+    );
+    assert_eq!(
+        served(&[&a, &b], &logged_out),
+        0,
+        "logins of logged-out sessions"
+    );
+}
+
+#[test]
 fn logins_and_owners_given_as_the_link_comes_back_to_sessions_made_while_cut_off_reach_redis() {
     // Between the reconnect and the write-back: a session made while cut off is moved to a
     // new id (a login) or filed under its user. Both reach Redis with the write-back.

@@ -1513,6 +1513,9 @@ impl Inner {
         // Pending no more first: a call that finds it not pending asks Redis, which has the
         // answer.
         tier.landed(&copy.id);
+        if written.is_some() {
+            tier.written_back(&copy.id);
+        }
         // Asked of what is noted, not of the copy's version: an owner set here keeps it.
         if tier.dirty_of(&copy.id).is_none() {
             match written {

@@ -920,6 +920,20 @@ impl Tier {
         });
     }
 
+    /// A resync wrote back `id`'s copy: Redis holds that session now, so a regenerate made
+    /// here from it while its write-back was in flight, noted as moving a session Redis did
+    /// not hold, is replayed with the check that Redis still holds it. A log-out made
+    /// elsewhere since must reach the id it moved to.
+    pub(crate) fn written_back(&self, id: &str) {
+        for replay in self.shared.replays.lock().iter_mut() {
+            if let Replay::Moved(moved) = replay {
+                if moved.from == id {
+                    moved.from_made_here = false;
+                }
+            }
+        }
+    }
+
     /// The ids regenerates not yet replayed moved sessions to.
     pub(crate) fn move_targets(&self) -> std::collections::HashSet<String> {
         self.shared

@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +15,8 @@ pub struct Proxy {
     up: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
     stop: Arc<AtomicBool>,
+    /// Milliseconds each chunk waits before it is forwarded: a slower network.
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -25,7 +27,9 @@ impl Proxy {
         let up = Arc::new(AtomicBool::new(true));
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let delay_ms = Arc::new(AtomicU64::new(0));
         let (up2, open2, stop2) = (up.clone(), open.clone(), stop.clone());
+        let delay2 = delay_ms.clone();
         std::thread::spawn(move || {
             while !stop2.load(SeqCst) {
                 match listener.accept() {
@@ -41,8 +45,12 @@ impl Proxy {
                         let mut list = open2.lock().unwrap();
                         list.push(client.try_clone().unwrap());
                         list.push(server.try_clone().unwrap());
-                        pump(client.try_clone().unwrap(), server.try_clone().unwrap());
-                        pump(server, client);
+                        pump(
+                            client.try_clone().unwrap(),
+                            server.try_clone().unwrap(),
+                            delay2.clone(),
+                        );
+                        pump(server, client, delay2.clone());
                     }
                     Ok((client, _)) => drop(client),
                     Err(_) => std::thread::sleep(Duration::from_millis(2)),
@@ -54,7 +62,13 @@ impl Proxy {
             up,
             open,
             stop,
+            delay_ms,
         }
+    }
+
+    /// Delays what the proxy forwards, each way, by `delay`.
+    pub fn slow_down(&self, delay: Duration) {
+        self.delay_ms.store(delay.as_millis() as u64, SeqCst);
     }
 
     pub fn url(&self) -> String {
@@ -81,13 +95,17 @@ impl Drop for Proxy {
     }
 }
 
-fn pump(mut from: TcpStream, mut to: TcpStream) {
+fn pump(mut from: TcpStream, mut to: TcpStream, delay_ms: Arc<AtomicU64>) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 16384];
         loop {
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    let delay = delay_ms.load(SeqCst);
+                    if delay > 0 {
+                        std::thread::sleep(Duration::from_millis(delay));
+                    }
                     if to.write_all(&buf[..n]).is_err() {
                         break;
                     }
