@@ -1691,6 +1691,50 @@ fn a_login_as_the_link_comes_back_from_a_session_logged_out_elsewhere_meanwhile_
 }
 
 #[test]
+fn a_save_on_the_old_id_after_a_login_as_the_link_comes_back_is_kept_with_the_login() {
+    // Sessions held in Redis, changed while cut off. As the link comes back each is moved to
+    // a new id (a login), and a request still on the old cookie saves the old id again, which
+    // makes it anew. Both reach Redis: the replay of the move, which removes the old id from
+    // Redis, must come before the old id is written back.
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    let held: Vec<String> = (0..200)
+        .map(|n| a.create(format!("held {n}").as_bytes(), None).unwrap())
+        .collect();
+    cut(&proxy, &a);
+    for id in &held {
+        a.set(id, b"changed while cut off", None).unwrap();
+    }
+    // Replayed one move per round trip: a few ms each.
+    proxy.slow_down(Duration::from_millis(2));
+    proxy.restore();
+    eventually_for(Duration::from_secs(5), "A reconnects", || {
+        a.stats().tier.unwrap().connected
+    });
+    let logins: Vec<String> = held
+        .iter()
+        .map(|id| {
+            let login = a.regenerate(id).unwrap().expect("the session is here");
+            a.set(id, b"saved on the old cookie", None).unwrap();
+            login
+        })
+        .collect();
+    replayed(&a);
+    for (id, login) in held.iter().zip(&logins) {
+        assert_eq!(
+            b.get(login).unwrap().as_deref(),
+            Some(&b"changed while cut off"[..])
+        );
+        assert_eq!(
+            b.get(id).unwrap().as_deref(),
+            Some(&b"saved on the old cookie"[..]),
+            "a save that returned was lost"
+        );
+    }
+}
+
+#[test]
 fn logins_and_owners_given_as_the_link_comes_back_to_sessions_made_while_cut_off_reach_redis() {
     // Between the reconnect and the write-back: a session made while cut off is moved to a
     // new id (a login) or filed under its user. Both reach Redis with the write-back.

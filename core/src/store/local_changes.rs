@@ -53,8 +53,8 @@ pub(super) struct Before(u64);
 
 impl LocalChanges {
     /// Waits for the stripe's turn. No thread takes one stripe's twice (a regenerate takes
-    /// every stripe's once, in order); the lock is fair, so a waiting `hold_off` gets in past
-    /// a stream of changes.
+    /// every stripe's once, in order); the lock is eventually fair, so a waiting `hold_off`
+    /// gets in past a stream of changes.
     pub(super) fn begin(&self) -> LocalChange<'_> {
         let turn = self.turn.lock();
         self.started.fetch_add(1, SeqCst);
@@ -66,7 +66,8 @@ impl LocalChanges {
     }
 
     /// Waits for the local change under way to end, and keeps new ones from beginning until
-    /// dropped. Taken before any stripe lock.
+    /// dropped. Taken before any stripe lock: by a resync, and by a read served here because
+    /// its session is pending (which a resync's answer must not drop as it reads).
     pub(super) fn hold_off(&self) -> NoLocalChange<'_> {
         NoLocalChange {
             _turn: self.turn.lock(),

@@ -251,7 +251,12 @@ impl Inner {
         let place = self.place(id);
         match self.trusted_hit(&place, id, slide, Settling::Wait, f) {
             Ok(answer) => Ok(Some(Some(answer))),
-            Err((f, _)) if self.link_for(id).is_none() => self.read_locally(id, slide, f).map(Some),
+            Err((f, _)) if self.link_for(id).is_none() => {
+                match self.read_if_still_local(&place, id, slide, f) {
+                    Ok(answer) => answer.map(Some),
+                    Err(_) => Ok(None),
+                }
+            }
             Err(_) => Ok(None),
         }
     }
@@ -345,8 +350,12 @@ impl Inner {
             Err(untrusted) => untrusted,
         };
         // A suspect copy outside a verified stripe is asked about like any other miss.
-        let Some(generation) = self.link_for(id) else {
-            return Begun::Answered(self.read_locally(id, slide, f));
+        let (f, generation) = match self.link_for(id) {
+            Some(generation) => (f, generation),
+            None => match self.read_if_still_local(&place, id, slide, f) {
+                Ok(answer) => return Begun::Answered(answer),
+                Err(ask_redis) => ask_redis,
+            },
         };
         let ticket = self.shards[place.shard].invalidations.ticket();
         Begun::Ask(
@@ -523,6 +532,23 @@ impl Inner {
         if now + key_ttl_ms < needed {
             let touch = crate::tier::Touch::new(ttl_ms, None, version);
             self.tier().queue_touch(place.key, touch);
+        }
+    }
+
+    /// A read that [`link_for`](Inner::link_for) sends here, served in the stripe's turn if it
+    /// still does; `Err` with `f` back and the link generation if a resync answered the
+    /// session's write-back in between (and may have dropped the copy): Redis is asked.
+    fn read_if_still_local<R, F: FnOnce(SessionView<'_>) -> R>(
+        &self,
+        place: &Place,
+        id: &str,
+        slide: bool,
+        f: F,
+    ) -> std::result::Result<Result<Option<R>>, (F, u64)> {
+        let _turn = self.shards[place.shard].local_changes.hold_off();
+        match self.link_for(id) {
+            None => Ok(self.read_locally(id, slide, f)),
+            Some(generation) => Err((f, generation)),
         }
     }
 
@@ -964,12 +990,23 @@ impl Inner {
         ttl: Option<Duration>,
         min_idle: Option<u64>,
     ) -> Result<Option<bool>> {
-        if ttl.is_some() && self.tier().is_pending(id) {
-            let place = self.place(id);
+        let place = self.place(id);
+        // Only a new timeout is a change to note (a touch on every request restates it).
+        let new_idle =
+            super::ttl_ms(ttl)?.map(|ms| super::record::decode_ttl(super::record::encode_ttl(ms)));
+        if new_idle.is_some()
+            && self.tier().is_pending(id)
+            && self.local_version_and_idle(&place, id).1 != new_idle
+        {
             return self
                 .change_if_still_local(&place, id, || self.touch_here(&place, id, ttl, min_idle));
         }
-        self.touch(id, ttl, min_idle).map(Some)
+        match self.touch(id, ttl, min_idle)? {
+            // The copy the read found is gone: a resync may have dropped it as it answered
+            // the session's write-back, and Redis still hold the session.
+            false if self.link_for(id).is_some() => Ok(None),
+            touched => Ok(Some(touched)),
+        }
     }
 
     /// A new idle timeout on a session whose changes made while Redis was down are not written
@@ -1697,18 +1734,20 @@ impl Inner {
             let local_changes = shard.local_changes.before_snapshot();
             // A regenerate's new id is written back by the replay of its move, which checks
             // that the session it came from was not revoked: a move noted after this pass
-            // replayed the journal leaves its copy, and the stripe, to the next pass. (Read
-            // between local changes: a regenerate notes its move in its change.)
-            let move_targets = tier.move_targets();
+            // replayed the journal leaves its copy, and the stripe, to the next pass. So does
+            // a session made again at the id a move came from (a save on the old cookie),
+            // which the move's replay would remove from Redis. (Read between local changes:
+            // a regenerate notes its move in its change.)
+            let in_moves = tier.ids_in_moves();
             let now = self.now();
             let stripe = shard.state.read();
             let copies = stripe
                 .live_indices()
                 .filter(|&i| !stripe.record(i).is_expired(now))
                 .filter(|&i| {
-                    let target = move_targets.contains(stripe.block(i).id_str());
-                    left_to_a_move |= target;
-                    !target
+                    let moved = in_moves.contains(stripe.block(i).id_str());
+                    left_to_a_move |= moved;
+                    !moved
                 })
                 .map(|i| copy_state(&stripe, i, now, tier));
             (local_changes, copies.collect())

@@ -934,17 +934,16 @@ impl Tier {
         }
     }
 
-    /// The ids regenerates not yet replayed moved sessions to.
-    pub(crate) fn move_targets(&self) -> std::collections::HashSet<String> {
-        self.shared
-            .replays
-            .lock()
-            .iter()
-            .filter_map(|r| match r {
-                Replay::Moved(m) => Some(m.to.clone()),
-                Replay::OwnerRevoked { .. } => None,
-            })
-            .collect()
+    /// The ids regenerates not yet replayed moved sessions from and to.
+    pub(crate) fn ids_in_moves(&self) -> std::collections::HashSet<String> {
+        let mut ids = std::collections::HashSet::new();
+        for replay in self.shared.replays.lock().iter() {
+            if let Replay::Moved(m) = replay {
+                ids.insert(m.from.clone());
+                ids.insert(m.to.clone());
+            }
+        }
+        ids
     }
 
     /// The regenerates and log-outs everywhere to replay, oldest first.
