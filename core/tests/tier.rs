@@ -1735,6 +1735,44 @@ fn a_save_on_the_old_id_after_a_login_as_the_link_comes_back_is_kept_with_the_lo
 }
 
 #[test]
+fn logins_chained_across_the_reconnect_from_sessions_logged_out_elsewhere_stay_logged_out() {
+    // Sessions held in Redis are moved to new ids while A is cut off, and logged out through
+    // B meanwhile. As A's link comes back, each is moved again while the first move's replay
+    // may be in flight. The first move is refused (the session was logged out), and the
+    // second must follow it, not be written back as a session made here.
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    let held: Vec<String> = (0..50)
+        .map(|n| a.create(format!("held {n}").as_bytes(), None).unwrap())
+        .collect();
+    for id in &held {
+        until_trusted(&a, id);
+    }
+    cut(&proxy, &a);
+    let first: Vec<String> = held
+        .iter()
+        .map(|id| a.regenerate(id).unwrap().expect("the session is here"))
+        .collect();
+    for id in &held {
+        assert!(b.destroy(id).unwrap());
+    }
+    // Each move's replay long in flight, as over a slow network.
+    proxy.slow_down(Duration::from_millis(10));
+    proxy.restore();
+    eventually_for(Duration::from_secs(5), "A reconnects", || {
+        a.stats().tier.unwrap().connected
+    });
+    let second: Vec<String> = first
+        .iter()
+        .filter_map(|id| a.regenerate(id).unwrap())
+        .collect();
+    replayed(&a);
+    let all: Vec<String> = first.iter().chain(&second).cloned().collect();
+    assert_eq!(served(&[&a, &b], &all), 0, "logins of logged-out sessions");
+}
+
+#[test]
 fn logins_and_owners_given_as_the_link_comes_back_to_sessions_made_while_cut_off_reach_redis() {
     // Between the reconnect and the write-back: a session made while cut off is moved to a
     // new id (a login) or filed under its user. Both reach Redis with the write-back.

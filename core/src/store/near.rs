@@ -251,6 +251,9 @@ impl Inner {
         let place = self.place(id);
         match self.trusted_hit(&place, id, slide, Settling::Wait, f) {
             Ok(answer) => Ok(Some(Some(answer))),
+            Err((f, _)) if self.link_for(id).is_none() && !self.tier().is_pending(id) => {
+                self.read_locally(id, slide, f).map(Some)
+            }
             Err((f, _)) if self.link_for(id).is_none() => {
                 match self.read_if_still_local(&place, id, slide, f) {
                     Ok(answer) => answer.map(Some),
@@ -352,6 +355,9 @@ impl Inner {
         // A suspect copy outside a verified stripe is asked about like any other miss.
         let (f, generation) = match self.link_for(id) {
             Some(generation) => (f, generation),
+            None if !self.tier().is_pending(id) => {
+                return Begun::Answered(self.read_locally(id, slide, f));
+            }
             None => match self.read_if_still_local(&place, id, slide, f) {
                 Ok(answer) => return Begun::Answered(answer),
                 Err(ask_redis) => ask_redis,
@@ -535,8 +541,8 @@ impl Inner {
         }
     }
 
-    /// A read that [`link_for`](Inner::link_for) sends here, served in the stripe's turn if it
-    /// still does; `Err` with `f` back and the link generation if a resync answered the
+    /// A read of a pending session, which [`link_for`](Inner::link_for) sends here, served in
+    /// the stripe's turn if it still does; `Err` with `f` back and the link generation if a resync answered the
     /// session's write-back in between (and may have dropped the copy): Redis is asked.
     fn read_if_still_local<R, F: FnOnce(SessionView<'_>) -> R>(
         &self,
@@ -956,10 +962,11 @@ impl Inner {
         // Make sure a verified copy is here (or learn the session is gone), then touch it
         // locally: the slide reaches Redis through the batched touches.
         loop {
+            let was_pending = self.tier().is_pending(id);
             if self.near_read(id, false, |_| ())?.is_none() {
                 return Ok(false);
             }
-            if let Some(touched) = self.touch_copy(id, ttl, min_idle)? {
+            if let Some(touched) = self.touch_copy(id, ttl, min_idle, was_pending)? {
                 return Ok(touched);
             }
         }
@@ -974,63 +981,74 @@ impl Inner {
         min_idle: Option<u64>,
     ) -> Result<Option<bool>> {
         ttl_ms(ttl)?;
+        let was_pending = self.tier().is_pending(id);
         match self.near_read_local(id, false, |_| ())? {
-            Some(Some(())) => self.touch_copy(id, ttl, min_idle),
+            Some(Some(())) => self.touch_copy(id, ttl, min_idle, was_pending),
             Some(None) => Ok(Some(false)),
             None => Ok(None),
         }
     }
 
-    /// Touches the local copy; `Inner::touch` queues the TTL move for Redis when there is one
-    /// to make, and the batched touches carry it. `None` if the session was pending and a
-    /// resync answered its write-back meanwhile (the copy may be gone): Redis is asked again.
+    /// Touches the local copy that a read just found; `Inner::touch` queues the TTL move for
+    /// Redis when there is one to make, and the batched touches carry it. `None` if the read
+    /// was served here because the session was pending (`was_pending`) and a resync answered
+    /// its write-back since, which may have dropped the copy: Redis is asked again.
     fn touch_copy(
         &self,
         id: &str,
         ttl: Option<Duration>,
         min_idle: Option<u64>,
+        was_pending: bool,
     ) -> Result<Option<bool>> {
-        let place = self.place(id);
-        // Only a new timeout is a change to note (a touch on every request restates it).
-        let new_idle =
-            super::ttl_ms(ttl)?.map(|ms| super::record::decode_ttl(super::record::encode_ttl(ms)));
-        if new_idle.is_some()
-            && self.tier().is_pending(id)
-            && self.local_version_and_idle(&place, id).1 != new_idle
-        {
-            return self
-                .change_if_still_local(&place, id, || self.touch_here(&place, id, ttl, min_idle));
+        if ttl.is_some() && self.tier().is_pending(id) {
+            return self.touch_if_still_local(&self.place(id), id, ttl, min_idle);
         }
         match self.touch(id, ttl, min_idle)? {
-            // The copy the read found is gone: a resync may have dropped it as it answered
-            // the session's write-back, and Redis still hold the session.
-            false if self.link_for(id).is_some() => Ok(None),
+            false if was_pending && self.link_for(id).is_some() => Ok(None),
             touched => Ok(Some(touched)),
         }
     }
 
-    /// A new idle timeout on a session whose changes made while Redis was down are not written
-    /// back yet (inside a local change): noted as a change of its own, which the write-back
-    /// carries. The queued touch names the version the copy holds here, which Redis refuses
-    /// once the write-back has given the session a version of its own, and a write-back
-    /// already sent carries the old timeout.
-    fn touch_here(
+    /// A touch that sets an idle timeout on a pending session, in the stripe's turn if the
+    /// session is still pending (`None` if not: see
+    /// [`change_if_still_local`](Inner::change_if_still_local)). A new timeout is noted as a
+    /// change of its own, which the write-back carries: the queued touch names the version the
+    /// copy holds here, which Redis refuses once the write-back has given the session a
+    /// version of its own, and a write-back already sent carries the old timeout. A timeout
+    /// restated (express-session restates it on every request) is no change to note, and is
+    /// not counted as a local change: the stripe stays as it is.
+    fn touch_if_still_local(
         &self,
         place: &Place,
         id: &str,
         ttl: Option<Duration>,
         min_idle: Option<u64>,
-    ) -> Result<bool> {
+    ) -> Result<Option<bool>> {
+        let shard = &self.shards[place.shard];
+        let turn = shard.local_changes.begin();
+        if self.link_for(id).is_some() {
+            turn.abandon();
+            return Ok(None);
+        }
+        let new_idle =
+            ttl_ms(ttl)?.map(|ms| super::record::decode_ttl(super::record::encode_ttl(ms)));
         let (base, idle_before) = self.local_version_and_idle(place, id);
+        if idle_before.is_none() || idle_before == new_idle {
+            let touched = self.touch(id, ttl, min_idle);
+            turn.abandon();
+            return touched.map(Some);
+        }
+        let _turn = turn;
+        shard.unverify();
+        self.fail_or_serve_local()?;
         let touched = self.touch(id, ttl, min_idle)?;
-        // A touch that kept the timeout (or was skipped by `min_idle`) leaves nothing that the
-        // write-back does not carry.
+        // (Skipped by `min_idle`, it changed nothing.)
         if touched && self.local_version_and_idle(place, id).1 != idle_before {
             let owner_set = false;
             self.tier()
                 .note_dirty(id, Dirty::Written { base, owner_set });
         }
-        Ok(touched)
+        Ok(Some(touched))
     }
 
     pub(super) fn near_destroy(&self, id: &str) -> Result<bool> {
@@ -1446,7 +1464,8 @@ impl Inner {
 
     /// Replays the chain of moves that `moved` begins, whose ids are `chain` (the session is
     /// at the last): `Some(Some(hash))` if the session was written back under that hash,
-    /// `Some(None)` if not (revoked, or no copy left), `None` if the link failed.
+    /// `Some(None)` if not (revoked, or no copy left), `None` if the link failed or the
+    /// session moved on since the journal was taken (replayed with that move next time).
     fn replay_chain(
         &self,
         tier: &Tier,
@@ -1457,6 +1476,10 @@ impl Inner {
         let _pass = crate::fork::enter();
         let last = chain.last()?;
         let Some(copy) = self.moved_copy(tier, last, moved) else {
+            if tier.has_move_from(last) {
+                // Moved on since the journal was taken: replayed with that move, next pass.
+                return None;
+            }
             // No copy left to write back (destroyed, expired or evicted here).
             return Some(None);
         };
@@ -1471,6 +1494,8 @@ impl Inner {
                 Some(Some(copy.hash))
             }
             Resynced::MovedBefore(version) => {
+                // Redis holds the session there: a move made from it since is checked.
+                tier.written_back(last);
                 // The copy as it is now is written over what that try wrote, by the walk;
                 // before anything noted for it since (a destroy stays a destroy).
                 tier.restore_dirty(
@@ -1499,6 +1524,9 @@ impl Inner {
                     } else {
                         let _ = self.invalidate_copies(&key, Some(Cause::Destroyed));
                         tier.note_dirty(id, Dirty::Destroyed);
+                        // A move made from it since (as this was in flight) is checked, and
+                        // Redis does not hold it: judged revoked too.
+                        tier.written_back(id);
                     }
                 }
                 tier.landed(last);

@@ -920,10 +920,19 @@ impl Tier {
         });
     }
 
-    /// A resync wrote back `id`'s copy: Redis holds that session now, so a regenerate made
-    /// here from it while its write-back was in flight, noted as moving a session Redis did
-    /// not hold, is replayed with the check that Redis still holds it. A log-out made
-    /// elsewhere since must reach the id it moved to.
+    /// Whether a regenerate not yet replayed moved a session from `id`.
+    pub(crate) fn has_move_from(&self, id: &str) -> bool {
+        self.shared
+            .replays
+            .lock()
+            .iter()
+            .any(|r| matches!(r, Replay::Moved(m) if m.from == id))
+    }
+
+    /// Redis is the judge of `id` now (a resync wrote its copy back, or found it revoked), so
+    /// a regenerate made here from it while that was in flight, noted as moving a session
+    /// Redis did not hold, is replayed with the check that Redis still holds it. A log-out
+    /// made elsewhere since must reach the id it moved to.
     pub(crate) fn written_back(&self, id: &str) {
         for replay in self.shared.replays.lock().iter_mut() {
             if let Replay::Moved(moved) = replay {
