@@ -1325,6 +1325,37 @@ fn logins_made_while_cut_off_as_the_link_comes_back(
     made
 }
 
+/// `count` sessions held in Redis that `a` moves to new ids (returned) while cut off and `b`
+/// logs out meanwhile; returned once `a`'s link is up again over a slow network (10 ms each
+/// way), so that each move's replay is long in flight.
+fn moved_while_cut_off_and_logged_out_elsewhere(
+    proxy: &Proxy,
+    a: &Store,
+    b: &Store,
+    count: usize,
+) -> Vec<String> {
+    let held: Vec<String> = (0..count)
+        .map(|n| a.create(format!("held {n}").as_bytes(), None).unwrap())
+        .collect();
+    for id in &held {
+        until_trusted(a, id);
+    }
+    cut(proxy, a);
+    let moved = held
+        .iter()
+        .map(|id| a.regenerate(id).unwrap().expect("the session is here"))
+        .collect();
+    for id in &held {
+        assert!(b.destroy(id).unwrap());
+    }
+    proxy.slow_down(Duration::from_millis(10));
+    proxy.restore();
+    eventually_for(Duration::from_secs(5), "A reconnects", || {
+        a.stats().tier.unwrap().connected
+    });
+    moved
+}
+
 /// How many of `ids` some store of `stores` serves.
 fn served(stores: &[&Store], ids: &[String]) -> usize {
     ids.iter()
@@ -1743,26 +1774,7 @@ fn logins_chained_across_the_reconnect_from_sessions_logged_out_elsewhere_stay_l
     let redis = RedisServer::start();
     let proxy = Proxy::to(redis.port);
     let (a, b) = cut_off_and_connected(&redis, &proxy);
-    let held: Vec<String> = (0..50)
-        .map(|n| a.create(format!("held {n}").as_bytes(), None).unwrap())
-        .collect();
-    for id in &held {
-        until_trusted(&a, id);
-    }
-    cut(&proxy, &a);
-    let first: Vec<String> = held
-        .iter()
-        .map(|id| a.regenerate(id).unwrap().expect("the session is here"))
-        .collect();
-    for id in &held {
-        assert!(b.destroy(id).unwrap());
-    }
-    // Each move's replay long in flight, as over a slow network.
-    proxy.slow_down(Duration::from_millis(10));
-    proxy.restore();
-    eventually_for(Duration::from_secs(5), "A reconnects", || {
-        a.stats().tier.unwrap().connected
-    });
+    let first = moved_while_cut_off_and_logged_out_elsewhere(&proxy, &a, &b, 50);
     let second: Vec<String> = first
         .iter()
         .filter_map(|id| a.regenerate(id).unwrap())
@@ -1770,6 +1782,35 @@ fn logins_chained_across_the_reconnect_from_sessions_logged_out_elsewhere_stay_l
     replayed(&a);
     let all: Vec<String> = first.iter().chain(&second).cloned().collect();
     assert_eq!(served(&[&a, &b], &all), 0, "logins of logged-out sessions");
+}
+
+#[test]
+fn a_session_made_anew_at_a_logged_out_id_as_the_link_comes_back_and_moved_survives() {
+    // As in the test before, but as the link comes back each moved session is logged out here,
+    // a request makes a new session at its id (a save on that cookie), and that one is moved
+    // to a new id (a login). The refusal of the first move, as a logout, must not reach the
+    // session made after it.
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    let first = moved_while_cut_off_and_logged_out_elsewhere(&proxy, &a, &b, 50);
+    let logins: Vec<String> = first
+        .iter()
+        .map(|id| {
+            a.destroy(id).unwrap();
+            a.set(id, b"a new visitor", None).unwrap();
+            a.regenerate(id).unwrap().expect("the new session is here")
+        })
+        .collect();
+    replayed(&a);
+    for login in &logins {
+        assert_eq!(
+            b.get(login).unwrap().as_deref(),
+            Some(&b"a new visitor"[..]),
+            "a session made after the logout was lost"
+        );
+    }
+    assert_eq!(served(&[&a, &b], &first), 0);
 }
 
 #[test]

@@ -251,7 +251,7 @@ impl Inner {
         let place = self.place(id);
         match self.trusted_hit(&place, id, slide, Settling::Wait, f) {
             Ok(answer) => Ok(Some(Some(answer))),
-            Err((f, _)) if self.link_for(id).is_none() && !self.tier().is_pending(id) => {
+            Err((f, _)) if self.link_is_down_and_not_pending(id) => {
                 self.read_locally(id, slide, f).map(Some)
             }
             Err((f, _)) if self.link_for(id).is_none() => {
@@ -355,7 +355,8 @@ impl Inner {
         // A suspect copy outside a verified stripe is asked about like any other miss.
         let (f, generation) = match self.link_for(id) {
             Some(generation) => (f, generation),
-            None if !self.tier().is_pending(id) => {
+            // Down: nothing answers a write-back meanwhile (decided on one look at the link).
+            None if self.link_is_down_and_not_pending(id) => {
                 return Begun::Answered(self.read_locally(id, slide, f));
             }
             None => match self.read_if_still_local(&place, id, slide, f) {
@@ -539,6 +540,12 @@ impl Inner {
             let touch = crate::tier::Touch::new(ttl_ms, None, version);
             self.tier().queue_touch(place.key, touch);
         }
+    }
+
+    /// Whether a read of `id` is made here without the stripe's turn: the link is down (one
+    /// look at it) and the session is not pending, so no resync answers its write-back.
+    fn link_is_down_and_not_pending(&self, id: &str) -> bool {
+        self.tier().up_generation().is_none() && !self.tier().is_pending(id)
     }
 
     /// A read of a pending session, which [`link_for`](Inner::link_for) sends here, served in
@@ -961,14 +968,17 @@ impl Inner {
         ttl_ms(ttl)?;
         // Make sure a verified copy is here (or learn the session is gone), then touch it
         // locally: the slide reaches Redis through the batched touches.
+        let mut asked_again = false;
         loop {
             let was_pending = self.tier().is_pending(id);
             if self.near_read(id, false, |_| ())?.is_none() {
                 return Ok(false);
             }
-            if let Some(touched) = self.touch_copy(id, ttl, min_idle, was_pending)? {
+            let again = was_pending || !asked_again;
+            if let Some(touched) = self.touch_copy(id, ttl, min_idle, again)? {
                 return Ok(touched);
             }
+            asked_again = true;
         }
     }
 
@@ -981,30 +991,31 @@ impl Inner {
         min_idle: Option<u64>,
     ) -> Result<Option<bool>> {
         ttl_ms(ttl)?;
-        let was_pending = self.tier().is_pending(id);
         match self.near_read_local(id, false, |_| ())? {
-            Some(Some(())) => self.touch_copy(id, ttl, min_idle, was_pending),
+            // A copy gone since the read: the caller's network path asks Redis.
+            Some(Some(())) => self.touch_copy(id, ttl, min_idle, true),
             Some(None) => Ok(Some(false)),
             None => Ok(None),
         }
     }
 
     /// Touches the local copy that a read just found; `Inner::touch` queues the TTL move for
-    /// Redis when there is one to make, and the batched touches carry it. `None` if the read
-    /// was served here because the session was pending (`was_pending`) and a resync answered
-    /// its write-back since, which may have dropped the copy: Redis is asked again.
+    /// Redis when there is one to make, and the batched touches carry it. `None` if the copy
+    /// is gone since and Redis is to be asked again (`ask_again`; a resync may have dropped it
+    /// as it answered the session's write-back, or a concurrent fill evicted it). Asked again
+    /// a bounded number of times: a table that refuses to keep the session keeps no copy.
     fn touch_copy(
         &self,
         id: &str,
         ttl: Option<Duration>,
         min_idle: Option<u64>,
-        was_pending: bool,
+        ask_again: bool,
     ) -> Result<Option<bool>> {
         if ttl.is_some() && self.tier().is_pending(id) {
             return self.touch_if_still_local(&self.place(id), id, ttl, min_idle);
         }
         match self.touch(id, ttl, min_idle)? {
-            false if was_pending && self.link_for(id).is_some() => Ok(None),
+            false if ask_again && self.link_for(id).is_some() => Ok(None),
             touched => Ok(Some(touched)),
         }
     }
@@ -1195,6 +1206,10 @@ impl Inner {
         // Written here whatever Redis holds: a creation (base 0), or a re-creation after a
         // destroy (u64::MAX), which the replay forces.
         let from_made_here = tier.made_here(id);
+        let from_remade = matches!(
+            tier.dirty_of(id),
+            Some(Dirty::Written { base: u64::MAX, .. })
+        );
         let owner = self
             .read(id, false, |view| view.owner.map(str::to_string))?
             .flatten();
@@ -1205,6 +1220,7 @@ impl Inner {
             tier.note_moved(Move {
                 from: id.to_string(),
                 from_made_here,
+                from_remade,
                 owner,
                 to: new_id.clone(),
             });
@@ -1362,7 +1378,8 @@ impl Inner {
     }
 
     /// Replays the regenerates and log-outs everywhere made while Redis was down, in the order
-    /// made; false if the link failed (what was not replayed is tried again on the next pass).
+    /// made; what was not replayed (the link failed, or a session moved on meanwhile) is
+    /// tried again on the next pass.
     ///
     /// A session revoked meanwhile elsewhere (a logout, a log-out everywhere) must not come
     /// back under the id a regenerate here moved it to. The copy at the end of each chain of
@@ -1374,7 +1391,7 @@ impl Inner {
     /// Redis was down whose copy is still here: such a copy survived that log-out when it was
     /// made here (which destroyed the copies it reached at once), whatever owner Redis files
     /// it under.
-    fn replay_journal(&self, tier: &Tier, redis_lost_data: bool) -> bool {
+    fn replay_journal(&self, tier: &Tier, redis_lost_data: bool) -> PassOutcome {
         let replays = {
             let _pass = crate::fork::enter();
             tier.take_replays()
@@ -1389,7 +1406,7 @@ impl Inner {
         // The sessions moves wrote back in this pass.
         let mut written_back: Vec<KeyHash> = Vec::new();
         for (n, replay) in replays.iter().enumerate() {
-            let done = match replay {
+            let outcome = match replay {
                 Replay::OwnerRevoked { owner, keep } => {
                     // Copies here of sessions given an owner while Redis was down survived
                     // this log-out when it was made here, which destroyed those it reached:
@@ -1407,24 +1424,28 @@ impl Inner {
                             .chain(survivors)
                             .collect()
                     };
-                    self.replay_owner_revoked(tier, owner, &spared)
+                    if self.replay_owner_revoked(tier, owner, &spared) {
+                        PassOutcome::Done
+                    } else {
+                        PassOutcome::Failed
+                    }
                 }
                 // Nothing of Redis's to check: a session made here, whose chain the stripe
                 // walk writes back, or a move its chain's first move replays.
-                Replay::Moved(moved) if moved.from_made_here => true,
+                Replay::Moved(moved) if moved.from_made_here => PassOutcome::Done,
                 Replay::Moved(moved) => {
                     let chain = chain_from(&moves, &moved.from);
                     match self.replay_chain(tier, moved, &chain, redis_lost_data) {
-                        Some(Some(end)) => {
+                        Ok(Some(end)) => {
                             written_back.push(end);
-                            true
+                            PassOutcome::Done
                         }
-                        Some(None) => true,
-                        None => false,
+                        Ok(None) => PassOutcome::Done,
+                        Err(outcome) => outcome,
                     }
                 }
             };
-            if !done {
+            if outcome != PassOutcome::Done {
                 let _pass = crate::fork::enter();
                 // What moves wrote back stays spared by the log-outs after them.
                 let again = replays[n..]
@@ -1439,11 +1460,11 @@ impl Inner {
                     })
                     .collect();
                 tier.restore_replays(again);
-                return false;
+                return outcome;
             }
         }
         tier.replays_done();
-        true
+        PassOutcome::Done
     }
 
     /// Replays one log-out everywhere made while Redis was down; false if the link failed.
@@ -1463,35 +1484,38 @@ impl Inner {
     }
 
     /// Replays the chain of moves that `moved` begins, whose ids are `chain` (the session is
-    /// at the last): `Some(Some(hash))` if the session was written back under that hash,
-    /// `Some(None)` if not (revoked, or no copy left), `None` if the link failed or the
-    /// session moved on since the journal was taken (replayed with that move next time).
+    /// at the last): `Ok(Some(hash))` if the session was written back under that hash,
+    /// `Ok(None)` if not (revoked, or no copy left); `Err(Failed)` if the link failed,
+    /// `Err(ChangedMeanwhile)` if the session moved on since the journal was taken (replayed
+    /// with that move next pass).
     fn replay_chain(
         &self,
         tier: &Tier,
         moved: &Move,
         chain: &[&str],
         redis_lost_data: bool,
-    ) -> Option<Option<KeyHash>> {
+    ) -> std::result::Result<Option<KeyHash>, PassOutcome> {
         let _pass = crate::fork::enter();
-        let last = chain.last()?;
+        let Some(last) = chain.last() else {
+            return Ok(None);
+        };
         let Some(copy) = self.moved_copy(tier, last, moved) else {
             if tier.has_move_from(last) {
                 // Moved on since the journal was taken: replayed with that move, next pass.
-                return None;
+                return Err(PassOutcome::ChangedMeanwhile);
             }
             // No copy left to write back (destroyed, expired or evicted here).
-            return Some(None);
+            return Ok(None);
         };
         let place = self.place(&copy.id);
         match tier.resync(std::slice::from_ref(&copy), redis_lost_data)[0] {
             Resynced::Restored(version) => {
                 self.give_way(tier, &place, &copy, Some(version), true);
-                Some(Some(copy.hash))
+                Ok(Some(copy.hash))
             }
             Resynced::Rewritten(version) => {
                 self.give_way(tier, &place, &copy, Some(version), false);
-                Some(Some(copy.hash))
+                Ok(Some(copy.hash))
             }
             Resynced::MovedBefore(version) => {
                 // Redis holds the session there: a move made from it since is checked.
@@ -1505,13 +1529,13 @@ impl Inner {
                         owner_set: true,
                     },
                 );
-                Some(Some(copy.hash))
+                Ok(Some(copy.hash))
             }
             Resynced::Unknown => {
                 if let Some(dirty) = copy.dirty {
                     tier.restore_dirty(last, dirty);
                 }
-                None
+                Err(PassOutcome::Failed)
             }
             answer => {
                 for id in chain {
@@ -1530,7 +1554,7 @@ impl Inner {
                     }
                 }
                 tier.landed(last);
-                Some(None)
+                Ok(None)
             }
         }
     }
@@ -1903,8 +1927,9 @@ impl Sink for Inner {
         // holds what it moved, and the log-outs everywhere. Before this process's destroys
         // are replayed, which would take a moved session away, and before any copy is
         // written back, which a log-out everywhere would take for a session of before it.
-        if !self.replay_journal(tier, redis_lost_data) {
-            return PassOutcome::Failed;
+        let journal = self.replay_journal(tier, redis_lost_data);
+        if journal != PassOutcome::Done {
+            return journal;
         }
         // Destroys made while down whose copies are gone (revoked moves' targets included).
         let taken = {
@@ -1994,7 +2019,7 @@ fn chain_from<'a>(moves: &[&'a Move], id: &str) -> Vec<&'a str> {
     let mut at = id;
     while let Some(next) = moves
         .iter()
-        .find(|m| m.from == at && (chain.is_empty() || m.from_made_here))
+        .find(|m| m.from == at && (chain.is_empty() || (m.from_made_here && !m.from_remade)))
     {
         at = &next.to;
         chain.push(&next.to);

@@ -365,6 +365,9 @@ pub(crate) struct Move {
     /// against (a creation or an upsert of an id this process held no copy of, a re-creation
     /// after a destroy, an earlier move's target): the move follows that write's own replay.
     pub(crate) from_made_here: bool,
+    /// `from` was destroyed here and then made again (a save at an id logged out here):
+    /// a session of its own, after whatever the resync learns of the one before.
+    pub(crate) from_remade: bool,
     pub(crate) owner: Option<String>,
     pub(crate) to: String,
 }
@@ -920,13 +923,14 @@ impl Tier {
         });
     }
 
-    /// Whether a regenerate not yet replayed moved a session from `id`.
+    /// Whether a regenerate not yet replayed moved the session at `id` (not one made there
+    /// again since).
     pub(crate) fn has_move_from(&self, id: &str) -> bool {
         self.shared
             .replays
             .lock()
             .iter()
-            .any(|r| matches!(r, Replay::Moved(m) if m.from == id))
+            .any(|r| matches!(r, Replay::Moved(m) if m.from == id && !m.from_remade))
     }
 
     /// Redis is the judge of `id` now (a resync wrote its copy back, or found it revoked), so
@@ -936,7 +940,7 @@ impl Tier {
     pub(crate) fn written_back(&self, id: &str) {
         for replay in self.shared.replays.lock().iter_mut() {
             if let Replay::Moved(moved) = replay {
-                if moved.from == id {
+                if moved.from == id && !moved.from_remade {
                     moved.from_made_here = false;
                 }
             }
