@@ -542,10 +542,12 @@ impl Inner {
         }
     }
 
-    /// Whether a read of `id` is made here without the stripe's turn: the link is down (one
-    /// look at it) and the session is not pending, so no resync answers its write-back.
+    /// Whether a read of `id` is made here without the stripe's turn: the session is not
+    /// pending, so no resync answers a write-back of it, and the link is down. In that order:
+    /// a session found pending while the link was down may be written back by the time the
+    /// link is looked at.
     fn link_is_down_and_not_pending(&self, id: &str) -> bool {
-        self.tier().up_generation().is_none() && !self.tier().is_pending(id)
+        !self.tier().is_pending(id) && self.tier().up_generation().is_none()
     }
 
     /// A read of a pending session, which [`link_for`](Inner::link_for) sends here, served in
