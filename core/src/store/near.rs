@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use super::block::Block;
 use super::changes::{Cause, Outbox, Pending};
+use super::local_changes::LocalChange;
 use super::ops::Precondition as LocalPrecondition;
 use super::record::{ECHO, READ, REFERENCED, SUSPECT};
 use super::stripe::{NewSession, Removed, Stripe};
@@ -854,17 +855,25 @@ impl Inner {
         id: &str,
         change: impl FnOnce() -> Result<T>,
     ) -> Result<Option<T>> {
-        let shard = &self.shards[place.shard];
-        let turn = shard.local_changes.begin();
-        if self.link_for(id).is_some() {
-            // Before the stripe is unverified: no resync may be left to verify it again.
-            turn.abandon();
+        let Some(_turn) = self.turn_if_still_local(place, id) else {
             return Ok(None);
-        }
-        let _turn = turn;
-        shard.unverify();
+        };
+        self.shards[place.shard].unverify();
         self.fail_or_serve_local()?;
         change().map(Some)
+    }
+
+    /// The stripe's turn for a local change of a call that [`link_for`](Inner::link_for) sent
+    /// here, if it still does (see [`change_if_still_local`](Inner::change_if_still_local));
+    /// the caller unverifies the stripe before it changes anything. `None` (the call goes to
+    /// Redis) before the stripe is unverified: no resync may be left to verify it again.
+    fn turn_if_still_local(&self, place: &Place, id: &str) -> Option<LocalChange<'_>> {
+        let turn = self.shards[place.shard].local_changes.begin();
+        if self.link_for(id).is_some() {
+            turn.abandon();
+            return None;
+        }
+        Some(turn)
     }
 
     /// The link generation and the stripe's fill ticket a write starts from; `None` if the
@@ -1037,12 +1046,9 @@ impl Inner {
         ttl: Option<Duration>,
         min_idle: Option<u64>,
     ) -> Result<Option<bool>> {
-        let shard = &self.shards[place.shard];
-        let turn = shard.local_changes.begin();
-        if self.link_for(id).is_some() {
-            turn.abandon();
+        let Some(turn) = self.turn_if_still_local(place, id) else {
             return Ok(None);
-        }
+        };
         let new_idle =
             ttl_ms(ttl)?.map(|ms| super::record::decode_ttl(super::record::encode_ttl(ms)));
         let (base, idle_before) = self.local_version_and_idle(place, id);
@@ -1052,7 +1058,7 @@ impl Inner {
             return touched.map(Some);
         }
         let _turn = turn;
-        shard.unverify();
+        self.shards[place.shard].unverify();
         self.fail_or_serve_local()?;
         let touched = self.touch(id, ttl, min_idle)?;
         // (Skipped by `min_idle`, it changed nothing.)
