@@ -1214,10 +1214,7 @@ impl Inner {
         // Written here whatever Redis holds: a creation (base 0), or a re-creation after a
         // destroy (u64::MAX), which the replay forces.
         let from_made_here = tier.made_here(id);
-        let from_remade = matches!(
-            tier.dirty_of(id),
-            Some(Dirty::Written { base: u64::MAX, .. })
-        );
+        let from_remade = tier.remade(id);
         let owner = self
             .read(id, false, |view| view.owner.map(str::to_string))?
             .flatten();

@@ -893,6 +893,11 @@ impl Tier {
         !self.shared.replays.lock().is_empty() || self.shared.pending.has_noted()
     }
 
+    /// See [`PendingChanges::remade`](pending::PendingChanges::remade).
+    pub(crate) fn remade(&self, id: &str) -> bool {
+        self.shared.pending.remade(id)
+    }
+
     /// See [`PendingChanges::made_here`](pending::PendingChanges::made_here).
     pub(crate) fn made_here(&self, id: &str) -> bool {
         self.shared.pending.made_here(id)

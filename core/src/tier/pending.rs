@@ -124,6 +124,23 @@ impl PendingChanges {
         made_here(pending.noted.get(id).map(|(d, _)| d)) || made_here(pending.replaying.get(id))
     }
 
+    /// Whether the session at `id` was made again here after a destroy here that Redis has not
+    /// answered: a write noted over that destroy (merged, base `u64::MAX`), or noted while the
+    /// destroy is in flight.
+    pub(crate) fn remade(&self, id: &str) -> bool {
+        if !self.any.load(Relaxed) {
+            return false;
+        }
+        let pending = self.inner.lock();
+        match pending.noted.get(id) {
+            Some((Dirty::Written { base: u64::MAX, .. }, _)) => true,
+            Some((Dirty::Written { .. }, _)) => {
+                matches!(pending.replaying.get(id), Some(Dirty::Destroyed))
+            }
+            _ => false,
+        }
+    }
+
     /// Notes a change, merged after anything noted for the id before (keeping the first base
     /// version).
     pub(crate) fn note(&self, id: &str, dirty: Dirty) {
@@ -313,6 +330,27 @@ mod tests {
         assert_eq!(pending.noted("evicted"), None);
         assert_eq!(pending.noted("recreated"), Some(Dirty::Destroyed));
         assert_eq!(pending.noted("kept"), Some(written));
+    }
+
+    #[test]
+    fn a_session_written_after_a_destroy_noted_or_in_flight_is_made_again() {
+        let pending = PendingChanges::default();
+        let written = Dirty::Written {
+            base: 0,
+            owner_set: false,
+        };
+        pending.note("noted", Dirty::Destroyed);
+        pending.note("noted", written);
+        pending.note("in flight", Dirty::Destroyed);
+        assert_eq!(
+            pending.take_destroyed(&Default::default()),
+            vec!["in flight".to_string()]
+        );
+        pending.note("in flight", written);
+        pending.note("only written", written);
+        assert!(pending.remade("noted"));
+        assert!(pending.remade("in flight"));
+        assert!(!pending.remade("only written"));
     }
 
     #[test]
