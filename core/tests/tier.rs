@@ -181,6 +181,45 @@ fn a_touch_needs_no_round_trip_where_a_trusted_copy_is_and_says_so_where_none_is
 }
 
 #[test]
+fn a_touch_keeps_a_session_alive_in_redis_where_the_table_refuses_to_keep_a_copy() {
+    // B's table is full and refuses rather than evicts: it serves A's session from Redis
+    // without caching it. A touch there must still move the session's TTL in Redis, or the
+    // session expires while its user is active on B.
+    let redis = RedisServer::start();
+    let a = store(&redis);
+    let mut full = config(&redis);
+    full.max_sessions = Some(1);
+    full.eviction = coatcheck::Eviction::Refuse;
+    full.shards = Some(1);
+    let b = Store::new(full).unwrap();
+    b.create(b"fills B", None).unwrap();
+    let id = a.create(b"A's", None).unwrap();
+    let key = redis
+        .cli(&["KEYS", "coatcheck:s:*"])
+        .lines()
+        .map(str::trim)
+        .find(|k| redis.cli(&["HGET", k, "d"]).trim() == "A's")
+        .expect("A's session key")
+        .to_string();
+    let pttl = || redis.cli(&["PTTL", &key]).trim().parse::<i64>().unwrap();
+    redis.cli(&["PEXPIRE", &key, "5000"]);
+    assert_eq!(b.get(&id).unwrap().as_deref(), Some(&b"A's"[..]));
+    assert!(
+        b.get_local_with(&id, |_| ()).unwrap().is_none(),
+        "B kept a copy"
+    );
+    assert!(b.touch(&id, None).unwrap(), "a live session touched");
+    eventually("the touch reaches Redis", || pttl() > 500_000);
+    // A new idle timeout reaches Redis too.
+    assert!(b.touch(&id, Some(Duration::from_secs(30))).unwrap());
+    eventually("the new timeout reaches Redis", || {
+        redis.cli(&["HGET", &key, "i"]).trim() == "30000" && pttl() <= 30_000 + 8_192
+    });
+    assert!(a.destroy(&id).unwrap());
+    assert!(!b.touch(&id, None).unwrap());
+}
+
+#[test]
 fn a_unix_socket_url_shares_sessions_like_tcp() {
     let redis = RedisServer::start();
     let mut config = config(&redis);

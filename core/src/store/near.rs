@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::id::{generate_id, validate_id};
 use crate::tier::{
     CopyState, Dirty, Found, KeyHash, Loaded, Move, MovedFrom, PassOutcome, Precondition, Replay,
-    Resynced, Sink, Suspect, Tier, WriteRequest,
+    Resynced, Sink, Suspect, Tier, Touch, WriteRequest,
 };
 
 /// What an untrusted local copy holds, for Redis to say whether it is current: its version
@@ -976,20 +976,32 @@ impl Inner {
         ttl: Option<Duration>,
         min_idle: Option<u64>,
     ) -> Result<bool> {
-        ttl_ms(ttl)?;
+        let new_idle = ttl_ms(ttl)?;
         // Make sure a verified copy is here (or learn the session is gone), then touch it
         // locally: the slide reaches Redis through the batched touches.
         let mut asked_again = false;
         loop {
             let was_pending = self.tier().is_pending(id);
-            if self.near_read(id, false, |_| ())?.is_none() {
+            let Some(version) = self.near_read(id, false, |view| view.version)? else {
                 return Ok(false);
-            }
+            };
             let again = was_pending || !asked_again;
-            if let Some(touched) = self.touch_copy(id, ttl, min_idle, again)? {
-                return Ok(touched);
+            match self.touch_copy(id, ttl, min_idle, again)? {
+                // Redis has just called the session live, but the table keeps no copy of it
+                // (a full table that refuses, a session larger than the budget), so no local
+                // slide queues the move: queued here, or Redis would expire a session in use.
+                Some(false) if asked_again && self.link_for(id).is_some() => {
+                    self.tier().queue_touch(
+                        KeyHash::of(id),
+                        // Without a new timeout, the TOUCH script caps the TTL at the
+                        // session's own.
+                        Touch::new(new_idle.unwrap_or(u64::from(u32::MAX)), new_idle, version),
+                    );
+                    return Ok(true);
+                }
+                Some(touched) => return Ok(touched),
+                None => asked_again = true,
             }
-            asked_again = true;
         }
     }
 
