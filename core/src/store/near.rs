@@ -11,6 +11,7 @@
 //! - With the link down, `WhenRedisDown` decides: serve and write locally (remembering what to
 //!   replay), or fail with `Error::Unavailable`.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
@@ -1420,10 +1421,30 @@ impl Inner {
                 Replay::OwnerRevoked { .. } => None,
             })
             .collect();
+        let chains = Chains::of(&moves);
         // The sessions moves wrote back in this pass.
         let mut written_back: Vec<KeyHash> = Vec::new();
-        for (n, replay) in replays.iter().enumerate() {
-            let outcome = match replay {
+        // What is left to replay from `n` on, and why the pass ends there.
+        let stop = |n: usize, unanswered: Vec<Replay>, written_back: &[KeyHash], outcome| {
+            let _pass = crate::fork::enter();
+            // What moves wrote back stays spared by the log-outs after them.
+            let again = unanswered
+                .into_iter()
+                .chain(replays[n..].iter().cloned())
+                .map(|replay| match replay {
+                    Replay::OwnerRevoked { owner, mut keep } => {
+                        keep.extend_from_slice(written_back);
+                        Replay::OwnerRevoked { owner, keep }
+                    }
+                    moved => moved,
+                })
+                .collect();
+            tier.restore_replays(again);
+            outcome
+        };
+        let mut n = 0;
+        while n < replays.len() {
+            match &replays[n] {
                 Replay::OwnerRevoked { owner, keep } => {
                     // Copies here of sessions given an owner while Redis was down survived
                     // this log-out when it was made here, which destroyed those it reached:
@@ -1441,43 +1462,74 @@ impl Inner {
                             .chain(survivors)
                             .collect()
                     };
-                    if self.replay_owner_revoked(tier, owner, &spared) {
-                        PassOutcome::Done
-                    } else {
-                        PassOutcome::Failed
+                    if !self.replay_owner_revoked(tier, owner, &spared) {
+                        return stop(n, Vec::new(), &written_back, PassOutcome::Failed);
                     }
+                    n += 1;
                 }
                 // Nothing of Redis's to check: a session made here, whose chain the stripe
                 // walk writes back, or a move its chain's first move replays.
-                Replay::Moved(moved) if moved.from_made_here => PassOutcome::Done,
-                Replay::Moved(moved) => {
-                    let chain = chain_from(&moves, &moved.from);
-                    match self.replay_chain(tier, moved, &chain, redis_lost_data) {
-                        Ok(Some(end)) => {
-                            written_back.push(end);
-                            PassOutcome::Done
+                Replay::Moved(moved) if moved.from_made_here => n += 1,
+                Replay::Moved(_) => {
+                    // The moves up to the next log-out everywhere go in one round trip: one
+                    // each made the recovery of many logins made while cut off last as many
+                    // round trips. Their chains are apart (ids are never reused by a move);
+                    // one that met another's would wait for the next batch.
+                    // Where each copy's move is in `replays`, and its chain.
+                    let mut batch: Vec<(usize, Vec<&str>)> = Vec::new();
+                    let mut copies: Vec<CopyState> = Vec::new();
+                    let mut in_batch: HashSet<&str> = HashSet::new();
+                    let mut deferred = None;
+                    let mut end = n;
+                    while end < replays.len() && batch.len() < crate::tier::RESYNC_BATCH {
+                        let Replay::Moved(moved) = &replays[end] else {
+                            break;
+                        };
+                        if moved.from_made_here {
+                            end += 1;
+                            continue;
                         }
-                        Ok(None) => PassOutcome::Done,
-                        Err(outcome) => outcome,
+                        let chain = chains.from(&moved.from);
+                        let ids =
+                            || std::iter::once(moved.from.as_str()).chain(chain.iter().copied());
+                        if ids().any(|id| in_batch.contains(id)) {
+                            break;
+                        }
+                        match self.chain_copy(tier, moved, &chain) {
+                            Ok(Some(copy)) => {
+                                in_batch.extend(ids());
+                                batch.push((end, chain));
+                                copies.push(copy);
+                            }
+                            Ok(None) => {}
+                            Err(outcome) => {
+                                deferred = Some(outcome);
+                                break;
+                            }
+                        }
+                        end += 1;
                     }
-                }
-            };
-            if outcome != PassOutcome::Done {
-                let _pass = crate::fork::enter();
-                // What moves wrote back stays spared by the log-outs after them.
-                let again = replays[n..]
-                    .iter()
-                    .cloned()
-                    .map(|replay| match replay {
-                        Replay::OwnerRevoked { owner, mut keep } => {
-                            keep.extend_from_slice(&written_back);
-                            Replay::OwnerRevoked { owner, keep }
+                    let answers = if copies.is_empty() {
+                        Vec::new()
+                    } else {
+                        let _pass = crate::fork::enter();
+                        tier.resync(&copies, redis_lost_data)
+                    };
+                    let mut unanswered = Vec::new();
+                    for (((index, chain), copy), answer) in batch.iter().zip(&copies).zip(answers) {
+                        match self.chain_answered(tier, chain, copy, answer) {
+                            Some(end) => written_back.extend(end),
+                            None => unanswered.push(replays[*index].clone()),
                         }
-                        moved => moved,
-                    })
-                    .collect();
-                tier.restore_replays(again);
-                return outcome;
+                    }
+                    if !unanswered.is_empty() {
+                        return stop(end, unanswered, &written_back, PassOutcome::Failed);
+                    }
+                    if let Some(outcome) = deferred {
+                        return stop(end, Vec::new(), &written_back, outcome);
+                    }
+                    n = end;
+                }
             }
         }
         tier.replays_done();
@@ -1500,39 +1552,48 @@ impl Inner {
         true
     }
 
-    /// Replays the chain of moves that `moved` begins, whose ids are `chain` (the session is
-    /// at the last): `Ok(Some(hash))` if the session was written back under that hash,
-    /// `Ok(None)` if not (revoked, or no copy left); `Err(Failed)` if the link failed,
-    /// `Err(ChangedMeanwhile)` if the session moved on since the journal was taken (replayed
-    /// with that move next pass).
-    fn replay_chain(
+    /// The copy to replay the chain of moves that `moved` begins with, whose ids are `chain`
+    /// (the session is at the last): `Ok(None)` if there is none left to write back (destroyed,
+    /// expired or evicted here), `Err(ChangedMeanwhile)` if the session moved on since the
+    /// journal was taken (replayed with that move next pass).
+    fn chain_copy(
         &self,
         tier: &Tier,
         moved: &Move,
         chain: &[&str],
-        redis_lost_data: bool,
-    ) -> std::result::Result<Option<KeyHash>, PassOutcome> {
+    ) -> std::result::Result<Option<CopyState>, PassOutcome> {
         let _pass = crate::fork::enter();
         let Some(last) = chain.last() else {
             return Ok(None);
         };
-        let Some(copy) = self.moved_copy(tier, last, moved) else {
-            if tier.has_move_from(last) {
-                // Moved on since the journal was taken: replayed with that move, next pass.
-                return Err(PassOutcome::ChangedMeanwhile);
-            }
-            // No copy left to write back (destroyed, expired or evicted here).
-            return Ok(None);
-        };
+        match self.moved_copy(tier, last, moved) {
+            Some(copy) => Ok(Some(copy)),
+            None if tier.has_move_from(last) => Err(PassOutcome::ChangedMeanwhile),
+            None => Ok(None),
+        }
+    }
+
+    /// What Redis answered a chain's `copy` (see [`chain_copy`](Inner::chain_copy)):
+    /// `Some(Some(hash))` if the session was written back under that hash, `Some(None)` if not
+    /// (revoked, or its id taken), `None` if Redis did not answer (the chain is replayed again).
+    fn chain_answered(
+        &self,
+        tier: &Tier,
+        chain: &[&str],
+        copy: &CopyState,
+        answer: Resynced,
+    ) -> Option<Option<KeyHash>> {
+        let _pass = crate::fork::enter();
+        let last = chain.last()?;
         let place = self.place(&copy.id);
-        match tier.resync(std::slice::from_ref(&copy), redis_lost_data)[0] {
+        match answer {
             Resynced::Restored(version) => {
-                self.give_way(tier, &place, &copy, Some(version), true);
-                Ok(Some(copy.hash))
+                self.give_way(tier, &place, copy, Some(version), true);
+                Some(Some(copy.hash))
             }
             Resynced::Rewritten(version) => {
-                self.give_way(tier, &place, &copy, Some(version), false);
-                Ok(Some(copy.hash))
+                self.give_way(tier, &place, copy, Some(version), false);
+                Some(Some(copy.hash))
             }
             Resynced::MovedBefore(version) => {
                 // Redis holds the session there: a move made from it since is checked.
@@ -1546,13 +1607,13 @@ impl Inner {
                         owner_set: true,
                     },
                 );
-                Ok(Some(copy.hash))
+                Some(Some(copy.hash))
             }
             Resynced::Unknown => {
                 if let Some(dirty) = copy.dirty {
                     tier.restore_dirty(last, dirty);
                 }
-                Err(PassOutcome::Failed)
+                None
             }
             answer => {
                 for id in chain {
@@ -1571,7 +1632,7 @@ impl Inner {
                     }
                 }
                 tier.landed(last);
-                Ok(None)
+                Some(None)
             }
         }
     }
@@ -2029,23 +2090,43 @@ impl Sink for Inner {
     }
 }
 
-/// Where the session at `id` ended up: the ids each move of `moves` took it to, from the first
-/// that moved it, through each later one made from where it arrived before that was replayed.
-fn chain_from<'a>(moves: &[&'a Move], id: &str) -> Vec<&'a str> {
-    let mut chain: Vec<&'a str> = Vec::new();
-    let mut at = id;
-    while let Some(next) = moves
-        .iter()
-        .find(|m| m.from == at && (chain.is_empty() || (m.from_made_here && !m.from_remade)))
-    {
-        at = &next.to;
-        chain.push(&next.to);
-        // Ids are never reused by a move, but a bound costs nothing.
-        if chain.len() > moves.len() {
-            break;
+/// The journal's moves by the id each moved from, in the order they were made.
+struct Chains<'a> {
+    from: HashMap<&'a str, Vec<&'a Move>>,
+    count: usize,
+}
+
+impl<'a> Chains<'a> {
+    fn of(moves: &[&'a Move]) -> Self {
+        let mut from: HashMap<&'a str, Vec<&'a Move>> = HashMap::new();
+        for &m in moves {
+            from.entry(m.from.as_str()).or_default().push(m);
+        }
+        Self {
+            from,
+            count: moves.len(),
         }
     }
-    chain
+
+    /// Where the session at `id` ended up: the ids each move took it to, from the first that
+    /// moved it, through each later one made from where it arrived before that was replayed.
+    fn from(&self, id: &str) -> Vec<&'a str> {
+        let mut chain: Vec<&'a str> = Vec::new();
+        let mut at = id;
+        while let Some(next) = self.from.get(at).and_then(|moves| {
+            moves
+                .iter()
+                .find(|m| chain.is_empty() || (m.from_made_here && !m.from_remade))
+        }) {
+            at = &next.to;
+            chain.push(&next.to);
+            // Ids are never reused by a move, but a bound costs nothing.
+            if chain.len() > self.count {
+                break;
+            }
+        }
+        chain
+    }
 }
 
 /// The copy at `index` as a resync checks it, taking what it has to replay (put back if no
