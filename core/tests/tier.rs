@@ -1402,7 +1402,6 @@ fn served(stores: &[&Store], ids: &[String]) -> usize {
         .count()
 }
 
-/// Until A has replayed every change it made while cut off.
 #[test]
 fn logins_made_while_cut_off_from_sessions_redis_holds_are_replayed_together() {
     // A login regenerates the visitor's session. Made while cut off from a session Redis
@@ -1443,6 +1442,7 @@ fn logins_made_while_cut_off_from_sessions_redis_holds_are_replayed_together() {
     }
 }
 
+/// Until A has replayed every change it made while cut off.
 fn replayed(a: &Store) {
     eventually_for(Duration::from_secs(10), "A replays its changes", || {
         a.stats().tier.unwrap().to_replay == 0
