@@ -1442,6 +1442,44 @@ fn logins_made_while_cut_off_from_sessions_redis_holds_are_replayed_together() {
     }
 }
 
+#[test]
+fn logins_chained_while_cut_off_from_a_session_logged_out_elsewhere_stay_out_when_the_first_try_fails()
+ {
+    // Two regenerates while cut off (a login, then another) of a session logged out elsewhere
+    // meanwhile, and the link drops again while the first replay is on its way: the whole
+    // chain is replayed at the next try, with the check that Redis still holds the session.
+    // Replaying the first move alone lost the second, and the last id was written back
+    // unchecked: the logged-out user was logged in again.
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b) = cut_off_and_connected(&redis, &proxy);
+    let visitor = a.create(b"visitor", None).unwrap();
+    until_trusted(&a, &visitor);
+    cut(&proxy, &a);
+    let logged_in = a.regenerate(&visitor).unwrap().expect("here");
+    let again = a.regenerate(&logged_in).unwrap().expect("here");
+    assert!(b.destroy(&visitor).unwrap());
+    // Slow enough that the cut below comes while the first replay is on its way to Redis.
+    proxy.slow_down(Duration::from_millis(100));
+    let sent = a.stats().tier.unwrap().round_trips;
+    proxy.restore();
+    eventually_for(Duration::from_secs(10), "A sends its first replay", || {
+        a.stats().tier.unwrap().round_trips > sent
+    });
+    cut(&proxy, &a);
+    assert!(
+        a.stats().tier.unwrap().to_replay > 0,
+        "replayed before the cut"
+    );
+    proxy.slow_down(Duration::ZERO);
+    proxy.restore();
+    replayed(&a);
+    for id in [&visitor, &logged_in, &again] {
+        assert_eq!(b.get(id).unwrap(), None, "a logged-out session came back");
+        assert_eq!(a.get(id).unwrap(), None, "a logged-out session came back");
+    }
+}
+
 /// Until A has replayed every change it made while cut off.
 fn replayed(a: &Store) {
     eventually_for(Duration::from_secs(10), "A replays its changes", || {

@@ -983,27 +983,53 @@ impl Inner {
         let mut asked_again = false;
         loop {
             let was_pending = self.tier().is_pending(id);
-            let Some(version) = self.near_read(id, false, |view| view.version)? else {
+            if self.near_read(id, false, |_| ())?.is_none() {
                 return Ok(false);
-            };
+            }
             let again = was_pending || !asked_again;
             match self.touch_copy(id, ttl, min_idle, again)? {
                 // Redis has just called the session live, but the table keeps no copy of it
-                // (a full table that refuses, a session larger than the budget), so no local
-                // slide queues the move: queued here, or Redis would expire a session in use.
+                // (a full table that refuses, a session larger than the budget).
                 Some(false) if asked_again && self.link_for(id).is_some() => {
-                    self.tier().queue_touch(
-                        KeyHash::of(id),
-                        // Without a new timeout, the TOUCH script caps the TTL at the
-                        // session's own.
-                        Touch::new(new_idle.unwrap_or(u64::from(u32::MAX)), new_idle, version),
-                    );
-                    return Ok(true);
+                    return self.touch_in_redis(id, new_idle);
                 }
                 Some(touched) => return Ok(touched),
                 None => asked_again = true,
             }
         }
+    }
+
+    /// A touch of a session that Redis holds and the table keeps no copy of: no local slide
+    /// queues its TTL move, so it is queued here from what Redis holds, or Redis would expire
+    /// a session in use. As after a read: only when the key would not outlive the deadline
+    /// until the next touch point, so each touch does not invalidate every other copy.
+    fn touch_in_redis(&self, id: &str, new_idle: Option<u64>) -> Result<bool> {
+        let place = self.place(id);
+        let loaded = match self.tier().load(&place.key, (0, None)) {
+            Ok(Found::Session(loaded)) => loaded,
+            Ok(Found::Same { .. } | Found::Gone) => return Ok(false),
+            // With no copy here, a read with the link down finds nothing either.
+            Err(ref e) if self.falls_back(e) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let idle = new_idle.map_or(loaded.idle_ms, |ms| {
+            super::record::decode_ttl(super::record::encode_ttl(ms))
+        });
+        let ttl = loaded.absolute_in_ms.map_or(idle, |a| a.min(idle));
+        if idle != loaded.idle_ms {
+            let touch = Touch::new(ttl, Some(idle), loaded.version);
+            self.tier().queue_touch(place.key, touch);
+        } else {
+            self.keep_key_past(
+                &place,
+                ttl,
+                idle,
+                loaded.key_ttl_ms,
+                loaded.absolute_in_ms,
+                loaded.version,
+            );
+        }
+        Ok(true)
     }
 
     /// A touch that never waits on the network: `None` if only Redis can tell whether the
@@ -1424,14 +1450,17 @@ impl Inner {
         let chains = Chains::of(&moves);
         // The sessions moves wrote back in this pass.
         let mut written_back: Vec<KeyHash> = Vec::new();
-        // What is left to replay from `n` on, and why the pass ends there.
-        let stop = |n: usize, unanswered: Vec<Replay>, written_back: &[KeyHash], outcome| {
+        // What is left to replay from `n` on, but for the moves `answered` (indexes into
+        // `replays`), and why the pass ends there.
+        let stop = |n: usize, answered: &HashSet<usize>, written_back: &[KeyHash], outcome| {
             let _pass = crate::fork::enter();
             // What moves wrote back stays spared by the log-outs after them.
-            let again = unanswered
-                .into_iter()
-                .chain(replays[n..].iter().cloned())
-                .map(|replay| match replay {
+            let again = replays
+                .iter()
+                .enumerate()
+                .skip(n)
+                .filter(|(index, _)| !answered.contains(index))
+                .map(|(_, replay)| match replay.clone() {
                     Replay::OwnerRevoked { owner, mut keep } => {
                         keep.extend_from_slice(written_back);
                         Replay::OwnerRevoked { owner, keep }
@@ -1463,7 +1492,7 @@ impl Inner {
                             .collect()
                     };
                     if !self.replay_owner_revoked(tier, owner, &spared) {
-                        return stop(n, Vec::new(), &written_back, PassOutcome::Failed);
+                        return stop(n, &HashSet::new(), &written_back, PassOutcome::Failed);
                     }
                     n += 1;
                 }
@@ -1515,18 +1544,27 @@ impl Inner {
                         let _pass = crate::fork::enter();
                         tier.resync(&copies, redis_lost_data)
                     };
-                    let mut unanswered = Vec::new();
+                    let mut answered = HashSet::new();
+                    let mut first_unanswered = None;
                     for (((index, chain), copy), answer) in batch.iter().zip(&copies).zip(answers) {
                         match self.chain_answered(tier, chain, copy, answer) {
-                            Some(end) => written_back.extend(end),
-                            None => unanswered.push(replays[*index].clone()),
+                            Some(end) => {
+                                written_back.extend(end);
+                                answered.insert(*index);
+                            }
+                            None => {
+                                first_unanswered.get_or_insert(*index);
+                            }
                         }
                     }
-                    if !unanswered.is_empty() {
-                        return stop(end, unanswered, &written_back, PassOutcome::Failed);
+                    // Everything from the first move Redis did not answer is replayed again,
+                    // as if the moves had gone one at a time, but for those it answered: the
+                    // later moves of its chain too, which it alone replays.
+                    if let Some(first) = first_unanswered {
+                        return stop(first, &answered, &written_back, PassOutcome::Failed);
                     }
                     if let Some(outcome) = deferred {
-                        return stop(end, Vec::new(), &written_back, outcome);
+                        return stop(end, &HashSet::new(), &written_back, outcome);
                     }
                     n = end;
                 }

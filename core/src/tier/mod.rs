@@ -769,7 +769,12 @@ impl Tier {
             // The newest timeout wins; one set over an older version no longer applies.
             *queued = touch;
         } else {
-            queued.ttl_ms = touch.ttl_ms;
+            // A slide over a new timeout not sent yet moves the deadline by that timeout at
+            // most (the TOUCH script caps a plain touch at the session's own timeout, which
+            // would be the old one here).
+            queued.ttl_ms = queued
+                .idle_ms
+                .map_or(touch.ttl_ms, |idle| touch.ttl_ms.min(idle));
             queued.queued_ms = touch.queued_ms;
         }
     }
