@@ -1452,10 +1452,7 @@ fn logins_chained_while_cut_off_from_a_session_logged_out_elsewhere_stay_out_whe
     // unchecked: the logged-out user was logged in again.
     let redis = RedisServer::start();
     let proxy = Proxy::to(redis.port);
-    let (a, b) = cut_off_and_connected(&redis, &proxy);
-    let visitor = a.create(b"visitor", None).unwrap();
-    until_trusted(&a, &visitor);
-    cut(&proxy, &a);
+    let (a, b, visitor) = visitor_held_then_cut_off(&redis, &proxy);
     let logged_in = a.regenerate(&visitor).unwrap().expect("here");
     let again = a.regenerate(&logged_in).unwrap().expect("here");
     assert!(b.destroy(&visitor).unwrap());
@@ -1478,6 +1475,65 @@ fn logins_chained_while_cut_off_from_a_session_logged_out_elsewhere_stay_out_whe
         assert_eq!(b.get(id).unwrap(), None, "a logged-out session came back");
         assert_eq!(a.get(id).unwrap(), None, "a logged-out session came back");
     }
+}
+
+#[test]
+fn a_login_whose_replay_reply_was_lost_and_that_moved_on_since_is_kept() {
+    // A login made while cut off is replayed; Redis writes it, but the reply is lost with the
+    // link. Before the next try, the user moves on (another regenerate, made while cut off
+    // again). The retry finds the first id gone: the session is where the lost try put it,
+    // and moves on from there, rather than being judged logged out.
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b, visitor) = visitor_held_then_cut_off(&redis, &proxy);
+    let logged_in = a.regenerate(&visitor).unwrap().expect("here");
+    // Slow enough that the cut below comes while Redis's reply is on its way back.
+    proxy.slow_down(Duration::from_millis(100));
+    proxy.restore();
+    let moved_in_redis = || {
+        redis
+            .cli(&["KEYS", "coatcheck:s:*"])
+            .lines()
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .any(|key| redis.cli(&["HEXISTS", key, "m"]).trim() == "1")
+    };
+    eventually_for(
+        Duration::from_secs(10),
+        "Redis writes the login",
+        moved_in_redis,
+    );
+    cut(&proxy, &a);
+    assert!(
+        a.stats().tier.unwrap().to_replay > 0,
+        "the reply came before the cut"
+    );
+    let again = a.regenerate(&logged_in).unwrap().expect("here");
+    proxy.slow_down(Duration::ZERO);
+    proxy.restore();
+    replayed(&a);
+    assert_eq!(
+        b.get(&again).unwrap().as_deref(),
+        Some(&b"visitor"[..]),
+        "the login was lost"
+    );
+    assert_eq!(a.get(&again).unwrap().as_deref(), Some(&b"visitor"[..]));
+    for id in [&visitor, &logged_in] {
+        assert_eq!(
+            b.get(id).unwrap(),
+            None,
+            "an id the session moved from still serves it"
+        );
+    }
+}
+
+/// A session ("visitor") that A holds and trusts, then A cut off: A, B and the session's id.
+fn visitor_held_then_cut_off(redis: &RedisServer, proxy: &Proxy) -> (Store, Store, String) {
+    let (a, b) = cut_off_and_connected(redis, proxy);
+    let visitor = a.create(b"visitor", None).unwrap();
+    until_trusted(&a, &visitor);
+    cut(proxy, &a);
+    (a, b, visitor)
 }
 
 /// Until A has replayed every change it made while cut off.

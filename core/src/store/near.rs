@@ -1604,7 +1604,7 @@ impl Inner {
         let Some(last) = chain.last() else {
             return Ok(None);
         };
-        match self.moved_copy(tier, last, moved) {
+        match self.moved_copy(tier, last, moved, &chain[..chain.len() - 1]) {
             Some(copy) => Ok(Some(copy)),
             None if tier.has_move_from(last) => Err(PassOutcome::ChangedMeanwhile),
             None => Ok(None),
@@ -1677,7 +1677,7 @@ impl Inner {
 
     /// The local copy of `id`, where the chain of moves beginning with `moved` left the
     /// session, with what it has to replay; `None` if there is none.
-    fn moved_copy(&self, tier: &Tier, id: &str, moved: &Move) -> Option<CopyState> {
+    fn moved_copy(&self, tier: &Tier, id: &str, moved: &Move, via: &[&str]) -> Option<CopyState> {
         let place = self.place(id);
         let shard = &self.shards[place.shard];
         // A copy and what is noted for it are taken together, between local changes.
@@ -1692,6 +1692,7 @@ impl Inner {
         copy.moved_from = Some(MovedFrom {
             hash: KeyHash::of(&moved.from),
             owner: moved.owner.clone(),
+            via: via.iter().map(|id| KeyHash::of(id)).collect(),
         });
         Some(copy)
     }

@@ -415,6 +415,9 @@ pub(crate) struct MovedFrom {
     pub(crate) hash: KeyHash,
     /// Its owner when it moved, for the recovery window's tombstones.
     pub(crate) owner: Option<String>,
+    /// The ids the session moved through between this one and the copy's: an earlier try
+    /// whose reply was lost may have written it at one of them, before it moved on here.
+    pub(crate) via: Vec<KeyHash>,
 }
 
 /// What the resync walk learned about one copy.
@@ -1377,6 +1380,9 @@ impl Tier {
                     .key(keys.version_counter());
                 if let Some(from) = &copy.moved_from {
                     call.key(keys.session(&from.hash));
+                    for via in &from.via {
+                        call.key(keys.session(via));
+                    }
                 }
                 let session = &copy.session;
                 call.arg(mode).arg(session.version).arg(base);
@@ -1396,6 +1402,9 @@ impl Tier {
                 if let Some(from) = &copy.moved_from {
                     call.arg(from.hash.encoded())
                         .arg(from.owner.as_deref().unwrap_or(""));
+                    for via in &from.via {
+                        call.arg(via.encoded());
+                    }
                 }
                 call
             })

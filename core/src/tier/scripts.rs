@@ -410,9 +410,12 @@ return gone
 /// - `destroy`: destroyed here during the outage; removed whatever Redis holds.
 /// - `move`: the new id of a regenerate made here during the outage. KEYS[3]: the session it
 ///   moved from; ARGV 15 that session's hash, 16 its owner when it moved (empty: none).
-///   Stored (marked `m` with that hash, so that a retry whose reply was lost is told so)
-///   only if Redis still holds the old session, or lost it with its data and may
-///   have it written back; that session is removed in the same step. Otherwise it was
+///   KEYS[4..] (ARGV 17..: their hashes): the ids it moved through on its way here, where an
+///   earlier try whose reply was lost may have written it before it moved on (then it moves
+///   on from there, as it did here). Stored (marked `m` with the first hash, so that a retry
+///   whose reply was lost is told so) only if Redis still holds the old session, or lost it
+///   with its data and may have it written back; that session is removed in the same step.
+///   Otherwise it was
 ///   revoked meanwhile (a logout, a log-out everywhere): `{'stale'}`. `{'taken'}`: a call
 ///   since the reconnect wrote the new id itself (nothing is changed). The check and the write
 ///   are one step so that a log-out everywhere elsewhere finds the session under one id or
@@ -442,14 +445,23 @@ if mode == 'move' then
     if redis.call('HGET', key, 'm') == ARGV[15] then return {'moved', cur} end
     return {'taken'}
   end
-  if redis.call('EXISTS', KEYS[3]) == 0
+  local from, from_hash = KEYS[3], ARGV[15]
+  if redis.call('EXISTS', from) == 0 then
+    for n = 4, #KEYS do
+      if redis.call('HGET', KEYS[n], 'm') == ARGV[15] then
+        from, from_hash = KEYS[n], ARGV[n + 13]
+        break
+      end
+    end
+  end
+  if redis.call('EXISTS', from) == 0
     and not (ARGV[9] == '1' and restorable(ARGV[10], ARGV[15], ARGV[16])) then
     return {'stale'}
   end
-  local from_owner = redis.call('HGET', KEYS[3], 'o')
-  if from_owner then redis.call('HDEL', owner_key(ARGV[10], from_owner), ARGV[15]) end
-  redis.call('DEL', KEYS[3])
-  bury(ARGV[10], 's:' .. ARGV[15], 1)
+  local from_owner = redis.call('HGET', from, 'o')
+  if from_owner then redis.call('HDEL', owner_key(ARGV[10], from_owner), from_hash) end
+  redis.call('DEL', from)
+  bury(ARGV[10], 's:' .. from_hash, 1)
 end
 local lost = ARGV[9] == '1' and restorable(ARGV[10], ARGV[11], ARGV[8])
 if mode == 'check' or mode == 'keep' then
