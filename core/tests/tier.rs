@@ -210,6 +210,23 @@ fn a_touch_keeps_a_session_alive_in_redis_where_the_table_refuses_to_keep_a_copy
     );
     assert!(b.touch(&id, None).unwrap(), "a live session touched");
     eventually("the touch reaches Redis", || pttl() > 500_000);
+    // A timeout restated a few ms apart, as express-session restates it on every request,
+    // moves nothing: each move would invalidate every other process's copy.
+    std::thread::sleep(Duration::from_millis(100));
+    let heard = a.stats().tier.unwrap().invalidations;
+    for _ in 0..3 {
+        assert!(
+            b.touch(&id, Some(Duration::from_millis(600_000 - 3)))
+                .unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(300)); // longer than a touch batch
+    }
+    assert_eq!(
+        a.stats().tier.unwrap().invalidations,
+        heard,
+        "a restated timeout moved the key"
+    );
+    assert_eq!(redis.cli(&["HGET", &key, "i"]).trim(), "600000");
     // A new idle timeout reaches Redis too.
     assert!(b.touch(&id, Some(Duration::from_secs(30))).unwrap());
     eventually("the new timeout reaches Redis", || {

@@ -991,7 +991,7 @@ impl Inner {
                 // Redis has just called the session live, but the table keeps no copy of it
                 // (a full table that refuses, a session larger than the budget).
                 Some(false) if asked_again && self.link_for(id).is_some() => {
-                    return self.touch_in_redis(id, new_idle);
+                    return self.touch_in_redis(id, new_idle, min_idle);
                 }
                 Some(touched) => return Ok(touched),
                 None => asked_again = true,
@@ -1001,9 +1001,16 @@ impl Inner {
 
     /// A touch of a session that Redis holds and the table keeps no copy of: no local slide
     /// queues its TTL move, so it is queued here from what Redis holds, or Redis would expire
-    /// a session in use. As after a read: only when the key would not outlive the deadline
-    /// until the next touch point, so each touch does not invalidate every other copy.
-    fn touch_in_redis(&self, id: &str, new_idle: Option<u64>) -> Result<bool> {
+    /// a session in use. By the rules of a touch of a copy, so that each touch does not
+    /// invalidate every other copy: a slide only when the key would not outlive the deadline
+    /// until the next touch point (as after a read), a new timeout as `Inner::touch` sends
+    /// one, and nothing within `min_idle` of the last use Redis knows of.
+    fn touch_in_redis(
+        &self,
+        id: &str,
+        new_idle: Option<u64>,
+        min_idle: Option<u64>,
+    ) -> Result<bool> {
         let place = self.place(id);
         let loaded = match self.tier().load(&place.key, (0, None)) {
             Ok(Found::Session(loaded)) => loaded,
@@ -1012,18 +1019,25 @@ impl Inner {
             Err(ref e) if self.falls_back(e) => return Ok(false),
             Err(e) => return Err(e),
         };
-        let idle = new_idle.map_or(loaded.idle_ms, |ms| {
-            super::record::decode_ttl(super::record::encode_ttl(ms))
-        });
-        let ttl = loaded.absolute_in_ms.map_or(idle, |a| a.min(idle));
-        if idle != loaded.idle_ms {
-            let touch = Touch::new(ttl, Some(idle), loaded.version);
+        // The deadline is known up to a step early (reads elsewhere slide it without telling
+        // Redis), so the last use may be later than this says: a touch too many, not too few.
+        let since_use = loaded.idle_ms.saturating_sub(loaded.ttl_ms);
+        if min_idle.is_some_and(|min| since_use < min) {
+            return Ok(true);
+        }
+        let capped = |idle: u64| loaded.absolute_in_ms.map_or(idle, |a| a.min(idle));
+        let now = self.now();
+        if let Some(idle) = new_idle.filter(|&idle| {
+            let (before, after) = (now + loaded.ttl_ms, now + capped(idle));
+            crate::tier::timeout_change_moves_key(loaded.idle_ms, idle, place.hash, before, after)
+        }) {
+            let touch = Touch::new(capped(idle), Some(idle), loaded.version);
             self.tier().queue_touch(place.key, touch);
         } else {
             self.keep_key_past(
                 &place,
-                ttl,
-                idle,
+                capped(loaded.idle_ms),
+                loaded.idle_ms,
                 loaded.key_ttl_ms,
                 loaded.absolute_in_ms,
                 loaded.version,

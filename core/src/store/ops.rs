@@ -229,15 +229,7 @@ impl Inner {
             // The timeout itself goes with it, for processes that load it later.
             let new_idle = stripe.record(index).ttl_ms();
             let hash = stripe.record(index).hash;
-            let (old_points, new_points) = (
-                crate::tier::TouchPoints::new(old_idle, hash),
-                crate::tier::TouchPoints::new(new_idle, hash),
-            );
-            if new_points.step() > old_points.step()
-                || new_idle > old_idle.saturating_add(new_points.step() / 16)
-                || new_points.crossed(before, after)
-                || after.saturating_add(new_points.step()) < before
-            {
+            if crate::tier::timeout_change_moves_key(old_idle, new_idle, hash, before, after) {
                 tier.queue_touch(
                     crate::tier::KeyHash::of(id),
                     crate::tier::Touch::new(

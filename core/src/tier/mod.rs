@@ -143,6 +143,27 @@ impl TouchPoints {
     }
 }
 
+/// Whether a touch that changes a session's idle timeout from `old_idle` to `new_idle` (ms)
+/// moves its key in Redis now, its deadline having moved from `before` to `after` (store
+/// clock); `hash` places its touch points. `Inner::touch` says why each case does, and why a
+/// timeout restated a few ms apart does not.
+pub(crate) fn timeout_change_moves_key(
+    old_idle: u64,
+    new_idle: u64,
+    hash: u32,
+    before: u64,
+    after: u64,
+) -> bool {
+    let (old_points, new_points) = (
+        TouchPoints::new(old_idle, hash),
+        TouchPoints::new(new_idle, hash),
+    );
+    new_points.step() > old_points.step()
+        || new_idle > old_idle.saturating_add(new_points.step() / 16)
+        || new_points.crossed(before, after)
+        || after.saturating_add(new_points.step()) < before
+}
+
 impl Settings {
     pub(crate) fn from_config(config: &Config) -> Result<Option<(Self, Keys)>> {
         let Some(url) = &config.redis_url else {
