@@ -211,22 +211,17 @@ fn a_touch_keeps_a_session_alive_in_redis_where_the_table_refuses_to_keep_a_copy
     assert!(b.touch(&id, None).unwrap(), "a live session touched");
     eventually("the touch reaches Redis", || pttl() > 500_000);
     // A timeout restated a few ms apart, as express-session restates it on every request,
-    // moves nothing: each move would invalidate every other process's copy.
+    // moves nothing: each move would invalidate every other process's copy. (Once, it may: if
+    // the deadline crosses a touch point meanwhile, about 1 run in 65.)
     std::thread::sleep(Duration::from_millis(100));
     let heard = a.stats().tier.unwrap().invalidations;
-    for _ in 0..3 {
-        assert!(
-            b.touch(&id, Some(Duration::from_millis(600_000 - 3)))
-                .unwrap()
-        );
+    for late_ms in [3, 7, 12] {
+        let restated = Duration::from_millis(600_000 - late_ms);
+        assert!(b.touch(&id, Some(restated)).unwrap());
         std::thread::sleep(Duration::from_millis(300)); // longer than a touch batch
     }
-    assert_eq!(
-        a.stats().tier.unwrap().invalidations,
-        heard,
-        "a restated timeout moved the key"
-    );
-    assert_eq!(redis.cli(&["HGET", &key, "i"]).trim(), "600000");
+    let moves = a.stats().tier.unwrap().invalidations - heard;
+    assert!(moves <= 1, "a restated timeout moved the key {moves} times");
     // A new idle timeout reaches Redis too.
     assert!(b.touch(&id, Some(Duration::from_secs(30))).unwrap());
     eventually("the new timeout reaches Redis", || {
@@ -1541,6 +1536,43 @@ fn a_login_whose_replay_reply_was_lost_and_that_moved_on_since_is_kept() {
             None,
             "an id the session moved from still serves it"
         );
+    }
+}
+
+#[test]
+fn a_login_from_a_session_made_again_while_cut_off_and_logged_out_elsewhere_as_it_is_written_back_stays_out()
+ {
+    // While cut off, A logs a session out and a request makes it again at the same id. Its
+    // write-back reaches Redis; before A has the answer, B logs it out, and a login on A moves
+    // it to a new id. The login must be checked against Redis, which no longer holds it.
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let (a, b, visitor) = visitor_held_then_cut_off(&redis, &proxy);
+    assert!(a.destroy(&visitor).unwrap());
+    a.set(&visitor, b"made again", None).unwrap();
+    // Slow enough that B's logout and A's login come while Redis's answer is on its way.
+    proxy.slow_down(Duration::from_millis(100));
+    proxy.restore();
+    eventually_for(
+        Duration::from_secs(10),
+        "Redis holds the session made again",
+        || {
+            b.peek(&visitor)
+                .unwrap()
+                .is_some_and(|s| s.value == b"made again")
+        },
+    );
+    assert!(b.destroy(&visitor).unwrap());
+    let logged_in = a.regenerate(&visitor).unwrap().expect("here");
+    assert!(
+        a.stats().tier.unwrap().to_replay > 0,
+        "the answer came before the login"
+    );
+    proxy.slow_down(Duration::ZERO);
+    replayed(&a);
+    for id in [&visitor, &logged_in] {
+        assert_eq!(b.get(id).unwrap(), None, "a logged-out session came back");
+        assert_eq!(a.get(id).unwrap(), None, "a logged-out session came back");
     }
 }
 

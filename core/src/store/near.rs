@@ -1668,6 +1668,13 @@ impl Inner {
                 None
             }
             answer => {
+                // The copy sent was a session made again here after a destroy here, which a
+                // call made at the chain's last id after the session had moved on from it: a
+                // session of its own, never in Redis, so a move made from it since moves a
+                // session made here and stays unchecked. (That copy itself is judged with the
+                // moved session: telling them apart needs moves that name which session of an
+                // id they moved.)
+                let remade_sent = matches!(copy.dirty, Some(Dirty::Written { base: u64::MAX, .. }));
                 for id in chain {
                     // The copies go now, not at the stripe walk: served and saved again in a
                     // second outage before that, they would be forced back into Redis.
@@ -1680,7 +1687,9 @@ impl Inner {
                         tier.note_dirty(id, Dirty::Destroyed);
                         // A move made from it since (as this was in flight) is checked, and
                         // Redis does not hold it: judged revoked too.
-                        tier.written_back(id);
+                        if !(remade_sent && id == last) {
+                            tier.written_back(id);
+                        }
                     }
                 }
                 tier.landed(last);

@@ -126,22 +126,18 @@ impl PendingChanges {
 
     /// Whether the session at `id` was made again here after a destroy here that Redis has not
     /// answered: a write noted over that destroy (merged, base `u64::MAX`), or noted while the
-    /// destroy is in flight, or such a write in flight itself (a resync took it with the copy,
-    /// which a move's replay may have sent as the session it moved).
+    /// destroy is in flight.
     pub(crate) fn remade(&self, id: &str) -> bool {
         if !self.any.load(Relaxed) {
             return false;
         }
         let pending = self.inner.lock();
-        let remade_write =
-            |d: Option<&Dirty>| matches!(d, Some(Dirty::Written { base: u64::MAX, .. }));
         match pending.noted.get(id) {
-            Some((dirty, _)) if remade_write(Some(dirty)) => true,
+            Some((Dirty::Written { base: u64::MAX, .. }, _)) => true,
             Some((Dirty::Written { .. }, _)) => {
                 matches!(pending.replaying.get(id), Some(Dirty::Destroyed))
             }
-            Some(_) => false,
-            None => remade_write(pending.replaying.get(id)),
+            _ => false,
         }
     }
 
@@ -352,17 +348,9 @@ mod tests {
         );
         pending.note("in flight", written);
         pending.note("only written", written);
-        // The write that made it again, itself taken by a resync and not answered yet.
-        pending.note("sent", Dirty::Destroyed);
-        pending.note("sent", written);
-        assert!(pending.take("sent").is_some());
-        pending.note("only written, sent", written);
-        assert!(pending.take("only written, sent").is_some());
         assert!(pending.remade("noted"));
         assert!(pending.remade("in flight"));
-        assert!(pending.remade("sent"));
         assert!(!pending.remade("only written"));
-        assert!(!pending.remade("only written, sent"));
     }
 
     #[test]
