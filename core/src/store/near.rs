@@ -1268,6 +1268,7 @@ impl Inner {
         // destroy (u64::MAX), which the replay forces.
         let from_made_here = tier.made_here(id);
         let from_remade = tier.remade(id);
+        let from_resent = tier.resent(id);
         let owner = self
             .read(id, false, |view| view.owner.map(str::to_string))?
             .flatten();
@@ -1279,6 +1280,7 @@ impl Inner {
                 from: id.to_string(),
                 from_made_here,
                 from_remade,
+                from_resent,
                 owner,
                 to: new_id.clone(),
             });
@@ -1668,13 +1670,6 @@ impl Inner {
                 None
             }
             answer => {
-                // The copy sent was a session made again here after a destroy here, which a
-                // call made at the chain's last id after the session had moved on from it: a
-                // session of its own, never in Redis, so a move made from it since moves a
-                // session made here and stays unchecked. (That copy itself is judged with the
-                // moved session: telling them apart needs moves that name which session of an
-                // id they moved.)
-                let remade_sent = matches!(copy.dirty, Some(Dirty::Written { base: u64::MAX, .. }));
                 for id in chain {
                     // The copies go now, not at the stripe walk: served and saved again in a
                     // second outage before that, they would be forced back into Redis.
@@ -1686,10 +1681,11 @@ impl Inner {
                         let _ = self.invalidate_copies(&key, Some(Cause::Destroyed));
                         tier.note_dirty(id, Dirty::Destroyed);
                         // A move made from it since (as this was in flight) is checked, and
-                        // Redis does not hold it: judged revoked too.
-                        if !(remade_sent && id == last) {
-                            tier.written_back(id);
-                        }
+                        // Redis does not hold it: judged revoked too. Not one that moved a
+                        // session made again there, which the copy sent may have been (that
+                        // copy is judged with the moved session all the same: telling them
+                        // apart needs moves that name which session of an id they moved).
+                        tier.refused(id);
                     }
                 }
                 tier.landed(last);
@@ -2178,7 +2174,7 @@ impl<'a> Chains<'a> {
         while let Some(next) = self.from.get(at).and_then(|moves| {
             moves
                 .iter()
-                .find(|m| chain.is_empty() || (m.from_made_here && !m.from_remade))
+                .find(|m| chain.is_empty() || (m.from_made_here && m.moved_the_session_at_from()))
         }) {
             at = &next.to;
             chain.push(&next.to);

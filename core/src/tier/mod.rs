@@ -389,8 +389,21 @@ pub(crate) struct Move {
     /// `from` was destroyed here and then made again (a save at an id logged out here):
     /// a session of its own, after whatever the resync learns of the one before.
     pub(crate) from_remade: bool,
+    /// `from` held such a session made again, whose write a resync had in flight (see
+    /// `PendingChanges::resent`): possibly as the copy of a move to `from`, the session that
+    /// move moved. If Redis refuses that move, this one moved the session made again, not the
+    /// refused one, and is not judged with it.
+    pub(crate) from_resent: bool,
     pub(crate) owner: Option<String>,
     pub(crate) to: String,
+}
+
+impl Move {
+    /// Whether this move took on the session a move to `from` left there, rather than one made
+    /// again there after it (see `from_remade`, `from_resent`).
+    pub(crate) fn moved_the_session_at_from(&self) -> bool {
+        !self.from_remade && !self.from_resent
+    }
 }
 
 /// One resync pass's hold (see `Shared::resync_pass`).
@@ -927,6 +940,11 @@ impl Tier {
         self.shared.pending.remade(id)
     }
 
+    /// See [`PendingChanges::resent`](pending::PendingChanges::resent).
+    pub(crate) fn resent(&self, id: &str) -> bool {
+        self.shared.pending.resent(id)
+    }
+
     /// See [`PendingChanges::made_here`](pending::PendingChanges::made_here).
     pub(crate) fn made_here(&self, id: &str) -> bool {
         self.shared.pending.made_here(id)
@@ -964,7 +982,7 @@ impl Tier {
             .replays
             .lock()
             .iter()
-            .any(|r| matches!(r, Replay::Moved(m) if m.from == id && !m.from_remade))
+            .any(|r| matches!(r, Replay::Moved(m) if m.from == id && m.moved_the_session_at_from()))
     }
 
     /// Redis is the judge of `id` now (a resync wrote its copy back, or found it revoked), so
@@ -975,6 +993,19 @@ impl Tier {
         for replay in self.shared.replays.lock().iter_mut() {
             if let Replay::Moved(moved) = replay {
                 if moved.from == id && !moved.from_remade {
+                    moved.from_made_here = false;
+                }
+            }
+        }
+    }
+
+    /// [`written_back`](Tier::written_back) for an `id` whose move Redis refused as revoked:
+    /// a move made from a session made again there while that was in flight (`from_resent`)
+    /// moved that session, and stays as it was.
+    pub(crate) fn refused(&self, id: &str) {
+        for replay in self.shared.replays.lock().iter_mut() {
+            if let Replay::Moved(moved) = replay {
+                if moved.from == id && moved.moved_the_session_at_from() {
                     moved.from_made_here = false;
                 }
             }

@@ -141,6 +141,19 @@ impl PendingChanges {
         }
     }
 
+    /// Whether the change a resync has in flight for `id` is a write of a session made again
+    /// here after a destroy here (base `u64::MAX`): the session at `id` now is that one, which
+    /// the resync may have sent as the copy of a move to `id`.
+    pub(crate) fn resent(&self, id: &str) -> bool {
+        if !self.any.load(Relaxed) {
+            return false;
+        }
+        matches!(
+            self.inner.lock().replaying.get(id),
+            Some(Dirty::Written { base: u64::MAX, .. })
+        )
+    }
+
     /// Notes a change, merged after anything noted for the id before (keeping the first base
     /// version).
     pub(crate) fn note(&self, id: &str, dirty: Dirty) {
@@ -351,6 +364,25 @@ mod tests {
         assert!(pending.remade("noted"));
         assert!(pending.remade("in flight"));
         assert!(!pending.remade("only written"));
+    }
+
+    #[test]
+    fn a_session_made_again_is_resent_while_a_resync_has_its_write_in_flight() {
+        let pending = PendingChanges::default();
+        let written = |base| Dirty::Written {
+            base,
+            owner_set: false,
+        };
+        pending.note("made again", Dirty::Destroyed);
+        pending.note("made again", written(0));
+        pending.note("made here", written(0));
+        assert!(!pending.resent("made again"), "not in flight yet");
+        assert!(pending.take("made again").is_some());
+        assert!(pending.take("made here").is_some());
+        // A save after it was taken does not change which session is at the id.
+        pending.note("made again", written(7));
+        assert!(pending.resent("made again"));
+        assert!(!pending.resent("made here"));
     }
 
     #[test]
