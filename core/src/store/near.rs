@@ -2174,7 +2174,7 @@ impl<'a> Chains<'a> {
         while let Some(next) = self.from.get(at).and_then(|moves| {
             moves
                 .iter()
-                .find(|m| chain.is_empty() || (m.from_made_here && m.moved_the_session_at_from()))
+                .find(|m| chain.is_empty() || (m.from_made_here && !m.from_remade))
         }) {
             at = &next.to;
             chain.push(&next.to);

@@ -392,18 +392,12 @@ pub(crate) struct Move {
     /// `from` held such a session made again, whose write a resync had in flight (see
     /// `PendingChanges::resent`): possibly as the copy of a move to `from`, the session that
     /// move moved. If Redis refuses that move, this one moved the session made again, not the
-    /// refused one, and is not judged with it.
+    /// refused one, and is not judged with it (`Tier::refused`). A chain still follows it: if
+    /// no answer comes, the next try sends the session where this move took it, and Redis
+    /// finds the earlier try's mark at `from` if it landed (see `scripts::RESYNC`).
     pub(crate) from_resent: bool,
     pub(crate) owner: Option<String>,
     pub(crate) to: String,
-}
-
-impl Move {
-    /// Whether this move took on the session a move to `from` left there, rather than one made
-    /// again there after it (see `from_remade`, `from_resent`).
-    pub(crate) fn moved_the_session_at_from(&self) -> bool {
-        !self.from_remade && !self.from_resent
-    }
 }
 
 /// One resync pass's hold (see `Shared::resync_pass`).
@@ -982,7 +976,7 @@ impl Tier {
             .replays
             .lock()
             .iter()
-            .any(|r| matches!(r, Replay::Moved(m) if m.from == id && m.moved_the_session_at_from()))
+            .any(|r| matches!(r, Replay::Moved(m) if m.from == id && !m.from_remade))
     }
 
     /// Redis is the judge of `id` now (a resync wrote its copy back, or found it revoked), so
@@ -1005,7 +999,7 @@ impl Tier {
     pub(crate) fn refused(&self, id: &str) {
         for replay in self.shared.replays.lock().iter_mut() {
             if let Replay::Moved(moved) = replay {
-                if moved.from == id && moved.moved_the_session_at_from() {
+                if moved.from == id && !moved.from_remade && !moved.from_resent {
                     moved.from_made_here = false;
                 }
             }
