@@ -227,6 +227,41 @@ test("a callback that throws is an uncaught exception on Redis as without it, no
   }
 })
 
+test('a call waiting on Redis keeps the process alive until it settles, and only that long', async () => {
+  const { execFile } = require('node:child_process')
+  const redis = await startRedis()
+  // A process of its own, with nothing else to keep its event loop alive: Redis holds the
+  // read of a session this process has no copy of for 300 ms.
+  const child = `
+    const net = require('node:net')
+    const { CoatcheckStore } = require(${JSON.stringify(path.join(__dirname, '..'))})
+    const store = new CoatcheckStore({ redisUrl: process.env.REDIS_URL, redisTimeout: 2 })
+    const admin = net.connect(Number(process.env.REDIS_PORT), '127.0.0.1', () => admin.write('CLIENT PAUSE 300 WRITE\\r\\n'))
+    admin.once('data', () => {
+      admin.destroy()
+      const start = Date.now()
+      store.get('not-in-redis', (err, session) => console.log(JSON.stringify({ err: err?.code ?? null, session, ms: Date.now() - start })))
+    })
+  `
+  try {
+    const started = Date.now()
+    const stdout = await new Promise((resolve, reject) => {
+      execFile(
+        process.execPath,
+        ['-e', child],
+        { env: { ...process.env, REDIS_URL: redis.url, REDIS_PORT: String(redis.port) }, timeout: 20000 },
+        (error, out) => (error ? reject(error) : resolve(out.trim())),
+      )
+    })
+    const answer = JSON.parse(stdout)
+    assert.deepEqual({ err: answer.err, session: answer.session }, { err: null, session: null })
+    assert.ok(answer.ms >= 200, `answered after the pause: ${answer.ms} ms`)
+    assert.ok(Date.now() - started < 10000, 'the process ended once nothing was pending')
+  } finally {
+    await redis.stop()
+  }
+})
+
 test('redis options are checked', () => {
   assert.throws(() => new CoatcheckStore({ redisUrl: 'redis://127.0.0.1:1', secret: '' }), { code: 'invalid_config' })
   assert.throws(() => new CoatcheckStore({ redisUrl: 'redis://127.0.0.1:1', secret: [] }), { code: 'invalid_config' })

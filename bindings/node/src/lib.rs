@@ -6,6 +6,7 @@
 
 pub mod direct;
 mod error;
+mod settling;
 mod store;
 mod text;
 mod waiting;

@@ -15,7 +15,7 @@ use napi_derive::napi;
 use crate::direct::StoreHandle;
 use crate::error::{Result, internal, invalid_argument, invalid_config, to_napi};
 use crate::text::Text;
-use crate::waiting;
+use crate::{settling, waiting};
 
 /// Options of the native store. Times are milliseconds.
 #[napi(object)]
@@ -298,13 +298,14 @@ impl NativeStore {
     ) -> Result<Object<'env>> {
         // Sent from this thread and settled from the Redis link thread, like writes: a read
         // miss holds no waiting thread.
-        // The argument first: a deferred made and then dropped would never settle.
+        // The argument first: a promise made for a call that then fails here would settle
+        // only with `internal`.
         let sid = sid.into_string()?;
-        let (deferred, promise) = env.create_deferred().map_err(internal)?;
+        let (settler, promise) = settling::promise(env)?;
         let text = |view: coatcheck::SessionView<'_>| String::from_utf8(prefixed(view)).ok();
         self.store.get_then(sid, text, move |outcome| {
             let outcome = outcome.map(Option::flatten);
-            deferred.resolve(move |_env| Ok(settled(outcome)));
+            settler.settle(settled(outcome));
         });
         Ok(promise)
     }
@@ -365,10 +366,10 @@ impl NativeStore {
         env: &'env Env,
         #[napi(ts_arg_type = "string")] sid: Text,
     ) -> Result<Object<'env>> {
-        let sid = sid.into_string()?; // before the deferred, as in `get_text_async`
-        let (deferred, promise) = env.create_deferred().map_err(internal)?;
+        let sid = sid.into_string()?; // before the promise, as in `get_text_async`
+        let (settler, promise) = settling::promise(env)?;
         self.store.destroy_then(sid, move |outcome| {
-            deferred.resolve(move |_env| Ok(settled(outcome)));
+            settler.settle(settled(outcome));
         });
         Ok(promise)
     }
@@ -575,11 +576,11 @@ impl NativeStore {
         ttl: Option<std::time::Duration>,
         expected: Option<u64>,
     ) -> Result<Object<'env>> {
-        let (deferred, promise) = env.create_deferred().map_err(internal)?;
+        let (settler, promise) = settling::promise(env)?;
         self.store
             .set_then(sid, value, ttl, expected, move |outcome| {
                 let outcome = outcome.map(|v| v as i64);
-                deferred.resolve(move |_env| Ok(settled(outcome)));
+                settler.settle(settled(outcome));
             });
         Ok(promise)
     }
@@ -590,18 +591,16 @@ impl NativeStore {
         env: &'env Env,
         op: impl FnOnce(&Store) -> coatcheck::Result<T> + Send + 'static,
     ) -> Result<Object<'env>> {
-        let (deferred, promise) = env.create_deferred().map_err(internal)?;
+        let (settler, promise) = settling::promise(env)?;
         let store = self.store.clone();
         waiting::run(move || {
             let outcome = catch_unwind(AssertUnwindSafe(|| op(&store)));
-            deferred.resolve(move |_env| {
-                Ok(match outcome {
-                    Ok(outcome) => settled(outcome),
-                    Err(_) => Either::B(NativeFailure {
-                        code: "internal".to_string(),
-                        message: "coatcheck: a native call panicked".to_string(),
-                    }),
-                })
+            settler.settle(match outcome {
+                Ok(outcome) => settled(outcome),
+                Err(_) => Either::B(NativeFailure {
+                    code: "internal".to_string(),
+                    message: "coatcheck: a native call panicked".to_string(),
+                }),
             });
         })?;
         Ok(promise)

@@ -1,7 +1,7 @@
 //! Where calls that may wait on Redis run: a few threads of this module's own, so that waiting
 //! calls neither hold libuv's thread pool (4 threads unless `UV_THREADPOOL_SIZE` says more,
 //! shared with `fs`, `dns` and zlib) nor cap the calls in flight at its size. Each call's
-//! promise is settled from its thread through a napi deferred; the main thread never waits.
+//! promise is settled from its thread through `settling`; the main thread never waits.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{Receiver, Sender, channel};
