@@ -82,7 +82,10 @@ export declare function generateId(): string
  */
 export declare function getText(store: ExternalObject<NativeStore>, sid: string): string | null
 
-/** `getText` when it needs no network (a verified local copy); `null`: ask `getTextAsync`. */
+/**
+ * `getText` when it needs neither the network nor a wait (a verified local copy the Redis link
+ * has nothing pending for); `null`: ask `getTextAsync`, which waits off this thread.
+ */
 export declare function getTextLocal(store: ExternalObject<NativeStore>, sid: string): string | null
 
 export interface NativeEntry {

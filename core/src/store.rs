@@ -554,10 +554,10 @@ impl Store {
     /// copy, or while Redis is down, both run before this returns; otherwise the read is sent
     /// and both run on the Redis link thread when Redis answers or `redis_timeout` passes (a
     /// second round trip, rarely, if the copy Redis called current was dropped meanwhile).
-    /// Unlike [`get_local_with`](Store::get_local_with), this never spins waiting for the
-    /// link to apply what it received: while it has replies or invalidations pending, Redis
-    /// is asked even where a trusted copy is. `read` and `done` must be short and must not
-    /// call the store.
+    /// This never spins waiting for the link to apply what it received: while it has replies
+    /// or invalidations pending, a local copy is read once the link thread has handled them
+    /// (then `read` and `done` run there, with no round trip). `read` and `done` must be short
+    /// and must not call the store.
     pub fn get_then<R: Send + 'static>(
         &self,
         id: String,
@@ -577,8 +577,9 @@ impl Store {
     /// [`get_with`](Store::get_with) if it can be answered without waiting on the network:
     /// always in a store of this process only; with `redis_url`, from a trusted local copy (or
     /// from the local table while Redis is down, under [`WhenRedisDown::ServeLocal`]). `None`:
-    /// only Redis can answer; call `get_with` where waiting is allowed (in Node, off the main
-    /// thread).
+    /// only Redis, or the link thread, can answer: the link has input or answers pending that
+    /// may invalidate the copy (this does not wait for them); call
+    /// [`get_then`](Store::get_then), or `get_with` where waiting is allowed.
     ///
     /// # Errors
     /// [`Error::InvalidId`] for a malformed id, [`Error::Unavailable`] while Redis is down
@@ -593,7 +594,7 @@ impl Store {
     ) -> Result<Option<Option<R>>> {
         let inner = self.inner();
         if inner.tier.is_some() {
-            inner.near_read_local(id, true, f)
+            inner.near_read_local_now(id, true, f)
         } else {
             inner.read(id, true, f).map(Some)
         }

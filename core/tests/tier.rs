@@ -567,6 +567,62 @@ fn get_then_loads_a_miss_on_the_link_thread_and_answers_a_trusted_copy_at_once()
 }
 
 #[test]
+fn a_read_made_while_an_answer_is_awaited_is_served_from_the_copy_once_it_comes_without_asking_redis()
+ {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis), store(&redis));
+    let id = a.create(b"v1", None).unwrap();
+    let other = b.create(b"other", None).unwrap();
+    assert_eq!(b.get(&id).unwrap().as_deref(), Some(&b"v1"[..]));
+    eventually("B holds a trusted copy", || {
+        b.get_local_with(&id, |_| ()).unwrap() == Some(Some(()))
+    });
+    // Redis holds B's next write for a while: an invalidation of the copy could be queued
+    // behind its answer, so the copy may be served only once that answer is in.
+    redis.cli(&["CLIENT", "PAUSE", "300", "WRITE"]);
+    let paused = Instant::now();
+    std::thread::scope(|scope| {
+        let writing = scope.spawn(|| b.set(&other, b"other v2", None));
+        eventually("B's write is in flight", || {
+            b.stats().tier.unwrap().round_trips >= 1
+                && b.get_local_with(&id, |_| ()).unwrap().is_none()
+        });
+        let misses = b.stats().tier.unwrap().near_misses;
+        let asked = Instant::now();
+        // Neither waits nor spins on the caller's thread: that is `get_then`'s to do.
+        assert_eq!(b.get_local_with(&id, |_| ()).unwrap(), None);
+        assert!(
+            asked.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            asked.elapsed()
+        );
+        let (read, on) = read_then(&b, &id);
+        assert_eq!(read.unwrap().as_deref(), Some(&b"v1"[..]));
+        assert_ne!(
+            on,
+            std::thread::current().id(),
+            "answered on the link thread"
+        );
+        assert!(
+            paused.elapsed() >= Duration::from_millis(250),
+            "{:?}",
+            paused.elapsed()
+        );
+        assert_eq!(
+            b.stats().tier.unwrap().near_misses,
+            misses,
+            "no LOAD: the copy was read once the write's answer came"
+        );
+        writing.join().unwrap().unwrap();
+    });
+    // A write elsewhere still wins over the copy.
+    a.set(&id, b"v2", None).unwrap();
+    eventually("B reads the write through get_then", || {
+        read_then(&b, &id).0.unwrap().as_deref() == Some(&b"v2"[..])
+    });
+}
+
+#[test]
 fn get_then_and_destroy_then_answer_within_the_timeout_when_a_live_redis_stalls() {
     let redis = RedisServer::start();
     let mut config = config(&redis);

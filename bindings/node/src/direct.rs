@@ -39,7 +39,8 @@ pub fn get_text<'env>(
         .transpose()
 }
 
-/// `getText` when it needs no network (a verified local copy); `null`: ask `getTextAsync`.
+/// `getText` when it needs neither the network nor a wait (a verified local copy the Redis link
+/// has nothing pending for); `null`: ask `getTextAsync`, which waits off this thread.
 #[napi(catch_unwind, ts_return_type = "string | null")]
 pub fn get_text_local<'env>(
     env: &'env Env,

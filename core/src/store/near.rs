@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::id::{generate_id, validate_id};
 use crate::tier::{
     CopyState, Dirty, Found, KeyHash, Loaded, Move, MovedFrom, PassOutcome, Precondition, Replay,
-    Resynced, Sink, Suspect, Tier, Touch, WriteRequest,
+    Resynced, Since, Sink, Suspect, Tier, Touch, WriteRequest,
 };
 
 /// What an untrusted local copy holds, for Redis to say whether it is current: its version
@@ -108,8 +108,32 @@ struct NearRead {
 #[derive(Clone, Copy)]
 enum Settling {
     Wait,
-    /// The caller must not spin: if the link is not settled now, Redis is asked.
+    /// The caller must not spin: if the link is not settled now, the read is not answered
+    /// here (`Untrusted::Unsettled`).
     NoWait,
+    /// On the link thread, after waiting there: settled if the link has handled what it had
+    /// received when the read began (`Tier::handled_since`).
+    Since(Since),
+}
+
+/// Why a read is not answered from the local copy.
+enum Untrusted<F> {
+    /// Redis must be asked, told what the copy holds.
+    Ask(F, Held),
+    /// The copy would be served, but under `Settling::NoWait` the link had input or answers
+    /// pending that may yet invalidate it: to be read again once the link has handled them.
+    Unsettled(F),
+}
+
+impl<F> Untrusted<F> {
+    /// What Redis is asked: an unsettled copy is asked about as no copy, as it was seen
+    /// before the link had applied what may invalidate it.
+    fn into_ask(self) -> (F, Held) {
+        match self {
+            Untrusted::Ask(f, held) => (f, held),
+            Untrusted::Unsettled(f) => (f, Held::default()),
+        }
+    }
 }
 
 /// A read's first step.
@@ -118,6 +142,9 @@ enum Begun<R, F> {
     Answered(Result<Option<R>>),
     /// Redis must be asked.
     Ask(NearRead, F),
+    /// Under `Settling::NoWait`: a copy to read again once the link has handled what it had
+    /// received (see `Untrusted::Unsettled`).
+    Unsettled(F),
 }
 
 /// What a read does once Redis has answered.
@@ -126,6 +153,11 @@ enum AfterLoad<R, F> {
     /// Redis called the copy current, but an invalidation dropped it before it could be
     /// served: ask again, for the whole session.
     LoadAgain(F),
+}
+
+/// The error a caller gets if reading the local table panicked.
+fn reading_failed() -> Error {
+    Error::Unavailable("coatcheck: reading the local table failed".into())
 }
 
 /// The error a caller gets if applying Redis's answer panicked.
@@ -199,7 +231,7 @@ impl Inner {
     }
 
     /// A read answered by a trusted local copy, with no network: `Ok(answer)`, or `Err` with
-    /// `f` back and what an untrusted copy holds when Redis must be asked.
+    /// `f` back and why not.
     fn trusted_hit<R, F: FnOnce(SessionView<'_>) -> R>(
         &self,
         place: &Place,
@@ -207,7 +239,7 @@ impl Inner {
         slide: bool,
         settling: Settling,
         f: F,
-    ) -> std::result::Result<R, (F, Held)> {
+    ) -> std::result::Result<R, Untrusted<F>> {
         let tier = self.tier();
         let shard = &self.shards[place.shard];
         let verified = tier
@@ -218,21 +250,31 @@ impl Inner {
         let settled = || match settling {
             Settling::Wait => tier.settle(),
             Settling::NoWait => tier.settled(),
+            Settling::Since(since) => tier.handled_since(since),
         };
-        if !(verified && (strict || settled())) {
-            return Err((f, Held::default()));
+        if !verified {
+            return Err(Untrusted::Ask(f, Held::default()));
         }
+        let unsettled = !strict && !settled();
         let now = self.now();
         let stripe = shard.state.read();
         let Some(index) = stripe.find_live(place.hash, id, now) else {
-            return Err((f, Held::default()));
+            return Err(Untrusted::Ask(f, Held::default()));
         };
-        if strict || stripe.record(index).flags() & SUSPECT != 0 {
+        let suspect = stripe.record(index).flags() & SUSPECT != 0;
+        if unsettled {
+            // Not served: what the link has yet to apply may invalidate it.
+            return Err(match settling {
+                Settling::NoWait if !suspect => Untrusted::Unsettled(f),
+                _ => Untrusted::Ask(f, Held::default()),
+            });
+        }
+        if strict || suspect {
             let held = Held {
                 version: stripe.block(index).version(),
                 owner: stripe.owner(index).map(Box::from),
             };
-            return Err((f, held));
+            return Err(Untrusted::Ask(f, held));
         }
         bump(&shard.counters.hits);
         tier.count_near_hit();
@@ -242,28 +284,44 @@ impl Inner {
         Ok(f(super::view(&stripe, index, now)))
     }
 
-    /// A read that never waits on the network: `None` if only Redis can answer it.
-    pub(super) fn near_read_local<R>(
+    /// A read that never waits on the network: `None` if only Redis (or, under
+    /// `Settling::NoWait`, the link thread) can answer it.
+    fn near_read_local<R>(
+        &self,
+        id: &str,
+        slide: bool,
+        settling: Settling,
+        f: impl FnOnce(SessionView<'_>) -> R,
+    ) -> Result<Option<Option<R>>> {
+        validate_id(id)?;
+        let place = self.place(id);
+        let f = match self.trusted_hit(&place, id, slide, settling, f) {
+            Ok(answer) => return Ok(Some(Some(answer))),
+            Err(Untrusted::Unsettled(_)) => return Ok(None),
+            Err(Untrusted::Ask(f, _)) => f,
+        };
+        if self.link_is_down_and_not_pending(id) {
+            return self.read_locally(id, slide, f).map(Some);
+        }
+        if self.link_for(id).is_none() {
+            return match self.read_if_still_local(&place, id, slide, f) {
+                Ok(answer) => answer.map(Some),
+                Err(_) => Ok(None),
+            };
+        }
+        Ok(None)
+    }
+
+    /// [`near_read_local`](Inner::near_read_local) for a caller that must not spin (Node's
+    /// `get`): a copy the link may be about to invalidate is left to
+    /// [`near_read_then`](Inner::near_read_then), which waits for the link on its thread.
+    pub(super) fn near_read_local_now<R>(
         &self,
         id: &str,
         slide: bool,
         f: impl FnOnce(SessionView<'_>) -> R,
     ) -> Result<Option<Option<R>>> {
-        validate_id(id)?;
-        let place = self.place(id);
-        match self.trusted_hit(&place, id, slide, Settling::Wait, f) {
-            Ok(answer) => Ok(Some(Some(answer))),
-            Err((f, _)) if self.link_is_down_and_not_pending(id) => {
-                self.read_locally(id, slide, f).map(Some)
-            }
-            Err((f, _)) if self.link_for(id).is_none() => {
-                match self.read_if_still_local(&place, id, slide, f) {
-                    Ok(answer) => answer.map(Some),
-                    Err(_) => Ok(None),
-                }
-            }
-            Err(_) => Ok(None),
-        }
+        self.near_read_local(id, slide, Settling::NoWait, f)
     }
 
     pub(super) fn near_read<R>(
@@ -275,6 +333,8 @@ impl Inner {
         let (read, f) = match self.begin_near_read(id, slide, Settling::Wait, f) {
             Begun::Answered(result) => return result,
             Begun::Ask(read, f) => (read, f),
+            // Only a read that does not wait is left unsettled; this one waits.
+            Begun::Unsettled(f) => return self.near_read(id, slide, f),
         };
         let found = self.tier().load(&read.place.key, read.known.as_known());
         match self.after_load(&read, id, found, f) {
@@ -287,30 +347,51 @@ impl Inner {
     }
 
     /// [`near_read`](Inner::near_read) for a caller that must not wait: `done` gets the
-    /// answer here if no network is needed, else on the Redis link thread when Redis answers
-    /// (after a second round trip in the rare case the copy Redis called current was dropped
-    /// meanwhile).
+    /// answer here if no network is needed, else on the Redis link thread: once the link has
+    /// handled what it had received, for a copy it may have been about to invalidate, or when
+    /// Redis answers (after a second round trip in the rare case the copy Redis called
+    /// current was dropped meanwhile).
     pub(super) fn near_read_then<R, F, D>(self: &Arc<Self>, id: String, slide: bool, f: F, done: D)
     where
         R: Send + 'static,
         F: FnOnce(SessionView<'_>) -> R + Send + 'static,
         D: FnOnce(Result<Option<R>>) + Send + 'static,
     {
-        // Called on an event loop, which must not spin: a link still busy sends the read to
-        // Redis (a caller such as Node's `get` has just tried the waiting local read). A panic
-        // here must not unwind into the caller's runtime without settling `done`.
+        // Called on an event loop, which must not spin. Taken before the copy is looked at: the
+        // link must handle what it had received by now before the copy is served.
+        let since = self.tier().since();
+        // A panic here must not unwind into the caller's runtime without settling `done`.
         let begun = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.begin_near_read(&id, slide, Settling::NoWait, f)
         }));
-        let (read, f) = match begun {
-            Ok(Begun::Answered(result)) => return done(result),
-            Ok(Begun::Ask(read, f)) => (read, f),
-            Err(_) => {
-                return done(Err(Error::Unavailable(
-                    "coatcheck: reading the local table failed".into(),
-                )));
+        match begun {
+            Ok(Begun::Answered(result)) => done(result),
+            Ok(Begun::Ask(read, f)) => self.ask_redis_then(read, id, f, done),
+            Ok(Begun::Unsettled(f)) => {
+                let inner = Arc::clone(self);
+                self.tier().after_handled(since, move || {
+                    let begun = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        inner.begin_near_read(&id, slide, Settling::Since(since), f)
+                    }));
+                    match begun {
+                        Ok(Begun::Answered(result)) => done(result),
+                        Ok(Begun::Ask(read, f)) => inner.ask_redis_then(read, id, f, done),
+                        // Only a read that does not wait is left unsettled.
+                        Ok(Begun::Unsettled(_)) | Err(_) => done(Err(reading_failed())),
+                    }
+                });
             }
-        };
+            Err(_) => done(Err(reading_failed())),
+        }
+    }
+
+    /// The rest of [`near_read_then`](Inner::near_read_then) once Redis must be asked.
+    fn ask_redis_then<R, F, D>(self: &Arc<Self>, read: NearRead, id: String, f: F, done: D)
+    where
+        R: Send + 'static,
+        F: FnOnce(SessionView<'_>) -> R + Send + 'static,
+        D: FnOnce(Result<Option<R>>) + Send + 'static,
+    {
         let inner = Arc::clone(self);
         let key = read.place.key;
         let known = (read.known.version, read.known.owner.clone());
@@ -352,7 +433,8 @@ impl Inner {
         let place = self.place(id);
         let (f, known) = match self.trusted_hit(&place, id, slide, settling, f) {
             Ok(answer) => return Begun::Answered(Ok(Some(answer))),
-            Err(untrusted) => untrusted,
+            Err(Untrusted::Unsettled(f)) => return Begun::Unsettled(f),
+            Err(untrusted) => untrusted.into_ask(),
         };
         // A suspect copy outside a verified stripe is asked about like any other miss.
         let (f, generation) = match self.link_for(id) {
@@ -1055,7 +1137,7 @@ impl Inner {
         min_idle: Option<u64>,
     ) -> Result<Option<bool>> {
         ttl_ms(ttl)?;
-        match self.near_read_local(id, false, |_| ())? {
+        match self.near_read_local(id, false, Settling::Wait, |_| ())? {
             // A copy gone since the read: the caller's network path asks Redis.
             Some(Some(())) => self.touch_copy(id, ttl, min_idle, true),
             Some(None) => Ok(Some(false)),

@@ -38,6 +38,7 @@ use redis::{
 use watched::Counted;
 
 pub(crate) use keys::{KeyHash, Keys};
+pub(crate) use watched::Since;
 
 use crate::config::{Config, WhenRedisDown};
 use crate::error::{Error, Result};
@@ -718,6 +719,38 @@ impl Tier {
     pub(crate) fn settled(&self) -> bool {
         let input = &self.shared.input;
         input.handled(input.mark())
+    }
+
+    /// Where a read begins, for [`after_handled`](Tier::after_handled).
+    pub(crate) fn since(&self) -> Since {
+        self.shared.input.since()
+    }
+
+    /// Whether the link has handled everything it received before `since`, and answered
+    /// every command sent before it (see `watched::Input::handled_since`).
+    pub(crate) fn handled_since(&self, since: Since) -> bool {
+        self.shared.input.handled_since(since)
+    }
+
+    /// Runs `then` on the link thread once [`handled_since`](Tier::handled_since) holds, or
+    /// once the operation timeout has passed without it (`then` checks again), or here and
+    /// now with the link down. For a caller that must neither wait nor spin (Node's main
+    /// thread): the wait holds no thread. `then` runs inside the fork gate and must not wait
+    /// on Redis.
+    pub(crate) fn after_handled(&self, since: Since, then: impl FnOnce() + Send + 'static) {
+        let then = RunsOnce(Some(then));
+        let Ok(runtime) = self.shared.runtime() else {
+            return then.run();
+        };
+        if runtime.connection.lock().is_none() {
+            return then.run();
+        }
+        let (shared, timeout) = (Arc::clone(&self.shared), self.shared.settings.timeout);
+        runtime.handle.spawn(async move {
+            let _ = tokio::time::timeout(timeout, shared.input.until_handled(since)).await;
+            let _pass = fork::enter();
+            then.run();
+        });
     }
 
     pub(crate) fn count_near_hit(&self) {
@@ -1612,6 +1645,27 @@ impl<T, F: FnOnce(Result<T>)> Drop for CalledOnce<T, F> {
             done(Err(Error::Unavailable(
                 "the Redis link thread stopped before Redis answered".into(),
             )));
+        }
+    }
+}
+
+/// A step that runs exactly once: when called, or when dropped uncalled (the task carrying
+/// it dropped unrun as the link thread stops), so that a caller's promise always settles.
+struct RunsOnce<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> RunsOnce<F> {
+    fn run(mut self) {
+        if let Some(then) = self.0.take() {
+            then();
+        }
+    }
+}
+
+impl<F: FnOnce()> Drop for RunsOnce<F> {
+    fn drop(&mut self) {
+        if let Some(then) = self.0.take() {
+            let _pass = fork::enter();
+            then();
         }
     }
 }

@@ -15,12 +15,13 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::task::{Context, Poll};
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 
 /// The link's input state, read by request threads.
 #[derive(Default)]
@@ -32,15 +33,27 @@ pub(crate) struct Input {
     /// connection come in the order the commands went out.
     sent: AtomicU64,
     answered: AtomicU64,
+    /// Reads of the socket begun so far, and the number of the last one that found it empty.
+    reads_begun: AtomicU64,
+    last_found_empty: AtomicU64,
+    /// Waiters in [`until_handled`](Input::until_handled), told of every change that may
+    /// satisfy them (all on the link thread).
+    waiting: AtomicUsize,
+    changed: Notify,
+}
+
+/// Where a read began, for a wait on the link thread (see [`Input::until_handled`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Since {
+    sent: u64,
+    reads_begun: u64,
 }
 
 impl Input {
     pub(crate) fn new() -> Self {
         Self {
-            busy: AtomicBool::new(false),
             fd: AtomicI32::new(-1),
-            sent: AtomicU64::new(0),
-            answered: AtomicU64::new(0),
+            ..Self::default()
         }
     }
 
@@ -85,6 +98,49 @@ impl Input {
             && unread_bytes(self.fd.load(SeqCst)) == 0
             && !self.busy.load(SeqCst)
     }
+
+    /// Where a read begins, for [`handled_since`](Input::handled_since).
+    pub(crate) fn since(&self) -> Since {
+        Since {
+            sent: self.sent.load(SeqCst),
+            reads_begun: self.reads_begun.load(SeqCst),
+        }
+    }
+
+    /// [`handled`](Input::handled) as of `since`, judged from what the link did after it
+    /// rather than from the socket now: every command sent before it has been answered, and a
+    /// read of the socket begun after it found the socket empty. That read began once the
+    /// decoder had dispatched every frame it held (see `Watched`), so everything received
+    /// before `since` has been handled. Once true it stays true, however busy the link is
+    /// since; a check of the socket now could be put off for as long as input keeps coming.
+    pub(crate) fn handled_since(&self, since: Since) -> bool {
+        self.answered.load(SeqCst) >= since.sent
+            && self.last_found_empty.load(SeqCst) > since.reads_begun
+    }
+
+    /// On the link thread: returns once [`handled_since`](Input::handled_since) holds. Woken
+    /// by the changes that can make it hold (a command answered, a read that found the socket
+    /// empty), so it neither spins nor holds a thread.
+    pub(crate) async fn until_handled(&self, since: Since) {
+        self.waiting.fetch_add(1, SeqCst);
+        let _counted = Waiting(&self.waiting);
+        loop {
+            // Registered before the check, so a change between the two is not missed.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.handled_since(since) {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    fn tell_waiters(&self) {
+        if self.waiting.load(SeqCst) > 0 {
+            self.changed.notify_waiters();
+        }
+    }
 }
 
 #[cfg(unix)]
@@ -128,9 +184,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         // finds nothing left, which the decoder asks for only once it has dispatched every
         // complete frame it holds.
         this.input.busy.store(true, SeqCst);
+        let read = this.input.reads_begun.fetch_add(1, SeqCst) + 1;
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if polled.is_pending() {
+            this.input.last_found_empty.store(read, SeqCst);
             this.input.busy.store(false, SeqCst);
+            this.input.tell_waiters();
         }
         polled
     }
@@ -185,6 +244,16 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.answered.fetch_add(1, SeqCst);
+        self.0.tell_waiters();
+    }
+}
+
+/// Counts a waiter of [`Input::until_handled`] for as long as it waits.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
     }
 }
 
