@@ -734,9 +734,10 @@ impl Store {
     }
 
     /// [`touch_if_idle`](Store::touch_if_idle) (or [`touch`](Store::touch), without
-    /// `min_idle`) if it can be done without waiting on the network, by the same rules as
-    /// [`get_local_with`](Store::get_local_with). `None`: only Redis can tell whether the
-    /// session is live; call `touch` where waiting is allowed.
+    /// `min_idle`) if it can be done without waiting on the network, from a trusted local copy
+    /// as [`get_local_with`](Store::get_local_with) reads one, except that this may yield the
+    /// thread briefly (up to 64 times) for the link to apply what it has received. `None`:
+    /// only Redis can tell whether the session is live; call `touch` where waiting is allowed.
     ///
     /// # Errors
     /// As [`touch`](Store::touch); [`Error::Unavailable`] while Redis is down under

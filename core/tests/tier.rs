@@ -623,6 +623,47 @@ fn a_read_made_while_an_answer_is_awaited_is_served_from_the_copy_once_it_comes_
 }
 
 #[test]
+fn a_read_waiting_for_an_answer_goes_on_as_soon_as_the_link_is_lost() {
+    let redis = RedisServer::start();
+    let (a, b) = (store(&redis), store(&redis));
+    let id = a.create(b"v1", None).unwrap();
+    let other = b.create(b"other", None).unwrap();
+    assert_eq!(b.get(&id).unwrap().as_deref(), Some(&b"v1"[..]));
+    eventually("B holds a trusted copy", || {
+        b.get_local_with(&id, |_| ()).unwrap() == Some(Some(()))
+    });
+    redis.cli(&["CLIENT", "PAUSE", "3000", "WRITE"]);
+    std::thread::scope(|scope| {
+        let writing = scope.spawn(|| b.set(&other, b"other v2", None));
+        eventually("B's write is in flight", || {
+            b.get_local_with(&id, |_| ()).unwrap().is_none()
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        b.get_then(
+            id.clone(),
+            |view| view.value.to_vec(),
+            move |r| tx.send((r, Instant::now())).unwrap(),
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        let cut = Instant::now();
+        redis.cli(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]);
+        let (read, answered) = rx
+            .recv_timeout(Duration::from_secs(3))
+            .expect("done is called");
+        // Served from the local table while the link is down (the default `serve_local`),
+        // not after the operation timeout (1 s here) or the pause (3 s).
+        assert_eq!(read.unwrap().as_deref(), Some(&b"v1"[..]));
+        assert!(
+            answered.duration_since(cut) < Duration::from_millis(500),
+            "{:?}",
+            answered.duration_since(cut)
+        );
+        let _ = writing.join().unwrap();
+    });
+    redis.cli(&["CLIENT", "UNPAUSE"]);
+}
+
+#[test]
 fn get_then_and_destroy_then_answer_within_the_timeout_when_a_live_redis_stalls() {
     let redis = RedisServer::start();
     let mut config = config(&redis);

@@ -1,23 +1,23 @@
 //! How the promises of calls answered on another thread (the Redis link thread, the waiting
 //! threads) are settled on the JavaScript thread that made them: through one thread-safe
-//! function per JavaScript thread, not one per call.
+//! function per JavaScript environment, not one per call.
 //!
 //! A napi-rs deferred makes a thread-safe function for each promise: a libuv async handle made
-//! and closed per call, and one wake-up of the event loop (an `eventfd` write) per answer. Under
-//! load a write request's answers came 2.6 wake-ups per request (measured: BENCHMARKS.md,
-//! "one wake-up for the answers that arrive together"). Here answers are queued in an inbox and
-//! the thread-safe function is called only when the inbox goes from empty to not empty; the
-//! JavaScript thread then settles every answer queued by then in one turn.
+//! and closed per call, and one wake-up of the event loop (an `eventfd` write) per answer. Here
+//! answers are queued in the environment's inbox, and its thread-safe function is called only
+//! when the inbox goes from empty to not empty; the JavaScript thread then settles every answer
+//! queued by then in one turn. Under the Express write benchmark the link threads' wake-ups of
+//! the event loop fell from about 2.6 to 1.4 per request (BENCHMARKS.md).
 //!
 //! The inbox keeps the event loop alive while a promise it will settle is pending, as a
 //! deferred's own thread-safe function did, and lets it exit when none is.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
-use std::rc::Rc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use napi::bindgen_prelude::{Object, ToNapiValue};
 use napi::{Env, JsError, JsValue, sys};
@@ -32,11 +32,12 @@ type Answer = Box<dyn FnOnce(sys::napi_env) -> napi::Result<sys::napi_value> + S
 struct Deferred(sys::napi_deferred);
 
 // SAFETY: a `napi_deferred` is an opaque handle that this module only ever passes to napi on
-// the JavaScript thread that made it (in `settle_queued`, called by that thread's thread-safe
-// function); other threads only move it into the inbox.
+// the JavaScript thread that made it (in `settle_queued`, called by its environment's
+// thread-safe function); other threads only move it into the inbox.
 unsafe impl Send for Deferred {}
 
-/// The thread-safe function of one JavaScript thread.
+/// An environment's thread-safe function.
+#[derive(Clone, Copy)]
 struct ThreadsafeFunction(sys::napi_threadsafe_function);
 
 // SAFETY: napi documents `napi_call_threadsafe_function` as callable from any thread; the other
@@ -49,17 +50,28 @@ struct Queued {
     /// Whether the thread-safe function was called for the answers queued: set by the first
     /// answer after a drain, cleared by the drain.
     called: bool,
-    /// `None` once the JavaScript thread's environment is torn down: answers are dropped then.
+    /// `None` until made, and again once the environment is torn down: answers are dropped
+    /// then, with the environment.
     function: Option<ThreadsafeFunction>,
 }
 
-/// What the answering threads share with the JavaScript thread.
-struct Inbox(Mutex<Queued>);
+/// One environment's inbox: shared by the answering threads, its thread-safe function (as
+/// its context) and its JavaScript thread.
+struct Inbox {
+    queued: Mutex<Queued>,
+    /// Promises made and not settled yet; while there are any, the loop is kept alive. Only
+    /// the JavaScript thread changes it.
+    pending: AtomicUsize,
+}
 
 impl Inbox {
+    fn lock(&self) -> MutexGuard<'_, Queued> {
+        self.queued.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn push(&self, deferred: Deferred, answer: Answer) {
-        let mut queued = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(function) = queued.function.as_ref().map(|f| f.0) else {
+        let mut queued = self.lock();
+        let Some(function) = queued.function else {
             return; // the environment is gone, and with it the promise
         };
         queued.answers.push((deferred, answer));
@@ -72,7 +84,7 @@ impl Inbox {
             // environment's teardown destroys it (see `forget_function`).
             let _ = unsafe {
                 sys::napi_call_threadsafe_function(
-                    function,
+                    function.0,
                     ptr::null_mut(),
                     sys::ThreadsafeFunctionCallMode::nonblocking,
                 )
@@ -81,17 +93,15 @@ impl Inbox {
     }
 }
 
-/// One JavaScript thread's end of its inbox.
+/// One environment's inbox, as its JavaScript thread finds it.
 struct Hub {
     env: sys::napi_env,
     inbox: Arc<Inbox>,
-    function: sys::napi_threadsafe_function,
-    /// Promises made and not settled yet; while there are any, the loop is kept alive.
-    pending: Cell<usize>,
 }
 
 thread_local! {
-    static HUB: RefCell<Option<Rc<Hub>>> = const { RefCell::new(None) };
+    /// The hubs of the environments on this thread (one, unless an embedder runs several).
+    static HUBS: RefCell<Vec<Hub>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A promise to be settled from any thread; it settles with `internal` if dropped unsettled.
@@ -131,54 +141,72 @@ impl Drop for Settler {
 
 /// A new promise, and its settler for another thread.
 pub(crate) fn promise<'env>(env: &'env Env) -> Result<(Settler, Object<'env>)> {
-    let hub = hub(env)?;
+    let raw_env = env.raw();
+    let inbox = inbox(env)?;
     let mut deferred = ptr::null_mut();
     let mut promise = ptr::null_mut();
-    // SAFETY: `env` is this call's live environment, on its JavaScript thread.
-    let status = unsafe { sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) };
+    // SAFETY: `raw_env` is this call's live environment, on its JavaScript thread.
+    let status = unsafe { sys::napi_create_promise(raw_env, &mut deferred, &mut promise) };
     if status != sys::Status::napi_ok {
         return Err(internal(napi::Error::from_reason(
             "coatcheck: could not make a promise",
         )));
     }
-    if hub.pending.get() == 0 {
-        // SAFETY: on the hub's JavaScript thread, with its environment and live function.
-        unsafe { sys::napi_ref_threadsafe_function(hub.env, hub.function) };
-    }
-    hub.pending.set(hub.pending.get() + 1);
-    let settler = Settler {
-        inbox: Arc::clone(&hub.inbox),
-        deferred: Some(Deferred(deferred)),
-    };
-    Ok((settler, Object::from_raw(env.raw(), promise)))
-}
-
-/// This JavaScript thread's hub, made on first use.
-fn hub(env: &Env) -> Result<Rc<Hub>> {
-    if let Some(hub) = HUB.with(|hub| hub.borrow().clone()) {
-        if hub.env == env.raw() {
-            return Ok(hub);
+    if inbox.pending.fetch_add(1, SeqCst) == 0 {
+        if let Some(function) = inbox.lock().function {
+            // SAFETY: on the function's JavaScript thread, with its environment; it is live
+            // while the inbox holds it.
+            unsafe { sys::napi_ref_threadsafe_function(raw_env, function.0) };
         }
     }
-    let made = Rc::new(make_hub(env)?);
-    HUB.with(|hub| *hub.borrow_mut() = Some(Rc::clone(&made)));
-    Ok(made)
+    let settler = Settler {
+        inbox,
+        deferred: Some(Deferred(deferred)),
+    };
+    Ok((settler, Object::from_raw(raw_env, promise)))
 }
 
-fn make_hub(env: &Env) -> Result<Hub> {
+/// The inbox of `env`, made on first use.
+fn inbox(env: &Env) -> Result<Arc<Inbox>> {
+    let raw_env = env.raw();
+    let found = HUBS.with(|hubs| {
+        let hubs = hubs.borrow();
+        let hub = hubs.iter().find(|hub| hub.env == raw_env);
+        hub.map(|hub| Arc::clone(&hub.inbox))
+    });
+    if let Some(inbox) = found {
+        return Ok(inbox);
+    }
+    let inbox = make_inbox(env)?;
+    HUBS.with(|hubs| {
+        hubs.borrow_mut().push(Hub {
+            env: raw_env,
+            inbox: Arc::clone(&inbox),
+        })
+    });
+    Ok(inbox)
+}
+
+fn make_inbox(env: &Env) -> Result<Arc<Inbox>> {
     let failed = |what: &str| internal(napi::Error::from_reason(format!("coatcheck: {what}")));
     let raw_env = env.raw();
     let name = env
         .create_string("coatcheck settling")
         .map_err(|_| failed("could not name the settling function"))?;
-    let inbox = Arc::new(Inbox(Mutex::new(Queued {
-        answers: Vec::new(),
-        called: false,
-        function: None,
-    })));
+    let inbox = Arc::new(Inbox {
+        queued: Mutex::new(Queued {
+            answers: Vec::new(),
+            called: false,
+            function: None,
+        }),
+        pending: AtomicUsize::new(0),
+    });
+    // The function's context: a reference it holds until it is destroyed (`drop_context`).
+    let context = Arc::into_raw(Arc::clone(&inbox)) as *mut c_void;
     let mut function = ptr::null_mut();
-    // SAFETY: `raw_env` is live on this thread; no JavaScript function, so `call_js` does the
-    // work; the context is never read (the hub is found through the thread's `HUB`).
+    // SAFETY: `raw_env` is live on this thread; no JavaScript function, so `settle_queued`
+    // does the work, with `context`; `drop_context` takes the context back once, when the
+    // function is destroyed.
     let status = unsafe {
         sys::napi_create_threadsafe_function(
             raw_env,
@@ -187,24 +215,22 @@ fn make_hub(env: &Env) -> Result<Hub> {
             name.raw(),
             0, // no limit: a call never blocks
             1,
-            ptr::null_mut(),
-            None,
-            ptr::null_mut(),
+            context,
+            Some(drop_context),
+            context,
             Some(settle_queued),
             &mut function,
         )
     };
     if status != sys::Status::napi_ok {
+        // SAFETY: no function was made to take the context back.
+        drop(unsafe { Arc::from_raw(context as *const Inbox) });
         return Err(failed("could not make the settling function"));
     }
     // Referenced only while a promise is pending (see `promise`).
     // SAFETY: made just above on this thread.
     unsafe { sys::napi_unref_threadsafe_function(raw_env, function) };
-    inbox
-        .0
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .function = Some(ThreadsafeFunction(function));
+    inbox.lock().function = Some(ThreadsafeFunction(function));
     // Added after the function is made, so it runs before the environment destroys the
     // function (cleanup hooks run in reverse order of adding).
     let for_teardown = Arc::into_raw(Arc::clone(&inbox)) as *mut c_void;
@@ -214,46 +240,51 @@ fn make_hub(env: &Env) -> Result<Hub> {
     if status != sys::Status::napi_ok {
         // SAFETY: the hook was not added; the `Arc` is taken back here instead.
         drop(unsafe { Arc::from_raw(for_teardown as *const Inbox) });
+        // Never used: the function goes with the environment.
+        inbox.lock().function = None;
         return Err(failed("could not watch the environment's teardown"));
     }
-    Ok(Hub {
-        env: raw_env,
-        inbox,
-        function,
-        pending: Cell::new(0),
-    })
+    Ok(inbox)
+}
+
+/// The thread-safe function's finalizer: gives back its reference to the inbox.
+unsafe extern "C" fn drop_context(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+    // SAFETY: `data` is the `Arc<Inbox>` leaked as the function's context in `make_inbox`;
+    // napi finalizes a function once.
+    drop(unsafe { Arc::from_raw(data as *const Inbox) });
 }
 
 /// Environment teardown: no thread may call the function once the environment destroys it.
 unsafe extern "C" fn forget_function(arg: *mut c_void) {
-    // SAFETY: `arg` is the `Arc<Inbox>` leaked in `make_hub`; this hook runs once.
+    // SAFETY: `arg` is the `Arc<Inbox>` leaked in `make_inbox`; this hook runs once.
     let inbox = unsafe { Arc::from_raw(arg as *const Inbox) };
-    let mut queued = inbox.0.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut queued = inbox.lock();
     queued.function = None;
     queued.answers.clear();
     drop(queued);
-    HUB.with(|hub| {
-        if let Ok(mut hub) = hub.try_borrow_mut() {
-            *hub = None;
+    HUBS.with(|hubs| {
+        if let Ok(mut hubs) = hubs.try_borrow_mut() {
+            hubs.retain(|hub| !Arc::ptr_eq(&hub.inbox, &inbox));
         }
     });
 }
 
-/// The thread-safe function's callback, on the JavaScript thread: settles every answer queued.
+/// The thread-safe function's callback, on the JavaScript thread: settles every answer its
+/// inbox (`context`) holds.
 unsafe extern "C" fn settle_queued(
     env: sys::napi_env,
     _callback: sys::napi_value,
-    _context: *mut c_void,
+    context: *mut c_void,
     _data: *mut c_void,
 ) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
-        let Some(hub) = HUB.with(|hub| hub.borrow().clone()) else {
-            return;
-        };
-        let answers = {
-            let mut queued = hub.inbox.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // SAFETY: `context` is the inbox the function holds a reference to until it is
+        // destroyed, after its last call.
+        let inbox = unsafe { &*(context as *const Inbox) };
+        let (answers, function) = {
+            let mut queued = inbox.lock();
             queued.called = false;
-            std::mem::take(&mut queued.answers)
+            (std::mem::take(&mut queued.answers), queued.function)
         };
         // A null `env`: the environment is being torn down; the promises go with it.
         if env.is_null() {
@@ -261,27 +292,52 @@ unsafe extern "C" fn settle_queued(
         }
         let settled = answers.len();
         for (deferred, answer) in answers {
-            let value = catch_unwind(AssertUnwindSafe(|| answer(env))).unwrap_or_else(|_| {
-                Err(napi::Error::from_reason(
-                    "coatcheck: making a native call's answer failed",
-                ))
-            });
             // SAFETY: `env` is the live environment of the JavaScript thread that made
             // `deferred`, and each deferred is settled once (it was moved out of the inbox).
-            unsafe {
-                match value {
-                    Ok(value) => sys::napi_resolve_deferred(env, deferred.0, value),
-                    Err(e) => {
-                        sys::napi_reject_deferred(env, deferred.0, JsError::from(e).into_value(env))
-                    }
-                };
+            unsafe { settle_one(env, deferred, answer) };
+        }
+        let before = inbox.pending.load(SeqCst);
+        inbox.pending.store(before.saturating_sub(settled), SeqCst);
+        if before > 0 && before <= settled {
+            if let Some(function) = function {
+                // SAFETY: on the function's JavaScript thread; it is live: this is its call.
+                unsafe { sys::napi_unref_threadsafe_function(env, function.0) };
             }
         }
-        let pending = hub.pending.get().saturating_sub(settled);
-        hub.pending.set(pending);
-        if pending == 0 && settled > 0 {
-            // SAFETY: on the hub's JavaScript thread, with its live function.
-            unsafe { sys::napi_unref_threadsafe_function(env, hub.function) };
-        }
     }));
+}
+
+/// Resolves `deferred` with its answer, or rejects it with what went wrong making it.
+///
+/// # Safety
+/// `env` is the live environment of the JavaScript thread that made `deferred`, which has
+/// not been settled yet.
+unsafe fn settle_one(env: sys::napi_env, deferred: Deferred, answer: Answer) {
+    let value = catch_unwind(AssertUnwindSafe(|| answer(env))).unwrap_or_else(|_| {
+        Err(napi::Error::from_reason(
+            "coatcheck: making a native call's answer failed",
+        ))
+    });
+    // SAFETY: as the caller promises.
+    unsafe {
+        match value {
+            Ok(value) => {
+                sys::napi_resolve_deferred(env, deferred.0, value);
+            }
+            Err(e) => {
+                // A JavaScript exception left pending by the failure is taken, so that it
+                // rejects this promise and the next answers can still be settled.
+                let mut pending = false;
+                sys::napi_is_exception_pending(env, &mut pending);
+                let mut reason = ptr::null_mut();
+                if pending {
+                    sys::napi_get_and_clear_last_exception(env, &mut reason);
+                }
+                if reason.is_null() {
+                    reason = JsError::from(e).into_value(env);
+                }
+                sys::napi_reject_deferred(env, deferred.0, reason);
+            }
+        }
+    }
 }

@@ -111,8 +111,8 @@ enum Settling {
     /// The caller must not spin: if the link is not settled now, the read is not answered
     /// here (`Untrusted::Unsettled`).
     NoWait,
-    /// On the link thread, after waiting there: settled if the link has handled what it had
-    /// received when the read began (`Tier::handled_since`).
+    /// On the link thread, after waiting there: settled as `Wait` judges it, for a read that
+    /// began at `Since` (`Tier::handled_since`), without waiting again.
     Since(Since),
 }
 

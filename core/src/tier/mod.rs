@@ -726,15 +726,15 @@ impl Tier {
         self.shared.input.since()
     }
 
-    /// Whether the link has handled everything it received before `since`, and answered
-    /// every command sent before it (see `watched::Input::handled_since`).
+    /// Whether the link has handled everything it received so far, and answered every
+    /// command sent before `since` (see `watched::Input::handled`).
     pub(crate) fn handled_since(&self, since: Since) -> bool {
         self.shared.input.handled_since(since)
     }
 
     /// Runs `then` on the link thread once [`handled_since`](Tier::handled_since) holds, or
-    /// once the operation timeout has passed without it (`then` checks again), or here and
-    /// now with the link down. For a caller that must neither wait nor spin (Node's main
+    /// the link is lost, or the operation timeout has passed without either (`then` checks
+    /// again), or here and now with the link down. For a caller that must neither wait nor spin (Node's main
     /// thread): the wait holds no thread. `then` runs inside the fork gate and must not wait
     /// on Redis.
     pub(crate) fn after_handled(&self, since: Since, then: impl FnOnce() + Send + 'static) {

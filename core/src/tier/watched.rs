@@ -33,21 +33,15 @@ pub(crate) struct Input {
     /// connection come in the order the commands went out.
     sent: AtomicU64,
     answered: AtomicU64,
-    /// Reads of the socket begun so far, and the number of the last one that found it empty.
-    reads_begun: AtomicU64,
-    last_found_empty: AtomicU64,
     /// Waiters in [`until_handled`](Input::until_handled), told of every change that may
-    /// satisfy them (all on the link thread).
+    /// satisfy them: a command answered, a read that found nothing more, the link detached.
     waiting: AtomicUsize,
     changed: Notify,
 }
 
-/// Where a read began, for a wait on the link thread (see [`Input::until_handled`]).
+/// Where a read began: the commands sent by then (see [`Input::until_handled`]).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Since {
-    sent: u64,
-    reads_begun: u64,
-}
+pub(crate) struct Since(u64);
 
 impl Input {
     pub(crate) fn new() -> Self {
@@ -65,6 +59,8 @@ impl Input {
     pub(crate) fn detach(&self) {
         self.fd.store(-1, SeqCst);
         self.busy.store(false, SeqCst);
+        // A waiting read goes on at once: its copy is no longer trusted.
+        self.tell_waiters();
     }
 
     /// In a forked child: the commands the parent had in flight are not this process's, and
@@ -99,28 +95,22 @@ impl Input {
             && !self.busy.load(SeqCst)
     }
 
-    /// Where a read begins, for [`handled_since`](Input::handled_since).
+    /// Where a read begins, for [`until_handled`](Input::until_handled).
     pub(crate) fn since(&self) -> Since {
-        Since {
-            sent: self.sent.load(SeqCst),
-            reads_begun: self.reads_begun.load(SeqCst),
-        }
+        Since(self.mark())
     }
 
-    /// [`handled`](Input::handled) as of `since`, judged from what the link did after it
-    /// rather than from the socket now: every command sent before it has been answered, and a
-    /// read of the socket begun after it found the socket empty. That read began once the
-    /// decoder had dispatched every frame it held (see `Watched`), so everything received
-    /// before `since` has been handled. Once true it stays true, however busy the link is
-    /// since; a check of the socket now could be put off for as long as input keeps coming.
+    /// [`handled`](Input::handled) for a read that began at `since`.
     pub(crate) fn handled_since(&self, since: Since) -> bool {
-        self.answered.load(SeqCst) >= since.sent
-            && self.last_found_empty.load(SeqCst) > since.reads_begun
+        self.handled(since.0)
     }
 
-    /// On the link thread: returns once [`handled_since`](Input::handled_since) holds. Woken
-    /// by the changes that can make it hold (a command answered, a read that found the socket
-    /// empty), so it neither spins nor holds a thread.
+    /// On the link thread: returns once [`handled_since`](Input::handled_since) holds, or the
+    /// link is detached. It is checked again at each change that can make it hold (a command
+    /// answered, a read that found nothing more), so the wait neither spins nor holds a
+    /// thread. A read that returned `Pending` does not prove the socket empty (tokio may
+    /// answer from readiness it has cached, or from a spent budget), so the socket itself is
+    /// asked each time, as `handled` does.
     pub(crate) async fn until_handled(&self, since: Since) {
         self.waiting.fetch_add(1, SeqCst);
         let _counted = Waiting(&self.waiting);
@@ -129,7 +119,7 @@ impl Input {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if self.handled_since(since) {
+            if self.handled_since(since) || self.fd.load(SeqCst) < 0 {
                 return;
             }
             changed.await;
@@ -184,10 +174,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         // finds nothing left, which the decoder asks for only once it has dispatched every
         // complete frame it holds.
         this.input.busy.store(true, SeqCst);
-        let read = this.input.reads_begun.fetch_add(1, SeqCst) + 1;
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if polled.is_pending() {
-            this.input.last_found_empty.store(read, SeqCst);
             this.input.busy.store(false, SeqCst);
             this.input.tell_waiters();
         }
