@@ -566,17 +566,26 @@ fn get_then_loads_a_miss_on_the_link_thread_and_answers_a_trusted_copy_at_once()
     ));
 }
 
-#[test]
-fn a_read_made_while_an_answer_is_awaited_is_served_from_the_copy_once_it_comes_without_asking_redis()
- {
-    let redis = RedisServer::start();
-    let (a, b) = (store(&redis), store(&redis));
+/// Stores A and B on `redis`; a session made in A (`v1`) that B holds a trusted copy of, and
+/// one B made.
+fn b_holds_a_trusted_copy_of_a_session_made_in_a(
+    redis: &RedisServer,
+) -> (Store, Store, String, String) {
+    let (a, b) = (store(redis), store(redis));
     let id = a.create(b"v1", None).unwrap();
     let other = b.create(b"other", None).unwrap();
     assert_eq!(b.get(&id).unwrap().as_deref(), Some(&b"v1"[..]));
     eventually("B holds a trusted copy", || {
         b.get_local_with(&id, |_| ()).unwrap() == Some(Some(()))
     });
+    (a, b, id, other)
+}
+
+#[test]
+fn a_read_made_while_an_answer_is_awaited_is_served_from_the_copy_once_it_comes_without_asking_redis()
+ {
+    let redis = RedisServer::start();
+    let (a, b, id, other) = b_holds_a_trusted_copy_of_a_session_made_in_a(&redis);
     // Redis holds B's next write for a while: an invalidation of the copy could be queued
     // behind its answer, so the copy may be served only once that answer is in.
     redis.cli(&["CLIENT", "PAUSE", "300", "WRITE"]);
@@ -625,13 +634,7 @@ fn a_read_made_while_an_answer_is_awaited_is_served_from_the_copy_once_it_comes_
 #[test]
 fn a_read_waiting_for_an_answer_goes_on_as_soon_as_the_link_is_lost() {
     let redis = RedisServer::start();
-    let (a, b) = (store(&redis), store(&redis));
-    let id = a.create(b"v1", None).unwrap();
-    let other = b.create(b"other", None).unwrap();
-    assert_eq!(b.get(&id).unwrap().as_deref(), Some(&b"v1"[..]));
-    eventually("B holds a trusted copy", || {
-        b.get_local_with(&id, |_| ()).unwrap() == Some(Some(()))
-    });
+    let (_a, b, id, other) = b_holds_a_trusted_copy_of_a_session_made_in_a(&redis);
     redis.cli(&["CLIENT", "PAUSE", "3000", "WRITE"]);
     std::thread::scope(|scope| {
         let writing = scope.spawn(|| b.set(&other, b"other v2", None));
