@@ -277,19 +277,21 @@ unsafe extern "C" fn settle_queued(
     context: *mut c_void,
     _data: *mut c_void,
 ) {
+    // A null `env`: the function is being destroyed with its environment, and napi calls
+    // this for the calls still queued after the finalizer (`drop_context`) has run: the
+    // context may be gone. The promises go with the environment.
+    if env.is_null() {
+        return;
+    }
     let _ = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: `context` is the inbox the function holds a reference to until it is
-        // destroyed, after its last call.
+        // finalized, which napi does only after its last call with a live `env`.
         let inbox = unsafe { &*(context as *const Inbox) };
         let (answers, function) = {
             let mut queued = inbox.lock();
             queued.called = false;
             (std::mem::take(&mut queued.answers), queued.function)
         };
-        // A null `env`: the environment is being torn down; the promises go with it.
-        if env.is_null() {
-            return;
-        }
         let settled = answers.len();
         for (deferred, answer) in answers {
             // SAFETY: `env` is the live environment of the JavaScript thread that made

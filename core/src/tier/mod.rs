@@ -59,7 +59,8 @@ const TOUCH_FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest pause between resync passes that calls overtook (see `PassOutcome`).
 const MAX_CHANGED_PAUSE: Duration = Duration::from_millis(16);
-/// How many times a read yields to the link thread before it asks Redis instead.
+/// How many times a read yields to the link thread (or, waiting on the link thread, looks
+/// again) before it asks Redis instead.
 const SETTLE_SPINS: u32 = 64;
 /// Copies checked per round trip by the resync walk.
 pub(crate) const RESYNC_BATCH: usize = 256;
@@ -733,8 +734,8 @@ impl Tier {
     }
 
     /// Runs `then` on the link thread once [`handled_since`](Tier::handled_since) holds, or
-    /// the link is lost, or the operation timeout has passed without either (`then` checks
-    /// again), or here and now with the link down. For a caller that must neither wait nor spin (Node's main
+    /// the link is lost, or after `SETTLE_SPINS` checks or the operation timeout without
+    /// either (`then` checks again, and asks Redis), or here and now with the link down. For a caller that must neither wait nor spin (Node's main
     /// thread): the wait holds no thread. `then` runs inside the fork gate and must not wait
     /// on Redis.
     pub(crate) fn after_handled(&self, since: Since, then: impl FnOnce() + Send + 'static) {
@@ -747,7 +748,8 @@ impl Tier {
         }
         let (shared, timeout) = (Arc::clone(&self.shared), self.shared.settings.timeout);
         runtime.handle.spawn(async move {
-            let _ = tokio::time::timeout(timeout, shared.input.until_handled(since)).await;
+            let waiting = shared.input.until_handled(since, SETTLE_SPINS);
+            let _ = tokio::time::timeout(timeout, waiting).await;
             let _pass = fork::enter();
             then.run();
         });
@@ -1822,10 +1824,11 @@ impl Shared {
         }
         // The parent's tracking connection is not ours: every copy is unverified until the
         // child's own link has checked it.
-        self.input.detach();
-        self.input.forget_in_flight();
         self.up.store(false, SeqCst);
         self.generation.fetch_add(1, SeqCst);
+        // After the copies are unverified, as in `link_lost`.
+        self.input.detach();
+        self.input.forget_in_flight();
         self.down_since.store(self.now_ms(), SeqCst);
         *self.touches.lock() = HashMap::new();
         *self.touches_in_flight.lock() = HashMap::new();
@@ -1854,12 +1857,14 @@ impl Shared {
 
     /// Marks the link lost: every copy unverified, no request waits on it until reconnected.
     fn link_lost(&self, runtime: &Runtime) {
-        self.input.detach();
         if self.up.swap(false, SeqCst) {
             self.generation.fetch_add(1, SeqCst);
             self.down_since.store(self.now_ms(), SeqCst);
             self.counters.disconnects.fetch_add(1, Relaxed);
         }
+        // After the copies are unverified: the detach wakes reads waiting for the link, which
+        // must find their copies untrusted.
+        self.input.detach();
         *runtime.connection.lock() = None;
         runtime.wake.notify_one();
     }

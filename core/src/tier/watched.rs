@@ -111,10 +111,12 @@ impl Input {
     /// thread. A read that returned `Pending` does not prove the socket empty (tokio may
     /// answer from readiness it has cached, or from a spent budget), so the socket itself is
     /// asked each time, as `handled` does.
-    pub(crate) async fn until_handled(&self, since: Since) {
+    /// Input that keeps coming could put the check off for good: after `checks` it gives up
+    /// (the caller then asks Redis).
+    pub(crate) async fn until_handled(&self, since: Since, checks: u32) {
         self.waiting.fetch_add(1, SeqCst);
         let _counted = Waiting(&self.waiting);
-        loop {
+        for _ in 0..checks {
             // Registered before the check, so a change between the two is not missed.
             let changed = self.changed.notified();
             tokio::pin!(changed);
