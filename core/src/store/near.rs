@@ -242,9 +242,10 @@ impl Inner {
     ) -> std::result::Result<R, Untrusted<F>> {
         let tier = self.tier();
         let shard = &self.shards[place.shard];
-        let verified = tier
-            .up_generation()
-            .is_some_and(|g| shard.verified.load(SeqCst) == g);
+        let verified = || {
+            tier.up_generation()
+                .is_some_and(|g| shard.verified.load(SeqCst) == g)
+        };
         let strict = tier.settings().strict;
         // An invalidation already received but not yet applied must win over the copy.
         let settled = || match settling {
@@ -252,10 +253,16 @@ impl Inner {
             Settling::NoWait => tier.settled(),
             Settling::Since(since) => tier.handled_since(since),
         };
-        if !verified {
+        if !verified() {
             return Err(Untrusted::Ask(f, Held::default()));
         }
         let unsettled = !strict && !settled();
+        // Asked again after the link was found settled: a link declared lost meanwhile (by
+        // another thread) reads as settled once detached, with what it had unread abandoned;
+        // its generation moved first (`link_lost`), so this sees it.
+        if !unsettled && !verified() {
+            return Err(Untrusted::Ask(f, Held::default()));
+        }
         let now = self.now();
         let stripe = shard.state.read();
         let Some(index) = stripe.find_live(place.hash, id, now) else {

@@ -111,18 +111,27 @@ impl Input {
     /// thread. A read that returned `Pending` does not prove the socket empty (tokio may
     /// answer from readiness it has cached, or from a spent budget), so the socket itself is
     /// asked each time, as `handled` does.
-    /// Input that keeps coming could put the check off for good: after `checks` it gives up
-    /// (the caller then asks Redis).
+    /// Input that keeps coming could put the check off for good: after `checks` checks that
+    /// found every command answered but input still there, it gives up (the caller then asks
+    /// Redis). Checks made while answers are still due do not count: a deep pipeline is the
+    /// link keeping up, not falling behind.
     pub(crate) async fn until_handled(&self, since: Since, checks: u32) {
         self.waiting.fetch_add(1, SeqCst);
         let _counted = Waiting(&self.waiting);
-        for _ in 0..checks {
+        let mut checks_left = checks;
+        loop {
             // Registered before the check, so a change between the two is not missed.
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
             if self.handled_since(since) || self.fd.load(SeqCst) < 0 {
                 return;
+            }
+            if self.answered.load(SeqCst) >= since.0 {
+                checks_left = checks_left.saturating_sub(1);
+                if checks_left == 0 {
+                    return;
+                }
             }
             changed.await;
         }
