@@ -2194,14 +2194,15 @@ async fn over_watched<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
+    let (stream, number) = watched::Watched::new(stream, tier.input.clone());
     let (connection, driver) = MultiplexedConnection::new_with_config(
         tier.settings.connection.redis_settings(),
-        watched::Watched::new(stream, tier.input.clone()),
+        stream,
         config,
     )
     .await?;
     tokio::spawn(driver);
-    tier.input.attach(fd);
+    tier.input.attach(&number, fd);
     Ok(connection)
 }
 

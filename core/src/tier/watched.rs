@@ -33,6 +33,11 @@ pub(crate) struct Input {
     /// connection come in the order the commands went out.
     sent: AtomicU64,
     answered: AtomicU64,
+    /// Streams made so far, and the one the link is attached to: a connection replaced after
+    /// a loss may still be read (its driver ends once its requests have), and must not mark
+    /// the current connection's reader idle.
+    streams: AtomicU64,
+    attached: AtomicU64,
     /// Waiters in [`until_handled`](Input::until_handled), told of every change that may
     /// satisfy them: a command answered, a read that found nothing more, the link detached.
     waiting: AtomicUsize,
@@ -51,7 +56,10 @@ impl Input {
         }
     }
 
-    pub(crate) fn attach(&self, fd: i32) {
+    /// Attaches the link to `stream`'s connection, whose socket is `fd`: from now on only
+    /// its reader reports whether it is busy.
+    pub(crate) fn attach(&self, stream: &WatchedNumber, fd: i32) {
+        self.attached.store(stream.0, SeqCst);
         self.busy.store(false, SeqCst);
         self.fd.store(fd, SeqCst);
     }
@@ -166,11 +174,26 @@ fn unread_bytes(_fd: i32) -> i32 {
 pub(crate) struct Watched<S> {
     inner: S,
     input: Arc<Input>,
+    /// Which stream this is (see `Input::attached`).
+    number: u64,
 }
 
+/// Names a [`Watched`] stream for [`Input::attach`] once the stream itself has been handed
+/// to its connection.
+pub(crate) struct WatchedNumber(u64);
+
 impl<S> Watched<S> {
-    pub(crate) fn new(inner: S, input: Arc<Input>) -> Self {
-        Self { inner, input }
+    pub(crate) fn new(inner: S, input: Arc<Input>) -> (Self, WatchedNumber) {
+        let number = input.streams.fetch_add(1, SeqCst) + 1;
+        let named = WatchedNumber(number);
+        (
+            Self {
+                inner,
+                input,
+                number,
+            },
+            named,
+        )
     }
 }
 
@@ -181,6 +204,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        // A connection the link is not attached to (being set up, or replaced) reports
+        // nothing: nothing is trusted through it.
+        if this.input.attached.load(SeqCst) != this.number {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
         // Busy from before the bytes leave the socket (see `Input::handled`) until a read
         // finds nothing left, which the decoder asks for only once it has dispatched every
         // complete frame it holds.
