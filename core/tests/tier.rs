@@ -487,6 +487,70 @@ fn a_store_without_secrets_counts_and_clears_but_keeps_no_id_in_redis_to_list() 
     assert_eq!(store.get(&id).unwrap(), None);
 }
 
+/// The scheduling policy of every Redis link thread of this process, by thread id.
+#[cfg(target_os = "linux")]
+fn link_thread_policies() -> std::collections::HashMap<i32, libc::c_int> {
+    let mut policies = std::collections::HashMap::new();
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let path = task.expect("task").path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let Some(tid) = path
+            .file_name()
+            .and_then(|n| n.to_str()?.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if comm.trim() == "coatcheck-redis" {
+            // SAFETY: reads the policy of a thread of this process; a thread that has ended
+            // since gives -1, which is kept and matches no policy.
+            policies.insert(tid, unsafe { libc::sched_getscheduler(tid) });
+        }
+    }
+    policies
+}
+
+/// A store built on a thread of `policy`, and the link threads that appeared meanwhile (other
+/// tests may start some too).
+#[cfg(target_os = "linux")]
+fn store_built_under(
+    redis: &RedisServer,
+    policy: libc::c_int,
+) -> (Store, std::collections::HashMap<i32, libc::c_int>) {
+    let before = link_thread_policies();
+    let config = config(redis);
+    let store = std::thread::spawn(move || {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sets the policy of this short-lived thread only; `param` outlives the call.
+        assert_eq!(unsafe { libc::sched_setscheduler(0, policy, &param) }, 0);
+        Store::new(config).expect("store on redis")
+    })
+    .join()
+    .expect("builder thread");
+    let mut new = link_thread_policies();
+    new.retain(|tid, _| !before.contains_key(tid));
+    (store, new)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_link_thread_gives_way_to_ordinary_threads_and_keeps_a_policy_the_application_chose() {
+    let redis = RedisServer::start();
+    // Built by an ordinary thread, the link thread is set to SCHED_BATCH before the store
+    // connects, so it already is when the build returns.
+    let (_ordinary, new) = store_built_under(&redis, libc::SCHED_OTHER);
+    assert!(
+        new.values().any(|&policy| policy == libc::SCHED_BATCH),
+        "{new:?}"
+    );
+    // Built by a thread of another policy, it keeps what it inherited (no other test builds
+    // under SCHED_IDLE, so the thread found is this store's).
+    let (_idle, new) = store_built_under(&redis, libc::SCHED_IDLE);
+    assert!(
+        new.values().any(|&policy| policy == libc::SCHED_IDLE),
+        "{new:?}"
+    );
+}
+
 #[test]
 fn set_then_sends_the_write_and_answers_from_the_link_thread() {
     let redis = RedisServer::start();

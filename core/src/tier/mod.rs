@@ -1907,11 +1907,37 @@ fn spawn_runtime(shared: &Arc<Shared>) -> Result<Arc<Runtime>> {
         .name("coatcheck-redis".into())
         .spawn(move || {
             *for_thread.thread_id.lock() = Some(std::thread::current().id());
+            give_way_to_callers();
             tokio_runtime.block_on(supervise(weak, for_thread));
         })
         .map_err(cannot)?;
     *runtime.thread.lock() = Some(thread);
     Ok(runtime)
+}
+
+/// Puts the calling thread (the link thread) under Linux's `SCHED_BATCH` if it inherited the
+/// ordinary policy: woken by a call or an answer, it then does not preempt the thread running on
+/// the core, but runs when a core comes free or that thread's time slice ends, and handles
+/// whatever has queued up by then in one turn. Where the callers' threads fill the cores (an
+/// Express cluster writing through Redis), each wake-up preempting them cost more than the wait:
+/// the Express write benchmark ran 20% more requests a second under it, with a lower p99 (see
+/// BENCHMARKS.md). A thread that inherited another policy (real-time, or `SCHED_IDLE`) keeps it:
+/// the application chose it. A failure to change it changes nothing else.
+fn give_way_to_callers() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: both calls act on the calling thread only (pid 0) and read `param` during the call.
+    unsafe {
+        if let Some(policy) = link_policy(libc::sched_getscheduler(0)) {
+            let param = libc::sched_param { sched_priority: 0 };
+            libc::sched_setscheduler(0, policy, &param);
+        }
+    }
+}
+
+/// The policy the link thread takes, given the one it inherited: `None` keeps it.
+#[cfg(target_os = "linux")]
+fn link_policy(inherited: libc::c_int) -> Option<libc::c_int> {
+    (inherited == libc::SCHED_OTHER).then_some(libc::SCHED_BATCH)
 }
 
 /// The link thread's loop: connect, serve until the link is lost, reconnect with backoff.
