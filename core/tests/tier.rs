@@ -509,45 +509,39 @@ fn link_thread_policies() -> std::collections::HashMap<i32, libc::c_int> {
     policies
 }
 
-/// A store built on a thread of `policy`, and the link threads that appeared meanwhile (other
-/// tests may start some too).
-#[cfg(target_os = "linux")]
-fn store_built_under(
-    redis: &RedisServer,
-    policy: libc::c_int,
-) -> (Store, std::collections::HashMap<i32, libc::c_int>) {
-    let before = link_thread_policies();
-    let config = config(redis);
-    let store = std::thread::spawn(move || {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: sets the policy of this short-lived thread only; `param` outlives the call.
-        assert_eq!(unsafe { libc::sched_setscheduler(0, policy, &param) }, 0);
-        Store::new(config).expect("store on redis")
-    })
-    .join()
-    .expect("builder thread");
-    let mut new = link_thread_policies();
-    new.retain(|tid, _| !before.contains_key(tid));
-    (store, new)
-}
-
 #[cfg(target_os = "linux")]
 #[test]
-fn the_link_thread_gives_way_to_ordinary_threads_and_keeps_a_policy_the_application_chose() {
+fn the_link_thread_of_a_store_built_by_an_ordinary_thread_gives_way_to_it() {
+    // SAFETY: reads the policy of the calling thread.
+    if unsafe { libc::sched_getscheduler(0) } != libc::SCHED_OTHER {
+        eprintln!("skipped: the test thread does not run under SCHED_OTHER");
+        return;
+    }
+    let kernel_allows_it = std::thread::spawn(|| {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sets the policy of this short-lived thread only; `param` outlives the call.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) == 0 }
+    })
+    .join()
+    .expect("probe thread");
+    if !kernel_allows_it {
+        // gVisor, for one, refuses every policy but the ordinary one; the link thread then
+        // keeps it, as documented.
+        eprintln!("skipped: this kernel refuses SCHED_BATCH");
+        return;
+    }
     let redis = RedisServer::start();
-    // Built by an ordinary thread, the link thread is set to SCHED_BATCH before the store
-    // connects, so it already is when the build returns.
-    let (_ordinary, new) = store_built_under(&redis, libc::SCHED_OTHER);
+    let before = link_thread_policies();
+    // The link thread sets its policy before it connects, so it has once the build returns.
+    let _store = store(&redis);
+    let new: Vec<_> = link_thread_policies()
+        .into_iter()
+        .filter(|(tid, _)| !before.contains_key(tid))
+        .collect();
+    // Other tests may start link threads meanwhile; one of the new ones is this store's.
     assert!(
-        new.values().any(|&policy| policy == libc::SCHED_BATCH),
-        "{new:?}"
-    );
-    // Built by a thread of another policy, it keeps what it inherited (no other test builds
-    // under SCHED_IDLE, so the thread found is this store's).
-    let (_idle, new) = store_built_under(&redis, libc::SCHED_IDLE);
-    assert!(
-        new.values().any(|&policy| policy == libc::SCHED_IDLE),
-        "{new:?}"
+        new.iter().any(|&(_, policy)| policy == libc::SCHED_BATCH),
+        "no new link thread under SCHED_BATCH (kernel refused it?): {new:?}"
     );
 }
 

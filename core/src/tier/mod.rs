@@ -1920,7 +1920,7 @@ fn spawn_runtime(shared: &Arc<Shared>) -> Result<Arc<Runtime>> {
 /// the core, but runs when a core comes free or that thread's time slice ends, and handles
 /// whatever has queued up by then in one turn. Where the callers' threads fill the cores (an
 /// Express cluster writing through Redis), each wake-up preempting them cost more than the wait:
-/// the Express write benchmark ran 20% more requests a second under it, with a lower p99 (see
+/// the Express write benchmark ran 16–19% more requests a second under it, with a lower p99 (see
 /// BENCHMARKS.md). A thread that inherited another policy (real-time, or `SCHED_IDLE`) keeps it:
 /// the application chose it. A failure to change it changes nothing else.
 fn give_way_to_callers() {
@@ -1934,7 +1934,8 @@ fn give_way_to_callers() {
     }
 }
 
-/// The policy the link thread takes, given the one it inherited: `None` keeps it.
+/// The policy the link thread takes, given the one it inherited: `None` keeps it. (A new
+/// thread never inherits `SCHED_RESET_ON_FORK`, so the policy comes without that flag.)
 #[cfg(target_os = "linux")]
 fn link_policy(inherited: libc::c_int) -> Option<libc::c_int> {
     (inherited == libc::SCHED_OTHER).then_some(libc::SCHED_BATCH)
@@ -2558,6 +2559,21 @@ fn number(value: &Value) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::{TouchPoints, touch_step_ms};
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn only_a_link_thread_of_the_ordinary_policy_changes_it() {
+        use super::link_policy;
+        assert_eq!(link_policy(libc::SCHED_OTHER), Some(libc::SCHED_BATCH));
+        for chosen in [
+            libc::SCHED_BATCH,
+            libc::SCHED_IDLE,
+            libc::SCHED_FIFO,
+            libc::SCHED_RR,
+        ] {
+            assert_eq!(link_policy(chosen), None, "{chosen}");
+        }
+    }
 
     #[test]
     fn touch_steps_are_powers_of_two_of_at_most_a_quarter_of_the_timeout_and_a_minute() {
