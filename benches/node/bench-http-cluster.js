@@ -30,11 +30,12 @@ const CONNECTIONS = 32
 // CONTENDERS=coatcheck+redis,script-on-main-thread,connect-redis adds a what-if: the tier's
 // write script sent from the main thread, with no near cache (see common.js).
 const CONTENDERS = (process.env.CONTENDERS ?? 'coatcheck+redis,connect-redis').split(',')
-// ROUTES=write measures one route alone (for profiling it).
+// ROUTES=write measures one route alone (for profiling it). `mixed`: one request in ten writes.
 const ROUTES = [
   { route: 'read', method: 'GET', path: '/read' },
   { route: 'write', method: 'POST', path: '/write' },
-].filter(({ route }) => (process.env.ROUTES ?? 'read,write').split(',').includes(route))
+  { route: 'mixed', method: 'GET', path: '/mixed' },
+].filter(({ route }) => (process.env.ROUTES ?? 'read,write,mixed').split(',').includes(route))
 
 function startCluster(contender, redisPort) {
   return new Promise((resolve, reject) => {

@@ -8,7 +8,9 @@
 //
 // Routes: POST /login stores a ~200 B session (the same data as benches/python/flask_app.py),
 // GET /read only reads it (express-session: store get, then touch), POST /write changes a
-// counter in it (store get, then set). GET /_stats is outside the session middleware: the
+// counter in it (store get, then set), GET /mixed does what /write does on every tenth request
+// a worker serves and what /read does on the others (reads outnumber writes in the apps this
+// store is for; a session is read while another is being written). GET /_stats is outside the session middleware: the
 // answering worker's pid and its store's tier counters (null for connect-redis).
 
 const cluster = require('node:cluster')
@@ -69,6 +71,11 @@ async function worker() {
   app.post('/write', (req, res) => {
     req.session.n = (req.session.n ?? 0) + 1
     res.json({ n: req.session.n })
+  })
+  let served = 0
+  app.get('/mixed', (req, res) => {
+    if (++served % 10 === 0) req.session.n = (req.session.n ?? 0) + 1
+    res.json({ user: req.session.user ?? null, n: req.session.n ?? null })
   })
   app.listen(0, '127.0.0.1')
 }
