@@ -10,8 +10,9 @@
 // GET /read only reads it (express-session: store get, then touch), POST /write changes a
 // counter in it (store get, then set), GET /mixed does what /write does on every tenth request
 // a worker serves and what /read does on the others (reads outnumber writes in the apps this
-// store is for; a session is read while another is being written). GET /_stats is outside the session middleware: the
-// answering worker's pid and its store's tier counters (null for connect-redis).
+// store is for; a session is read while another is being written). GET /_stats is outside the
+// session middleware: the answering worker's pid and its store's tier counters (null for
+// connect-redis).
 
 const cluster = require('node:cluster')
 
