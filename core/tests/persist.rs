@@ -364,6 +364,56 @@ fn lifetimes_continue_from_where_they_were() {
     assert!(left(&capped).unwrap() <= capped_left);
 }
 
+/// express-session restates the idle timeout on every request as `cookie.expires - now`, a
+/// millisecond more or less from one request to the next. Each such touch is a slide to the
+/// log, recorded only across the slack; a real new timeout ("remember me", or a shorter one)
+/// is recorded at once and survives a crash.
+#[test]
+fn timeouts_restated_a_few_ms_apart_are_logged_as_slides_and_new_ones_at_once() {
+    const HOUR_MS: u64 = 3_600_000;
+    let (dir, mut cfg, clock, store) = on_a_set_clock("restated", 3600, None, 1_000_000);
+    let id = store.create(b"user", None).unwrap();
+    let records = |store: &Store| store.stats().log.unwrap().records;
+    let before = records(&store);
+    for n in 0..1000u64 {
+        clock.set(1_000_000 + (n + 1) * 1000); // a request a second for 1000 s
+        let restated = Duration::from_millis(HOUR_MS - n % 2);
+        assert!(store.touch(&id, Some(restated)).unwrap());
+    }
+    // The slack is 1/64 of an hour (56 s): the deadline crossed it about 18 times in 1000 s.
+    let logged = records(&store) - before;
+    assert!(logged <= 25, "{logged} records for 1000 restated timeouts");
+
+    let remember_me = store.create(b"remember", None).unwrap();
+    assert!(
+        store
+            .touch(&remember_me, Some(30 * 24 * Duration::from_secs(3600)))
+            .unwrap()
+    );
+    let shortened = store.create(b"short", None).unwrap();
+    assert!(
+        store
+            .touch(&shortened, Some(Duration::from_secs(60)))
+            .unwrap()
+    );
+    let crashed = crash_copy(&dir, "restated-copy");
+    cfg.persist_path = Some(crashed.sessions());
+    let restored = Store::with_clock(cfg, clock.clone()).unwrap();
+    let left = |id: &str| restored.peek(id).unwrap().unwrap().expires_in;
+    // Within one slack of the truth (an hour from the last touch), never past it.
+    let restated_left = left(&id);
+    assert!(
+        restated_left <= Duration::from_millis(HOUR_MS),
+        "{restated_left:?}"
+    );
+    assert!(
+        restated_left >= Duration::from_millis(HOUR_MS - 57_000),
+        "{restated_left:?}"
+    );
+    assert_eq!(left(&remember_me), 30 * 24 * Duration::from_secs(3600));
+    assert_eq!(left(&shortened), Duration::from_secs(60));
+}
+
 #[test]
 fn a_version_is_never_reissued_after_a_restart() {
     let dir = TempDir::new("versions");

@@ -47,7 +47,8 @@ pub enum ChangeKind<'a> {
         /// The stored value.
         value: &'a [u8],
     },
-    /// A read or touch moved the deadline across a multiple of the listener's slide slack.
+    /// A read or touch moved the deadline across a multiple of the listener's slide slack, or
+    /// a touch changed the idle timeout by the slack or more, or moved the deadline earlier.
     /// Slides smaller than the slack are not reported one by one, so a consumer sees each
     /// session's deadline at most one slack behind the truth.
     Slid,
@@ -109,6 +110,22 @@ impl Listener {
     /// Whether a slide from `before` to `after` crosses a multiple of the slack.
     pub(crate) fn reports_slide(&self, before: u64, after: u64) -> bool {
         after != before && after / self.slide_slack_ms > before / self.slide_slack_ms
+    }
+
+    /// Whether a new idle timeout (`old_idle` to `new_idle` ms) that moved the deadline from
+    /// `before` to `after` is reported: as a slide when the deadline crossed a multiple of the
+    /// slack; at once when the timeout changed by the slack or more, or the deadline came
+    /// earlier (a consumer's deadline may lag the truth, never lead it). A timeout restated a
+    /// few ms apart, as express-session restates `cookie.expires` on every request, is
+    /// otherwise a slide like any other: not one record in the restart log per request.
+    pub(crate) fn reports_retime(
+        &self,
+        (before, after): (u64, u64),
+        (old_idle, new_idle): (u64, u64),
+    ) -> bool {
+        after < before
+            || old_idle.abs_diff(new_idle) >= self.slide_slack_ms
+            || self.reports_slide(before, after)
     }
 }
 

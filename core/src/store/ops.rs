@@ -214,6 +214,7 @@ impl Inner {
             stripe.mark_read(index);
         }
         let after = stripe.record(index).deadline();
+        let new_idle = stripe.record(index).ttl_ms();
         shard.note_deadline(after);
         if let Some(tier) = &self.tier {
             // Every TTL move in Redis invalidates every process's copy: a new idle timeout
@@ -227,21 +228,24 @@ impl Inner {
             // express-session's are, stay within the sixteenth.) A step that did not grow has
             // points among the old step's (`TouchPoints`), so the crossing is checked on it.
             // The timeout itself goes with it, for processes that load it later.
-            let new_idle = stripe.record(index).ttl_ms();
             let hash = stripe.record(index).hash;
             if crate::tier::timeout_change_moves_key(old_idle, new_idle, hash, before, after) {
                 tier.queue_touch(
                     crate::tier::KeyHash::of(id),
                     crate::tier::Touch::new(
                         after.saturating_sub(now).max(1),
-                        Some(stripe.record(index).ttl_ms()),
+                        Some(new_idle),
                         stripe.block(index).version(),
                     ),
                 );
             }
         }
         let mut pending = Outbox::new();
-        if self.listener.is_some() {
+        if self
+            .listener
+            .as_ref()
+            .is_some_and(|l| l.reports_retime((before, after), (old_idle, new_idle)))
+        {
             pending.push(self.slid(&stripe, index, id));
         }
         self.release(shard, stripe, &pending);
