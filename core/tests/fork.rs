@@ -222,23 +222,39 @@ fn a_forked_child_does_not_keep_the_restart_log_locked() {
     let store = Store::new(config.clone()).unwrap();
     store.set("kept", b"by the parent", None).unwrap();
     let mut pipe = [0; 2];
-    // SAFETY: `pipe` is a valid array of two descriptors for pipe(2) to fill.
-    assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
-    // SAFETY: the child only closes a descriptor, blocks in read(2) until the parent closes
-    // the pipe, and leaves with `_exit`, never returning into the test harness.
+    let mut started = [0; 2];
+    // SAFETY: `pipe` and `started` are valid arrays of two descriptors for pipe(2) to fill.
+    unsafe {
+        assert_eq!(libc::pipe(pipe.as_mut_ptr()), 0);
+        assert_eq!(libc::pipe(started.as_mut_ptr()), 0);
+    }
+    // SAFETY: the child only closes descriptors, writes one byte, blocks in read(2) until the
+    // parent closes the pipe, and leaves with `_exit`, never returning into the test harness.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
         let mut byte = 0u8;
-        // SAFETY: closes the child's write end and reads one byte into `byte`.
+        // SAFETY: closes the ends the child does not use, says it runs (its fork handler, which
+        // gives up its share of the lock, ran before `fork` returned here), then reads one byte
+        // into `byte`.
         unsafe {
             libc::close(pipe[1]);
+            libc::close(started[0]);
+            libc::write(started[1], (&raw const byte).cast(), 1);
             libc::read(pipe[0], (&raw mut byte).cast(), 1);
             libc::_exit(0);
         }
     }
-    // SAFETY: closes the parent's read end, which it does not use.
-    unsafe { libc::close(pipe[0]) };
+    // SAFETY: closes the parent's ends it does not use, and waits for the child to run: until
+    // its fork handler has run, a child shares the lock as any copied descriptor does (a busy
+    // machine may not schedule it for milliseconds).
+    unsafe {
+        libc::close(pipe[0]);
+        libc::close(started[1]);
+        let mut byte = 0u8;
+        assert_eq!(libc::read(started[0], (&raw mut byte).cast(), 1), 1);
+        libc::close(started[0]);
+    }
     drop(store);
     let reopened = Store::new(config);
     let mut status = 0;
