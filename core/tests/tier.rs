@@ -2898,6 +2898,64 @@ fn a_child_forked_while_a_command_is_in_flight_still_serves_from_its_near_cache(
 }
 
 #[test]
+fn a_store_whose_redis_refuses_connections_starts_without_waiting_out_the_connect_timeout() {
+    let mut redis = RedisServer::start();
+    let config = config(&redis);
+    redis.kill(); // nothing listens on its port now
+    let start = Instant::now();
+    let store = Store::new(config).unwrap();
+    let took = start.elapsed();
+    assert!(!store.stats().tier.unwrap().connected);
+    // The first attempt is refused at once, and the build goes on: it used to wait a second.
+    assert!(
+        took < Duration::from_millis(500),
+        "the build waited {took:?}"
+    );
+}
+
+/// A gunicorn `--preload` worker forked while Redis is down or stalled: its first request makes
+/// the child's own link, and waits for it no longer than the operation timeout.
+#[test]
+fn a_child_forked_while_redis_is_stalled_or_down_answers_its_first_call_within_the_timeout() {
+    let mut redis = RedisServer::start();
+    let mut fast = config(&redis);
+    fast.redis_timeout = Duration::from_millis(50);
+    let parent = Store::new(fast).unwrap();
+    let id = parent.create(b"made before the fork", None).unwrap();
+    // Stalled: connections are accepted, and nothing is answered (a new link's first command
+    // waits out the pause, or the connect timeout of a second).
+    redis.cli(&["CLIENT", "PAUSE", "3000", "ALL"]);
+    first_call_in_a_child_within(&parent, &id, Duration::from_millis(50 * 3 + 250), "stalled");
+    redis.cli(&["CLIENT", "UNPAUSE"]);
+    // Down: every connection is refused.
+    redis.kill();
+    first_call_in_a_child_within(&parent, &id, Duration::from_millis(50 * 3 + 250), "down");
+}
+
+/// Forks; the child reads `id` once, and the test fails if that took `limit` or longer.
+fn first_call_in_a_child_within(store: &Store, id: &str, limit: Duration, redis_was: &str) {
+    // SAFETY: the child only makes one store call, reads the clock, and leaves with `_exit`,
+    // never returning into the test harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let start = Instant::now();
+        let _ = store.get(id);
+        let code = i32::from(start.elapsed() >= limit);
+        // SAFETY: `_exit` ends the child at once, without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: `pid` is the child just forked; `status` is a valid out-pointer.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "with Redis {redis_was}, the child's first call took {limit:?} or more (or the child \
+         failed): {status}"
+    );
+}
+
+#[test]
 fn a_store_built_before_fork_works_in_the_child_and_the_parent() {
     let redis = RedisServer::start();
     let parent = store(&redis);

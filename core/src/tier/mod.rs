@@ -44,7 +44,10 @@ use crate::config::{Config, WhenRedisDown};
 use crate::error::{Error, Result};
 use crate::fork;
 
-/// How long `Store::build` and a forked child's first call wait for the first connection.
+/// The longest a connection attempt may take; also the longest `Store::build` waits for the
+/// first connection (a forked child's first call waits no longer than the operation timeout).
+/// Either wait ends as soon as an attempt fails: a refused connection or a refused password
+/// does not hold up a start.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// A PING this often on an idle link...
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
@@ -540,6 +543,9 @@ struct Shared {
     /// Bumped on every loss of the link.
     generation: AtomicU64,
     up: AtomicBool,
+    /// Connection attempts that failed, counted so that a wait for the first connection ends
+    /// at the first failure rather than at its limit.
+    failed_connects: AtomicU64,
     timeouts_in_a_row: AtomicU32,
     /// When the link went down (ms since `epoch`), or `u64::MAX` while up.
     down_since: AtomicU64,
@@ -613,6 +619,7 @@ impl Tier {
                 keys,
                 generation: AtomicU64::new(1),
                 up: AtomicBool::new(false),
+                failed_connects: AtomicU64::new(0),
                 timeouts_in_a_row: AtomicU32::new(0),
                 down_since: AtomicU64::new(0),
                 epoch: Instant::now(),
@@ -656,17 +663,20 @@ impl Tier {
         Closer(self.shared.clone())
     }
 
-    /// Starts the link thread and waits (at most a second) for the first connection. A store
-    /// whose Redis is down still starts: it follows `redis_when_down` until Redis is back.
+    /// Starts the link thread and waits for the first connection: at most a second, and no
+    /// longer than the first attempt when it fails. A store whose Redis is down still starts:
+    /// it follows `redis_when_down` until Redis is back.
     pub(crate) fn start(&self, sink: Weak<dyn Sink>) -> Result<()> {
         *self.shared.sink.lock() = Some(sink);
+        let failed_before = self.shared.failed_connects.load(SeqCst);
         let runtime = spawn_runtime(&self.shared)?;
         *self.shared.runtime.lock() = Some(runtime);
-        self.shared.wait_up(CONNECT_TIMEOUT);
+        self.shared.wait_up(CONNECT_TIMEOUT, failed_before);
         Ok(())
     }
 
-    /// In a forked child, starts this process's own link (once; waits up to a second for it).
+    /// In a forked child, starts this process's own link (once; waits for it as long as the
+    /// operation timeout at most, since a call is waiting).
     /// Called at the start of every store call, before any lock is taken.
     #[inline]
     pub(crate) fn adopt_after_fork(&self) {
@@ -1785,9 +1795,14 @@ impl Shared {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    fn wait_up(&self, limit: Duration) {
+    /// Waits until the link is up, an attempt has failed since the count was `failed_before`,
+    /// or `limit` has passed.
+    fn wait_up(&self, limit: Duration, failed_before: u64) {
         let deadline = Instant::now() + limit;
-        while !self.up.load(SeqCst) && Instant::now() < deadline {
+        while !self.up.load(SeqCst)
+            && self.failed_connects.load(SeqCst) == failed_before
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
@@ -1832,10 +1847,11 @@ impl Shared {
         self.down_since.store(self.now_ms(), SeqCst);
         *self.touches.lock() = HashMap::new();
         *self.touches_in_flight.lock() = HashMap::new();
+        let failed_before = self.failed_connects.load(SeqCst);
         *slot = Some(spawn_runtime(self)?);
         self.fork_generation.store(now, SeqCst);
         drop(slot);
-        self.wait_up(CONNECT_TIMEOUT);
+        self.wait_up(CONNECT_TIMEOUT.min(self.settings.timeout), failed_before);
         Ok(())
     }
 
@@ -1971,6 +1987,7 @@ async fn supervise(shared: Weak<Shared>, runtime: Arc<Runtime>) {
                 serve(&shared, &runtime, connection).await;
             }
             Err(_) => {
+                tier.failed_connects.fetch_add(1, SeqCst);
                 drop(tier);
                 let _ = tokio::time::timeout(backoff, runtime.wake.notified()).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
