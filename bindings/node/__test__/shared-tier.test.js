@@ -156,6 +156,57 @@ test('all, length, ids and clear see every store on the Redis, off the main thre
   }
 })
 
+test("with redisWhenDown 'fail', a stopped Redis is an 'unavailable' error within the timeout; with the default the local copy serves", async () => {
+  const redis = await startRedis()
+  try {
+    const failing = new CoatcheckStore({ redisUrl: redis.url, redisTimeout: 0.05, redisWhenDown: 'fail' })
+    const serving = new CoatcheckStore({ redisUrl: redis.url, redisTimeout: 0.05 })
+    await failing.set('sid-f', { cookie: {}, n: 1 })
+    await serving.set('sid-s', { cookie: {}, n: 1 })
+    // Each store trusts its copy once Redis has confirmed its own write.
+    for (const [store, sid] of [[failing, 'sid-f'], [serving, 'sid-s']]) {
+      const deadline = performance.now() + 5000
+      while (store.stats().tier.nearHits === 0 && performance.now() < deadline) {
+        assert.equal((await store.get(sid)).n, 1)
+        await new Promise((r) => setTimeout(r, 10))
+      }
+    }
+    await redis.stop() // SIGKILL: every connection is refused from now on
+    const outcome = async (call) => {
+      const started = performance.now()
+      const result = await call().then(
+        (value) => ({ value }),
+        (error) => ({ code: error.code }),
+      )
+      return { ...result, ms: performance.now() - started }
+    }
+    const calls = {
+      get: () => failing.get('sid-f'),
+      set: () => failing.set('sid-f', { cookie: {}, n: 2 }),
+      touch: () => failing.touch('sid-f', { cookie: {} }),
+      destroy: () => failing.destroy('sid-f'),
+      'get of an unknown id': () => failing.get('sid-unknown'),
+    }
+    for (const [name, call] of Object.entries(calls)) {
+      const { code, ms } = await outcome(call)
+      assert.equal(code, 'unavailable', `${name} under 'fail'`)
+      assert.ok(ms < 50 * 3 + 250, `${name} under 'fail' took ${ms} ms`)
+    }
+    assert.equal(failing.stats().tier.connected, false)
+    const { value, ms } = await outcome(() => serving.get('sid-s'))
+    assert.equal(value?.n, 1, "the default policy serves this process's copy")
+    assert.ok(ms < 50 * 3 + 250, `get under the default took ${ms} ms`)
+    // A store built while Redis is down starts at once, and fails under 'fail'.
+    const started = performance.now()
+    const late = new CoatcheckStore({ redisUrl: redis.url, redisTimeout: 0.05, redisWhenDown: 'fail' })
+    const built = performance.now() - started
+    assert.ok(built < 500, `the constructor held the main thread for ${built} ms`)
+    assert.equal((await outcome(() => late.get('sid-f'))).code, 'unavailable')
+  } finally {
+    await redis.stop()
+  }
+})
+
 test("express-session's destroy() without a callback, failing on a silent Redis, is a warning and not an unhandled rejection", async () => {
   const express = require('express')
   const session = require('express-session')
