@@ -2743,74 +2743,144 @@ fn eventually_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
 }
 
 /// Process B of `two_processes_share_sessions_through_redis`: run by that test as a child
-/// process (this same test binary), a no-op otherwise.
+/// process (this same test binary), a no-op otherwise. It serves commands from its stdin, a
+/// line each (`get ID`, `set ID VALUE`, `create VALUE OWNER`), and answers each with a line
+/// that starts with `B> `, so that it keeps the copies it read while A changes them.
 #[test]
 fn process_b_of_the_two_process_test() {
-    let Ok(plan) = std::env::var("COATCHECK_TIER_PROCESS_B") else {
+    let Ok(url) = std::env::var("COATCHECK_TIER_PROCESS_B") else {
         return;
     };
-    let mut parts = plan.split(' ');
-    let (url, from_a, revoked_by_a) = (
-        parts.next().unwrap(),
-        parts.next().unwrap(),
-        parts.next().unwrap(),
-    );
     let mut config = Config::default();
-    config.redis_url = Some(url.to_string());
+    config.redis_url = Some(url);
     config.secrets = vec![b"tier test secret".to_vec()];
     let b = Store::new(config).unwrap();
-    assert_eq!(b.get(from_a).unwrap().as_deref(), Some(&b"made by A"[..]));
-    assert_eq!(
-        b.get(revoked_by_a).unwrap(),
-        None,
-        "B serves a session A destroyed"
-    );
-    b.set(from_a, b"changed by B", None).unwrap();
-    let made_by_b = b.create(b"made by B", None).unwrap();
-    b.set_owner(&made_by_b, Some("dana")).unwrap();
-    println!("MADE_BY_B={made_by_b}");
+    for line in std::io::stdin().lines() {
+        let line = line.unwrap();
+        let words: Vec<&str> = line.split(' ').collect();
+        let answer = match words[..] {
+            ["get", id] => match b.get(id).unwrap() {
+                Some(value) => String::from_utf8(value).unwrap(),
+                None => "(none)".into(),
+            },
+            ["set", id, value] => {
+                b.set(id, value.as_bytes(), None).unwrap();
+                "ok".into()
+            }
+            ["create", value, owner] => {
+                let id = b.create(value.as_bytes(), None).unwrap();
+                b.set_owner(&id, Some(owner)).unwrap();
+                id
+            }
+            _ => panic!("B does not know {line:?}"),
+        };
+        println!("B> {answer}");
+    }
 }
 
+/// Process B, as process A (the test) drives it.
+struct ProcessB {
+    child: std::process::Child,
+    answers: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl ProcessB {
+    fn start(redis: &RedisServer) -> Self {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "process_b_of_the_two_process_test",
+                "--nocapture",
+            ])
+            .env("COATCHECK_TIER_PROCESS_B", redis.url())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let answers = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        ProcessB { child, answers }
+    }
+
+    fn ask(&mut self, command: &str) -> String {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{command}").unwrap();
+        stdin.flush().unwrap();
+        for line in &mut self.answers {
+            if let Some(answer) = line.unwrap().strip_prefix("B> ") {
+                return answer.to_string();
+            }
+        }
+        panic!("process B ended before it answered {command:?}");
+    }
+
+    /// Asks `get` until B answers `expected`: the invalidation of A's change reaches B within
+    /// a round trip, which the test does not time.
+    fn reads_eventually(&mut self, id: &str, expected: &str) {
+        let start = Instant::now();
+        loop {
+            let answer = self.ask(&format!("get {id}"));
+            if answer == expected {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "B reads {answer:?} for {id}, not {expected:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "process B failed: {status}");
+    }
+}
+
+/// Two OS processes on one Redis: what one creates, writes, destroys, regenerates or logs out
+/// everywhere, the other sees, including in the copies it already holds.
 #[test]
 fn two_processes_share_sessions_through_redis() {
     let redis = RedisServer::start();
     let a = store(&redis);
-    let from_a = a.create(b"made by A", None).unwrap();
-    let revoked = a.create(b"logged out", None).unwrap();
-    a.destroy(&revoked).unwrap();
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "process_b_of_the_two_process_test",
-            "--nocapture",
-        ])
-        .env(
-            "COATCHECK_TIER_PROCESS_B",
-            format!("{} {from_a} {revoked}", redis.url()),
-        )
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "process B failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let made_by_b = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("MADE_BY_B="))
-        .expect("B reports its session")
-        .to_string();
+    let mut b = ProcessB::start(&redis);
+
+    // Create in A, read in B (which keeps a copy).
+    let from_a = a.create(b"made-by-A", None).unwrap();
+    assert_eq!(b.ask(&format!("get {from_a}")), "made-by-A");
+    // Set in B, A sees it.
+    assert_eq!(b.ask(&format!("set {from_a} changed-by-B")), "ok");
     eventually("A sees B's write", || {
-        a.get(&from_a).unwrap().as_deref() == Some(&b"changed by B"[..])
+        a.get(&from_a).unwrap().as_deref() == Some(&b"changed-by-B"[..])
     });
+    // Destroy in A a session B holds a copy of: B no longer serves it.
+    assert_eq!(b.ask(&format!("get {from_a}")), "changed-by-B");
+    assert!(a.destroy(&from_a).unwrap());
+    b.reads_eventually(&from_a, "(none)");
+    // Regenerate in A a session B holds: the old id is gone in B, the new one serves.
+    let moving = a.create(b"before-regenerate", None).unwrap();
+    assert_eq!(b.ask(&format!("get {moving}")), "before-regenerate");
+    let moved = a.regenerate(&moving).unwrap().expect("a live session");
+    b.reads_eventually(&moving, "(none)");
+    assert_eq!(b.ask(&format!("get {moved}")), "before-regenerate");
+    // Log out everywhere in A: the sessions of dana that B made and that B holds copies of.
+    let made_by_b = b.ask("create made-by-B dana");
     assert_eq!(
         a.get(&made_by_b).unwrap().as_deref(),
-        Some(&b"made by B"[..])
+        Some(&b"made-by-B"[..])
     );
-    assert_eq!(a.sessions_of("dana").unwrap(), vec![made_by_b.clone()]);
-    assert_eq!(a.destroy_owner("dana", None).unwrap(), 1);
+    let made_by_a = a.create(b"dana-on-A", None).unwrap();
+    a.set_owner(&made_by_a, Some("dana")).unwrap();
+    assert_eq!(b.ask(&format!("get {made_by_a}")), "dana-on-A");
+    assert_eq!(b.ask(&format!("get {made_by_b}")), "made-by-B");
+    assert_eq!(a.destroy_owner("dana", None).unwrap(), 2);
+    b.reads_eventually(&made_by_b, "(none)");
+    b.reads_eventually(&made_by_a, "(none)");
     assert_eq!(a.get(&made_by_b).unwrap(), None);
+    b.stop();
 }
 
 /// gunicorn `--preload`: the store is built before the workers are forked. Each child makes
