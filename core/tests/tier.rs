@@ -2967,6 +2967,29 @@ fn a_child_forked_while_a_command_is_in_flight_still_serves_from_its_near_cache(
     });
 }
 
+/// A Redis that stops answering without closing the connection (a host cut off, a frozen
+/// server): no call comes, and the heartbeat alone counts the link lost, within about 2.5 s.
+#[test]
+fn a_silent_redis_is_noticed_by_the_heartbeat_without_any_call() {
+    let redis = RedisServer::start();
+    let a = store(&redis);
+    let connected = || a.stats().tier.unwrap().connected;
+    redis.signal_stop(true);
+    let start = Instant::now();
+    eventually_for(Duration::from_secs(8), "the link counted lost", || {
+        !connected()
+    });
+    let noticed = start.elapsed();
+    redis.signal_stop(false);
+    println!("a silent Redis noticed after {noticed:?}");
+    // 2 s without an answer to a PING sent every 0.5 s; loose for a busy machine.
+    assert!(
+        noticed < Duration::from_secs(5),
+        "noticed after {noticed:?}"
+    );
+    eventually_for(Duration::from_secs(5), "the link comes back", connected);
+}
+
 #[test]
 fn a_store_whose_redis_refuses_connections_starts_without_waiting_out_the_connect_timeout() {
     let mut redis = RedisServer::start();

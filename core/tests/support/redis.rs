@@ -197,9 +197,20 @@ impl RedisServer {
 
     /// `kill -9` of the server.
     pub fn kill(&mut self) {
+        self.signal_stop(false);
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// `SIGSTOP` (`stop`) or `SIGCONT` of the server: stopped, it keeps its connections and
+    /// answers nothing, as a host cut off by the network would.
+    pub fn signal_stop(&self, stop: bool) {
+        if let Some(child) = &self.child {
+            let signal = if stop { libc::SIGSTOP } else { libc::SIGCONT };
+            // SAFETY: kill(2) on the pid of a child this struct started and has not reaped.
+            unsafe { libc::kill(child.id() as libc::pid_t, signal) };
         }
     }
 
