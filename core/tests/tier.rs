@@ -1382,6 +1382,90 @@ fn with_redis_killed_calls_never_wait_past_the_timeout_and_a_restarted_redis_get
     assert!(a.stats().tier.unwrap().restored >= 51);
 }
 
+/// The fault test: Redis killed while two threads read and write, then restarted on
+/// its port. No call waits past the timeout (a call in flight at the kill included), and once
+/// Redis is back every session a live store holds is there, at the last version its writer was
+/// told was written (or a later one whose write's answer was lost with the link).
+#[test]
+fn with_redis_killed_under_load_no_call_waits_past_the_timeout_and_every_session_comes_back() {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    const THREADS: usize = 2;
+    const PER_THREAD: usize = 20;
+    let mut redis = RedisServer::start();
+    let mut fast = config(&redis);
+    fast.redis_timeout = Duration::from_millis(50);
+    let a = Store::new(fast).unwrap();
+    let b = store(&redis);
+    let ids: Vec<Vec<String>> = (0..THREADS)
+        .map(|_| sessions_trusted_by(&a, PER_THREAD))
+        .collect();
+    let stop = AtomicBool::new(false);
+    let limit = Duration::from_millis(50 * 3 + 250);
+    let (slowest, acked, tried) = std::thread::scope(|scope| {
+        let workers: Vec<_> = ids
+            .iter()
+            .map(|mine| {
+                let (a, stop) = (&a, &stop);
+                scope.spawn(move || {
+                    let mut slowest = Duration::ZERO;
+                    // Per session: the last write acknowledged, and the last one tried.
+                    let mut acked = vec![0u64; mine.len()];
+                    let mut tried = vec![0u64; mine.len()];
+                    let mut k = 0u64;
+                    while !stop.load(Relaxed) {
+                        k += 1;
+                        let n = (k as usize) % mine.len();
+                        let start = Instant::now();
+                        let _ = a.get(&mine[n]);
+                        tried[n] = k;
+                        if a.set(&mine[n], &k.to_le_bytes(), None).is_ok() {
+                            acked[n] = k;
+                        }
+                        slowest = slowest.max(start.elapsed());
+                    }
+                    (slowest, acked, tried)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        redis.kill();
+        std::thread::sleep(Duration::from_millis(600));
+        redis.restart();
+        eventually_for(Duration::from_secs(5), "A reconnects", || {
+            a.stats().tier.unwrap().connected
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Relaxed);
+        let mut all = (Duration::ZERO, Vec::new(), Vec::new());
+        for worker in workers {
+            let (slowest, acked, tried) = worker.join().unwrap();
+            all.0 = all.0.max(slowest);
+            all.1.extend(acked);
+            all.2.extend(tried);
+        }
+        all
+    });
+    println!("the slowest get and set took {slowest:?} together");
+    assert!(slowest < limit, "a get and set waited {slowest:?} together");
+    // The restarted Redis was empty: A writes back what it holds, and B reads it there.
+    for (n, id) in ids.iter().flatten().enumerate() {
+        eventually_for(Duration::from_secs(5), "B reads A's session again", || {
+            b.get(id).unwrap().is_some()
+        });
+        let value = b.get(id).unwrap().unwrap();
+        if tried[n] == 0 {
+            continue; // never written by its thread (a very slow machine)
+        }
+        let version = u64::from_le_bytes(value.try_into().expect("a value the thread wrote"));
+        assert!(
+            version >= acked[n] && version <= tried[n],
+            "{id}: B reads write {version}; A was told write {} was made, and tried up to {}",
+            acked[n],
+            tried[n]
+        );
+    }
+}
+
 /// `n` sessions `store` created, each once the store trusts its copy: Redis 7.0 reports a
 /// store's own writes back to it, and it confirms them in the background.
 fn sessions_trusted_by(store: &Store, n: usize) -> Vec<String> {
