@@ -1445,6 +1445,9 @@ fn with_redis_killed_under_load_no_call_waits_past_the_timeout_and_every_session
         }
         all
     });
+    // Redis was down for 600 ms at least: the stats say so.
+    let tier = a.stats().tier.unwrap();
+    assert!(tier.disconnects >= 1 && tier.down_ms >= 500, "{tier:?}");
     println!("the slowest get and set took {slowest:?} together");
     assert!(slowest < limit, "a get and set waited {slowest:?} together");
     // The restarted Redis was empty: A writes back what it holds, and B reads it there.
@@ -3049,6 +3052,35 @@ fn a_child_forked_while_a_command_is_in_flight_still_serves_from_its_near_cache(
             "the child never served its own session from its near cache: {status}"
         );
     });
+}
+
+/// `redis_strict`: every read asks Redis (one round trip each), so a read made after another
+/// store's write or destroy returned sees it, with no window at all.
+#[test]
+fn a_strict_store_checks_every_read_against_redis_and_sees_each_write_at_once() {
+    let redis = RedisServer::start();
+    let mut strict = config(&redis);
+    strict.redis_strict = true;
+    let (a, b) = (Store::new(strict).unwrap(), store(&redis));
+    let id = b.create(b"0", None).unwrap();
+    assert_eq!(a.get(&id).unwrap().as_deref(), Some(&b"0"[..]));
+    for n in 1..=200u32 {
+        let value = n.to_string();
+        b.set(&id, value.as_bytes(), None).unwrap();
+        // No polling: the first read after the write returned.
+        assert_eq!(a.get(&id).unwrap().as_deref(), Some(value.as_bytes()));
+    }
+    // A session nobody changes: a store that is not strict would answer from its copy.
+    let round_trips = a.stats().tier.unwrap().round_trips;
+    for _ in 0..50 {
+        assert_eq!(a.get(&id).unwrap().as_deref(), Some(&b"200"[..]));
+    }
+    assert!(
+        a.stats().tier.unwrap().round_trips >= round_trips + 50,
+        "a strict read trusted its copy"
+    );
+    b.destroy(&id).unwrap();
+    assert_eq!(a.get(&id).unwrap(), None);
 }
 
 /// A Redis that stops answering without closing the connection (a host cut off, a frozen
