@@ -278,6 +278,46 @@ fn a_clean_close_leaves_one_snapshot_that_holds_everything() {
     store.check_invariants().unwrap();
 }
 
+/// A crash at each step of a compaction (here the clean close's): while the snapshot is still
+/// a temporary file, and after it was renamed into place but before the files it replaces
+/// were removed. Either directory loads as the store was; a torn temporary file is removed.
+#[test]
+fn a_crash_at_any_step_of_a_compaction_restores_the_same_sessions() {
+    let dir = TempDir::new("compaction-crash");
+    let store = Store::new(config(&dir.sessions())).unwrap();
+    churn(&store, 300);
+    let expected = contents(&store);
+    let before = crash_copy(&dir, "compaction-crash-before");
+    store.close().unwrap();
+    let snapshot = dir.file_starting("snapshot.");
+    let snapshot_name = snapshot.file_name().unwrap().to_owned();
+    let snapshot_bytes = fs::read(&snapshot).unwrap();
+    let steps = [
+        "the snapshot half written, under its temporary name",
+        "the snapshot renamed, the files it replaces still there",
+    ];
+    for (n, step) in steps.iter().enumerate() {
+        let crashed = crash_copy(&before, &format!("compaction-crash-{n}"));
+        if n == 0 {
+            let mut tmp = snapshot_name.clone();
+            tmp.push(".tmp");
+            let half = &snapshot_bytes[..snapshot_bytes.len() / 2];
+            fs::write(crashed.sessions().join(tmp), half).unwrap();
+        } else {
+            fs::write(crashed.sessions().join(&snapshot_name), &snapshot_bytes).unwrap();
+        }
+        let restored = Store::new(config(&crashed.sessions())).unwrap();
+        assert_eq!(contents(&restored), expected, "a crash with {step}");
+        restored.check_invariants().unwrap();
+        drop(restored);
+        assert!(
+            !crashed.files().iter().any(|f| f.ends_with(".tmp")),
+            "a crash with {step}: {:?}",
+            crashed.files()
+        );
+    }
+}
+
 #[test]
 fn compactions_while_other_threads_write_lose_nothing() {
     let dir = TempDir::new("compact");
@@ -362,6 +402,36 @@ fn lifetimes_continue_from_where_they_were() {
     // A read after the restart slides the idle deadline, but never past the absolute one.
     assert!(restored.get(&capped).unwrap().is_some());
     assert!(left(&capped).unwrap() <= capped_left);
+}
+
+/// A session that is only read keeps living after a restart from its last read, not from its
+/// creation; and reads are logged only when they move the deadline across the slack (1/64 of
+/// the idle timeout), not one record per read.
+#[test]
+fn reads_move_the_restored_deadline_and_are_logged_only_across_the_slack() {
+    const HOUR_MS: u64 = 3_600_000;
+    let (dir, mut cfg, clock, store) = on_a_set_clock("read-slides", 3600, None, 1_000_000);
+    let id = store.create(b"read only", None).unwrap();
+    let records = |store: &Store| store.stats().log.unwrap().records;
+    let before = records(&store);
+    // 50 minutes of reads, one every 3 s.
+    for n in 1..=1000u64 {
+        clock.set(1_000_000 + n * 3000);
+        assert!(store.get(&id).unwrap().is_some());
+    }
+    // The deadline moved 50 minutes: about 53 crossings of a 56 s slack, not 1000 records.
+    let logged = records(&store) - before;
+    assert!(logged <= 60, "{logged} records for 1000 reads");
+    let crashed = crash_copy(&dir, "read-slides-copy");
+    cfg.persist_path = Some(crashed.sessions());
+    let restored = Store::with_clock(cfg, clock.clone()).unwrap();
+    let left = restored.peek(&id).unwrap().expect("a session read 0 s ago");
+    // An hour from the last read, give or take one slack; from its creation it would be 10 min.
+    assert!(
+        left.expires_in >= Duration::from_millis(HOUR_MS - 57_000),
+        "{:?}",
+        left.expires_in
+    );
 }
 
 /// express-session restates the idle timeout on every request as `cookie.expires - now`, a
