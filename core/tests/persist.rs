@@ -318,6 +318,44 @@ fn a_crash_at_any_step_of_a_compaction_restores_the_same_sessions() {
     }
 }
 
+/// The log is compacted in the background once it passes 64 MiB (and the last snapshot's
+/// size), without a close: a store that is never restarted does not fill its disk.
+#[test]
+fn a_log_past_64_mib_is_compacted_in_the_background() {
+    let dir = TempDir::new("auto-compaction");
+    let store = Store::new(config(&dir.sessions())).unwrap();
+    let log_stats = || store.stats().log.unwrap();
+    let compactions = log_stats().compactions;
+    // Whole new 4 KiB values (no patch applies), over 100 sessions: about 80 MiB of log.
+    let mut written = 0u64;
+    for n in 0..20_000u32 {
+        let value = vec![(n % 251) as u8; 4096];
+        store.set(&format!("s{}", n % 100), &value, None).unwrap();
+        written += 4096;
+    }
+    assert!(written > 64 << 20);
+    let start = std::time::Instant::now();
+    while log_stats().compactions == compactions {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no compaction of a log of {} bytes",
+            log_stats().log_bytes
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = log_stats();
+    assert!(after.log_bytes < 64 << 20, "{after:?}");
+    // The snapshot holds the 100 sessions, not the 20,000 writes.
+    assert!(after.snapshot_bytes < 2 << 20, "{after:?}");
+    drop(store);
+    let restored = Store::new(config(&dir.sessions())).unwrap();
+    assert_eq!(restored.len(), 100);
+    assert_eq!(
+        restored.peek("s99").unwrap().unwrap().value,
+        vec![(19_999 % 251) as u8; 4096]
+    );
+}
+
 #[test]
 fn compactions_while_other_threads_write_lose_nothing() {
     let dir = TempDir::new("compact");
@@ -773,10 +811,27 @@ fn a_second_store_on_a_locked_directory_gets_a_clear_error() {
 fn files_are_private_to_their_owner() {
     let dir = TempDir::new("modes");
     let store = Store::new(config(&dir.sessions())).unwrap();
-    store.set("a", b"secret", None).unwrap();
+    for n in 0..20 {
+        store.set(&format!("s{n}"), b"secret", None).unwrap();
+    }
     let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir.sessions()), 0o700);
     for name in dir.files() {
+        assert_eq!(mode(&dir.sessions().join(&name)), 0o600, "{name}");
+    }
+    // Every kind of file: a snapshot (a clean close), a new log, and the damaged rest of a
+    // snapshot with a flipped byte, set aside.
+    drop(store);
+    let snapshot = dir.file_starting("snapshot.");
+    let mut bytes = fs::read(&snapshot).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x20;
+    fs::write(&snapshot, &bytes).unwrap();
+    let store = Store::new(config(&dir.sessions())).unwrap();
+    store.set("after", b"secret", None).unwrap();
+    let files = dir.files();
+    assert!(files.iter().any(|f| f.contains(".damaged-")), "{files:?}");
+    for name in files {
         assert_eq!(mode(&dir.sessions().join(&name)), 0o600, "{name}");
     }
 }
