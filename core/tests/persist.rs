@@ -630,6 +630,29 @@ fn a_zero_length_log_is_an_empty_one() {
     assert_eq!(contents(&store), before);
 }
 
+/// A crash between reserving a new log file's space and writing its header leaves a file of
+/// zeros: it never held a record, so it is removed, not set aside as damage.
+#[test]
+fn a_log_of_zeros_only_or_empty_is_removed_not_set_aside() {
+    let (dir, before) = crashed_with_sessions("zeros", 10);
+    let written = dir.written_log();
+    let name = written.file_name().unwrap().to_str().unwrap();
+    // The next generation's first two segments, as this version names them.
+    let generation = u64::from_str_radix(&name["log.".len()..name.len() - 3], 16).unwrap();
+    let zeros = format!("log.{:016x}.00", generation + 1);
+    let empty = format!("log.{:016x}.01", generation + 1);
+    fs::write(dir.sessions().join(&zeros), vec![0u8; 4 << 20]).unwrap();
+    fs::write(dir.sessions().join(&empty), b"").unwrap();
+    let store = Store::new(config(&dir.sessions())).unwrap();
+    assert_eq!(contents(&store), before);
+    assert_eq!(damaged_files(&dir), Vec::<String>::new());
+    let files = dir.files();
+    assert!(
+        !files.contains(&zeros) && !files.contains(&empty),
+        "{files:?}"
+    );
+}
+
 #[test]
 fn a_file_of_another_format_is_set_aside_whole_and_the_rest_still_loads() {
     let (dir, before) = crashed_with_sessions("format", 10);

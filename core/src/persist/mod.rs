@@ -1139,8 +1139,10 @@ fn find(dir: &Path) -> Result<Found> {
     })
 }
 
-/// A file if its header is one this version reads. Otherwise the file is renamed aside (an
-/// empty one removed) with a line on stderr.
+/// A file if its header is one this version reads. Otherwise the file is renamed aside with a
+/// line on stderr; an empty one, or one of zeros only, is removed instead: a log file's space is
+/// reserved before its header is written, so a crash in between (or a power loss before either
+/// reached the disk) leaves such a file, which never held a record.
 fn read_checked(path: PathBuf, kind: format::FileKind, generation: u64) -> Option<FoundFile> {
     let bytes = match fs::read(&path) {
         Ok(b) => b,
@@ -1164,7 +1166,12 @@ fn read_checked(path: PathBuf, kind: format::FileKind, generation: u64) -> Optio
         }
         Err(why) => why,
     };
-    if bytes.is_empty() {
+    if bytes.iter().all(|&b| b == 0) {
+        let why = if bytes.is_empty() {
+            why
+        } else {
+            "the file holds zeros only (a crash while it was being created?)".into()
+        };
         eprintln!(
             "coatcheck: restart log {}: {why}; nothing to restore from it",
             path.display()
