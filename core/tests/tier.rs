@@ -231,6 +231,56 @@ fn a_touch_keeps_a_session_alive_in_redis_where_the_table_refuses_to_keep_a_copy
     assert!(!b.touch(&id, None).unwrap());
 }
 
+/// `redis://user:password@host:port/db`: the stores log in as that ACL user and keep their
+/// keys in that database; a wrong password is a store that starts unconnected, at once.
+#[test]
+fn a_url_with_a_user_a_password_and_a_database_is_honoured() {
+    let redis = RedisServer::start();
+    redis.cli(&[
+        "ACL", "SETUSER", "alice", "on", ">s3cret", "~*", "&*", "+@all",
+    ]);
+    let mut config = config(&redis);
+    config.redis_url = Some(format!("redis://alice:s3cret@127.0.0.1:{}/3", redis.port));
+    let (a, b) = (
+        Store::new(config.clone()).unwrap(),
+        Store::new(config.clone()).unwrap(),
+    );
+    assert!(a.stats().tier.unwrap().connected && b.stats().tier.unwrap().connected);
+    let id = a.create(b"in database 3", None).unwrap();
+    assert_eq!(b.get(&id).unwrap().as_deref(), Some(&b"in database 3"[..]));
+    b.set(&id, b"changed by B", None).unwrap();
+    eventually("A sees B's write", || {
+        a.get(&id).unwrap().as_deref() == Some(&b"changed by B"[..])
+    });
+    assert_ne!(redis.cli(&["-n", "3", "DBSIZE"]).trim(), "0");
+    assert_eq!(redis.cli(&["-n", "0", "DBSIZE"]).trim(), "0");
+    let clients = redis.cli(&["CLIENT", "LIST"]);
+    let ours = clients
+        .lines()
+        .filter(|l| l.contains(" user=alice "))
+        .count();
+    assert!(ours >= 2, "{clients}");
+    assert!(
+        clients
+            .lines()
+            .filter(|l| l.contains(" user=alice "))
+            .all(|l| l.contains(" db=3 ")),
+        "{clients}"
+    );
+
+    config.redis_url = Some(format!("redis://alice:wrong@127.0.0.1:{}/3", redis.port));
+    config.redis_when_down = WhenRedisDown::Fail;
+    let start = Instant::now();
+    let refused = Store::new(config).unwrap();
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(!refused.stats().tier.unwrap().connected);
+    assert!(matches!(refused.get(&id), Err(Error::Unavailable(_))));
+}
+
 #[test]
 fn a_unix_socket_url_shares_sessions_like_tcp() {
     let redis = RedisServer::start();
