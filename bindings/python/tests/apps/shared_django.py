@@ -38,8 +38,6 @@ def write(request: HttpRequest) -> HttpResponse:
 
 
 def read(request: HttpRequest) -> JsonResponse:
-    from coatcheck.django import get_store
-
     return JsonResponse(
         {"user": request.session.get("user"), "items": request.session.get("items", []),
          "pid": os.getpid(), "connected": get_store().stats().get("tier_connected", 1)}
@@ -58,6 +56,10 @@ urlpatterns = [
     path("logout", logout),
 ]
 
+from coatcheck.django import get_store  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 application = get_wsgi_application()
+# Built now, as an app that warms its store at startup builds it: under gunicorn --preload, in
+# the master before the workers are forked, so each worker uses a store made before its fork.
+get_store()
