@@ -60,6 +60,9 @@ from coatcheck.django import get_store  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 application = get_wsgi_application()
-# Built now, as an app that warms its store at startup builds it: under gunicorn --preload, in
-# the master before the workers are forked, so each worker uses a store made before its fork.
-get_store()
+if settings.COATCHECK_REDIS_URL:
+    # Built now, as an app that warms its store at startup builds it: under gunicorn --preload,
+    # in the master before the workers are forked, so each worker uses a store made before its
+    # fork. (Not with a restart log: `manage.py clearsessions` imports this module in a process
+    # of its own, which must not open the directory the server holds.)
+    get_store()
