@@ -22,7 +22,7 @@ test('two stores on one Redis share sessions, versions and revocation', async ()
     const b = new CoatcheckStore({ redisUrl: redis.url, redisTimeout: 1 })
     assert.equal(a.shared, true)
     assert.equal(a.stats().tier.connected, true)
-  assert.equal(a.stats().tier.toReplay, 0, 'nothing was made while Redis was down')
+    assert.equal(a.stats().tier.toReplay, 0, 'nothing was made while Redis was down')
     assert.equal(new CoatcheckStore().stats().tier, undefined)
     await a.set('sid-1', { cookie: {}, user: 'u1' })
     const loaded = await b.get('sid-1')
@@ -65,6 +65,31 @@ test('two stores on one Redis share sessions, versions and revocation', async ()
     await c.set('sid-3', alsoLoadedByA)
     assert.equal(await c.get('sid-3'), null)
     await c.close()
+  } finally {
+    await redis.stop()
+  }
+})
+
+test('destroyAllForOwner in one store logs the owner out of the copies another store holds', async () => {
+  const redis = await startRedis()
+  try {
+    const options = { redisUrl: redis.url, redisTimeout: 1, ownerOf: (s) => s.user }
+    const a = new CoatcheckStore(options)
+    const b = new CoatcheckStore(options)
+    await a.set('laptop', { cookie: {}, user: 'ann' })
+    await b.set('phone', { cookie: {}, user: 'ann' })
+    await a.set('kept', { cookie: {}, user: 'ann' })
+    await b.set('bob', { cookie: {}, user: 'bob' })
+    for (const sid of ['laptop', 'phone', 'kept']) assert.equal((await b.get(sid)).user, 'ann') // B holds copies
+    assert.deepEqual((await b.sessionsOf('ann')).sort(), ['kept', 'laptop', 'phone'])
+    assert.equal(await a.destroyAllForOwner('ann', 'kept'), 2)
+    const deadline = performance.now() + 1000
+    while ((await b.get('laptop')) !== null || (await b.get('phone')) !== null) {
+      assert.ok(performance.now() < deadline, 'B still serves a session logged out everywhere')
+    }
+    assert.equal((await b.get('kept')).user, 'ann')
+    assert.equal((await b.get('bob')).user, 'bob')
+    assert.deepEqual(await b.sessionsOf('ann'), ['kept'])
   } finally {
     await redis.stop()
   }

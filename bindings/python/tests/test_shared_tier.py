@@ -65,6 +65,24 @@ def test_two_stores_on_one_redis_share_sessions_and_revocation() -> None:
             b.set(token, b"revived?")
 
 
+def test_log_out_everywhere_in_one_store_ends_the_copies_the_other_store_holds() -> None:
+    with redis_server() as redis:
+        a, b = shared_store(redis), shared_store(redis)
+        laptop, phone, kept = a.create(b'{"user": 1}'), b.create(b'{"user": 1}'), a.create(b"{}")
+        for token in (laptop, phone, kept):
+            a.set_owner(token, "u1")
+            assert b.get(token) is not None  # B holds a copy of each
+        other = b.create(b'{"user": 2}')
+        b.set_owner(other, "u2")
+        assert a.destroy_owner("u1", except_token=kept) == 2
+        deadline = time.monotonic() + 1
+        while b.get(laptop) is not None or b.get(phone) is not None:
+            assert time.monotonic() < deadline, "B still serves a session logged out everywhere"
+        assert b.get(kept) == b"{}"
+        assert b.get(other) == b'{"user": 2}'
+        assert b.sessions_of("u1") == [a.unsign(kept)]
+
+
 def test_count_ids_and_clear_cover_every_store_on_the_redis() -> None:
     with redis_server() as redis:
         a, b = shared_store(redis), shared_store(redis)
