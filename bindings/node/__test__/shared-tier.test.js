@@ -218,6 +218,9 @@ test("with redisWhenDown 'fail', a stopped Redis is an 'unavailable' error withi
       assert.ok(ms < 50 * 3 + 250, `${name} under 'fail' took ${ms} ms`)
     }
     assert.equal(failing.stats().tier.connected, false)
+    await new Promise((r) => setTimeout(r, 20))
+    assert.ok(failing.stats().tier.downMs >= 20, `downMs ${failing.stats().tier.downMs} while down for 20 ms and more`)
+    assert.ok(failing.stats().tier.disconnects >= 1)
     const { value, ms } = await outcome(() => serving.get('sid-s'))
     assert.equal(value?.n, 1, "the default policy serves this process's copy")
     assert.ok(ms < 50 * 3 + 250, `get under the default took ${ms} ms`)

@@ -105,6 +105,9 @@ def test_count_ids_and_clear_cover_every_store_on_the_redis() -> None:
         for call in (a.clear, a.count, a.ids):
             with pytest.raises(coatcheck.UnavailableError):
                 call()
+        time.sleep(0.02)
+        stats = a.stats()
+        assert stats["tier_disconnects"] >= 1 and stats["tier_down_ms"] >= 20, stats
 
 
 def test_a_dead_redis_is_unavailable_error_with_the_fail_policy_and_local_service_without() -> None:
