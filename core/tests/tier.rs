@@ -1626,6 +1626,22 @@ fn a_killed_tracking_connection_drops_trust_in_the_copies_and_tracking_comes_bac
     });
     let tracking = redis.cli(&["CLIENT", "LIST"]);
     assert!(tracking.matches("flags=t").count() >= 2, "{tracking}");
+    // A change made while B had no tracking connection (written here straight into the
+    // session's hash, right after the kill): B's first read once it is back does not serve
+    // its old copy.
+    let key = the_one_session_key(&redis);
+    assert!(b.get(&id).unwrap().is_some());
+    redis.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+    redis.cli(&["HSET", &key, "d", "changed while cut", "v", "1000000"]);
+    eventually_for(Duration::from_secs(5), "B reconnects", || {
+        let b = b.stats().tier.unwrap();
+        b.connected && b.disconnects >= 2
+    });
+    assert_eq!(
+        b.get(&id).unwrap().as_deref(),
+        Some(&b"changed while cut"[..]),
+        "B served the copy it held before its link was killed"
+    );
     // Invalidation works on the new connections.
     assert!(b.get(&id).unwrap().is_some());
     a.set(&id, b"after", None).unwrap();
