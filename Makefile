@@ -25,8 +25,10 @@ clippy:
 # users get, in 5 s (45 s unoptimized). That build skips the release profile's thin LTO, which
 # only changes what is inlined across crates, and builds in 177 s instead of 226 s. The shared
 # tier's tests (core/tests/tier.rs) start their own redis-server on a free 127.0.0.1 port.
+# --show-output: the figures tests print (the invalidation delay between two stores, how long a
+# silent Redis goes unnoticed) appear in the log, as do the lines a damaged restart log prints.
 test-core: redis-deps
-	$(CARGO) test -p coatcheck -- --skip rss_returns_near_baseline
+	$(CARGO) test -p coatcheck -- --skip rss_returns_near_baseline --show-output
 	CARGO_PROFILE_RELEASE_LTO=false $(CARGO) test -p coatcheck --release --test concurrency --test memory_return
 
 ## redis-deps: Debian's redis-server and redis-cli, which the shared-tier tests start and drive,

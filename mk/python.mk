@@ -24,10 +24,12 @@ build-python: python-deps
 
 # The stubs (_native.pyi) are checked against the built module; the pure-Python backends are
 # type-checked against the stubs; pytest turns every warning into an error (pyproject.toml).
+# -rP: what passing tests print (the sessions the multi-worker runs lost with and without Redis)
+# appears in the log.
 test-python: build-python redis-deps
 	cd $(PY_DIR) && $(PY) -m mypy.stubtest coatcheck._native --allowlist stubtest-allowlist.txt
 	cd $(PY_DIR) && $(PY) -m mypy
-	cd $(PY_DIR) && $(PY) -m pytest -W error -q
+	cd $(PY_DIR) && $(PY) -m pytest -W error -q -rP
 
 # The package as users install it: pip wheel, installed with its flask extra into a fresh venv.
 test-python-package:
