@@ -599,6 +599,38 @@ fn a_torn_tail_keeps_every_record_before_it_and_sets_the_rest_aside() {
     assert_eq!(store.len(), 50);
 }
 
+/// A snapshot cut short (a disk that lost its end, a copy that stopped): the sessions before
+/// the cut load, and the log written after the snapshot still applies on top of them.
+#[test]
+fn a_truncated_snapshot_keeps_the_sessions_before_the_cut() {
+    let (dir, before) = crashed_with_sessions("truncated-snapshot", 50);
+    let snapshot = dir.file_starting("snapshot.");
+    let bytes = fs::read(&snapshot).unwrap();
+    // s000..s024 are in the snapshot, s025..s049 in the log after it. Cut the snapshot in the
+    // middle of its records.
+    fs::write(&snapshot, &bytes[..bytes.len() / 2]).unwrap();
+    let store = Store::new(config(&dir.sessions())).unwrap();
+    let now = contents(&store);
+    for (id, session) in &now {
+        assert_eq!(
+            before.get(id),
+            Some(session),
+            "{id} differs from what was written"
+        );
+    }
+    let from_log = now.keys().filter(|id| id.as_str() >= "s025").count();
+    let from_snapshot = now.len() - from_log;
+    assert_eq!(from_log, 25, "{:?}", now.keys());
+    assert!(
+        (5..25).contains(&from_snapshot),
+        "{from_snapshot} of 25 from the snapshot"
+    );
+    // Loaded from, then compacted into a whole snapshot: the next start loads the same.
+    drop(store);
+    let store = Store::new(config(&dir.sessions())).unwrap();
+    assert_eq!(contents(&store), now);
+}
+
 #[test]
 fn a_flipped_byte_keeps_the_records_before_it() {
     let (dir, before) = crashed_with_sessions("flip", 50);
