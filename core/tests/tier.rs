@@ -2929,7 +2929,10 @@ fn process_b_of_the_two_process_test() {
             ["watch", id, old] => {
                 let start = Instant::now();
                 while b.get(id).unwrap().as_deref() == Some(old.as_bytes()) {
-                    assert!(start.elapsed() < Duration::from_secs(5), "B still reads {old}");
+                    assert!(
+                        start.elapsed() < Duration::from_secs(5),
+                        "B still reads {old}"
+                    );
                 }
                 monotonic_ns().to_string()
             }
