@@ -693,3 +693,73 @@ def test_a_websocket_reads_the_session_but_cannot_move_it_to_a_token_it_cannot_s
         assert websocket.receive_text().startswith("refused: a session cannot be regenerated")
     assert cookie(client) == token
     assert client.get("/me").json()["user"] == "ann", "the websocket logged the user out"
+
+
+
+async def asgi_request(app: Any, method: str, path: str, cookie: str | None = None) -> tuple[int, list[str]]:
+    """One HTTP request straight through the ASGI interface: the status and the Set-Cookie
+    values. Requests made this way run on the caller's event loop, concurrently if the caller
+    makes them so (the test client runs each on a loop of its own)."""
+    headers = [(b"host", b"test")] + ([(b"cookie", cookie.encode())] if cookie else [])
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "headers": headers, "client": ("127.0.0.1", 1), "server": ("test", 80),
+    }
+    asked = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal asked
+        if not asked:
+            asked = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Event().wait()  # the client never disconnects
+        raise AssertionError("unreachable")
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    cookies = [v.decode() for k, v in start["headers"] if k.lower() == b"set-cookie"]
+    return start["status"], cookies
+
+
+def test_a_request_waiting_on_a_stalled_redis_leaves_the_event_loop_free() -> None:
+    # Redis stops answering (SIGSTOP) while a logged-in user's request reads its session: that
+    # read waits on a worker thread, and the event loop goes on serving another client.
+    import os
+    import signal
+
+    from redis_server import redis_server
+
+    with redis_server() as redis:
+        process = redis.process
+        assert process is not None
+        # redis_strict: every read asks Redis, so the logged-in request must wait for it.
+        store = Store("s", idle_timeout=60, redis_url=redis.url, redis_timeout=1.0, redis_strict=True)
+        app = make_client(store).app
+
+        async def scenario() -> tuple[float, bool, int]:
+            status, cookies = await asgi_request(app, "POST", "/login/ann")
+            assert status == 200 and cookies, cookies
+            session = cookies[0].split(";")[0]
+            assert (await asgi_request(app, "GET", "/me", session))[0] == 200
+            os.kill(process.pid, signal.SIGSTOP)
+            try:
+                waiting = asyncio.create_task(asgi_request(app, "GET", "/me", session))
+                await asyncio.sleep(0.05)  # the session read is on its way to Redis
+                started = time.monotonic()
+                assert (await asgi_request(app, "GET", "/nothing"))[0] == 200
+                served_in = time.monotonic() - started
+                still_waiting = not waiting.done()
+            finally:
+                os.kill(process.pid, signal.SIGCONT)
+            return served_in, still_waiting, (await waiting)[0]
+
+        served_in, still_waiting, status = asyncio.run(scenario())
+        assert still_waiting, "the logged-in request did not wait on Redis"
+        assert served_in < 0.5, f"another request waited {served_in:.3f} s for the event loop"
+        assert status in (200, 500, 503), status
