@@ -492,6 +492,16 @@ fn timeouts_restated_a_few_ms_apart_are_logged_as_slides_and_new_ones_at_once() 
     let logged = records(&store) - before;
     assert!(logged <= 25, "{logged} records for 1000 restated timeouts");
 
+    // A timeout that drifts down a second at a time (a caller passing `expiry - now` with a
+    // fixed expiry): every step is small, but they add up to 50 minutes, and the log follows.
+    let drifting = store.create(b"drifting", None).unwrap();
+    let start_ms = 1_000_000 + 1000 * 1000;
+    let expiry_ms = start_ms + HOUR_MS;
+    for n in 1..=3000u64 {
+        clock.set(start_ms + n * 1000);
+        let left = Duration::from_millis(expiry_ms - (start_ms + n * 1000));
+        assert!(store.touch(&drifting, Some(left)).unwrap());
+    }
     let remember_me = store.create(b"remember", None).unwrap();
     assert!(
         store
@@ -520,6 +530,14 @@ fn timeouts_restated_a_few_ms_apart_are_logged_as_slides_and_new_ones_at_once() 
     );
     assert_eq!(left(&remember_me), 30 * 24 * Duration::from_secs(3600));
     assert_eq!(left(&shortened), Duration::from_secs(60));
+    // The drifting session's timeout is 10 minutes now; restored, a read slides it by that
+    // much, give or take a slack (56 s), not by the hour it started with.
+    assert!(restored.get(&drifting).unwrap().is_some());
+    let drifted = left(&drifting);
+    assert!(
+        drifted.abs_diff(Duration::from_secs(600)) < Duration::from_secs(57),
+        "{drifted:?}"
+    );
 }
 
 #[test]

@@ -695,7 +695,6 @@ def test_a_websocket_reads_the_session_but_cannot_move_it_to_a_token_it_cannot_s
     assert client.get("/me").json()["user"] == "ann", "the websocket logged the user out"
 
 
-
 async def asgi_request(app: Any, method: str, path: str, cookie: str | None = None) -> tuple[int, list[str]]:
     """One HTTP request straight through the ASGI interface: the status and the Set-Cookie
     values. Requests made this way run on the caller's event loop, concurrently if the caller

@@ -48,9 +48,10 @@ pub enum ChangeKind<'a> {
         value: &'a [u8],
     },
     /// A read or touch moved the deadline across a multiple of the listener's slide slack, or
-    /// a touch changed the idle timeout by the slack or more, or moved the deadline earlier.
-    /// Slides smaller than the slack are not reported one by one, so a consumer sees each
-    /// session's deadline at most one slack behind the truth.
+    /// a touch moved the deadline earlier, or moved the idle timeout into another band of the
+    /// slack's width (centred on multiples of it). Smaller slides and changes are not reported
+    /// one by one, so a consumer sees each session's deadline at most one slack behind the
+    /// truth, and its idle timeout within a slack of it.
     Slid,
     /// The owner was set or cleared; see [`Change::owner`].
     OwnerChanged,
@@ -113,19 +114,21 @@ impl Listener {
     }
 
     /// Whether a new idle timeout (`old_idle` to `new_idle` ms) that moved the deadline from
-    /// `before` to `after` is reported: as a slide when the deadline crossed a multiple of the
-    /// slack; at once when the timeout changed by the slack or more, or the deadline came
-    /// earlier (a consumer's deadline may lag the truth, never lead it). A timeout restated a
-    /// few ms apart, as express-session restates `cookie.expires` on every request, is
-    /// otherwise a slide like any other: not one record in the restart log per request.
+    /// `before` to `after` is reported: when the deadline crossed a multiple of the slack (as a
+    /// slide) or came earlier, so that a consumer's deadline may lag the truth by up to a slack
+    /// but never leads it; and when the timeout moved into another band of the slack's width,
+    /// so that a consumer's timeout stays in the band of the truth, within a slack of it, however
+    /// many small changes add up. The bands are centred on multiples of the slack, where round
+    /// timeouts lie: a timeout restated a millisecond more or less, as express-session restates
+    /// `cookie.expires` on every request, stays in its band, and is not one record in the
+    /// restart log per request.
     pub(crate) fn reports_retime(
         &self,
         (before, after): (u64, u64),
         (old_idle, new_idle): (u64, u64),
     ) -> bool {
-        after < before
-            || old_idle.abs_diff(new_idle) >= self.slide_slack_ms
-            || self.reports_slide(before, after)
+        let band = |idle: u64| (idle + self.slide_slack_ms / 2) / self.slide_slack_ms;
+        after < before || band(old_idle) != band(new_idle) || self.reports_slide(before, after)
     }
 }
 
