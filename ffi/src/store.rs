@@ -46,8 +46,8 @@ const _: () = assert!(COATCHECK_MAX_TOKEN_LEN == MAX_ID_LEN + SIGNATURE_SUFFIX_L
 /// restart log's background work as it writes; a write that syncs under
 /// `COATCHECK_FSYNC_ALWAYS` does not). In
 /// the child, the first call starts the child's own background threads, and with a `redis_url`
-/// its own link to Redis, waiting for it no longer than the operation timeout (less when the
-/// connection is refused). With a `persist_path` the child reads
+/// its own link to Redis, waiting up to a second for it (no longer than the first attempt when
+/// the connection is refused). With a `persist_path` the child reads
 /// the parent's sessions but never writes the parent's log: its writes return
 /// `COATCHECK_STATUS_UNAVAILABLE`, its reads do not log the deadlines they move, and freeing the
 /// store in the child writes no snapshot.

@@ -393,8 +393,8 @@ impl PyStore {
     /// Size and counters since the store was built.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         // In a child forked with the store on Redis (gunicorn --preload), the first call
-        // reconnects, waiting up to the operation timeout: without the GIL, as every call that
-        // may wait.
+        // reconnects, waiting up to a second (less when refused): without the GIL, as every
+        // call that may wait.
         let s = if self.waits {
             py.detach(|| self.store.stats())
         } else {

@@ -44,10 +44,12 @@ use crate::config::{Config, WhenRedisDown};
 use crate::error::{Error, Result};
 use crate::fork;
 
-/// The longest a connection attempt may take; also the longest `Store::build` waits for the
-/// first connection (a forked child's first call waits no longer than the operation timeout).
-/// Either wait ends as soon as an attempt fails: a refused connection or a refused password
-/// does not hold up a start.
+/// The longest a connection attempt may take; also the longest `Store::build`, and a forked
+/// child's first call, wait for the first connection. Either wait ends as soon as an attempt
+/// fails: a refused connection or a refused password does not hold up a start. (A child's
+/// call is not cut to the operation timeout: a connection slower than that but working would
+/// then leave the call to the down policy, and a session this process holds no copy of would
+/// read as missing, its user logged out.)
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// A PING this often on an idle link...
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
@@ -675,8 +677,7 @@ impl Tier {
         Ok(())
     }
 
-    /// In a forked child, starts this process's own link (once; waits for it as long as the
-    /// operation timeout at most, since a call is waiting).
+    /// In a forked child, starts this process's own link (once; waits for it as `start` does).
     /// Called at the start of every store call, before any lock is taken.
     #[inline]
     pub(crate) fn adopt_after_fork(&self) {
@@ -1851,7 +1852,7 @@ impl Shared {
         *slot = Some(spawn_runtime(self)?);
         self.fork_generation.store(now, SeqCst);
         drop(slot);
-        self.wait_up(CONNECT_TIMEOUT.min(self.settings.timeout), failed_before);
+        self.wait_up(CONNECT_TIMEOUT, failed_before);
         Ok(())
     }
 
