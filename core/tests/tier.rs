@@ -3275,6 +3275,56 @@ fn a_child_forked_while_redis_is_down_answers_its_first_call_within_the_timeout(
     first_call_in_a_child_within(&parent, &id, Duration::from_millis(50 * 3 + 250), "down");
 }
 
+/// A gunicorn `--preload` worker on a Redis slower to connect to than the operation timeout
+/// but working (a proxy that holds each new connection's first reply 300 ms, as a slow TLS
+/// handshake would): its first requests, from two threads at once, wait for the child's link
+/// and read sessions the child holds no copy of, rather than take them for missing.
+#[test]
+fn a_child_whose_first_connection_takes_longer_than_the_timeout_still_reads_what_redis_holds() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::to(redis.port);
+    let mut slow = config(&redis);
+    slow.redis_url = Some(proxy.url());
+    slow.redis_timeout = Duration::from_millis(100);
+    let parent = Store::new(slow).unwrap();
+    let b = store(&redis);
+    let ids: Vec<String> = (0..2)
+        .map(|n| b.create(format!("from B {n}").as_bytes(), None).unwrap())
+        .collect();
+    proxy.slow_handshakes(Duration::from_millis(300));
+    // SAFETY: the child only runs two threads that make one store call each, and leaves with
+    // `_exit`, never returning into the test harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let read = std::thread::scope(|scope| {
+            let readers: Vec<_> = ids
+                .iter()
+                .map(|id| scope.spawn(|| parent.get(id)))
+                .collect();
+            readers
+                .into_iter()
+                .map(|reader| reader.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        let ok = read.iter().enumerate().all(
+            |(n, value)| matches!(value, Ok(Some(v)) if *v == format!("from B {n}").into_bytes()),
+        );
+        if !ok {
+            eprintln!("the child read {read:?}");
+        }
+        // SAFETY: `_exit` ends the child at once, without running the parent's destructors.
+        unsafe { libc::_exit(i32::from(!ok)) };
+    }
+    let mut status = 0;
+    // SAFETY: `pid` is the child just forked; `status` is a valid out-pointer.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the child took a session Redis holds for missing: {status}"
+    );
+}
+
 /// Forks; the child reads `id` once, and the test fails if that took `limit` or longer.
 fn first_call_in_a_child_within(store: &Store, id: &str, limit: Duration, redis_was: &str) {
     // SAFETY: the child only makes one store call, reads the clock, and leaves with `_exit`,

@@ -545,9 +545,10 @@ struct Shared {
     /// Bumped on every loss of the link.
     generation: AtomicU64,
     up: AtomicBool,
-    /// Connection attempts that failed, counted so that a wait for the first connection ends
-    /// at the first failure rather than at its limit.
-    failed_connects: AtomicU64,
+    /// Set while this process's first connection attempt (at the build, or in a forked child)
+    /// is under way; cleared by the link thread when it ends, connected or not. Calls wait for
+    /// it (`wait_for_first_connection`) rather than take a link still connecting for a lost one.
+    first_connect_pending: AtomicBool,
     timeouts_in_a_row: AtomicU32,
     /// When the link went down (ms since `epoch`), or `u64::MAX` while up.
     down_since: AtomicU64,
@@ -621,7 +622,7 @@ impl Tier {
                 keys,
                 generation: AtomicU64::new(1),
                 up: AtomicBool::new(false),
-                failed_connects: AtomicU64::new(0),
+                first_connect_pending: AtomicBool::new(false),
                 timeouts_in_a_row: AtomicU32::new(0),
                 down_since: AtomicU64::new(0),
                 epoch: Instant::now(),
@@ -670,20 +671,24 @@ impl Tier {
     /// it follows `redis_when_down` until Redis is back.
     pub(crate) fn start(&self, sink: Weak<dyn Sink>) -> Result<()> {
         *self.shared.sink.lock() = Some(sink);
-        let failed_before = self.shared.failed_connects.load(SeqCst);
+        self.shared.first_connect_pending.store(true, SeqCst);
         let runtime = spawn_runtime(&self.shared)?;
         *self.shared.runtime.lock() = Some(runtime);
-        self.shared.wait_up(CONNECT_TIMEOUT, failed_before);
+        self.shared.wait_for_first_connection();
         Ok(())
     }
 
-    /// In a forked child, starts this process's own link (once; waits for it as `start` does).
-    /// Called at the start of every store call, before any lock is taken.
+    /// In a forked child, starts this process's own link (once), and waits for its first
+    /// connection as `start` does; so does every call that comes while that is under way, from
+    /// any thread (a gthread worker's concurrent first requests). Called at the start of every
+    /// store call, before any lock is taken.
     #[inline]
     pub(crate) fn adopt_after_fork(&self) {
         let now = fork::generation();
         if self.shared.fork_generation.load(SeqCst) != now {
             let _ = self.shared.restart_after_fork(now);
+        } else if self.shared.first_connect_pending.load(Relaxed) {
+            self.shared.wait_for_first_connection();
         }
     }
 
@@ -1796,16 +1801,20 @@ impl Shared {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// Waits until the link is up, an attempt has failed since the count was `failed_before`,
-    /// or `limit` has passed.
-    fn wait_up(&self, limit: Duration, failed_before: u64) {
-        let deadline = Instant::now() + limit;
-        while !self.up.load(SeqCst)
-            && self.failed_connects.load(SeqCst) == failed_before
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+    /// Waits while the first connection attempt is under way: until the link is up, the attempt
+    /// has failed, or `CONNECT_TIMEOUT` has passed (the attempt's own limit). Outside the fork
+    /// gate: a fork meanwhile must not wait for this wait, nor the link thread, which enters the
+    /// gate to bring the link up, for that fork.
+    fn wait_for_first_connection(&self) {
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        fork::outside(|| {
+            while self.first_connect_pending.load(SeqCst)
+                && !self.up.load(SeqCst)
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
     }
 
     fn sink(&self) -> Option<Arc<dyn Sink>> {
@@ -1848,11 +1857,12 @@ impl Shared {
         self.down_since.store(self.now_ms(), SeqCst);
         *self.touches.lock() = HashMap::new();
         *self.touches_in_flight.lock() = HashMap::new();
-        let failed_before = self.failed_connects.load(SeqCst);
+        // Before the generation is stored: a call that sees it sees this too.
+        self.first_connect_pending.store(true, SeqCst);
         *slot = Some(spawn_runtime(self)?);
         self.fork_generation.store(now, SeqCst);
         drop(slot);
-        self.wait_up(CONNECT_TIMEOUT, failed_before);
+        self.wait_for_first_connection();
         Ok(())
     }
 
@@ -1983,17 +1993,22 @@ async fn supervise(shared: Weak<Shared>, runtime: Arc<Runtime>) {
                     *tier.last_resync.lock() = (generation, epoch, lost_data);
                     generation
                 };
+                tier.first_connect_pending.store(false, SeqCst);
                 start_resync(&runtime, shared.clone(), generation, epoch, lost_data);
                 drop(tier);
                 serve(&shared, &runtime, connection).await;
             }
             Err(_) => {
-                tier.failed_connects.fetch_add(1, SeqCst);
+                tier.first_connect_pending.store(false, SeqCst);
                 drop(tier);
                 let _ = tokio::time::timeout(backoff, runtime.wake.notified()).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
+    }
+    if let Some(tier) = shared.upgrade() {
+        // Closed before a first attempt ended: no call waits for one.
+        tier.first_connect_pending.store(false, SeqCst);
     }
     let _pass = fork::enter();
     *runtime.connection.lock() = None;

@@ -17,6 +17,8 @@ pub struct Proxy {
     stop: Arc<AtomicBool>,
     /// Milliseconds each chunk waits before it is forwarded: a slower network.
     delay_ms: Arc<AtomicU64>,
+    /// Milliseconds the first reply on each new connection waits: a slow handshake.
+    handshake_ms: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -28,8 +30,9 @@ impl Proxy {
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let delay_ms = Arc::new(AtomicU64::new(0));
+        let handshake_ms = Arc::new(AtomicU64::new(0));
         let (up2, open2, stop2) = (up.clone(), open.clone(), stop.clone());
-        let delay2 = delay_ms.clone();
+        let (delay2, handshake2) = (delay_ms.clone(), handshake_ms.clone());
         std::thread::spawn(move || {
             while !stop2.load(SeqCst) {
                 match listener.accept() {
@@ -49,8 +52,9 @@ impl Proxy {
                             client.try_clone().unwrap(),
                             server.try_clone().unwrap(),
                             delay2.clone(),
+                            0,
                         );
-                        pump(server, client, delay2.clone());
+                        pump(server, client, delay2.clone(), handshake2.load(SeqCst));
                     }
                     Ok((client, _)) => drop(client),
                     Err(_) => std::thread::sleep(Duration::from_millis(2)),
@@ -63,7 +67,14 @@ impl Proxy {
             open,
             stop,
             delay_ms,
+            handshake_ms,
         }
+    }
+
+    /// Delays the first reply on each connection made from now on by `delay`, and nothing
+    /// after it: connecting is slow, calls on the connection are not.
+    pub fn slow_handshakes(&self, delay: Duration) {
+        self.handshake_ms.store(delay.as_millis() as u64, SeqCst);
     }
 
     /// Delays what the proxy forwards, each way, by `delay`.
@@ -95,14 +106,15 @@ impl Drop for Proxy {
     }
 }
 
-fn pump(mut from: TcpStream, mut to: TcpStream, delay_ms: Arc<AtomicU64>) {
+/// Forwards `from` to `to`, each chunk after `delay_ms`, the first one after `first_ms` too.
+fn pump(mut from: TcpStream, mut to: TcpStream, delay_ms: Arc<AtomicU64>, mut first_ms: u64) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 16384];
         loop {
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    let delay = delay_ms.load(SeqCst);
+                    let delay = delay_ms.load(SeqCst) + std::mem::take(&mut first_ms);
                     if delay > 0 {
                         std::thread::sleep(Duration::from_millis(delay));
                     }
