@@ -34,8 +34,9 @@
 //! ([`ChangeKind`]), why a session left ([`Cause`]: expired, evicted, destroyed, replaced by
 //! `regenerate`, cleared), its version and deadlines. Changes are delivered after the stripe lock
 //! is released, in order per session; reads that slide a deadline are reported only when it
-//! crosses a multiple of a slack of the listener's choosing, and touches that change the idle
-//! timeout only when it moves by about that slack (or the deadline comes earlier).
+//! crosses a multiple of a slack of the listener's choosing; a new idle timeout when it moves
+//! into another band at most that slack wide, or the deadline crosses a multiple of the slack
+//! or comes earlier.
 //!
 //! ## Concurrency
 //! The table is split into lock stripes (`parking_lot::RwLock` over a slab of records and a

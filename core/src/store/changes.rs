@@ -48,10 +48,10 @@ pub enum ChangeKind<'a> {
         value: &'a [u8],
     },
     /// A read or touch moved the deadline across a multiple of the listener's slide slack, or
-    /// a touch moved the deadline earlier, or moved the idle timeout into another band of the
-    /// slack's width (centred on multiples of it). Smaller slides and changes are not reported
-    /// one by one, so a consumer sees each session's deadline at most one slack behind the
-    /// truth, and its idle timeout within a slack of it.
+    /// a touch (or a copy Redis vouched for) moved the deadline earlier, or moved the idle
+    /// timeout into another band (at most the slack wide). Smaller slides and changes are not
+    /// reported one by one, so a consumer sees each session's deadline at most one slack behind
+    /// the truth, and its idle timeout within a slack of it.
     Slid,
     /// The owner was set or cleared; see [`Change::owner`].
     OwnerChanged,
@@ -116,18 +116,23 @@ impl Listener {
     /// Whether a new idle timeout (`old_idle` to `new_idle` ms) that moved the deadline from
     /// `before` to `after` is reported: when the deadline crossed a multiple of the slack (as a
     /// slide) or came earlier, so that a consumer's deadline may lag the truth by up to a slack
-    /// but never leads it; and when the timeout moved into another band of the slack's width,
-    /// so that a consumer's timeout stays in the band of the truth, within a slack of it, however
-    /// many small changes add up. The bands are centred on multiples of the slack, where round
-    /// timeouts lie: a timeout restated a millisecond more or less, as express-session restates
-    /// `cookie.expires` on every request, stays in its band, and is not one record in the
-    /// restart log per request.
+    /// but never leads it; and when the timeout moved into another band, so that a consumer's
+    /// timeout stays in the band of the truth, within a slack of it, however many small changes
+    /// add up. Bands are an odd number of seconds wide (15, 5, 3 or 1: the widest within the
+    /// slack; the slack itself below a second) and centred on multiples of their width, so a
+    /// timeout of whole seconds lies at least half a second inside its band. Restated a few ms
+    /// (up to half a second) short, as express-session restates `cookie.expires` on every
+    /// request, it stays there: not one record in the restart log per request.
     pub(crate) fn reports_retime(
         &self,
         (before, after): (u64, u64),
         (old_idle, new_idle): (u64, u64),
     ) -> bool {
-        let band = |idle: u64| (idle + self.slide_slack_ms / 2) / self.slide_slack_ms;
+        let width = [15_000, 5_000, 3_000, 1_000]
+            .into_iter()
+            .find(|&w| w <= self.slide_slack_ms)
+            .unwrap_or(self.slide_slack_ms);
+        let band = |idle: u64| (idle + width / 2) / width;
         after < before || band(old_idle) != band(new_idle) || self.reports_slide(before, after)
     }
 }
@@ -306,5 +311,57 @@ pub(crate) fn deliver(listener: &Listener, pending: &[Pending<'_>], sequence: &m
             ..p.change()
         };
         (listener.callback)(&change);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listener(slack_ms: u64) -> Listener {
+        Listener {
+            callback: Arc::new(|_: &Change<'_>| {}),
+            slide_slack_ms: slack_ms,
+        }
+    }
+
+    #[test]
+    fn round_timeouts_restated_up_to_half_a_second_short_are_never_reported() {
+        const S: u64 = 1000;
+        // The log's slack for stores of 1 min, 5 min, 30 min, 1 h and 1 day (1/64, 1 s to 1 min).
+        for slack in [S, 4_687, 28_125, 56_250, 60 * S] {
+            let l = listener(slack);
+            for max_age in [90 * S, 3600 * S, 3539 * S, 86_400 * S, 14 * 86_400 * S] {
+                for short in [0, 1, 7, 250, 499] {
+                    // The deadline stays put: only the timeout's band could report.
+                    let (at, restated) = (1_000_000, max_age - short);
+                    assert!(
+                        !l.reports_retime((at, at), (max_age, restated)),
+                        "slack {slack}: {max_age} restated as {restated}"
+                    );
+                    assert!(!l.reports_retime((at, at), (restated, max_age)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_timeout_that_drifts_is_reported_before_it_leaves_a_slack_of_the_last_report() {
+        for slack in [700, 1_000, 4_687, 56_250] {
+            let l = listener(slack);
+            let mut reported = 3_600_000u64;
+            let mut idle = reported;
+            while idle > 60_000 {
+                let next = idle - 37; // small steps that add up
+                if l.reports_retime((5_000_000, 5_000_000), (idle, next)) {
+                    reported = next;
+                }
+                idle = next;
+                assert!(
+                    reported.abs_diff(idle) < slack,
+                    "slack {slack}: {reported} vs {idle}"
+                );
+            }
+        }
     }
 }

@@ -755,7 +755,9 @@ impl Inner {
                 // The copy is current, but its deadline may not be: a read elsewhere may have
                 // slid the session, or this copy ran past its deadline while the key lives a
                 // step longer. Left alone, every read would load it again until it is swept.
+                let old_idle = stripe.record(index).ttl_ms();
                 let (before, after) = stripe.take_timing(index, loaded.idle_ms, deadline);
+                let new_idle = stripe.record(index).ttl_ms();
                 // A reply no invalidation overtook confirms this version, as `confirm_copy` does.
                 stripe.set_flags(index, SUSPECT, false);
                 if flags & READ != 0 {
@@ -765,7 +767,7 @@ impl Inner {
                 if self
                     .listener
                     .as_ref()
-                    .is_some_and(|l| l.reports_slide(before, after))
+                    .is_some_and(|l| l.reports_retime((before, after), (old_idle, new_idle)))
                 {
                     pending.push(self.slid(&stripe, index, id));
                 }
