@@ -1631,7 +1631,8 @@ fn a_killed_tracking_connection_drops_trust_in_the_copies_and_tracking_comes_bac
     // A change made while B had no tracking connection: B logs in as a user of its own, which
     // is switched off while the change is made, so that B cannot reconnect before it (it
     // retries, refused). B's first read once it is back does not serve its old copy.
-    redis.cli(&["ACL", "SETUSER", "bee", "on", ">pw", "~*", "&*", "+@all"]);
+    let ok = |out: String| assert_eq!(out.trim(), "OK");
+    ok(redis.cli(&["ACL", "SETUSER", "bee", "on", ">pw", "~*", "&*", "+@all"]));
     let mut as_bee = config(&redis);
     as_bee.redis_url = Some(format!("redis://bee:pw@127.0.0.1:{}/0", redis.port));
     let bee = Store::new(as_bee).unwrap();
@@ -1640,13 +1641,13 @@ fn a_killed_tracking_connection_drops_trust_in_the_copies_and_tracking_comes_bac
     eventually("B trusts its copy", || {
         bee.get_local_with(&id, |_| ()).unwrap().is_some()
     });
-    redis.cli(&["ACL", "SETUSER", "bee", "off"]);
+    ok(redis.cli(&["ACL", "SETUSER", "bee", "off"]));
     redis.cli(&["CLIENT", "KILL", "USER", "bee"]);
     eventually_for(Duration::from_secs(5), "B notices", || {
         !bee.stats().tier.unwrap().connected
     });
     redis.cli(&["HSET", &key, "d", "changed while cut", "v", "1000000"]);
-    redis.cli(&["ACL", "SETUSER", "bee", "on"]);
+    ok(redis.cli(&["ACL", "SETUSER", "bee", "on"]));
     eventually_for(Duration::from_secs(5), "B reconnects", || {
         bee.stats().tier.unwrap().connected
     });
@@ -3316,13 +3317,33 @@ fn a_child_whose_first_connection_takes_longer_than_the_timeout_still_reads_what
         // SAFETY: `_exit` ends the child at once, without running the parent's destructors.
         unsafe { libc::_exit(i32::from(!ok)) };
     }
-    let mut status = 0;
-    // SAFETY: `pid` is the child just forked; `status` is a valid out-pointer.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let status = wait_for_child(pid);
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "the child took a session Redis holds for missing: {status}"
     );
+}
+
+/// Waits for the child `pid` to exit, at most 30 s (then kills it and fails: a child that hangs
+/// fails the test rather than the whole run); its wait status.
+fn wait_for_child(pid: libc::pid_t) -> libc::c_int {
+    let start = Instant::now();
+    let mut status = 0;
+    loop {
+        // SAFETY: asks about the child `pid` without waiting; `status` is a valid out-pointer.
+        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+            return status;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            // SAFETY: kill(2) and waitpid(2) on the child this test forked and has not reaped.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("the forked child hung");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Forks; the child reads `id` once, and the test fails if that took `limit` or longer.
@@ -3338,9 +3359,7 @@ fn first_call_in_a_child_within(store: &Store, id: &str, limit: Duration, redis_
         // SAFETY: `_exit` ends the child at once, without running the parent's destructors.
         unsafe { libc::_exit(code) };
     }
-    let mut status = 0;
-    // SAFETY: `pid` is the child just forked; `status` is a valid out-pointer.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let status = wait_for_child(pid);
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "with Redis {redis_was}, the child's first call took {limit:?} or more (or the child \
