@@ -3298,10 +3298,18 @@ fn a_child_whose_first_connection_takes_longer_than_the_timeout_still_reads_what
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
+        // Both threads call at once, so that both may find the link not yet restarted.
+        let together = std::sync::Barrier::new(ids.len());
         let read = std::thread::scope(|scope| {
             let readers: Vec<_> = ids
                 .iter()
-                .map(|id| scope.spawn(|| parent.get(id)))
+                .map(|id| {
+                    let (together, parent) = (&together, &parent);
+                    scope.spawn(move || {
+                        together.wait();
+                        parent.get(id)
+                    })
+                })
                 .collect();
             readers
                 .into_iter()
@@ -3331,8 +3339,12 @@ fn wait_for_child(pid: libc::pid_t) -> libc::c_int {
     let mut status = 0;
     loop {
         // SAFETY: asks about the child `pid` without waiting; `status` is a valid out-pointer.
-        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
-            return status;
+        match unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } {
+            done if done == pid => return status,
+            -1 if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted => {
+                panic!("waitpid: {}", std::io::Error::last_os_error())
+            }
+            _ => {}
         }
         if start.elapsed() > Duration::from_secs(30) {
             // SAFETY: kill(2) and waitpid(2) on the child this test forked and has not reaped.

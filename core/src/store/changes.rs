@@ -119,10 +119,11 @@ impl Listener {
     /// but never leads it; and when the timeout moved into another band, so that a consumer's
     /// timeout stays in the band of the truth, within a slack of it, however many small changes
     /// add up. Bands are an odd number of seconds wide (15, 5, 3 or 1: the widest within the
-    /// slack; the slack itself below a second) and centred on multiples of their width, so a
-    /// timeout of whole seconds lies at least half a second inside its band. Restated a few ms
-    /// (up to half a second) short, as express-session restates `cookie.expires` on every
-    /// request, it stays there: not one record in the restart log per request.
+    /// slack; the slack itself below a second) and centred on multiples of their width, so
+    /// with a slack of a second or more (the restart log's always is) a timeout of whole seconds
+    /// lies at least half a second inside its band. Restated a few ms (up to half a second)
+    /// short, as express-session restates `cookie.expires` on every request, it stays there:
+    /// not one record in the restart log per request.
     pub(crate) fn reports_retime(
         &self,
         (before, after): (u64, u64),

@@ -24,7 +24,9 @@ mod watched;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicBool, AtomicU32, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::SeqCst,
+};
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 use std::sync::{Arc, Weak};
 use std::thread::{JoinHandle, ThreadId};
@@ -687,7 +689,7 @@ impl Tier {
         let now = fork::generation();
         if self.shared.fork_generation.load(SeqCst) != now {
             let _ = self.shared.restart_after_fork(now);
-        } else if self.shared.first_connect_pending.load(Relaxed) {
+        } else if self.shared.first_connect_pending.load(Acquire) {
             self.shared.wait_for_first_connection();
         }
     }
@@ -1805,6 +1807,7 @@ impl Shared {
     /// has failed, or `CONNECT_TIMEOUT` has passed (the attempt's own limit). Outside the fork
     /// gate: a fork meanwhile must not wait for this wait, nor the link thread, which enters the
     /// gate to bring the link up, for that fork.
+    #[cold]
     fn wait_for_first_connection(&self) {
         let deadline = Instant::now() + CONNECT_TIMEOUT;
         fork::outside(|| {
@@ -1837,6 +1840,10 @@ impl Shared {
     fn restart_after_fork(self: &Arc<Self>, now: u64) -> Result<()> {
         let mut slot = self.runtime.lock();
         if self.fork_generation.load(SeqCst) == now {
+            // Another thread restarted the link while this one waited for the lock: it waits
+            // for the first connection too.
+            drop(slot);
+            self.wait_for_first_connection();
             return Ok(());
         }
         if self.closing() {
@@ -1933,6 +1940,9 @@ fn spawn_runtime(shared: &Arc<Shared>) -> Result<Arc<Runtime>> {
     let thread = std::thread::Builder::new()
         .name("coatcheck-redis".into())
         .spawn(move || {
+            // However the thread ends (a panic included), no call waits for a first attempt
+            // it will not make.
+            let _first_attempt_over = FirstAttemptOver(weak.clone());
             *for_thread.thread_id.lock() = Some(std::thread::current().id());
             give_way_to_callers();
             tokio_runtime.block_on(supervise(weak, for_thread));
@@ -1940,6 +1950,17 @@ fn spawn_runtime(shared: &Arc<Shared>) -> Result<Arc<Runtime>> {
         .map_err(cannot)?;
     *runtime.thread.lock() = Some(thread);
     Ok(runtime)
+}
+
+/// Clears `first_connect_pending` when dropped.
+struct FirstAttemptOver(Weak<Shared>);
+
+impl Drop for FirstAttemptOver {
+    fn drop(&mut self) {
+        if let Some(tier) = self.0.upgrade() {
+            tier.first_connect_pending.store(false, SeqCst);
+        }
+    }
 }
 
 /// Puts the calling thread (the link thread) under Linux's `SCHED_BATCH` if it inherited the
@@ -2005,10 +2026,6 @@ async fn supervise(shared: Weak<Shared>, runtime: Arc<Runtime>) {
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
-    }
-    if let Some(tier) = shared.upgrade() {
-        // Closed before a first attempt ended: no call waits for one.
-        tier.first_connect_pending.store(false, SeqCst);
     }
     let _pass = fork::enter();
     *runtime.connection.lock() = None;
