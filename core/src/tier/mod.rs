@@ -46,12 +46,12 @@ use crate::config::{Config, WhenRedisDown};
 use crate::error::{Error, Result};
 use crate::fork;
 
-/// The longest a connection attempt may take; also the longest `Store::build`, and a forked
-/// child's first call, wait for the first connection. Either wait ends as soon as an attempt
-/// fails: a refused connection or a refused password does not hold up a start. (A child's
-/// call is not cut to the operation timeout: a connection slower than that but working would
-/// then leave the call to the down policy, and a session this process holds no copy of would
-/// read as missing, its user logged out.)
+/// The longest a connection attempt may take; also the longest `Store::build`, and the calls a
+/// forked child makes while its first connection is under way, wait for it. Either wait ends
+/// as soon as the attempt fails: a refused connection or a refused password does not hold up a
+/// start. (A child's calls are not cut to the operation timeout: a connection slower than that
+/// but working would then leave them to the down policy, where a session this process holds
+/// no copy of reads as missing, its user logged out.)
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// A PING this often on an idle link...
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
